@@ -1,0 +1,60 @@
+import 'reflect-metadata';
+import { ConsoleLogger, LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { createGunzip, createInflate } from 'node:zlib';
+import { AppModule } from './app.module.js';
+import { ErrorEnvelopeFilter } from './common/error-envelope.js';
+import { ApiError } from './common/errors.js';
+import { VERSION } from './common/version.js';
+import type { AppConfig } from './config/config.js';
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+
+export function createLogger(config: AppConfig): ConsoleLogger {
+  const upTo = LEVELS.indexOf(config.log.level);
+  return new ConsoleLogger({ json: config.log.format === 'json', logLevels: LEVELS.slice(0, upTo + 1), colors: config.log.format === 'text' && process.stdout.isTTY });
+}
+
+/**
+ * Builds the NestJS application on fastify, initialised but not listening. `main.ts` and the tests
+ * both use it, so tests exercise exactly the app that runs.
+ */
+export async function createApp(config: AppConfig, logger: ConsoleLogger | false = createLogger(config)): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.ingest.maxBodyBytes,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    requestTimeout: 120_000,
+    return503OnClosing: true,
+    logger: false,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    logger: logger === false ? false : logger,
+    abortOnError: false,
+  });
+  // Also sees fastify's own errors (body parsing, limits, media types): Nest routes them through its filters.
+  app.useGlobalFilters(new ErrorEnvelopeFilter());
+  const fastify = app.getHttpAdapter().getInstance();
+  // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
+  fastify.addHook('preParsing', async (req, _reply, payload) => {
+    const enc = req.headers['content-encoding'];
+    if (!enc || enc === 'identity') return payload;
+    if (enc === 'gzip' || enc === 'x-gzip') return payload.pipe(createGunzip());
+    if (enc === 'deflate') return payload.pipe(createInflate());
+    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`);
+  });
+  const doc = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Timescope')
+      .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
+      .setVersion(VERSION)
+      .build(),
+  );
+  SwaggerModule.setup('swagger-ui', app, doc, { jsonDocumentUrl: 'swagger-ui/openapi.json' });
+  await app.init();
+  return app;
+}

@@ -1,0 +1,109 @@
+/**
+ * Time in Timescope: epoch milliseconds (a JS number; a fraction carries microseconds), UTC,
+ * ranges half-open [from, to). Every conversion from user input happens here.
+ */
+
+export const SECOND = 1000;
+export const MINUTE = 60 * SECOND;
+export const HOUR = 60 * MINUTE;
+export const DAY = 24 * HOUR;
+
+// 2024-01-15T10:30:00Z, 2024-01-15 10:30:00.123456+02:00, 2024-01-15T10:30Z, offsets +0200 and +02
+const ISO = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)$/;
+
+const daysInMonth = (y: number, m: number) => (m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31);
+
+/**
+ * Parses an ISO 8601 date-time that carries a zone (`Z` or an offset). Returns epoch ms, or NaN
+ * when the text is not such a date-time or names an impossible date (2024-02-30, 25:00).
+ */
+export function parseIsoTimestamp(text: string): number {
+  const m = ISO.exec(text);
+  if (!m) return NaN;
+  const y = +m[1], mo = +m[2], d = +m[3], h = +m[4], mi = +m[5], s = m[6] ? +m[6] : 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || h > 23 || mi > 59 || s > 59) return NaN;
+  let ms = Date.UTC(y, mo - 1, d, h, mi, s);
+  if (y < 100) ms = new Date(ms).setUTCFullYear(y); // Date.UTC maps 0-99 to 1900-1999
+  if (m[7]) ms += Number((m[7] + '000000').slice(0, 6)) / 1000; // keep microseconds as a fraction
+  if (!m[8]) {
+    const oh = +m[10], om = m[11] ? +m[11] : 0;
+    if (oh > 23 || om > 59) return NaN;
+    const off = (oh * 60 + om) * MINUTE;
+    ms += m[9] === '+' ? -off : off;
+  }
+  return ms;
+}
+
+export type Precision = 's' | 'ms' | 'us' | 'ns';
+const PRECISION_TO_MS: Record<Precision, number> = { s: 1000, ms: 1, us: 1 / 1000, ns: 1 / 1e6 };
+export const PRECISIONS = Object.keys(PRECISION_TO_MS) as Precision[];
+
+/** Epoch-ms numbers outside this window are almost certainly in another unit (s, µs, ns). */
+export const MS_PLAUSIBLE_MIN = 1e11; // 1973-03-03
+export const MS_PLAUSIBLE_MAX = 1e14; // year 5138
+
+/** Which unit a bare epoch number most likely is in (InfluxDB 3's magnitude rule). */
+export function guessPrecision(n: number): Precision {
+  const a = Math.abs(n);
+  return a < 5e9 ? 's' : a < 5e12 ? 'ms' : a < 5e15 ? 'us' : 'ns';
+}
+
+/**
+ * An epoch number in the given precision, as epoch ms; or a reason it is refused. Without an explicit
+ * precision the number must look like milliseconds (a seconds value is refused rather than stored in 1970).
+ */
+export function epochToMs(n: number, precision: Precision | undefined): number | string {
+  if (!Number.isFinite(n)) return 'must be a finite number';
+  if (precision) return n * PRECISION_TO_MS[precision];
+  if (n < MS_PLAUSIBLE_MIN || n >= MS_PLAUSIBLE_MAX) {
+    return `looks like epoch ${guessPrecision(n)}, not milliseconds; send milliseconds or set ?precision=${guessPrecision(n)}`;
+  }
+  return n;
+}
+
+const DURATION = /^(\d+)(ms|s|m|h|d|w)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: SECOND, m: MINUTE, h: HOUR, d: DAY, w: 7 * DAY };
+
+/** `5m` → 300000. Returns NaN for anything that is not a positive `N(ms|s|m|h|d|w)`. */
+export function parseDuration(text: string): number {
+  const m = DURATION.exec(text.trim());
+  if (!m) return NaN;
+  const ms = Number(m[1]) * UNIT_MS[m[2]];
+  return ms > 0 && Number.isSafeInteger(ms) ? ms : NaN;
+}
+
+/** 300000 → `5m`: the largest unit that divides the duration. */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [['w', 7 * DAY], ['d', DAY], ['h', HOUR], ['m', MINUTE], ['s', SECOND]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/**
+ * A time given in a query: ISO 8601 with zone, epoch milliseconds, `now`, or `now-<duration>`
+ * (`now-1h`, `now-7d`). Returns epoch ms or NaN.
+ */
+export function parseQueryTime(text: string, now: number): number {
+  const t = text.trim();
+  if (t === 'now') return now;
+  const rel = /^now([+-])(\d+(?:ms|s|m|h|d|w))$/.exec(t);
+  if (rel) {
+    const d = parseDuration(rel[2]);
+    return rel[1] === '-' ? now - d : now + d;
+  }
+  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
+  return parseIsoTimestamp(t);
+}
+
+export const toIso = (ms: number) => new Date(ms).toISOString();
+
+/** Floor to a multiple of `step` counted from the Unix epoch (what `date_bin(step, t, 'epoch')` does). */
+export const floorTo = (ms: number, step: number) => Math.floor(ms / step) * step;
+export const ceilTo = (ms: number, step: number) => Math.ceil(ms / step) * step;
+
+/** "5d 12h 30m" as in the reference's health `uptime`. */
+export function humanUptime(seconds: number): string {
+  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600), m = Math.floor((seconds % 3600) / 60);
+  return d > 0 ? `${d}d ${h}h ${m}m` : h > 0 ? `${h}h ${m}m` : `${m}m ${Math.floor(seconds % 60)}s`;
+}

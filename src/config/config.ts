@@ -1,0 +1,149 @@
+import { z } from 'zod';
+
+/**
+ * The environment, validated once at boot. Nothing else in the code base reads `process.env`.
+ * Every variable is documented in the README ("Configuration").
+ */
+const int = (def: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(def);
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const envSchema = z.object({
+  PORT: int(8080, 0, 65535),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATABASE_URL: z.string().min(1).optional(),
+  DATA_DIR: z.string().min(1).default('./data'),
+  EMBEDDED_PG_PORT: int(54329, 1, 65535),
+  TIMESCALEDB: z.enum(['auto', 'on', 'off']).default('auto'),
+  MIGRATE_ON_START: bool(true),
+  JOBS_ENABLED: bool(true),
+
+  DB_POOL_MAX: int(8, 1, 200),
+  DB_WRITE_CONNECTIONS: int(2, 1, 32),
+  DB_STATEMENT_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  DB_CONNECT_TIMEOUT_MS: int(5_000, 100, 120_000),
+
+  INGEST_WRITE_METHOD: z.enum(['auto', 'copy', 'unnest']).default('auto'),
+  INGEST_MAX_BODY_BYTES: int(10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  INGEST_MAX_POINTS_PER_REQUEST: int(20_000, 1, 10_000_000),
+  INGEST_MAX_TAGS: int(64, 0, 1024),
+  INGEST_MAX_NAME_LENGTH: int(200, 1, 4096),
+  INGEST_MAX_TAG_KEY_LENGTH: int(128, 1, 4096),
+  INGEST_MAX_TAG_VALUE_LENGTH: int(1024, 1, 65_536),
+  INGEST_MAX_FUTURE_SECONDS: int(600, 0, 10 * 365 * 86_400),
+  INGEST_QUEUE_MAX_POINTS: int(500_000, 1_000, 100_000_000),
+  INGEST_FLUSH_MAX_POINTS: int(50_000, 100, 10_000_000),
+
+  SERIES_CACHE_SIZE: int(200_000, 100, 100_000_000),
+  MAX_SERIES: int(1_000_000, 1, 1_000_000_000),
+
+  METRICS_RETENTION_DAYS: int(7, 0, 100_000),
+  ROLLUP_REFRESH_SECONDS: int(30, 1, 86_400),
+  ROLLUP_LAG_SECONDS: int(60, 0, 86_400),
+  PARTITION_PREMAKE_DAYS: int(3, 1, 365),
+
+  QUERY_MAX_BUCKETS: int(11_000, 10, 10_000_000),
+  QUERY_AUTO_BUCKETS: int(1_000, 10, 100_000),
+  QUERY_MAX_SERIES: int(10_000, 1, 10_000_000),
+
+  LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
+  LOG_FORMAT: z.enum(['text', 'json']).default('text'),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+/** The typed configuration handed to every module (also the Nest injection token). */
+export class AppConfig {
+  declare readonly port: number;
+  declare readonly host: string;
+  declare readonly databaseUrl: string | undefined;
+  declare readonly dataDir: string;
+  declare readonly embeddedPgPort: number;
+  declare readonly timescaledb: 'auto' | 'on' | 'off';
+  declare readonly migrateOnStart: boolean;
+  declare readonly jobsEnabled: boolean;
+  declare readonly db: {
+    poolMax: number;
+    writeConnections: number;
+    statementTimeoutMs: number;
+    connectTimeoutMs: number;
+  };
+  declare readonly ingest: {
+    writeMethod: 'auto' | 'copy' | 'unnest';
+    maxBodyBytes: number;
+    maxPointsPerRequest: number;
+    maxTags: number;
+    maxNameLength: number;
+    maxTagKeyLength: number;
+    maxTagValueLength: number;
+    maxFutureMs: number;
+    queueMaxPoints: number;
+    flushMaxPoints: number;
+  };
+  declare readonly series: { cacheSize: number; maxSeries: number };
+  declare readonly retentionDays: number;
+  declare readonly rollups: { refreshSeconds: number; lagSeconds: number; partitionPremakeDays: number };
+  declare readonly query: { maxBuckets: number; autoBuckets: number; maxSeries: number };
+  declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
+  // Empty strings mean "unset", as in most shells' `VAR= cmd`.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  return fromEnv(parsed.data);
+}
+
+export function fromEnv(e: Env): AppConfig {
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    embeddedPgPort: e.EMBEDDED_PG_PORT,
+    timescaledb: e.TIMESCALEDB,
+    migrateOnStart: e.MIGRATE_ON_START,
+    jobsEnabled: e.JOBS_ENABLED,
+    db: {
+      poolMax: e.DB_POOL_MAX,
+      writeConnections: e.DB_WRITE_CONNECTIONS,
+      statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+      connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+    },
+    ingest: {
+      writeMethod: e.INGEST_WRITE_METHOD,
+      maxBodyBytes: e.INGEST_MAX_BODY_BYTES,
+      maxPointsPerRequest: e.INGEST_MAX_POINTS_PER_REQUEST,
+      maxTags: e.INGEST_MAX_TAGS,
+      maxNameLength: e.INGEST_MAX_NAME_LENGTH,
+      maxTagKeyLength: e.INGEST_MAX_TAG_KEY_LENGTH,
+      maxTagValueLength: e.INGEST_MAX_TAG_VALUE_LENGTH,
+      maxFutureMs: e.INGEST_MAX_FUTURE_SECONDS * 1000,
+      queueMaxPoints: e.INGEST_QUEUE_MAX_POINTS,
+      flushMaxPoints: e.INGEST_FLUSH_MAX_POINTS,
+    },
+    series: { cacheSize: e.SERIES_CACHE_SIZE, maxSeries: e.MAX_SERIES },
+    retentionDays: e.METRICS_RETENTION_DAYS,
+    rollups: {
+      refreshSeconds: e.ROLLUP_REFRESH_SECONDS,
+      lagSeconds: e.ROLLUP_LAG_SECONDS,
+      partitionPremakeDays: e.PARTITION_PREMAKE_DAYS,
+    },
+    query: { maxBuckets: e.QUERY_MAX_BUCKETS, autoBuckets: e.QUERY_AUTO_BUCKETS, maxSeries: e.QUERY_MAX_SERIES },
+    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+  };
+}
+
+/** A config for tests and tools: defaults plus the given env-style overrides. */
+export function configWith(overrides: Record<string, string | undefined>): AppConfig {
+  return loadConfig(overrides);
+}

@@ -1,0 +1,134 @@
+import { Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { isDatabaseUnavailable } from '../common/error-envelope.js';
+import type { AppConfig } from '../config/config.js';
+import type { DB } from './schema.js';
+
+// bigint (count(*), sums of counts) and numeric come back as JS numbers: metric values are doubles anyway.
+pg.types.setTypeParser(20, (v) => Number(v));
+pg.types.setTypeParser(1700, (v) => Number(v));
+
+export type Flavour = 'timescaledb' | 'postgresql';
+
+export interface DatabaseInfo {
+  /** How the schema was built: hypertables + continuous aggregates, or native partitions + rollup tables. */
+  flavour: Flavour;
+  serverVersion: string;
+  /** PGlite (WASM PostgreSQL, used by tests for the TimescaleDB flavour): one session, no COPY FROM STDIN. */
+  pglite: boolean;
+  /** How the point writer talks to the server. */
+  writeMethod: 'copy' | 'unnest';
+}
+
+/**
+ * Connections to PostgreSQL: a read pool (queries, API) and a write pool (the point writer and
+ * jobs), so that long reads never starve ingest. On PGlite both are one single-connection pool.
+ */
+export class Database implements OnApplicationShutdown {
+  private readonly logger = new Logger('database');
+  readonly db: Kysely<DB>;
+  info: DatabaseInfo;
+
+  private constructor(
+    readonly readPool: pg.Pool,
+    readonly writePool: pg.Pool,
+    info: DatabaseInfo,
+  ) {
+    this.info = info;
+    this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: readPool }) });
+  }
+
+  static async open(config: AppConfig, url: string): Promise<Database> {
+    const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: config.db.connectTimeoutMs });
+    probe.on('error', () => undefined);
+    await probe.connect();
+    let serverVersion: string;
+    try {
+      serverVersion = (await probe.query<{ v: string }>('SELECT version() AS v')).rows[0].v;
+    } finally {
+      await probe.end().catch(() => undefined);
+    }
+    const pglite = /emscripten/i.test(serverVersion);
+    const base: pg.PoolConfig = {
+      connectionString: url,
+      connectionTimeoutMillis: config.db.connectTimeoutMs,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: 'timescope',
+      // Startup options are not understood by PGlite's socket server.
+      options: pglite ? undefined : `-c statement_timeout=${config.db.statementTimeoutMs} -c jit=off`,
+    };
+    const onError = (err: Error) => new Logger('database').warn(`idle connection error: ${err.message}`);
+    let readPool: pg.Pool;
+    let writePool: pg.Pool;
+    if (pglite) {
+      readPool = writePool = new pg.Pool({ ...base, max: 1 });
+      readPool.on('error', onError);
+    } else {
+      const writers = Math.min(config.db.writeConnections + 1, config.db.poolMax); // + 1 for jobs
+      readPool = new pg.Pool({ ...base, max: Math.max(1, config.db.poolMax - writers) });
+      writePool = new pg.Pool({ ...base, max: writers });
+      // Without these listeners a PostgreSQL restart kills the process (node-postgres #2386).
+      readPool.on('error', onError);
+      writePool.on('error', onError);
+    }
+    const writeMethod = config.ingest.writeMethod === 'auto' ? (pglite ? 'unnest' : 'copy') : config.ingest.writeMethod;
+    if (pglite && writeMethod === 'copy') throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
+    return new Database(readPool, writePool, { flavour: 'postgresql', serverVersion, pglite, writeMethod });
+  }
+
+  /** Runs `fn` on one connection of the write pool (jobs, DDL, the writer). */
+  async withWriteClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.writePool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (err) {
+      // A connection that failed mid-statement is thrown away rather than handed to the next caller.
+      if (isDatabaseUnavailable(err)) broken = err as Error;
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Runs `fn` inside BEGIN/COMMIT on a write connection; rolls back on any error. */
+  async writeTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.withWriteClient((client) => transaction(client, fn));
+  }
+
+  /** Round-trip latency in ms, or throws when the server is unreachable. */
+  async ping(): Promise<number> {
+    const t0 = performance.now();
+    await this.readPool.query('SELECT 1');
+    return performance.now() - t0;
+  }
+
+  poolStats() {
+    const s = (p: pg.Pool) => ({ total: p.totalCount, idle: p.idleCount, waiting: p.waitingCount });
+    return { read: s(this.readPool), write: this.writePool === this.readPool ? undefined : s(this.writePool) };
+  }
+
+  onApplicationShutdown(): Promise<void> {
+    return this.close();
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy().catch(() => undefined); // ends readPool
+    if (this.writePool !== this.readPool) await this.writePool.end().catch(() => undefined);
+    this.logger.log('connections closed');
+  }
+}
+
+export async function transaction<C extends pg.ClientBase, T>(client: C, fn: (client: C) => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,37 @@
+import { Body, Controller, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { IngestionService } from './ingestion.service.js';
+
+const precisionDoc = { name: 'precision', required: false, enum: ['s', 'ms', 'us', 'ns'], description: 'Unit of numeric timestamps (default ms)' };
+
+@ApiTags('ingest')
+@Controller()
+export class IngestionController {
+  constructor(private readonly ingestion: IngestionService) {}
+
+  @Post('api/v1/metrics')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Submit metrics: {source, timestamp?, metrics: [{name, value, unit?, tags?, timestamp?}]} or {service, metric_type, value}' })
+  @ApiQuery(precisionDoc)
+  @ApiBody({ schema: { type: 'object' } })
+  submit(@Body() body: unknown, @Query('precision') precision?: string) {
+    return this.ingestion.submit(body, precision);
+  }
+
+  @Post('api/v1/metrics/batch')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Submit several batches at once: {batches: [...]}; all or nothing' })
+  @ApiQuery(precisionDoc)
+  @ApiBody({ schema: { type: 'object' } })
+  submitBatches(@Body() body: unknown, @Query('precision') precision?: string) {
+    return this.ingestion.submitBatches(body, precision);
+  }
+
+  @Post('api/v2/app/:appId/metrics')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Per-app ingest (metrics-collection-api v2): {metrics: [{name, value, timestamp (ms), tags, profileId}]}' })
+  @ApiBody({ schema: { type: 'object' } })
+  submitApp(@Param('appId') appId: string, @Body() body: unknown) {
+    return this.ingestion.submitApp(appId, body);
+  }
+}

@@ -1,0 +1,69 @@
+import { Injectable } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { invalidQuery } from '../common/errors.js';
+import { Precision, PRECISIONS } from '../common/time.js';
+import { AppConfig } from '../config/config.js';
+import { PointWriter } from '../storage/point-writer.js';
+import type { PointBatch } from '../storage/point-batch.js';
+import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits } from './decode.js';
+
+export interface IngestReply {
+  status: 'success';
+  metrics_accepted: number;
+  timestamp: string;
+  batch_id: string;
+}
+
+/** Decodes each ingest shape into a PointBatch and hands it to the one writer; replies after commit. */
+@Injectable()
+export class IngestionService {
+  private readonly limits: IngestLimits;
+
+  constructor(
+    private readonly writer: PointWriter,
+    config: AppConfig,
+  ) {
+    const i = config.ingest;
+    this.limits = {
+      maxPoints: i.maxPointsPerRequest,
+      maxTags: i.maxTags,
+      maxNameLength: i.maxNameLength,
+      maxTagKeyLength: i.maxTagKeyLength,
+      maxTagValueLength: i.maxTagValueLength,
+      maxFutureMs: i.maxFutureMs,
+      retentionDays: config.retentionDays,
+    };
+  }
+
+  submit(body: unknown, precision?: string): Promise<IngestReply> {
+    const ctx = this.context(precision);
+    return this.store(decodeSubmission(body, ctx), ctx.now);
+  }
+
+  submitBatches(body: unknown, precision?: string): Promise<IngestReply> {
+    const ctx = this.context(precision);
+    return this.store(decodeBatches(body, ctx), ctx.now);
+  }
+
+  submitApp(appId: string, body: unknown): Promise<IngestReply> {
+    const ctx = this.context('ms');
+    return this.store(decodeAppMetrics(appId, body, ctx), ctx.now);
+  }
+
+  private context(precision: string | undefined): DecodeContext {
+    if (precision !== undefined && !PRECISIONS.includes(precision as Precision)) {
+      throw invalidQuery('precision', `precision must be one of ${PRECISIONS.join(', ')}`);
+    }
+    return { now: Date.now(), precision: precision as Precision | undefined, limits: this.limits };
+  }
+
+  private async store(batch: PointBatch, now: number): Promise<IngestReply> {
+    await this.writer.write(batch);
+    return {
+      status: 'success',
+      metrics_accepted: batch.length,
+      timestamp: new Date().toISOString(),
+      batch_id: `batch_${now.toString(36)}${randomBytes(4).toString('hex')}`,
+    };
+  }
+}

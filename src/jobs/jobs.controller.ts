@@ -1,0 +1,22 @@
+import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { JobsService } from './jobs.service.js';
+
+@ApiTags('system')
+@Controller('api/v1/system/jobs')
+export class JobsController {
+  constructor(private readonly jobs: JobsService) {}
+
+  @Get()
+  @ApiOperation({ summary: 'Scheduled jobs with their schedule, last run, duration, outcome and what they did' })
+  async list() {
+    return { jobs: await this.jobs.list() };
+  }
+
+  @Post(':name/run')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Runs a job now (or waits for the run in progress) and returns the run' })
+  run(@Param('name') name: string) {
+    return this.jobs.runNow(name);
+  }
+}

@@ -1,0 +1,235 @@
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import { notFound } from '../common/errors.js';
+import { formatDuration } from '../common/time.js';
+import { AppConfig } from '../config/config.js';
+import { Database } from '../database/database.js';
+
+export interface JobContext {
+  /** A connection of its own, holding the job's advisory lock for the whole run. */
+  client: pg.PoolClient;
+  logger: Logger;
+}
+
+export interface JobSpec {
+  name: string;
+  description: string;
+  /** Milliseconds between the end of one run and the start of the next; read anew each time. */
+  every: () => number;
+  enabled?: () => boolean;
+  /** Returns what it did (shown in GET /api/v1/system/jobs). */
+  run: (ctx: JobContext) => Promise<Record<string, unknown> | void>;
+}
+
+export type JobOutcome = 'ok' | 'failed' | 'skipped';
+
+export interface JobRun {
+  job: string;
+  instance: string;
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  outcome: JobOutcome;
+  details: Record<string, unknown>;
+}
+
+const LOCK_NAMESPACE = 7310;
+const INSTANCE = `${hostname()}:${process.pid}`;
+
+/** 32-bit FNV-1a of the job name: the second key of its advisory lock. */
+export function jobLockKey(name: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return h | 0;
+}
+
+interface JobState {
+  spec: JobSpec;
+  timer?: NodeJS.Timeout;
+  nextRunAt?: number;
+  running?: Promise<JobRun>;
+  runs: number;
+  failures: number;
+  last?: JobRun;
+}
+
+/**
+ * Scheduled background work (rollup refresh, partitions, retention, collector persistence, …).
+ * Runs never overlap: within an instance a job waits for its previous run; across instances a
+ * PostgreSQL advisory lock lets exactly one run and the others record `skipped`. Jobs log and
+ * record failures; they never throw into the scheduler.
+ */
+@Injectable()
+export class JobsService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger('jobs');
+  private readonly jobs = new Map<string, JobState>();
+  private started = false;
+
+  constructor(
+    private readonly database: Database,
+    private readonly config: AppConfig,
+  ) {}
+
+  register(spec: JobSpec): void {
+    if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
+    const state: JobState = { spec, runs: 0, failures: 0 };
+    this.jobs.set(spec.name, state);
+    if (this.started) this.schedule(state, 1_000);
+  }
+
+  onApplicationBootstrap(): void {
+    if (!this.config.jobsEnabled) {
+      this.logger.log('scheduled jobs are off (JOBS_ENABLED=false); they run only when triggered');
+      return;
+    }
+    this.started = true;
+    for (const state of this.jobs.values()) this.schedule(state, 1_000);
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.started = false;
+    for (const s of this.jobs.values()) clearTimeout(s.timer);
+    await Promise.allSettled([...this.jobs.values()].map((s) => s.running));
+  }
+
+  /** Re-arms a job's timer, e.g. after its interval changed. */
+  reschedule(name: string): void {
+    const s = this.jobs.get(name);
+    if (s && this.started && !s.running) this.schedule(s, s.spec.every());
+  }
+
+  names(): string[] {
+    return [...this.jobs.keys()];
+  }
+
+  /** Runs a job now (or joins the run in progress) and returns what happened. */
+  runNow(name: string): Promise<JobRun> {
+    const s = this.jobs.get(name);
+    if (!s) throw notFound(`No job named ${name}`, { jobs: this.names() });
+    return this.execute(s);
+  }
+
+  async list() {
+    const latest = new Map<string, JobRun>();
+    try {
+      const r = await this.database.readPool.query<JobRun & { started: Date; finished: Date | null }>(
+        `SELECT DISTINCT ON (job) job, instance, started_at AS started, finished_at AS finished, duration_ms, outcome, details
+         FROM job_runs ORDER BY job, started_at DESC`,
+      );
+      for (const row of r.rows) {
+        latest.set(row.job, {
+          job: row.job,
+          instance: row.instance,
+          started_at: row.started.toISOString(),
+          finished_at: row.finished?.toISOString() ?? '',
+          duration_ms: row.duration_ms,
+          outcome: row.outcome,
+          details: row.details,
+        });
+      }
+    } catch {
+      /* history unavailable while the database is down: show this instance's view */
+    }
+    return [...this.jobs.values()].map((s) => {
+      const last = [s.last, latest.get(s.spec.name)].filter(Boolean).sort((a, b) => (a!.started_at < b!.started_at ? 1 : -1))[0];
+      const every = s.spec.every();
+      return {
+        name: s.spec.name,
+        description: s.spec.description,
+        schedule: `every ${formatDuration(every)}`,
+        interval_ms: every,
+        enabled: s.spec.enabled?.() ?? true,
+        scheduled: this.started,
+        running: Boolean(s.running),
+        next_run_at: s.nextRunAt ? new Date(s.nextRunAt).toISOString() : null,
+        runs: s.runs,
+        failures: s.failures,
+        last_run: last ?? null,
+      };
+    });
+  }
+
+  private schedule(s: JobState, delay: number): void {
+    clearTimeout(s.timer);
+    s.nextRunAt = Date.now() + delay;
+    s.timer = setTimeout(() => {
+      s.timer = undefined;
+      void this.execute(s).finally(() => {
+        if (this.started) this.schedule(s, s.spec.every());
+      });
+    }, delay);
+    s.timer.unref();
+  }
+
+  private execute(s: JobState): Promise<JobRun> {
+    if (s.running) return s.running;
+    s.nextRunAt = undefined;
+    s.running = this.runLocked(s).finally(() => {
+      s.running = undefined;
+    });
+    return s.running;
+  }
+
+  private async runLocked(s: JobState): Promise<JobRun> {
+    const name = s.spec.name;
+    const started = new Date();
+    const t0 = performance.now();
+    let outcome: JobOutcome = 'ok';
+    let details: Record<string, unknown> = {};
+    if (s.spec.enabled && !s.spec.enabled()) {
+      outcome = 'skipped';
+      details = { reason: 'disabled' };
+    } else {
+      let client: pg.PoolClient | undefined;
+      let locked = false;
+      try {
+        client = await this.database.writePool.connect();
+        locked = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, jobLockKey(name)])).rows[0].ok;
+        if (!locked) {
+          outcome = 'skipped';
+          details = { reason: 'running on another instance' };
+        } else {
+          details = (await s.spec.run({ client, logger: new Logger(`job:${name}`) })) ?? {};
+        }
+      } catch (err) {
+        outcome = 'failed';
+        details = { error: (err as Error)?.message ?? String(err) };
+        this.logger.warn(`${name} failed: ${details.error}`);
+      } finally {
+        if (client) {
+          if (locked) await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, jobLockKey(name)]).catch(() => undefined);
+          client.release(outcome === 'failed' ? true : undefined);
+        }
+      }
+    }
+    const run: JobRun = {
+      job: name,
+      instance: INSTANCE,
+      started_at: started.toISOString(),
+      finished_at: new Date().toISOString(),
+      duration_ms: Math.round((performance.now() - t0) * 100) / 100,
+      outcome,
+      details,
+    };
+    s.runs++;
+    if (outcome === 'failed') s.failures++;
+    s.last = run;
+    await this.record(run);
+    return run;
+  }
+
+  private recorded = 0;
+
+  private async record(run: JobRun): Promise<void> {
+    try {
+      if (++this.recorded % 500 === 0) await this.database.writePool.query(`DELETE FROM job_runs WHERE started_at < now() - interval '7 days'`);
+      await this.database.writePool.query(
+        `INSERT INTO job_runs (job, instance, started_at, finished_at, duration_ms, outcome, details) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [run.job, run.instance, run.started_at, run.finished_at, run.duration_ms, run.outcome, JSON.stringify(run.details)],
+      );
+    } catch {
+      /* the database may be down; the in-memory record stands */
+    }
+  }
+}

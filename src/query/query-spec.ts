@@ -1,0 +1,155 @@
+import { invalidQuery } from '../common/errors.js';
+import { DAY, formatDuration, HOUR, MINUTE, parseDuration, parseQueryTime, SECOND, toIso } from '../common/time.js';
+
+/**
+ * Query parameters → a validated QuerySpec. Pure. Every bad parameter is a 400 INVALID_QUERY that
+ * names it; aggregation, fill and granularity come from closed sets and never reach SQL as text.
+ */
+
+export const AGGREGATIONS = ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
+export const FILLS = ['none', 'null', 'zero', 'previous', 'linear'] as const;
+export type Fill = (typeof FILLS)[number];
+
+export interface TagFilter {
+  key: string;
+  /** Any of these values (a key given twice means OR). */
+  values: string[];
+}
+
+export interface SeriesSelector {
+  metric: string;
+  source?: string;
+  tags: TagFilter[];
+}
+
+export interface TimeRange {
+  /** Epoch ms, inclusive. */
+  from: number;
+  /** Epoch ms, exclusive. */
+  to: number;
+}
+
+export interface QuerySpec extends SeriesSelector, TimeRange {
+  granularityMs: number;
+  /** `5m`, as given or as chosen by `auto`. */
+  granularity: string;
+  aggregation: Aggregation;
+  fill: Fill;
+}
+
+export interface QueryLimits {
+  maxBuckets: number;
+  autoBuckets: number;
+}
+
+/** Raw parameters as they arrive from a query string (strings, repeated keys as arrays) or a JSON body. */
+export interface QueryInput {
+  metric?: unknown;
+  source?: unknown;
+  from?: unknown;
+  to?: unknown;
+  granularity?: unknown;
+  aggregation?: unknown;
+  fill?: unknown;
+  tags?: unknown;
+}
+
+const DEFAULT_RANGE = HOUR;
+/** Steps `auto` chooses from: the smallest that keeps the bucket count under QUERY_AUTO_BUCKETS. */
+const NICE_STEPS = [1, 2, 5, 10, 15, 30].map((s) => s * SECOND)
+  .concat([1, 2, 5, 10, 15, 30].map((m) => m * MINUTE))
+  .concat([1, 2, 3, 6, 12].map((h) => h * HOUR))
+  .concat([1, 2, 7, 14, 30].map((d) => d * DAY));
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+
+export function parseSelector(input: QueryInput, prefix = ''): SeriesSelector {
+  const metric = str(input.metric);
+  if (!metric) throw invalidQuery(`${prefix}metric`, `${prefix}metric is required`);
+  const source = input.source === undefined || input.source === '' ? undefined : str(input.source);
+  if (input.source !== undefined && input.source !== '' && source === undefined) throw invalidQuery(`${prefix}source`, `${prefix}source must be a string`);
+  return { metric, source, tags: parseTags(input.tags, `${prefix}tags`) };
+}
+
+/** `tags=host:a&tags=region:eu` (repeatable; the value is what follows the first colon), or a JSON object `{"host": "a"}`. */
+export function parseTags(v: unknown, name = 'tags'): TagFilter[] {
+  if (v === undefined || v === null || v === '') return [];
+  const pairs: Array<[string, string]> = [];
+  if (typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+      if (typeof val === 'string') pairs.push([k, val]);
+      else if (Array.isArray(val) && val.every((x) => typeof x === 'string')) for (const x of val) pairs.push([k, x as string]);
+      else throw invalidQuery(name, `${name}.${k} must be a string or an array of strings`);
+    }
+  } else {
+    for (const item of Array.isArray(v) ? v : [v]) {
+      const i = typeof item === 'string' ? item.indexOf(':') : -1;
+      if (i <= 0) throw invalidQuery(name, `${name} must be key:value (got ${JSON.stringify(item)})`);
+      pairs.push([(item as string).slice(0, i).trim(), (item as string).slice(i + 1)]);
+    }
+  }
+  const byKey = new Map<string, string[]>();
+  for (const [k, val] of pairs) {
+    if (!k) throw invalidQuery(name, `${name} has an empty key`);
+    byKey.set(k, [...(byKey.get(k) ?? []), val]);
+  }
+  return [...byKey].map(([key, values]) => ({ key, values: [...new Set(values)] }));
+}
+
+export function parseRange(input: { from?: unknown; to?: unknown }, now: number, prefix = ''): TimeRange {
+  const parse = (name: 'from' | 'to') => {
+    const raw = input[name];
+    if (raw === undefined || raw === '') return undefined;
+    const s = str(raw) ?? (typeof raw === 'number' ? String(raw) : undefined);
+    const t = s === undefined ? NaN : parseQueryTime(s, now);
+    if (!Number.isFinite(t)) {
+      throw invalidQuery(`${prefix}${name}`, `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`);
+    }
+    return t;
+  };
+  let from = parse('from');
+  let to = parse('to');
+  to ??= from !== undefined && from > now ? from + DEFAULT_RANGE : now;
+  from ??= to - DEFAULT_RANGE;
+  if (from > to) {
+    throw invalidQuery(`${prefix}from`, 'Invalid time range', { issue: 'Start time must be before end time', from: toIso(from), to: toIso(to) });
+  }
+  return { from, to };
+}
+
+export function parseGranularity(v: unknown, range: TimeRange, limits: QueryLimits, name = 'granularity'): { ms: number; label: string } {
+  const s = str(v) ?? 'auto';
+  const span = Math.max(range.to - range.from, 1);
+  if (s === 'auto') {
+    const want = span / limits.autoBuckets;
+    const ms = NICE_STEPS.find((x) => x >= want) ?? Math.ceil(want / DAY) * DAY;
+    return { ms, label: formatDuration(ms) };
+  }
+  const ms = /^\d+[smhdw]$/.test(s) ? parseDuration(s) : NaN;
+  if (!Number.isFinite(ms)) throw invalidQuery(name, `${name} must be auto or a whole number of s, m, h, d or w (1m, 5m, 1h, 1d); got ${JSON.stringify(s)}`);
+  const buckets = Math.ceil(span / ms);
+  if (buckets > limits.maxBuckets) {
+    throw invalidQuery(name, `${name} ${s} over this range gives ${buckets} buckets, more than ${limits.maxBuckets} (QUERY_MAX_BUCKETS); use a coarser granularity or auto`, {
+      buckets,
+      max_buckets: limits.maxBuckets,
+    });
+  }
+  return { ms, label: s };
+}
+
+export function parseEnum<T extends string>(v: unknown, allowed: readonly T[], name: string, fallback: T): T {
+  if (v === undefined || v === '') return fallback;
+  const s = str(v);
+  if (s === undefined || !allowed.includes(s as T)) throw invalidQuery(name, `${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+  return s as T;
+}
+
+export function parseQuerySpec(input: QueryInput, now: number, limits: QueryLimits, prefix = ''): QuerySpec {
+  const selector = parseSelector(input, prefix);
+  const range = parseRange(input, now, prefix);
+  const aggregation = parseEnum(input.aggregation, AGGREGATIONS, `${prefix}aggregation`, 'avg');
+  const fill = parseEnum(input.fill, FILLS, `${prefix}fill`, 'none');
+  const g = parseGranularity(input.granularity, range, limits, `${prefix}granularity`);
+  return { ...selector, ...range, granularityMs: g.ms, granularity: g.label, aggregation, fill };
+}

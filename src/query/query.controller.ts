@@ -1,0 +1,54 @@
+import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { QueryInput } from './query-spec.js';
+import { QueryService } from './query.service.js';
+
+@ApiTags('query')
+@Controller('api/v1/metrics')
+export class QueryController {
+  constructor(private readonly queries: QueryService) {}
+
+  @Get('query')
+  @ApiOperation({ summary: 'Time-series query: buckets of one metric with aggregation, fill and tag filters' })
+  @ApiQuery({ name: 'metric', required: true })
+  @ApiQuery({ name: 'source', required: false })
+  @ApiQuery({ name: 'from', required: false, description: 'ISO 8601 with zone, epoch ms, now or now-1h (default: to - 1h)' })
+  @ApiQuery({ name: 'to', required: false, description: 'exclusive (default: now)' })
+  @ApiQuery({ name: 'granularity', required: false, description: 'auto (default) or Ns, Nm, Nh, Nd, Nw' })
+  @ApiQuery({ name: 'aggregation', required: false, enum: ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] })
+  @ApiQuery({ name: 'fill', required: false, enum: ['none', 'null', 'zero', 'previous', 'linear'] })
+  @ApiQuery({ name: 'tags', required: false, isArray: true, description: 'key:value, repeatable; the same key twice means either value' })
+  query(@Query() q: QueryInput) {
+    return this.queries.query(q);
+  }
+
+  @Post('query/multi')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Several queries over one range, run concurrently' })
+  @ApiBody({ schema: { type: 'object' } })
+  multi(@Body() body: unknown) {
+    return this.queries.multi(body);
+  }
+
+  @Get('names')
+  @ApiOperation({ summary: 'Metric names with their units and series counts' })
+  @ApiQuery({ name: 'search', required: false })
+  names(@Query('search') search?: string) {
+    return this.queries.names(search);
+  }
+
+  @Get('sources')
+  @ApiOperation({ summary: 'Sources, optionally of one metric' })
+  @ApiQuery({ name: 'metric', required: false })
+  sources(@Query('metric') metric?: string) {
+    return this.queries.sources(metric);
+  }
+
+  @Get('tags')
+  @ApiOperation({ summary: 'Tag keys of a metric and their values' })
+  @ApiQuery({ name: 'metric', required: true })
+  @ApiQuery({ name: 'source', required: false })
+  tags(@Query('metric') metric?: string, @Query('source') source?: string) {
+    return this.queries.tags(metric, source);
+  }
+}

@@ -1,0 +1,157 @@
+import { Injectable } from '@nestjs/common';
+import { ApiError, invalidQuery, invalidRequest, notFound } from '../common/errors.js';
+import { toIso } from '../common/time.js';
+import { AppConfig } from '../config/config.js';
+import { Database } from '../database/database.js';
+import { fillBuckets } from './fill.js';
+import { planQuery } from './plan.js';
+import { QueryRepository } from './query.repository.js';
+import { parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
+
+export interface DataPoint {
+  timestamp: string;
+  value: number | null;
+}
+
+export interface SeriesResult {
+  metric: string;
+  source: string | null;
+  tags: Record<string, string | string[]>;
+  granularity: string;
+  aggregation: string;
+  fill: string;
+  data_points: DataPoint[];
+  total_points: number;
+  series_count: number;
+  /** The rollup tier that served the whole buckets, or null when every bucket came from raw points. */
+  rollup: string | null;
+}
+
+const MAX_MULTI_QUERIES = 20;
+const CATALOGUE_LIMIT = 10_000;
+
+@Injectable()
+export class QueryService {
+  readonly limits: QueryLimits;
+
+  constructor(
+    private readonly repo: QueryRepository,
+    private readonly database: Database,
+    private readonly config: AppConfig,
+  ) {
+    this.limits = { maxBuckets: config.query.maxBuckets, autoBuckets: config.query.autoBuckets };
+  }
+
+  async query(input: QueryInput) {
+    const t0 = performance.now();
+    const spec = parseQuerySpec(input, Date.now(), this.limits);
+    const result = await this.run(spec);
+    return { ...result, from: toIso(spec.from), to: toIso(spec.to), query_time_ms: elapsed(t0) };
+  }
+
+  /** POST /metrics/query/multi: shared from/to/granularity/fill, per-query overrides; run concurrently. */
+  async multi(body: unknown) {
+    const t0 = performance.now();
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('Request body must be a JSON object {queries: [...], from, to, granularity}');
+    const b = body as Record<string, unknown>;
+    if (!Array.isArray(b.queries) || b.queries.length === 0) throw invalidQuery('queries', 'queries must be a non-empty array');
+    if (b.queries.length > MAX_MULTI_QUERIES) throw invalidQuery('queries', `at most ${MAX_MULTI_QUERIES} queries per request`);
+    const now = Date.now();
+    const shared = parseRange(b, now);
+    const specs = b.queries.map((q: unknown, i: number): QuerySpec => {
+      const p = `queries[${i}].`;
+      if (typeof q !== 'object' || q === null || Array.isArray(q)) throw invalidQuery(`queries[${i}]`, `queries[${i}] must be an object`);
+      const qi = q as QueryInput;
+      const range = qi.from !== undefined || qi.to !== undefined ? parseRange(qi, now, p) : shared;
+      const g = parseGranularity(qi.granularity ?? b.granularity, range, this.limits, qi.granularity !== undefined ? `${p}granularity` : 'granularity');
+      return {
+        ...parseSelector(qi, p),
+        ...range,
+        granularityMs: g.ms,
+        granularity: g.label,
+        aggregation: parseEnum(qi.aggregation ?? b.aggregation, AGGREGATIONS, qi.aggregation !== undefined ? `${p}aggregation` : 'aggregation', 'avg'),
+        fill: parseEnum(qi.fill ?? b.fill, FILLS, qi.fill !== undefined ? `${p}fill` : 'fill', 'none'),
+      };
+    });
+    const results = await Promise.all(
+      specs.map((s) =>
+        this.run(s).catch((err: unknown) => {
+          if (err instanceof ApiError && err.code === 'RESOURCE_NOT_FOUND') return { ...emptyResult(s), error: err.body() };
+          throw err;
+        }),
+      ),
+    );
+    return { results, from: toIso(shared.from), to: toIso(shared.to), query_time_ms: elapsed(t0) };
+  }
+
+  async run(spec: QuerySpec): Promise<SeriesResult> {
+    const base = emptyResult(spec);
+    const ids = await this.matchingSeries(spec);
+    if (ids.length === 0 || spec.from === spec.to) return base;
+    const plan = planQuery(spec.from, spec.to, spec.granularityMs, spec.aggregation, this.database.info.flavour);
+    const rows = await this.repo.buckets(ids, spec.from, spec.to, spec.granularityMs, spec.aggregation, plan);
+    const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
+    const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
+    return { ...base, data_points, total_points: data_points.length, series_count: ids.length, rollup: plan.tier?.label ?? null };
+  }
+
+  /** Series ids for a selector: 404 for a metric never seen, 400 past QUERY_MAX_SERIES. */
+  async matchingSeries(sel: SeriesSelector): Promise<number[]> {
+    const max = this.config.query.maxSeries;
+    const ids = await this.repo.seriesIds(sel, max);
+    if (ids.length > max) {
+      throw invalidQuery('metric', `${sel.metric} matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`, { max_series: max });
+    }
+    if (ids.length === 0 && !(await this.repo.metricExists(sel.metric))) {
+      throw notFound(`Requested metric not available: ${sel.metric}`, { metric: sel.metric });
+    }
+    return ids;
+  }
+
+  async names(search?: string) {
+    const rows = await this.repo.metricNames(search || undefined, CATALOGUE_LIMIT);
+    return {
+      metrics: rows.map((r) => ({ name: r.name, unit: r.units[0] ?? null, units: r.units, series_count: r.series_count, sources_count: r.sources_count, last_seen: r.last_seen?.toISOString() ?? null })),
+      total: rows.length,
+    };
+  }
+
+  async sources(metric?: string) {
+    const rows = await this.repo.sources(metric || undefined, CATALOGUE_LIMIT);
+    return {
+      sources: rows.map((r) => ({ name: r.name, series_count: r.series_count, metrics_count: r.metrics_count, last_seen: r.last_seen?.toISOString() ?? null })),
+      total: rows.length,
+    };
+  }
+
+  async tags(metric: unknown, source: unknown) {
+    if (typeof metric !== 'string' || metric === '') throw invalidQuery('metric', 'metric is required');
+    if (source !== undefined && typeof source !== 'string') throw invalidQuery('source', 'source must be a string');
+    const perKey = 1000;
+    const rows = await this.repo.tags(metric, source || undefined, perKey);
+    if (rows.length === 0 && !(await this.repo.metricExists(metric))) throw notFound(`Requested metric not available: ${metric}`, { metric });
+    return {
+      metric,
+      source: source || null,
+      tags: Object.fromEntries(rows.map((r) => [r.key, r.values])),
+      truncated: rows.filter((r) => r.value_count > perKey).map((r) => r.key),
+    };
+  }
+}
+
+function emptyResult(spec: QuerySpec): SeriesResult {
+  return {
+    metric: spec.metric,
+    source: spec.source ?? null,
+    tags: Object.fromEntries(spec.tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values])),
+    granularity: spec.granularity,
+    aggregation: spec.aggregation,
+    fill: spec.fill,
+    data_points: [],
+    total_points: 0,
+    series_count: 0,
+    rollup: null,
+  };
+}
+
+const elapsed = (t0: number) => Math.round((performance.now() - t0) * 100) / 100;

@@ -1,0 +1,294 @@
+import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
+import type pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { toApiError } from '../common/error-envelope.js';
+import { serviceUnavailable } from '../common/errors.js';
+import { RateMeter } from '../common/rate-meter.js';
+import { AppConfig } from '../config/config.js';
+import { Database } from '../database/database.js';
+import { encodeCopyBinary, EncodablePart } from './copy-binary.js';
+import { PartitionService } from './partitions.js';
+import type { PointBatch } from './point-batch.js';
+import { SeriesResolver } from './series-resolver.js';
+
+/** Writers hold it shared while they write; the rollup refresh takes it exclusively to move its watermark. */
+export const ROLLUP_WATERMARK_LOCK = 7_310_002;
+
+/** Called after a batch is committed (live streams, alerts). Must not throw or block. */
+export type CommitListener = (batch: PointBatch, ids: Int32Array) => void;
+
+interface Pending extends EncodablePart {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The one write path. Every producer calls `write(batch)`; the promise resolves once the points are
+ * committed (synchronous_commit, so they survive a crash). Concurrent requests are grouped into
+ * one large binary COPY per transaction (group commit: no timers, no added latency), on up to
+ * DB_WRITE_CONNECTIONS connections. Same series and timestamp is one point, last write wins: the
+ * fast path is a plain COPY; a unique violation (a retried or duplicated batch) reruns the group
+ * through a staging table with INSERT … ON CONFLICT DO UPDATE.
+ * Memory is bounded: past INGEST_QUEUE_MAX_POINTS in flight, callers get 503 + Retry-After.
+ */
+@Injectable()
+export class PointWriter implements BeforeApplicationShutdown {
+  private readonly logger = new Logger('writer');
+  private readonly queue: Pending[] = [];
+  private readonly listeners = new Set<CommitListener>();
+  private readonly lanes: number;
+  private reserved = 0;
+  private queued = 0;
+  private active = 0;
+  private closing = false;
+  private idleWaiters: Array<() => void> = [];
+
+  readonly meter = new RateMeter(10);
+  readonly stats = { transactions: 0, requests: 0, upserts: 0, failures: 0, lastError: null as string | null, lastCommitAt: null as string | null };
+
+  constructor(
+    private readonly database: Database,
+    private readonly config: AppConfig,
+    private readonly resolver: SeriesResolver,
+    private readonly partitions: PartitionService,
+  ) {
+    this.lanes = database.info.pglite ? 1 : config.db.writeConnections;
+  }
+
+  onCommit(listener: CommitListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Points accepted and not yet committed or refused. */
+  get pendingPoints(): number {
+    return this.reserved;
+  }
+
+  get queuedPoints(): number {
+    return this.queued;
+  }
+
+  get capacity(): number {
+    return this.config.ingest.queueMaxPoints;
+  }
+
+  async write(batch: PointBatch): Promise<void> {
+    if (batch.length === 0) return;
+    if (this.closing) throw serviceUnavailable('Timescope is shutting down; retry against another instance or later', 5);
+    if (this.reserved + batch.length > this.config.ingest.queueMaxPoints) {
+      throw serviceUnavailable('Ingest buffer is full; retry shortly', 1, {
+        pending_points: this.reserved,
+        limit: 'INGEST_QUEUE_MAX_POINTS',
+        max: this.config.ingest.queueMaxPoints,
+      });
+    }
+    this.reserved += batch.length;
+    try {
+      const ids = await this.resolver.resolve(batch);
+      await new Promise<void>((resolve, reject) => {
+        this.queue.push({ batch, ids, resolve, reject });
+        this.queued += batch.length;
+        this.pump();
+      });
+    } finally {
+      this.reserved -= batch.length;
+    }
+  }
+
+  /** Resolves when nothing is queued or being written. */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    this.closing = true;
+    if (this.reserved > 0) this.logger.log(`flushing ${this.reserved} pending point(s) before shutdown`);
+    await Promise.race([this.idle(), new Promise((r) => setTimeout(r, 30_000).unref())]);
+  }
+
+  private pump(): void {
+    while (this.active < this.lanes && this.queue.length > 0) {
+      const group: Pending[] = [];
+      let n = 0;
+      while (this.queue.length > 0 && (group.length === 0 || n + this.queue[0].batch.length <= this.config.ingest.flushMaxPoints)) {
+        const p = this.queue.shift()!;
+        group.push(p);
+        n += p.batch.length;
+      }
+      this.queued -= n;
+      this.active++;
+      void this.flush(group, n).finally(() => {
+        this.active--;
+        if (this.queue.length > 0) this.pump();
+        else if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
+      });
+    }
+  }
+
+  private async flush(group: Pending[], points: number): Promise<void> {
+    try {
+      await this.persist(group);
+    } catch (err) {
+      this.stats.failures++;
+      this.stats.lastError = (err as Error)?.message ?? String(err);
+      const apiError = toApiError(err);
+      if (apiError.getStatus() >= 500) this.logger.warn(`write of ${points} point(s) failed: ${this.stats.lastError}`);
+      for (const p of group) p.reject(apiError);
+      return;
+    }
+    this.stats.transactions++;
+    this.stats.requests += group.length;
+    this.stats.lastCommitAt = new Date().toISOString();
+    this.meter.add(points);
+    for (const p of group) p.resolve();
+    for (const p of group) this.emit(p);
+    await this.updateSeen(group);
+  }
+
+  private emit(p: Pending): void {
+    for (const l of this.listeners) {
+      try {
+        l(p.batch, p.ids);
+      } catch (err) {
+        this.logger.warn(`commit listener failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private async persist(group: Pending[]): Promise<void> {
+    let min = Infinity, max = -Infinity;
+    for (const { batch } of group) {
+      if (batch.minTime < min) min = batch.minTime;
+      if (batch.maxTime > max) max = batch.maxTime;
+    }
+    const ensurePartitions = async () => {
+      if (!this.partitions.enabled) return;
+      const days = new Set<number>();
+      for (const { batch } of group) for (const d of PartitionService.daysOf(batch.times, batch.length, batch.minTime, batch.maxTime)) days.add(d);
+      await this.partitions.ensure('points', days);
+    };
+    await ensurePartitions();
+    await this.database.withWriteClient(async (client) => {
+      try {
+        await this.writeOnce(client, group, min, false);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code === '23505') {
+          // A point that is already stored (a retry, or the same series and time twice in this group).
+          this.stats.upserts++;
+          await this.writeOnce(client, group, min, true);
+        } else if (code === '23514' && this.partitions.enabled) {
+          // No partition for a row: one was dropped or made elsewhere since we last looked.
+          this.partitions.forget();
+          await this.partitions.load();
+          await ensurePartitions();
+          await this.writeOnce(client, group, min, false);
+        } else throw err;
+      }
+    });
+  }
+
+  private async writeOnce(client: pg.PoolClient, group: Pending[], min: number, upsert: boolean): Promise<void> {
+    const plain = this.database.info.flavour === 'postgresql';
+    const copy = this.database.info.writeMethod === 'copy';
+    let watermark: number | null = null;
+    if (plain) {
+      // Separate statements: the watermark must be read with a snapshot taken after the lock is granted.
+      const res = (await client.query(
+        `BEGIN; SELECT pg_advisory_xact_lock_shared(${ROLLUP_WATERMARK_LOCK});
+         SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
+      )) as unknown as pg.QueryResult<{ w: number | null }>[];
+      watermark = res[2].rows[0]?.w ?? null;
+    } else {
+      await client.query('BEGIN');
+    }
+    try {
+      if (!copy) await this.insertUnnest(client, group);
+      else if (upsert) await this.copyUpsert(client, group);
+      else await this.copy(client, 'points', group);
+      if (watermark !== null && min < watermark) await this.invalidateRollups(client, group, watermark);
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private copy(client: pg.PoolClient, table: string, group: Pending[]): Promise<void> {
+    const buf = encodeCopyBinary(group);
+    return new Promise((resolve, reject) => {
+      const stream = client.query(copyFrom(`COPY ${table} (time, series_id, value) FROM STDIN (FORMAT binary)`));
+      stream.on('error', reject);
+      stream.on('finish', () => resolve());
+      stream.end(buf);
+    });
+  }
+
+  /** Last write wins, also between duplicates inside the group (the later row in COPY order). */
+  private async copyUpsert(client: pg.PoolClient, group: Pending[]): Promise<void> {
+    await client.query(
+      `CREATE TEMP TABLE IF NOT EXISTS points_staging (time timestamptz NOT NULL, series_id integer NOT NULL, value double precision NOT NULL);
+       TRUNCATE points_staging`,
+    );
+    await this.copy(client, 'points_staging', group);
+    await client.query(
+      `INSERT INTO points (time, series_id, value)
+       SELECT DISTINCT ON (series_id, time) time, series_id, value FROM points_staging ORDER BY series_id, time, ctid DESC
+       ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value`,
+    );
+  }
+
+  /** For servers without COPY FROM STDIN (PGlite): one parameterised INSERT from arrays. */
+  private async insertUnnest(client: pg.PoolClient, group: Pending[]): Promise<void> {
+    const times: number[] = [], ids: number[] = [], values: number[] = [];
+    for (const { batch, ids: seriesIds } of group) {
+      for (let i = 0; i < batch.length; i++) {
+        times.push(batch.times[i]);
+        ids.push(seriesIds[batch.seriesIndex[i]]);
+        values.push(batch.values[i]);
+      }
+    }
+    await client.query(
+      `INSERT INTO points (time, series_id, value)
+       SELECT DISTINCT ON (s, t) to_timestamp(t / 1000), s, v
+       FROM unnest($1::float8[], $2::int4[], $3::float8[]) WITH ORDINALITY AS u(t, s, v, n)
+       ORDER BY s, t, n DESC
+       ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value`,
+      [times, ids, values],
+    );
+  }
+
+  /** Points below the rollup watermark: tell the refresh job to re-aggregate those series there. */
+  private async invalidateRollups(client: pg.PoolClient, group: Pending[], watermark: number): Promise<void> {
+    const series = new Set<number>();
+    let from = Infinity, to = -Infinity;
+    for (const { batch, ids } of group) {
+      for (let i = 0; i < batch.series.length; i++) {
+        if (batch.seriesMinTime[i] < watermark) {
+          series.add(ids[i]);
+          if (batch.seriesMinTime[i] < from) from = batch.seriesMinTime[i];
+          if (batch.seriesMaxTime[i] > to) to = batch.seriesMaxTime[i];
+        }
+      }
+    }
+    await client.query(
+      `INSERT INTO rollup_invalidations (from_time, to_time, series_ids) VALUES (to_timestamp($1::float8 / 1000), to_timestamp($2::float8 / 1000), $3::int[])`,
+      [from, to, [...series]],
+    );
+  }
+
+  private async updateSeen(group: Pending[]): Promise<void> {
+    const ids: number[] = [], first: number[] = [], last: number[] = [];
+    for (const p of group) {
+      const stale = this.resolver.staleSeen(p.batch, p.ids);
+      if (!stale) continue;
+      ids.push(...stale.ids);
+      first.push(...stale.first);
+      last.push(...stale.last);
+    }
+    if (ids.length === 0) return;
+    await this.resolver.updateSeen(ids, first, last).catch((err) => this.logger.debug(`last_seen update failed: ${(err as Error).message}`));
+  }
+}

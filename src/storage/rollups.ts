@@ -1,0 +1,160 @@
+import { Injectable, Logger } from '@nestjs/common';
+import pg from 'pg';
+import { ceilTo, DAY, floorTo, MINUTE, toIso } from '../common/time.js';
+import { AppConfig } from '../config/config.js';
+import { Database, transaction } from '../database/database.js';
+import { PartitionService } from './partitions.js';
+import { ROLLUP_WATERMARK_LOCK } from './point-writer.js';
+import { ROLLUP_TIERS, RollupTier } from './tiers.js';
+
+export type RefreshReport = {
+  flavour: string;
+  watermark?: string | null;
+  steps?: number;
+  rows?: number;
+  invalidations?: number;
+  aggregates?: string[];
+};
+
+const INVALIDATIONS_PER_TX = 200;
+
+/**
+ * Keeps rollups fresh. TimescaleDB: refreshes the continuous aggregates in order (they track late
+ * data themselves). Plain PostgreSQL: everything before `rollup_state.watermark` is materialised;
+ * each run advances the watermark to (now − ROLLUP_LAG_SECONDS) one day at a time, then
+ * re-aggregates the series and time ranges recorded in `rollup_invalidations` by the writer
+ * (points that arrived late or were backfilled below the watermark).
+ */
+@Injectable()
+export class RollupService {
+  private readonly logger = new Logger('rollups');
+
+  constructor(
+    private readonly database: Database,
+    private readonly partitions: PartitionService,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** Runs on the job's own connection (which holds the job's advisory lock). */
+  async refresh(client: pg.ClientBase, now = Date.now()): Promise<RefreshReport> {
+    const target = floorTo(now - this.config.rollups.lagSeconds * 1000, MINUTE);
+    return this.database.info.flavour === 'timescaledb' ? this.refreshContinuousAggregates(client, target) : this.refreshTables(client, target);
+  }
+
+  /** Epoch ms below which plain-PostgreSQL rollups are complete; null before the first refresh. */
+  async watermark(q: pg.ClientBase | pg.Pool = this.database.readPool): Promise<number | null> {
+    if (this.database.info.flavour !== 'postgresql') return null;
+    const r = await q.query<{ w: number | null }>(`SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`);
+    return r.rows[0]?.w ?? null;
+  }
+
+  private async refreshContinuousAggregates(client: pg.ClientBase, target: number): Promise<RefreshReport> {
+    const end = pg.escapeLiteral(toIso(target));
+    for (const t of ROLLUP_TIERS) {
+      // CALL cannot run inside a transaction block; tiers in order, each built from the one below.
+      await client.query(`CALL refresh_continuous_aggregate('${t.table}', NULL, ${end}::timestamptz)`);
+    }
+    return { flavour: 'timescaledb', watermark: toIso(target), aggregates: ROLLUP_TIERS.map((t) => t.table) };
+  }
+
+  private async refreshTables(client: pg.ClientBase, target: number): Promise<RefreshReport> {
+    let steps = 0, rows = 0;
+    let w = (await this.watermark(client)) ?? -Infinity;
+    try {
+      do {
+        // Writers hold the watermark lock shared while they write: taking it exclusively waits for
+        // them, and whatever they commit afterwards sees the new watermark (and records late points).
+        const r = await transaction(client, async (tx) => {
+          await tx.query(`SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock(${ROLLUP_WATERMARK_LOCK})`);
+          // Jump over stretches without any partition: there is nothing to aggregate there.
+          const points = await this.partitions.list('points', tx);
+          const next = points.find((p) => p.to > w);
+          const start = next ? Math.min(Math.max(w, next.from), target) : target;
+          const end = start < target ? Math.min(target, floorTo(start, DAY) + DAY) : target;
+          let n = 0;
+          if (start < end) {
+            await this.ensureRollupPartitions(tx, start, end);
+            n = await this.aggregate(tx, start, end, end);
+          }
+          await tx.query(`UPDATE rollup_state SET watermark = to_timestamp($1::float8 / 1000), refreshed_at = now() WHERE id = 1`, [end]);
+          return { end, n };
+        });
+        w = r.end;
+        rows += r.n;
+        steps++;
+      } while (w < target);
+      const inv = await this.processInvalidations(client, w);
+      if (steps > 1) this.logger.log(`rollups advanced in ${steps} steps to ${toIso(w)} (${rows} rows)`);
+      return { flavour: 'postgresql', watermark: toIso(w), steps, rows: rows + inv.rows, invalidations: inv.count };
+    } catch (err) {
+      // Partitions made inside a rolled-back transaction are gone: stop trusting the cache.
+      this.partitions.forget();
+      throw err;
+    }
+  }
+
+  /** Re-aggregates where late points landed below the watermark (only this job deletes these rows). */
+  private async processInvalidations(client: pg.ClientBase, watermark: number): Promise<{ count: number; rows: number }> {
+    let count = 0, rows = 0;
+    for (;;) {
+      const r = await client.query<{ id: string; f: number; t: number; ids: number[] }>(
+        `SELECT id, (extract(epoch FROM from_time) * 1000)::float8 AS f, (extract(epoch FROM to_time) * 1000)::float8 AS t, series_ids AS ids
+         FROM rollup_invalidations ORDER BY id LIMIT ${INVALIDATIONS_PER_TX}`,
+      );
+      if (r.rows.length === 0) break;
+      rows += await transaction(client, async (tx) => {
+        await tx.query('SET LOCAL statement_timeout = 0');
+        let n = 0;
+        for (const inv of r.rows) {
+          const upper = Math.min(inv.t + 0.001, watermark); // to_time is the last point's time: inclusive
+          if (inv.f >= upper) continue;
+          await this.ensureRollupPartitions(tx, inv.f, upper);
+          n += await this.aggregate(tx, inv.f, upper, watermark, inv.ids);
+        }
+        await tx.query(`DELETE FROM rollup_invalidations WHERE id = ANY($1::bigint[])`, [r.rows.map((x) => x.id)]);
+        return n;
+      });
+      count += r.rows.length;
+      if (r.rows.length < INVALIDATIONS_PER_TX) break;
+    }
+    return { count, rows };
+  }
+
+  /**
+   * Re-aggregates every tier over the buckets touching [from, to), from source rows below `limit`
+   * (the watermark): bucket b of tier T is rebuilt from all rows of the tier below inside b.
+   */
+  private async aggregate(tx: pg.ClientBase, from: number, to: number, limit: number, seriesIds?: number[]): Promise<number> {
+    let rows = 0;
+    let source = { table: 'points', time: 'time', cols: 'count(*), sum(value), min(value), max(value)' };
+    for (const tier of ROLLUP_TIERS) {
+      const lo = floorTo(from, tier.ms);
+      const hi = Math.min(ceilTo(to, tier.ms), limit);
+      const params: unknown[] = [toIso(lo), toIso(hi)];
+      if (seriesIds) params.push(seriesIds);
+      const r = await tx.query(
+        `INSERT INTO ${tier.table} (bucket, series_id, count, sum, min, max)
+         SELECT date_bin('${tier.interval}', ${source.time}, timestamptz 'epoch'), series_id, ${source.cols}
+         FROM ${source.table}
+         WHERE ${source.time} >= $1::timestamptz AND ${source.time} < $2::timestamptz ${seriesIds ? 'AND series_id = ANY($3::int[])' : ''}
+         GROUP BY 1, 2
+         ON CONFLICT (series_id, bucket) DO UPDATE SET count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min, max = EXCLUDED.max`,
+        params,
+      );
+      rows += r.rowCount ?? 0;
+      source = { table: tier.table, time: 'bucket', cols: 'sum(count), sum(sum), min(min), max(max)' };
+    }
+    return rows;
+  }
+
+  private async ensureRollupPartitions(client: pg.ClientBase, from: number, to: number): Promise<void> {
+    for (const tier of ROLLUP_TIERS) await this.partitions.ensure(tier.table, steps(floorTo(from, tier.ms), to, tier.partitionMs), client);
+  }
+}
+
+/** from, from + step, … up to and including the step containing to - 1. */
+function* steps(from: number, to: number, step: number): Generator<number> {
+  for (let t = floorTo(from, step); t < to; t += step) yield t;
+}
+
+export type { RollupTier };

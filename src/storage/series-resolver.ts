@@ -1,0 +1,127 @@
+import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { AppConfig } from '../config/config.js';
+import { ApiError } from '../common/errors.js';
+import type { PointBatch, SeriesRef } from './point-batch.js';
+import { SeriesCache } from './series-cache.js';
+import { SeriesRepository, SeriesRow } from './series.repository.js';
+
+const SEEN_SLACK_MS = 60_000; // last_seen is kept to the minute, not to every batch
+
+/**
+ * Turns the series of a batch into ids: from the bounded cache, else one round trip to find or
+ * create the missing ones. Enforces the series cardinality limit (MAX_SERIES).
+ */
+@Injectable()
+export class SeriesResolver implements OnApplicationBootstrap {
+  private readonly logger = new Logger('series');
+  readonly cache: SeriesCache;
+  private knownSeries = 0;
+
+  constructor(
+    private readonly repo: SeriesRepository,
+    private readonly config: AppConfig,
+  ) {
+    this.cache = new SeriesCache(config.series.cacheSize);
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.knownSeries = await this.repo.count().catch(() => 0);
+  }
+
+  get seriesCount(): number {
+    return this.knownSeries;
+  }
+
+  async resolve(batch: PointBatch): Promise<Int32Array> {
+    const refs = batch.series;
+    const ids = new Int32Array(refs.length);
+    let missing: number[] | undefined;
+    let unitIds: number[] | undefined, units: string[] | undefined;
+    for (let i = 0; i < refs.length; i++) {
+      const ref = refs[i];
+      const hit = this.cache.get(ref.key);
+      if (hit === undefined) (missing ??= []).push(i);
+      else {
+        ids[i] = hit.id;
+        if (ref.unit !== null && ref.unit !== hit.unit) {
+          (unitIds ??= []).push(hit.id);
+          (units ??= []).push(ref.unit);
+          hit.unit = ref.unit;
+        }
+      }
+    }
+    if (missing) await this.resolveMissing(batch, missing, ids);
+    if (unitIds) await this.repo.updateUnits(unitIds, units!);
+    return ids;
+  }
+
+  /** Series whose first_seen/last_seen in the database should be widened after this batch. */
+  staleSeen(batch: PointBatch, ids: Int32Array): { ids: number[]; first: number[]; last: number[] } | undefined {
+    let out: { ids: number[]; first: number[]; last: number[] } | undefined;
+    for (let i = 0; i < batch.series.length; i++) {
+      const e = this.cache.get(batch.series[i].key);
+      if (!e) continue;
+      const f = batch.seriesMinTime[i], l = batch.seriesMaxTime[i];
+      if (f < e.firstSeen || l > e.lastSeen + SEEN_SLACK_MS) {
+        out ??= { ids: [], first: [], last: [] };
+        out.ids.push(ids[i]);
+        out.first.push(Math.min(f, e.firstSeen));
+        out.last.push(Math.max(l, e.lastSeen));
+        e.firstSeen = Math.min(f, e.firstSeen);
+        e.lastSeen = Math.max(l, e.lastSeen);
+      }
+    }
+    return out;
+  }
+
+  updateSeen(ids: number[], first: number[], last: number[]): Promise<void> {
+    return this.repo.updateSeen(ids, first, last);
+  }
+
+  private async resolveMissing(batch: PointBatch, missing: number[], ids: Int32Array): Promise<void> {
+    const refs = missing.map((i) => batch.series[i]);
+    const found = new Map<string, SeriesRow>();
+    for (const row of await this.repo.find(refs)) found.set(rowKey(row), row);
+    const toCreate: number[] = [];
+    for (const i of missing) if (!found.has(batch.series[i].key)) toCreate.push(i);
+    if (toCreate.length > 0) {
+      if (this.knownSeries + toCreate.length > this.config.series.maxSeries) {
+        throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `series limit reached: this request would create ${toCreate.length} new series beyond MAX_SERIES=${this.config.series.maxSeries}`, {
+          limit: 'MAX_SERIES',
+          max_series: this.config.series.maxSeries,
+          new_series: toCreate.length,
+        });
+      }
+      const created = await this.repo.insert(
+        toCreate.map((i) => batch.series[i]),
+        toCreate.map((i) => batch.seriesMinTime[i]),
+        toCreate.map((i) => batch.seriesMaxTime[i]),
+      );
+      for (const row of created) {
+        found.set(rowKey(row), row);
+        if (row.inserted) this.knownSeries++;
+      }
+      this.logger.debug(`created ${created.filter((r) => r.inserted).length} series`);
+    }
+    const unitIds: number[] = [], units: string[] = [];
+    for (const i of missing) {
+      const ref: SeriesRef = batch.series[i];
+      const row = found.get(ref.key);
+      if (!row) throw new Error(`series ${ref.metric} was neither found nor created`);
+      ids[i] = row.id;
+      if (ref.unit !== null && ref.unit !== row.unit) {
+        unitIds.push(row.id);
+        units.push(ref.unit);
+      }
+      this.cache.set(ref.key, {
+        id: row.id,
+        unit: ref.unit ?? row.unit,
+        firstSeen: row.first_seen_ms ?? batch.seriesMinTime[i],
+        lastSeen: row.last_seen_ms ?? batch.seriesMaxTime[i],
+      });
+    }
+    if (unitIds.length > 0) await this.repo.updateUnits(unitIds, units);
+  }
+}
+
+const rowKey = (r: SeriesRow) => `${r.metric}\u0000${r.source}\u0000${r.tags_key}`;

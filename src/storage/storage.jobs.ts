@@ -1,0 +1,58 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { DAY, HOUR } from '../common/time.js';
+import { AppConfig } from '../config/config.js';
+import { Database } from '../database/database.js';
+import { JobsService } from '../jobs/jobs.service.js';
+import { PARTITIONED, PartitionService } from './partitions.js';
+import { RollupService } from './rollups.js';
+
+/** Storage upkeep: rollup refresh (both flavours), partitions ahead of time (PostgreSQL), compression (TimescaleDB). */
+@Injectable()
+export class StorageJobs implements OnModuleInit {
+  constructor(
+    private readonly jobs: JobsService,
+    private readonly rollups: RollupService,
+    private readonly partitions: PartitionService,
+    private readonly database: Database,
+    private readonly config: AppConfig,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    await this.partitions.load();
+    this.jobs.register({
+      name: 'rollup-refresh',
+      description: 'Materialises the 1m/5m/1h/1d rollups up to now minus ROLLUP_LAG_SECONDS and re-aggregates late points',
+      every: () => this.config.rollups.refreshSeconds * 1000,
+      run: ({ client }) => this.rollups.refresh(client),
+    });
+    if (this.database.info.flavour === 'postgresql') {
+      this.jobs.register({
+        name: 'partition-premake',
+        description: `Creates the partitions of points and rollups for the next PARTITION_PREMAKE_DAYS days`,
+        every: () => HOUR,
+        run: async ({ client }) => {
+          const now = Date.now();
+          const made: Record<string, number> = {};
+          for (const { table, widthMs } of PARTITIONED) {
+            const times: number[] = [];
+            for (let t = now; t <= now + this.config.rollups.partitionPremakeDays * DAY; t += Math.min(widthMs, DAY)) times.push(t);
+            made[table] = await this.partitions.ensure(table, times, client);
+          }
+          return { created: made };
+        },
+      });
+    } else {
+      this.jobs.register({
+        name: 'compression',
+        description: 'Compresses points chunks older than two days (segmented by series, ordered by time)',
+        every: () => HOUR,
+        run: async ({ client }) => {
+          const r = await client.query(
+            `SELECT compress_chunk(c, if_not_compressed => true) AS chunk FROM show_chunks('points', older_than => INTERVAL '2 days') c`,
+          );
+          return { chunks_compressed: r.rowCount };
+        },
+      });
+    }
+  }
+}

@@ -1,0 +1,32 @@
+import { Controller, Get, Res } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { HealthService } from './health.service.js';
+
+@ApiTags('system')
+@Controller('health')
+export class HealthController {
+  constructor(private readonly health: HealthService) {}
+
+  @Get()
+  @ApiOperation({ summary: 'Health of every component; 503 when the database is unreachable' })
+  async get(@Res({ passthrough: true }) reply: FastifyReply) {
+    const h = await this.health.health();
+    if (h.status === 'unhealthy') reply.status(503);
+    return h;
+  }
+
+  @Get('live')
+  @ApiOperation({ summary: 'Liveness: the process answers' })
+  live() {
+    return { status: 'ok' };
+  }
+
+  @Get('ready')
+  @ApiOperation({ summary: 'Readiness: the database answers (503 otherwise)' })
+  async ready(@Res({ passthrough: true }) reply: FastifyReply) {
+    const ok = await this.health.ready();
+    if (!ok) reply.status(503);
+    return { status: ok ? 'ok' : 'unavailable' };
+  }
+}
