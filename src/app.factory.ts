@@ -38,13 +38,20 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   // Also sees fastify's own errors (body parsing, limits, media types): Nest routes them through its filters.
   app.useGlobalFilters(new ErrorEnvelopeFilter());
   const fastify = app.getHttpAdapter().getInstance();
+  // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
+  fastify.removeContentTypeParser('text/plain');
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {
     const enc = req.headers['content-encoding'];
     if (!enc || enc === 'identity') return payload;
-    if (enc === 'gzip' || enc === 'x-gzip') return payload.pipe(createGunzip());
-    if (enc === 'deflate') return payload.pipe(createInflate());
-    throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`);
+    if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
+      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`);
+    }
+    const decoded = payload.pipe(enc === 'deflate' ? createInflate() : createGunzip()) as unknown as typeof payload & { receivedEncodedLength: number };
+    // fastify compares Content-Length with the encoded bytes received, not the decoded ones.
+    decoded.receivedEncodedLength = 0;
+    payload.on('data', (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
+    return decoded;
   });
   const doc = SwaggerModule.createDocument(
     app,

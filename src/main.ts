@@ -58,4 +58,7 @@ async function main(): Promise<void> {
   log.log(`Timescope ${app.getHttpServer().address() ? 'listening' : 'ready'} on http://${shown}:${config.port} (API docs: http://${shown}:${config.port}/swagger-ui)`);
 }
 
-void main();
+main().catch((err) => {
+  console.error(`Timescope failed to start: ${(err as Error)?.stack ?? err}`);
+  process.exit(1);
+});

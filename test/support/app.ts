@@ -1,0 +1,74 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type pg from 'pg';
+import { createApp } from '../../src/app.factory.js';
+import { loadConfig } from '../../src/config/config.js';
+import { Database } from '../../src/database/database.js';
+import { createTestDatabase, TestDatabase, TestFlavour } from './databases.js';
+
+export interface InjectResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  json: any;
+}
+
+export interface TestApp {
+  app: NestFastifyApplication;
+  database: TestDatabase;
+  /** The app's own read pool, for arranging and checking data (PGlite serves one connection at a time). */
+  sql: pg.Pool;
+  request(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
+  get(url: string): Promise<InjectResult>;
+  post(url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
+  runJob(name: string): Promise<any>;
+  close(): Promise<void>;
+}
+
+/**
+ * The real application (same factory as main.ts) on a fresh database of the given flavour.
+ * Scheduled jobs are off unless asked for: tests trigger them, so nothing runs behind their back.
+ */
+export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}): Promise<TestApp> {
+  const database = await createTestDatabase(flavour);
+  const config = loadConfig({ DATABASE_URL: database.url, JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', ...env });
+  let app: NestFastifyApplication;
+  try {
+    app = await createApp(config, false);
+  } catch (err) {
+    await database.drop();
+    throw err;
+  }
+  const sql = app.get(Database).readPool;
+  const request = async (method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<InjectResult> => {
+    const res = await app.getHttpAdapter().getInstance().inject({
+      method: method as 'GET',
+      url,
+      headers: body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body) ? { 'content-type': 'application/json', ...headers } : headers,
+      payload: body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+    });
+    let json: unknown;
+    try {
+      json = JSON.parse(res.body);
+    } catch {
+      json = undefined;
+    }
+    return { status: res.statusCode, headers: res.headers as InjectResult['headers'], body: res.body, json };
+  };
+  return {
+    app,
+    database,
+    sql,
+    request,
+    get: (url) => request('GET', url),
+    post: (url, body, headers) => request('POST', url, body, headers),
+    async runJob(name: string) {
+      const r = await request('POST', `/api/v1/system/jobs/${name}/run`);
+      if (r.status !== 200 || r.json.outcome !== 'ok') throw new Error(`job ${name}: ${r.status} ${r.body}`);
+      return r.json;
+    },
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ApiError } from '../../src/common/errors.js';
+import { planQuery } from '../../src/query/plan.js';
+import { parseQuerySpec, parseTags } from '../../src/query/query-spec.js';
+import { tierFor } from '../../src/storage/tiers.js';
+
+const NOW = Date.UTC(2024, 0, 15, 11);
+const limits = { maxBuckets: 11_000, autoBuckets: 1_000 };
+
+function parameterOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ApiError);
+    assert.equal(e.code, 'INVALID_QUERY');
+    return e.details!.parameter as string;
+  }
+  assert.fail('accepted');
+}
+
+describe('parseQuerySpec', () => {
+  it('defaults to the last hour, auto granularity, avg, no fill', () => {
+    const s = parseQuerySpec({ metric: 'cpu' }, NOW, limits);
+    assert.equal(s.to, NOW);
+    assert.equal(s.from, NOW - 3_600_000);
+    assert.equal(s.aggregation, 'avg');
+    assert.equal(s.fill, 'none');
+    assert.equal(s.granularity, '5s'); // 3600 s / 1000 buckets → 3.6 s → next nice step
+  });
+  it('reads the reference example', () => {
+    const s = parseQuerySpec(
+      { metric: 'cpu_usage', source: 'fl_server', from: '2024-01-15T10:00:00Z', to: '2024-01-15T11:00:00Z', granularity: '5m', aggregation: 'avg', tags: 'experiment_id:exp_001' },
+      NOW,
+      limits,
+    );
+    assert.equal(s.granularityMs, 300_000);
+    assert.deepEqual(s.tags, [{ key: 'experiment_id', values: ['exp_001'] }]);
+  });
+  it('names the bad parameter', () => {
+    assert.equal(parameterOf(() => parseQuerySpec({}, NOW, limits)), 'metric');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', aggregation: 'median2' }, NOW, limits)), 'aggregation');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', aggregation: 'sum;drop' }, NOW, limits)), 'aggregation');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '7x' }, NOW, limits)), 'granularity');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '0s' }, NOW, limits)), 'granularity');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '-5m' }, NOW, limits)), 'granularity');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', fill: 'spline' }, NOW, limits)), 'fill');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', from: 'yesterday' }, NOW, limits)), 'from');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'novalue' }, NOW, limits)), 'tags');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', from: '2024-01-15T11:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, limits)), 'from');
+  });
+  it('refuses more buckets than QUERY_MAX_BUCKETS, and auto never does', () => {
+    const fiveYears = { metric: 'a', from: '2019-01-01T00:00:00Z', to: '2024-01-01T00:00:00Z' };
+    assert.equal(parameterOf(() => parseQuerySpec({ ...fiveYears, granularity: '1m' }, NOW, limits)), 'granularity');
+    const s = parseQuerySpec(fiveYears, NOW, limits);
+    assert.ok((s.to - s.from) / s.granularityMs <= 1000);
+  });
+  it('allows from == to (an empty range)', () => {
+    const s = parseQuerySpec({ metric: 'a', from: '2024-01-15T10:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, limits);
+    assert.equal(s.from, s.to);
+  });
+  it('groups repeated tag keys as alternatives and splits at the first colon', () => {
+    assert.deepEqual(parseTags(['host:a', 'host:b', 'url:http://x']), [
+      { key: 'host', values: ['a', 'b'] },
+      { key: 'url', values: ['http://x'] },
+    ]);
+    assert.deepEqual(parseTags({ host: 'a' }), [{ key: 'host', values: ['a'] }]);
+  });
+});
+
+describe('rollup planning', () => {
+  it('picks the coarsest tier that tiles the granularity', () => {
+    assert.equal(tierFor(30_000), undefined);
+    assert.equal(tierFor(60_000)?.label, '1m');
+    assert.equal(tierFor(120_000)?.label, '1m');
+    assert.equal(tierFor(300_000)?.label, '5m');
+    assert.equal(tierFor(90 * 60_000)?.label, '5m');
+    assert.equal(tierFor(3_600_000)?.label, '1h');
+    assert.equal(tierFor(7 * 86_400_000)?.label, '1d');
+  });
+  it('reads whole tier buckets from the rollup and the ragged edges raw', () => {
+    const from = Date.UTC(2024, 0, 15, 10, 2, 30), to = Date.UTC(2024, 0, 15, 12, 7);
+    const p = planQuery(from, to, 3_600_000, 'avg', 'timescaledb');
+    assert.equal(p.tier?.label, '1h');
+    assert.equal(p.rollupFrom, Date.UTC(2024, 0, 15, 11));
+    assert.equal(p.rollupTo, Date.UTC(2024, 0, 15, 12));
+    assert.equal(p.watermarkSplit, false);
+    assert.equal(planQuery(from, to, 3_600_000, 'avg', 'postgresql').watermarkSplit, true);
+  });
+  it('uses raw points for first/last and for ranges shorter than a tier bucket', () => {
+    assert.equal(planQuery(0, 86_400_000, 3_600_000, 'last', 'postgresql').tier, undefined);
+    assert.equal(planQuery(10_000, 50_000, 60_000, 'avg', 'postgresql').tier, undefined);
+  });
+});

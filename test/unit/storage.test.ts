@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadScripts } from '../../src/database/migrator.js';
+import { copyBinaryLength, encodeCopyBinary } from '../../src/storage/copy-binary.js';
+import { parsePartitionBound, parsePgTimestamp } from '../../src/storage/partitions.js';
+import { canonicalTags, PointBatchBuilder } from '../../src/storage/point-batch.js';
+import { SeriesCache } from '../../src/storage/series-cache.js';
+
+describe('SeriesCache', () => {
+  it('never holds more than its capacity and keeps hot entries', () => {
+    const c = new SeriesCache(100);
+    const e = (id: number) => ({ id, unit: null, firstSeen: 0, lastSeen: 0 });
+    c.set('hot', e(0));
+    for (let i = 1; i <= 1000; i++) {
+      c.set(`k${i}`, e(i));
+      assert.ok(c.get('hot'));
+      assert.ok(c.size <= 100);
+    }
+    assert.equal(c.get('k1'), undefined);
+    assert.equal(c.get('k1000')?.id, 1000);
+  });
+});
+
+describe('canonicalTags', () => {
+  it('sorts keys', () => {
+    assert.equal(canonicalTags({ b: '2', a: '1' }).tagsKey, '{"a":"1","b":"2"}');
+    assert.equal(canonicalTags(undefined).tagsKey, '{}');
+  });
+});
+
+describe('binary COPY encoding', () => {
+  it('lays out header, rows and trailer', () => {
+    const b = new PointBatchBuilder(1);
+    const s = b.addSeries('m', 's', {}, null);
+    b.push(s, Date.UTC(2000, 0, 1, 0, 0, 1), 1.5);
+    b.push(s, Date.UTC(1999, 11, 31, 23, 59, 59) + 0.001, -2); // before the PostgreSQL epoch, 1 µs fraction
+    const buf = encodeCopyBinary([{ batch: b.build(), ids: Int32Array.of(42) }]);
+    assert.equal(buf.length, copyBinaryLength(2));
+    assert.equal(buf.subarray(0, 11).toString('latin1'), 'PGCOPY\n\xff\r\n\0');
+    const row = 19;
+    assert.equal(buf.readInt16BE(row), 3);
+    assert.equal(buf.readBigInt64BE(row + 6), 1_000_000n);
+    assert.equal(buf.readInt32BE(row + 18), 42);
+    assert.equal(buf.readDoubleBE(row + 26), 1.5);
+    assert.equal(buf.readBigInt64BE(row + 34 + 6), -999_999n);
+    assert.equal(buf.readInt16BE(buf.length - 2), -1);
+  });
+});
+
+describe('partition bounds', () => {
+  it('parses what PostgreSQL prints', () => {
+    assert.equal(parsePgTimestamp('2026-11-22 00:00:00+00'), Date.UTC(2026, 10, 22));
+    assert.equal(parsePgTimestamp('2026-11-22 01:00:00+01'), Date.UTC(2026, 10, 22));
+    assert.deepEqual(parsePartitionBound("FOR VALUES FROM ('2026-11-22 00:00:00+00') TO ('2026-11-23 00:00:00+00')"), {
+      from: Date.UTC(2026, 10, 22),
+      to: Date.UTC(2026, 10, 23),
+    });
+  });
+});
+
+describe('migration files', () => {
+  it('pick the common file or the flavour variant, in order', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mig-'));
+    writeFileSync(join(dir, '0001_a.sql'), 'select 1');
+    writeFileSync(join(dir, '0002_b.postgresql.sql'), 'select 2');
+    writeFileSync(join(dir, '0002_b.timescaledb.sql'), '-- timescope:no-transaction\nselect 3');
+    writeFileSync(join(dir, 'README.md'), 'ignored');
+    assert.deepEqual(loadScripts(dir, 'postgresql').map((m) => [m.name, m.sql, m.transactional]), [
+      ['0001_a', 'select 1', true],
+      ['0002_b', 'select 2', true],
+    ]);
+    assert.equal(loadScripts(dir, 'timescaledb')[1].transactional, false);
+  });
+  it('refuse a migration with only one flavour', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mig-'));
+    writeFileSync(join(dir, '0001_a.postgresql.sql'), 'select 1');
+    assert.throws(() => loadScripts(dir, 'postgresql'), /variant is missing/);
+  });
+});

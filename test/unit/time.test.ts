@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { epochToMs, formatDuration, guessPrecision, parseDuration, parseIsoTimestamp, parseQueryTime } from '../../src/common/time.js';
+
+describe('parseIsoTimestamp', () => {
+  it('reads UTC and offsets', () => {
+    assert.equal(parseIsoTimestamp('2024-01-15T10:30:00Z'), Date.UTC(2024, 0, 15, 10, 30));
+    assert.equal(parseIsoTimestamp('2024-01-15T12:30:00+02:00'), Date.UTC(2024, 0, 15, 10, 30));
+    assert.equal(parseIsoTimestamp('2024-01-15T05:00:00-0530'), Date.UTC(2024, 0, 15, 10, 30));
+    assert.equal(parseIsoTimestamp('2024-01-15 10:30Z'), Date.UTC(2024, 0, 15, 10, 30));
+  });
+  it('keeps milliseconds and microseconds', () => {
+    assert.equal(parseIsoTimestamp('2024-01-15T10:30:00.123Z'), Date.UTC(2024, 0, 15, 10, 30, 0, 123));
+    assert.equal(parseIsoTimestamp('2024-01-15T10:30:00.123456789Z'), Date.UTC(2024, 0, 15, 10, 30, 0, 123) + 0.456);
+  });
+  it('refuses dates without a zone and impossible dates', () => {
+    for (const bad of ['2024-01-15T10:30:00', '2024-02-30T00:00:00Z', '2023-02-29T00:00:00Z', '2024-01-15T24:00:00Z', '2024-13-01T00:00:00Z', '2024-01-15', 'yesterday', '', '2024-01-15T10:30:00+25:00']) {
+      assert.ok(Number.isNaN(parseIsoTimestamp(bad)), bad);
+    }
+    assert.equal(parseIsoTimestamp('2024-02-29T00:00:00Z'), Date.UTC(2024, 1, 29));
+  });
+});
+
+describe('epoch numbers', () => {
+  it('takes milliseconds by default and refuses other magnitudes with a hint', () => {
+    assert.equal(epochToMs(1_705_314_600_000, undefined), 1_705_314_600_000);
+    assert.match(String(epochToMs(1_705_314_600, undefined)), /epoch s.*precision=s/);
+    assert.match(String(epochToMs(1_705_314_600_000_000, undefined)), /epoch us/);
+    assert.match(String(epochToMs(1_705_314_600_000_000_000, undefined)), /epoch ns/);
+    assert.match(String(epochToMs(1e30, undefined)), /ns/);
+  });
+  it('converts an explicit precision', () => {
+    assert.equal(epochToMs(1_705_314_600, 's'), 1_705_314_600_000);
+    assert.equal(epochToMs(1_705_314_600_000_000, 'us'), 1_705_314_600_000);
+    assert.equal(epochToMs(1_705_314_600_000_000_000, 'ns'), 1_705_314_600_000);
+    assert.equal(guessPrecision(1.7e9), 's');
+  });
+});
+
+describe('durations and query times', () => {
+  it('parses and formats', () => {
+    assert.equal(parseDuration('5m'), 300_000);
+    assert.equal(parseDuration('1d'), 86_400_000);
+    assert.ok(Number.isNaN(parseDuration('0s')));
+    assert.ok(Number.isNaN(parseDuration('5 minutes')));
+    assert.equal(formatDuration(300_000), '5m');
+    assert.equal(formatDuration(90_000), '90s');
+    assert.equal(formatDuration(86_400_000), '1d');
+  });
+  it('understands now and now-<duration>', () => {
+    const now = 1_700_000_000_000;
+    assert.equal(parseQueryTime('now', now), now);
+    assert.equal(parseQueryTime('now-1h', now), now - 3_600_000);
+    assert.equal(parseQueryTime('1700000000000', now), now);
+    assert.ok(Number.isNaN(parseQueryTime('now-1x', now)));
+  });
+});
