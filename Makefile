@@ -1,0 +1,31 @@
+# Two commands for a newcomer: `make run` and `make test`. Both install what is needed first.
+SHELL := /bin/bash
+TSC := ./node_modules/.bin/tsc
+
+.PHONY: install build run test bench migrate clean
+
+install: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# A clean build: no stale files from deleted sources in dist/.
+build: install
+	@rm -rf dist
+	$(TSC) -p tsconfig.json
+
+run: build
+	node dist/src/main.js
+
+test: build
+	node dist/test/run.js
+
+bench: build
+	node dist/bench/run.js $(BENCH_ARGS)
+
+migrate: build
+	node dist/src/cli/migrate.js
+
+clean:
+	rm -rf dist node_modules/.installed

@@ -1,0 +1,30 @@
+import { Logger } from '@nestjs/common';
+import { createLogger } from '../app.factory.js';
+import { loadConfig } from '../config/config.js';
+import { Database } from '../database/database.js';
+import { EmbeddedServer, startEmbeddedPostgres } from '../database/embedded.js';
+import { migrate } from '../database/migrator.js';
+
+/** `make migrate`: applies pending migrations to DATABASE_URL (or to the embedded database when unset), then exits. */
+async function main(): Promise<void> {
+  let config = loadConfig();
+  Logger.overrideLogger(createLogger(config));
+  let embedded: EmbeddedServer | undefined;
+  if (!config.databaseUrl) {
+    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
+    config = { ...config, databaseUrl: embedded.url };
+  }
+  const database = await Database.open(config, config.databaseUrl!);
+  try {
+    const { flavour, applied } = await database.withWriteClient((c) => migrate(c, config.timescaledb));
+    new Logger('migrate').log(`${applied.length} migration(s) applied; flavour ${flavour}`);
+  } finally {
+    await database.close();
+    await embedded?.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(`migration failed: ${(err as Error)?.message ?? err}`);
+  process.exit(1);
+});

@@ -1,0 +1,197 @@
+import assert from 'node:assert/strict';
+import { before, it } from 'node:test';
+import { Agg, close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
+import { describeEachFlavour } from '../support/suite.js';
+
+const HOUR = 3_600_000;
+const H0 = Math.floor((Date.now() - 5 * HOUR) / HOUR) * HOUR;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function dataset(): KnownPoint[] {
+  const rnd = prng(42);
+  const pts: KnownPoint[] = [];
+  for (let t = H0; t < H0 + 3 * HOUR; t += 10_000) {
+    pts.push({ metric: 'temp', source: 'a', tags: { region: 'eu', host: 'h1' }, t, v: Math.round(rnd() * 10_000) / 100 });
+    pts.push({ metric: 'temp', source: 'b', tags: { region: 'us', host: 'h2' }, t: t + 5_000, v: Math.round(rnd() * 10_000) / 100 - 20 });
+    if (t % 30_000 === 0) pts.push({ metric: 'temp', source: 'b', tags: { region: 'eu', host: 'h3' }, t, v: Math.round(rnd() * 1000) / 10 });
+    if (t % 60_000 === 0 && (t < H0 + HOUR || t >= H0 + 2 * HOUR)) pts.push({ metric: 'humidity', source: 'a', tags: {}, t, v: 40 + Math.round(rnd() * 200) / 10 });
+  }
+  return pts;
+}
+
+describeEachFlavour('queries', (ctx) => {
+  const points = dataset();
+  const select = (metric: string, f: (p: KnownPoint) => boolean = () => true) => points.filter((p) => p.metric === metric && f(p));
+
+  async function check(params: Record<string, string | string[]>, expected: Array<{ t: number; v: number | null }>) {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) for (const x of [v].flat()) qs.append(k, x);
+    const r = await ctx.t.get(`/api/v1/metrics/query?${qs}`);
+    assert.equal(r.status, 200, r.body);
+    const got = r.json.data_points.map((d: { timestamp: string; value: number | null }) => ({ t: Date.parse(d.timestamp), v: d.value }));
+    assert.equal(got.length, expected.length, `${qs}: ${got.length} buckets, expected ${expected.length}`);
+    for (let i = 0; i < got.length; i++) {
+      assert.equal(got[i].t, expected[i].t, `${qs}: bucket ${i}`);
+      assert.ok(close(got[i].v, expected[i].v), `${qs}: bucket ${iso(got[i].t)} ${got[i].v} != ${expected[i].v}`);
+    }
+    assert.equal(r.json.total_points, expected.length);
+    assert.equal(typeof r.json.query_time_ms, 'number');
+    return r.json;
+  }
+
+  before(async () => {
+    await ingest(ctx.t, points);
+  });
+
+  const aggs: Agg[] = ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'];
+  const ranges = [
+    { name: 'aligned', from: H0, to: H0 + 3 * HOUR },
+    { name: 'ragged', from: H0 + 150_000, to: H0 + 2 * HOUR + 427_000 },
+  ];
+
+  for (const phase of ['before the rollup refresh', 'after the rollup refresh']) {
+    it(`computes every aggregation like an independent computation, ${phase}`, async () => {
+      if (phase.startsWith('after')) await ctx.t.runJob('rollup-refresh');
+      for (const agg of aggs) {
+        for (const g of ['1m', '5m', '15m', '1h']) {
+          const step = { '1m': 60_000, '5m': 300_000, '15m': 900_000, '1h': HOUR }[g]!;
+          for (const range of ranges) {
+            const json = await check(
+              { metric: 'temp', from: iso(range.from), to: iso(range.to), granularity: g, aggregation: agg },
+              expectedBuckets(select('temp'), range.from, range.to, step, agg),
+            );
+            assert.equal(json.series_count, 3);
+          }
+        }
+      }
+    });
+  }
+
+  it('serves whole buckets from the rollup tier once refreshed', async () => {
+    const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}&granularity=1h&aggregation=max`);
+    assert.equal(r.json.rollup, '1h');
+    const raw = await ctx.t.get(`/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}&granularity=1h&aggregation=last`);
+    assert.equal(raw.json.rollup, null);
+  });
+
+  it('filters by source and tags, a repeated key meaning either value', async () => {
+    const from = H0, to = H0 + 3 * HOUR, step = 300_000;
+    await check({ metric: 'temp', source: 'b', from: iso(from), to: iso(to), granularity: '5m' }, expectedBuckets(select('temp', (p) => p.source === 'b'), from, to, step, 'avg'));
+    await check({ metric: 'temp', tags: 'region:eu', from: iso(from), to: iso(to), granularity: '5m' }, expectedBuckets(select('temp', (p) => p.tags.region === 'eu'), from, to, step, 'avg'));
+    await check(
+      { metric: 'temp', tags: ['region:eu', 'host:h3'], from: iso(from), to: iso(to), granularity: '5m', aggregation: 'max' },
+      expectedBuckets(select('temp', (p) => p.tags.host === 'h3'), from, to, step, 'max'),
+    );
+    await check(
+      { metric: 'temp', tags: ['host:h1', 'host:h2'], from: iso(from), to: iso(to), granularity: '5m', aggregation: 'count' },
+      expectedBuckets(select('temp', (p) => p.tags.host !== 'h3'), from, to, step, 'count'),
+    );
+    const none = await ctx.t.get(`/api/v1/metrics/query?metric=temp&tags=region:mars&from=${iso(from)}&to=${iso(to)}`);
+    assert.equal(none.status, 200);
+    assert.equal(none.json.total_points, 0);
+  });
+
+  it('fills gaps: none, null, zero, previous, linear', async () => {
+    const from = H0, to = H0 + 3 * HOUR, step = 15 * 60_000;
+    const data = expectedBuckets(select('humidity'), from, to, step, 'avg');
+    const q = (fill: string) => ({ metric: 'humidity', from: iso(from), to: iso(to), granularity: '15m', fill });
+    await check(q('none'), data);
+    const all = Array.from({ length: 12 }, (_, i) => from + i * step);
+    const at = (t: number) => data.find((d) => d.t === t)?.v ?? null;
+    await check(q('null'), all.map((t) => ({ t, v: at(t) })));
+    await check(q('zero'), all.map((t) => ({ t, v: at(t) ?? 0 })));
+    const last = data.filter((d) => d.t < H0 + HOUR).at(-1)!.v;
+    await check(q('previous'), all.map((t) => ({ t, v: at(t) ?? last })));
+    const before = data.filter((d) => d.t < H0 + HOUR).at(-1)!;
+    const after = data.find((d) => d.t >= H0 + 2 * HOUR)!;
+    await check(q('linear'), all.map((t) => ({ t, v: at(t) ?? before.v + ((after.v - before.v) * (t - before.t)) / (after.t - before.t) })));
+  });
+
+  it('answers the reference response shape', async () => {
+    const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&source=a&from=${iso(H0)}&to=${iso(H0 + HOUR)}&granularity=5m&aggregation=avg&tags=region:eu`);
+    assert.equal(r.status, 200);
+    for (const k of ['metric', 'source', 'granularity', 'aggregation', 'data_points', 'total_points', 'query_time_ms']) assert.ok(k in r.json, k);
+    assert.equal(r.json.source, 'a');
+    assert.equal(r.json.granularity, '5m');
+    assert.equal(r.json.data_points.length, 12);
+    assert.match(r.json.data_points[0].timestamp, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  });
+
+  it('chooses a granularity for auto and for none given', async () => {
+    const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}`);
+    assert.equal(r.json.granularity, '15s');
+    assert.ok(r.json.total_points <= 1000);
+  });
+
+  it('runs several queries at once', async () => {
+    const r = await ctx.t.post('/api/v1/metrics/query/multi', {
+      queries: [
+        { metric: 'temp', source: 'a', aggregation: 'avg' },
+        { metric: 'humidity', source: 'a', aggregation: 'max' },
+        { metric: 'temp', tags: { region: 'us' }, aggregation: 'last' },
+        { metric: 'nope' },
+      ],
+      from: iso(H0),
+      to: iso(H0 + HOUR),
+      granularity: '5m',
+    });
+    assert.equal(r.status, 200, r.body);
+    const [a, b, c, d] = r.json.results;
+    assert.equal(a.metric, 'temp');
+    const same = (got: Array<{ value: number }>, want: Array<{ v: number }>) => {
+      assert.equal(got.length, want.length);
+      got.forEach((x, i) => assert.ok(close(x.value, want[i].v), `${x.value} != ${want[i].v}`));
+    };
+    same(a.data_points, expectedBuckets(select('temp', (p) => p.source === 'a'), H0, H0 + HOUR, 300_000, 'avg'));
+    same(b.data_points, expectedBuckets(select('humidity'), H0, H0 + HOUR, 300_000, 'max'));
+    same(c.data_points, expectedBuckets(select('temp', (p) => p.tags.region === 'us'), H0, H0 + HOUR, 300_000, 'last'));
+    assert.equal(d.error.code, 'RESOURCE_NOT_FOUND');
+    const bad = await ctx.t.post('/api/v1/metrics/query/multi', { queries: [{ metric: 'temp' }, { metric: 'temp', aggregation: 'median' }] });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json.error.details.parameter, 'queries[1].aggregation');
+  });
+
+  it('lists metric names with units, sources and tags', async () => {
+    await ctx.t.post('/api/v1/metrics', { source: 'a', metrics: [{ name: 'temp', value: 1, unit: 'celsius', tags: { region: 'eu', host: 'h1' } }] });
+    const names = await ctx.t.get('/api/v1/metrics/names');
+    assert.deepEqual(names.json.metrics.map((m: { name: string }) => m.name), ['humidity', 'temp']);
+    assert.equal(names.json.metrics.find((m: { name: string }) => m.name === 'temp').unit, 'celsius');
+    assert.equal(names.json.metrics.find((m: { name: string }) => m.name === 'temp').series_count, 3);
+    const sources = await ctx.t.get('/api/v1/metrics/sources?metric=temp');
+    assert.deepEqual(sources.json.sources.map((s: { name: string }) => s.name), ['a', 'b']);
+    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=temp');
+    assert.deepEqual(tags.json.tags, { host: ['h1', 'h2', 'h3'], region: ['eu', 'us'] });
+    const search = await ctx.t.get('/api/v1/metrics/names?search=hum');
+    assert.deepEqual(search.json.metrics.map((m: { name: string }) => m.name), ['humidity']);
+  });
+
+  it('answers bad queries with 400 INVALID_QUERY naming the parameter, unknown metrics with 404', async () => {
+    const cases: Array<[string, string]> = [
+      ['from=2024-01-15T11:00:00Z&to=2024-01-15T10:00:00Z', 'from'],
+      ['aggregation=median2', 'aggregation'],
+      ['aggregation=sum%3Bdrop', 'aggregation'],
+      ['granularity=7x', 'granularity'],
+      ['granularity=0s', 'granularity'],
+      ['fill=spline', 'fill'],
+      ['from=2019-01-01T00:00:00Z&to=2024-01-01T00:00:00Z&granularity=1m', 'granularity'],
+      ['tags=novalue', 'tags'],
+      ['from=abc', 'from'],
+    ];
+    for (const [qs, parameter] of cases) {
+      const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&${qs}`);
+      assert.equal(r.status, 400, qs);
+      assert.equal(r.json.error.code, 'INVALID_QUERY', qs);
+      assert.equal(r.json.error.details.parameter, parameter, qs);
+    }
+    const inverted = await ctx.t.get('/api/v1/metrics/query?metric=temp&from=2024-01-15T11:00:00Z&to=2024-01-15T10:00:00Z');
+    assert.equal(inverted.json.error.details.issue, 'Start time must be before end time');
+    const missing = await ctx.t.get('/api/v1/metrics/query');
+    assert.equal(missing.json.error.details.parameter, 'metric');
+    const unknown = await ctx.t.get('/api/v1/metrics/query?metric=nope');
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json.error.code, 'RESOURCE_NOT_FOUND');
+    const empty = await ctx.t.get(`/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0)}`);
+    assert.equal(empty.status, 200);
+    assert.deepEqual(empty.json.data_points, []);
+  });
+});

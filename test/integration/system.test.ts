@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { createApp } from '../../src/app.factory.js';
+import { loadConfig } from '../../src/config/config.js';
+import { describeEachFlavour } from '../support/suite.js';
+
+describeEachFlavour('system', (ctx) => {
+  it('reports health with the database flavour and latency', async () => {
+    const r = await ctx.t.get('/health');
+    assert.equal(r.status, 200);
+    assert.equal(r.json.status, 'healthy');
+    assert.equal(r.json.service, 'timescope');
+    assert.match(r.json.uptime, /\d+m/);
+    assert.equal(r.json.components.database.status, 'connected');
+    assert.equal(r.json.components.database.flavour, ctx.flavour);
+    assert.match(r.json.components.database.response_time, /^\d+ms$/);
+    assert.equal(r.json.components.metrics_processor.status, 'running');
+    assert.equal((await ctx.t.get('/health/live')).status, 200);
+    assert.equal((await ctx.t.get('/health/ready')).json.status, 'ok');
+  });
+
+  it('answers unknown routes with the 404 envelope', async () => {
+    const r = await ctx.t.get('/api/v1/nothing-here');
+    assert.equal(r.status, 404);
+    assert.equal(r.json.error.code, 'RESOURCE_NOT_FOUND');
+    assert.ok(r.json.error.timestamp);
+  });
+
+  it('serves OpenAPI and Swagger UI', async () => {
+    const doc = await ctx.t.get('/swagger-ui/openapi.json');
+    assert.equal(doc.status, 200);
+    assert.ok(doc.json.paths['/api/v1/metrics/query']);
+    assert.equal((await ctx.t.get('/swagger-ui')).status, 200);
+  });
+
+  it('lists jobs and runs one on demand', async () => {
+    const r = await ctx.t.get('/api/v1/system/jobs');
+    const names = r.json.jobs.map((j: { name: string }) => j.name);
+    assert.ok(names.includes('rollup-refresh'));
+    assert.ok(names.includes(ctx.flavour === 'postgresql' ? 'partition-premake' : 'compression'));
+    for (const name of names) {
+      const run = await ctx.t.post(`/api/v1/system/jobs/${name}/run`);
+      assert.equal(run.status, 200, run.body);
+      assert.equal(run.json.outcome, 'ok', run.body);
+    }
+    const after = await ctx.t.get('/api/v1/system/jobs');
+    const job = after.json.jobs.find((j: { name: string }) => j.name === 'rollup-refresh');
+    assert.equal(job.last_run.outcome, 'ok');
+    assert.equal(job.schedule, 'every 30s');
+    assert.equal((await ctx.t.post('/api/v1/system/jobs/nope/run')).status, 404);
+  });
+
+  it('leaves the schema alone when started again (migrations are applied once)', async () => {
+    if (ctx.flavour === 'timescaledb') return; // PGlite serves one connection: a second app cannot attach
+    const applied = async () => (await ctx.t.sql.query(`SELECT name, applied_at FROM schema_migrations ORDER BY name`)).rows;
+    const before = await applied();
+    assert.ok(before.some((x) => x.name === '0002_points'));
+    const again = await createApp(loadConfig({ DATABASE_URL: ctx.t.database.url, JOBS_ENABLED: 'false' }), false);
+    await again.close();
+    assert.deepEqual(await applied(), before);
+  });
+});

@@ -1,0 +1,73 @@
+import type { TestApp } from './app.js';
+
+/** A known point: what the tests store and what the independent computation reads. */
+export interface KnownPoint {
+  metric: string;
+  source: string;
+  tags: Record<string, string>;
+  t: number;
+  v: number;
+}
+
+/** Deterministic pseudo-random numbers (mulberry32), so every run stores the same values. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Stores points through the public API, in requests of at most `chunk` points. */
+export async function ingest(t: TestApp, points: KnownPoint[], chunk = 5_000): Promise<void> {
+  for (let i = 0; i < points.length; i += chunk) {
+    const part = points.slice(i, i + chunk);
+    const bySource = new Map<string, KnownPoint[]>();
+    for (const p of part) bySource.set(p.source, [...(bySource.get(p.source) ?? []), p]);
+    const body = {
+      batches: [...bySource].map(([source, ps]) => ({
+        source,
+        metrics: ps.map((p) => ({ name: p.metric, value: p.v, tags: p.tags, timestamp: new Date(p.t).toISOString() })),
+      })),
+    };
+    const r = await t.post('/api/v1/metrics/batch', body);
+    if (r.status !== 200) throw new Error(`ingest failed: ${r.status} ${r.body}`);
+  }
+}
+
+export type Agg = 'avg' | 'sum' | 'min' | 'max' | 'count' | 'first' | 'last';
+
+/** The independent computation: bucket [from, to) by `step` from the epoch and aggregate in JS. */
+export function expectedBuckets(points: KnownPoint[], from: number, to: number, step: number, agg: Agg): Array<{ t: number; v: number }> {
+  const groups = new Map<number, KnownPoint[]>();
+  for (const p of points) {
+    if (p.t < from || p.t >= to) continue;
+    const b = Math.floor(p.t / step) * step;
+    groups.set(b, [...(groups.get(b) ?? []), p]);
+  }
+  return [...groups.keys()]
+    .sort((a, b) => a - b)
+    .map((b) => {
+      const ps = groups.get(b)!;
+      const vs = ps.map((p) => p.v);
+      const byTime = [...ps].sort((x, y) => x.t - y.t || x.source.localeCompare(y.source));
+      const v =
+        agg === 'avg' ? vs.reduce((s, x) => s + x, 0) / vs.length
+        : agg === 'sum' ? vs.reduce((s, x) => s + x, 0)
+        : agg === 'min' ? Math.min(...vs)
+        : agg === 'max' ? Math.max(...vs)
+        : agg === 'count' ? vs.length
+        : agg === 'first' ? byTime[0].v
+        : byTime[byTime.length - 1].v;
+      return { t: b, v };
+    });
+}
+
+/** Equal within floating-point summation error. */
+export function close(a: number | null, b: number | null, rel = 1e-9): boolean {
+  if (a === null || b === null) return a === b;
+  return Math.abs(a - b) <= rel * Math.max(1, Math.abs(a), Math.abs(b));
+}
