@@ -8,6 +8,7 @@ import { JobsModule } from './jobs/jobs.module.js';
 import { QueryModule } from './query/query.module.js';
 import { ServicesModule } from './services/services.module.js';
 import { StorageModule } from './storage/storage.module.js';
+import { StreamingModule } from './streaming/streaming.module.js';
 import { SystemModule } from './system/system.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
 
@@ -16,7 +17,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, EventsModule, ServicesModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, EventsModule, ServicesModule, StreamingModule],
     };
   }
 }
