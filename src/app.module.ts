@@ -1,4 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AlertsModule } from './alerts/alerts.module.js';
 import { AppConfig } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
@@ -17,7 +18,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, EventsModule, ServicesModule, StreamingModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, EventsModule, ServicesModule, StreamingModule, AlertsModule],
     };
   }
 }
