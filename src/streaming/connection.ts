@@ -10,6 +10,37 @@ export interface Sink {
   send(data: string): void;
   /** Ends the connection; `code` is a WebSocket close code (SSE just ends the response). */
   close(code: number, reason: string): void;
+  /** Holds writes back to send several messages in one system call (optional). */
+  cork?(): void;
+  uncork?(): void;
+}
+
+/** Corked writes are flushed whenever this many bytes are held, so the kernel keeps taking data as it would uncorked. */
+const CORK_FLUSH_BYTES = 16 * 1024;
+
+/**
+ * Connections corked during one fan-out: the messages of one commit to one client leave in one
+ * write, not one system call each. Released at the end of the fan-out (or on the next tick for
+ * writes outside one).
+ */
+export class CorkGroup {
+  private corked: StreamConnection[] = [];
+  private scheduled = false;
+
+  add(c: StreamConnection): void {
+    this.corked.push(c);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(() => this.release());
+    }
+  }
+
+  release(): void {
+    this.scheduled = false;
+    const list = this.corked;
+    this.corked = [];
+    for (const c of list) c.uncork();
+  }
 }
 
 export interface ConnectionLimits {
@@ -26,6 +57,7 @@ export class StreamConnection {
   /** Skipped since the client was last told. */
   private skipped = 0;
   private fullSince: number | undefined;
+  private corkedBytes = -1; // -1: not corked
   closed = false;
   readonly openedAt = Date.now();
 
@@ -38,6 +70,7 @@ export class StreamConnection {
     /** Tells the client how many updates it missed: a message in the stream's own format. */
     private readonly skipNotice: (count: number) => string,
     private readonly onCutOff: (c: StreamConnection) => void = () => undefined,
+    private readonly corks?: CorkGroup,
   ) {}
 
   /** Queues one message unless the client is behind; returns whether it was queued. */
@@ -51,6 +84,18 @@ export class StreamConnection {
       return false;
     }
     this.fullSince = undefined;
+    if (this.corks && this.sink.cork) {
+      if (this.corkedBytes < 0) {
+        this.sink.cork();
+        this.corkedBytes = 0;
+        this.corks.add(this);
+      } else if (this.corkedBytes >= CORK_FLUSH_BYTES) {
+        this.sink.uncork!();
+        this.sink.cork();
+        this.corkedBytes = 0;
+      }
+      this.corkedBytes += msg.length;
+    }
     if (this.skipped > 0) {
       this.sink.send(this.skipNotice(this.skipped));
       this.skipped = 0;
@@ -58,6 +103,12 @@ export class StreamConnection {
     this.sink.send(msg);
     this.delivered++;
     return true;
+  }
+
+  uncork(): void {
+    if (this.corkedBytes < 0) return;
+    this.corkedBytes = -1;
+    if (!this.closed) this.sink.uncork?.();
   }
 
   /** Sends regardless of the buffer (acknowledgements, errors: small and rare). */
@@ -74,6 +125,7 @@ export class StreamConnection {
 
   close(code: number, reason: string): void {
     if (this.closed) return;
+    this.uncork();
     this.closed = true;
     this.sink.close(code, reason);
   }

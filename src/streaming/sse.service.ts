@@ -96,7 +96,7 @@ export class SseService {
     const connection = this.hub.admit(
       'sse',
       `${req.ip}:${req.socket.remotePort ?? '?'}`,
-      { bufferedAmount: () => raw.writableLength, send: (d) => void raw.write(d), close: () => raw.end() },
+      { bufferedAmount: () => raw.writableLength, send: (d) => void raw.write(d), close: () => raw.end(), cork: () => raw.cork(), uncork: () => raw.uncork() },
       (count) => sseEvent(JSON.stringify({ count, reason: 'the client did not keep up' }), undefined, 'skipped'),
     );
     reply.hijack();

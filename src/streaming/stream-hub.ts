@@ -5,7 +5,7 @@ import { AppConfig } from '../config/config.js';
 import { HealthService } from '../system/health.service.js';
 import type { PointBatch } from '../storage/point-batch.js';
 import { PointWriter } from '../storage/point-writer.js';
-import { Sink, StreamConnection } from './connection.js';
+import { CorkGroup, Sink, StreamConnection } from './connection.js';
 import { IsoClock, sseData, sseEvent, StreamSeries, TemplateCache, wsMetricUpdate } from './encode.js';
 import { ReplayRing } from './replay-ring.js';
 import { IndexEntry, matches, StreamFilter, SubscriptionIndex } from './stream-filter.js';
@@ -68,6 +68,7 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   private readonly connections = new Set<StreamConnection>();
   private readonly targets = new Set<StreamTarget>();
   private readonly templates = new TemplateCache();
+  private readonly corks = new CorkGroup();
   /** Identifies this process in SSE event ids: ids from another process (or before a restart) cannot be replayed. */
   readonly boot = randomBytes(4).toString('hex');
   readonly encoder: PointEncoder;
@@ -104,7 +105,7 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
     const c = new StreamConnection(this.nextConnectionId++, kind, remote, sink, { bufferBytes, slowClientMs }, skipNotice, (slow) => {
       this.stats.cutOff++;
       this.logger.warn(`${slow.kind} client ${slow.remote} (#${slow.id}) cut off: too slow (${slow.skippedTotal} updates skipped)`);
-    });
+    }, this.corks);
     this.connections.add(c);
     return c;
   }
@@ -209,6 +210,7 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
         delivered++;
       }
     }
+    this.corks.release();
     this.stats.delivered += delivered;
     this.stats.batches++;
     this.stats.fanOutMs += performance.now() - t0;

@@ -43,6 +43,7 @@ export class WsSession implements StreamTarget {
     private readonly config: AppConfig,
   ) {
     const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const tcp = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
     this.connection = hub.admit(
       'ws',
       remote,
@@ -50,6 +51,9 @@ export class WsSession implements StreamTarget {
         bufferedAmount: () => socket.bufferedAmount,
         send: (data) => socket.send(data),
         close: (code, reason) => (socket.readyState === OPEN ? socket.close(code, reason) : socket.terminate()),
+        // ws writes each frame with its own system call; corking the TCP socket batches a commit's frames.
+        cork: tcp ? () => tcp.cork() : undefined,
+        uncork: tcp ? () => tcp.uncork() : undefined,
       },
       (count) => JSON.stringify({ type: 'updates_skipped', count, reason: 'the client did not keep up' }),
     );

@@ -98,6 +98,17 @@ describeEachFlavour(
       await c.close();
     });
 
+    it('closes a socket that sends an oversized frame (1009) or floods messages (1008)', async () => {
+      const big = await wsClient(port);
+      big.send({ action: 'subscribe', metrics: ['x'.repeat(70 * 1024)] });
+      assert.equal((await big.closed).code, 1009);
+      const flood = await wsClient(port);
+      for (let i = 0; i < 101; i++) flood.send({ action: 'ping' });
+      const closed = await flood.closed;
+      assert.equal(closed.code, 1008);
+      assert.equal(flood.messages.filter((m) => m.type === 'pong').length, 100);
+    });
+
     it('caps subscriptions per connection and connections in all (documented limits)', async () => {
       const c = await wsClient(port);
       for (let i = 0; i < 3; i++) c.send({ action: 'subscribe', metrics: [`m${i}`] });
