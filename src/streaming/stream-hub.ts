@@ -170,7 +170,7 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
       max_connections: this.config.streams.maxConnections,
       subscriptions: this.index.size,
       points_seen: this.stats.pointsSeen,
-      messages_delivered: this.stats.delivered,
+      messages_routed: this.stats.delivered,
       updates_skipped_open_connections: skipped,
       clients_cut_off: this.stats.cutOff,
       connections_refused: this.stats.refused,

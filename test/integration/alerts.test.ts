@@ -19,6 +19,7 @@ describeEachFlavour(
     const T0 = Math.floor((Date.now() - 3 * 3_600_000) / 60_000) * 60_000;
     let now = T0;
     const sent: WebhookRequest[] = [];
+    let failResolvedOnce = false;
     const dns: Record<string, string> = { 'hooks.example.com': '93.184.216.34', 'internal.example.com': '10.0.0.7' };
 
     before(() => {
@@ -28,6 +29,10 @@ describeEachFlavour(
       webhooks.useResolver((async (host: string) => (dns[host] ? [{ address: dns[host], family: 4 }] : [])) as Resolver);
       webhooks.useTransport(async (req) => {
         sent.push(req);
+        if (failResolvedOnce && req.headers['x-timescope-event'] === 'alert.resolved') {
+          failResolvedOnce = false;
+          return { status: 503 };
+        }
         return { status: 200 };
       });
     });
@@ -120,7 +125,8 @@ describeEachFlavour(
       assert.deepEqual({ state: ev.attributes.state, prev: ev.attributes.previous_state, by: ev.attributes.acknowledged_by }, { state: 'acknowledged', prev: 'firing', by: 'admin' });
     });
 
-    it('resolves once the condition stopped holding for the recovery time, and says so by webhook', async () => {
+    it('resolves once the condition stopped holding for the recovery time, and says so by webhook (retried)', async () => {
+      failResolvedOnce = true;
       await points('cpu_usage', 'web', { host: 'a' }, T0 + 160 * S, Array(10).fill(40));
       assert.equal((await evaluate(T0 + 200 * S)).resolved, 0);
       assert.equal((await evaluate(T0 + 220 * S)).resolved, 1);
@@ -137,6 +143,8 @@ describeEachFlavour(
       });
       assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), ['alert.firing', 'alert.resolved']);
       assert.ok(log.deliveries.every((d: { signed: boolean }) => d.signed));
+      const resolvedDelivery = log.deliveries.find((d: { event: string }) => d.event === 'alert.resolved');
+      assert.deepEqual(resolvedDelivery.history.map((h: { status: number }) => h.status), [503, 200], 'the receiver failed once: retried with backoff');
       assert.equal((await ctx.t.get('/api/v1/alerts?state=resolved')).json.alerts[0].id, alertId);
     });
 
