@@ -319,7 +319,7 @@ async function server(): Promise<void> {
   console.log(`delivered: ${lat.messages} messages in ${f(elapsed)} s (${Math.round(lat.ws / elapsed)}/s WebSocket, ${Math.round(lat.sse / elapsed)}/s SSE); skipped notices ${lat.skippedNotices}, clients closed ${lat.closed}, cut off ${hub.stats.cutOff - before.cutOff}`);
   console.log(`commit → delivery: p50 ${f(lat.p50)} ms, p90 ${f(lat.p90)} ms, p99 ${f(lat.p99)} ms, p99.9 ${f(lat.p999)} ms, max ${f(lat.max)} ms  (target: p99 < 100 ms)`);
   console.log(`commit → handed to every socket (server side): p50 ${f(percentile(handedSorted, 50))} ms, p99 ${f(percentile(handedSorted, 99))} ms, max ${f(handedSorted[handedSorted.length - 1])} ms`);
-  console.log(`server: fan-out ${f((hub.stats.fanOutMs - before.fanOutMs) / elapsed)} ms/s of CPU; process CPU ${f(((cpu.user + cpu.system) / 1e6 / elapsed) * 100)} % of one core; event loop delay p99 ${f(loop.percentile(99) / 1e6)} ms`);
+  console.log(`server: fan-out took ${f((hub.stats.fanOutMs - before.fanOutMs) / elapsed)} ms per second (wall time); process CPU ${f(((cpu.user + cpu.system) / 1e6 / elapsed) * 100)} % of one core; event loop delay p99 ${f(loop.percentile(99) / 1e6)} ms`);
   console.log(
     `server memory: heap after GC ${f(start.heap)} MiB at start, ${f(end.heap)} MiB at end (${f(end.heap - start.heap)} MiB); heap between ${f(Math.min(...samples.map((x) => x.heap)))}-${f(Math.max(...samples.map((x) => x.heap)))} MiB; RSS ${f(start.rss)} → ${f(end.rss)} MiB (max ${f(Math.max(...samples.map((x) => x.rss)))})`,
   );
