@@ -3,7 +3,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import { invalidQuery } from '../common/errors.js';
 import { floorTo, toIso } from '../common/time.js';
-import { AppConfig } from '../config/config.js';
 import { StreamConnection } from './connection.js';
 import { jsonNumber, sseEvent } from './encode.js';
 import { aggregate, Emission, IntervalState } from './interval-state.js';
@@ -21,6 +20,8 @@ const HEADERS = {
 /** How far back an interval stream resumes from storage (Last-Event-ID), in intervals. */
 const MAX_RESUME_BUCKETS = 1_000;
 const MAX_RESUME_ROWS = 50_000;
+/** Series one interval stream follows (its state is per series). */
+export const MAX_INTERVAL_SERIES = 1_000;
 
 /** Every matching point as it commits; resumable from the replay ring with Last-Event-ID. */
 class LiveTarget implements StreamTarget {
@@ -78,17 +79,16 @@ export class SseService {
   constructor(
     private readonly hub: StreamHub,
     private readonly repo: StreamingRepository,
-    private readonly config: AppConfig,
   ) {}
 
   async open(req: FastifyRequest, reply: FastifyReply, q: Record<string, unknown>): Promise<void> {
     const header = req.headers['last-event-id'];
     const spec = parseSseSpec(q, typeof header === 'string' ? header : undefined);
-    const maxSeries = this.config.query.maxSeries;
+    const maxSeries = MAX_INTERVAL_SERIES;
     let seeds: Emission[] = [];
     if (spec.intervalMs !== null) {
       if ((await this.repo.countSeries(spec.filter, maxSeries)) > maxSeries) {
-        throw invalidQuery('metrics', `the filter matches more than ${maxSeries} series (QUERY_MAX_SERIES); narrow it for an interval stream`, { max_series: maxSeries });
+        throw invalidQuery('metrics', `the filter matches more than ${maxSeries} series; an interval stream follows at most ${maxSeries}: narrow it with sources or tags`, { max_series: maxSeries });
       }
       if (spec.aggregation === 'last') seeds = (await this.repo.latest(spec.filter, maxSeries)).map((r) => ({ ...r }));
     }
@@ -127,7 +127,7 @@ export class SseService {
 
   private interval(connection: StreamConnection, spec: SseSpec, raw: ServerResponse, seeds: Emission[]): void {
     const I = spec.intervalMs!;
-    const state = new IntervalState(I, spec.aggregation, this.config.query.maxSeries);
+    const state = new IntervalState(I, spec.aggregation, MAX_INTERVAL_SERIES);
     const target = new IntervalTarget(connection, state, spec);
     const entry = this.hub.subscribe(spec.filter, target);
     this.attach(raw, target, entry);
@@ -155,7 +155,7 @@ export class SseService {
         if (fromStorage !== null && fromStorage < end) {
           const from = fromStorage;
           fromStorage = null;
-          const rows = await this.repo.buckets(spec.filter, from, end, I, this.config.query.maxSeries, MAX_RESUME_ROWS);
+          const rows = await this.repo.buckets(spec.filter, from, end, I, MAX_INTERVAL_SERIES, MAX_RESUME_ROWS);
           if (rows.length === MAX_RESUME_ROWS) connection.reply(sseEvent(JSON.stringify({ reason: `more than ${MAX_RESUME_ROWS} stored buckets to resume; some were left out` }), undefined, 'gap'));
           let t = NaN;
           let batch: Emission[] = [];

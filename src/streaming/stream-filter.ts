@@ -22,8 +22,14 @@ export interface SeriesIdentity {
 
 /** Values per list (metrics, sources, values of one tag). */
 export const MAX_FILTER_VALUES = 1_000;
-/** metrics × sources: each pair is an entry in the subscription index. */
-export const MAX_FILTER_PAIRS = 10_000;
+/**
+ * (metric, source) pairs one connection watches, over all its subscriptions ("any" counts as
+ * one): each is an entry in the subscription index, so this bounds the index at
+ * STREAM_MAX_CONNECTIONS × 1,000 entries.
+ */
+export const MAX_FILTER_PAIRS = 1_000;
+/** Values of all tag keys of one subscription together. */
+const MAX_TAG_VALUES = 1_000;
 const MAX_TAG_KEYS = 64;
 const MAX_NAME = 1_024;
 
@@ -57,8 +63,8 @@ function list(v: unknown, field: string, code: 'INVALID_REQUEST' | 'INVALID_QUER
 export function parseFilter(input: FilterInput, code: 'INVALID_REQUEST' | 'INVALID_QUERY' = 'INVALID_REQUEST'): StreamFilter {
   const metrics = list(input.metrics, 'metrics', code);
   const sources = list(input.sources, 'sources', code);
-  if ((metrics?.length ?? 1) * (sources?.length ?? 1) > MAX_FILTER_PAIRS) {
-    throw fieldErrors([{ field: 'sources', message: `metrics × sources must be at most ${MAX_FILTER_PAIRS} pairs; subscribe in parts` }], code);
+  if (filterPairs({ metrics, sources }) > MAX_FILTER_PAIRS) {
+    throw fieldErrors([{ field: 'sources', message: `metrics × sources must be at most ${MAX_FILTER_PAIRS} pairs per connection` }], code);
   }
   let tags: TagFilter[];
   try {
@@ -68,11 +74,12 @@ export function parseFilter(input: FilterInput, code: 'INVALID_REQUEST' | 'INVAL
     throw fieldErrors([{ field: details?.parameter ?? 'tags', message: (err as Error).message }], code);
   }
   if (tags.length > MAX_TAG_KEYS) throw fieldErrors([{ field: 'tags', message: `has more than ${MAX_TAG_KEYS} keys` }], code);
-  for (const t of tags) {
-    if (t.values.length > MAX_FILTER_VALUES) throw fieldErrors([{ field: `tags.${t.key}`, message: `lists more than ${MAX_FILTER_VALUES} values` }], code);
-  }
+  if (tags.reduce((n, t) => n + t.values.length, 0) > MAX_TAG_VALUES) throw fieldErrors([{ field: 'tags', message: `lists more than ${MAX_TAG_VALUES} values in all` }], code);
   return { metrics, sources, tags };
 }
+
+/** Entries a filter takes in the subscription index. */
+export const filterPairs = (f: Pick<StreamFilter, 'metrics' | 'sources'>) => (f.metrics?.length ?? 1) * (f.sources?.length ?? 1);
 
 export function tagsMatch(filters: readonly TagFilter[], tags: Readonly<Record<string, string>>): boolean {
   for (const f of filters) {

@@ -6,7 +6,7 @@ import { isObject } from '../common/input.js';
 import { AppConfig } from '../config/config.js';
 import { StreamConnection } from './connection.js';
 import { CommittedPoint, PointEncoder, StreamHub, StreamTarget } from './stream-hub.js';
-import { describeFilter, IndexEntry, parseFilter } from './stream-filter.js';
+import { describeFilter, filterPairs, IndexEntry, MAX_FILTER_PAIRS, parseFilter } from './stream-filter.js';
 
 /** Largest client message: subscriptions are small (ws closes with 1009 past it). */
 export const WS_MAX_MESSAGE_BYTES = 64 * 1024;
@@ -130,6 +130,13 @@ export class WsSession implements StreamTarget {
       throw new ApiError(400, 'INVALID_REQUEST', `At most ${max} subscriptions per connection (STREAM_MAX_SUBSCRIPTIONS); unsubscribe first or combine filters`, {
         limit: 'STREAM_MAX_SUBSCRIPTIONS',
         max,
+      });
+    }
+    const pairs = [...this.subs.values()].reduce((n, e) => n + filterPairs(e.filter), 0) + filterPairs(filter);
+    if (pairs > MAX_FILTER_PAIRS) {
+      throw new ApiError(400, 'INVALID_REQUEST', `A connection watches at most ${MAX_FILTER_PAIRS} (metric, source) pairs in all its subscriptions (this one would make ${pairs}); combine or unsubscribe`, {
+        field: 'metrics',
+        max_pairs: MAX_FILTER_PAIRS,
       });
     }
     const id = this.nextSubscription++;

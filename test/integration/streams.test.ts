@@ -116,6 +116,16 @@ describeEachFlavour(
       c.send({ action: 'subscribe', metrics: ['m3'] });
       const err = await c.next((m) => m.type === 'error');
       assert.equal(err.error.details.limit, 'STREAM_MAX_SUBSCRIPTIONS');
+      // (metric, source) pairs are capped per connection, over all its subscriptions.
+      const wide = await wsClient(port);
+      const names = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i}`);
+      wide.send({ action: 'subscribe', metrics: names('m', 20), sources: names('s', 30) });
+      await wide.next((m) => m.type === 'subscribed');
+      wide.send({ action: 'subscribe', metrics: names('n', 20), sources: names('s', 30) });
+      assert.equal((await wide.next((m) => m.type === 'error')).error.details.max_pairs, 1000);
+      wide.send({ action: 'subscribe', metrics: names('m', 40), sources: names('s', 30) });
+      assert.equal((await wide.next((m) => m.type === 'error' && m.error.details.field === 'sources')).error.code, 'INVALID_REQUEST');
+      await wide.close();
       const hub = ctx.t.app.get(StreamHub);
       await waitFor(() => hub.connectionCount === 1);
       const more = [];
