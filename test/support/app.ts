@@ -30,7 +30,7 @@ export interface TestApp {
  */
 export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}): Promise<TestApp> {
   const database = await createTestDatabase(flavour);
-  const config = loadConfig({ DATABASE_URL: database.url, JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', ...env });
+  const config = loadConfig({ DATABASE_URL: database.url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'warn', ...env });
   let app: NestFastifyApplication;
   try {
     app = await createApp(config, false);
