@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import pg from 'pg';
 import type { AppConfig } from '../config/config.js';
 import { readStoredSettings } from './settings.repository.js';
-import { effectiveConfig } from './settings-schema.js';
+import { effectiveConfig, StoredSettings } from './settings-schema.js';
 
 /** The environment (with defaults) each effective configuration was built from: the baseline of later changes. */
 const baselines = new WeakMap<AppConfig, AppConfig>();
@@ -19,22 +19,27 @@ export function baselineOf(config: AppConfig): AppConfig | undefined {
 export async function withStoredSettings(config: AppConfig): Promise<AppConfig> {
   let effective = config;
   if (config.databaseUrl) {
-    const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: config.db.connectTimeoutMs });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      const stored = await readStoredSettings(client);
-      if (Object.keys(stored).length > 0) {
-        effective = effectiveConfig(config, stored);
-        new Logger('settings').log(`stored settings applied over the environment: ${Object.keys(stored).sort().join(', ')}`);
-      }
-    } catch {
-      /* unreachable or not yet migrated: the database module says so */
-    } finally {
-      await client.end().catch(() => undefined);
+    const stored = await readOnce(config).catch(() => sleep(250).then(() => readOnce(config))).catch(() => ({}) as StoredSettings);
+    if (Object.keys(stored).length > 0) {
+      effective = effectiveConfig(config, stored);
+      new Logger('settings').log(`stored settings applied over the environment: ${Object.keys(stored).sort().join(', ')}`);
     }
   }
   if (effective === config) effective = structuredClone(config);
   baselines.set(effective, config);
   return effective;
 }
+
+/** One short connection. A failure is retried once (a server that serves one session at a time may still be closing the last one). */
+async function readOnce(config: AppConfig): Promise<StoredSettings> {
+  const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: config.db.connectTimeoutMs });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return await readStoredSettings(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -224,13 +224,9 @@ export function effectiveConfig(baseline: AppConfig, stored: StoredSettings): Ap
  * `patch` names the fields the request set, so the problem points at what the caller sent.
  */
 export function checkConfig(next: AppConfig, current: AppConfig, flavour: Flavour, patch: ReadonlyMap<string, SettingValue | null>): FieldProblem[] {
-  const problems: FieldProblem[] = [];
+  const problems = readOnlyProblems(patch, current, flavour);
   // A rule is checked only when the request sets one of its fields: an unrelated change is never refused for the environment's values.
   const named = (...paths: string[]) => paths.find((p) => patch.has(p));
-  for (const [path, v] of patch) {
-    const s = BY_PATH.get(path)!;
-    if (s.apply === 'read-only' && v !== null && v !== s.get(current, flavour)) problems.push({ field: path, message: `is read-only: ${s.description}` });
-  }
   if (flavour !== 'timescaledb' && patch.get('storage.compression_enabled') === true) {
     problems.push({ field: 'storage.compression_enabled', message: 'needs TimescaleDB; this database is plain PostgreSQL' });
   }
@@ -248,6 +244,16 @@ export function checkConfig(next: AppConfig, current: AppConfig, flavour: Flavou
       field: intervalField,
       message: `interval_persist (${seconds(next.collector.persistSeconds)}) must be at least interval_live (${seconds(next.collector.liveSeconds)})`,
     });
+  }
+  return problems;
+}
+
+/** Read-only fields sent with another value than they have (sending them back unchanged is fine). */
+export function readOnlyProblems(patch: ReadonlyMap<string, SettingValue | null>, current: AppConfig, flavour: Flavour): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  for (const [path, v] of patch) {
+    const s = BY_PATH.get(path)!;
+    if (s.apply === 'read-only' && v !== null && v !== s.get(current, flavour)) problems.push({ field: path, message: `is read-only: ${s.description}` });
   }
   return problems;
 }

@@ -13,6 +13,7 @@ import {
   effectiveConfig,
   mergeStored,
   parsePatch,
+  readOnlyProblems,
   settingByPath,
   settingsDocument,
   settingSources,
@@ -96,9 +97,9 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
 
   /** PUT: validate everything first (400 naming every bad field, nothing applied), store with history, apply. */
   async update(body: unknown, actor: Actor) {
-    const { values, problems } = parsePatch(body);
-    if (problems.length > 0) throw fieldErrors(problems);
     const flavour = this.database.info.flavour;
+    const { values, problems } = parsePatch(body);
+    if (problems.length > 0) throw fieldErrors([...problems, ...readOnlyProblems(values, this.config, flavour)]);
     let changes: Change[] = [];
     const row = await this.repo.update((current) => {
       const document = mergeStored(current.document, values);
