@@ -5,6 +5,7 @@ import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
 import { IngestionModule } from './ingestion/ingestion.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
+import { PerformanceModule } from './performance/performance.module.js';
 import { QueryModule } from './query/query.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
@@ -16,7 +17,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, SettingsModule, RetentionModule, CollectorModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule],
     };
   }
 }
