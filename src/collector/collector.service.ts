@@ -155,7 +155,10 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
       samples_pending: b.size,
       dropped_points: b.dropped,
       last_error: hostState.reason ?? this.collector.stats.last_persist_error,
-      gpu: gpuState.available ? `${this.collector.latestGpu?.gpus.length ?? 0} GPU(s)` : `not available: ${gpuState.reason}`,
+      gpu: !gpuState.available
+        ? `not available: ${gpuState.reason}`
+        : `${this.collector.latestGpu?.gpus.length ?? 0} GPU(s)${gpuState.reason ? `; last poll failed: ${gpuState.reason}` : ''}`,
+      sampler_timeouts: hostState.timeouts + gpuState.timeouts,
       checked_at: toIso(now),
     };
   }
