@@ -5,13 +5,18 @@ import type { Bucket } from './fill.js';
 import type { RollupState, Segment } from './plan.js';
 import type { Aggregation, SeriesSelector } from './query-spec.js';
 
-/** Fixed SQL fragments per aggregation: inner (raw), inner (rollup), outer merge. Never user text. */
+/**
+ * Fixed SQL fragments per aggregation, never user text: what one raw point and one rollup row
+ * contribute, how the contributions merge per bucket, and the aggregate over raw points alone.
+ * Rows of all segments go into one aggregation (no per-segment grouping: segments other than a
+ * single raw one are rollup rows or short raw edges).
+ */
 const FRAGMENTS: Record<Exclude<Aggregation, 'first' | 'last'>, { raw: string; rollup: string; outer: string; direct: string }> = {
-  avg: { raw: 'count(*) AS c, sum(value) AS s', rollup: 'sum(count) AS c, sum(sum) AS s', outer: 'sum(s) / sum(c)', direct: 'avg(value)' },
-  sum: { raw: 'sum(value) AS s', rollup: 'sum(sum) AS s', outer: 'sum(s)', direct: 'sum(value)' },
-  count: { raw: 'count(*) AS c', rollup: 'sum(count) AS c', outer: 'sum(c)', direct: 'count(*)' },
-  min: { raw: 'min(value) AS m', rollup: 'min(min) AS m', outer: 'min(m)', direct: 'min(value)' },
-  max: { raw: 'max(value) AS m', rollup: 'max(max) AS m', outer: 'max(m)', direct: 'max(value)' },
+  avg: { raw: '1::bigint AS c, value AS s', rollup: 'count AS c, sum AS s', outer: 'sum(s) / sum(c)', direct: 'avg(value)' },
+  sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)' },
+  count: { raw: '1::bigint AS c', rollup: 'count AS c', outer: 'sum(c)', direct: 'count(*)' },
+  min: { raw: 'value AS m', rollup: 'min AS m', outer: 'min(m)', direct: 'min(value)' },
+  max: { raw: 'value AS m', rollup: 'max AS m', outer: 'max(m)', direct: 'max(value)' },
 };
 
 /** `WHERE` conditions on the series table for a selector; appends to `params`. */
@@ -97,7 +102,7 @@ export class QueryRepository {
       const parts = segments.map((s) => {
         const [col, cols, table] = s.tier ? ['bucket', f.rollup, s.tier.table] : ['time', f.raw, 'points'];
         return `SELECT date_bin($1::interval, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
-                WHERE series_id = ANY($2::int[]) AND ${within(col, s)} GROUP BY 1`;
+                WHERE series_id = ANY($2::int[]) AND ${within(col, s)}`;
       });
       sql = `SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v
              FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
