@@ -5,23 +5,22 @@ import { fileURLToPath } from 'node:url';
 import { createApp } from '../src/app.factory.js';
 import { CollectorService } from '../src/collector/collector.service.js';
 import { loadConfig } from '../src/config/config.js';
-import { startEmbeddedPostgres } from '../src/database/embedded.js';
 import { SettingsService } from '../src/settings/settings.service.js';
+import { benchServer, flag, option } from './lib.js';
 
 /**
  * The collector's own cost with the default intervals (sample every 5 s, persist every 30 s):
  * CPU of this process (and of the nvidia-smi children it starts) per core, and whether the heap
  * grows. The app runs on an embedded PostgreSQL. The collector is switched on live (as PUT
  * /api/v1/config does), warmed up for one persist, measured for 2 minutes (`--quick`: 30 s;
- * `--seconds=N` for a longer look at memory), then switched off again for a baseline of the idle app.
+ * `--seconds N` for a longer look at memory), then switched off again for a baseline of the idle app.
  * A stand-in nvidia-smi (a shell script printing four recorded GPUs) makes this the GPU-host case.
  * Targets: under 1% of one core on average; no growth of the heap.
  */
-const quick = process.argv.includes('--quick');
-const secondsArg = process.argv.find((a) => a.startsWith('--seconds='));
+const quick = flag('quick');
 const WARMUP_S = quick ? 10 : 30;
 const BASELINE_S = quick ? 10 : 30;
-const MEASURE_S = secondsArg ? Number(secondsArg.slice('--seconds='.length)) : quick ? 30 : 120;
+const MEASURE_S = option('seconds', quick ? 30 : 120);
 const TICKS = 100; // USER_HZ: /proc/self/stat counts children's CPU in 1/100 s
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
@@ -67,15 +66,15 @@ function slope(xs: number[], ys: number[]): number {
 }
 
 async function main() {
-  // Not mkdtemp (mode 700): as root the embedded PostgreSQL runs as `postgres` and must enter it.
   const work = join(tmpdir(), `timescope-bench-collector-${process.pid}`);
-  mkdirSync(work, { recursive: true, mode: 0o755 });
+  mkdirSync(work, { recursive: true });
   const fixture = fileURLToPath(new URL('../../test/fixtures/nvidia-smi/four-gpus.csv', import.meta.url));
   const smi = join(work, 'nvidia-smi');
   writeFileSync(smi, `#!/bin/sh\ncat "${fixture}"\n`);
   chmodSync(smi, 0o755);
-  const pg = await startEmbeddedPostgres({ dataDir: work, port: 55_000 + Math.floor(Math.random() * 5_000), database: 'postgres', onLog: () => undefined });
-  const config = loadConfig({ DATABASE_URL: pg.url, COLLECTOR_ENABLED: 'false', JOBS_ENABLED: 'false', LOG_LEVEL: 'error', NVIDIA_SMI_PATH: smi });
+  const server = await benchServer();
+  console.log(`database: ${server.describe}`);
+  const config = loadConfig({ DATABASE_URL: await server.url('timescope_bench_collector'), COLLECTOR_ENABLED: 'false', JOBS_ENABLED: 'false', LOG_LEVEL: 'error', NVIDIA_SMI_PATH: smi });
   const app = await createApp(config, false);
   try {
     const settings = app.get(SettingsService);
@@ -113,7 +112,7 @@ async function main() {
     process.exitCode = ok ? 0 : 1;
   } finally {
     await app.close();
-    await pg.stop();
+    await server.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }

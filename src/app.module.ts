@@ -11,13 +11,14 @@ import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
 import { StorageModule } from './storage/storage.module.js';
 import { SystemModule } from './system/system.module.js';
+import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 @Module({})
 export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule],
     };
   }
 }

@@ -49,6 +49,14 @@ export const envSchema = z.object({
   QUERY_AUTO_BUCKETS: int(1_000, 10, 100_000),
   QUERY_MAX_SERIES: int(10_000, 1, 10_000_000),
 
+  // Outgoing webhooks (alerts, pipelines)
+  WEBHOOK_TIMEOUT_MS: int(5_000, 100, 120_000),
+  WEBHOOK_MAX_ATTEMPTS: int(6, 1, 50),
+  WEBHOOK_RETRY_BASE_MS: int(2_000, 1, 3_600_000),
+  WEBHOOK_RETRY_MAX_MS: int(300_000, 1, 86_400_000),
+  WEBHOOK_ALLOW_PRIVATE: bool(false),
+  WEBHOOK_CONCURRENCY: int(4, 1, 64),
+
   // Host and GPU collector, retention, jobs and runtime configuration (issue 3). Everything in this
   // block except COLLECTOR_HOSTNAME and NVIDIA_SMI_PATH can be changed at run time with PUT /api/v1/config.
   COLLECTOR_ENABLED: bool(true),
@@ -104,6 +112,14 @@ export class AppConfig {
   declare readonly retentionDays: number;
   declare readonly rollups: { refreshSeconds: number; lagSeconds: number; partitionPremakeDays: number };
   declare readonly query: { maxBuckets: number; autoBuckets: number; maxSeries: number };
+  declare readonly webhooks: {
+    timeoutMs: number;
+    maxAttempts: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    allowPrivate: boolean;
+    concurrency: number;
+  };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
@@ -169,6 +185,14 @@ export function fromEnv(e: Env): AppConfig {
       partitionPremakeDays: e.PARTITION_PREMAKE_DAYS,
     },
     query: { maxBuckets: e.QUERY_MAX_BUCKETS, autoBuckets: e.QUERY_AUTO_BUCKETS, maxSeries: e.QUERY_MAX_SERIES },
+    webhooks: {
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+    },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
     collector: {
       enabled: e.COLLECTOR_ENABLED,

@@ -1,14 +1,18 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import { Database, Queryable } from '../database/database.js';
 import { notFound } from '../common/errors.js';
 import { formatDuration } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
 
 export interface JobContext {
-  /** A connection of its own, holding the job's advisory lock for the whole run. */
-  client: pg.PoolClient;
+  /**
+   * One connection of the general pool for the whole run, taken on first use (for work that needs
+   * one session: transactions, SET LOCAL, CALL). A job may use the pools instead, but not both at
+   * once: on PGlite the pool has a single connection.
+   */
+  client: Queryable;
   logger: Logger;
 }
 
@@ -72,10 +76,14 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
   private readonly jobs = new Map<string, JobState>();
   private started = false;
 
+  private readonly locks: AdvisoryLocks;
+
   constructor(
     private readonly database: Database,
     private readonly config: AppConfig,
-  ) {}
+  ) {
+    this.locks = new AdvisoryLocks(database);
+  }
 
   register(spec: JobSpec): void {
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
@@ -97,6 +105,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     this.started = false;
     for (const s of this.jobs.values()) clearTimeout(s.timer);
     await Promise.allSettled([...this.jobs.values()].map((s) => s.running));
+    await this.locks.close();
   }
 
   /** Re-arms a job's timer, e.g. after its interval changed. */
@@ -196,11 +205,10 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
         this.logger.warn(`${name} failed: ${details.error}`);
       }
     } else {
-      let client: pg.PoolClient | undefined;
+      const client = new LazyClient(this.database.readPool);
       let locked = false;
       try {
-        client = await this.database.writePool.connect();
-        locked = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, jobLockKey(name)])).rows[0].ok;
+        locked = await this.locks.tryLock(jobLockKey(name));
         if (!locked) {
           outcome = 'skipped';
           details = { reason: 'running on another instance' };
@@ -212,10 +220,8 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
         details = { error: (err as Error)?.message ?? String(err) };
         this.logger.warn(`${name} failed: ${details.error}`);
       } finally {
-        if (client) {
-          if (locked) await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, jobLockKey(name)]).catch(() => undefined);
-          client.release(outcome === 'failed' ? true : undefined);
-        }
+        client.release(outcome === 'failed');
+        if (locked) await this.locks.unlock(jobLockKey(name)).catch(() => undefined);
       }
     }
     const run: JobRun = {
@@ -246,5 +252,65 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     } catch {
       /* the database may be down; the in-memory record stands */
     }
+  }
+}
+
+/**
+ * Session-level advisory locks held on one dedicated connection, so a job holds no pool
+ * connection just to keep its lock. If that connection drops, PostgreSQL releases its locks.
+ * PGlite has a single session shared by every connection, so there the pool serves.
+ */
+class AdvisoryLocks {
+  private client?: Promise<pg.Client>;
+
+  constructor(private readonly database: Database) {}
+
+  async tryLock(key: number): Promise<boolean> {
+    const r = await (await this.queryable()).query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
+    return r.rows[0].ok;
+  }
+
+  async unlock(key: number): Promise<void> {
+    await (await this.queryable()).query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    if (c) await (await c.catch(() => undefined))?.end().catch(() => undefined);
+  }
+
+  private queryable(): Promise<Queryable> {
+    if (this.database.info.pglite) return Promise.resolve(this.database.readPool);
+    this.client ??= this.database.dedicatedClient().then(
+      (c) => {
+        c.on('error', () => {
+          this.client = undefined; // the session and its locks are gone; reconnect next time
+        });
+        return c;
+      },
+      (err) => {
+        this.client = undefined;
+        throw err;
+      },
+    );
+    return this.client;
+  }
+}
+
+/** A pool connection taken on the first query and kept until released. */
+class LazyClient implements Queryable {
+  private acquired?: Promise<pg.PoolClient>;
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  query = ((...args: unknown[]) =>
+    (this.acquired ??= this.pool.connect()).then((c) => (c.query as (...a: unknown[]) => Promise<unknown>)(...args))) as Queryable['query'];
+
+  release(broken: boolean): void {
+    void this.acquired?.then(
+      (c) => c.release(broken || undefined),
+      () => undefined,
+    );
   }
 }

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type pg from 'pg';
-import { Database } from '../database/database.js';
+import pg from 'pg';
+import { Database, Queryable } from '../database/database.js';
 import { PartitionService } from '../storage/partitions.js';
 import type { TimeRange } from './retention-plan.js';
 
@@ -15,7 +15,7 @@ export class RetentionRepository {
     private readonly partitions: PartitionService,
   ) {}
 
-  async layout(client: pg.ClientBase, table: string): Promise<TableLayout> {
+  async layout(client: Queryable, table: string): Promise<TableLayout> {
     if (this.database.info.flavour === 'timescaledb') {
       const r = await client.query<{ kind: TableLayout }>(
         `SELECT 'hypertable' AS kind FROM timescaledb_information.hypertables WHERE hypertable_schema = current_schema() AND hypertable_name = $1
@@ -30,7 +30,7 @@ export class RetentionRepository {
   }
 
   /** Chunks of a hypertable, or of a continuous aggregate's materialisation hypertable, with their time ranges. */
-  async chunks(client: pg.ClientBase, table: string, layout: 'hypertable' | 'continuous_aggregate'): Promise<TimeRange[]> {
+  async chunks(client: Queryable, table: string, layout: 'hypertable' | 'continuous_aggregate'): Promise<TimeRange[]> {
     const r = await client.query<{ name: string; f: number | null; t: number | null }>(
       layout === 'hypertable'
         ? `SELECT chunk_name AS name, (extract(epoch FROM range_start) * 1000)::float8 AS f, (extract(epoch FROM range_end) * 1000)::float8 AS t
@@ -45,12 +45,12 @@ export class RetentionRepository {
     return r.rows.map((x) => ({ name: x.name, from: x.f ?? -Infinity, to: x.t ?? Infinity }));
   }
 
-  partitionsOf(client: pg.ClientBase, table: string): Promise<TimeRange[]> {
+  partitionsOf(client: Queryable, table: string): Promise<TimeRange[]> {
     return this.partitions.list(table, client);
   }
 
   /** TimescaleDB drops every chunk that ends at or before `cutoff`; returns their names. */
-  async dropChunks(client: pg.ClientBase, table: string, cutoff: number): Promise<string[]> {
+  async dropChunks(client: Queryable, table: string, cutoff: number): Promise<string[]> {
     const r = await client.query<{ chunk: string }>(`SELECT drop_chunks($1::regclass, older_than => $2::timestamptz) AS chunk`, [
       table,
       new Date(cutoff).toISOString(),
@@ -62,8 +62,8 @@ export class RetentionRepository {
    * Detaches a partition without blocking readers and writers of the parent (CONCURRENTLY), then
    * drops it. Another instance (or an earlier, interrupted run) may have done part of it already.
    */
-  async dropPartition(client: pg.ClientBase, parent: string, partition: string): Promise<boolean> {
-    const ident = (n: string) => client.escapeIdentifier(n);
+  async dropPartition(client: Queryable, parent: string, partition: string): Promise<boolean> {
+    const ident = (n: string) => pg.escapeIdentifier(n);
     const attached = await client.query<{ pending: boolean }>(
       `SELECT i.inhdetachpending AS pending FROM pg_inherits i WHERE i.inhrelid = to_regclass($1) AND i.inhparent = to_regclass($2)`,
       [partition, parent],
@@ -82,11 +82,11 @@ export class RetentionRepository {
   }
 
   /** Holds another job's advisory lock for the rest of this session's run (released by unlockJob). */
-  async lockJob(client: pg.ClientBase, namespace: number, key: number): Promise<void> {
+  async lockJob(client: Queryable, namespace: number, key: number): Promise<void> {
     await client.query('SELECT pg_advisory_lock($1, $2)', [namespace, key]);
   }
 
-  async unlockJob(client: pg.ClientBase, namespace: number, key: number): Promise<void> {
+  async unlockJob(client: Queryable, namespace: number, key: number): Promise<void> {
     await client.query('SELECT pg_advisory_unlock($1, $2)', [namespace, key]).catch(() => undefined);
   }
 }

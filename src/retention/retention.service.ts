@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import type pg from 'pg';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
+import type { Queryable } from '../database/database.js';
 import { jobLockKey, JobsService, LOCK_NAMESPACE } from '../jobs/jobs.service.js';
 import { PartitionService } from '../storage/partitions.js';
 import { ROLLUP_TIERS } from '../storage/tiers.js';
@@ -76,7 +76,7 @@ export class RetentionService implements OnModuleInit {
    * never re-materialises a continuous aggregate over raw chunks being dropped. Idempotent: a second
    * run, or one racing on another connection, finds nothing more to drop.
    */
-  async apply(client: pg.ClientBase, now = Date.now()): Promise<Record<string, unknown>> {
+  async apply(client: Queryable, now = Date.now()): Promise<Record<string, unknown>> {
     const refreshLock = jobLockKey('rollup-refresh');
     await this.repo.lockJob(client, LOCK_NAMESPACE, refreshLock);
     const reports: TargetReport[] = [];
@@ -107,7 +107,7 @@ export class RetentionService implements OnModuleInit {
     return { dropped, tables: reports };
   }
 
-  private async applyOne(client: pg.ClientBase, target: RetentionTarget, now: number): Promise<TargetReport> {
+  private async applyOne(client: Queryable, target: RetentionTarget, now: number): Promise<TargetReport> {
     const days = target.retentionDays();
     const cutoff = retentionCutoff(now, days);
     const layout = await this.repo.layout(client, target.table);

@@ -2,14 +2,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createApp } from '../../src/app.factory.js';
 import { CollectorService } from '../../src/collector/collector.service.js';
-import { loadConfig } from '../../src/config/config.js';
-import { Database } from '../../src/database/database.js';
-import { createTestDatabase, FLAVOURS } from '../support/databases.js';
-import { FaultProxy } from '../support/fault-proxy.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/nvidia-smi/', import.meta.url));
@@ -93,32 +88,28 @@ describeEachFlavour('collector', (ctx) => {
   });
 }, env);
 
-describe('collector while PostgreSQL is unreachable', () => {
-  for (const flavour of FLAVOURS) {
-    it(`keeps samples and persists them when the database is back [${flavour}]`, async () => {
-      const database = await createTestDatabase(flavour);
-      const { proxy, url } = await FaultProxy.start(database.url);
-      const app = await createApp(loadConfig({ ...env, DATABASE_URL: url, JOBS_ENABLED: 'false', LOG_LEVEL: 'error', DB_CONNECT_TIMEOUT_MS: '1000' }), false);
-      try {
-        const c = app.get(CollectorService);
-        const points = async () => (await app.get(Database).readPool.query(`SELECT count(*)::int AS n FROM points`)).rows[0].n;
-        proxy.down();
-        for (let i = 0; i < 3; i++) await c.sampleNow();
-        const held = c.collector.buffer.size;
-        await assert.rejects(c.persist(), /kept for the next persist/);
-        assert.equal(c.collector.buffer.size, held, 'nothing lost, nothing half-released');
-        const h = c.status();
-        assert.equal(h.persist_failures, 1);
-        proxy.up();
-        const r = await c.persist();
-        assert.equal(r.points, held);
-        assert.equal(await points(), held);
-        assert.equal(c.collector.buffer.size, 0);
-      } finally {
-        await app.close();
-        await proxy.close();
-        await database.drop();
-      }
+describeEachFlavour(
+  'collector while PostgreSQL is unreachable',
+  (ctx) => {
+    it('keeps samples and persists them all when the database is back', async () => {
+      const c = ctx.t.app.get(CollectorService);
+      ctx.t.proxy!.cut();
+      for (let i = 0; i < 3; i++) await c.sampleNow();
+      const held = c.collector.buffer.size;
+      assert.ok(held > 0);
+      await assert.rejects(c.persist(), /kept for the next persist/);
+      assert.equal(c.collector.buffer.size, held, 'nothing lost, nothing half-released');
+      assert.equal(c.status().persist_failures, 1);
+      assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'persist_failing');
+      ctx.t.proxy!.restore();
+      const r = await c.persist();
+      assert.equal(r.points, held);
+      assert.equal((await ctx.t.sql.query(`SELECT count(*)::int AS n FROM points`)).rows[0].n, held);
+      assert.equal(c.collector.buffer.size, 0);
+      assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'running');
     });
-  }
-});
+  },
+  { ...env, DB_CONNECT_TIMEOUT_MS: '1000' },
+  // As the other fault tests: PGlite is a test double for SQL, not for lost connections.
+  { proxy: true, flavours: ['postgresql'] },
+);

@@ -1,54 +1,62 @@
 import net from 'node:net';
 
 /**
- * A TCP proxy in front of PostgreSQL that a test can cut: `down()` closes every connection and
- * refuses new ones (as a database that went away), `up()` lets them through again. Loopback only.
+ * A TCP proxy in front of a database, to take it away and give it back (reliability.md §2b:
+ * "a small fault proxy of our own written with node:net"). `cut()` resets every open connection
+ * and refuses new ones until `restore()`.
  */
 export class FaultProxy {
-  private readonly server: net.Server;
+  private server?: net.Server;
   private readonly sockets = new Set<net.Socket>();
-  private blocked = false;
+  private down = false;
   port = 0;
 
-  constructor(private readonly target: { host: string; port: number }) {
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  async start(): Promise<number> {
     this.server = net.createServer((client) => {
-      if (this.blocked) {
-        client.destroy();
+      if (this.down) {
+        client.resetAndDestroy();
         return;
       }
-      const upstream = net.connect(this.target.port, this.target.host);
+      const upstream = net.connect(this.targetPort, this.targetHost);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => undefined);
       }
-      client.pipe(upstream).pipe(client);
+      client.pipe(upstream);
+      upstream.pipe(client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    this.port = (this.server!.address() as net.AddressInfo).port;
+    return this.port;
   }
 
-  static async start(url: string): Promise<{ proxy: FaultProxy; url: string }> {
+  /** Rewrites a connection string to go through the proxy. */
+  wrap(url: string): string {
     const u = new URL(url);
-    const proxy = new FaultProxy({ host: u.hostname, port: Number(u.port || 5432) });
-    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
-    proxy.port = (proxy.server.address() as net.AddressInfo).port;
     u.hostname = '127.0.0.1';
-    u.port = String(proxy.port);
-    return { proxy, url: u.toString() };
+    u.port = String(this.port);
+    return u.toString();
   }
 
-  down(): void {
-    this.blocked = true;
-    for (const s of this.sockets) s.destroy();
+  cut(): void {
+    this.down = true;
+    for (const s of this.sockets) s.resetAndDestroy();
   }
 
-  up(): void {
-    this.blocked = false;
+  restore(): void {
+    this.down = false;
   }
 
-  async close(): Promise<void> {
-    this.down();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
