@@ -98,12 +98,19 @@ const AGG_SQL: Record<Exclude<AggFunction, 'p50' | 'p90' | 'p95' | 'p99'>, strin
 export class PipelinesRepository {
   constructor(private readonly database: Database) {}
 
-  async insert(def: PipelineDefinition, secret: string | null): Promise<PipelineRow> {
+  /** The new row, or undefined when the name is taken (no error raised: PGlite's socket drops the connection on one). */
+  async insert(def: PipelineDefinition, secret: string | null): Promise<PipelineRow | undefined> {
     const r = await this.database.readPool.query<PipelineRow>(
-      `INSERT INTO pipelines (name, description, enabled, definition, webhook_secret) VALUES ($1, $2, $3, $4, $5) RETURNING ${COLUMNS}`,
+      `INSERT INTO pipelines (name, description, enabled, definition, webhook_secret) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (name) DO NOTHING RETURNING ${COLUMNS}`,
       [def.name, def.description, def.enabled, JSON.stringify(def), secret],
     );
     return r.rows[0];
+  }
+
+  async nameTaken(name: string, exceptId: number): Promise<boolean> {
+    const r = await this.database.readPool.query('SELECT 1 FROM pipelines WHERE name = $1 AND id <> $2', [name, exceptId]);
+    return (r.rowCount ?? 0) > 0;
   }
 
   /** Replaces the definition; the schedule state stays, a failure back-off is forgotten. */

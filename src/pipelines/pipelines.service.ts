@@ -103,12 +103,13 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
   async create(body: unknown) {
     const parsed = await this.check(body);
     const secret = parsed.definition.output.destination !== 'webhook' ? null : parsed.secret === undefined ? newSecret() : parsed.secret;
-    let row: PipelineRow;
+    let row: PipelineRow | undefined;
     try {
       row = await this.repo.insert(parsed.definition, secret);
     } catch (err) {
       throw uniqueName(err, parsed.definition.name);
     }
+    if (!row) throw nameConflict(parsed.definition.name);
     this.wake();
     const view = await this.view(row, parsed.plan);
     // A secret Timescope made is shown once, here; afterwards only that deliveries are signed.
@@ -122,6 +123,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     const generated = parsed.definition.output.destination === 'webhook' && parsed.secret === undefined && !wasWebhook;
     const secret =
       parsed.definition.output.destination !== 'webhook' ? null : parsed.secret !== undefined ? parsed.secret : wasWebhook ? existing.webhook_secret : newSecret();
+    if (await this.repo.nameTaken(parsed.definition.name, existing.id)) throw nameConflict(parsed.definition.name);
     let row: PipelineRow | undefined;
     try {
       row = await this.repo.update(existing.id, parsed.definition, secret);
@@ -230,15 +232,21 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
         if (row.failures === 0) failing++;
         continue;
       }
-      const lastEnd = row.last_window_end?.getTime() ?? null;
-      const due = dueWindows(lastEnd, now, plan.stepMs, plan.delayMs, this.config.pipelines.maxCatchupWindows);
-      nextDue = Math.min(nextDue, due.nextDueAt);
-      if (due.ends.length === 0) continue;
+      const maxCatchup = this.config.pipelines.maxCatchupWindows;
+      const first = dueWindows(row.last_window_end?.getTime() ?? null, now, plan.stepMs, plan.delayMs, maxCatchup);
+      nextDue = Math.min(nextDue, first.nextDueAt);
+      if (first.ends.length === 0) continue;
       if (!(await this.locks.tryAcquire(row.id))) {
         report.busy++; // a manual run, or another instance: the windows stay due
         continue;
       }
       try {
+        // The watermark as it is now that the lock is held: a run that just finished has moved it.
+        const fresh = await this.repo.get(row.id);
+        if (!fresh || !fresh.enabled || fresh.version !== row.version || (fresh.retry_at && fresh.retry_at.getTime() > now)) continue;
+        const lastEnd = fresh.last_window_end?.getTime() ?? null;
+        const due = dueWindows(lastEnd, now, plan.stepMs, plan.delayMs, maxCatchup);
+        if (due.ends.length === 0) continue;
         const range = { from: due.ends[0] - plan.stepMs, to: due.ends[due.ends.length - 1] };
         if (due.skipped > 0) {
           this.logger.warn(`pipeline ${row.id} (${row.name}): ${due.skipped} window(s) ending in (${toIso(due.skippedFrom!)}, ${toIso(due.skippedTo!)}] were missed and are skipped (PIPELINE_MAX_CATCHUP_WINDOWS); POST /api/v1/pipelines/${row.id}/run?from=…&to=… replays them`);
@@ -249,7 +257,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
         if (r.error) {
           report.failed++;
           failing++;
-          await this.repo.backOff(row.id, now + backoffMs(plan.stepMs, row.failures + 1));
+          await this.repo.backOff(row.id, now + backoffMs(plan.stepMs, fresh.failures + 1));
         } else {
           report.windows += due.ends.length;
           report.rows += r.exec!.rowCount;
@@ -577,9 +585,11 @@ const newSecret = () => `whsec_${randomBytes(24).toString('base64url')}`;
 /** Doubling back-off after failed scheduled runs, from one step up to an hour. */
 export const backoffMs = (stepMs: number, failures: number) => Math.min(MAX_BACKOFF_MS, Math.max(5_000, stepMs) * 2 ** Math.min(failures - 1, 20));
 
+const nameConflict = (name: string) => new ApiError(409, 'CONFLICT', `A pipeline named ${name} already exists`, { field: 'name', name });
+
+/** A unique violation that slipped past the check (two saves of one name at once) is the same 409. */
 function uniqueName(err: unknown, name: string): unknown {
-  if ((err as { code?: string }).code === '23505') return new ApiError(409, 'CONFLICT', `A pipeline named ${name} already exists`, { field: 'name', name });
-  return err;
+  return (err as { code?: string }).code === '23505' ? nameConflict(name) : err;
 }
 
 function withRun(err: ApiError, run: RunRow | undefined): ApiError {
