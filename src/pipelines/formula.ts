@@ -33,7 +33,6 @@ export type FormulaNode =
   | { kind: 'call'; fn: FunctionName; args: FormulaNode[] };
 
 const fin = (x: number): Value => (Number.isFinite(x) ? x : null);
-const anyNull = (xs: Value[]): xs is Array<number | null> => xs.some((x) => x === null);
 
 /** round(x, digits): half away from zero, as PostgreSQL's round(numeric). */
 function round(x: number, digits: number): Value {
@@ -47,26 +46,31 @@ interface FunctionDef {
   max: number;
   /** Receives the evaluated arguments; most functions are null when any argument is. */
   apply: (args: Value[]) => Value;
+  /** For those (null in, null out): the function itself, so calls need no argument array. */
+  strict?: (...xs: number[]) => number | null;
   doc: string;
 }
 
-const strict = (f: (...xs: number[]) => number | null) => (args: Value[]) => (anyNull(args) ? null : ((r) => (r === null ? null : fin(r)))(f(...(args as number[]))));
+function strict(f: (...xs: number[]) => number | null): Pick<FunctionDef, 'apply' | 'strict'> {
+  return { strict: f, apply: (args) => (args.some((x) => x === null) ? null : nullIfInfinite(f(...(args as number[])))) };
+}
+const nullIfInfinite = (r: number | null): Value => (r === null ? null : fin(r));
 
 export const FUNCTIONS = {
-  abs: { min: 1, max: 1, apply: strict(Math.abs), doc: 'abs(x)' },
-  sign: { min: 1, max: 1, apply: strict(Math.sign), doc: 'sign(x)' },
-  round: { min: 1, max: 2, apply: strict((x, d = 0) => round(x, d)), doc: 'round(x[, digits 0-15])' },
-  floor: { min: 1, max: 1, apply: strict(Math.floor), doc: 'floor(x)' },
-  ceil: { min: 1, max: 1, apply: strict(Math.ceil), doc: 'ceil(x)' },
-  sqrt: { min: 1, max: 1, apply: strict(Math.sqrt), doc: 'sqrt(x)' },
-  exp: { min: 1, max: 1, apply: strict(Math.exp), doc: 'exp(x)' },
-  log: { min: 1, max: 1, apply: strict(Math.log), doc: 'log(x) (natural)' },
-  log10: { min: 1, max: 1, apply: strict(Math.log10), doc: 'log10(x)' },
-  log2: { min: 1, max: 1, apply: strict(Math.log2), doc: 'log2(x)' },
-  pow: { min: 2, max: 2, apply: strict(Math.pow), doc: 'pow(x, y)' },
-  min: { min: 1, max: 32, apply: strict(Math.min), doc: 'min(x, ...)' },
-  max: { min: 1, max: 32, apply: strict(Math.max), doc: 'max(x, ...)' },
-  clamp: { min: 3, max: 3, apply: strict((x, lo, hi) => (lo > hi ? null : Math.min(Math.max(x, lo), hi))), doc: 'clamp(x, low, high)' },
+  abs: { min: 1, max: 1, ...strict(Math.abs), doc: 'abs(x)' },
+  sign: { min: 1, max: 1, ...strict(Math.sign), doc: 'sign(x)' },
+  round: { min: 1, max: 2, ...strict((x, d = 0) => round(x, d)), doc: 'round(x[, digits 0-15])' },
+  floor: { min: 1, max: 1, ...strict(Math.floor), doc: 'floor(x)' },
+  ceil: { min: 1, max: 1, ...strict(Math.ceil), doc: 'ceil(x)' },
+  sqrt: { min: 1, max: 1, ...strict(Math.sqrt), doc: 'sqrt(x)' },
+  exp: { min: 1, max: 1, ...strict(Math.exp), doc: 'exp(x)' },
+  log: { min: 1, max: 1, ...strict(Math.log), doc: 'log(x) (natural)' },
+  log10: { min: 1, max: 1, ...strict(Math.log10), doc: 'log10(x)' },
+  log2: { min: 1, max: 1, ...strict(Math.log2), doc: 'log2(x)' },
+  pow: { min: 2, max: 2, ...strict(Math.pow), doc: 'pow(x, y)' },
+  min: { min: 1, max: 32, ...strict(Math.min), doc: 'min(x, ...)' },
+  max: { min: 1, max: 32, ...strict(Math.max), doc: 'max(x, ...)' },
+  clamp: { min: 3, max: 3, ...strict((x, lo, hi) => (lo > hi ? null : Math.min(Math.max(x, lo), hi))), doc: 'clamp(x, low, high)' },
   coalesce: { min: 1, max: 32, apply: (args) => args.find((x) => x !== null) ?? null, doc: 'coalesce(x, ...): the first that is not null' },
 } satisfies Record<string, FunctionDef>;
 
@@ -187,9 +191,15 @@ export function compileFormula(f: ParsedFormula, slots: ReadonlyMap<string, numb
       }
       case 'unary': {
         const a = compile(n.arg);
-        if (n.op === '-') return (r) => ((x) => (x === null ? null : -x))(a(r));
         if (n.op === '+') return a;
-        return (r) => ((x) => (x === null ? null : x === 0 ? 1 : 0))(a(r));
+        if (n.op === '-') return (r) => {
+          const x = a(r);
+          return x === null ? null : -x;
+        };
+        return (r) => {
+          const x = a(r);
+          return x === null ? null : x === 0 ? 1 : 0;
+        };
       }
       case 'binary':
         return binary(n.op, compile(n.left), compile(n.right));
@@ -200,6 +210,24 @@ export function compileFormula(f: ParsedFormula, slots: ReadonlyMap<string, numb
       case 'call': {
         const def = FUNCTION_TABLE.get(n.fn)!;
         const args = n.args.map(compile);
+        const f = def.strict;
+        // The usual arities without an argument array per row.
+        if (f && args.length === 1) {
+          const [a] = args;
+          return (r) => {
+            const x = a(r);
+            return x === null ? null : nullIfInfinite(f(x));
+          };
+        }
+        if (f && args.length === 2) {
+          const [a, b] = args;
+          return (r) => {
+            const x = a(r);
+            if (x === null) return null;
+            const y = b(r);
+            return y === null ? null : nullIfInfinite(f(x, y));
+          };
+        }
         return (r) => def.apply(args.map((a) => a(r)));
       }
     }

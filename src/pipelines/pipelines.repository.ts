@@ -241,31 +241,31 @@ export class PipelinesRepository {
     if (q.seriesIds.length === 0 || q.ends.length === 0) return [];
     const params: unknown[] = [];
     const p = (v: unknown) => `$${params.push(v)}`;
-    const groups = q.groupBy.map((k, i) => `${k === SOURCE_KEY ? 's.source' : `s.tags ->> ${p(k)}`} AS g${i}`);
+    const ids = p(q.seriesIds);
+    // Group values are read once per series (not once per point), and buckets become epoch ms after grouping.
+    const groupCols = q.groupBy.map((k, i) => `, ${k === SOURCE_KEY ? 'source' : `tags ->> ${p(k)}`} AS g${i}`).join('');
+    const groupRefs = q.groupBy.map((_, i) => `, s.g${i}`).join('');
     const plain = q.functions.filter((f) => !(f in PERCENTILES)) as Array<keyof typeof AGG_SQL>;
     const pcts = q.functions.filter((f) => f in PERCENTILES);
     const aggs = plain.map((f) => `${AGG_SQL[f]} AS "${f}"`);
     // Fractions from the closed set above, written as literals; one sort serves every percentile.
     if (pcts.length) aggs.push(`percentile_cont(ARRAY[${pcts.map((f) => PERCENTILES[f]).join(', ')}]::float8[]) WITHIN GROUP (ORDER BY p.value) AS pct`);
-    const from = q.ends[0] - q.windowMs;
-    const to = q.ends[q.ends.length - 1];
+    const range = `p.series_id = ANY(${ids}::int[]) AND p.time >= ${p(toIso(q.ends[0] - q.windowMs))}::timestamptz AND p.time < ${p(toIso(q.ends[q.ends.length - 1]))}::timestamptz`;
+    const interval = p(`${q.windowMs / 1000} seconds`);
     const groupBy = ['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ');
-    let sql: string;
-    if (q.stepMs === q.windowMs) {
-      sql = `SELECT (extract(epoch FROM date_bin(${p(`${q.windowMs / 1000} seconds`)}::interval, p.time, timestamptz 'epoch')) * 1000)::float8 AS t,
-                    s.metric AS m${groups.map((g) => `, ${g}`).join('')}, ${aggs.join(', ')}
-             FROM points p JOIN series s ON s.id = p.series_id
-             WHERE p.series_id = ANY(${p(q.seriesIds)}::int[]) AND p.time >= ${p(toIso(from))}::timestamptz AND p.time < ${p(toIso(to))}::timestamptz
-             GROUP BY ${groupBy} ORDER BY 1 LIMIT ${p(q.limit + 1)}`;
-    } else {
-      sql = `SELECT (extract(epoch FROM e.t) * 1000)::float8 - ${p(q.windowMs)}::float8 AS t,
-                    s.metric AS m${groups.map((g) => `, ${g}`).join('')}, ${aggs.join(', ')}
-             FROM unnest(${p(q.ends.map(toIso))}::timestamptz[]) AS e(t)
-             JOIN points p ON p.time >= e.t - ${p(`${q.windowMs / 1000} seconds`)}::interval AND p.time < e.t
-             JOIN series s ON s.id = p.series_id
-             WHERE p.series_id = ANY(${p(q.seriesIds)}::int[]) AND p.time >= ${p(toIso(from))}::timestamptz AND p.time < ${p(toIso(to))}::timestamptz
-             GROUP BY ${groupBy} ORDER BY 1 LIMIT ${p(q.limit + 1)}`;
-    }
+    // Tumbling windows: one pass with date_bin. Overlapping or spaced windows: each window end joined
+    // to its points (an index range scan per end and series), labelled by the window start.
+    const [bucket, from, shift] =
+      q.stepMs === q.windowMs
+        ? [`date_bin(${interval}::interval, p.time, timestamptz 'epoch')`, 'points p', '0']
+        : ['e.t', `unnest(${p(q.ends.map(toIso))}::timestamptz[]) AS e(t) JOIN points p ON p.time >= e.t - ${interval}::interval AND p.time < e.t`, `${p(q.windowMs)}::float8`];
+    const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[]))
+      SELECT (extract(epoch FROM x.b) * 1000)::float8 - ${shift} AS t, x.* FROM (
+        SELECT ${bucket} AS b, s.metric AS m${groupRefs}, ${aggs.join(', ')}
+        FROM ${from} JOIN s ON s.id = p.series_id
+        WHERE ${range}
+        GROUP BY ${groupBy}
+      ) x ORDER BY 1 LIMIT ${p(q.limit + 1)}`;
     const r = await this.database.readPool.query<Record<string, unknown>>(sql, params);
     return r.rows.map((row) => {
       const pct = row.pct as number[] | undefined;
