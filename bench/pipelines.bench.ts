@@ -11,12 +11,14 @@ import { Database } from '../src/database/database.js';
 import { startEmbeddedPostgres } from '../src/database/embedded.js';
 import { compileFormula, parseFormula } from '../src/pipelines/formula.js';
 import { PointBatchBuilder } from '../src/storage/point-batch.js';
+import { JobsService } from '../src/jobs/jobs.service.js';
 import { PointWriter } from '../src/storage/point-writer.js';
 
 /**
- * Pipelines: how long a dry-run over a day of history takes with the aggregation in PostgreSQL,
- * next to only fetching the same raw points into Node (what aggregating in Node would cost before
- * any arithmetic), and how fast the formula stage evaluates rows.
+ * Pipelines: how long a dry-run over a day of history takes with the aggregation in PostgreSQL
+ * (from raw points, then from a rollup tier once materialised), next to only fetching the same raw
+ * points into Node (what aggregating in Node would cost before any arithmetic), and how fast the
+ * formula stage evaluates rows.
  *
  *   make bench BENCH_ARGS=pipelines            (100 series × 1 day at 10 s = 864,000 points)
  *   make bench BENCH_ARGS="pipelines --quick"  (20 series)
@@ -116,12 +118,17 @@ async function main() {
     rows.push(['fetch the raw points of 6 hours into Node', await time(() => fetchRaw(sixHours)), total / 4]);
     rows.push(['dry-run, 6 hours, 5m windows every 1m (overlapping), avg+max', await time(dryRun(pipeline('5m', ['avg', 'max'], { schedule: { every: '1m' } }), sixHours)), total / 4]);
     rows.push(['dry-run, 6 hours, 5m windows (tumbling), avg+max', await time(dryRun(pipeline('5m', ['avg', 'max']), sixHours)), total / 4]);
+    // Once the rollups are materialised, whole windows of avg/sum/min/max/count come from a tier.
+    const refresh = await app.get(JobsService).runNow('rollup-refresh');
+    console.log(`rollup-refresh: ${refresh.outcome} in ${(refresh.duration_ms / 1000).toFixed(1)} s`);
+    rows.push(['after rollup-refresh: dry-run, 1 day, 5m windows, avg+max by host, formula (rollup_5m)', await time(dryRun(pipeline('5m', ['avg', 'max']), day)), total]);
+    rows.push(['after rollup-refresh: dry-run, 1 day, 1h windows, avg+max by host (rollup_1h)', await time(dryRun(pipeline('1h', ['avg', 'max']), day)), total]);
 
     console.log(`\nmedian of ${REPEAT} runs after one warm-up; points = raw points in the range`);
     console.log('| case | ms | raw points | M points/s | x fetching the raw points |');
     console.log('| --- | ---: | ---: | ---: | ---: |');
     for (const [what, ms, pts] of rows) {
-      const base = pts === total ? rawDay : rows[4][1];
+      const base = pts === total ? rawDay : rows[4][1]; // the fetch of the same range
       console.log(`| ${what} | ${ms.toFixed(1)} | ${pts.toLocaleString('en-US')} | ${(pts / ms / 1000).toFixed(2)} | ${(ms / base).toFixed(2)} |`);
     }
 

@@ -22,6 +22,8 @@ export interface Execution {
   columns: string[];
   windows: WindowResult[];
   rowCount: number;
+  /** The rollup tier that served whole windows (null: raw points only), as the query API reports it. */
+  rollup?: string | null;
 }
 
 /** The rows of each window after every stage. Windows without rows are listed too. */

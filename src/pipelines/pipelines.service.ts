@@ -7,7 +7,9 @@ import { formatDuration, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
+import { planQuery } from '../query/plan.js';
 import { parseRange } from '../query/query-spec.js';
+import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { PointWriter } from '../storage/point-writer.js';
 import { HealthService } from '../system/health.service.js';
 import { WebhookService } from '../webhooks/webhook.service.js';
@@ -58,7 +60,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     private readonly writer: PointWriter,
     private readonly webhooks: WebhookService,
     private readonly health: HealthService,
-    database: Database,
+    private readonly database: Database,
   ) {
     const i = config.ingest;
     this.limits = { maxNameLength: i.maxNameLength, maxTags: i.maxTags, maxTagKeyLength: i.maxTagKeyLength, maxTagValueLength: i.maxTagValueLength };
@@ -179,7 +181,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     try {
       const r = await this.perform(row, plan, ends, range, 'manual', 0);
       if (r.error) throw withRun(r.error, r.run);
-      return { run: r.run && (await this.runView(r.run, row)), columns: r.exec!.columns, windows: r.windowsJson, output: r.output };
+      return { run: r.run && (await this.runView(r.run, row)), columns: r.exec!.columns, rollup: r.exec!.rollup ?? null, windows: r.windowsJson, output: r.output };
     } finally {
       await this.locks.release(row.id);
     }
@@ -338,12 +340,18 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     const maxRows = this.config.pipelines.maxRows;
     // A row holds one cell per metric: bound the cells read before assembling rows.
     const maxCells = maxRows * Math.max(1, plan.metrics?.length ?? 10);
-    const cells = await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells });
+    // Tumbling windows of functions a rollup answers exactly read whole windows from the rollup tier.
+    const tiered =
+      plan.stepMs === plan.windowMs && plan.functions.every((f) => ROLLUP_AGGREGATIONS.has(f))
+        ? planQuery(ends[0] - plan.windowMs, ends[ends.length - 1], plan.windowMs, 'avg', this.database.info.flavour)
+        : undefined;
+    const rollup = tiered?.tier ? tiered : undefined;
+    const cells = await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells, rollup });
     const exec = cells.length > maxCells ? undefined : assemble(plan, ends, cells);
     if (!exec || exec.rowCount > maxRows) {
       throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `The pipeline produces more than ${maxRows} rows over this range (PIPELINE_MAX_ROWS); narrow the range or the filter`, { max_rows: maxRows });
     }
-    return exec;
+    return { ...exec, rollup: rollup?.tier?.label ?? null };
   }
 
   private async preview(plan: PipelinePlan, input: RangeInput, pipeline: { id: number; name: string; version: number } | null) {
@@ -368,6 +376,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
       window: formatDuration(plan.windowMs),
       every: formatDuration(plan.stepMs),
       columns: exec.columns,
+      rollup: exec.rollup ?? null,
       total_windows: exec.windows.length,
       total_rows: exec.rowCount,
       windows: exec.windows.map((w) => windowJson(w, exec, plan, byStart)),

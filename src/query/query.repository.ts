@@ -43,6 +43,18 @@ export function tagConditions(tags: TagFilter[], params: unknown[]): string[] {
   return conds;
 }
 
+/**
+ * Where a rollup read stops and raw points take over (see plan.ts), as SQL over the parameters that
+ * hold the series ids, rollupFrom and rollupTo. Shared with pipelines, which read rollups too.
+ */
+export function rollupSplitSql(plan: QueryPlan, ids: string, rollupFrom: string, rollupTo: string): string {
+  if (!plan.watermarkSplit || !plan.tier) return `${rollupTo}::timestamptz`;
+  return `(SELECT CASE WHEN EXISTS (SELECT 1 FROM rollup_invalidations i WHERE i.series_ids && ${ids}::int[] AND i.from_time < ${rollupTo}::timestamptz AND i.to_time >= ${rollupFrom}::timestamptz)
+                   THEN ${rollupFrom}::timestamptz
+                   ELSE GREATEST(${rollupFrom}::timestamptz, LEAST(${rollupTo}::timestamptz, COALESCE(date_bin('${plan.tier.interval}', watermark, timestamptz 'epoch'), ${rollupFrom}::timestamptz))) END
+            FROM rollup_state WHERE id = 1)`;
+}
+
 /** Every read of series and points for the query API. */
 @Injectable()
 export class QueryRepository {
@@ -81,12 +93,7 @@ export class QueryRepository {
       const f = FRAGMENTS[aggregation];
       params = [g, ids, toIso(from), toIso(plan.rollupFrom), toIso(plan.rollupTo), toIso(to)];
       // $4 = rollupFrom, split = where the rollup stops and raw points take over again.
-      const split = plan.watermarkSplit
-        ? `(SELECT CASE WHEN EXISTS (SELECT 1 FROM rollup_invalidations i WHERE i.series_ids && $2::int[] AND i.from_time < $5::timestamptz AND i.to_time >= $4::timestamptz)
-                   THEN $4::timestamptz
-                   ELSE GREATEST($4::timestamptz, LEAST($5::timestamptz, COALESCE(date_bin('${plan.tier.interval}', watermark, timestamptz 'epoch'), $4::timestamptz))) END
-            FROM rollup_state WHERE id = 1)`
-        : '$5::timestamptz';
+      const split = rollupSplitSql(plan, '$2', '$4', '$5');
       sql = `WITH w AS (SELECT ${split} AS split)
              SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v FROM (
                SELECT date_bin($1::interval, time, timestamptz 'epoch') AS b, ${f.raw}
