@@ -140,7 +140,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
 
   async get(id: string) {
     const row = await this.find(id);
-    return this.view(row, this.planOf(row), (await this.repo.lastRuns([row.id])).get(row.id));
+    return this.view(row, this.planOrNull(row), (await this.repo.lastRuns([row.id])).get(row.id));
   }
 
   async list() {
@@ -197,7 +197,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
   async dryRunDefinition(body: unknown, input: RangeInput) {
     const b = (typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {}) as Record<string, unknown>;
     const { from, to, ...definition } = b;
-    const parsed = await this.check(definition);
+    const parsed = await this.check({ name: 'dry-run', ...definition }); // a draft needs no name yet
     return this.preview(parsed.plan, { from: input.from ?? from, to: input.to ?? to }, null);
   }
 

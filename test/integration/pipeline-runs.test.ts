@@ -491,13 +491,12 @@ describeEachFlavour(
 
     it('dry-runs a definition that is not saved yet', async () => {
       const r = await ctx.t.post(`/api/v1/pipelines/dry-run?from=${iso(H0)}&to=${iso(H0 + 10 * MIN)}`, {
-        name: 'draft',
         pipeline: [{ operation: 'filter', params: { metrics: 'memory' } }, { operation: 'aggregate', params: { window: '5m', functions: ['min'] } }],
       });
       assert.equal(r.status, 200, r.body);
       assert.equal(r.json.pipeline, null);
       assertRows(r.json.windows, expectedRows(points, { from: H0, to: H0 + 10 * MIN, window: 5 * MIN, step: 5 * MIN, metrics: ['memory'], functions: ['min'], groupBy: [] }), 'draft');
-      assert.equal((await ctx.t.get('/api/v1/pipelines')).json.pipelines.some((x: { name: string }) => x.name === 'draft'), false);
+      assert.equal((await ctx.t.get('/api/v1/pipelines')).json.pipelines.some((x: { name: string }) => x.name === 'dry-run'), false);
       const bad = await ctx.t.post('/api/v1/pipelines/dry-run', { name: 'draft', pipeline: [{ operation: 'aggregate', params: { window: '5m', functions: ['mode'] } }] });
       assert.equal(bad.status, 400);
       assert.equal(bad.json.error.details.field, 'pipeline[0].params.functions[0]');

@@ -157,6 +157,16 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     assert.equal((await ctx.t.get(`/api/v1/pipelines/${id}/runs?limit=0`)).status, 400);
   });
 
+  it('forgets runs older than PIPELINE_RUNS_RETENTION_DAYS', async () => {
+    const id = (await ctx.t.get('/api/v1/pipelines')).json.pipelines[0].id;
+    await ctx.t.post(`/api/v1/pipelines/${id}/run`);
+    await ctx.t.post(`/api/v1/pipelines/${id}/run`);
+    await ctx.t.sql.query(`UPDATE pipeline_runs SET started_at = now() - interval '31 days' WHERE id = (SELECT min(id) FROM pipeline_runs WHERE pipeline_id = $1)`, [id]);
+    const job = await ctx.t.runJob('pipeline-runs-prune');
+    assert.equal(job.details.deleted, 1);
+    assert.equal((await ctx.t.get(`/api/v1/pipelines/${id}/runs`)).json.runs.length, 1);
+  });
+
   it('lists itself in the health components and the jobs', async () => {
     const health = await ctx.t.get('/health');
     assert.ok(health.json.components.pipelines, health.body);
