@@ -1,18 +1,15 @@
 import 'reflect-metadata';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { createApp } from '../src/app.factory.js';
 import { loadConfig } from '../src/config/config.js';
 import { Database } from '../src/database/database.js';
-import { startEmbeddedPostgres } from '../src/database/embedded.js';
 import { compileFormula, parseFormula } from '../src/pipelines/formula.js';
 import { PointBatchBuilder } from '../src/storage/point-batch.js';
 import { JobsService } from '../src/jobs/jobs.service.js';
 import { PointWriter } from '../src/storage/point-writer.js';
+import { benchServer, flag, median, ROOT, withClient } from './lib.js';
 
 /**
  * Pipelines: how long a dry-run over a day of history takes with the aggregation in PostgreSQL
@@ -23,15 +20,15 @@ import { PointWriter } from '../src/storage/point-writer.js';
  *   make bench BENCH_ARGS=pipelines            (100 series × 1 day at 10 s = 864,000 points)
  *   make bench BENCH_ARGS="pipelines --quick"  (20 series)
  *
- * PostgreSQL: BENCH_DATABASE_URL (an admin URL that may create databases), else an embedded server.
+ * PostgreSQL: BENCH_DATABASE_URL (a server that may create databases), else an embedded server with
+ * the settings of ../shared/notes/performance.md (bench/lib.ts). The service runs in this process.
  */
-const quick = process.argv.includes('--quick');
+const quick = flag('quick');
 const HOSTS = quick ? 10 : 50;
 const STEP = 10_000;
 const DAY = 86_400_000;
 const REPEAT = 5;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function time(fn: () => Promise<unknown>): Promise<number> {
   await fn(); // warm: plans, caches
   const ms: number[] = [];
@@ -44,27 +41,13 @@ async function time(fn: () => Promise<unknown>): Promise<number> {
 }
 
 async function main() {
-  let admin = process.env.BENCH_DATABASE_URL;
-  let stop = async () => {};
-  if (!admin) {
-    const dir = join(tmpdir(), `timescope-bench-${process.pid}`);
-    const server = await startEmbeddedPostgres({ dataDir: dir, port: 55_000 + Math.floor(Math.random() * 5_000), database: 'postgres', settings: { fsync: 'off' } });
-    admin = server.url;
-    stop = async () => {
-      await server.stop();
-      rmSync(dir, { recursive: true, force: true });
-    };
-  }
+  const server = await benchServer(join(ROOT, 'data', 'bench-pipelines')); // the server is kept; this run's database is dropped
   const name = `timescope_bench_${randomBytes(4).toString('hex')}`;
-  const c = new pg.Client({ connectionString: admin });
-  await c.connect();
-  await c.query(`CREATE DATABASE ${name}`);
-  await c.end();
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
+  const url = await server.url(name);
+  console.log(`PostgreSQL: ${server.describe}`);
   let app: NestFastifyApplication | undefined;
   try {
-    app = await createApp(loadConfig({ DATABASE_URL: url.toString(), JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', METRICS_RETENTION_DAYS: '0', QUERY_MAX_SERIES: '100000' }), false);
+    app = await createApp(loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', METRICS_RETENTION_DAYS: '0', QUERY_MAX_SERIES: '100000' }), false);
     const fastify = app.getHttpAdapter().getInstance();
     const db = app.get(Database);
 
@@ -143,11 +126,10 @@ async function main() {
     console.log(`\nformula stage: 1,000,000 rows of "${f.text}" in ${ms.toFixed(1)} ms = ${ms.toFixed(0)} ns/row (checksum ${sink.toFixed(0)})`);
   } finally {
     await app?.close();
-    const c2 = new pg.Client({ connectionString: admin });
-    await c2.connect();
-    await c2.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await c2.end();
-    await stop();
+    const admin = new URL(url);
+    admin.pathname = '/postgres';
+    await withClient(admin.toString(), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    await server.stop();
   }
 }
 

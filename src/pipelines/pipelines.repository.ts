@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { toIso } from '../common/time.js';
 import { Database } from '../database/database.js';
-import type { QueryPlan } from '../query/plan.js';
-import { rollupSplitSql, tagConditions } from '../query/query.repository.js';
+import type { Segment } from '../query/plan.js';
+import { tagConditions } from '../query/query.repository.js';
 import type { TagFilter } from '../query/query-spec.js';
 import { AggFunction, PERCENTILES, PipelineDefinition, SOURCE_KEY } from './definition.js';
 
@@ -77,8 +77,11 @@ export interface AggregateQuery {
   functions: AggFunction[];
   groupBy: string[];
   limit: number;
-  /** Whole windows from this rollup tier (tumbling windows, functions among avg sum min max count). */
-  rollup?: QueryPlan;
+  /**
+   * The query planner's cover of the range by rollup tiers and raw points (tumbling windows whose
+   * functions are all among avg sum min max count); without it, raw points only.
+   */
+  segments?: Segment[];
 }
 
 const COLUMNS = `id, name, description, enabled, definition, webhook_secret, version, created_at, updated_at, last_window_end, failures, retry_at`;
@@ -253,7 +256,7 @@ export class PipelinesRepository {
     const aggs = plain.map((f) => `${AGG_SQL[f]} AS "${f}"`);
     // Fractions from the closed set above, written as literals; one sort serves every percentile.
     if (pcts.length) aggs.push(`percentile_cont(ARRAY[${pcts.map((f) => PERCENTILES[f]).join(', ')}]::float8[]) WITHIN GROUP (ORDER BY p.value) AS pct`);
-    if (q.rollup?.tier) return this.aggregateFromRollup(q, params, p, ids, groupCols, groupRefs);
+    if (q.segments?.some((seg) => seg.tier)) return this.aggregateFromRollups(q, params, p, ids, groupCols, groupRefs);
     const range = `p.series_id = ANY(${ids}::int[]) AND p.time >= ${p(toIso(q.ends[0] - q.windowMs))}::timestamptz AND p.time < ${p(toIso(q.ends[q.ends.length - 1]))}::timestamptz`;
     const interval = p(`${q.windowMs / 1000} seconds`);
     const groupBy = ['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ');
@@ -274,29 +277,23 @@ export class PipelinesRepository {
   }
 
   /**
-   * The same cells from partial aggregates (count, sum, min, max per window and series): raw points
-   * before the tier's first whole bucket and after the split, the rollup in between, as the query
-   * API reads them (src/query/plan.ts), then merged per window, metric and group.
+   * The same cells from partial aggregates (count, sum, min, max per window and series), read from
+   * each segment of the query planner's cover — a rollup tier, or raw points at the edges and after
+   * the materialised watermark — then merged per window, metric and group.
    */
-  private async aggregateFromRollup(q: AggregateQuery, params: unknown[], p: (v: unknown) => string, ids: string, groupCols: string, groupRefs: string) {
-    const plan = q.rollup!;
-    const tier = plan.tier!;
+  private async aggregateFromRollups(q: AggregateQuery, params: unknown[], p: (v: unknown) => string, ids: string, groupCols: string, groupRefs: string) {
     const interval = p(`${q.windowMs / 1000} seconds`);
-    const [from, rollupFrom, rollupTo, to] = [q.ends[0] - q.windowMs, plan.rollupFrom, plan.rollupTo, q.ends[q.ends.length - 1]].map((t) => p(toIso(t)));
-    const raw = (lo: string, hi: string) =>
-      `SELECT date_bin(${interval}::interval, p.time, timestamptz 'epoch') AS b, p.series_id, count(*) AS c, sum(p.value) AS sm, min(p.value) AS mn, max(p.value) AS mx
-       FROM points p WHERE p.series_id = ANY(${ids}::int[]) AND p.time >= ${lo} AND p.time < ${hi} GROUP BY 1, 2`;
+    const parts = q.segments!.map((seg) => {
+      const within = (col: string) => `${col} >= ${p(toIso(seg.from))}::timestamptz AND ${col} < ${p(toIso(seg.to))}::timestamptz`;
+      return seg.tier
+        ? `SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch') AS b, r.series_id, sum(r.count) AS c, sum(r.sum) AS sm, min(r.min) AS mn, max(r.max) AS mx
+           FROM ${seg.tier.table} r WHERE r.series_id = ANY(${ids}::int[]) AND ${within('r.bucket')} GROUP BY 1, 2`
+        : `SELECT date_bin(${interval}::interval, p.time, timestamptz 'epoch') AS b, p.series_id, count(*) AS c, sum(p.value) AS sm, min(p.value) AS mn, max(p.value) AS mx
+           FROM points p WHERE p.series_id = ANY(${ids}::int[]) AND ${within('p.time')} GROUP BY 1, 2`;
+    });
     const merge: Record<string, string> = { avg: 'sum(q.sm) / sum(q.c)', sum: 'sum(q.sm)', min: 'min(q.mn)', max: 'max(q.mx)', count: 'sum(q.c)::float8' };
     const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[])),
-      w AS (SELECT ${rollupSplitSql(plan, ids, rollupFrom, rollupTo)} AS split),
-      q AS (
-        ${raw(`${from}::timestamptz`, `${rollupFrom}::timestamptz`)}
-        UNION ALL
-        SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch'), r.series_id, sum(r.count), sum(r.sum), min(r.min), max(r.max)
-        FROM ${tier.table} r WHERE r.series_id = ANY(${ids}::int[]) AND r.bucket >= ${rollupFrom}::timestamptz AND r.bucket < (SELECT split FROM w) GROUP BY 1, 2
-        UNION ALL
-        ${raw('(SELECT split FROM w)', `${to}::timestamptz`)}
-      )
+      q AS (${parts.join(' UNION ALL ')})
       SELECT (extract(epoch FROM x.b) * 1000)::float8 AS t, x.* FROM (
         SELECT q.b, s.metric AS m${groupRefs}, ${q.functions.map((f) => `(${merge[f]})::float8 AS "${f}"`).join(', ')}
         FROM q JOIN s ON s.id = q.series_id

@@ -7,7 +7,8 @@ import { formatDuration, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
-import { planQuery } from '../query/plan.js';
+import { coarsestTier, planSegments, Segment } from '../query/plan.js';
+import { QueryRepository } from '../query/query.repository.js';
 import { parseRange } from '../query/query-spec.js';
 import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { PointWriter } from '../storage/point-writer.js';
@@ -61,6 +62,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     private readonly webhooks: WebhookService,
     private readonly health: HealthService,
     private readonly database: Database,
+    private readonly queries: QueryRepository,
   ) {
     const i = config.ingest;
     this.limits = { maxNameLength: i.maxNameLength, maxTags: i.maxTags, maxTagKeyLength: i.maxTagKeyLength, maxTagValueLength: i.maxTagValueLength };
@@ -340,18 +342,20 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     const maxRows = this.config.pipelines.maxRows;
     // A row holds one cell per metric: bound the cells read before assembling rows.
     const maxCells = maxRows * Math.max(1, plan.metrics?.length ?? 10);
-    // Tumbling windows of functions a rollup answers exactly read whole windows from the rollup tier.
-    const tiered =
-      plan.stepMs === plan.windowMs && plan.functions.every((f) => ROLLUP_AGGREGATIONS.has(f))
-        ? planQuery(ends[0] - plan.windowMs, ends[ends.length - 1], plan.windowMs, 'avg', this.database.info.flavour)
-        : undefined;
-    const rollup = tiered?.tier ? tiered : undefined;
-    const cells = await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells, rollup });
+    // Tumbling windows of functions a rollup answers exactly read rollup tiers where the query planner would.
+    let segments: Segment[] | undefined;
+    if (plan.stepMs === plan.windowMs && plan.functions.every((f) => ROLLUP_AGGREGATIONS.has(f))) {
+      const from = ends[0] - plan.windowMs, to = ends[ends.length - 1];
+      const state = this.database.info.flavour === 'postgresql' ? await this.queries.rollupState(ids, from, to) : { materialisedUntil: Infinity };
+      segments = planSegments(from, to, plan.windowMs, 'avg', state);
+    }
+    const tier = segments && coarsestTier(segments);
+    const cells = await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells, segments: tier ? segments : undefined });
     const exec = cells.length > maxCells ? undefined : assemble(plan, ends, cells);
     if (!exec || exec.rowCount > maxRows) {
       throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `The pipeline produces more than ${maxRows} rows over this range (PIPELINE_MAX_ROWS); narrow the range or the filter`, { max_rows: maxRows });
     }
-    return { ...exec, rollup: rollup?.tier?.label ?? null };
+    return { ...exec, rollup: tier?.label ?? null };
   }
 
   private async preview(plan: PipelinePlan, input: RangeInput, pipeline: { id: number; name: string; version: number } | null) {

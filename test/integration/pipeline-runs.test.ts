@@ -466,14 +466,15 @@ describeEachFlavour(
         });
         ids.push(p.id);
       }
-      const check = async (what: string) => {
+      const check = async (what: string, fromRollups = true) => {
         for (const [i, v] of variants.entries()) {
           const json = await dryRun(ids[i], H0, H0 + 2 * HOUR);
-          assert.equal(json.rollup, v.tier);
+          if (fromRollups) assert.equal(json.rollup, v.tier, what);
           assertRows(json.windows, expectedRows(points, { from: H0, to: H0 + 2 * HOUR, window: v.ms, step: v.ms, metrics: ['cpu', 'memory'], functions: fns, groupBy: v.groupBy, where: exp001 }), `${what}, ${v.window}`);
         }
       };
-      await check('before the rollup refresh');
+      // Nothing is materialised yet on plain PostgreSQL (raw points serve); TimescaleDB aggregates on read.
+      await check('before the rollup refresh', ctx.flavour === 'timescaledb');
       await ctx.t.runJob('rollup-refresh');
       await check('after the rollup refresh');
       // A late point below the rollup watermark. Plain PostgreSQL reads raw points until the refresh
@@ -481,7 +482,7 @@ describeEachFlavour(
       const late: KnownPoint = { metric: 'cpu', source: 'node-1', tags: { host: 'a', experiment_id: 'exp_001' }, t: H0 + 10 * MIN + 1_000, v: 1_000 };
       await ingest(ctx.t, [late]);
       points.push(late);
-      if (ctx.flavour === 'postgresql') await check('with a late point');
+      if (ctx.flavour === 'postgresql') await check('with a late point', false);
       await ctx.t.runJob('rollup-refresh');
       await check('after the late point was re-aggregated');
       // Percentiles, first and last need the raw points.
