@@ -6,6 +6,7 @@ import { DatabaseModule } from './database/database.module.js';
 import { IngestionModule } from './ingestion/ingestion.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
 import { PerformanceModule } from './performance/performance.module.js';
+import { PipelinesModule } from './pipelines/pipelines.module.js';
 import { QueryModule } from './query/query.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
@@ -18,7 +19,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule],
     };
   }
 }

@@ -57,6 +57,12 @@ export const envSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE: bool(false),
   WEBHOOK_CONCURRENCY: int(4, 1, 64),
 
+  // Pipelines: catch-up after downtime, and bounds of one run or dry-run
+  PIPELINE_MAX_CATCHUP_WINDOWS: int(60, 1, 100_000),
+  PIPELINE_MAX_WINDOWS: int(10_000, 1, 1_000_000),
+  PIPELINE_MAX_ROWS: int(100_000, 1, 10_000_000),
+  PIPELINE_RUNS_RETENTION_DAYS: int(30, 1, 3650),
+
   // Host and GPU collector, retention, jobs and runtime configuration (issue 3). Everything in this
   // block except COLLECTOR_HOSTNAME and NVIDIA_SMI_PATH can be changed at run time with PUT /api/v1/config.
   COLLECTOR_ENABLED: bool(true),
@@ -120,6 +126,7 @@ export class AppConfig {
     allowPrivate: boolean;
     concurrency: number;
   };
+  declare readonly pipelines: { maxCatchupWindows: number; maxWindows: number; maxRows: number; runsRetentionDays: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
@@ -192,6 +199,12 @@ export function fromEnv(e: Env): AppConfig {
       retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
       allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
       concurrency: e.WEBHOOK_CONCURRENCY,
+    },
+    pipelines: {
+      maxCatchupWindows: e.PIPELINE_MAX_CATCHUP_WINDOWS,
+      maxWindows: e.PIPELINE_MAX_WINDOWS,
+      maxRows: e.PIPELINE_MAX_ROWS,
+      runsRetentionDays: e.PIPELINE_RUNS_RETENTION_DAYS,
     },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
     collector: {

@@ -3,7 +3,7 @@ import { floorTo, MINUTE, toIso } from '../common/time.js';
 import { Database } from '../database/database.js';
 import type { Bucket } from './fill.js';
 import type { RollupState, Segment } from './plan.js';
-import type { Aggregation, SeriesSelector } from './query-spec.js';
+import type { Aggregation, SeriesSelector, TagFilter } from './query-spec.js';
 
 /**
  * Fixed SQL fragments per aggregation, never user text: what one raw point and one rollup row
@@ -27,8 +27,14 @@ export function seriesConditions(sel: SeriesSelector, params: unknown[]): string
     params.push(sel.source);
     conds.push(`source = $${params.length}`);
   }
+  return [...conds, ...tagConditions(sel.tags, params)].join(' AND ');
+}
+
+/** Conditions on the series table's tags (keys AND, values of one key OR); appends to `params`. */
+export function tagConditions(tags: TagFilter[], params: unknown[]): string[] {
+  const conds: string[] = [];
   const single: Record<string, string> = {};
-  for (const f of sel.tags) {
+  for (const f of tags) {
     if (f.values.length === 1) single[f.key] = f.values[0];
     else {
       params.push(f.key, f.values);
@@ -39,7 +45,7 @@ export function seriesConditions(sel: SeriesSelector, params: unknown[]): string
     params.push(JSON.stringify(single));
     conds.push(`tags @> $${params.length}::jsonb`);
   }
-  return conds.join(' AND ');
+  return conds;
 }
 
 /** Every read of series and points for the query API. */
