@@ -23,7 +23,7 @@ export class IngestionService {
 
   constructor(
     private readonly writer: PointWriter,
-    config: AppConfig,
+    private readonly config: AppConfig,
   ) {
     const i = config.ingest;
     this.limits = {
@@ -57,7 +57,9 @@ export class IngestionService {
     if (precision !== undefined && !PRECISIONS.includes(precision as Precision)) {
       throw invalidQuery('precision', `precision must be one of ${PRECISIONS.join(', ')}`);
     }
-    return { now: Date.now(), precision: precision as Precision | undefined, limits: this.limits, known: this.known };
+    // Retention follows PUT /api/v1/config: read it per request.
+    const limits = this.limits.retentionDays === this.config.retentionDays ? this.limits : { ...this.limits, retentionDays: this.config.retentionDays };
+    return { now: Date.now(), precision: precision as Precision | undefined, limits, known: this.known };
   }
 
   private async store(batch: PointBatch, now: number): Promise<IngestReply> {

@@ -41,7 +41,7 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
     await proxy.start();
     url = proxy.wrap(database.url);
   }
-  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', LOG_LEVEL: 'error', ...env });
+  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error', ...env });
   let app: NestFastifyApplication;
   try {
     app = await createApp(config, false);
