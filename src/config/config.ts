@@ -57,6 +57,29 @@ export const envSchema = z.object({
   WEBHOOK_ALLOW_PRIVATE: bool(false),
   WEBHOOK_CONCURRENCY: int(4, 1, 64),
 
+  // Pipelines: catch-up after downtime, and bounds of one run or dry-run
+  PIPELINE_MAX_CATCHUP_WINDOWS: int(60, 1, 100_000),
+  PIPELINE_MAX_WINDOWS: int(10_000, 1, 1_000_000),
+  PIPELINE_MAX_ROWS: int(100_000, 1, 10_000_000),
+  PIPELINE_RUNS_RETENTION_DAYS: int(30, 1, 3650),
+
+  // Host and GPU collector, retention, jobs and runtime configuration (issue 3). Everything in this
+  // block except COLLECTOR_HOSTNAME and NVIDIA_SMI_PATH can be changed at run time with PUT /api/v1/config.
+  COLLECTOR_ENABLED: bool(true),
+  METRICS_INTERVAL_LIVE: int(5, 1, 3_600),
+  METRICS_INTERVAL_PERSIST: int(30, 1, 86_400),
+  COLLECTOR_HOSTNAME: z.string().min(1).max(200).optional(),
+  COLLECTOR_BUFFER_MAX_POINTS: int(200_000, 1_000, 100_000_000),
+  NVIDIA_SMI_PATH: z.string().min(1).default('nvidia-smi'),
+  ROLLUP_RETENTION_DAYS: int(365, 0, 100_000),
+  RETENTION_INTERVAL_SECONDS: int(3_600, 1, 86_400),
+  PARTITION_PREMAKE_INTERVAL_SECONDS: int(3_600, 1, 86_400),
+  COMPRESSION_ENABLED: bool(true),
+  COMPRESSION_INTERVAL_SECONDS: int(3_600, 1, 86_400),
+  ALERTING_ENABLED: bool(true),
+  ALERT_QUEUE_SIZE: int(400_000, 0, 1_000_000_000),
+  ALERT_INGESTION_RATE: int(100_000, 0, 1_000_000_000),
+
   // Live streams (WebSocket, SSE), events and logs, service status, alerts (issue 5)
   STREAM_MAX_CONNECTIONS: int(2_000, 1, 1_000_000),
   STREAM_MAX_SUBSCRIPTIONS: int(100, 1, 100_000),
@@ -114,6 +137,7 @@ export class AppConfig {
     allowPrivate: boolean;
     concurrency: number;
   };
+  declare readonly pipelines: { maxCatchupWindows: number; maxWindows: number; maxRows: number; runsRetentionDays: number };
   // Live streams, events and logs, service status, alerts (issue 5)
   declare readonly streams: {
     maxConnections: number;
@@ -127,6 +151,19 @@ export class AppConfig {
   declare readonly services: { ttlSeconds: number };
   declare readonly alerts: { evaluationMs: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
+  // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
+  // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
+  declare readonly collector: {
+    enabled: boolean;
+    liveSeconds: number;
+    persistSeconds: number;
+    hostname: string | undefined;
+    bufferMaxPoints: number;
+    nvidiaSmiPath: string;
+  };
+  declare readonly retention: { rollupDays: number; intervalSeconds: number };
+  declare readonly maintenance: { partitionPremakeSeconds: number; compressionEnabled: boolean; compressionSeconds: number };
+  declare readonly alerting: { enabled: boolean; queueSize: number; ingestionRate: number };
 }
 
 export class ConfigError extends Error {}
@@ -186,6 +223,13 @@ export function fromEnv(e: Env): AppConfig {
       allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
       concurrency: e.WEBHOOK_CONCURRENCY,
     },
+    pipelines: {
+      maxCatchupWindows: e.PIPELINE_MAX_CATCHUP_WINDOWS,
+      maxWindows: e.PIPELINE_MAX_WINDOWS,
+      maxRows: e.PIPELINE_MAX_ROWS,
+      runsRetentionDays: e.PIPELINE_RUNS_RETENTION_DAYS,
+    },
+
     // Live streams, events and logs, service status, alerts (issue 5)
     streams: {
       maxConnections: e.STREAM_MAX_CONNECTIONS,
@@ -199,6 +243,21 @@ export function fromEnv(e: Env): AppConfig {
     services: { ttlSeconds: e.SERVICE_TTL_SECONDS },
     alerts: { evaluationMs: e.ALERTS_EVALUATION_SECONDS * 1000 },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+    collector: {
+      enabled: e.COLLECTOR_ENABLED,
+      liveSeconds: e.METRICS_INTERVAL_LIVE,
+      persistSeconds: e.METRICS_INTERVAL_PERSIST,
+      hostname: e.COLLECTOR_HOSTNAME,
+      bufferMaxPoints: e.COLLECTOR_BUFFER_MAX_POINTS,
+      nvidiaSmiPath: e.NVIDIA_SMI_PATH,
+    },
+    retention: { rollupDays: e.ROLLUP_RETENTION_DAYS, intervalSeconds: e.RETENTION_INTERVAL_SECONDS },
+    maintenance: {
+      partitionPremakeSeconds: e.PARTITION_PREMAKE_INTERVAL_SECONDS,
+      compressionEnabled: e.COMPRESSION_ENABLED,
+      compressionSeconds: e.COMPRESSION_INTERVAL_SECONDS,
+    },
+    alerting: { enabled: e.ALERTING_ENABLED, queueSize: e.ALERT_QUEUE_SIZE, ingestionRate: e.ALERT_INGESTION_RATE },
   };
 }
 

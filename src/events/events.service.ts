@@ -1,8 +1,9 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Json, TimeWindow } from '../common/input.js';
 import { DAY, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database, Queryable } from '../database/database.js';
+import { RetentionService } from '../retention/retention.service.js';
 import { PartitionService } from '../storage/partitions.js';
 import {
   decodeEvents,
@@ -18,9 +19,9 @@ import {
 import { EventsRepository } from './events.repository.js';
 
 /**
- * What the retention machinery needs to know about the events table: it is partitioned by day
- * (plain PostgreSQL) or a hypertable with 1-day chunks (TimescaleDB) on `time`, and whole
- * partitions or chunks older than EVENTS_RETENTION_DAYS may go.
+ * The events table: partitioned by day (plain PostgreSQL) or a hypertable with 1-day chunks
+ * (TimescaleDB) on `time`; the retention job drops whole partitions or chunks older than
+ * EVENTS_RETENTION_DAYS.
  */
 export const EVENTS_TABLE = { table: 'events', timeColumn: 'time', partitionMs: DAY } as const;
 
@@ -50,14 +51,24 @@ export const eventView = (e: StoredEvent): EventView => ({
  * over it. Other modules record their events through `record()`.
  */
 @Injectable()
-export class EventsService {
+export class EventsService implements OnModuleInit {
   constructor(
     private readonly repo: EventsRepository,
     private readonly partitions: PartitionService,
+    private readonly retention: RetentionService,
     private readonly database: Database,
     private readonly config: AppConfig,
   ) {
     partitions.register(EVENTS_TABLE.table, EVENTS_TABLE.partitionMs);
+  }
+
+  onModuleInit(): void {
+    // Whole partitions or chunks older than EVENTS_RETENTION_DAYS go with the retention job.
+    this.retention.register({
+      table: EVENTS_TABLE.table,
+      retentionDays: () => this.config.events.retentionDays,
+      description: 'events: logs, policy events, pipeline and service status, alert transitions',
+    });
   }
 
   window(now = Date.now()): TimeWindow {

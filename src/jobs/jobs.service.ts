@@ -22,6 +22,12 @@ export interface JobSpec {
   /** Milliseconds between the end of one run and the start of the next; read anew each time. */
   every: () => number;
   enabled?: () => boolean;
+  /**
+   * This instance's own work, paced by its owner through runNow() (the collector's persist): the
+   * scheduler leaves it alone, also when JOBS_ENABLED=false, and it runs without a connection or an
+   * advisory lock of its own (no other instance has its data; `ctx.client` is not set).
+   */
+  perInstance?: boolean;
   /** Returns what it did (shown in GET /api/v1/system/jobs). */
   run: (ctx: JobContext) => Promise<Record<string, unknown> | void>;
 }
@@ -38,7 +44,7 @@ export interface JobRun {
   details: Record<string, unknown>;
 }
 
-const LOCK_NAMESPACE = 7310;
+export const LOCK_NAMESPACE = 7310;
 const INSTANCE = `${hostname()}:${process.pid}`;
 
 /** 32-bit FNV-1a of the job name: the second key of its advisory lock. */
@@ -83,7 +89,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
     const state: JobState = { spec, runs: 0, failures: 0 };
     this.jobs.set(spec.name, state);
-    if (this.started) this.schedule(state, 1_000);
+    if (this.started && !spec.perInstance) this.schedule(state, 1_000);
   }
 
   onApplicationBootstrap(): void {
@@ -92,7 +98,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
       return;
     }
     this.started = true;
-    for (const state of this.jobs.values()) this.schedule(state, 1_000);
+    for (const state of this.jobs.values()) if (!state.spec.perInstance) this.schedule(state, 1_000);
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -105,7 +111,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
   /** Re-arms a job's timer, e.g. after its interval changed. */
   reschedule(name: string): void {
     const s = this.jobs.get(name);
-    if (s && this.started && !s.running) this.schedule(s, s.spec.every());
+    if (s && this.started && !s.running && !s.spec.perInstance) this.schedule(s, s.spec.every());
   }
 
   names(): string[] {
@@ -149,7 +155,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
         schedule: `every ${formatDuration(every)}`,
         interval_ms: every,
         enabled: s.spec.enabled?.() ?? true,
-        scheduled: this.started,
+        scheduled: s.spec.perInstance ? true : this.started,
         running: Boolean(s.running),
         next_run_at: s.nextRunAt ? new Date(s.nextRunAt).toISOString() : null,
         runs: s.runs,
@@ -189,6 +195,15 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     if (s.spec.enabled && !s.spec.enabled()) {
       outcome = 'skipped';
       details = { reason: 'disabled' };
+    } else if (s.spec.perInstance) {
+      // It writes through the PointWriter: holding a connection here could starve it (PGlite has one).
+      try {
+        details = (await s.spec.run({ client: undefined as unknown as pg.PoolClient, logger: new Logger(`job:${name}`) })) ?? {};
+      } catch (err) {
+        outcome = 'failed';
+        details = { error: (err as Error)?.message ?? String(err) };
+        this.logger.warn(`${name} failed: ${details.error}`);
+      }
     } else {
       const client = new LazyClient(this.database.readPool);
       let locked = false;

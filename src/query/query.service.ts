@@ -4,7 +4,8 @@ import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { fillBuckets } from './fill.js';
-import { planQuery } from './plan.js';
+import { coarsestTier, planSegments } from './plan.js';
+import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { QueryRepository } from './query.repository.js';
 import { parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
 
@@ -88,11 +89,16 @@ export class QueryService {
     const base = emptyResult(spec);
     const ids = await this.matchingSeries(spec);
     if (ids.length === 0 || spec.from === spec.to) return base;
-    const plan = planQuery(spec.from, spec.to, spec.granularityMs, spec.aggregation, this.database.info.flavour);
-    const rows = await this.repo.buckets(ids, spec.from, spec.to, spec.granularityMs, spec.aggregation, plan);
+    // TimescaleDB aggregates fresh data on read; plain PostgreSQL rollups end at their watermark.
+    const state =
+      this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(spec.aggregation)
+        ? await this.repo.rollupState(ids, spec.from, spec.to)
+        : { materialisedUntil: Infinity };
+    const segments = planSegments(spec.from, spec.to, spec.granularityMs, spec.aggregation, state);
+    const rows = await this.repo.buckets(ids, spec.granularityMs, spec.aggregation, segments);
     const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
     const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
-    return { ...base, data_points, total_points: data_points.length, series_count: ids.length, rollup: plan.tier?.label ?? null };
+    return { ...base, data_points, total_points: data_points.length, series_count: ids.length, rollup: coarsestTier(segments)?.label ?? null };
   }
 
   /** Series ids for a selector: 404 for a metric never seen, 400 past QUERY_MAX_SERIES. */

@@ -1,5 +1,4 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type pg from 'pg';
 import { floorTo } from '../common/time.js';
 import { Database, Queryable } from '../database/database.js';
 import { POINTS_PARTITION_MS, ROLLUP_TIERS } from './tiers.js';

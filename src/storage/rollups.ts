@@ -50,9 +50,12 @@ export class RollupService {
 
   private async refreshContinuousAggregates(client: Queryable, target: number): Promise<RefreshReport> {
     const end = pg.escapeLiteral(toIso(target));
+    // Start at the raw retention: refreshing over dropped chunks would empty the rollups there.
+    const days = this.config.retentionDays;
+    const start = days > 0 ? pg.escapeLiteral(toIso(floorTo(Date.now() - days * DAY, DAY))) + '::timestamptz' : 'NULL';
     for (const t of ROLLUP_TIERS) {
       // CALL cannot run inside a transaction block; tiers in order, each built from the one below.
-      await client.query(`CALL refresh_continuous_aggregate('${t.table}', NULL, ${end}::timestamptz)`);
+      await client.query(`CALL refresh_continuous_aggregate('${t.table}', ${start}, ${end}::timestamptz)`);
     }
     return { flavour: 'timescaledb', watermark: toIso(target), aggregates: ROLLUP_TIERS.map((t) => t.table) };
   }

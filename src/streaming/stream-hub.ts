@@ -77,6 +77,7 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   private readonly unlisten: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private nextConnectionId = 1;
+  private lastHeartbeat = Date.now();
   private closing = false;
   readonly stats = { pointsSeen: 0, delivered: 0, refused: 0, cutOff: 0, fanOutMs: 0, batches: 0 };
 
@@ -88,7 +89,8 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
     this.ring = new ReplayRing(config.streams.replayPoints);
     this.encoder = new PointEncoder(this.templates, this.boot);
     this.unlisten = writer.onCommit((batch, ids) => this.onCommit(batch, ids));
-    this.heartbeat = setInterval(() => this.beat(), config.streams.heartbeatMs);
+    // Slow clients are checked every second; pings and keep-alives go every STREAM_HEARTBEAT_SECONDS.
+    this.heartbeat = setInterval(() => this.beat(), Math.min(1_000, config.streams.heartbeatMs));
     this.heartbeat.unref();
     health.register('streams', () => ({ status: 'running', level: 'healthy', ...this.summary() }));
   }
@@ -218,10 +220,12 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
 
   private beat(): void {
     const now = Date.now();
+    const ping = now - this.lastHeartbeat >= this.config.streams.heartbeatMs - 50;
+    if (ping) this.lastHeartbeat = now;
     for (const t of this.targets) {
       try {
         t.connection.check(now);
-        t.heartbeat?.(now);
+        if (ping && !t.connection.closed) t.heartbeat?.(now);
       } catch (err) {
         this.logger.debug(`heartbeat failed: ${(err as Error).message}`);
       }
