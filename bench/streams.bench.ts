@@ -1,6 +1,6 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -243,17 +243,37 @@ const once = <T>(c: ChildProcess, type: string) =>
     c.once('exit', (code) => reject(new Error(`${type}: child exited with ${code}`)));
   });
 
+/** A TCP port nobody listens on now (for the embedded PostgreSQL). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 async function server(): Promise<void> {
-  let url = process.env.DATABASE_URL;
-  let stopPg = async () => {};
-  let dir: string | undefined;
-  if (!url) {
-    dir = join(tmpdir(), `timescope-bench-${process.pid}`);
-    const pg = await startEmbeddedPostgres({ dataDir: dir, port: 56_000 + Math.floor(Math.random() * 3_000), database: 'bench' });
-    url = pg.url;
-    stopPg = () => pg.stop();
+  const url = process.env.DATABASE_URL;
+  if (url) return measure(url);
+  const dir = join(tmpdir(), `timescope-bench-streams-${process.pid}`);
+  try {
+    const pg = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), database: 'bench' });
+    try {
+      await measure(pg.url);
+    } finally {
+      await pg.stop();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', STREAM_MAX_CONNECTIONS: String(WS_CLIENTS + SSE_CLIENTS + 100) });
+}
+
+async function measure(url: string): Promise<void> {
+  // The host collector off: only the ingest load below writes points.
+  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'warn', STREAM_MAX_CONNECTIONS: String(WS_CLIENTS + SSE_CLIENTS + 100) });
   const app = await createApp(config, false);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.getHttpServer().address() as AddressInfo).port;
@@ -329,8 +349,6 @@ async function server(): Promise<void> {
   clientsProc.disconnect();
   ingestProc.disconnect();
   await app.close();
-  await stopPg();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 }
 
 const port = Number(args.port);
