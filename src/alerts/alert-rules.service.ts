@@ -54,20 +54,23 @@ export class AlertRulesService {
   ) {}
 
   async create(body: unknown) {
-    const spec = await this.validate(body);
-    if ((await this.repo.count()) >= MAX_RULES) throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `At most ${MAX_RULES} alert rules; delete unused ones first`, { max: MAX_RULES });
-    const secret = spec.notify.webhook ? spec.secret ?? newSecret() : null;
-    const row = await this.repo.insert(spec, secret);
-    if (!row) throw new ApiError(409, 'CONFLICT', `An alert rule named ${spec.name} exists; PUT /api/v1/alert-rules/{id} to change it`, { field: 'name' });
-    return this.reply(row, secret !== null && spec.secret === null ? secret : undefined);
+    return this.insert(await this.validate(body));
   }
 
   /** POST /api/v1/monitoring/alerts/configure: creates the rule, or replaces the one with the same name. */
   async configure(body: unknown): Promise<{ created: boolean; reply: ReturnType<AlertRulesService['reply']> }> {
     const spec = await this.validate(body);
     const existing = await this.repo.byName(spec.name);
-    if (!existing) return { created: true, reply: await this.create(body) };
+    if (!existing) return { created: true, reply: await this.insert(spec) };
     return { created: false, reply: await this.replace(existing, spec) };
+  }
+
+  private async insert(spec: RuleSpec) {
+    if ((await this.repo.count()) >= MAX_RULES) throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `At most ${MAX_RULES} alert rules; delete unused ones first`, { max: MAX_RULES });
+    const secret = spec.notify.webhook ? spec.secret ?? newSecret() : null;
+    const row = await this.repo.insert(spec, secret);
+    if (!row) throw new ApiError(409, 'CONFLICT', `An alert rule named ${spec.name} exists; PUT /api/v1/alert-rules/{id} to change it`, { field: 'name' });
+    return this.reply(row, secret !== null && spec.secret === null ? secret : undefined);
   }
 
   async update(id: string, body: unknown) {
