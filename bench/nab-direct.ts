@@ -1,8 +1,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ALGORITHMS, Algorithm, detectorFor } from '../src/anomalies/detectors.js';
-import { describeEpisode, findEpisodes } from '../src/anomalies/episodes.js';
+import { ALGORITHMS, Algorithm } from '../src/anomalies/detectors.js';
+import { analyseSeries } from '../src/anomalies/analyse.js';
 import { loadNab, scoreResults } from './nab-data.js';
 
 /**
@@ -21,12 +21,10 @@ for (const algorithm of algos.length ? algos : ALGORITHMS) {
   const t0 = performance.now();
   for (const f of files) {
     const series = { times: f.times, values: f.values };
-    const det = detectorFor(algorithm)(series, { sensitivity, seed: 42 });
-    const gap = Number(det.used.window ?? 10) * Number(args.find((a) => a.startsWith('--gap='))?.split('=')[1] ?? 1);
-    const eps = findEpisodes(series, det, { direction: 'both', gap: Math.max(1, Math.round(gap)), loneScore: Number(args.find((a) => a.startsWith('--lone='))?.split('=')[1] ?? 1) });
+    const a = analyseSeries(series, { algorithm, sensitivity, seed: 42, direction: 'both' });
     mkdirSync(join(out, f.category), { recursive: true });
-    writeFileSync(join(out, f.category, `${f.name}.json`), JSON.stringify(eps.map((e) => describeEpisode(series, det, e).timestamp)));
-    if (verbose) console.log(`${algorithm} ${f.key}: ${eps.length} episodes ${JSON.stringify(det.used)}`);
+    writeFileSync(join(out, f.category, `${f.name}.json`), JSON.stringify(a.anomalies.map((x) => x.timestamp)));
+    if (verbose) console.log(`${algorithm} ${f.key}: ${a.anomalies.length} episodes ${JSON.stringify(a.used)}`);
   }
   const ms = performance.now() - t0;
   const s = await scoreResults(out);

@@ -12,7 +12,7 @@ export const FOREST_DEFAULTS = { trees: 100, subsample: 1024 };
  * gets none.
  */
 export function forestThreshold(sensitivity: number): number {
-  return 0.56 + 0.2 * (1 - sensitivity);
+  return 0.52 + 0.2 * (1 - sensitivity);
 }
 
 /**

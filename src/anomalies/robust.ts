@@ -50,12 +50,22 @@ export function flooredScale(sigma: number, floor: number): number {
   return Number.isFinite(sigma) && sigma > floor ? sigma : floor;
 }
 
-/** Global robust floor for a series' scale: its quantum, or 1e-9 of its magnitude for a constant series. */
+/**
+ * Global floor for a series' scale. A series whose values often leave its median by whole steps
+ * (counts, quantised readings: MAD 0, but 1% or more of points off the median) is floored at its
+ * step, so ordinary steps do not explode. A flat series with rare departures keeps a tiny floor
+ * (1e-9 of its magnitude), so a single step out of a flat line still stands out.
+ */
 export function scaleFloor(values: ArrayLike<number>): number {
-  const q = quantum(values);
+  const n = values.length;
+  const stride = Math.max(1, Math.floor(n / 20_000));
   let mag = 0;
-  for (let i = 0; i < values.length; i += Math.max(1, Math.floor(values.length / 1000))) mag = Math.max(mag, Math.abs(values[i]));
-  return Math.max(q, mag * 1e-9, 1e-12);
+  for (let i = 0; i < n; i += stride) mag = Math.max(mag, Math.abs(values[i]));
+  const tiny = Math.max(mag * 1e-9, 1e-12);
+  const mid = median(values);
+  let off = 0, m = 0;
+  for (let i = 0; i < n; i += stride, m++) if (values[i] !== mid) off++;
+  return off >= 0.01 * m ? Math.max(quantum(values), tiny) : tiny;
 }
 
 export interface Baseline {

@@ -49,6 +49,14 @@ export const envSchema = z.object({
   QUERY_AUTO_BUCKETS: int(1_000, 10, 100_000),
   QUERY_MAX_SERIES: int(10_000, 1, 10_000_000),
 
+  // Analytics (issue 4): summary statistics, anomaly detection, export.
+  ANOMALY_MAX_POINTS: int(1_000_000, 100, 100_000_000),
+  ANOMALY_MAX_SERIES: int(100, 1, 100_000),
+  EXPORT_DIR: z.string().min(1).optional(),
+  EXPORT_MAX_CONCURRENT: int(2, 1, 100),
+  EXPORT_TIMEOUT_SECONDS: int(3600, 1, 7 * 86_400),
+  EXPORT_TTL_HOURS: int(24, 1, 365 * 24),
+
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   LOG_FORMAT: z.enum(['text', 'json']).default('text'),
 });
@@ -88,6 +96,14 @@ export class AppConfig {
   declare readonly rollups: { refreshSeconds: number; lagSeconds: number; partitionPremakeDays: number };
   declare readonly query: { maxBuckets: number; autoBuckets: number; maxSeries: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
+  declare readonly analytics: {
+    anomalyMaxPoints: number;
+    anomalyMaxSeries: number;
+    exportDir: string;
+    exportMaxConcurrent: number;
+    exportTimeoutMs: number;
+    exportTtlMs: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -140,6 +156,14 @@ export function fromEnv(e: Env): AppConfig {
     },
     query: { maxBuckets: e.QUERY_MAX_BUCKETS, autoBuckets: e.QUERY_AUTO_BUCKETS, maxSeries: e.QUERY_MAX_SERIES },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+    analytics: {
+      anomalyMaxPoints: e.ANOMALY_MAX_POINTS,
+      anomalyMaxSeries: e.ANOMALY_MAX_SERIES,
+      exportDir: e.EXPORT_DIR ?? `${e.DATA_DIR.replace(/\/+$/, '')}/exports`,
+      exportMaxConcurrent: e.EXPORT_MAX_CONCURRENT,
+      exportTimeoutMs: e.EXPORT_TIMEOUT_SECONDS * 1000,
+      exportTtlMs: e.EXPORT_TTL_HOURS * 3_600_000,
+    },
   };
 }
 
