@@ -30,7 +30,7 @@ export class CopyBinaryDecoder {
         this.pending = buf;
         return empty();
       }
-      if (buf.toString('latin1', 0, 5) !== 'PGCOPY') throw new Error('not a binary COPY stream');
+      if (buf.toString('latin1', 0, 6) !== 'PGCOPY') throw new Error('not a binary COPY stream');
       const extension = buf.readInt32BE(SIGNATURE_BYTES + 4);
       o = SIGNATURE_BYTES + 8 + extension;
       this.headerDone = true;
