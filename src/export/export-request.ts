@@ -21,12 +21,13 @@ const MAX_METRICS = 100;
  * `granularity` + `aggregation`. Names may be given as the reference's first half spells them:
  * `start_date`, `end_date`.
  */
-export function parseExportSpec(input: Record<string, unknown>, now: number, limits: QueryLimits, opts: { defaultFormat: ExportFormat; allowAllMetrics: boolean }): ExportSpec {
+export function parseExportSpec(input: Record<string, unknown>, now: number, limits: QueryLimits, opts: { defaultFormat: ExportFormat; allowAllMetrics: boolean; rangeNames?: [string, string] }): ExportSpec {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalidRequest('Expected an object of export parameters');
   const from = input.from ?? input.start_date;
   const to = input.to ?? input.end_date;
-  const fromName = input.from !== undefined ? 'from' : input.start_date !== undefined ? 'start_date' : 'from';
-  const toName = input.to !== undefined ? 'to' : input.end_date !== undefined ? 'end_date' : 'to';
+  const [defaultFrom, defaultTo] = opts.rangeNames ?? ['from', 'to'];
+  const fromName = input.from !== undefined ? 'from' : input.start_date !== undefined ? 'start_date' : defaultFrom;
+  const toName = input.to !== undefined ? 'to' : input.end_date !== undefined ? 'end_date' : defaultTo;
   if (from === undefined || from === '') throw invalidQuery(fromName, `${fromName} is required for an export (ISO 8601 with a zone, epoch ms or now-<duration>)`);
   if (to === undefined || to === '') throw invalidQuery(toName, `${toName} is required for an export (ISO 8601 with a zone, epoch ms or now)`);
   let range: TimeRange;

@@ -63,7 +63,6 @@ export class ExportService implements OnModuleInit {
   ) {}
 
   async onModuleInit(): Promise<void> {
-    mkdirSync(this.config.analytics.exportDir, { recursive: true });
     const failed = await this.repo.failInterrupted(hostname()).catch(() => 0);
     if (failed) this.logger.warn(`${failed} export(s) left unfinished by an earlier run were marked failed`);
     this.jobs.register({
@@ -109,7 +108,7 @@ export class ExportService implements OnModuleInit {
 
   /** The reference's GET /export/metrics: starts an export, waits a few seconds; completed → 200, else 202 with progress. */
   async startAndWait(query: Record<string, unknown>): Promise<{ status: number; body: ReturnType<ExportService['describe']> }> {
-    const spec = parseExportSpec(query, Date.now(), this.queries.limits, { defaultFormat: 'json', allowAllMetrics: true });
+    const spec = parseExportSpec(query, Date.now(), this.queries.limits, { defaultFormat: 'json', allowAllMetrics: true, rangeNames: ['start_date', 'end_date'] });
     const row = await this.launch(spec, query);
     const run = this.running.get(row.id);
     if (run) await Promise.race([run, new Promise((r) => setTimeout(r, SYNC_WAIT_MS).unref())]);
@@ -180,6 +179,7 @@ export class ExportService implements OnModuleInit {
     let records = 0;
     try {
       await this.repo.started(id);
+      mkdirSync(this.config.analytics.exportDir, { recursive: true });
       const out = createWriteStream(tmp);
       let lastReport = performance.now();
       const onProgress = (rows: number, fraction: number) => {
