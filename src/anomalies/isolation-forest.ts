@@ -25,12 +25,10 @@ export interface ForestOptions {
 }
 
 interface Tree {
-  /** Per node: split feature, or -1 for a leaf. */
-  feature: Int32Array;
-  /** Per node: split value (internal) or c(size) + depth already summed (leaf). */
+  /** Per node, two ints: split feature (-1 for a leaf) and the left child (the right one follows it). */
+  links: Int32Array;
+  /** Per node: split value (internal) or depth + c(size) already summed (leaf). */
   value: Float64Array;
-  left: Int32Array;
-  right: Int32Array;
 }
 
 export class IsolationForest {
@@ -68,10 +66,9 @@ export class IsolationForest {
 
   private grow(data: Float64Array, rows: Int32Array, rnd: () => number): Tree {
     const maxNodes = 2 * rows.length;
-    const feature = new Int32Array(maxNodes).fill(-1);
+    const links = new Int32Array(2 * maxNodes);
+    for (let q = 0; q < maxNodes; q++) links[2 * q] = -1;
     const value = new Float64Array(maxNodes);
-    const left = new Int32Array(maxNodes);
-    const right = new Int32Array(maxNodes);
     const d = this.dims;
     let next = 0;
     // Iterative: (node, from, to, depth) over a scratch copy of the rows, partitioned in place.
@@ -114,37 +111,40 @@ export class IsolationForest {
         }
       }
       const l = next++, r = next++;
-      feature[node] = f;
+      links[2 * node] = f;
+      links[2 * node + 1] = l;
       value[node] = split;
-      left[node] = l;
-      right[node] = r;
       stack.push(l, from, i, depth + 1, r, i, to, depth + 1);
     }
-    return { feature, value, left, right };
+    return { links: links.slice(0, 2 * next), value: value.slice(0, next) };
   }
 
-  /** Anomaly score s(x, psi) = 2^(-E(h(x)) / c(psi)) of every row of `data`. */
-  score(data: Float64Array): Float64Array {
+  /**
+   * Anomaly score s(x, psi) = 2^(-E(h(x)) / c(psi)) of every row of `data`, or only of the given
+   * rows (the others are left 0): a caller that needs the score of a few candidates skips the rest.
+   */
+  score(data: Float64Array, rows?: Int32Array): Float64Array {
     const d = this.dims;
     const n = data.length / d;
-    const sum = new Float64Array(n);
+    const m = rows ? rows.length : n;
+    const sum = new Float64Array(m);
     for (const tree of this.trees) {
-      const { feature, value, left, right } = tree;
-      for (let i = 0; i < n; i++) {
+      const { links, value } = tree;
+      for (let k = 0; k < m; k++) {
+        const base = (rows ? rows[k] : k) * d;
         let node = 0;
-        let f = feature[0];
-        const base = i * d;
+        let f = links[0];
         while (f >= 0) {
-          node = data[base + f] < value[node] ? left[node] : right[node];
-          f = feature[node];
+          node = links[2 * node + 1] + (data[base + f] < value[node] ? 0 : 1);
+          f = links[2 * node];
         }
-        sum[i] += value[node];
+        sum[k] += value[node];
       }
     }
     const c = averagePathLength(this.psi);
     const t = this.trees.length;
     const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) out[i] = Math.pow(2, -sum[i] / t / c);
+    for (let k = 0; k < m; k++) out[rows ? rows[k] : k] = Math.pow(2, -sum[k] / t / c);
     return out;
   }
 }

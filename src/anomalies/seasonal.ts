@@ -36,6 +36,7 @@ export function detectSeasonality(series: SeriesInput): Seasonality | null {
 
 /** Seasons of history per slot: the median of the same time of day (or week) over the last few. */
 const SEASONS_KEPT = { daily: 7, weekly: 4 } as const;
+const MAX_SLOTS = { daily: 1440, weekly: 2016 } as const;
 
 /**
  * Seasonal baseline: the expected value of a point is the median of the same slot (time of day, or
@@ -57,34 +58,47 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
   let warmup = 0;
   if (season) {
     const kept = SEASONS_KEPT[season.label];
-    const slotMs = season.periodMs / season.slots;
-    const history = new Float64Array(season.slots * kept);
-    const count = new Int32Array(season.slots);
-    // Latest MAD of each slot; a point's spread is the median over neighbouring slots (± 1/48 of the period), less noisy than 7 values.
-    const slotMad = new Float64Array(season.slots).fill(NaN);
-    const reach = Math.max(1, Math.round(season.slots / 48));
+    // Slots of at least one sampling step and at most MAX_SLOTS per season (1-minute slots of a
+    // day, 5-minute slots of a week): finer slots would hold a point or two and cost memory.
+    const slots = Math.min(season.slots, MAX_SLOTS[season.label]);
+    const slotMs = season.periodMs / slots;
+    // Per slot: a ring of the medians of that slot in the last `kept` seasons, and their spread.
+    const history = new Float64Array(slots * kept);
+    const count = new Int32Array(slots);
+    const slotMad = new Float64Array(slots).fill(NaN);
+    const reach = Math.max(1, Math.round(slots / 48)); // a point's spread: the median over ± 1/48 of the period
     const near = new Float64Array(2 * reach + 1);
-    for (let i = 0; i < n; i++) {
-      const slot = Math.floor((((times[i] % season.periodMs) + season.periodMs) % season.periodMs) / slotMs + 0.5) % season.slots;
+    let i = 0;
+    while (i < n) {
+      // A cell: the points of one slot in one season (contiguous, the series is in time order).
+      const cellOf = (t: number) => Math.floor(t / slotMs);
+      const cell = cellOf(times[i]);
+      let j = i + 1;
+      while (j < n && cellOf(times[j]) === cell) j++;
+      const slot = ((cell % slots) + slots) % slots;
       const c = count[slot];
       const have = Math.min(c, kept);
+      let expected = NaN, spread = NaN;
       if (have >= 2) {
-        seasonal[i] = median(history, slot * kept, slot * kept + have);
+        expected = median(history, slot * kept, slot * kept + have);
         let m = 0;
         for (let q = -reach; q <= reach; q++) {
-          const v = slotMad[(slot + q + season.slots) % season.slots];
+          const v = slotMad[(slot + q + slots) % slots];
           if (v === v) near[m++] = v;
         }
-        slotSigma[i] = m ? MAD_TO_SIGMA * median(near, 0, m) : NaN;
-      } else {
-        seasonal[i] = plain.center[i];
-        warmup = i + 1;
+        spread = m ? MAD_TO_SIGMA * median(near, 0, m) : NaN;
       }
-      // Ring of the last `kept` values of this slot; anomalous values enter too, the median absorbs them.
-      history[slot * kept + (c % kept)] = values[i];
+      for (let q = i; q < j; q++) {
+        seasonal[q] = have >= 2 ? expected : plain.center[q];
+        slotSigma[q] = spread;
+      }
+      if (have < 2) warmup = j;
+      // This cell's median joins the ring; anomalous cells enter too, the median absorbs them.
+      history[slot * kept + (c % kept)] = median(values, i, j);
       count[slot] = c + 1;
       const h = Math.min(c + 1, kept);
       if (h >= 2) slotMad[slot] = mad(history, median(history, slot * kept, slot * kept + h), slot * kept, slot * kept + h);
+      i = j;
     }
   } else {
     seasonal.set(plain.center);
