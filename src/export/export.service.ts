@@ -220,7 +220,13 @@ export class ExportService implements OnModuleInit {
     }
     if (ids.length > max) throw invalidQuery('metric', `The export matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`, { max_series: max });
     const series = ids.length ? await this.reader.seriesInfo(ids) : new Map<number, SeriesInfo>();
-    if (spec.metrics === null) ids = ids.filter((id) => series.has(id) && (spec.source === undefined || series.get(id)!.source === spec.source));
+    if (spec.metrics === null) {
+      // Every metric: the same source and tag filters as a selector, applied to the series rows.
+      const keep = (s: SeriesInfo) => (spec.source === undefined || s.source === spec.source) && spec.tags.every((f) => f.values.includes(s.tags[f.key]));
+      ids = ids.filter((id) => series.has(id) && keep(series.get(id)!));
+      const kept = new Set(ids);
+      for (const id of [...series.keys()]) if (!kept.has(id)) series.delete(id);
+    }
     const tagKeys = [...new Set([...series.values()].flatMap((s) => Object.keys(s.tags)))].sort();
     const layout = { withMetric: spec.metrics === null || spec.metrics.length > 1, tagKeys };
     const encoder = encoderFor(spec.format, layout);
