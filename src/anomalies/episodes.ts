@@ -100,6 +100,10 @@ export interface AnomalyReport {
 /** Twelve significant digits: drops float noise (47.300000000000004), keeps every real digit of a metric. */
 const r = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(12)) : x);
 
+/** Reported scores stop here: past it (a departure from a flat line, a scale near 0) the number says nothing more. */
+export const MAX_REPORTED_SCORE = 1000;
+const shown = (score: number) => Math.round(Math.min(score, MAX_REPORTED_SCORE) * 1000) / 1000;
+
 /** The reply's anomaly: the episode's first point, its peak score and severity, and its extent. */
 export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode): AnomalyReport {
   const { times, values } = series;
@@ -108,7 +112,7 @@ export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode
   return {
     timestamp: new Date(times[s]).toISOString(),
     value: values[s],
-    score: Math.round(peakScore * 1000) / 1000,
+    score: shown(peakScore),
     severity: severity(peakScore),
     context: {
       baseline_avg: r(det.baseline[s]),
@@ -124,7 +128,7 @@ export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode
       flagged_points: ep.flagged,
       peak_timestamp: new Date(times[p]).toISOString(),
       peak_value: values[p],
-      peak_score: Math.round(peakScore * 1000) / 1000,
+      peak_score: shown(peakScore),
     },
   };
 }

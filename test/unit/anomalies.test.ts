@@ -75,6 +75,7 @@ describe('anomaly detectors on scenario fixtures', () => {
       it(`${algorithm}: a flat line does not explode, and a step out of it is found`, () => {
         const a = analyseSeries(flatThenSpike, opts(algorithm)).anomalies;
         assert.deepEqual(a.map((x) => x.timestamp), [at(flatThenSpike, 1500)]);
+        assert.ok(a[0].score <= 1000 && a[0].severity === 'critical', 'a step out of a flat line is critical, its score capped');
       });
     }
   }
