@@ -10,6 +10,7 @@ import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
+import { HealthService } from '../system/health.service.js';
 import { planQuery } from '../query/plan.js';
 import { QueryRepository } from '../query/query.repository.js';
 import { QueryService } from '../query/query.service.js';
@@ -59,12 +60,21 @@ export class ExportService implements OnModuleInit {
     private readonly repo: ExportRepository,
     private readonly database: Database,
     private readonly jobs: JobsService,
+    private readonly health: HealthService,
     private readonly config: AppConfig,
   ) {}
 
   async onModuleInit(): Promise<void> {
     const failed = await this.repo.failInterrupted(hostname()).catch(() => 0);
     if (failed) this.logger.warn(`${failed} export(s) left unfinished by an earlier run were marked failed`);
+    // A full export queue is not a fault: it shows how busy exports are, never degrades the service.
+    this.health.register('exports', () => ({
+      status: 'running',
+      level: 'healthy',
+      running: this.active,
+      waiting: this.waiting.length,
+      max_concurrent: this.config.analytics.exportMaxConcurrent,
+    }));
     this.jobs.register({
       name: 'export-cleanup',
       description: 'Deletes asynchronous exports (rows and files) older than EXPORT_TTL_HOURS',

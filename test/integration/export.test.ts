@@ -158,6 +158,8 @@ describeEachFlavour('export', (ctx) => {
     assert.equal(file.headers['content-disposition'], 'attachment; filename="cpu_usage_export.csv"');
     const streamed = await raw(ctx.t, `/api/v1/metrics/export?format=csv&${qs}`);
     assert.ok(file.body.equals(streamed.body), 'the file equals the streamed export');
+    const health = await ctx.t.get('/health');
+    assert.deepEqual(health.json.components.exports, { status: 'running', running: 0, waiting: 0, max_concurrent: 2 });
     const listed = await ctx.t.get('/api/v1/metrics/exports');
     assert.ok(listed.json.exports.some((e: { export_id: string }) => e.export_id === id));
 
