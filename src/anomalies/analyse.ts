@@ -1,9 +1,12 @@
 import type { DetectorParams, SeriesInput } from './detector.js';
 import { Algorithm, detectorFor } from './detectors.js';
 import { AnomalyReport, describeEpisode, Direction, findEpisodes, MinDeviation } from './episodes.js';
+import { typicalStep } from './robust.js';
 
 export interface AnalysisOptions extends DetectorParams {
   algorithm: Algorithm;
+  /** The trailing window as a duration; turned into points with the series' own sampling step. */
+  windowMs?: number;
   direction: Direction;
   minDeviation?: MinDeviation;
 }
@@ -24,9 +27,9 @@ export const LONE_POINT_SCORE = 1.5;
  */
 export function analyseSeries(series: SeriesInput, opts: AnalysisOptions): Analysis {
   if (series.values.length === 0) return { anomalies: [], used: {} };
-  const det = detectorFor(opts.algorithm)(series, opts);
-  const window = Number(det.used.window) || 1;
-  const gap = Math.max(1, Math.round(window / 4));
+  const window = opts.windowMs !== undefined ? Math.max(3, Math.round(opts.windowMs / (typicalStep(series.times) || opts.windowMs))) : opts.window;
+  const det = detectorFor(opts.algorithm)(series, { ...opts, window });
+  const gap = Math.max(1, Math.round((Number(det.used.window) || 1) / 4));
   const episodes = findEpisodes(series, det, { direction: opts.direction, minDeviation: opts.minDeviation, gap, loneScore: LONE_POINT_SCORE });
   return { anomalies: episodes.map((e) => describeEpisode(series, det, e)), used: { ...det.used, episode_gap_points: gap } };
 }

@@ -7,9 +7,9 @@ import { PointReader } from '../export/point-reader.js';
 import { planQuery } from '../query/plan.js';
 import { QueryRepository } from '../query/query.repository.js';
 import { QueryService } from '../query/query.service.js';
-import { analyseSeries } from './analyse.js';
+import { AnalysisRunner } from './analysis-runner.js';
 import { AnomalyRequest, parseAnomalyRequest } from './anomaly-request.js';
-import { typicalStep } from './robust.js';
+import type { AnomalyReport } from './episodes.js';
 
 interface SeriesToAnalyse {
   source: string | null;
@@ -26,6 +26,7 @@ interface SeriesToAnalyse {
 @Injectable()
 export class AnomaliesService {
   private readonly logger = new Logger('anomalies');
+  private readonly runner: AnalysisRunner;
 
   constructor(
     private readonly queries: QueryService,
@@ -33,7 +34,9 @@ export class AnomaliesService {
     private readonly reader: PointReader,
     private readonly database: Database,
     private readonly config: AppConfig,
-  ) {}
+  ) {
+    this.runner = new AnalysisRunner(config.analytics.anomalyWorkerMinPoints, 2);
+  }
 
   async detect(body: unknown) {
     const t0 = performance.now();
@@ -41,16 +44,19 @@ export class AnomaliesService {
     const ids = await this.queries.matchingSeries(req);
     const series = req.buckets ? await this.readBuckets(req, ids) : await this.readRaw(req, ids);
     const tRead = performance.now();
-    const anomalies = [];
+    const anomalies: Array<AnomalyReport & { source: string | null; tags: Record<string, string> }> = [];
     let used: Record<string, unknown> = {};
     let points = 0;
-    for (const s of series) {
-      points += s.values.length;
-      const window = req.windowMs !== undefined ? Math.max(3, Math.round(req.windowMs / (typicalStep(s.times) || req.windowMs))) : undefined;
-      const a = analyseSeries(s, { algorithm: req.algorithm, sensitivity: req.sensitivity, seed: req.seed, window, trees: req.trees, subsample: req.subsample, direction: req.direction, minDeviation: req.minDeviation });
-      if (series.length === 1 || Object.keys(used).length === 0) used = a.used;
-      for (const x of a.anomalies) anomalies.push({ ...x, source: s.source, tags: s.tags });
-    }
+    const meta = series.map((s) => ({ source: s.source, tags: s.tags, points: s.values.length }));
+    const results = await this.runner.run(
+      series.map((s) => ({ times: s.times, values: s.values })),
+      { algorithm: req.algorithm, sensitivity: req.sensitivity, seed: req.seed, windowMs: req.windowMs, trees: req.trees, subsample: req.subsample, direction: req.direction, minDeviation: req.minDeviation },
+    );
+    results.forEach((a, k) => {
+      points += meta[k].points;
+      if (Object.keys(used).length === 0) used = a.used;
+      for (const x of a.anomalies) anomalies.push({ ...x, source: meta[k].source, tags: meta[k].tags });
+    });
     anomalies.sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
     const analysisMs = performance.now() - t0;
     this.logger.debug(`${req.metric}: ${points} points of ${series.length} series, read ${(tRead - t0).toFixed(0)} ms, analysed ${(performance.now() - tRead).toFixed(0)} ms`);

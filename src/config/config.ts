@@ -52,6 +52,7 @@ export const envSchema = z.object({
   // Analytics (issue 4): summary statistics, anomaly detection, export.
   ANOMALY_MAX_POINTS: int(1_000_000, 100, 100_000_000),
   ANOMALY_MAX_SERIES: int(100, 1, 100_000),
+  ANOMALY_WORKER_MIN_POINTS: int(50_000, 0, 100_000_000),
   EXPORT_DIR: z.string().min(1).optional(),
   EXPORT_MAX_CONCURRENT: int(2, 1, 100),
   EXPORT_TIMEOUT_SECONDS: int(3600, 1, 7 * 86_400),
@@ -99,6 +100,7 @@ export class AppConfig {
   declare readonly analytics: {
     anomalyMaxPoints: number;
     anomalyMaxSeries: number;
+    anomalyWorkerMinPoints: number;
     exportDir: string;
     exportMaxConcurrent: number;
     exportTimeoutMs: number;
@@ -159,6 +161,7 @@ export function fromEnv(e: Env): AppConfig {
     analytics: {
       anomalyMaxPoints: e.ANOMALY_MAX_POINTS,
       anomalyMaxSeries: e.ANOMALY_MAX_SERIES,
+      anomalyWorkerMinPoints: e.ANOMALY_WORKER_MIN_POINTS,
       exportDir: e.EXPORT_DIR ?? `${e.DATA_DIR.replace(/\/+$/, '')}/exports`,
       exportMaxConcurrent: e.EXPORT_MAX_CONCURRENT,
       exportTimeoutMs: e.EXPORT_TIMEOUT_SECONDS * 1000,

@@ -136,4 +136,20 @@ describeEachFlavour('anomaly detection limits', (ctx) => {
     const narrow = await ctx.t.post('/api/v1/metrics/anomalies', { metric: 'cpu', from: iso(T0), to: iso(T0 + 900 * MIN) });
     assert.equal(narrow.status, 200);
   });
-}, { ANOMALY_MAX_POINTS: '1000' });
+
+  it('runs big analyses in a worker thread, with the same answer as inline', async () => {
+    // ANOMALY_WORKER_MIN_POINTS=0 here: every analysis of this app runs in a worker.
+    const req = { metric: 'cpu', from: iso(T0), to: iso(T0 + 900 * MIN), algorithm: 'isolation_forest', window: '3h' };
+    const r = await ctx.t.post('/api/v1/metrics/anomalies', req);
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(r.json.anomalies.map((a: { timestamp: string }) => a.timestamp), [iso(SPIKE)]);
+    assert.equal(r.json.parameters.detector.window, 180);
+    const { analyseSeries } = await import('../../src/anomalies/analyse.js');
+    const pts = dataset().filter((p) => p.source === 'a' && p.t < T0 + 900 * MIN);
+    const inline = analyseSeries(
+      { times: Float64Array.from(pts, (p) => p.t), values: Float64Array.from(pts, (p) => p.v) },
+      { algorithm: 'isolation_forest', sensitivity: 0.5, seed: 42, direction: 'both', windowMs: 3 * HOUR },
+    );
+    assert.deepEqual(r.json.anomalies.map(({ source: _s, tags: _t, ...a }: Record<string, unknown>) => a), inline.anomalies);
+  });
+}, { ANOMALY_MAX_POINTS: '1000', ANOMALY_WORKER_MIN_POINTS: '0' });
