@@ -155,6 +155,8 @@ class ParquetEncoder implements ExportEncoder {
   private parquet?: ParquetWriter;
   private n = 0;
   private times = new BigInt64Array(PARQUET_ROW_GROUP);
+  /** The same memory as two 32-bit halves per value: filled without a BigInt per row. */
+  private timeHalves = new Uint32Array(this.times.buffer);
   private values = new Float64Array(PARQUET_ROW_GROUP);
   private ids = new Int32Array(PARQUET_ROW_GROUP);
   private series: ReadonlyMap<number, SeriesInfo> = new Map();
@@ -183,7 +185,10 @@ class ParquetEncoder implements ExportEncoder {
     this.series = series;
     const out: Buffer[] = [];
     for (let i = 0; i < rows.length; i++) {
-      this.times[this.n] = BigInt(Math.round(rows.times[i] * 1000));
+      const us = Math.round(rows.times[i] * 1000);
+      const hi = Math.floor(us / 4_294_967_296);
+      this.timeHalves[2 * this.n] = us - hi * 4_294_967_296; // little-endian: low half first
+      this.timeHalves[2 * this.n + 1] = hi; // two's complement for times before 1970
       this.values[this.n] = rows.values[i];
       this.ids[this.n] = rows.seriesIds[i];
       if (++this.n === PARQUET_ROW_GROUP) out.push(this.flushGroup());

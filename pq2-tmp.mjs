@@ -1,0 +1,11 @@
+import { ParquetWriter, ByteWriter } from 'hyparquet-writer';
+const n = 100000;
+global.gc(); const b = process.memoryUsage();
+const w = new ByteWriter(1<<20);
+const p = new ParquetWriter({ writer: w, schema: [{name:'root', num_children: 2}, {name:'value', type:'DOUBLE', repetition_type:'REQUIRED'}, {name:'source', type:'BYTE_ARRAY', converted_type:'UTF8', repetition_type:'REQUIRED'}] });
+let peak = 0; const t = setInterval(() => peak = Math.max(peak, process.memoryUsage().rss), 1);
+const values = new Float64Array(n).map((_, i) => Math.sin(i));
+const src = new Array(n).fill('host-1');
+const a = process.memoryUsage().rss;
+p.write({ columnData: [{ name: 'value', data: values }], rowGroupSize: n });
+console.log('double col: heap', ((process.memoryUsage().heapUsed - b.heapUsed)/1048576).toFixed(1), 'rss', ((process.memoryUsage().rss - a)/1048576).toFixed(1));
