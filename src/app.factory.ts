@@ -9,6 +9,7 @@ import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
+import { withStoredSettings } from './settings/boot.js';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -31,7 +32,8 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
     return503OnClosing: true,
     logger: false,
   });
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+  const effective = await withStoredSettings(config); // stored settings over environment over defaults
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(effective), adapter, {
     logger: logger === false ? false : logger,
     abortOnError: false,
   });

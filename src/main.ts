@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createApp, createLogger } from './app.factory.js';
-import { AppConfig, ConfigError, loadConfig } from './config/config.js';
+import { AppConfig, loadConfig } from './config/config.js';
 import { EmbeddedServer, startEmbeddedPostgres } from './database/embedded.js';
 
 /**

@@ -2,10 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { invalidQuery } from '../common/errors.js';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
 import { PointReader } from '../export/point-reader.js';
-import { planQuery } from '../query/plan.js';
-import { QueryRepository } from '../query/query.repository.js';
 import { QueryService } from '../query/query.service.js';
 import { AnalysisRunner } from './analysis-runner.js';
 import { AnomalyRequest, parseAnomalyRequest } from './anomaly-request.js';
@@ -30,9 +27,7 @@ export class AnomaliesService {
 
   constructor(
     private readonly queries: QueryService,
-    private readonly queryRepo: QueryRepository,
     private readonly reader: PointReader,
-    private readonly database: Database,
     private readonly config: AppConfig,
   ) {
     this.runner = new AnalysisRunner(config.analytics.anomalyWorkerMinPoints, 2);
@@ -126,8 +121,7 @@ export class AnomaliesService {
   private async readBuckets(req: AnomalyRequest, ids: number[]): Promise<SeriesToAnalyse[]> {
     const b = req.buckets!;
     if (ids.length === 0 || req.from === req.to) return [];
-    const plan = planQuery(req.from, req.to, b.granularityMs, b.aggregation, this.database.info.flavour);
-    const rows = await this.queryRepo.buckets(ids, req.from, req.to, b.granularityMs, b.aggregation, plan);
+    const { rows } = await this.queries.bucketsOf(ids, req.from, req.to, b.granularityMs, b.aggregation);
     const tags = Object.fromEntries(req.tags.filter((t) => t.values.length === 1).map((t) => [t.key, t.values[0]]));
     return [{ source: req.source ?? null, tags, times: Float64Array.from(rows, (r) => r.t), values: Float64Array.from(rows, (r) => r.v ?? NaN) }];
   }

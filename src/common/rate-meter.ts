@@ -1,9 +1,11 @@
-/** Counts events per second over a sliding window of whole seconds; also remembers the peak. */
+/** Counts events per second: the average over a sliding window of whole seconds, and the busiest second. */
 export class RateMeter {
   private readonly buckets: Float64Array;
   private readonly stamps: Float64Array;
+  private peakSeen = 0;
+  private lastSec = -1;
+  private lastCount = 0;
   total = 0;
-  peak = 0;
 
   constructor(
     private readonly windowSeconds = 10,
@@ -22,8 +24,12 @@ export class RateMeter {
     }
     this.buckets[i] += n;
     this.total += n;
-    const r = this.rate();
-    if (r > this.peak) this.peak = r;
+    if (sec !== this.lastSec) {
+      this.peakSeen = Math.max(this.peakSeen, this.lastCount);
+      this.lastSec = sec;
+      this.lastCount = 0;
+    }
+    this.lastCount += n;
   }
 
   /** Events per second over the last full window (the current second excluded). */
@@ -36,5 +42,11 @@ export class RateMeter {
       if (this.stamps[i] === s) sum += this.buckets[i];
     }
     return sum / this.windowSeconds;
+  }
+
+  /** The most events counted in one completed second. */
+  get peak(): number {
+    const sec = Math.floor(this.now() / 1000);
+    return Math.max(this.peakSeen, this.lastSec < sec ? this.lastCount : 0);
   }
 }

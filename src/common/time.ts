@@ -96,7 +96,32 @@ export function parseQueryTime(text: string, now: number): number {
   return parseIsoTimestamp(t);
 }
 
-export const toIso = (ms: number) => new Date(ms).toISOString();
+let isoDay = NaN;
+let isoPrefix = '';
+const pad2 = (n: number) => (n < 10 ? `0${n}` : `${n}`);
+const pad3 = (n: number) => (n < 10 ? `00${n}` : n < 100 ? `0${n}` : `${n}`);
+
+/**
+ * Epoch ms → `2024-01-15T10:30:00.000Z`, exactly as Date#toISOString, several times faster for
+ * runs of timestamps on the same day (a query answer of thousands of buckets): the date part is
+ * formatted once per day.
+ */
+export function toIso(ms: number): string {
+  const t = Math.floor(ms);
+  if (!(t >= 0 && t < 253_402_300_800_000)) return new Date(t).toISOString(); // outside 1970-9999
+  const day = Math.floor(t / DAY);
+  if (day !== isoDay) {
+    isoDay = day;
+    isoPrefix = new Date(day * DAY).toISOString().slice(0, 11);
+  }
+  let r = t - day * DAY;
+  const h = Math.floor(r / HOUR);
+  r -= h * HOUR;
+  const m = Math.floor(r / MINUTE);
+  r -= m * MINUTE;
+  const s = Math.floor(r / SECOND);
+  return `${isoPrefix}${pad2(h)}:${pad2(m)}:${pad2(s)}.${pad3(r - s * SECOND)}Z`;
+}
 
 /** Floor to a multiple of `step` counted from the Unix epoch (what `date_bin(step, t, 'epoch')` does). */
 export const floorTo = (ms: number, step: number) => Math.floor(ms / step) * step;

@@ -49,6 +49,37 @@ export const envSchema = z.object({
   QUERY_AUTO_BUCKETS: int(1_000, 10, 100_000),
   QUERY_MAX_SERIES: int(10_000, 1, 10_000_000),
 
+  // Outgoing webhooks (alerts, pipelines)
+  WEBHOOK_TIMEOUT_MS: int(5_000, 100, 120_000),
+  WEBHOOK_MAX_ATTEMPTS: int(6, 1, 50),
+  WEBHOOK_RETRY_BASE_MS: int(2_000, 1, 3_600_000),
+  WEBHOOK_RETRY_MAX_MS: int(300_000, 1, 86_400_000),
+  WEBHOOK_ALLOW_PRIVATE: bool(false),
+  WEBHOOK_CONCURRENCY: int(4, 1, 64),
+
+  // Pipelines: catch-up after downtime, and bounds of one run or dry-run
+  PIPELINE_MAX_CATCHUP_WINDOWS: int(60, 1, 100_000),
+  PIPELINE_MAX_WINDOWS: int(10_000, 1, 1_000_000),
+  PIPELINE_MAX_ROWS: int(100_000, 1, 10_000_000),
+  PIPELINE_RUNS_RETENTION_DAYS: int(30, 1, 3650),
+
+  // Host and GPU collector, retention, jobs and runtime configuration (issue 3). Everything in this
+  // block except COLLECTOR_HOSTNAME and NVIDIA_SMI_PATH can be changed at run time with PUT /api/v1/config.
+  COLLECTOR_ENABLED: bool(true),
+  METRICS_INTERVAL_LIVE: int(5, 1, 3_600),
+  METRICS_INTERVAL_PERSIST: int(30, 1, 86_400),
+  COLLECTOR_HOSTNAME: z.string().min(1).max(200).optional(),
+  COLLECTOR_BUFFER_MAX_POINTS: int(200_000, 1_000, 100_000_000),
+  NVIDIA_SMI_PATH: z.string().min(1).default('nvidia-smi'),
+  ROLLUP_RETENTION_DAYS: int(365, 0, 100_000),
+  RETENTION_INTERVAL_SECONDS: int(3_600, 1, 86_400),
+  PARTITION_PREMAKE_INTERVAL_SECONDS: int(3_600, 1, 86_400),
+  COMPRESSION_ENABLED: bool(true),
+  COMPRESSION_INTERVAL_SECONDS: int(3_600, 1, 86_400),
+  ALERTING_ENABLED: bool(true),
+  ALERT_QUEUE_SIZE: int(400_000, 0, 1_000_000_000),
+  ALERT_INGESTION_RATE: int(100_000, 0, 1_000_000_000),
+
   // Analytics (issue 4): summary statistics, anomaly detection, export.
   ANOMALY_MAX_POINTS: int(1_000_000, 100, 100_000_000),
   ANOMALY_MAX_SERIES: int(100, 1, 100_000),
@@ -96,7 +127,29 @@ export class AppConfig {
   declare readonly retentionDays: number;
   declare readonly rollups: { refreshSeconds: number; lagSeconds: number; partitionPremakeDays: number };
   declare readonly query: { maxBuckets: number; autoBuckets: number; maxSeries: number };
+  declare readonly webhooks: {
+    timeoutMs: number;
+    maxAttempts: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
+    allowPrivate: boolean;
+    concurrency: number;
+  };
+  declare readonly pipelines: { maxCatchupWindows: number; maxWindows: number; maxRows: number; runsRetentionDays: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
+  // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
+  // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
+  declare readonly collector: {
+    enabled: boolean;
+    liveSeconds: number;
+    persistSeconds: number;
+    hostname: string | undefined;
+    bufferMaxPoints: number;
+    nvidiaSmiPath: string;
+  };
+  declare readonly retention: { rollupDays: number; intervalSeconds: number };
+  declare readonly maintenance: { partitionPremakeSeconds: number; compressionEnabled: boolean; compressionSeconds: number };
+  declare readonly alerting: { enabled: boolean; queueSize: number; ingestionRate: number };
   declare readonly analytics: {
     anomalyMaxPoints: number;
     anomalyMaxSeries: number;
@@ -157,7 +210,36 @@ export function fromEnv(e: Env): AppConfig {
       partitionPremakeDays: e.PARTITION_PREMAKE_DAYS,
     },
     query: { maxBuckets: e.QUERY_MAX_BUCKETS, autoBuckets: e.QUERY_AUTO_BUCKETS, maxSeries: e.QUERY_MAX_SERIES },
+    webhooks: {
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,
+      retryBaseMs: e.WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+      concurrency: e.WEBHOOK_CONCURRENCY,
+    },
+    pipelines: {
+      maxCatchupWindows: e.PIPELINE_MAX_CATCHUP_WINDOWS,
+      maxWindows: e.PIPELINE_MAX_WINDOWS,
+      maxRows: e.PIPELINE_MAX_ROWS,
+      runsRetentionDays: e.PIPELINE_RUNS_RETENTION_DAYS,
+    },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+    collector: {
+      enabled: e.COLLECTOR_ENABLED,
+      liveSeconds: e.METRICS_INTERVAL_LIVE,
+      persistSeconds: e.METRICS_INTERVAL_PERSIST,
+      hostname: e.COLLECTOR_HOSTNAME,
+      bufferMaxPoints: e.COLLECTOR_BUFFER_MAX_POINTS,
+      nvidiaSmiPath: e.NVIDIA_SMI_PATH,
+    },
+    retention: { rollupDays: e.ROLLUP_RETENTION_DAYS, intervalSeconds: e.RETENTION_INTERVAL_SECONDS },
+    maintenance: {
+      partitionPremakeSeconds: e.PARTITION_PREMAKE_INTERVAL_SECONDS,
+      compressionEnabled: e.COMPRESSION_ENABLED,
+      compressionSeconds: e.COMPRESSION_INTERVAL_SECONDS,
+    },
+    alerting: { enabled: e.ALERTING_ENABLED, queueSize: e.ALERT_QUEUE_SIZE, ingestionRate: e.ALERT_INGESTION_RATE },
     analytics: {
       anomalyMaxPoints: e.ANOMALY_MAX_POINTS,
       anomalyMaxSeries: e.ANOMALY_MAX_SERIES,

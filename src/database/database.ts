@@ -11,6 +11,9 @@ pg.types.setTypeParser(1700, (v) => Number(v));
 
 export type Flavour = 'timescaledb' | 'postgresql';
 
+/** Anything that runs a query: a pool, a client, or a job's connection. */
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
 export interface DatabaseInfo {
   /** How the schema was built: hypertables + continuous aggregates, or native partitions + rollup tables. */
   flavour: Flavour;
@@ -22,8 +25,9 @@ export interface DatabaseInfo {
 }
 
 /**
- * Connections to PostgreSQL: a read pool (queries, API) and a write pool (the point writer and
- * jobs), so that long reads never starve ingest. On PGlite both are one single-connection pool.
+ * Connections to PostgreSQL: the general pool (`readPool`: API queries, control-plane writes,
+ * jobs) and the ingest pool (`writePool`: the point writer and series resolution), so that long
+ * reads and jobs never starve ingest. On PGlite both are one single-connection pool.
  */
 export class Database implements OnApplicationShutdown {
   private readonly logger = new Logger('database');
@@ -34,6 +38,7 @@ export class Database implements OnApplicationShutdown {
     readonly readPool: pg.Pool,
     readonly writePool: pg.Pool,
     info: DatabaseInfo,
+    private readonly clientConfig: pg.ClientConfig,
   ) {
     this.info = info;
     this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: readPool }) });
@@ -66,7 +71,7 @@ export class Database implements OnApplicationShutdown {
       readPool = writePool = new pg.Pool({ ...base, max: 1 });
       readPool.on('error', onError);
     } else {
-      const writers = Math.min(config.db.writeConnections + 1, config.db.poolMax); // + 1 for jobs
+      const writers = Math.min(config.db.writeConnections + 1, config.db.poolMax); // + 1 for series lookups
       readPool = new pg.Pool({ ...base, max: Math.max(1, config.db.poolMax - writers) });
       writePool = new pg.Pool({ ...base, max: writers });
       // Without these listeners a PostgreSQL restart kills the process (node-postgres #2386).
@@ -75,7 +80,7 @@ export class Database implements OnApplicationShutdown {
     }
     const writeMethod = config.ingest.writeMethod === 'auto' ? (pglite ? 'unnest' : 'copy') : config.ingest.writeMethod;
     if (pglite && writeMethod === 'copy') throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
-    return new Database(readPool, writePool, { flavour: 'postgresql', serverVersion, pglite, writeMethod });
+    return new Database(readPool, writePool, { flavour: 'postgresql', serverVersion, pglite, writeMethod }, base);
   }
 
   /** Runs `fn` on one connection of the write pool (jobs, DDL, the writer). */
@@ -91,6 +96,14 @@ export class Database implements OnApplicationShutdown {
     } finally {
       client.release(broken);
     }
+  }
+
+  /** A connection outside the pools, e.g. to hold session-level advisory locks. Not on PGlite. */
+  async dedicatedClient(): Promise<pg.Client> {
+    if (this.info.pglite) throw new Error('PGlite serves one connection: use the pool');
+    const client = new pg.Client(this.clientConfig);
+    await client.connect();
+    return client;
   }
 
   /** Runs `fn` inside BEGIN/COMMIT on a write connection; rolls back on any error. */
@@ -121,7 +134,7 @@ export class Database implements OnApplicationShutdown {
   }
 }
 
-export async function transaction<C extends pg.ClientBase, T>(client: C, fn: (client: C) => Promise<T>): Promise<T> {
+export async function transaction<C extends Queryable, T>(client: C, fn: (client: C) => Promise<T>): Promise<T> {
   await client.query('BEGIN');
   try {
     const result = await fn(client);

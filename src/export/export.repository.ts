@@ -1,6 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type pg from 'pg';
-import { Database } from '../database/database.js';
+import { Database, Queryable } from '../database/database.js';
 
 export interface ExportRow {
   id: string;
@@ -84,7 +83,7 @@ export class ExportRepository {
   }
 
   /** Removes expired exports; returns their file names (for the caller to delete). */
-  async deleteExpired(client: pg.ClientBase): Promise<Array<{ id: string; file_name: string | null; instance: string }>> {
+  async deleteExpired(client: Queryable): Promise<Array<{ id: string; file_name: string | null; instance: string }>> {
     const r = await client.query<{ id: string; file_name: string | null; instance: string }>(
       'DELETE FROM exports WHERE expires_at < now() RETURNING id, file_name, instance',
     );

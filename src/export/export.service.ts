@@ -8,11 +8,8 @@ import { once } from 'node:events';
 import { ApiError, invalidQuery, notFound, serviceUnavailable } from '../common/errors.js';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { HealthService } from '../system/health.service.js';
-import { planQuery } from '../query/plan.js';
-import { QueryRepository } from '../query/query.repository.js';
 import { QueryService } from '../query/query.service.js';
 import type { PointColumns } from './copy-decoder.js';
 import { encoderFor, ExportEncoder, ExportLayout } from './encoders.js';
@@ -55,10 +52,8 @@ export class ExportService implements OnModuleInit {
 
   constructor(
     private readonly queries: QueryService,
-    private readonly queryRepo: QueryRepository,
     private readonly reader: PointReader,
     private readonly repo: ExportRepository,
-    private readonly database: Database,
     private readonly jobs: JobsService,
     private readonly health: HealthService,
     private readonly config: AppConfig,
@@ -259,9 +254,8 @@ export class ExportService implements OnModuleInit {
     } else {
       // Buckets per series, through the query planner (rollups included), one series at a time.
       const b = spec.buckets;
-      const plan = planQuery(spec.from, spec.to, b.granularityMs, b.aggregation, this.database.info.flavour);
       for (let k = 0; k < ids.length; k++) {
-        const rows = await this.queryRepo.buckets([ids[k]], spec.from, spec.to, b.granularityMs, b.aggregation, plan);
+        const { rows } = await this.queries.bucketsOf([ids[k]], spec.from, spec.to, b.granularityMs, b.aggregation);
         const chunk: PointColumns = {
           seriesIds: new Int32Array(rows.length).fill(ids[k]),
           times: Float64Array.from(rows, (r) => r.t),

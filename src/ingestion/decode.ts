@@ -1,6 +1,6 @@
 import { FieldProblem, fieldErrors, invalidRequest, payloadTooLarge } from '../common/errors.js';
 import { DAY, epochToMs, parseIsoTimestamp, Precision } from '../common/time.js';
-import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
+import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } from '../storage/point-batch.js';
 
 /**
  * JSON ingest bodies → one PointBatch, all or nothing. Pure: no NestJS, no database.
@@ -25,7 +25,74 @@ export interface DecodeContext {
   now: number;
   precision?: Precision;
   limits: IngestLimits;
+  /** Series already validated, shared across requests (see KnownSeriesIndex). */
+  known?: KnownSeriesIndex;
 }
+
+/**
+ * A series seen in an earlier request, validated and canonicalised. `batch`/`idx` remember its
+ * index in the batch being decoded, so one lookup per point finds both (decoding is synchronous:
+ * no two decodes interleave).
+ */
+export interface KnownSeries extends Omit<SeriesRef, 'unit'> {
+  batch: number;
+  idx: number;
+}
+
+interface TrieNode {
+  known?: KnownSeries;
+  next?: Map<string, Map<string, TrieNode>>;
+}
+
+/**
+ * Known series by name, source and tags exactly as sent (a trie of maps). JSON.parse interns short
+ * strings, so walking the trie costs a few hash-cached map lookups per point, about a quarter of
+ * hashing one concatenated key. Bounded: past `capacity` nodes it starts afresh.
+ */
+export class KnownSeriesIndex {
+  private root = new Map<string, Map<string, TrieNode>>();
+  private nodes = 0;
+
+  constructor(readonly capacity: number) {}
+
+  /** The node for a name and source; `child` then walks the tags. */
+  start(name: string, source: string): TrieNode {
+    let bySource = this.root.get(name);
+    if (bySource === undefined) {
+      this.grow();
+      this.root.set(name, (bySource = new Map()));
+    }
+    let node = bySource.get(source);
+    if (node === undefined) {
+      this.grow();
+      bySource.set(source, (node = {}));
+    }
+    return node;
+  }
+
+  child(node: TrieNode, key: string, value: string): TrieNode {
+    let byValue = node.next?.get(key);
+    if (byValue === undefined) {
+      this.grow();
+      (node.next ??= new Map()).set(key, (byValue = new Map()));
+    }
+    let next = byValue.get(value);
+    if (next === undefined) {
+      this.grow();
+      byValue.set(value, (next = {}));
+    }
+    return next;
+  }
+
+  private grow(): void {
+    if (++this.nodes > this.capacity) {
+      this.root = new Map();
+      this.nodes = 0;
+    }
+  }
+}
+
+let batchCounter = 0;
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_.:\-]*$/;
 const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.\-]*$/;
@@ -39,7 +106,8 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 class Decoder {
   readonly builder: PointBatchBuilder;
   readonly problems: FieldProblem[] = [];
-  private readonly seen = new Map<string, number>();
+  private readonly known: KnownSeriesIndex;
+  private readonly batch = ++batchCounter;
   private lastTsText = '';
   private lastTsMs = NaN;
   private readonly minTime: number;
@@ -50,6 +118,7 @@ class Decoder {
     capacity: number,
   ) {
     this.builder = new PointBatchBuilder(capacity);
+    this.known = ctx.known ?? new KnownSeriesIndex(Math.max(64, capacity * 8));
     const l = ctx.limits;
     this.minTime = l.retentionDays > 0 ? ctx.now - l.retentionDays * DAY : -Infinity;
     this.maxTime = ctx.now + l.maxFutureMs;
@@ -66,73 +135,101 @@ class Decoder {
   /** `{source, timestamp?, metrics: [...]}` (collector-api.md "Submit Metrics"). */
   submission(body: Json, path: string): void {
     const source = this.source(body.source, `${path}source`);
-    const batchTime = body.timestamp === undefined || body.timestamp === null ? this.ctx.now : this.time(body.timestamp, `${path}timestamp`);
+    let batchTime = this.ctx.now;
+    if (body.timestamp !== undefined && body.timestamp !== null) {
+      const t = this.time(body.timestamp);
+      if (typeof t === 'string') this.problem(`${path}timestamp`, t);
+      else batchTime = t;
+    }
     const metrics = body.metrics;
     if (!Array.isArray(metrics)) {
       this.problem(`${path}metrics`, 'must be an array of {name, value, unit?, tags?, timestamp?}');
       return;
     }
-    if (source === undefined || Number.isNaN(batchTime)) return;
-    for (let i = 0; i < metrics.length && !this.full; i++) this.point(metrics[i], `${path}metrics[${i}]`, source, batchTime);
+    if (source === undefined || this.problems.length > 0) return;
+    for (let i = 0; i < metrics.length && !this.full; i++) this.point(metrics[i], `${path}metrics`, i, source, batchTime);
   }
 
   /** `{service, metric_type, value, unit?, tags?, timestamp?}` (system-monitor-integration.md "Metrics Reporting"). */
   simple(body: Json, path: string): void {
     const source = this.source(body.service, `${path}service`);
     if (source === undefined) return;
-    this.point({ name: body.metric_type, value: body.value, unit: body.unit, tags: body.tags, timestamp: body.timestamp }, path, source, this.ctx.now, 'metric_type');
+    this.point({ name: body.metric_type, value: body.value, unit: body.unit, tags: body.tags, timestamp: body.timestamp }, path.replace(/\.$/, ''), -1, source, this.ctx.now, 'metric_type');
   }
 
-  point(m: unknown, path: string, source: string, defaultTime: number, nameField = 'name'): void {
+  /** Names a field of point `index` (-1: a single point at `prefix`) for an error message. */
+  private field(prefix: string, index: number, f: string): string {
+    const at = index < 0 ? prefix : `${prefix}[${index}]`;
+    return f === '' ? at : at === '' ? f : `${at}.${f}`;
+  }
+
+  /** One point. `prefix` and `index` name it in errors; the strings are built only then. */
+  point(m: unknown, prefix: string, index: number, source: string, defaultTime: number, nameField = 'name'): void {
     if (!isObject(m)) {
-      this.problem(path, 'must be an object {name, value, unit?, tags?, timestamp?}');
+      this.problem(this.field(prefix, index, ''), 'must be an object {name, value, unit?, tags?, timestamp?}');
       return;
     }
     const name = m.name;
     const value = m.value;
     const tags = m.tags;
     if (typeof name !== 'string') {
-      this.problem(`${path}.${nameField}`, 'is required and must be a string');
+      this.problem(this.field(prefix, index, nameField), 'is required and must be a string');
       return;
     }
     if (typeof value !== 'number' || !Number.isFinite(value)) {
-      this.problem(`${path}.value`, typeof value === 'number' ? 'must be a finite number' : 'is required and must be a number (strings are not converted)');
+      this.problem(this.field(prefix, index, 'value'), typeof value === 'number' ? 'must be a finite number' : 'is required and must be a number (strings are not converted)');
       return;
     }
-    const time = m.timestamp === undefined || m.timestamp === null ? defaultTime : this.time(m.timestamp, `${path}.timestamp`);
-    if (Number.isNaN(time)) return;
+    const ts = m.timestamp;
+    let time = defaultTime;
+    if (ts !== undefined && ts !== null) {
+      const t = this.time(ts);
+      if (typeof t === 'string') {
+        this.problem(this.field(prefix, index, 'timestamp'), t);
+        return;
+      }
+      time = t;
+    }
 
-    // Raw key of the series as given; only a new one is validated.
-    let raw = name + '\u0000' + source;
+    // Find the series as sent; one validated in any earlier request is not validated again.
+    let node = this.known.start(name, source);
     if (tags !== undefined && tags !== null) {
       if (!isObject(tags)) {
-        this.problem(`${path}.tags`, 'must be an object of string values');
+        this.problem(this.field(prefix, index, 'tags'), 'must be an object of string values');
         return;
       }
       for (const k in tags) {
         const v = tags[k];
         if (typeof v !== 'string') {
-          this.problem(`${path}.tags.${k}`, 'must be a string');
+          this.problem(this.field(prefix, index, `tags.${k}`), 'must be a string');
           return;
         }
-        raw += '\u0000' + k + '\u0000' + v;
+        node = this.known.child(node, k, v);
       }
     }
-    let idx = this.seen.get(raw);
-    if (idx === undefined) {
-      if (!this.validSeries(name, tags as Record<string, string> | undefined | null, path, nameField)) return;
-      idx = this.builder.addSeries(name, source, (tags as Record<string, string> | null) ?? undefined, null);
-      this.seen.set(raw, idx);
+    let known = node.known;
+    if (known === undefined) {
+      const problem = this.seriesProblem(name, tags as Record<string, string> | undefined | null, nameField);
+      if (problem) {
+        this.problem(this.field(prefix, index, problem[0]), problem[1]);
+        return;
+      }
+      const c = canonicalTags((tags as Record<string, string> | null) ?? undefined);
+      known = node.known = { key: seriesKey(name, source, c.tagsKey), metric: name, source, tags: c.tags, tagsKey: c.tagsKey, batch: 0, idx: 0 };
+    }
+    if (known.batch !== this.batch) {
+      known.batch = this.batch;
+      known.idx = this.builder.addCanonical(known);
     }
     const unit = m.unit;
     if (unit !== undefined && unit !== null) {
       if (typeof unit !== 'string' || unit.length > MAX_UNIT_LENGTH || !isCleanText(unit)) {
-        this.problem(`${path}.unit`, `must be a string of at most ${MAX_UNIT_LENGTH} characters`);
+        this.problem(this.field(prefix, index, 'unit'), `must be a string of at most ${MAX_UNIT_LENGTH} characters`);
         return;
       }
-      this.builder.setUnit(idx, unit);
+      this.builder.setUnit(known.idx, unit);
     }
-    this.builder.push(idx, time, value);
+    this.builder.push(known.idx, time, value);
   }
 
   source(v: unknown, field: string): string | undefined {
@@ -147,76 +244,58 @@ class Decoder {
     return v;
   }
 
-  /** Epoch ms, or NaN after recording why not. */
-  time(v: unknown, field: string): number {
+  /** Epoch ms, or why the value is not an acceptable timestamp. */
+  time(v: unknown): number | string {
     let ms: number;
     if (typeof v === 'string') {
-      if (v === this.lastTsText) ms = this.lastTsMs;
+      if (v === this.lastTsText) ms = this.lastTsMs; // points of one scrape share their timestamp
       else {
         ms = parseIsoTimestamp(v);
         this.lastTsText = v;
         this.lastTsMs = ms;
       }
-      if (Number.isNaN(ms)) {
-        this.problem(field, 'must be an ISO 8601 date-time with a zone (2024-01-15T10:30:00Z) or epoch milliseconds');
-        return NaN;
-      }
+      if (Number.isNaN(ms)) return 'must be an ISO 8601 date-time with a zone (2024-01-15T10:30:00Z) or epoch milliseconds';
     } else if (typeof v === 'number') {
       const r = epochToMs(v, this.ctx.precision);
-      if (typeof r === 'string') {
-        this.problem(field, r);
-        return NaN;
-      }
+      if (typeof r === 'string') return r;
       ms = r;
     } else {
-      this.problem(field, 'must be an ISO 8601 string or epoch milliseconds');
-      return NaN;
+      return 'must be an ISO 8601 string or epoch milliseconds';
     }
-    if (ms > this.maxTime) {
-      this.problem(field, `is more than ${this.ctx.limits.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`);
-      return NaN;
-    }
-    if (ms < this.minTime) {
-      this.problem(field, `is older than the retention of ${this.ctx.limits.retentionDays} days (METRICS_RETENTION_DAYS)`);
-      return NaN;
-    }
+    if (ms > this.maxTime) return `is more than ${this.ctx.limits.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`;
+    if (ms < this.minTime) return `is older than the retention of ${this.ctx.limits.retentionDays} days (METRICS_RETENTION_DAYS)`;
     return ms;
   }
 
-  private validSeries(name: string, tags: Record<string, string> | undefined | null, path: string, nameField: string): boolean {
+  /** Why a new series is refused, as [field relative to the point, message]; undefined when valid. */
+  private seriesProblem(name: string, tags: Record<string, string> | undefined | null, nameField: string): [string, string] | undefined {
     const l = this.ctx.limits;
     if (name.length === 0 || name.length > l.maxNameLength || !NAME.test(name) || name.startsWith('__')) {
-      this.problem(
-        `${path}.${nameField}`,
+      return [
+        nameField,
         name.length > l.maxNameLength
           ? `is longer than ${l.maxNameLength} characters`
           : 'must start with a letter or _ and hold only letters, digits, _ . : - (names starting with __ are reserved)',
-      );
-      return false;
+      ];
     }
-    if (!tags) return true;
+    if (!tags) return undefined;
     let count = 0;
     for (const k in tags) {
-      if (++count > l.maxTags) {
-        this.problem(`${path}.tags`, `has more than ${l.maxTags} tags (INGEST_MAX_TAGS)`);
-        return false;
-      }
+      if (++count > l.maxTags) return ['tags', `has more than ${l.maxTags} tags (INGEST_MAX_TAGS)`];
       if (k.length > l.maxTagKeyLength || !TAG_KEY.test(k) || k.startsWith('__') || RESERVED_TAG_KEYS.has(k)) {
-        this.problem(
-          `${path}.tags`,
+        return [
+          'tags',
           k.length > l.maxTagKeyLength
             ? `has a key longer than ${l.maxTagKeyLength} characters`
             : `key ${JSON.stringify(k.slice(0, 64))} must start with a letter or _ and hold only letters, digits, _ . - (__*, constructor and prototype are reserved)`,
-        );
-        return false;
+        ];
       }
       const v = tags[k];
       if (v.length === 0 || v.length > l.maxTagValueLength || !isCleanText(v)) {
-        this.problem(`${path}.tags.${k}`, `must be 1 to ${l.maxTagValueLength} characters of valid Unicode without NUL`);
-        return false;
+        return [`tags.${k}`, `must be 1 to ${l.maxTagValueLength} characters of valid Unicode without NUL`];
       }
     }
-    return true;
+    return undefined;
   }
 }
 
@@ -300,7 +379,7 @@ export function decodeAppMetrics(appId: string, body: unknown, ctx: DecodeContex
         if (typeof m.profileId !== 'string') d.problem(`metrics[${i}].profileId`, 'must be a string');
         else if (m.tags === undefined || m.tags === null || isObject(m.tags)) m.tags = { ...(m.tags ?? {}), profileId: m.profileId };
       }
-      d.point(m, `metrics[${i}]`, source, ctx.now);
+      d.point(m, 'metrics', i, source, ctx.now);
     }
   }
   return finish(d);

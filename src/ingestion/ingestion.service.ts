@@ -5,7 +5,7 @@ import { Precision, PRECISIONS } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { PointWriter } from '../storage/point-writer.js';
 import type { PointBatch } from '../storage/point-batch.js';
-import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits } from './decode.js';
+import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits, KnownSeriesIndex } from './decode.js';
 
 export interface IngestReply {
   status: 'success';
@@ -18,10 +18,12 @@ export interface IngestReply {
 @Injectable()
 export class IngestionService {
   private readonly limits: IngestLimits;
+  /** Series validated in earlier requests, by their raw key: most requests repeat known series. */
+  private readonly known: KnownSeriesIndex;
 
   constructor(
     private readonly writer: PointWriter,
-    config: AppConfig,
+    private readonly config: AppConfig,
   ) {
     const i = config.ingest;
     this.limits = {
@@ -33,6 +35,7 @@ export class IngestionService {
       maxFutureMs: i.maxFutureMs,
       retentionDays: config.retentionDays,
     };
+    this.known = new KnownSeriesIndex(config.series.cacheSize * 4);
   }
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {
@@ -54,7 +57,9 @@ export class IngestionService {
     if (precision !== undefined && !PRECISIONS.includes(precision as Precision)) {
       throw invalidQuery('precision', `precision must be one of ${PRECISIONS.join(', ')}`);
     }
-    return { now: Date.now(), precision: precision as Precision | undefined, limits: this.limits };
+    // Retention follows PUT /api/v1/config: read it per request.
+    const limits = this.limits.retentionDays === this.config.retentionDays ? this.limits : { ...this.limits, retentionDays: this.config.retentionDays };
+    return { now: Date.now(), precision: precision as Precision | undefined, limits, known: this.known };
   }
 
   private async store(batch: PointBatch, now: number): Promise<IngestReply> {

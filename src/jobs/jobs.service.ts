@@ -1,14 +1,18 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import { Database, Queryable } from '../database/database.js';
 import { notFound } from '../common/errors.js';
 import { formatDuration } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
 
 export interface JobContext {
-  /** A connection of its own, holding the job's advisory lock for the whole run. */
-  client: pg.PoolClient;
+  /**
+   * One connection of the general pool for the whole run, taken on first use (for work that needs
+   * one session: transactions, SET LOCAL, CALL). A job may use the pools instead, but not both at
+   * once: on PGlite the pool has a single connection.
+   */
+  client: Queryable;
   logger: Logger;
 }
 
@@ -18,6 +22,12 @@ export interface JobSpec {
   /** Milliseconds between the end of one run and the start of the next; read anew each time. */
   every: () => number;
   enabled?: () => boolean;
+  /**
+   * This instance's own work, paced by its owner through runNow() (the collector's persist): the
+   * scheduler leaves it alone, also when JOBS_ENABLED=false, and it runs without a connection or an
+   * advisory lock of its own (no other instance has its data; `ctx.client` is not set).
+   */
+  perInstance?: boolean;
   /** Returns what it did (shown in GET /api/v1/system/jobs). */
   run: (ctx: JobContext) => Promise<Record<string, unknown> | void>;
 }
@@ -34,7 +44,7 @@ export interface JobRun {
   details: Record<string, unknown>;
 }
 
-const LOCK_NAMESPACE = 7310;
+export const LOCK_NAMESPACE = 7310;
 const INSTANCE = `${hostname()}:${process.pid}`;
 
 /** 32-bit FNV-1a of the job name: the second key of its advisory lock. */
@@ -66,16 +76,20 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
   private readonly jobs = new Map<string, JobState>();
   private started = false;
 
+  private readonly locks: AdvisoryLocks;
+
   constructor(
     private readonly database: Database,
     private readonly config: AppConfig,
-  ) {}
+  ) {
+    this.locks = new AdvisoryLocks(database);
+  }
 
   register(spec: JobSpec): void {
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
     const state: JobState = { spec, runs: 0, failures: 0 };
     this.jobs.set(spec.name, state);
-    if (this.started) this.schedule(state, 1_000);
+    if (this.started && !spec.perInstance) this.schedule(state, 1_000);
   }
 
   onApplicationBootstrap(): void {
@@ -84,19 +98,20 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
       return;
     }
     this.started = true;
-    for (const state of this.jobs.values()) this.schedule(state, 1_000);
+    for (const state of this.jobs.values()) if (!state.spec.perInstance) this.schedule(state, 1_000);
   }
 
   async beforeApplicationShutdown(): Promise<void> {
     this.started = false;
     for (const s of this.jobs.values()) clearTimeout(s.timer);
     await Promise.allSettled([...this.jobs.values()].map((s) => s.running));
+    await this.locks.close();
   }
 
   /** Re-arms a job's timer, e.g. after its interval changed. */
   reschedule(name: string): void {
     const s = this.jobs.get(name);
-    if (s && this.started && !s.running) this.schedule(s, s.spec.every());
+    if (s && this.started && !s.running && !s.spec.perInstance) this.schedule(s, s.spec.every());
   }
 
   names(): string[] {
@@ -140,7 +155,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
         schedule: `every ${formatDuration(every)}`,
         interval_ms: every,
         enabled: s.spec.enabled?.() ?? true,
-        scheduled: this.started,
+        scheduled: s.spec.perInstance ? true : this.started,
         running: Boolean(s.running),
         next_run_at: s.nextRunAt ? new Date(s.nextRunAt).toISOString() : null,
         runs: s.runs,
@@ -180,12 +195,20 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     if (s.spec.enabled && !s.spec.enabled()) {
       outcome = 'skipped';
       details = { reason: 'disabled' };
+    } else if (s.spec.perInstance) {
+      // It writes through the PointWriter: holding a connection here could starve it (PGlite has one).
+      try {
+        details = (await s.spec.run({ client: undefined as unknown as pg.PoolClient, logger: new Logger(`job:${name}`) })) ?? {};
+      } catch (err) {
+        outcome = 'failed';
+        details = { error: (err as Error)?.message ?? String(err) };
+        this.logger.warn(`${name} failed: ${details.error}`);
+      }
     } else {
-      let client: pg.PoolClient | undefined;
+      const client = new LazyClient(this.database.readPool);
       let locked = false;
       try {
-        client = await this.database.writePool.connect();
-        locked = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, jobLockKey(name)])).rows[0].ok;
+        locked = await this.locks.tryLock(jobLockKey(name));
         if (!locked) {
           outcome = 'skipped';
           details = { reason: 'running on another instance' };
@@ -197,10 +220,8 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
         details = { error: (err as Error)?.message ?? String(err) };
         this.logger.warn(`${name} failed: ${details.error}`);
       } finally {
-        if (client) {
-          if (locked) await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, jobLockKey(name)]).catch(() => undefined);
-          client.release(outcome === 'failed' ? true : undefined);
-        }
+        client.release(outcome === 'failed');
+        if (locked) await this.locks.unlock(jobLockKey(name)).catch(() => undefined);
       }
     }
     const run: JobRun = {
@@ -231,5 +252,65 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     } catch {
       /* the database may be down; the in-memory record stands */
     }
+  }
+}
+
+/**
+ * Session-level advisory locks held on one dedicated connection, so a job holds no pool
+ * connection just to keep its lock. If that connection drops, PostgreSQL releases its locks.
+ * PGlite has a single session shared by every connection, so there the pool serves.
+ */
+class AdvisoryLocks {
+  private client?: Promise<pg.Client>;
+
+  constructor(private readonly database: Database) {}
+
+  async tryLock(key: number): Promise<boolean> {
+    const r = await (await this.queryable()).query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
+    return r.rows[0].ok;
+  }
+
+  async unlock(key: number): Promise<void> {
+    await (await this.queryable()).query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    if (c) await (await c.catch(() => undefined))?.end().catch(() => undefined);
+  }
+
+  private queryable(): Promise<Queryable> {
+    if (this.database.info.pglite) return Promise.resolve(this.database.readPool);
+    this.client ??= this.database.dedicatedClient().then(
+      (c) => {
+        c.on('error', () => {
+          this.client = undefined; // the session and its locks are gone; reconnect next time
+        });
+        return c;
+      },
+      (err) => {
+        this.client = undefined;
+        throw err;
+      },
+    );
+    return this.client;
+  }
+}
+
+/** A pool connection taken on the first query and kept until released. */
+class LazyClient implements Queryable {
+  private acquired?: Promise<pg.PoolClient>;
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  query = ((...args: unknown[]) =>
+    (this.acquired ??= this.pool.connect()).then((c) => (c.query as (...a: unknown[]) => Promise<unknown>)(...args))) as Queryable['query'];
+
+  release(broken: boolean): void {
+    void this.acquired?.then(
+      (c) => c.release(broken || undefined),
+      () => undefined,
+    );
   }
 }

@@ -1,33 +1,71 @@
 import { ceilTo, floorTo } from '../common/time.js';
-import type { Flavour } from '../database/database.js';
-import { ROLLUP_AGGREGATIONS, RollupTier, tierFor } from '../storage/tiers.js';
+import { ROLLUP_AGGREGATIONS, ROLLUP_TIERS, RollupTier } from '../storage/tiers.js';
 import type { Aggregation } from './query-spec.js';
 
 /**
- * Where the buckets of a query come from. With a rollup tier that tiles the granularity, the
- * whole tier buckets inside [from, to) are read from the rollup, and the ragged edges from raw
- * points, so the numbers equal an aggregation of the raw points:
+ * Where the buckets of a query come from: a cover of [from, to) by segments, each read from raw
+ * points or from one rollup tier, such that the merged numbers equal an aggregation of the raw
+ * points. A tier may serve a segment only if its buckets tile the query's buckets (its width
+ * divides the granularity, both aligned to the epoch) and lie wholly inside the range and below
+ * `materialisedUntil`. The coarsest tier takes the middle, finer tiers the ragged edges, raw
+ * points what is left:
  *
- *   raw [from, rollupFrom) + rollup [rollupFrom, split) + raw [split, to)
- *
- * On TimescaleDB `split` is rollupTo (continuous aggregates aggregate fresh data on read). On plain
- * PostgreSQL it is the rollup watermark clamped into [rollupFrom, rollupTo], decided in SQL, and
- * falls back to rollupFrom (all raw) while late points below the watermark wait for the refresh.
+ *   raw | 1m | 5m |      1h      | 5m | 1m | raw (after the watermark)
  */
-export interface QueryPlan {
+export interface Segment {
+  /** A rollup tier, or undefined for raw points. */
   tier?: RollupTier;
-  rollupFrom: number;
-  rollupTo: number;
-  /** The split point is read from rollup_state in the same statement. */
-  watermarkSplit: boolean;
+  from: number;
+  to: number;
 }
 
-export function planQuery(from: number, to: number, granularityMs: number, aggregation: Aggregation, flavour: Flavour): QueryPlan {
-  const none: QueryPlan = { rollupFrom: to, rollupTo: to, watermarkSplit: false };
-  if (!ROLLUP_AGGREGATIONS.has(aggregation)) return none;
-  const tier = tierFor(granularityMs);
-  if (!tier) return none;
-  const a = ceilTo(from, tier.ms), b = floorTo(to, tier.ms);
-  if (a >= b) return none;
-  return { tier, rollupFrom: a, rollupTo: b, watermarkSplit: flavour === 'postgresql' };
+export interface RollupState {
+  /**
+   * Rollups are complete for buckets ending at or before this time (epoch ms). Infinity when they
+   * are computed on read (TimescaleDB real-time aggregates); -Infinity when nothing is materialised.
+   */
+  materialisedUntil: number;
+}
+
+export function planSegments(from: number, to: number, granularityMs: number, aggregation: Aggregation, state: RollupState): Segment[] {
+  if (from >= to) return [];
+  const tiers = ROLLUP_AGGREGATIONS.has(aggregation) ? ROLLUP_TIERS.filter((t) => granularityMs % t.ms === 0).reverse() : [];
+  const split = Math.max(from, Math.min(to, state.materialisedUntil));
+  const out: Segment[] = [];
+  cover(from, split, tiers, out);
+  if (split < to) out.push({ from: split, to });
+  return merge(out);
+}
+
+/** Covers [a, b) with the coarsest tier possible in the middle and finer ones (or raw) at the edges. */
+function cover(a: number, b: number, tiers: readonly RollupTier[], out: Segment[]): void {
+  if (a >= b) return;
+  if (tiers.length === 0) {
+    out.push({ from: a, to: b });
+    return;
+  }
+  const [t, ...finer] = tiers;
+  const ta = ceilTo(a, t.ms), tb = floorTo(b, t.ms);
+  if (ta >= tb) return cover(a, b, finer, out);
+  cover(a, ta, finer, out);
+  out.push({ tier: t, from: ta, to: tb });
+  cover(tb, b, finer, out);
+}
+
+/** Joins neighbouring raw segments (they arise when no finer tier fits an edge). */
+function merge(segments: Segment[]): Segment[] {
+  const out: Segment[] = [];
+  for (const s of segments) {
+    const last = out[out.length - 1];
+    if (last && !last.tier && !s.tier && last.to === s.from) last.to = s.to;
+    else out.push({ ...s });
+  }
+  return out;
+}
+
+/** The coarsest tier used, for the reply's `rollup` field. */
+export function coarsestTier(segments: readonly Segment[]): RollupTier | undefined {
+  let best: RollupTier | undefined;
+  for (const s of segments) if (s.tier && (!best || s.tier.ms > best.ms)) best = s.tier;
+  return best;
 }

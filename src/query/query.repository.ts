@@ -1,17 +1,22 @@
 import { Injectable } from '@nestjs/common';
-import { toIso } from '../common/time.js';
+import { floorTo, MINUTE, toIso } from '../common/time.js';
 import { Database } from '../database/database.js';
 import type { Bucket } from './fill.js';
-import type { QueryPlan } from './plan.js';
-import type { Aggregation, SeriesSelector } from './query-spec.js';
+import type { RollupState, Segment } from './plan.js';
+import type { Aggregation, SeriesSelector, TagFilter } from './query-spec.js';
 
-/** Fixed SQL fragments per aggregation: inner (raw), inner (rollup), outer merge. Never user text. */
+/**
+ * Fixed SQL fragments per aggregation, never user text: what one raw point and one rollup row
+ * contribute, how the contributions merge per bucket, and the aggregate over raw points alone.
+ * Rows of all segments go into one aggregation (no per-segment grouping: segments other than a
+ * single raw one are rollup rows or short raw edges).
+ */
 const FRAGMENTS: Record<Exclude<Aggregation, 'first' | 'last'>, { raw: string; rollup: string; outer: string; direct: string }> = {
-  avg: { raw: 'count(*) AS c, sum(value) AS s', rollup: 'sum(count) AS c, sum(sum) AS s', outer: 'sum(s) / sum(c)', direct: 'avg(value)' },
-  sum: { raw: 'sum(value) AS s', rollup: 'sum(sum) AS s', outer: 'sum(s)', direct: 'sum(value)' },
-  count: { raw: 'count(*) AS c', rollup: 'sum(count) AS c', outer: 'sum(c)', direct: 'count(*)' },
-  min: { raw: 'min(value) AS m', rollup: 'min(min) AS m', outer: 'min(m)', direct: 'min(value)' },
-  max: { raw: 'max(value) AS m', rollup: 'max(max) AS m', outer: 'max(m)', direct: 'max(value)' },
+  avg: { raw: '1::bigint AS c, value AS s', rollup: 'count AS c, sum AS s', outer: 'sum(s) / sum(c)', direct: 'avg(value)' },
+  sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)' },
+  count: { raw: '1::bigint AS c', rollup: 'count AS c', outer: 'sum(c)', direct: 'count(*)' },
+  min: { raw: 'value AS m', rollup: 'min AS m', outer: 'min(m)', direct: 'min(value)' },
+  max: { raw: 'value AS m', rollup: 'max AS m', outer: 'max(m)', direct: 'max(value)' },
 };
 
 /** `WHERE` conditions on the series table for a selector; appends to `params`. */
@@ -22,8 +27,14 @@ export function seriesConditions(sel: SeriesSelector, params: unknown[]): string
     params.push(sel.source);
     conds.push(`source = $${params.length}`);
   }
+  return [...conds, ...tagConditions(sel.tags, params)].join(' AND ');
+}
+
+/** Conditions on the series table's tags (keys AND, values of one key OR); appends to `params`. */
+export function tagConditions(tags: TagFilter[], params: unknown[]): string[] {
+  const conds: string[] = [];
   const single: Record<string, string> = {};
-  for (const f of sel.tags) {
+  for (const f of tags) {
     if (f.values.length === 1) single[f.key] = f.values[0];
     else {
       params.push(f.key, f.values);
@@ -34,7 +45,7 @@ export function seriesConditions(sel: SeriesSelector, params: unknown[]): string
     params.push(JSON.stringify(single));
     conds.push(`tags @> $${params.length}::jsonb`);
   }
-  return conds.join(' AND ');
+  return conds;
 }
 
 /** Every read of series and points for the query API. */
@@ -55,43 +66,52 @@ export class QueryRepository {
     return (r.rowCount ?? 0) > 0;
   }
 
-  /** One value per bucket that has points, in time order. */
-  async buckets(ids: number[], from: number, to: number, granularityMs: number, aggregation: Aggregation, plan: QueryPlan): Promise<Bucket[]> {
-    const g = `${granularityMs / 1000} seconds`;
+  /**
+   * Plain PostgreSQL: how far the rollups of these series are complete for [from, to) — the
+   * watermark, or earlier where late points wait for re-aggregation.
+   */
+  async rollupState(ids: number[], from: number, to: number): Promise<RollupState> {
+    const r = await this.database.readPool.query<{ w: number | null; late: number | null }>(
+      `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
+              (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
+               WHERE i.series_ids && $1::int[] AND i.to_time >= $2::timestamptz AND i.from_time < $3::timestamptz) AS late
+       FROM rollup_state WHERE id = 1`,
+      [ids, toIso(from), toIso(to)],
+    );
+    const row = r.rows[0];
+    let until = row?.w ?? -Infinity;
+    if (row?.late !== null && row?.late !== undefined) until = Math.min(until, floorTo(row.late, MINUTE));
+    return { materialisedUntil: until };
+  }
+
+  /** One value per bucket that has points, in time order, merged over the plan's segments. */
+  async buckets(ids: number[], granularityMs: number, aggregation: Aggregation, segments: readonly Segment[]): Promise<Bucket[]> {
+    if (segments.length === 0) return [];
+    const params: unknown[] = [`${granularityMs / 1000} seconds`, ids];
+    const within = (col: string, s: Segment) =>
+      `${col} >= $${params.push(toIso(s.from))}::timestamptz AND ${col} < $${params.push(toIso(s.to))}::timestamptz`;
     let sql: string;
-    let params: unknown[];
     if (aggregation === 'first' || aggregation === 'last') {
-      params = [g, ids, toIso(from), toIso(to)];
+      // planSegments never uses a rollup for these: one raw segment.
+      const [s] = segments;
       sql = `SELECT DISTINCT ON (b) (extract(epoch FROM b) * 1000)::float8 AS t, value AS v
              FROM (SELECT date_bin($1::interval, time, timestamptz 'epoch') AS b, time, value, series_id
-                   FROM points WHERE series_id = ANY($2::int[]) AND time >= $3::timestamptz AND time < $4::timestamptz) x
+                   FROM points WHERE series_id = ANY($2::int[]) AND ${within('time', s)}) x
              ORDER BY b, time ${aggregation === 'first' ? 'ASC' : 'DESC'}, series_id`;
-    } else if (!plan.tier) {
-      params = [g, ids, toIso(from), toIso(to)];
+    } else if (segments.length === 1 && !segments[0].tier) {
+      const [s] = segments;
       sql = `SELECT (extract(epoch FROM date_bin($1::interval, time, timestamptz 'epoch')) * 1000)::float8 AS t, ${FRAGMENTS[aggregation].direct}::float8 AS v
-             FROM points WHERE series_id = ANY($2::int[]) AND time >= $3::timestamptz AND time < $4::timestamptz
+             FROM points WHERE series_id = ANY($2::int[]) AND ${within('time', s)}
              GROUP BY 1 ORDER BY 1`;
     } else {
       const f = FRAGMENTS[aggregation];
-      params = [g, ids, toIso(from), toIso(plan.rollupFrom), toIso(plan.rollupTo), toIso(to)];
-      // $4 = rollupFrom, split = where the rollup stops and raw points take over again.
-      const split = plan.watermarkSplit
-        ? `(SELECT CASE WHEN EXISTS (SELECT 1 FROM rollup_invalidations i WHERE i.series_ids && $2::int[] AND i.from_time < $5::timestamptz AND i.to_time >= $4::timestamptz)
-                   THEN $4::timestamptz
-                   ELSE GREATEST($4::timestamptz, LEAST($5::timestamptz, COALESCE(date_bin('${plan.tier.interval}', watermark, timestamptz 'epoch'), $4::timestamptz))) END
-            FROM rollup_state WHERE id = 1)`
-        : '$5::timestamptz';
-      sql = `WITH w AS (SELECT ${split} AS split)
-             SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v FROM (
-               SELECT date_bin($1::interval, time, timestamptz 'epoch') AS b, ${f.raw}
-               FROM points WHERE series_id = ANY($2::int[]) AND time >= $3::timestamptz AND time < $4::timestamptz GROUP BY 1
-               UNION ALL
-               SELECT date_bin($1::interval, bucket, timestamptz 'epoch') AS b, ${f.rollup}
-               FROM ${plan.tier.table} WHERE series_id = ANY($2::int[]) AND bucket >= $4::timestamptz AND bucket < (SELECT split FROM w) GROUP BY 1
-               UNION ALL
-               SELECT date_bin($1::interval, time, timestamptz 'epoch') AS b, ${f.raw}
-               FROM points WHERE series_id = ANY($2::int[]) AND time >= (SELECT split FROM w) AND time < $6::timestamptz GROUP BY 1
-             ) parts GROUP BY b ORDER BY b`;
+      const parts = segments.map((s) => {
+        const [col, cols, table] = s.tier ? ['bucket', f.rollup, s.tier.table] : ['time', f.raw, 'points'];
+        return `SELECT date_bin($1::interval, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
+                WHERE series_id = ANY($2::int[]) AND ${within(col, s)}`;
+      });
+      sql = `SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v
+             FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
     }
     const r = await this.database.readPool.query<Bucket>(sql, params);
     return r.rows;

@@ -1,7 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type pg from 'pg';
 import { floorTo } from '../common/time.js';
-import { Database } from '../database/database.js';
+import { Database, Queryable } from '../database/database.js';
 import { POINTS_PARTITION_MS, ROLLUP_TIERS } from './tiers.js';
 
 export interface Partition {
@@ -47,7 +46,7 @@ export class PartitionService {
     return this.database.info.flavour === 'postgresql';
   }
 
-  async list(table: string, client?: pg.ClientBase): Promise<Partition[]> {
+  async list(table: string, client?: Queryable): Promise<Partition[]> {
     const q = client ?? this.database.writePool;
     const r = await q.query<{ name: string; bound: string }>(
       `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
@@ -76,7 +75,7 @@ export class PartitionService {
   }
 
   /** Makes sure the partitions of `table` holding each of `times` exist. Returns how many were made. */
-  async ensure(table: string, times: Iterable<number>, client?: pg.ClientBase): Promise<number> {
+  async ensure(table: string, times: Iterable<number>, client?: Queryable): Promise<number> {
     if (!this.enabled) return 0;
     const width = PARTITIONED.find((p) => p.table === table)?.widthMs;
     if (!width) throw new Error(`${table} is not partitioned`);

@@ -18,6 +18,7 @@ export interface SeriesRef {
 }
 
 export interface PointBatch {
+  /** Distinct series (the same key may appear twice when producers spelled its tags differently). */
   readonly series: readonly SeriesRef[];
   /** Per point: index into `series`. */
   readonly seriesIndex: Int32Array;
@@ -82,6 +83,18 @@ export class PointBatchBuilder {
     } else if (unit !== null) {
       this.series[idx].unit = unit;
     }
+    return idx;
+  }
+
+  /**
+   * Adds a series already validated and canonicalised (its `key` computed) without looking it up:
+   * the caller guarantees it is not yet in this batch. Used by the JSON decoder's own cache.
+   */
+  addCanonical(ref: Omit<SeriesRef, 'unit'>): number {
+    const idx = this.series.length;
+    this.series.push({ key: ref.key, metric: ref.metric, source: ref.source, tags: ref.tags, tagsKey: ref.tagsKey, unit: null });
+    this.sMin.push(Infinity);
+    this.sMax.push(-Infinity);
     return idx;
   }
 

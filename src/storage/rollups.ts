@@ -2,7 +2,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import pg from 'pg';
 import { ceilTo, DAY, floorTo, MINUTE, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database, transaction } from '../database/database.js';
+import { Database, Queryable, transaction } from '../database/database.js';
 import { PartitionService } from './partitions.js';
 import { ROLLUP_WATERMARK_LOCK } from './point-writer.js';
 import { ROLLUP_TIERS, RollupTier } from './tiers.js';
@@ -36,28 +36,31 @@ export class RollupService {
   ) {}
 
   /** Runs on the job's own connection (which holds the job's advisory lock). */
-  async refresh(client: pg.ClientBase, now = Date.now()): Promise<RefreshReport> {
+  async refresh(client: Queryable, now = Date.now()): Promise<RefreshReport> {
     const target = floorTo(now - this.config.rollups.lagSeconds * 1000, MINUTE);
     return this.database.info.flavour === 'timescaledb' ? this.refreshContinuousAggregates(client, target) : this.refreshTables(client, target);
   }
 
   /** Epoch ms below which plain-PostgreSQL rollups are complete; null before the first refresh. */
-  async watermark(q: pg.ClientBase | pg.Pool = this.database.readPool): Promise<number | null> {
+  async watermark(q: Queryable = this.database.readPool): Promise<number | null> {
     if (this.database.info.flavour !== 'postgresql') return null;
     const r = await q.query<{ w: number | null }>(`SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`);
     return r.rows[0]?.w ?? null;
   }
 
-  private async refreshContinuousAggregates(client: pg.ClientBase, target: number): Promise<RefreshReport> {
+  private async refreshContinuousAggregates(client: Queryable, target: number): Promise<RefreshReport> {
     const end = pg.escapeLiteral(toIso(target));
+    // Start at the raw retention: refreshing over dropped chunks would empty the rollups there.
+    const days = this.config.retentionDays;
+    const start = days > 0 ? pg.escapeLiteral(toIso(floorTo(Date.now() - days * DAY, DAY))) + '::timestamptz' : 'NULL';
     for (const t of ROLLUP_TIERS) {
       // CALL cannot run inside a transaction block; tiers in order, each built from the one below.
-      await client.query(`CALL refresh_continuous_aggregate('${t.table}', NULL, ${end}::timestamptz)`);
+      await client.query(`CALL refresh_continuous_aggregate('${t.table}', ${start}, ${end}::timestamptz)`);
     }
     return { flavour: 'timescaledb', watermark: toIso(target), aggregates: ROLLUP_TIERS.map((t) => t.table) };
   }
 
-  private async refreshTables(client: pg.ClientBase, target: number): Promise<RefreshReport> {
+  private async refreshTables(client: Queryable, target: number): Promise<RefreshReport> {
     let steps = 0, rows = 0;
     let w = (await this.watermark(client)) ?? -Infinity;
     try {
@@ -94,7 +97,7 @@ export class RollupService {
   }
 
   /** Re-aggregates where late points landed below the watermark (only this job deletes these rows). */
-  private async processInvalidations(client: pg.ClientBase, watermark: number): Promise<{ count: number; rows: number }> {
+  private async processInvalidations(client: Queryable, watermark: number): Promise<{ count: number; rows: number }> {
     let count = 0, rows = 0;
     for (;;) {
       const r = await client.query<{ id: string; f: number; t: number; ids: number[] }>(
@@ -124,7 +127,7 @@ export class RollupService {
    * Re-aggregates every tier over the buckets touching [from, to), from source rows below `limit`
    * (the watermark): bucket b of tier T is rebuilt from all rows of the tier below inside b.
    */
-  private async aggregate(tx: pg.ClientBase, from: number, to: number, limit: number, seriesIds?: number[]): Promise<number> {
+  private async aggregate(tx: Queryable, from: number, to: number, limit: number, seriesIds?: number[]): Promise<number> {
     let rows = 0;
     let source = { table: 'points', time: 'time', cols: 'count(*), sum(value), min(value), max(value)' };
     for (const tier of ROLLUP_TIERS) {
@@ -147,7 +150,7 @@ export class RollupService {
     return rows;
   }
 
-  private async ensureRollupPartitions(client: pg.ClientBase, from: number, to: number): Promise<void> {
+  private async ensureRollupPartitions(client: Queryable, from: number, to: number): Promise<void> {
     for (const tier of ROLLUP_TIERS) await this.partitions.ensure(tier.table, steps(floorTo(from, tier.ms), to, tier.partitionMs), client);
   }
 }

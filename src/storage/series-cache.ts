@@ -1,3 +1,5 @@
+import { BoundedCache } from '../common/bounded-cache.js';
+
 /** What the writer remembers about a series between batches. */
 export interface CachedSeries {
   id: number;
@@ -7,60 +9,5 @@ export interface CachedSeries {
   lastSeen: number;
 }
 
-/**
- * A bounded map from series key to id with approximate LRU eviction and O(1) hits: two
- * generations; a hit in the old one is promoted, and when the young one fills up the old one is
- * dropped. At most `capacity` entries are held; hot series survive every rotation.
- */
-export class SeriesCache {
-  private young = new Map<string, CachedSeries>();
-  private old = new Map<string, CachedSeries>();
-  private readonly half: number;
-  hits = 0;
-  misses = 0;
-  evictions = 0;
-
-  constructor(readonly capacity: number) {
-    this.half = Math.max(1, Math.floor(capacity / 2));
-  }
-
-  get size(): number {
-    return this.young.size + this.old.size;
-  }
-
-  get(key: string): CachedSeries | undefined {
-    let e = this.young.get(key);
-    if (e !== undefined) {
-      this.hits++;
-      return e;
-    }
-    e = this.old.get(key);
-    if (e !== undefined) {
-      this.hits++;
-      this.old.delete(key);
-      this.insert(key, e);
-      return e;
-    }
-    this.misses++;
-    return undefined;
-  }
-
-  set(key: string, entry: CachedSeries): void {
-    this.old.delete(key);
-    this.insert(key, entry);
-  }
-
-  clear(): void {
-    this.young.clear();
-    this.old.clear();
-  }
-
-  private insert(key: string, entry: CachedSeries): void {
-    if (this.young.size >= this.half) {
-      this.evictions += this.old.size;
-      this.old = this.young;
-      this.young = new Map();
-    }
-    this.young.set(key, entry);
-  }
-}
+/** Series key → id, bounded (SERIES_CACHE_SIZE). */
+export class SeriesCache extends BoundedCache<CachedSeries> {}

@@ -82,8 +82,16 @@ export class SeriesResolver implements OnApplicationBootstrap {
     const refs = missing.map((i) => batch.series[i]);
     const found = new Map<string, SeriesRow>();
     for (const row of await this.repo.find(refs)) found.set(rowKey(row), row);
+    // One row per key: a batch may hold the same series twice (tags sent in different orders).
     const toCreate: number[] = [];
-    for (const i of missing) if (!found.has(batch.series[i].key)) toCreate.push(i);
+    const creating = new Set<string>();
+    for (const i of missing) {
+      const key = batch.series[i].key;
+      if (!found.has(key) && !creating.has(key)) {
+        creating.add(key);
+        toCreate.push(i);
+      }
+    }
     if (toCreate.length > 0) {
       if (this.knownSeries + toCreate.length > this.config.series.maxSeries) {
         throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `series limit reached: this request would create ${toCreate.length} new series beyond MAX_SERIES=${this.config.series.maxSeries}`, {

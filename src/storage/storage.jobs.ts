@@ -1,5 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import { DAY, HOUR } from '../common/time.js';
+import { DAY } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
@@ -29,7 +29,7 @@ export class StorageJobs implements OnModuleInit {
       this.jobs.register({
         name: 'partition-premake',
         description: `Creates the partitions of points and rollups for the next PARTITION_PREMAKE_DAYS days`,
-        every: () => HOUR,
+        every: () => this.config.maintenance.partitionPremakeSeconds * 1000,
         run: async ({ client }) => {
           const now = Date.now();
           const made: Record<string, number> = {};
@@ -45,7 +45,8 @@ export class StorageJobs implements OnModuleInit {
       this.jobs.register({
         name: 'compression',
         description: 'Compresses points chunks older than two days (segmented by series, ordered by time)',
-        every: () => HOUR,
+        every: () => this.config.maintenance.compressionSeconds * 1000,
+        enabled: () => this.config.maintenance.compressionEnabled,
         run: async ({ client }) => {
           const r = await client.query(
             `SELECT compress_chunk(c, if_not_compressed => true) AS chunk FROM show_chunks('points', older_than => INTERVAL '2 days') c`,

@@ -98,6 +98,16 @@ describeEachFlavour('ingest', (ctx) => {
     assert.deepEqual(rows.map((x) => x.bits), bits);
   });
 
+  it('refuses 1e309 (Infinity after parsing) and keeps the documented precision of integers past 2^53', async () => {
+    const inf = await ctx.t.request('POST', '/api/v1/metrics', '{"source":"big","metrics":[{"name":"b","value":1e309}]}', { 'content-type': 'application/json' });
+    assert.equal(inf.status, 400);
+    assert.equal(inf.json.error.details.field, 'metrics[0].value');
+    const big = await ctx.t.request('POST', '/api/v1/metrics', `{"source":"big","metrics":[{"name":"b","value":9007199254740993,"timestamp":${T0}}]}`, { 'content-type': 'application/json' });
+    assert.equal(big.status, 200);
+    // Values are IEEE-754 doubles (README): the nearest double is stored.
+    assert.equal((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'big'`)).rows[0].value, 9007199254740992);
+  });
+
   it('stores unicode and SQL metacharacters literally', async () => {
     const tags = { who: '👩‍💻\u202E', q: `'; DROP TABLE metrics;-- " \\ % _` };
     const r = await ctx.t.post('/api/v1/metrics', { source: "o'brien", metrics: [{ name: 'u', value: 1, tags }] });

@@ -163,6 +163,9 @@ describeEachFlavour('queries', (ctx) => {
     assert.deepEqual(tags.json.tags, { host: ['h1', 'h2', 'h3'], region: ['eu', 'us'] });
     const search = await ctx.t.get('/api/v1/metrics/names?search=hum');
     assert.deepEqual(search.json.metrics.map((m: { name: string }) => m.name), ['humidity']);
+    // LIKE wildcards in the search are literal characters.
+    assert.deepEqual((await ctx.t.get('/api/v1/metrics/names?search=%25')).json.metrics, []);
+    assert.deepEqual((await ctx.t.get('/api/v1/metrics/names?search=_')).json.metrics, []);
   });
 
   it('answers bad queries with 400 INVALID_QUERY naming the parameter, unknown metrics with 404', async () => {

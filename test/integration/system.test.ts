@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { createApp } from '../../src/app.factory.js';
 import { loadConfig } from '../../src/config/config.js';
+import { Database } from '../../src/database/database.js';
+import { jobLockKey } from '../../src/jobs/jobs.service.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 describeEachFlavour('system', (ctx) => {
@@ -48,6 +50,22 @@ describeEachFlavour('system', (ctx) => {
     assert.equal(job.last_run.outcome, 'ok');
     assert.equal(job.schedule, 'every 30s');
     assert.equal((await ctx.t.post('/api/v1/system/jobs/nope/run')).status, 404);
+  });
+
+  it('runs a job once at a time: concurrent triggers join, another instance holding the lock means skipped', async () => {
+    const [a, b] = await Promise.all([ctx.t.post('/api/v1/system/jobs/rollup-refresh/run'), ctx.t.post('/api/v1/system/jobs/rollup-refresh/run')]);
+    assert.equal(a.json.started_at, b.json.started_at);
+    if (ctx.flavour === 'timescaledb') return; // PGlite has one session: there is no "other instance"
+    const other = await ctx.t.app.get(Database).dedicatedClient();
+    try {
+      await other.query('SELECT pg_advisory_lock(7310, $1)', [jobLockKey('rollup-refresh')]);
+      const r = await ctx.t.post('/api/v1/system/jobs/rollup-refresh/run');
+      assert.equal(r.json.outcome, 'skipped');
+      assert.equal(r.json.details.reason, 'running on another instance');
+    } finally {
+      await other.end();
+    }
+    assert.equal((await ctx.t.post('/api/v1/system/jobs/rollup-refresh/run')).json.outcome, 'ok');
   });
 
   it('leaves the schema alone when started again (migrations are applied once)', async () => {

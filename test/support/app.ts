@@ -4,6 +4,7 @@ import { createApp } from '../../src/app.factory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Database } from '../../src/database/database.js';
 import { createTestDatabase, TestDatabase, TestFlavour } from './databases.js';
+import { FaultProxy } from './fault-proxy.js';
 
 export interface InjectResult {
   status: number;
@@ -15,6 +16,8 @@ export interface InjectResult {
 export interface TestApp {
   app: NestFastifyApplication;
   database: TestDatabase;
+  /** Present when started with `{ proxy: true }`: the app reaches the database through it. */
+  proxy?: FaultProxy;
   /** The app's own read pool, for arranging and checking data (PGlite serves one connection at a time). */
   sql: pg.Pool;
   request(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
@@ -28,13 +31,22 @@ export interface TestApp {
  * The real application (same factory as main.ts) on a fresh database of the given flavour.
  * Scheduled jobs are off unless asked for: tests trigger them, so nothing runs behind their back.
  */
-export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}): Promise<TestApp> {
+export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}, opts: { proxy?: boolean } = {}): Promise<TestApp> {
   const database = await createTestDatabase(flavour);
-  const config = loadConfig({ DATABASE_URL: database.url, JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', ...env });
+  let proxy: FaultProxy | undefined;
+  let url = database.url;
+  if (opts.proxy) {
+    const u = new URL(database.url);
+    proxy = new FaultProxy(u.hostname, Number(u.port));
+    await proxy.start();
+    url = proxy.wrap(database.url);
+  }
+  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error', ...env });
   let app: NestFastifyApplication;
   try {
     app = await createApp(config, false);
   } catch (err) {
+    await proxy?.stop();
     await database.drop();
     throw err;
   }
@@ -57,6 +69,7 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
   return {
     app,
     database,
+    proxy,
     sql,
     request,
     get: (url) => request('GET', url),
@@ -67,7 +80,9 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
       return r.json;
     },
     async close() {
+      proxy?.restore();
       await app.close();
+      await proxy?.stop();
       await database.drop();
     },
   };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/common/errors.js';
-import { planQuery } from '../../src/query/plan.js';
+import { coarsestTier, planSegments } from '../../src/query/plan.js';
 import { parseQuerySpec, parseTags } from '../../src/query/query-spec.js';
 import { tierFor } from '../../src/storage/tiers.js';
 
@@ -78,17 +78,32 @@ describe('rollup planning', () => {
     assert.equal(tierFor(3_600_000)?.label, '1h');
     assert.equal(tierFor(7 * 86_400_000)?.label, '1d');
   });
-  it('reads whole tier buckets from the rollup and the ragged edges raw', () => {
-    const from = Date.UTC(2024, 0, 15, 10, 2, 30), to = Date.UTC(2024, 0, 15, 12, 7);
-    const p = planQuery(from, to, 3_600_000, 'avg', 'timescaledb');
-    assert.equal(p.tier?.label, '1h');
-    assert.equal(p.rollupFrom, Date.UTC(2024, 0, 15, 11));
-    assert.equal(p.rollupTo, Date.UTC(2024, 0, 15, 12));
-    assert.equal(p.watermarkSplit, false);
-    assert.equal(planQuery(from, to, 3_600_000, 'avg', 'postgresql').watermarkSplit, true);
+  const H = 3_600_000, M = 60_000;
+  const minute = (t: number) => Math.round(((t / M) % 1440) * 1000) / 1000;
+  const show = (segs: ReturnType<typeof planSegments>) => segs.map((s) => `${s.tier?.label ?? 'raw'} ${minute(s.from)}-${minute(s.to)}`);
+  it('covers the middle with the coarsest tier and the ragged edges with finer tiers, then raw', () => {
+    const day = Date.UTC(2024, 0, 15);
+    const from = day + 10 * H + 2 * M + 30_000, to = day + 12 * H + 7 * M + 13_000;
+    assert.deepEqual(show(planSegments(from, to, H, 'avg', { materialisedUntil: Infinity })), [
+      'raw 602.5-603',
+      '1m 603-605',
+      '5m 605-660',
+      '1h 660-720',
+      '5m 720-725',
+      '1m 725-727',
+      'raw 727-727.217',
+    ]);
   });
-  it('uses raw points for first/last and for ranges shorter than a tier bucket', () => {
-    assert.equal(planQuery(0, 86_400_000, 3_600_000, 'last', 'postgresql').tier, undefined);
-    assert.equal(planQuery(10_000, 50_000, 60_000, 'avg', 'postgresql').tier, undefined);
+  it('reads raw points after the watermark and never a tier bucket that ends past it', () => {
+    const day = Date.UTC(2024, 0, 15);
+    const segs = planSegments(day, day + 2 * H, H, 'max', { materialisedUntil: day + H + 17 * M });
+    assert.deepEqual(show(segs), ['1h 0-60', '5m 60-75', '1m 75-77', 'raw 77-120']);
+    assert.equal(coarsestTier(segs)?.label, '1h');
+    assert.deepEqual(show(planSegments(day, day + H, H, 'max', { materialisedUntil: -Infinity })), ['raw 0-60']);
+  });
+  it('uses raw points for first/last, and tiers only where they tile the granularity', () => {
+    assert.deepEqual(show(planSegments(0, 86_400_000, H, 'last', { materialisedUntil: Infinity })), ['raw 0-0']);
+    assert.deepEqual(show(planSegments(0, 10 * M, 30_000, 'avg', { materialisedUntil: Infinity })), ['raw 0-10']);
+    assert.deepEqual(show(planSegments(0, 14 * M, 7 * M, 'sum', { materialisedUntil: Infinity })), ['1m 0-14']);
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { epochToMs, formatDuration, guessPrecision, parseDuration, parseIsoTimestamp, parseQueryTime } from '../../src/common/time.js';
+import { epochToMs, formatDuration, guessPrecision, parseDuration, parseIsoTimestamp, parseQueryTime, toIso } from '../../src/common/time.js';
 
 describe('parseIsoTimestamp', () => {
   it('reads UTC and offsets', () => {
@@ -34,6 +34,14 @@ describe('epoch numbers', () => {
     assert.equal(epochToMs(1_705_314_600_000_000, 'us'), 1_705_314_600_000);
     assert.equal(epochToMs(1_705_314_600_000_000_000, 'ns'), 1_705_314_600_000);
     assert.equal(guessPrecision(1.7e9), 's');
+  });
+});
+
+describe('toIso', () => {
+  it('formats exactly like Date#toISOString', () => {
+    const samples = [0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 1_705_314_600_123.9, 253_402_300_799_999, -1, -86_400_001, 253_402_300_800_000];
+    for (let i = 0; i < 5000; i++) samples.push(Math.floor(Math.random() * 4e12));
+    for (const ms of samples) assert.equal(toIso(ms), new Date(Math.floor(ms)).toISOString(), String(ms));
   });
 });
 

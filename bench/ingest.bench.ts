@@ -1,0 +1,185 @@
+import { from as copyFrom } from 'pg-copy-streams';
+import pg from 'pg';
+import { encodeCopyBinary } from '../src/storage/copy-binary.js';
+import { PointBatchBuilder } from '../src/storage/point-batch.js';
+import { benchServer, flag, median, option, request, startService, table, withClient } from './lib.js';
+
+/**
+ * HTTP JSON ingest vs raw binary COPY of the same rows into the same kind of table, in one run.
+ * 1,000 series (10 metrics × 100 hosts), 10 s apart, time-major as a live feed arrives, in
+ * requests of 5,000 points from 2 concurrent clients (--clients N); a 2xx means committed. The COPY baseline
+ * writes the same rows with 2 connections, 5,000 rows per committed transaction. Repetitions
+ * alternate which goes first; figures are medians. The service's RSS is sampled throughout.
+ *
+ *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps N; --points N per repetition)
+ */
+const QUICK = flag('quick');
+const REPS = option('reps', QUICK ? 3 : 5);
+const POINTS = option('points', QUICK ? 400_000 : 2_000_000);
+const PER_REQUEST = 5_000;
+const CLIENTS = option('clients', 2);
+const SERIES = 1_000;
+const STEP = 10_000;
+
+interface Row {
+  metric: string;
+  host: string;
+  t: number;
+  v: number;
+}
+
+function rows(start: number, count: number): Row[] {
+  const out: Row[] = [];
+  for (let k = 0; out.length < count; k++) {
+    const t = start + k * STEP;
+    for (let s = 0; s < SERIES && out.length < count; s++) out.push({ metric: `metric_${s % 10}`, host: `host-${Math.floor(s / 10)}`, t, v: Math.round(Math.random() * 1e6) / 100 });
+  }
+  return out;
+}
+
+/** Request bodies, serialised before timing: the clients only send bytes. */
+function bodies(data: Row[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < data.length; i += PER_REQUEST) {
+    const metrics = data.slice(i, i + PER_REQUEST).map((r) => ({ name: r.metric, value: r.v, unit: 'ms', tags: { host: r.host, region: 'eu-west-1' }, timestamp: new Date(r.t).toISOString() }));
+    out.push(Buffer.from(JSON.stringify({ source: 'bench', metrics })));
+  }
+  return out;
+}
+
+async function httpIngest(url: string, payloads: Buffer[]): Promise<number> {
+  const t0 = performance.now();
+  let next = 0;
+  const client = async () => {
+    while (next < payloads.length) {
+      const body = payloads[next++];
+      const r = await request(`${url}/api/v1/metrics`, 'POST', body);
+      if (r.status !== 200) throw new Error(`ingest answered ${r.status}: ${r.body.slice(0, 300)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, client));
+  return (performance.now() - t0) / 1000;
+}
+
+async function copyIngest(dbUrl: string, buffers: Buffer[]): Promise<number> {
+  const clients = await Promise.all([0, 1].map(async () => {
+    const c = new pg.Client({ connectionString: dbUrl });
+    await c.connect();
+    return c;
+  }));
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (next < buffers.length) {
+        const buf = buffers[next++];
+        await c.query('BEGIN');
+        await new Promise<void>((res, rej) => {
+          const s = c.query(copyFrom('COPY bench_copy (time, series_id, value) FROM STDIN (FORMAT binary)'));
+          s.on('error', rej);
+          s.on('finish', () => res());
+          s.end(buf);
+        });
+        await c.query('COMMIT');
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  await Promise.all(clients.map((c) => c.end()));
+  return seconds;
+}
+
+async function main(): Promise<void> {
+  const server = await benchServer();
+  const dbUrl = await server.url(`timescope_bench_ingest_${process.pid}`);
+  console.log(`database: ${server.describe}`);
+  const service = await startService({ DATABASE_URL: dbUrl, JOBS_ENABLED: 'false', TIMESCALEDB: 'off' });
+  let maxRss = 0;
+  const rssTimer = setInterval(() => (maxRss = Math.max(maxRss, service.rssMb())), 100);
+  try {
+    const start = Date.now() - 3 * 86_400_000;
+    // Warm-up: creates the 1,000 series and the partitions, warms both code paths.
+    await httpIngest(service.url, bodies(rows(start - 3_600_000, 200_000)));
+    const ids = await withClient(dbUrl, async (c) => {
+      await c.query(`CREATE TABLE bench_copy (LIKE points) PARTITION BY RANGE (time)`);
+      await c.query(`CREATE UNIQUE INDEX ON bench_copy (series_id, time) INCLUDE (value)`);
+      for (let d = 0; d < 3; d++) {
+        const lo = Math.floor(start / 86_400_000) * 86_400_000 + (d - 1) * 86_400_000;
+        await c.query(`CREATE TABLE bench_copy_${d} PARTITION OF bench_copy FOR VALUES FROM ('${new Date(lo).toISOString()}') TO ('${new Date(lo + 86_400_000).toISOString()}')`);
+      }
+      const r = await c.query<{ id: number; metric: string; source: string; tags: { host: string } }>(`SELECT id, metric, source, tags FROM series`);
+      return new Map(r.rows.map((x) => [`${x.metric}|${x.tags.host}`, x.id]));
+    });
+    const results: Array<Record<string, string | number>> = [];
+    let t = start;
+    for (let rep = 1; rep <= REPS; rep++) {
+      const data = rows(t, POINTS);
+      t += Math.ceil(POINTS / SERIES) * STEP;
+      const payloads = bodies(data);
+      // The same rows as binary COPY buffers of 5,000 rows, encoded before timing.
+      const copyBuffers: Buffer[] = [];
+      for (let i = 0; i < data.length; i += PER_REQUEST) {
+        const b = new PointBatchBuilder(PER_REQUEST);
+        const part = data.slice(i, i + PER_REQUEST);
+        const idx = new Map<string, number>();
+        const seriesIds: number[] = [];
+        for (const r of part) {
+          const key = `${r.metric}|${r.host}`;
+          let s = idx.get(key);
+          if (s === undefined) {
+            s = b.addSeries(r.metric, 'bench', { host: r.host }, null);
+            idx.set(key, s);
+            seriesIds[s] = ids.get(key)!;
+          }
+          b.push(s, r.t, r.v);
+        }
+        copyBuffers.push(encodeCopyBinary([{ batch: b.build(), ids: Int32Array.from(seriesIds) }]));
+      }
+      const cpu0 = service.cpuSeconds();
+      let ours: number, copy: number;
+      if (rep % 2 === 1) {
+        ours = await httpIngest(service.url, payloads);
+        copy = await copyIngest(dbUrl, copyBuffers);
+      } else {
+        copy = await copyIngest(dbUrl, copyBuffers);
+        ours = await httpIngest(service.url, payloads);
+      }
+      const nodeCpuUs = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
+      results.push({
+        rep,
+        points: POINTS,
+        'timescope pts/s': Math.round(POINTS / ours),
+        'COPY pts/s': Math.round(POINTS / copy),
+        ratio: POINTS / ours / (POINTS / copy),
+        'service CPU µs/pt': nodeCpuUs,
+        'max RSS MB': Math.round(maxRss),
+      });
+      console.log(JSON.stringify(results[results.length - 1]));
+    }
+    const stored = await withClient(dbUrl, async (c) => (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM points`)).rows[0].n);
+    console.log('');
+    table(results);
+    console.log('');
+    table([
+      {
+        'median timescope pts/s': Math.round(median(results.map((r) => r['timescope pts/s'] as number))),
+        'median COPY pts/s': Math.round(median(results.map((r) => r['COPY pts/s'] as number))),
+        'median ratio': median(results.map((r) => r.ratio as number)),
+        'median service CPU µs/pt': median(results.map((r) => r['service CPU µs/pt'] as number)),
+        'max RSS MB': Math.round(maxRss),
+        'points stored': stored,
+      },
+    ]);
+    console.log(`targets: >= 200,000 pts/s, ratio >= 0.7, RSS < 300 MB`);
+  } finally {
+    clearInterval(rssTimer);
+    await service.stop();
+    await withClient(await server.url('postgres'), (c) => c.query(`DROP DATABASE IF EXISTS timescope_bench_ingest_${process.pid} WITH (FORCE)`)).catch(() => undefined);
+    await server.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

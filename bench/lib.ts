@@ -1,0 +1,164 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { ensureDatabase, startEmbeddedPostgres } from '../src/database/embedded.js';
+
+/** Shared pieces of the benchmarks: a database server, the service as a child process, HTTP, statistics. */
+
+export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+
+export const flag = (name: string) => process.argv.includes(`--${name}`);
+export function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** Settings as in ../shared/notes/performance.md: durable (fsync, synchronous_commit on), JIT off. */
+const SERVER_SETTINGS = { shared_buffers: '2GB', max_wal_size: '8GB', work_mem: '64MB', checkpoint_timeout: '30min', jit: 'off' };
+
+export interface BenchServer {
+  /** Connection string to `database` on the server (created if missing). */
+  url(database: string): Promise<string>;
+  describe: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * BENCH_DATABASE_URL (a server we may create databases on), or an embedded PostgreSQL 17 in
+ * `dataDir` (kept between runs when given, so a large dataset is loaded once).
+ */
+export async function benchServer(dataDir?: string): Promise<BenchServer> {
+  const external = process.env.BENCH_DATABASE_URL;
+  const withDb = (base: string, db: string) => {
+    const u = new URL(base);
+    u.pathname = `/${db}`;
+    return u.toString();
+  };
+  if (external) {
+    return {
+      describe: `BENCH_DATABASE_URL (${new URL(external).host})`,
+      url: async (db) => {
+        await ensureDatabase(withDb(external, 'postgres'), db);
+        return withDb(external, db);
+      },
+      stop: async () => {},
+    };
+  }
+  const port = 56_000 + Math.floor(Math.random() * 3_000);
+  const server = await startEmbeddedPostgres({
+    dataDir: dataDir ?? join(tmpdir(), `timescope-bench-${process.pid}`),
+    port,
+    database: 'postgres',
+    settings: SERVER_SETTINGS,
+  });
+  return {
+    describe: `embedded PostgreSQL 17 on port ${port} (${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync and synchronous_commit on)`,
+    url: async (db) => {
+      await ensureDatabase(server.url, db);
+      return withDb(server.url, db);
+    },
+    stop: () => server.stop(),
+  };
+}
+
+export interface Service {
+  url: string;
+  pid: number;
+  rssMb(): number;
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+/** Starts `node dist/src/main.js` with `env` and waits until it is ready. */
+export async function startService(env: Record<string, string>): Promise<Service> {
+  const port = 18_000 + Math.floor(Math.random() * 2_000);
+  // BENCH_NODE_ARGS: extra node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/main.js')], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`);
+    try {
+      const r = await fetch(`${url}/health/ready`);
+      if (r.ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) throw new Error('service did not become ready');
+    await sleep(200);
+  }
+  const pid = child.pid!;
+  return {
+    url,
+    pid,
+    rssMb: () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024,
+    cpuSeconds: () => {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+    },
+    stop: () =>
+      new Promise((res) => {
+        child.once('exit', () => res());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+/** A POST or GET over a keep-alive connection; resolves with status and body. */
+export function request(url: string, method: 'GET' | 'POST', body?: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolveReq, reject) => {
+    const req = http.request(
+      url,
+      { method, agent, headers: body ? { 'content-type': 'application/json', 'content-length': body.length } : {} },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolveReq({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function percentile(values: number[], p: number): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const i = (s.length - 1) * p;
+  const lo = Math.floor(i), hi = Math.ceil(i);
+  return s[lo] + (s[hi] - s[lo]) * (i - lo);
+}
+export const median = (values: number[]) => percentile(values, 0.5);
+
+/** Prints rows as an aligned table. */
+export function table(rows: Array<Record<string, string | number>>): void {
+  if (rows.length === 0) return;
+  const cols = Object.keys(rows[0]);
+  const cell = (v: string | number) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v);
+  const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padStart(widths[i])).join('  ');
+  console.log(line(cols));
+  for (const r of rows) console.log(line(cols.map((c) => cell(r[c]))));
+}

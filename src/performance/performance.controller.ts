@@ -1,0 +1,15 @@
+import { Controller, Get } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { PerformanceService } from './performance.service.js';
+
+@ApiTags('system')
+@Controller('api/v1/system/performance')
+export class PerformanceController {
+  constructor(private readonly performance: PerformanceService) {}
+
+  @Get()
+  @ApiOperation({ summary: 'Ingestion rate/peak/total/queue, storage size/compression/retention/oldest data, query rate and latency, crossed thresholds' })
+  get() {
+    return this.performance.performance();
+  }
+}

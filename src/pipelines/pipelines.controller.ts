@@ -1,0 +1,92 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { isStatusReport, PipelinesService, statusReportNotADefinition } from './pipelines.service.js';
+
+/** Only digits: `/api/v1/pipelines/status` (pipeline status reports) and other words never reach these routes. */
+const ID = ':id(^\\d+$)';
+const rangeDoc = { required: false, description: 'ISO 8601 with zone, epoch ms, now or now-<duration>; a window belongs to the range holding its end' };
+const definitionBody = { schema: { type: 'object', description: '{name, description?, enabled?, pipeline: [{operation, params}], output?, schedule?}' } };
+
+@ApiTags('pipelines')
+@Controller()
+export class PipelinesController {
+  constructor(private readonly pipelines: PipelinesService) {}
+
+  @Post('api/v1/metrics/pipeline')
+  @ApiOperation({ summary: 'Saves a pipeline (the reference route, collector-api.md "Custom Data Pipeline"); same as POST /api/v1/pipelines' })
+  @ApiBody(definitionBody)
+  createReference(@Body() body: unknown) {
+    return this.pipelines.create(body);
+  }
+
+  @Post('api/v1/pipelines')
+  @ApiOperation({ summary: 'Saves a pipeline: validated stages, output (none, metric, webhook) and schedule' })
+  @ApiBody(definitionBody)
+  create(@Body() body: unknown) {
+    // Branch point: the system-monitor client POSTs pipeline status reports to /pipelines/ (trailing
+    // slash); once issue 5's PipelineStatusService exists, hand such bodies to it here.
+    if (isStatusReport(body)) throw statusReportNotADefinition();
+    return this.pipelines.create(body);
+  }
+
+  @Get('api/v1/pipelines')
+  @ApiOperation({ summary: 'Saved pipelines with their schedule state and last run' })
+  list() {
+    return this.pipelines.list();
+  }
+
+  @Post('api/v1/pipelines/dry-run')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Dry-run of an unsaved definition over history: what it would emit, window by window' })
+  @ApiQuery({ name: 'from', ...rangeDoc })
+  @ApiQuery({ name: 'to', ...rangeDoc })
+  @ApiBody(definitionBody)
+  dryRunDefinition(@Body() body: unknown, @Query() q: Record<string, unknown>) {
+    return this.pipelines.dryRunDefinition(body, q);
+  }
+
+  @Get(`api/v1/pipelines/${ID}`)
+  @ApiOperation({ summary: 'One pipeline' })
+  get(@Param('id') id: string) {
+    return this.pipelines.get(id);
+  }
+
+  @Put(`api/v1/pipelines/${ID}`)
+  @ApiOperation({ summary: 'Replaces a pipeline definition (validated as on creation)' })
+  @ApiBody(definitionBody)
+  update(@Param('id') id: string, @Body() body: unknown) {
+    return this.pipelines.update(id, body);
+  }
+
+  @Delete(`api/v1/pipelines/${ID}`)
+  @HttpCode(204)
+  @ApiOperation({ summary: 'Deletes a pipeline and its run history (derived series and webhook logs stay)' })
+  async remove(@Param('id') id: string): Promise<void> {
+    await this.pipelines.remove(id);
+  }
+
+  @Post(`api/v1/pipelines/${ID}/run`)
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Runs now over from/to (default: the last window), delivers, records the run, returns the rows' })
+  @ApiQuery({ name: 'from', ...rangeDoc })
+  @ApiQuery({ name: 'to', ...rangeDoc })
+  run(@Param('id') id: string, @Query() q: Record<string, unknown>, @Body() body: unknown) {
+    return this.pipelines.run(id, this.pipelines.rangeInput(q, body));
+  }
+
+  @Post(`api/v1/pipelines/${ID}/dry-run`)
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Replays the pipeline over history and returns what it would have emitted, window by window; delivers nothing' })
+  @ApiQuery({ name: 'from', ...rangeDoc })
+  @ApiQuery({ name: 'to', ...rangeDoc })
+  dryRun(@Param('id') id: string, @Query() q: Record<string, unknown>, @Body() body: unknown) {
+    return this.pipelines.dryRun(id, this.pipelines.rangeInput(q, body));
+  }
+
+  @Get(`api/v1/pipelines/${ID}/runs`)
+  @ApiOperation({ summary: 'Runs of a pipeline, newest first: range, windows, rows, delivery outcome, error' })
+  @ApiQuery({ name: 'limit', required: false, description: '1-1000, default 100' })
+  runs(@Param('id') id: string, @Query('limit') limit?: string) {
+    return this.pipelines.runs(id, limit);
+  }
+}

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { CollectorService } from '../../src/collector/collector.service.js';
+import { describeEachFlavour } from '../support/suite.js';
+
+const fixtures = fileURLToPath(new URL('../../../test/fixtures/nvidia-smi/', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'timescope-collector-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const fakeSmi = join(dir, 'nvidia-smi');
+writeFileSync(fakeSmi, `#!/bin/sh\ncat "${fixtures}four-gpus.csv"\n`);
+chmodSync(fakeSmi, 0o755);
+
+// Long intervals: the test polls and persists by hand, nothing runs behind its back.
+const env = { COLLECTOR_ENABLED: 'true', COLLECTOR_HOSTNAME: 'test-host', METRICS_INTERVAL_LIVE: '3600', METRICS_INTERVAL_PERSIST: '3600', NVIDIA_SMI_PATH: fakeSmi };
+
+describeEachFlavour('collector', (ctx) => {
+  const collector = () => ctx.t.app.get(CollectorService);
+
+  it('answers the reference shapes from the live cache', async () => {
+    await collector().sampleNow();
+    const m = await ctx.t.get('/api/v1/collector/metrics');
+    assert.equal(m.status, 200, m.body);
+    assert.deepEqual(Object.keys(m.json).sort(), ['cpu', 'disk', 'gpu', 'host', 'ram', 'temperature', 'timestamp']);
+    assert.ok(m.json.ram > 0 && m.json.ram <= 100);
+    assert.equal(m.json.gpu, 40.25, 'mean utilization of the four recorded A100s');
+    assert.deepEqual(Object.keys(m.json.disk).sort(), ['free', 'percent', 'total', 'used']);
+    assert.ok(m.json.disk.total > 0);
+    const g = await ctx.t.get('/api/v1/collector/gpu');
+    assert.equal(g.json.available, true);
+    assert.equal(g.json.count, 4);
+    assert.equal(g.json.gpus[0].name, 'NVIDIA A100-SXM4-40GB');
+    assert.equal(g.json.gpus[0].memory_total, 40960 * 1024 * 1024);
+    const s = await ctx.t.get('/api/v1/monitoring/metrics');
+    assert.ok(s.json.system.memory.total_gb > 0);
+    assert.equal(s.json.system.cpu.load_average.length, 3);
+  });
+
+  it('persists the samples as ordinary series of the host, queryable like any metric', async () => {
+    await collector().sampleNow();
+    const pending = collector().collector.buffer.size;
+    assert.ok(pending > 0);
+    const run = await ctx.t.runJob('collector-persist');
+    assert.equal(run.details.points, pending);
+    assert.equal(run.details.pending, 0);
+    const q = await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max');
+    assert.equal(q.status, 200, q.body);
+    assert.equal(q.json.series_count, 1);
+    assert.ok(q.json.data_points.length >= 1);
+    const gpu = await ctx.t.get('/api/v1/metrics/query?metric=gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max');
+    assert.equal(gpu.json.data_points[0].value, 301.5);
+    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=gpu_utilization');
+    assert.deepEqual(tags.json.tags.gpu.sort(), ['0', '1', '2', '3']);
+    const jobs = await ctx.t.get('/api/v1/system/jobs');
+    const job = jobs.json.jobs.find((j: { name: string }) => j.name === 'collector-persist');
+    assert.equal(job.schedule, 'every 1h');
+    assert.equal(job.last_run.outcome, 'ok');
+  });
+
+  it('reports itself in /health', async () => {
+    const h = await ctx.t.get('/health');
+    const c = h.json.components.collector;
+    assert.equal(c.status, 'running');
+    assert.ok(c.last_sample);
+    assert.ok(c.last_persist);
+    assert.equal(c.samples_pending, 0);
+    assert.equal(c.gpu, '4 GPU(s)');
+  });
+
+  it('follows PUT /api/v1/config: new intervals, then off', async () => {
+    const r = await ctx.t.request('PUT', '/api/v1/config', { collector: { interval_live: '2s', interval_persist: '1m' } });
+    assert.equal(r.status, 200, r.body);
+    const s = (await ctx.t.get('/api/v1/collector/status')).json;
+    assert.equal(s.interval_live_seconds, 2);
+    assert.equal(s.interval_persist_seconds, 60);
+    const before = s.samplers[0].samples;
+    await new Promise((resolve) => setTimeout(resolve, 2_600)); // the new 2 s cadence, without a restart
+    assert.ok((await ctx.t.get('/api/v1/collector/status')).json.samplers[0].samples > before);
+    await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled: false } });
+    const off = await ctx.t.get('/api/v1/collector/metrics');
+    assert.equal(off.status, 503);
+    assert.equal(off.json.error.code, 'SERVICE_UNAVAILABLE');
+    assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'disabled');
+    assert.equal((await ctx.t.get('/api/v1/collector/status')).json.running, false);
+  });
+}, env);
+
+describeEachFlavour(
+  'collector while PostgreSQL is unreachable',
+  (ctx) => {
+    it('keeps samples and persists them all when the database is back', async () => {
+      const c = ctx.t.app.get(CollectorService);
+      ctx.t.proxy!.cut();
+      for (let i = 0; i < 3; i++) await c.sampleNow();
+      const held = c.collector.buffer.size;
+      assert.ok(held > 0);
+      await assert.rejects(c.persist(), /kept for the next persist/);
+      assert.equal(c.collector.buffer.size, held, 'nothing lost, nothing half-released');
+      assert.equal(c.status().persist_failures, 1);
+      assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'persist_failing');
+      ctx.t.proxy!.restore();
+      const r = await c.persist();
+      assert.equal(r.points, held);
+      assert.equal((await ctx.t.sql.query(`SELECT count(*)::int AS n FROM points`)).rows[0].n, held);
+      assert.equal(c.collector.buffer.size, 0);
+      assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'running');
+    });
+  },
+  { ...env, DB_CONNECT_TIMEOUT_MS: '1000' },
+  // As the other fault tests: PGlite is a test double for SQL, not for lost connections.
+  { proxy: true, flavours: ['postgresql'] },
+);
