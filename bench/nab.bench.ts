@@ -3,7 +3,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALGORITHMS } from '../src/anomalies/detectors.js';
 import { loadNab, nabDir, nabScorer, repoRoot } from './nab-data.js';
-import { postJson, startBenchApp } from './support.js';
+import { benchServer, request, startService, withClient } from './lib.js';
 
 /**
  * Anomaly quality on the NAB development set, end to end: every csv of ../shared/datasets/nab is
@@ -15,9 +15,18 @@ import { postJson, startBenchApp } from './support.js';
  */
 const out = join(repoRoot(), 'bench', 'results', 'nab');
 const files = loadNab();
-const t = await startBenchApp();
+const server = await benchServer();
+const dbUrl = await server.url('timescope_bench_nab');
+// NAB's timestamps are from 2013-2015: keep points forever, or ingest would refuse them as too old.
+const service = await startService({ DATABASE_URL: dbUrl, JOBS_ENABLED: 'false', METRICS_RETENTION_DAYS: '0' });
+const postJson = async (url: string, body: unknown) => {
+  const r = await request(url, 'POST', Buffer.from(JSON.stringify(body)));
+  return { status: r.status, json: JSON.parse(r.body) };
+};
+const t = { url: service.url };
 const rows: Array<{ algorithm: string; standard: string; lowFP: string; lowFN: string; seconds: string }> = [];
 try {
+  await withClient(dbUrl, (c) => c.query('TRUNCATE series, points'));
   for (const f of files) {
     for (let i = 0; i < f.times.length; i += 10_000) {
       const metrics = [];
@@ -43,13 +52,13 @@ try {
     const s = spawnSync(process.execPath, args, { encoding: 'utf8' });
     if (s.status !== 0) throw new Error(`nab-score: ${s.stderr}`);
     writeFileSync(join(out, `${algorithm}.txt`), s.stdout);
-    const score = (profile: string) => /NAB (\S+)\s+(-?[\d.]+)/g;
-    const found = Object.fromEntries([...s.stdout.matchAll(score(''))].map((m) => [m[1], m[2]]));
+    const found = Object.fromEntries([...s.stdout.matchAll(/NAB (\S+)\s+(-?[\d.]+)/g)].map((m) => [m[1], m[2]]));
     rows.push({ algorithm, standard: found.standard, lowFP: found.reward_low_FP_rate, lowFN: found.reward_low_FN_rate, seconds });
     console.log(`${algorithm}: NAB standard ${found.standard} (${seconds} s for ${files.length} requests)`);
   }
 } finally {
-  await t.close();
+  await service.stop();
+  await server.stop();
 }
 console.log('\nNAB scores (flags as returned; 0 = detect nothing, 100 = every window at its start)');
 console.log(['algorithm'.padEnd(17), 'standard'.padStart(9), 'low FP'.padStart(9), 'low FN'.padStart(9), 'time s'.padStart(8)].join(' '));
