@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { before, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { parquetReadObjects } from 'hyparquet';
 import { close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
@@ -53,6 +53,7 @@ async function raw(t: TestApp, url: string) {
 const tsOf = (v: unknown) => (v instanceof Date ? v.getTime() : typeof v === 'bigint' ? Number(v) / 1000 : Date.parse(String(v)));
 
 const EXPORT_DIR = mkdtempSync(join(tmpdir(), 'timescope-exports-'));
+after(() => rmSync(EXPORT_DIR, { recursive: true, force: true }));
 
 describeEachFlavour('export', (ctx) => {
   const points = dataset();
