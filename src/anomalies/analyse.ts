@@ -1,7 +1,7 @@
 import type { DetectorParams, SeriesInput } from './detector.js';
 import { Algorithm, detectorFor } from './detectors.js';
 import { AnomalyReport, describeEpisode, Direction, findEpisodes, MinDeviation } from './episodes.js';
-import { typicalStep } from './robust.js';
+import { trailingMeanStd, typicalStep } from './robust.js';
 
 export interface AnalysisOptions extends DetectorParams {
   algorithm: Algorithm;
@@ -31,5 +31,6 @@ export function analyseSeries(series: SeriesInput, opts: AnalysisOptions): Analy
   const det = detectorFor(opts.algorithm)(series, { ...opts, window });
   const gap = Math.max(1, Math.round((Number(det.used.window) || 1) / 4));
   const episodes = findEpisodes(series, det, { direction: opts.direction, minDeviation: opts.minDeviation, gap, loneScore: LONE_POINT_SCORE });
-  return { anomalies: episodes.map((e) => describeEpisode(series, det, e)), used: { ...det.used, episode_gap_points: gap } };
+  const baselineAvg = trailingMeanStd(series.values, Number(det.used.window) || 1).mean;
+  return { anomalies: episodes.map((e) => describeEpisode(series, det, e, baselineAvg)), used: { ...det.used, episode_gap_points: gap } };
 }

@@ -29,8 +29,6 @@ export interface Detection {
   expected: Float64Array;
   /** Per point: half-width of the normal band (band_low = expected - band, band_high = expected + band). */
   band: Float64Array;
-  /** The baseline the context reports as `baseline_avg` (window mean or level), per point. */
-  baseline: Float64Array;
   /** What the detector decided (window, period, thresholds, ...), echoed in the reply's `parameters`. */
   used: Record<string, unknown>;
 }

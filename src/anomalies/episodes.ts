@@ -104,8 +104,11 @@ const r = (x: number) => (Number.isFinite(x) ? Number(x.toPrecision(12)) : x);
 export const MAX_REPORTED_SCORE = 1000;
 const shown = (score: number) => Math.round(Math.min(score, MAX_REPORTED_SCORE) * 1000) / 1000;
 
-/** The reply's anomaly: the episode's first point, its peak score and severity, and its extent. */
-export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode): AnomalyReport {
+/**
+ * The reply's anomaly: the episode's first point, its peak score and severity, and its extent.
+ * `baselineAvg` is the mean of the trailing window at each point (the reference's `baseline_avg`).
+ */
+export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode, baselineAvg: Float64Array): AnomalyReport {
   const { times, values } = series;
   const s = ep.start, p = ep.peak;
   const peakScore = det.score[p];
@@ -115,7 +118,7 @@ export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode
     score: shown(peakScore),
     severity: severity(peakScore),
     context: {
-      baseline_avg: r(det.baseline[s]),
+      baseline_avg: r(baselineAvg[s]),
       deviation: r(values[s] - det.expected[s]),
       expected: r(det.expected[s]),
       band_low: r(det.expected[s] - det.band[s]),

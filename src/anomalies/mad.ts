@@ -18,5 +18,5 @@ export function madDetector(series: SeriesInput, params: DetectorParams): Detect
     band[i] = k * flooredScale(sigma[i], floor);
     score[i] = Math.abs(values[i] - center[i]) / band[i];
   }
-  return { score, expected: center, band, baseline: center, used: { window, band_sigmas: k, scale_floor: floor } };
+  return { score, expected: center, band, used: { window, band_sigmas: k, scale_floor: floor } };
 }

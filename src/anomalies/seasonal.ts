@@ -121,7 +121,6 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
     score,
     expected,
     band,
-    baseline: plain.center,
     used: { window, band_sigmas: k, season: season ? { period: season.label, slots: season.slots, autocorrelation: round(season.autocorrelation) } : null },
   };
 }

@@ -18,5 +18,5 @@ export function zscoreDetector(series: SeriesInput, params: DetectorParams): Det
     band[i] = k * flooredScale(std[i], floor);
     score[i] = Math.abs(values[i] - mean[i]) / band[i];
   }
-  return { score, expected: mean, band, baseline: mean, used: { window, band_sigmas: k } };
+  return { score, expected: mean, band, used: { window, band_sigmas: k } };
 }

@@ -164,7 +164,7 @@ describe('episodes and severity', () => {
     const s = { times: Float64Array.from({ length: 20 }, (_, i) => i * 1000), values: new Float64Array(20) };
     const score = new Float64Array(20);
     for (const [i, v] of [[3, 1.2], [5, 2.5], [6, 1.1], [15, 1.6]] as const) score[i] = v;
-    const det = { score, expected: new Float64Array(20), band: new Float64Array(20).fill(1), baseline: new Float64Array(20), used: {} };
+    const det = { score, expected: new Float64Array(20), band: new Float64Array(20).fill(1), used: {} };
     s.values.set([0, 0, 0, 2, 0, 3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
     const eps = findEpisodes(s, det, { direction: 'both', gap: 2, loneScore: 1.5 });
     assert.deepEqual(eps, [{ start: 3, peak: 5, end: 6, flagged: 3 }, { start: 15, peak: 15, end: 15, flagged: 1 }]);
