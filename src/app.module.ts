@@ -1,8 +1,10 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AnomaliesModule } from './anomalies/anomalies.module.js';
 import { AppConfig } from './config/config.js';
 import { CollectorModule } from './collector/collector.module.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { ExportModule } from './export/export.module.js';
 import { IngestionModule } from './ingestion/ingestion.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
 import { PerformanceModule } from './performance/performance.module.js';
@@ -10,6 +12,7 @@ import { PipelinesModule } from './pipelines/pipelines.module.js';
 import { QueryModule } from './query/query.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
+import { StatisticsModule } from './statistics/statistics.module.js';
 import { StorageModule } from './storage/storage.module.js';
 import { SystemModule } from './system/system.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
@@ -19,7 +22,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule],
     };
   }
 }
