@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { ensureDatabase, startEmbeddedPostgres } from '../src/database/embedded.js';
+import { ensureDatabase, freePort, startEmbeddedPostgres } from '../src/database/embedded.js';
 
 /** Shared pieces of the benchmarks: a database server, the service as a child process, HTTP, statistics. */
 
@@ -48,7 +48,7 @@ export async function benchServer(dataDir?: string): Promise<BenchServer> {
       stop: async () => {},
     };
   }
-  const port = 56_000 + Math.floor(Math.random() * 3_000);
+  const port = await freePort();
   const server = await startEmbeddedPostgres({
     dataDir: dataDir ?? join(tmpdir(), `timescope-bench-${process.pid}`),
     port,
@@ -75,7 +75,7 @@ export interface Service {
 
 /** Starts `node dist/src/main.js` with `env` and waits until it is ready. */
 export async function startService(env: Record<string, string>): Promise<Service> {
-  const port = 18_000 + Math.floor(Math.random() * 2_000);
+  const port = await freePort();
   // BENCH_NODE_ARGS: extra node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/src/main.js')], {

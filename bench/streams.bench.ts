@@ -1,6 +1,6 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -8,10 +8,10 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { createApp } from '../src/app.factory.js';
 import { loadConfig } from '../src/config/config.js';
-import { startEmbeddedPostgres } from '../src/database/embedded.js';
 import type { CommitListener } from '../src/storage/point-writer.js';
 import { PointWriter } from '../src/storage/point-writer.js';
 import { StreamHub } from '../src/streaming/stream-hub.js';
+import { benchServer } from './lib.js';
 
 /**
  * Live streams under load (issue 5): WS_CLIENTS WebSocket subscribers and SSE_CLIENTS SSE
@@ -20,8 +20,9 @@ import { StreamHub } from '../src/streaming/stream-hub.js';
  *
  *   node dist/bench/streams.bench.js [--quick] [--seconds=30] [--ws=1000] [--sse=100] [--rate=10000]
  *
- * Processes: this one runs Timescope (and an embedded PostgreSQL unless DATABASE_URL is set); a
- * child runs every client, another the ingest load. The server stamps each request's commit
+ * Processes: this one runs Timescope in-process (the commit stamps below need its writer) and an
+ * embedded PostgreSQL unless BENCH_DATABASE_URL is set (bench/lib.ts); a child runs every client,
+ * another the ingest load. The server stamps each request's commit
  * (a commit listener ahead of the stream hub's) and sends it to the clients' process, which
  * subtracts it from the time each message arrived (both clocks are this machine's).
  * Series: 10 metrics × 1,000 sources, one point each per second; every WebSocket client subscribes
@@ -243,28 +244,15 @@ const once = <T>(c: ChildProcess, type: string) =>
     c.once('exit', (code) => reject(new Error(`${type}: child exited with ${code}`)));
   });
 
-/** A TCP port nobody listens on now (for the embedded PostgreSQL). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function server(): Promise<void> {
-  const url = process.env.DATABASE_URL;
-  if (url) return measure(url);
   const dir = join(tmpdir(), `timescope-bench-streams-${process.pid}`);
   try {
-    const pg = await startEmbeddedPostgres({ dataDir: dir, port: await freePort(), database: 'bench' });
+    const db = await benchServer(dir);
+    console.log(`database: ${db.describe}`);
     try {
-      await measure(pg.url);
+      await measure(await db.url('bench_streams'));
     } finally {
-      await pg.stop();
+      await db.stop();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

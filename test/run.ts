@@ -3,7 +3,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres } from '../src/database/embedded.js';
+import { freePort, startEmbeddedPostgres } from '../src/database/embedded.js';
 
 /**
  * `make test`: runs every test file under dist/test with node's test runner. Storage tests need
@@ -33,7 +33,7 @@ async function main(): Promise<number> {
   let stop = async () => {};
   let admin = process.env.TEST_DATABASE_URL;
   if (!admin) {
-    const port = 55_000 + Math.floor(Math.random() * 5_000);
+    const port = await freePort();
     const server = await startEmbeddedPostgres({
       dataDir: join(tmpdir(), `timescope-test-${process.pid}`),
       port,

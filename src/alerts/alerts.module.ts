@@ -7,13 +7,12 @@ import { AlertsController } from './alerts.controller.js';
 import { AlertsRepository } from './alerts.repository.js';
 import { AlertsService } from './alerts.service.js';
 import { ANOMALY_DETECTOR } from './anomaly-detector.js';
-import { MadAnomalyDetector } from './mad-detector.js';
 import { RuleEvaluator } from './rule-evaluator.service.js';
+import { SeriesAnomalyDetector } from './series-anomaly-detector.js';
 
 /**
  * Alert rules (threshold and anomaly), their evaluation job, alerts with acknowledge, and webhook
- * notifications. ANOMALY_DETECTOR is the default robust (MAD) detector; bind src/anomalies'
- * service there to evaluate anomaly rules with the full detectors.
+ * notifications. Anomaly rules go through ANOMALY_DETECTOR (src/anomalies' detectors on stored points).
  */
 @Module({
   imports: [EventsModule],
@@ -24,8 +23,8 @@ import { RuleEvaluator } from './rule-evaluator.service.js';
     AlertsService,
     AlertRulesService,
     RuleEvaluator,
-    MadAnomalyDetector,
-    { provide: ANOMALY_DETECTOR, useExisting: MadAnomalyDetector },
+    SeriesAnomalyDetector,
+    { provide: ANOMALY_DETECTOR, useExisting: SeriesAnomalyDetector },
   ],
   exports: [AlertsService, AlertRulesService],
 })

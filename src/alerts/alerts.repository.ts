@@ -202,13 +202,13 @@ export class AlertsRepository {
     );
   }
 
-  /** Points of one series in (from, to], oldest first. */
+  /** The newest `limit` points of one series in (from, to], oldest first. */
   async points(seriesId: number, from: number, to: number, limit = 100_000): Promise<Array<{ time: number; value: number }>> {
     const r = await this.database.readPool.query<{ time: number; value: number }>(
       `SELECT (extract(epoch FROM time) * 1000)::float8 AS time, value FROM points
-       WHERE series_id = $1 AND time > $2::timestamptz AND time <= $3::timestamptz ORDER BY time LIMIT $4`,
+       WHERE series_id = $1 AND time > $2::timestamptz AND time <= $3::timestamptz ORDER BY time DESC LIMIT $4`,
       [seriesId, toIso(from), toIso(to), limit],
     );
-    return r.rows;
+    return r.rows.reverse();
   }
 }

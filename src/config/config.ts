@@ -80,6 +80,15 @@ export const envSchema = z.object({
   ALERT_QUEUE_SIZE: int(400_000, 0, 1_000_000_000),
   ALERT_INGESTION_RATE: int(100_000, 0, 1_000_000_000),
 
+  // Analytics (issue 4): summary statistics, anomaly detection, export.
+  ANOMALY_MAX_POINTS: int(1_000_000, 100, 100_000_000),
+  ANOMALY_MAX_SERIES: int(100, 1, 100_000),
+  ANOMALY_WORKER_MIN_POINTS: int(50_000, 0, 100_000_000),
+  EXPORT_DIR: z.string().min(1).optional(),
+  EXPORT_MAX_CONCURRENT: int(2, 1, 100),
+  EXPORT_TIMEOUT_SECONDS: int(3600, 1, 7 * 86_400),
+  EXPORT_TTL_HOURS: int(24, 1, 365 * 24),
+
   // Live streams (WebSocket, SSE), events and logs, service status, alerts (issue 5)
   STREAM_MAX_CONNECTIONS: int(2_000, 1, 1_000_000),
   STREAM_MAX_SUBSCRIPTIONS: int(100, 1, 100_000),
@@ -164,6 +173,15 @@ export class AppConfig {
   declare readonly retention: { rollupDays: number; intervalSeconds: number };
   declare readonly maintenance: { partitionPremakeSeconds: number; compressionEnabled: boolean; compressionSeconds: number };
   declare readonly alerting: { enabled: boolean; queueSize: number; ingestionRate: number };
+  declare readonly analytics: {
+    anomalyMaxPoints: number;
+    anomalyMaxSeries: number;
+    anomalyWorkerMinPoints: number;
+    exportDir: string;
+    exportMaxConcurrent: number;
+    exportTimeoutMs: number;
+    exportTtlMs: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -258,6 +276,15 @@ export function fromEnv(e: Env): AppConfig {
       compressionSeconds: e.COMPRESSION_INTERVAL_SECONDS,
     },
     alerting: { enabled: e.ALERTING_ENABLED, queueSize: e.ALERT_QUEUE_SIZE, ingestionRate: e.ALERT_INGESTION_RATE },
+    analytics: {
+      anomalyMaxPoints: e.ANOMALY_MAX_POINTS,
+      anomalyMaxSeries: e.ANOMALY_MAX_SERIES,
+      anomalyWorkerMinPoints: e.ANOMALY_WORKER_MIN_POINTS,
+      exportDir: e.EXPORT_DIR ?? `${e.DATA_DIR.replace(/\/+$/, '')}/exports`,
+      exportMaxConcurrent: e.EXPORT_MAX_CONCURRENT,
+      exportTimeoutMs: e.EXPORT_TIMEOUT_SECONDS * 1000,
+      exportTtlMs: e.EXPORT_TTL_HOURS * 3_600_000,
+    },
   };
 }
 

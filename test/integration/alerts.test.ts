@@ -189,7 +189,7 @@ describeEachFlavour(
         [{ ...base, duration_seconds: -1 }, 'duration_seconds'],
         [{ ...base, severity: 'urgent' }, 'severity'],
         [{ ...base, treshold: 3 }, 'treshold'],
-        [{ ...base, type: 'anomaly', condition: undefined, threshold: undefined, algorithm: 'isolation_forest' }, 'algorithm'],
+        [{ ...base, type: 'anomaly', condition: undefined, threshold: undefined, algorithm: 'prophet' }, 'algorithm'],
         [{ ...base, type: 'anomaly', condition: undefined, threshold: undefined, sensitivity: 2 }, 'sensitivity'],
         [{ ...base, notify: { webhook: 'http://127.0.0.1:5432/' } }, 'notify.webhook'],
         [{ ...base, notify: { webhook: 'http://[::ffff:169.254.169.254]/' } }, 'notify.webhook'],

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { robustScores, thresholdSigmas } from '../../src/alerts/anomaly-detector.js';
+import { anomalousPoints } from '../../src/alerts/anomaly-detector.js';
 import { decide, STALE_MS, summarize, Timing } from '../../src/alerts/evaluation.js';
 import { parseRuleSpec } from '../../src/alerts/rule-spec.js';
 import { prng } from '../support/fixtures.js';
@@ -56,34 +56,40 @@ describe('alert evaluation', () => {
   });
 });
 
-describe('robust anomaly scores', () => {
+describe('anomalous points for anomaly rules (src/anomalies detectors, each point against its trailing window)', () => {
+  const S10 = 10_000;
+  const make = (values: number[]) => ({ times: Float64Array.from(values, (_, i) => i * S10), values: Float64Array.from(values) });
+  const noise = (n: number, seed = 3) => {
+    const rand = prng(seed);
+    return Array.from({ length: n }, () => 100 + rand() * 4 - 2);
+  };
+  const flagged = (values: number[], q: Partial<Parameters<typeof anomalousPoints>[2]> = {}) => {
+    const { times, values: v } = make(values);
+    return anomalousPoints(times, v, { algorithm: 'mad', sensitivity: 0.5, direction: 'both', windowMs: 3_600_000, ...q }).map((a) => a.timestamp / S10);
+  };
+
   it('flag a clear outlier and none of the noise around it', () => {
-    const rand = prng(3);
-    const values = Array.from({ length: 200 }, () => 100 + rand() * 4 - 2);
-    values[150] = 160;
-    const { scores } = robustScores(values, 0.5, 'both');
-    assert.deepEqual([...scores.keys()].filter((i) => scores[i] >= 1), [150]);
+    const values = noise(400);
+    values[350] = 160;
+    assert.deepEqual(flagged(values), [350]);
   });
 
-  it('respect the direction and the sensitivity', () => {
-    const values = Array.from({ length: 50 }, (_, i) => 10 + (i % 5) * 0.1);
-    values[10] = 0;
-    values[20] = 20;
-    const flagged = (s: Float64Array) => [...s.keys()].filter((i) => s[i] >= 1);
-    assert.deepEqual(flagged(robustScores(values, 0.5, 'above').scores), [20]);
-    assert.deepEqual(flagged(robustScores(values, 0.5, 'below').scores), [10]);
-    assert.equal(thresholdSigmas(1), 3);
-    assert.equal(thresholdSigmas(0.5), 5);
+  it('flag every point of a sustained shift, which is what lets an alert hold for a duration', () => {
+    const values = [...noise(360), ...Array(30).fill(160)];
+    assert.deepEqual(flagged(values), Array.from({ length: 30 }, (_, i) => 360 + i));
   });
 
-  it('do not divide by zero on a flat or quantised series, and say nothing about a short one', () => {
-    const flat = Array(30).fill(5);
-    assert.ok(robustScores(flat, 0.5, 'both').scores.every((s) => s === 0));
-    const quantised = Array(30).fill(5);
-    quantised[3] = 9;
-    const s = robustScores(quantised, 0.5, 'both').scores;
-    assert.ok(s[3] >= 1 && Number.isFinite(s[3]));
-    assert.ok(robustScores([1, 2, 100], 1, 'both').scores.every((x) => x === 0));
+  it('respect the direction', () => {
+    const values = noise(400);
+    values[300] = 40;
+    values[350] = 160;
+    assert.deepEqual(flagged(values, { direction: 'above' }), [350]);
+    assert.deepEqual(flagged(values, { direction: 'below' }), [300]);
+  });
+
+  it('flag nothing on a flat series and nothing on no points', () => {
+    assert.deepEqual(flagged(Array(100).fill(5)), []);
+    assert.deepEqual(flagged([]), []);
   });
 });
 

@@ -1,0 +1,64 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { ExportService, StreamedExport } from './export.service.js';
+
+function send(reply: FastifyReply, x: StreamedExport): void {
+  reply.header('Content-Type', x.contentType).header('Content-Disposition', `attachment; filename="${x.fileName}"`).send(x.body);
+}
+
+@ApiTags('analytics')
+@Controller('api/v1')
+export class ExportController {
+  constructor(private readonly exports: ExportService) {}
+
+  @Get('metrics/export')
+  @ApiOperation({ summary: 'Streamed export of stored points (or buckets) as csv, json, ndjson or parquet' })
+  @ApiQuery({ name: 'format', required: false, enum: ['csv', 'json', 'ndjson', 'parquet'] })
+  @ApiQuery({ name: 'metric', required: true })
+  @ApiQuery({ name: 'source', required: false })
+  @ApiQuery({ name: 'from', required: true })
+  @ApiQuery({ name: 'to', required: true })
+  @ApiQuery({ name: 'granularity', required: false })
+  @ApiQuery({ name: 'aggregation', required: false, enum: ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] })
+  @ApiQuery({ name: 'tags', required: false, isArray: true })
+  async stream(@Query() q: Record<string, unknown>, @Res() reply: FastifyReply) {
+    send(reply, await this.exports.stream(q));
+  }
+
+  @Post('metrics/exports')
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Starts an asynchronous export (same parameters as GET /metrics/export, or metrics: [...]); follow status_url, then download_url' })
+  start(@Body() body: unknown) {
+    return this.exports.start(body);
+  }
+
+  @Get('metrics/exports')
+  @ApiOperation({ summary: 'Recent asynchronous exports' })
+  list() {
+    return this.exports.list();
+  }
+
+  @Get('metrics/exports/:id')
+  @ApiOperation({ summary: 'Status and progress of an asynchronous export' })
+  status(@Param('id') id: string) {
+    return this.exports.status(id);
+  }
+
+  @Get('metrics/exports/:id/download')
+  @ApiOperation({ summary: 'The file of a completed asynchronous export' })
+  async download(@Param('id') id: string, @Res() reply: FastifyReply) {
+    send(reply, await this.exports.download(id));
+  }
+
+  @Get('export/metrics')
+  @ApiOperation({ summary: 'The reference form (collector-api.md, first half): start_date, end_date, format (json|csv|ndjson|parquet), metrics (comma-separated; all when absent)' })
+  @ApiQuery({ name: 'start_date', required: true })
+  @ApiQuery({ name: 'end_date', required: true })
+  @ApiQuery({ name: 'format', required: false })
+  @ApiQuery({ name: 'metrics', required: false })
+  async reference(@Query() q: Record<string, unknown>, @Res() reply: FastifyReply) {
+    const r = await this.exports.startAndWait(q);
+    reply.status(r.status).send(r.body);
+  }
+}

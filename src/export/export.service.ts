@@ -1,0 +1,296 @@
+import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, promises as fs } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { once } from 'node:events';
+import { ApiError, invalidQuery, notFound, serviceUnavailable } from '../common/errors.js';
+import { toIso } from '../common/time.js';
+import { AppConfig } from '../config/config.js';
+import { JobsService } from '../jobs/jobs.service.js';
+import { HealthService } from '../system/health.service.js';
+import { QueryService } from '../query/query.service.js';
+import type { PointColumns } from './copy-decoder.js';
+import { encoderFor, ExportEncoder, ExportLayout } from './encoders.js';
+import { exportFileName, ExportSpec, parseExportSpec } from './export-request.js';
+import { ExportRepository, ExportRow } from './export.repository.js';
+import { PointReader, SeriesInfo } from './point-reader.js';
+
+const INSTANCE = `${hostname()}:${process.pid}`;
+/** How long the reference's GET /export/metrics waits for an export before answering 202 with its progress. */
+const SYNC_WAIT_MS = 5_000;
+const PROGRESS_EVERY_MS = 1_000;
+
+interface Selection {
+  spec: ExportSpec;
+  ids: number[];
+  series: Map<number, SeriesInfo>;
+  layout: ExportLayout;
+  encoder: ExportEncoder;
+  fileName: string;
+}
+
+export interface StreamedExport {
+  fileName: string;
+  contentType: string;
+  body: Readable;
+}
+
+/**
+ * Exports: streamed (GET /metrics/export: the bytes go to the client as PostgreSQL produces the
+ * rows, one chunk in memory at a time) and asynchronous (a file written in the background, with
+ * progress, downloaded later). At most EXPORT_MAX_CONCURRENT run at once, each on one read
+ * connection; a streamed export past that answers 503 + Retry-After, an asynchronous one waits.
+ */
+@Injectable()
+export class ExportService implements OnModuleInit {
+  private readonly logger = new Logger('export');
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  private readonly running = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly queries: QueryService,
+    private readonly reader: PointReader,
+    private readonly repo: ExportRepository,
+    private readonly jobs: JobsService,
+    private readonly health: HealthService,
+    private readonly config: AppConfig,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    const failed = await this.repo.failInterrupted(hostname()).catch(() => 0);
+    if (failed) this.logger.warn(`${failed} export(s) left unfinished by an earlier run were marked failed`);
+    // A full export queue is not a fault: it shows how busy exports are, never degrades the service.
+    this.health.register('exports', () => ({
+      status: 'running',
+      level: 'healthy',
+      running: this.active,
+      waiting: this.waiting.length,
+      max_concurrent: this.config.analytics.exportMaxConcurrent,
+    }));
+    this.jobs.register({
+      name: 'export-cleanup',
+      description: 'Deletes asynchronous exports (rows and files) older than EXPORT_TTL_HOURS',
+      every: () => 3_600_000,
+      run: async ({ client }) => {
+        const gone = await this.repo.deleteExpired(client);
+        for (const g of gone) if (g.file_name && g.instance.startsWith(`${hostname()}:`)) await fs.rm(this.filePath(g.id, g.file_name), { force: true });
+        return { deleted: gone.length };
+      },
+    });
+  }
+
+  // ---- streamed ----
+
+  async stream(input: Record<string, unknown>): Promise<StreamedExport> {
+    const spec = parseExportSpec(input, Date.now(), this.queries.limits, { defaultFormat: 'csv', allowAllMetrics: false });
+    const sel = await this.select(spec);
+    if (!this.tryAcquire()) {
+      throw serviceUnavailable(`${this.config.analytics.exportMaxConcurrent} exports are running (EXPORT_MAX_CONCURRENT); retry shortly or use POST /api/v1/metrics/exports`, 5);
+    }
+    const release = () => this.release();
+    const gen = this.bytes(sel, () => undefined);
+    async function* guarded() {
+      try {
+        yield* gen;
+      } finally {
+        release();
+      }
+    }
+    return { fileName: sel.fileName, contentType: sel.encoder.contentType, body: Readable.from(guarded(), { objectMode: false }) };
+  }
+
+  // ---- asynchronous ----
+
+  /** POST /metrics/exports: starts an export and answers at once (202) with where to follow it. */
+  async start(body: unknown) {
+    const spec = parseExportSpec((body ?? {}) as Record<string, unknown>, Date.now(), this.queries.limits, { defaultFormat: 'csv', allowAllMetrics: true });
+    const row = await this.launch(spec, body as Record<string, unknown>);
+    return this.describe(row);
+  }
+
+  /** The reference's GET /export/metrics: starts an export, waits a few seconds; completed → 200, else 202 with progress. */
+  async startAndWait(query: Record<string, unknown>): Promise<{ status: number; body: ReturnType<ExportService['describe']> }> {
+    const spec = parseExportSpec(query, Date.now(), this.queries.limits, { defaultFormat: 'json', allowAllMetrics: true, rangeNames: ['start_date', 'end_date'] });
+    const row = await this.launch(spec, query);
+    const run = this.running.get(row.id);
+    if (run) await Promise.race([run, new Promise((r) => setTimeout(r, SYNC_WAIT_MS).unref())]);
+    const now = (await this.repo.get(row.id)) ?? row;
+    return { status: now.status === 'completed' ? 200 : 202, body: this.describe(now) };
+  }
+
+  async status(id: string) {
+    const row = await this.repo.get(id);
+    if (!row) throw notFound(`No export ${id}`, { export_id: id });
+    return this.describe(row);
+  }
+
+  async list() {
+    const rows = await this.repo.list(100);
+    return { exports: rows.map((r) => this.describe(r)), total: rows.length };
+  }
+
+  async download(id: string): Promise<StreamedExport> {
+    const row = await this.repo.get(id);
+    if (!row) throw notFound(`No export ${id}`, { export_id: id });
+    if (row.status === 'failed') throw new ApiError(409, 'CONFLICT', `Export ${id} failed: ${row.error}`, { export_id: id, status: row.status });
+    if (row.status !== 'completed') throw new ApiError(409, 'CONFLICT', `Export ${id} is ${row.status} (${Math.round(row.progress * 100)}%); download it once completed`, { export_id: id, status: row.status, progress: row.progress });
+    const path = this.filePath(row.id, row.file_name!);
+    try {
+      await fs.access(path);
+    } catch {
+      throw notFound(`The file of export ${id} is not on this instance (${row.instance}) or has expired`, { export_id: id });
+    }
+    const encoder = encoderFor(row.format as ExportSpec['format'], { withMetric: false, tagKeys: [] });
+    return { fileName: row.file_name!, contentType: encoder.contentType, body: createReadStream(path) };
+  }
+
+  describe(row: ExportRow) {
+    return {
+      export_id: row.id,
+      status: row.status,
+      format: row.format,
+      download_url: row.status === 'completed' ? `/api/v1/metrics/exports/${row.id}/download` : null,
+      status_url: `/api/v1/metrics/exports/${row.id}`,
+      file_name: row.file_name,
+      file_size_bytes: row.file_size_bytes,
+      records_count: row.records_count,
+      progress: { percent: Math.round(row.progress * 1000) / 10, records_written: row.records_count },
+      created_at: row.created_at.toISOString(),
+      started_at: row.started_at?.toISOString() ?? null,
+      generated_at: row.finished_at && row.status === 'completed' ? row.finished_at.toISOString() : null,
+      expires_at: row.expires_at?.toISOString() ?? null,
+      error: row.error,
+    };
+  }
+
+  private async launch(spec: ExportSpec, request: Record<string, unknown>): Promise<ExportRow> {
+    const sel = await this.select(spec);
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+    const id = `exp_${stamp}_${randomBytes(4).toString('hex')}`;
+    const row = await this.repo.create(id, spec.format, request ?? {}, INSTANCE, sel.fileName);
+    this.logger.log(`export ${id}: ${sel.ids.length} series, ${spec.format}, ${toIso(spec.from)} .. ${toIso(spec.to)}`);
+    const run = this.runToFile(id, sel).finally(() => this.running.delete(id));
+    this.running.set(id, run);
+    return row;
+  }
+
+  private async runToFile(id: string, sel: Selection): Promise<void> {
+    await this.acquire();
+    const path = this.filePath(id, sel.fileName);
+    const tmp = `${path}.part`;
+    let records = 0;
+    try {
+      await this.repo.started(id);
+      mkdirSync(this.config.analytics.exportDir, { recursive: true });
+      const out = createWriteStream(tmp);
+      let lastReport = performance.now();
+      const onProgress = (rows: number, fraction: number) => {
+        records = rows;
+        if (performance.now() - lastReport < PROGRESS_EVERY_MS) return;
+        lastReport = performance.now();
+        void this.repo.progress(id, rows, fraction).catch(() => undefined);
+      };
+      for await (const buf of this.bytes(sel, onProgress)) {
+        if (!out.write(buf)) await once(out, 'drain');
+      }
+      out.end();
+      await once(out, 'finish');
+      await fs.rename(tmp, path);
+      const { size } = await fs.stat(path);
+      await this.repo.completed(id, records, size, this.config.analytics.exportTtlMs);
+      this.logger.log(`export ${id}: completed, ${records} records, ${size} bytes`);
+    } catch (err) {
+      this.logger.error(`export ${id} failed: ${(err as Error).message}`);
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+      await this.repo.failed(id, (err as Error).message, this.config.analytics.exportTtlMs).catch(() => undefined);
+    } finally {
+      this.release();
+    }
+  }
+
+  // ---- shared ----
+
+  /** Series of the export (404 for an unknown metric, as /metrics/query), their details and the layout. */
+  private async select(spec: ExportSpec): Promise<Selection> {
+    const max = this.config.query.maxSeries;
+    let ids: number[];
+    if (spec.metrics === null) {
+      ids = await this.repo.allSeriesIds(max);
+    } else {
+      const parts = await Promise.all(spec.metrics.map((metric) => this.queries.matchingSeries({ metric, source: spec.source, tags: spec.tags })));
+      ids = [...new Set(parts.flat())].sort((a, b) => a - b);
+    }
+    if (ids.length > max) throw invalidQuery('metric', `The export matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`, { max_series: max });
+    const series = ids.length ? await this.reader.seriesInfo(ids) : new Map<number, SeriesInfo>();
+    if (spec.metrics === null) {
+      // Every metric: the same source and tag filters as a selector, applied to the series rows.
+      const keep = (s: SeriesInfo) => (spec.source === undefined || s.source === spec.source) && spec.tags.every((f) => f.values.includes(s.tags[f.key]));
+      ids = ids.filter((id) => series.has(id) && keep(series.get(id)!));
+      const kept = new Set(ids);
+      for (const id of [...series.keys()]) if (!kept.has(id)) series.delete(id);
+    }
+    const tagKeys = [...new Set([...series.values()].flatMap((s) => Object.keys(s.tags)))].sort();
+    const layout = { withMetric: spec.metrics === null || spec.metrics.length > 1, tagKeys };
+    const encoder = encoderFor(spec.format, layout);
+    return { spec, ids, series, layout, encoder, fileName: exportFileName(spec, encoder.extension) };
+  }
+
+  /** The export's bytes, chunk by chunk; `progress(records, fraction)` after each chunk. */
+  private async *bytes(sel: Selection, progress: (records: number, fraction: number) => void): AsyncGenerator<Buffer> {
+    const { spec, ids, series, encoder } = sel;
+    yield encoder.begin();
+    let records = 0;
+    const span = Math.max(1, spec.to - spec.from);
+    if (!spec.buckets) {
+      for await (const chunk of this.reader.stream(ids, spec.from, spec.to, { order: 'time', timeoutMs: this.config.analytics.exportTimeoutMs })) {
+        records += chunk.length;
+        const out = encoder.encode(chunk, series);
+        progress(records, Math.min(1, (chunk.times[chunk.length - 1] - spec.from) / span));
+        if (out.length) yield out;
+      }
+    } else {
+      // Buckets per series, through the query planner (rollups included), one series at a time.
+      const b = spec.buckets;
+      for (let k = 0; k < ids.length; k++) {
+        const { rows } = await this.queries.bucketsOf([ids[k]], spec.from, spec.to, b.granularityMs, b.aggregation);
+        const chunk: PointColumns = {
+          seriesIds: new Int32Array(rows.length).fill(ids[k]),
+          times: Float64Array.from(rows, (r) => r.t),
+          values: Float64Array.from(rows, (r) => r.v ?? NaN),
+          length: rows.length,
+        };
+        records += rows.length;
+        const out = encoder.encode(chunk, series);
+        progress(records, (k + 1) / ids.length);
+        if (out.length) yield out;
+      }
+    }
+    progress(records, 1);
+    const tail = encoder.end();
+    if (tail.length) yield tail;
+  }
+
+  private filePath(id: string, fileName: string): string {
+    return join(this.config.analytics.exportDir, `${id}__${fileName}`);
+  }
+
+  private tryAcquire(): boolean {
+    if (this.active >= this.config.analytics.exportMaxConcurrent) return false;
+    this.active++;
+    return true;
+  }
+
+  private acquire(): Promise<void> {
+    if (this.tryAcquire()) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next(); // the slot passes straight to the next waiting export
+    else this.active--;
+  }
+}
