@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { ConsoleLogger, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { WsAdapter } from '@nestjs/platform-ws';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
@@ -64,6 +65,8 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
       .build(),
   );
   SwaggerModule.setup('swagger-ui', app, doc, { jsonDocumentUrl: 'swagger-ui/openapi.json' });
+  // WebSocket gateways (/ws/metrics) on the HTTP server's port.
+  app.useWebSocketAdapter(new WsAdapter(app));
   await app.init();
   return app;
 }

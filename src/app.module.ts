@@ -1,9 +1,11 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AlertsModule } from './alerts/alerts.module.js';
 import { AnomaliesModule } from './anomalies/anomalies.module.js';
 import { AppConfig } from './config/config.js';
 import { CollectorModule } from './collector/collector.module.js';
 import { ConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { EventsModule } from './events/events.module.js';
 import { ExportModule } from './export/export.module.js';
 import { IngestionModule } from './ingestion/ingestion.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
@@ -12,8 +14,10 @@ import { PipelinesModule } from './pipelines/pipelines.module.js';
 import { QueryModule } from './query/query.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
+import { ServicesModule } from './services/services.module.js';
 import { StatisticsModule } from './statistics/statistics.module.js';
 import { StorageModule } from './storage/storage.module.js';
+import { StreamingModule } from './streaming/streaming.module.js';
 import { SystemModule } from './system/system.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
 
@@ -22,7 +26,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServicesModule, StreamingModule, AlertsModule],
     };
   }
 }

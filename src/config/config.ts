@@ -89,6 +89,17 @@ export const envSchema = z.object({
   EXPORT_TIMEOUT_SECONDS: int(3600, 1, 7 * 86_400),
   EXPORT_TTL_HOURS: int(24, 1, 365 * 24),
 
+  // Live streams (WebSocket, SSE), events and logs, service status, alerts (issue 5)
+  STREAM_MAX_CONNECTIONS: int(2_000, 1, 1_000_000),
+  STREAM_MAX_SUBSCRIPTIONS: int(100, 1, 100_000),
+  STREAM_BUFFER_BYTES: int(131_072, 1_024, 1024 * 1024 * 1024),
+  STREAM_SLOW_CLIENT_SECONDS: int(30, 1, 86_400),
+  STREAM_REPLAY_POINTS: int(100_000, 0, 10_000_000),
+  STREAM_HEARTBEAT_SECONDS: int(15, 1, 3_600),
+  EVENTS_RETENTION_DAYS: int(30, 0, 100_000),
+  SERVICE_TTL_SECONDS: int(180, 1, 30 * 86_400),
+  ALERTS_EVALUATION_SECONDS: int(5, 1, 86_400),
+
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   LOG_FORMAT: z.enum(['text', 'json']).default('text'),
 });
@@ -136,6 +147,18 @@ export class AppConfig {
     concurrency: number;
   };
   declare readonly pipelines: { maxCatchupWindows: number; maxWindows: number; maxRows: number; runsRetentionDays: number };
+  // Live streams, events and logs, service status, alerts (issue 5)
+  declare readonly streams: {
+    maxConnections: number;
+    maxSubscriptions: number;
+    bufferBytes: number;
+    slowClientMs: number;
+    replayPoints: number;
+    heartbeatMs: number;
+  };
+  declare readonly events: { retentionDays: number };
+  declare readonly services: { ttlSeconds: number };
+  declare readonly alerts: { evaluationMs: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
@@ -224,6 +247,19 @@ export function fromEnv(e: Env): AppConfig {
       maxRows: e.PIPELINE_MAX_ROWS,
       runsRetentionDays: e.PIPELINE_RUNS_RETENTION_DAYS,
     },
+
+    // Live streams, events and logs, service status, alerts (issue 5)
+    streams: {
+      maxConnections: e.STREAM_MAX_CONNECTIONS,
+      maxSubscriptions: e.STREAM_MAX_SUBSCRIPTIONS,
+      bufferBytes: e.STREAM_BUFFER_BYTES,
+      slowClientMs: e.STREAM_SLOW_CLIENT_SECONDS * 1000,
+      replayPoints: e.STREAM_REPLAY_POINTS,
+      heartbeatMs: e.STREAM_HEARTBEAT_SECONDS * 1000,
+    },
+    events: { retentionDays: e.EVENTS_RETENTION_DAYS },
+    services: { ttlSeconds: e.SERVICE_TTL_SECONDS },
+    alerts: { evaluationMs: e.ALERTS_EVALUATION_SECONDS * 1000 },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
     collector: {
       enabled: e.COLLECTOR_ENABLED,

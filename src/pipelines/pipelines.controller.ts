@@ -1,6 +1,7 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { isStatusReport, PipelinesService, statusReportNotADefinition } from './pipelines.service.js';
+import { PipelineStatusService } from '../events/pipeline-status.service.js';
+import { isStatusReport, PipelinesService } from './pipelines.service.js';
 
 /** Only digits: `/api/v1/pipelines/status` (pipeline status reports) and other words never reach these routes. */
 const ID = ':id(^\\d+$)';
@@ -10,7 +11,10 @@ const definitionBody = { schema: { type: 'object', description: '{name, descript
 @ApiTags('pipelines')
 @Controller()
 export class PipelinesController {
-  constructor(private readonly pipelines: PipelinesService) {}
+  constructor(
+    private readonly pipelines: PipelinesService,
+    private readonly status: PipelineStatusService,
+  ) {}
 
   @Post('api/v1/metrics/pipeline')
   @ApiOperation({ summary: 'Saves a pipeline (the reference route, collector-api.md "Custom Data Pipeline"); same as POST /api/v1/pipelines' })
@@ -23,9 +27,8 @@ export class PipelinesController {
   @ApiOperation({ summary: 'Saves a pipeline: validated stages, output (none, metric, webhook) and schedule' })
   @ApiBody(definitionBody)
   create(@Body() body: unknown) {
-    // Branch point: the system-monitor client POSTs pipeline status reports to /pipelines/ (trailing
-    // slash); once issue 5's PipelineStatusService exists, hand such bodies to it here.
-    if (isStatusReport(body)) throw statusReportNotADefinition();
+    // The system-monitor client POSTs pipeline status reports to /pipelines/ (trailing slash).
+    if (isStatusReport(body)) return this.status.report(body);
     return this.pipelines.create(body);
   }
 

@@ -584,15 +584,6 @@ export function isStatusReport(body: unknown): boolean {
   return typeof body === 'object' && body !== null && !Array.isArray(body) && !('pipeline' in body) && 'pipeline_type' in body && 'status' in body;
 }
 
-/** Until status reports are served there (issue 5), a clear 400 naming the missing field. */
-export const statusReportNotADefinition = () =>
-  fieldErrors([
-    {
-      field: 'pipeline',
-      message: 'is required: this body looks like a pipeline status report ({pipeline_type, status, metadata}), which goes to POST /api/v1/pipelines/status',
-    },
-  ]);
-
 const newSecret = () => `whsec_${randomBytes(24).toString('base64url')}`;
 
 /** Doubling back-off after failed scheduled runs, from one step up to an hour. */

@@ -39,8 +39,19 @@ export function parsePartitionBound(bound: string): { from: number; to: number }
 export class PartitionService {
   private readonly logger = new Logger('partitions');
   private readonly known = new Map<string, Set<number>>();
+  private readonly tables: Array<{ table: string; widthMs: number }> = [...PARTITIONED];
 
   constructor(private readonly database: Database) {}
+
+  /** Adds a table range-partitioned by time (e.g. events) to on-demand and ahead-of-time partitioning. */
+  register(table: string, widthMs: number): void {
+    if (!this.tables.some((t) => t.table === table)) this.tables.push({ table, widthMs });
+  }
+
+  /** Points, rollups and the registered tables. */
+  get partitioned(): ReadonlyArray<{ table: string; widthMs: number }> {
+    return this.tables;
+  }
 
   get enabled(): boolean {
     return this.database.info.flavour === 'postgresql';
@@ -65,7 +76,7 @@ export class PartitionService {
   /** Reloads the set of existing partitions from the catalogue. */
   async load(): Promise<void> {
     if (!this.enabled) return;
-    for (const { table } of PARTITIONED) {
+    for (const { table } of this.tables) {
       this.known.set(table, new Set((await this.list(table)).map((p) => p.from)));
     }
   }
@@ -77,7 +88,7 @@ export class PartitionService {
   /** Makes sure the partitions of `table` holding each of `times` exist. Returns how many were made. */
   async ensure(table: string, times: Iterable<number>, client?: Queryable): Promise<number> {
     if (!this.enabled) return 0;
-    const width = PARTITIONED.find((p) => p.table === table)?.widthMs;
+    const width = this.tables.find((p) => p.table === table)?.widthMs;
     if (!width) throw new Error(`${table} is not partitioned`);
     let set = this.known.get(table);
     if (!set) this.known.set(table, (set = new Set()));

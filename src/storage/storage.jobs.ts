@@ -3,7 +3,7 @@ import { DAY } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
-import { PARTITIONED, PartitionService } from './partitions.js';
+import { PartitionService } from './partitions.js';
 import { RollupService } from './rollups.js';
 
 /** Storage upkeep: rollup refresh (both flavours), partitions ahead of time (PostgreSQL), compression (TimescaleDB). */
@@ -28,12 +28,12 @@ export class StorageJobs implements OnModuleInit {
     if (this.database.info.flavour === 'postgresql') {
       this.jobs.register({
         name: 'partition-premake',
-        description: `Creates the partitions of points and rollups for the next PARTITION_PREMAKE_DAYS days`,
+        description: `Creates the partitions of points, rollups and events for the next PARTITION_PREMAKE_DAYS days`,
         every: () => this.config.maintenance.partitionPremakeSeconds * 1000,
         run: async ({ client }) => {
           const now = Date.now();
           const made: Record<string, number> = {};
-          for (const { table, widthMs } of PARTITIONED) {
+          for (const { table, widthMs } of this.partitions.partitioned) {
             const times: number[] = [];
             for (let t = now; t <= now + this.config.rollups.partitionPremakeDays * DAY; t += Math.min(widthMs, DAY)) times.push(t);
             made[table] = await this.partitions.ensure(table, times, client);

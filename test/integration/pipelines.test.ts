@@ -134,18 +134,20 @@ describeEachFlavour('pipeline definitions', (ctx) => {
 
   it('leaves /api/v1/pipelines/status to pipeline status reports: no :id route answers it', async () => {
     const r = await ctx.t.get('/api/v1/pipelines/status');
-    assert.equal(r.status, 404);
-    assert.doesNotMatch(r.body, /No pipeline/); // the router's 404, not the get-by-id handler's
+    assert.equal(r.status, 200);
+    assert.ok(Array.isArray(r.json.pipelines), r.body); // the status list, not the get-by-id handler
     assert.equal((await ctx.t.post('/api/v1/pipelines/status/run')).status, 404);
     assert.equal((await ctx.t.get('/api/v1/pipelines/abc')).status, 404);
     assert.equal((await ctx.t.get('/api/v1/pipelines/1e3')).status, 404);
   });
 
-  it('answers a status report sent to /pipelines/ (the system-monitor client) with 400 naming pipeline', async () => {
+  it('takes a status report sent to /pipelines/ (the system-monitor client) as a pipeline status report', async () => {
     const r = await ctx.t.post('/api/v1/pipelines/', { pipeline_type: 'training', status: 'running', metadata: { epoch: 3 } });
-    assert.equal(r.status, 400);
-    assert.equal(r.json.error.details.field, 'pipeline');
-    assert.match(r.json.error.message, /status report/);
+    assert.equal(r.status, 201, r.body);
+    assert.equal(r.json.pipeline.pipeline_type, 'training');
+    assert.equal(r.json.pipeline.status, 'running');
+    const latest = (await ctx.t.get('/api/v1/pipelines/status')).json.pipelines.find((p: { pipeline: string }) => p.pipeline === 'training');
+    assert.deepEqual(latest.metadata, { epoch: 3 });
   });
 
   it('refuses unknown fields in a run body and bad limits', async () => {

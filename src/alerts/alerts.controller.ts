@@ -1,0 +1,63 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { AlertRulesService } from './alert-rules.service.js';
+import { AlertsService } from './alerts.service.js';
+
+@ApiTags('alerts')
+@Controller()
+export class AlertsController {
+  constructor(
+    private readonly alerts: AlertsService,
+    private readonly rules: AlertRulesService,
+  ) {}
+
+  @Get(['api/v1/alerts', 'api/v1/monitoring/alerts'])
+  @ApiOperation({ summary: 'Alerts (active by default) with active_count, critical_count, warning_count' })
+  @ApiQuery({ name: 'state', required: false, description: 'firing, acknowledged, resolved, active (default) or all; comma-separated' })
+  @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
+  @ApiQuery({ name: 'rule_id', required: false })
+  @ApiQuery({ name: 'source', required: false })
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiQuery({ name: 'cursor', required: false })
+  list(@Query() q: Record<string, unknown>) {
+    return this.alerts.list(q);
+  }
+
+  @Post('api/v1/alerts')
+  @ApiOperation({ summary: 'Raise an alert {title, message, severity: 1|2|3, service} (system-monitor reference); an active one with the same title and service counts again (200)' })
+  @ApiBody({ schema: { type: 'object' } })
+  async raise(@Body() body: unknown, @Res({ passthrough: true }) reply: FastifyReply) {
+    const r = await this.alerts.raise(body);
+    reply.status(r.created ? 201 : 200);
+    return { status: 'success', ...r };
+  }
+
+  @Get('api/v1/alerts/:id')
+  @ApiOperation({ summary: 'One alert (id 42 or alt_42)' })
+  get(@Param('id') id: string) {
+    return this.alerts.get(id);
+  }
+
+  @Post(['api/v1/alerts/:id/acknowledge', 'api/v1/monitoring/alerts/:id/acknowledge'])
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Acknowledge a firing alert {acknowledged_by, notes?}' })
+  @ApiBody({ schema: { type: 'object' } })
+  acknowledge(@Param('id') id: string, @Body() body: unknown) {
+    return this.alerts.acknowledge(id, body);
+  }
+
+  @Post('api/v1/alerts/:id/resolve')
+  @HttpCode(200)
+  @ApiOperation({ summary: 'Resolve an alert by hand {resolved_by?, notes?}' })
+  @ApiBody({ schema: { type: 'object' } })
+  resolve(@Param('id') id: string, @Body() body: unknown) {
+    return this.alerts.resolveByHand(id, body, (ruleId) => this.rules.rule(ruleId));
+  }
+
+  @Get('api/v1/alerts/:id/notifications')
+  @ApiOperation({ summary: 'Webhook deliveries of an alert, with every attempt' })
+  notifications(@Param('id') id: string) {
+    return this.alerts.notifications(id);
+  }
+}

@@ -1,0 +1,25 @@
+import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
+import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { PipelineStatusService } from './pipeline-status.service.js';
+
+@ApiTags('pipelines')
+@Controller('api/v1/pipelines/status')
+export class PipelineStatusController {
+  constructor(private readonly status: PipelineStatusService) {}
+
+  @Post()
+  @HttpCode(201)
+  @ApiOperation({ summary: 'Report a pipeline status {pipeline_type, status, metadata?, pipeline_id?, service?} (system-monitor reference)' })
+  @ApiBody({ schema: { type: 'object' } })
+  report(@Body() body: unknown) {
+    return this.status.report(body);
+  }
+
+  @Get()
+  @ApiOperation({ summary: 'Latest status per pipeline' })
+  @ApiQuery({ name: 'status', required: false, description: 'pending, running, completed, failed, cancelled' })
+  @ApiQuery({ name: 'pipeline_type', required: false })
+  list(@Query() q: Record<string, unknown>) {
+    return this.status.list(q);
+  }
+}

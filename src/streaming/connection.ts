@@ -1,0 +1,137 @@
+/**
+ * One streaming client (a WebSocket or an SSE response) and the rule that keeps a slow one from
+ * costing memory or slowing anyone else: nothing is ever awaited; past `bufferBytes` queued for
+ * the client, updates are skipped (and the client told how many once it catches up); a client
+ * whose queue stays full for `slowClientMs` is disconnected.
+ */
+export interface Sink {
+  /** Bytes accepted for this client and not yet handed to the kernel. */
+  bufferedAmount(): number;
+  send(data: string): void;
+  /** Ends the connection; `code` is a WebSocket close code (SSE just ends the response). */
+  close(code: number, reason: string): void;
+  /** Holds writes back to send several messages in one system call (optional). */
+  cork?(): void;
+  uncork?(): void;
+}
+
+/** Corked writes are flushed whenever this many bytes are held, so the kernel keeps taking data as it would uncorked. */
+const CORK_FLUSH_BYTES = 16 * 1024;
+
+/**
+ * Connections corked during one fan-out: the messages of one commit to one client leave in one
+ * write, not one system call each. Released at the end of the fan-out (or on the next tick for
+ * writes outside one).
+ */
+export class CorkGroup {
+  private corked: StreamConnection[] = [];
+  private scheduled = false;
+
+  add(c: StreamConnection): void {
+    this.corked.push(c);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(() => this.release());
+    }
+  }
+
+  release(): void {
+    this.scheduled = false;
+    const list = this.corked;
+    this.corked = [];
+    for (const c of list) c.uncork();
+  }
+}
+
+export interface ConnectionLimits {
+  bufferBytes: number;
+  slowClientMs: number;
+}
+
+/** 1013 "Try Again Later": the server cannot serve this client at its pace. */
+export const CLOSE_TOO_SLOW = 1013;
+
+export class StreamConnection {
+  delivered = 0;
+  skippedTotal = 0;
+  /** Skipped since the client was last told. */
+  private skipped = 0;
+  private fullSince: number | undefined;
+  private corkedBytes = -1; // -1: not corked
+  closed = false;
+  readonly openedAt = Date.now();
+
+  constructor(
+    readonly id: number,
+    readonly kind: 'ws' | 'sse',
+    readonly remote: string,
+    private readonly sink: Sink,
+    private readonly limits: ConnectionLimits,
+    /** Tells the client how many updates it missed: a message in the stream's own format. */
+    private readonly skipNotice: (count: number) => string,
+    private readonly onCutOff: (c: StreamConnection) => void = () => undefined,
+    private readonly corks?: CorkGroup,
+  ) {}
+
+  /** Queues one message unless the client is behind; returns whether it was queued. */
+  deliver(msg: string, now: number): boolean {
+    if (this.closed) return false;
+    if (this.sink.bufferedAmount() > this.limits.bufferBytes) {
+      this.skipped++;
+      this.skippedTotal++;
+      if (this.fullSince === undefined) this.fullSince = now;
+      else if (now - this.fullSince >= this.limits.slowClientMs) this.cutOff();
+      return false;
+    }
+    this.fullSince = undefined;
+    if (this.corks && this.sink.cork) {
+      if (this.corkedBytes < 0) {
+        this.sink.cork();
+        this.corkedBytes = 0;
+        this.corks.add(this);
+      } else if (this.corkedBytes >= CORK_FLUSH_BYTES) {
+        this.sink.uncork!();
+        this.sink.cork();
+        this.corkedBytes = 0;
+      }
+      this.corkedBytes += msg.length;
+    }
+    if (this.skipped > 0) {
+      this.sink.send(this.skipNotice(this.skipped));
+      this.skipped = 0;
+    }
+    this.sink.send(msg);
+    this.delivered++;
+    return true;
+  }
+
+  uncork(): void {
+    if (this.corkedBytes < 0) return;
+    this.corkedBytes = -1;
+    if (!this.closed) this.sink.uncork?.();
+  }
+
+  /** Sends regardless of the buffer (acknowledgements, errors: small and rare). */
+  reply(msg: string): void {
+    if (!this.closed) this.sink.send(msg);
+  }
+
+  /** Periodic check: a client that has been full too long goes even when nothing new is sent to it. */
+  check(now: number): void {
+    if (this.closed) return;
+    if (this.sink.bufferedAmount() <= this.limits.bufferBytes) this.fullSince = undefined;
+    else if (this.fullSince !== undefined && now - this.fullSince >= this.limits.slowClientMs) this.cutOff();
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.uncork();
+    this.closed = true;
+    this.sink.close(code, reason);
+  }
+
+  private cutOff(): void {
+    this.onCutOff(this);
+    this.close(CLOSE_TOO_SLOW, `too slow: more than ${this.limits.bufferBytes} bytes queued for ${this.limits.slowClientMs / 1000} s`);
+  }
+}

@@ -1,0 +1,174 @@
+import { Logger } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
+import type { RawData, WebSocket } from 'ws';
+import { ApiError } from '../common/errors.js';
+import { isObject } from '../common/input.js';
+import { AppConfig } from '../config/config.js';
+import { StreamConnection } from './connection.js';
+import { CommittedPoint, PointEncoder, StreamHub, StreamTarget } from './stream-hub.js';
+import { describeFilter, filterPairs, IndexEntry, MAX_FILTER_PAIRS, parseFilter } from './stream-filter.js';
+
+/** Largest client message: subscriptions are small (ws closes with 1009 past it). */
+export const WS_MAX_MESSAGE_BYTES = 64 * 1024;
+/** Client messages per window before the socket is closed with 1008 (policy violation). */
+const MESSAGE_RATE = { max: 100, windowMs: 10_000 };
+const OPEN = 1;
+
+const errorMessage = (err: ApiError, action: unknown, requestId: unknown) =>
+  JSON.stringify({ type: 'error', ...(typeof action === 'string' ? { action } : {}), ...(requestId !== undefined ? { request_id: requestId } : {}), error: err.body() });
+
+/**
+ * One WebSocket client of /ws/metrics. Messages (collector-api.md "Real-time Streaming"):
+ *   {"action": "subscribe", "metrics": [...], "sources": [...], "tags": {...}}  → {"type": "subscribed", "subscription_id", ...}
+ *   {"action": "unsubscribe", "subscription_id": 3}  (without an id: every subscription) → {"type": "unsubscribed", ...}
+ *   {"action": "list"} → {"type": "subscriptions", ...};  {"action": "ping"} → {"type": "pong"}
+ * An optional "id" in a message comes back as "request_id". Points arrive as
+ *   {"type": "metric_update", "source", "timestamp", "metric": {"name", "value", "unit", "tags"}}.
+ * A bad message gets {"type": "error", "error": {code, message, details}}; the socket stays open.
+ */
+export class WsSession implements StreamTarget {
+  private static readonly logger = new Logger('ws');
+  readonly connection: StreamConnection;
+  private readonly subs = new Map<number, IndexEntry<StreamTarget>>();
+  private nextSubscription = 1;
+  private windowStart = Date.now();
+  private messagesInWindow = 0;
+  private awaitingPong = false;
+
+  /** Throws (503) when the hub is at its connection cap. */
+  constructor(
+    private readonly socket: WebSocket,
+    req: IncomingMessage,
+    private readonly hub: StreamHub,
+    private readonly config: AppConfig,
+  ) {
+    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
+    const tcp = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    this.connection = hub.admit(
+      'ws',
+      remote,
+      {
+        bufferedAmount: () => socket.bufferedAmount,
+        send: (data) => socket.send(data),
+        close: (code, reason) => (socket.readyState === OPEN ? socket.close(code, reason) : socket.terminate()),
+        // ws writes each frame with its own system call; corking the TCP socket batches a commit's frames.
+        cork: tcp ? () => tcp.cork() : undefined,
+        uncork: tcp ? () => tcp.uncork() : undefined,
+      },
+      (count) => JSON.stringify({ type: 'updates_skipped', count, reason: 'the client did not keep up' }),
+    );
+    hub.addTarget(this);
+    // The adapter logs socket errors at error level: client misbehaviour (oversized frames) must not flood the log.
+    socket.removeAllListeners('error');
+    socket.on('error', (err) => WsSession.logger.debug(`${remote}: ${err.message}`));
+    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on('pong', () => (this.awaitingPong = false));
+    socket.once('close', () => this.dispose());
+  }
+
+  accept(_p: CommittedPoint, enc: PointEncoder, now: number): void {
+    this.connection.deliver(enc.wsMessage(), now);
+  }
+
+  /** Pings; a client that did not answer the previous ping is gone. */
+  heartbeat(): void {
+    if (this.socket.readyState !== OPEN) return;
+    if (this.awaitingPong) {
+      this.socket.terminate();
+      return;
+    }
+    this.awaitingPong = true;
+    this.socket.ping();
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    const now = Date.now();
+    if (now - this.windowStart > MESSAGE_RATE.windowMs) {
+      this.windowStart = now;
+      this.messagesInWindow = 0;
+    }
+    if (++this.messagesInWindow > MESSAGE_RATE.max) {
+      this.connection.close(1008, `more than ${MESSAGE_RATE.max} messages in ${MESSAGE_RATE.windowMs / 1000} s`);
+      return;
+    }
+    let msg: unknown;
+    try {
+      if (isBinary) throw new Error('binary frames are not understood; send JSON text');
+      msg = JSON.parse(data.toString());
+    } catch (err) {
+      this.fail(new ApiError(400, 'INVALID_REQUEST', `Message must be a JSON object: ${(err as Error).message}`), undefined, undefined);
+      return;
+    }
+    const m = isObject(msg) ? msg : undefined;
+    try {
+      if (!m) throw new ApiError(400, 'INVALID_REQUEST', 'Message must be a JSON object {"action": "subscribe" | "unsubscribe" | "list" | "ping", ...}', { field: 'action' });
+      switch (m.action) {
+        case 'subscribe':
+          return this.subscribe(m);
+        case 'unsubscribe':
+          return this.unsubscribe(m);
+        case 'list':
+          return this.send({ type: 'subscriptions', subscriptions: [...this.subs].map(([id, e]) => ({ subscription_id: id, ...describeFilter(e.filter) })) }, m.id);
+        case 'ping':
+          return this.send({ type: 'pong', timestamp: new Date(now).toISOString() }, m.id);
+        default:
+          throw new ApiError(400, 'INVALID_REQUEST', `action must be one of subscribe, unsubscribe, list, ping (got ${JSON.stringify(m.action)})`, { field: 'action' });
+      }
+    } catch (err) {
+      if (err instanceof ApiError) this.fail(err, m?.action, m?.id);
+      else {
+        WsSession.logger.error(`message handling failed: ${(err as Error).stack ?? err}`);
+        this.fail(new ApiError(500, 'INTERNAL_ERROR', 'Internal error'), m?.action, m?.id);
+      }
+    }
+  }
+
+  private subscribe(m: Record<string, unknown>): void {
+    const filter = parseFilter(m);
+    const max = this.config.streams.maxSubscriptions;
+    if (this.subs.size >= max) {
+      throw new ApiError(400, 'INVALID_REQUEST', `At most ${max} subscriptions per connection (STREAM_MAX_SUBSCRIPTIONS); unsubscribe first or combine filters`, {
+        limit: 'STREAM_MAX_SUBSCRIPTIONS',
+        max,
+      });
+    }
+    const pairs = [...this.subs.values()].reduce((n, e) => n + filterPairs(e.filter), 0) + filterPairs(filter);
+    if (pairs > MAX_FILTER_PAIRS) {
+      throw new ApiError(400, 'INVALID_REQUEST', `A connection watches at most ${MAX_FILTER_PAIRS} (metric, source) pairs in all its subscriptions (this one would make ${pairs}); combine or unsubscribe`, {
+        field: 'metrics',
+        max_pairs: MAX_FILTER_PAIRS,
+      });
+    }
+    const id = this.nextSubscription++;
+    this.subs.set(id, this.hub.subscribe(filter, this));
+    this.send({ type: 'subscribed', subscription_id: id, ...describeFilter(filter) }, m.id);
+  }
+
+  private unsubscribe(m: Record<string, unknown>): void {
+    let ids: number[];
+    if (m.subscription_id === undefined || m.subscription_id === null) ids = [...this.subs.keys()];
+    else if (typeof m.subscription_id === 'number' && this.subs.has(m.subscription_id)) ids = [m.subscription_id];
+    else throw new ApiError(404, 'RESOURCE_NOT_FOUND', `No subscription ${JSON.stringify(m.subscription_id)} on this connection`, { field: 'subscription_id' });
+    for (const id of ids) {
+      this.hub.unsubscribe(this.subs.get(id)!);
+      this.subs.delete(id);
+    }
+    this.send({ type: 'unsubscribed', subscription_ids: ids }, m.id);
+  }
+
+  private send(body: Record<string, unknown>, requestId: unknown): void {
+    this.connection.reply(JSON.stringify(requestId !== undefined ? { ...body, request_id: requestId } : body));
+  }
+
+  private fail(err: ApiError, action: unknown, requestId: unknown): void {
+    this.connection.reply(errorMessage(err, action, requestId));
+  }
+
+  private dispose(): void {
+    for (const e of this.subs.values()) this.hub.unsubscribe(e);
+    this.subs.clear();
+    this.connection.closed = true;
+    this.hub.removeTarget(this);
+    this.hub.release(this.connection);
+  }
+}

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CLOSE_TOO_SLOW, Sink, StreamConnection } from '../../src/streaming/connection.js';
+import { IsoClock, sseData, sseEvent, TemplateCache, wsMetricUpdate } from '../../src/streaming/encode.js';
+import { IntervalState } from '../../src/streaming/interval-state.js';
+import { ReplayRing } from '../../src/streaming/replay-ring.js';
+import { parseIntervalId, parseLiveId, parseSseSpec } from '../../src/streaming/sse-spec.js';
+import { matches, parseFilter, SubscriptionIndex } from '../../src/streaming/stream-filter.js';
+import { PointBatchBuilder, seriesKey } from '../../src/storage/point-batch.js';
+
+const series = (metric: string, source: string, tags: Record<string, string> = {}, unit: string | null = null) => {
+  const tagsKey = JSON.stringify(Object.fromEntries(Object.entries(tags).sort()));
+  return { key: seriesKey(metric, source, tagsKey), metric, source, tags, unit };
+};
+
+describe('stream filters', () => {
+  it('parse the WebSocket and the query-string forms alike', () => {
+    const ws = parseFilter({ metrics: ['cpu', 'mem'], sources: ['a'], tags: { host: ['h1', 'h2'], dc: 'eu' } });
+    const qs = parseFilter({ metrics: 'cpu,mem', sources: 'a', tags: ['host:h1', 'host:h2', 'dc:eu'] }, 'INVALID_QUERY');
+    assert.deepEqual(ws, qs);
+    assert.deepEqual(parseFilter({}), { metrics: null, sources: null, tags: [] });
+  });
+
+  it('match every part: any listed metric, any listed source, every tag key with one of its values', () => {
+    const f = parseFilter({ metrics: ['cpu'], sources: ['a', 'b'], tags: { host: ['h1', 'h2'] } });
+    assert.ok(matches(f, series('cpu', 'b', { host: 'h2', extra: 'x' })));
+    assert.ok(!matches(f, series('cpu', 'c', { host: 'h2' })));
+    assert.ok(!matches(f, series('mem', 'a', { host: 'h1' })));
+    assert.ok(!matches(f, series('cpu', 'a', { host: 'h3' })));
+    assert.ok(!matches(f, series('cpu', 'a')));
+  });
+
+  it('refuse what would be unbounded or malformed, naming the field', () => {
+    const field = (input: object) => {
+      try {
+        parseFilter(input);
+      } catch (err) {
+        return (err as { details: { field: string } }).details.field;
+      }
+      return undefined;
+    };
+    assert.equal(field({ metrics: 7 }), 'metrics');
+    assert.equal(field({ sources: ['ok', ''], metrics: [null] }), 'metrics[0]');
+    assert.equal(field({ metrics: Array.from({ length: 1001 }, (_, i) => `m${i}`) }), 'metrics');
+    assert.equal(field({ metrics: Array.from({ length: 200 }, (_, i) => `m${i}`), sources: Array.from({ length: 200 }, (_, i) => `s${i}`) }), 'sources');
+    assert.equal(field({ tags: { host: 5 } }), 'tags');
+  });
+});
+
+describe('subscription index', () => {
+  it('finds exactly the subscriptions that match a series, each target once', () => {
+    const idx = new SubscriptionIndex<string>();
+    idx.add(parseFilter({ metrics: ['cpu'] }), 'cpu-any-source');
+    idx.add(parseFilter({ sources: ['a'] }), 'any-metric-of-a');
+    idx.add(parseFilter({}), 'everything');
+    idx.add(parseFilter({ metrics: ['cpu'], sources: ['a'], tags: { host: 'h1' } }), 'cpu-a-h1');
+    idx.add(parseFilter({ metrics: ['cpu', 'mem'], sources: ['a', 'b'] }), 'cpu-any-source'); // same target twice
+    const got = (s: ReturnType<typeof series>) => [...idx.match(s, s.key)].sort();
+    assert.deepEqual(got(series('cpu', 'a', { host: 'h1' })), ['any-metric-of-a', 'cpu-a-h1', 'cpu-any-source', 'everything']);
+    assert.deepEqual(got(series('cpu', 'z')), ['cpu-any-source', 'everything']);
+    assert.deepEqual(got(series('disk', 'z')), ['everything']);
+  });
+
+  it('forgets removed subscriptions, also in its cache', () => {
+    const idx = new SubscriptionIndex<string>();
+    const e = idx.add(parseFilter({ metrics: ['cpu'] }), 'x');
+    const s = series('cpu', 'a');
+    assert.deepEqual(idx.match(s, s.key), ['x']);
+    idx.remove(e);
+    assert.deepEqual(idx.match(s, s.key), []);
+    assert.equal(idx.size, 0);
+  });
+});
+
+describe('stream encoding', () => {
+  it('builds the reference metric_update and SSE data exactly as JSON.stringify would', () => {
+    const s = series('cpu_usage', 'fl_server', { host: 'fl-server-01', experiment_id: 'exp_001' }, 'percent');
+    const tpl = new TemplateCache().get(s);
+    const iso = new IsoClock().iso(Date.UTC(2024, 0, 15, 10, 30));
+    assert.deepEqual(JSON.parse(wsMetricUpdate(tpl, iso, 47.8)), {
+      type: 'metric_update',
+      source: 'fl_server',
+      timestamp: '2024-01-15T10:30:00.000Z',
+      metric: { name: 'cpu_usage', value: 47.8, unit: 'percent', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
+    });
+    assert.deepEqual(JSON.parse(sseData(tpl, iso, -0.5)), { metric: 'cpu_usage', value: -0.5, timestamp: '2024-01-15T10:30:00.000Z', source: 'fl_server', unit: 'percent', tags: s.tags });
+    assert.equal(JSON.parse(wsMetricUpdate(tpl, iso, NaN)).metric.value, null);
+    const quoted = new TemplateCache().get(series('a"b', 'line\nbreak', { 'k\\': '"v"' }));
+    assert.equal(JSON.parse(wsMetricUpdate(quoted, iso, 1)).source, 'line\nbreak');
+    assert.equal(sseEvent('{}', '7', 'gap'), 'event: gap\nid: 7\ndata: {}\n\n');
+  });
+});
+
+describe('replay ring', () => {
+  const batch = (start: number, n: number) => {
+    const b = new PointBatchBuilder();
+    const s = b.addSeries('m', 'src', {}, null);
+    for (let i = 0; i < n; i++) b.push(s, start + i, start + i);
+    return b.build();
+  };
+
+  it('numbers points in commit order and replays what it still holds', () => {
+    const ring = new ReplayRing(5);
+    assert.equal(ring.push(batch(100, 3), Int32Array.of(9)), 1);
+    assert.equal(ring.push(batch(200, 4), Int32Array.of(9)), 4);
+    assert.deepEqual([ring.first, ring.last], [3, 7]);
+    const seen: number[] = [];
+    ring.forEachAfter(4, (seq, _s, id, t) => (seen.push(seq * 1000 + t - 200), id === 9));
+    assert.deepEqual(seen, [5001, 6002, 7003]);
+    assert.ok(ring.covers(2) && ring.covers(7));
+    assert.ok(!ring.covers(1), 'point 2 is gone: a replay after 1 would be incomplete');
+  });
+});
+
+describe('slow clients', () => {
+  class FakeSink implements Sink {
+    buffered = 0;
+    sent: string[] = [];
+    closedWith?: number;
+    bufferedAmount = () => this.buffered;
+    send = (d: string) => void this.sent.push(d);
+    close = (code: number) => void (this.closedWith = code);
+  }
+  const make = () => {
+    const sink = new FakeSink();
+    const cutOff: number[] = [];
+    const c = new StreamConnection(1, 'ws', 'test', sink, { bufferBytes: 100, slowClientMs: 1000 }, (n) => `skipped ${n}`, (x) => cutOff.push(x.id));
+    return { sink, c, cutOff };
+  };
+
+  it('skip updates past the buffer limit and are told how many once they catch up', () => {
+    const { sink, c } = make();
+    assert.ok(c.deliver('a', 0));
+    sink.buffered = 101;
+    assert.ok(!c.deliver('b', 10));
+    assert.ok(!c.deliver('c', 20));
+    sink.buffered = 0;
+    assert.ok(c.deliver('d', 30));
+    assert.deepEqual(sink.sent, ['a', 'skipped 2', 'd']);
+    assert.equal(c.skippedTotal, 2);
+  });
+
+  it('are cut off with 1013 once their buffer has stayed full for the slow-client time', () => {
+    const { sink, c, cutOff } = make();
+    sink.buffered = 500;
+    c.deliver('x', 0);
+    c.deliver('x', 999);
+    assert.equal(sink.closedWith, undefined);
+    c.check(1000);
+    assert.equal(sink.closedWith, CLOSE_TOO_SLOW);
+    assert.deepEqual(cutOff, [1]);
+    assert.ok(!c.deliver('y', 2000));
+  });
+
+  it('that drain in time are not cut off', () => {
+    const { sink, c } = make();
+    sink.buffered = 500;
+    c.deliver('x', 0);
+    sink.buffered = 0;
+    c.check(500);
+    sink.buffered = 500;
+    c.deliver('x', 900);
+    c.check(1500);
+    assert.equal(sink.closedWith, undefined);
+  });
+});
+
+describe('interval streams', () => {
+  const s1 = series('load', 'h1'), s2 = series('load', 'h2');
+
+  it('keep the latest point per series by point time, whatever the commit order', () => {
+    const st = new IntervalState(5000, 'last', 10);
+    st.add(1, s1, 2000, 5, 0);
+    st.add(1, s1, 1000, 9, 0); // older point committed later
+    st.add(2, s2, 1500, 7, 0);
+    assert.deepEqual(st.take(5000).map((e) => [e.seriesId, e.time, e.value]), [[1, 2000, 5], [2, 1500, 7]]);
+    assert.equal(st.take(10_000).length, 2, 'every known series, every tick');
+  });
+
+  it('aggregate closed epoch-aligned buckets once, and drop late and far-ahead points', () => {
+    const st = new IntervalState(1000, 'avg', 10);
+    const now = 10_500;
+    st.add(1, s1, 10_100, 2, now);
+    st.add(1, s1, 10_900, 4, now);
+    st.add(2, s2, 11_200, 8, now); // next bucket (a clock slightly ahead)
+    st.add(2, s2, 13_000, 1, now); // too far ahead
+    assert.deepEqual(st.take(11_000).map((e) => [e.seriesId, e.time, e.value, e.count]), [[1, 10_000, 3, 2]]);
+    st.add(1, s1, 10_950, 100, 11_100); // late: its bucket was sent
+    assert.deepEqual(st.take(12_000).map((e) => [e.seriesId, e.time, e.value]), [[2, 11_000, 8]]);
+    assert.equal(st.dropped, 2);
+  });
+
+  it('cap the series they remember', () => {
+    const st = new IntervalState(1000, 'last', 1);
+    st.add(1, s1, 1, 1, 0);
+    st.add(2, s2, 1, 1, 0);
+    assert.equal(st.seriesCount, 1);
+    assert.equal(st.dropped, 1);
+  });
+});
+
+describe('SSE parameters', () => {
+  it('read interval as seconds or a duration, and aggregation only with an interval', () => {
+    assert.equal(parseSseSpec({ interval: '5' }, undefined).intervalMs, 5000);
+    assert.equal(parseSseSpec({ interval: '1m', aggregation: 'max' }, undefined).aggregation, 'max');
+    assert.equal(parseSseSpec({}, undefined).intervalMs, null);
+    assert.throws(() => parseSseSpec({ aggregation: 'avg' }, undefined), /needs an interval/);
+    assert.throws(() => parseSseSpec({ interval: '500ms' }, undefined), /interval/);
+  });
+
+  it('take Last-Event-ID from the header or, for clients that cannot set it, the query', () => {
+    assert.equal(parseSseSpec({ last_event_id: 'q' }, 'h').lastEventId, 'h');
+    assert.equal(parseSseSpec({ last_event_id: 'q' }, undefined).lastEventId, 'q');
+    assert.deepEqual(parseLiveId('0a1b2c3d.42'), { boot: '0a1b2c3d', seq: 42 });
+    assert.equal(parseLiveId('42'), undefined);
+    assert.equal(parseIntervalId('1700000000000'), 1700000000000);
+    assert.equal(parseIntervalId('x.1'), undefined);
+  });
+});
