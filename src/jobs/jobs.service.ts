@@ -262,16 +262,24 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
  */
 class AdvisoryLocks {
   private client?: Promise<pg.Client>;
+  /** Queries on the one connection go one after another (pg deprecates overlapping them). */
+  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly database: Database) {}
 
   async tryLock(key: number): Promise<boolean> {
-    const r = await (await this.queryable()).query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
+    const r = await this.serial<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
     return r.rows[0].ok;
   }
 
   async unlock(key: number): Promise<void> {
-    await (await this.queryable()).query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+    await this.serial('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+  }
+
+  private serial<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    const run = this.tail.then(async () => (await this.queryable()).query<R>(text, values));
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
   async close(): Promise<void> {
