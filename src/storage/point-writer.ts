@@ -143,8 +143,10 @@ export class PointWriter implements BeforeApplicationShutdown {
     this.stats.lastCommitAt = new Date().toISOString();
     this.meter.add(points);
     for (const p of group) p.resolve();
-    for (const p of group) this.emit(p);
-    await this.updateSeen(group);
+    for (const p of group) {
+      this.emit(p);
+      this.resolver.noteSeen(p.batch, p.ids);
+    }
   }
 
   private emit(p: Pending): void {
@@ -278,18 +280,5 @@ export class PointWriter implements BeforeApplicationShutdown {
       `INSERT INTO rollup_invalidations (from_time, to_time, series_ids) VALUES (to_timestamp($1::float8 / 1000), to_timestamp($2::float8 / 1000), $3::int[])`,
       [from, to, [...series]],
     );
-  }
-
-  private async updateSeen(group: Pending[]): Promise<void> {
-    const ids: number[] = [], first: number[] = [], last: number[] = [];
-    for (const p of group) {
-      const stale = this.resolver.staleSeen(p.batch, p.ids);
-      if (!stale) continue;
-      ids.push(...stale.ids);
-      first.push(...stale.first);
-      last.push(...stale.last);
-    }
-    if (ids.length === 0) return;
-    await this.resolver.updateSeen(ids, first, last).catch((err) => this.logger.debug(`last_seen update failed: ${(err as Error).message}`));
   }
 }

@@ -1,21 +1,24 @@
-import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { AppConfig } from '../config/config.js';
 import { ApiError } from '../common/errors.js';
 import type { PointBatch, SeriesRef } from './point-batch.js';
-import { SeriesCache } from './series-cache.js';
+import { CachedSeries, SeriesCache } from './series-cache.js';
 import { SeriesRepository, SeriesRow } from './series.repository.js';
 
-const SEEN_SLACK_MS = 60_000; // last_seen is kept to the minute, not to every batch
+const SEEN_FLUSH_MS = 30_000; // first_seen/last_seen in the database lag at most this much
 
 /**
  * Turns the series of a batch into ids: from the bounded cache, else one round trip to find or
  * create the missing ones. Enforces the series cardinality limit (MAX_SERIES).
  */
 @Injectable()
-export class SeriesResolver implements OnApplicationBootstrap {
+export class SeriesResolver implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('series');
   readonly cache: SeriesCache;
   private knownSeries = 0;
+  private readonly dirtySeen = new Map<number, CachedSeries>();
+  private flushing = false;
+  private seenTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly repo: SeriesRepository,
@@ -26,6 +29,8 @@ export class SeriesResolver implements OnApplicationBootstrap {
 
   async onApplicationBootstrap(): Promise<void> {
     this.knownSeries = await this.repo.count().catch(() => 0);
+    this.seenTimer = setInterval(() => void this.flushSeen(), SEEN_FLUSH_MS);
+    this.seenTimer.unref();
   }
 
   get seriesCount(): number {
@@ -55,27 +60,45 @@ export class SeriesResolver implements OnApplicationBootstrap {
     return ids;
   }
 
-  /** Series whose first_seen/last_seen in the database should be widened after this batch. */
-  staleSeen(batch: PointBatch, ids: Int32Array): { ids: number[]; first: number[]; last: number[] } | undefined {
-    let out: { ids: number[]; first: number[]; last: number[] } | undefined;
+  /** Widens the in-memory first/last seen of the batch's series; the database follows on the next flush. */
+  noteSeen(batch: PointBatch, ids: Int32Array): void {
     for (let i = 0; i < batch.series.length; i++) {
       const e = this.cache.get(batch.series[i].key);
       if (!e) continue;
       const f = batch.seriesMinTime[i], l = batch.seriesMaxTime[i];
-      if (f < e.firstSeen || l > e.lastSeen + SEEN_SLACK_MS) {
-        out ??= { ids: [], first: [], last: [] };
-        out.ids.push(ids[i]);
-        out.first.push(Math.min(f, e.firstSeen));
-        out.last.push(Math.max(l, e.lastSeen));
+      if (f < e.firstSeen || l > e.lastSeen) {
         e.firstSeen = Math.min(f, e.firstSeen);
         e.lastSeen = Math.max(l, e.lastSeen);
+        this.dirtySeen.set(ids[i], e);
       }
     }
-    return out;
   }
 
-  updateSeen(ids: number[], first: number[], last: number[]): Promise<void> {
-    return this.repo.updateSeen(ids, first, last);
+  /**
+   * Writes first_seen/last_seen of the series that moved since the last flush, in one statement:
+   * every SEEN_FLUSH_MS and at shutdown, never on the write path (a backfill would otherwise
+   * update every series after every batch).
+   */
+  async flushSeen(): Promise<number> {
+    if (this.dirtySeen.size === 0 || this.flushing) return 0;
+    const entries = [...this.dirtySeen];
+    this.dirtySeen.clear();
+    this.flushing = true;
+    try {
+      await this.repo.updateSeen(entries.map(([id]) => id), entries.map(([, e]) => e.firstSeen), entries.map(([, e]) => e.lastSeen));
+      return entries.length;
+    } catch (err) {
+      for (const [id, e] of entries) if (!this.dirtySeen.has(id)) this.dirtySeen.set(id, e);
+      this.logger.debug(`first/last seen not written: ${(err as Error).message}`);
+      return 0;
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    clearInterval(this.seenTimer);
+    await this.flushSeen();
   }
 
   private async resolveMissing(batch: PointBatch, missing: number[], ids: Int32Array): Promise<void> {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { it } from 'node:test';
+import { SeriesResolver } from '../../src/storage/series-resolver.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -130,6 +131,15 @@ describeEachFlavour('ingest', (ctx) => {
     const bad = await ctx.t.post('/api/v1/metrics?precision=minutes', { source: 'prec', metrics: [] });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.details.parameter, 'precision');
+  });
+
+  it('keeps first_seen/last_seen of each series, written after the fact', async () => {
+    const times = [T0 - 600_000, T0, T0 - 1_200_000];
+    for (const t of times) assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'seen', metrics: [{ name: 's', value: 1, timestamp: t }] })).status, 200);
+    await ctx.t.app.get(SeriesResolver).flushSeen();
+    const row = (await ctx.t.sql.query(`SELECT first_seen, last_seen FROM series WHERE source = 'seen'`)).rows[0];
+    assert.equal(row.first_seen.getTime(), T0 - 1_200_000);
+    assert.equal(row.last_seen.getTime(), T0);
   });
 
   it('stores backfilled days (partitions made on demand) within retention', async () => {
