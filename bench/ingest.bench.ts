@@ -37,23 +37,40 @@ function rows(start: number, count: number): Row[] {
   return out;
 }
 
-/** Request bodies, serialised before timing: the clients only send bytes. */
-function bodies(data: Row[]): Buffer[] {
+/**
+ * Request bodies, serialised before timing: the clients only send bytes. Two shapes of the same
+ * points: `point` gives every point its unit, two tags and an ISO timestamp (the reference's
+ * submission written out in full, ~134 bytes a point); `scrape` sends what a host agent sends per
+ * scrape to /metrics/batch, one batch per host and timestamp with name and value per point (~35).
+ */
+function bodies(data: Row[], shape: 'point' | 'scrape'): Buffer[] {
   const out: Buffer[] = [];
   for (let i = 0; i < data.length; i += PER_REQUEST) {
-    const metrics = data.slice(i, i + PER_REQUEST).map((r) => ({ name: r.metric, value: r.v, unit: 'ms', tags: { host: r.host, region: 'eu-west-1' }, timestamp: new Date(r.t).toISOString() }));
-    out.push(Buffer.from(JSON.stringify({ source: 'bench', metrics })));
+    const part = data.slice(i, i + PER_REQUEST);
+    if (shape === 'point') {
+      const metrics = part.map((r) => ({ name: r.metric, value: r.v, unit: 'ms', tags: { host: r.host, region: 'eu-west-1' }, timestamp: new Date(r.t).toISOString() }));
+      out.push(Buffer.from(JSON.stringify({ source: 'bench', metrics })));
+    } else {
+      const batches = new Map<string, { source: string; timestamp: string; metrics: Array<{ name: string; value: number }> }>();
+      for (const r of part) {
+        const key = `${r.host}|${r.t}`;
+        let b = batches.get(key);
+        if (!b) batches.set(key, (b = { source: r.host, timestamp: new Date(r.t).toISOString(), metrics: [] }));
+        b.metrics.push({ name: r.metric, value: r.v });
+      }
+      out.push(Buffer.from(JSON.stringify({ batches: [...batches.values()] })));
+    }
   }
   return out;
 }
 
-async function httpIngest(url: string, payloads: Buffer[]): Promise<number> {
+async function httpIngest(url: string, payloads: Buffer[], path = '/api/v1/metrics'): Promise<number> {
   const t0 = performance.now();
   let next = 0;
   const client = async () => {
     while (next < payloads.length) {
       const body = payloads[next++];
-      const r = await request(`${url}/api/v1/metrics`, 'POST', body);
+      const r = await request(`${url}${path}`, 'POST', body);
       if (r.status !== 200) throw new Error(`ingest answered ${r.status}: ${r.body.slice(0, 300)}`);
     }
   };
@@ -99,7 +116,8 @@ async function main(): Promise<void> {
   try {
     const start = Date.now() - 3 * 86_400_000;
     // Warm-up: creates the 1,000 series and the partitions, warms both code paths.
-    await httpIngest(service.url, bodies(rows(start - 3_600_000, 200_000)));
+    await httpIngest(service.url, bodies(rows(start - 3_600_000, 200_000), 'point'));
+    await httpIngest(service.url, bodies(rows(start - 3_600_000, 200_000), 'scrape'), '/api/v1/metrics/batch');
     const ids = await withClient(dbUrl, async (c) => {
       await c.query(`CREATE TABLE bench_copy (LIKE points) PARTITION BY RANGE (time)`);
       await c.query(`CREATE UNIQUE INDEX ON bench_copy (series_id, time) INCLUDE (value)`);
@@ -115,7 +133,8 @@ async function main(): Promise<void> {
     for (let rep = 1; rep <= REPS; rep++) {
       const data = rows(t, POINTS);
       t += Math.ceil(POINTS / SERIES) * STEP;
-      const payloads = bodies(data);
+      const payloads = bodies(data, 'point');
+      const scrapes = bodies(data, 'scrape');
       // The same rows as binary COPY buffers of 5,000 rows, encoded before timing.
       const copyBuffers: Buffer[] = [];
       for (let i = 0; i < data.length; i += PER_REQUEST) {
@@ -135,23 +154,30 @@ async function main(): Promise<void> {
         }
         copyBuffers.push(encodeCopyBinary([{ batch: b.build(), ids: Int32Array.from(seriesIds) }]));
       }
-      const cpu0 = service.cpuSeconds();
-      let ours: number, copy: number;
-      if (rep % 2 === 1) {
-        ours = await httpIngest(service.url, payloads);
-        copy = await copyIngest(dbUrl, copyBuffers);
-      } else {
-        copy = await copyIngest(dbUrl, copyBuffers);
-        ours = await httpIngest(service.url, payloads);
+      // The three phases in a rotating order, so that drift in the machine's load spreads over all.
+      const phases: Array<[string, () => Promise<number>]> = [
+        ['point', () => httpIngest(service.url, payloads)],
+        ['scrape', () => httpIngest(service.url, scrapes, '/api/v1/metrics/batch')],
+        ['copy', () => copyIngest(dbUrl, copyBuffers)],
+      ];
+      const seconds: Record<string, number> = {};
+      const cpu: Record<string, number> = {};
+      for (let k = 0; k < phases.length; k++) {
+        const [name, run] = phases[(k + rep) % phases.length];
+        const cpu0 = service.cpuSeconds();
+        seconds[name] = await run();
+        cpu[name] = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
       }
-      const nodeCpuUs = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
       results.push({
         rep,
         points: POINTS,
-        'timescope pts/s': Math.round(POINTS / ours),
-        'COPY pts/s': Math.round(POINTS / copy),
-        ratio: POINTS / ours / (POINTS / copy),
-        'service CPU µs/pt': nodeCpuUs,
+        'COPY pts/s': Math.round(POINTS / seconds.copy),
+        'per-point pts/s': Math.round(POINTS / seconds.point),
+        'per-point ratio': seconds.copy / seconds.point,
+        'per-point CPU µs/pt': cpu.point,
+        'per-scrape pts/s': Math.round(POINTS / seconds.scrape),
+        'per-scrape ratio': seconds.copy / seconds.scrape,
+        'per-scrape CPU µs/pt': cpu.scrape,
         'max RSS MB': Math.round(maxRss),
       });
       console.log(JSON.stringify(results[results.length - 1]));
@@ -160,12 +186,15 @@ async function main(): Promise<void> {
     console.log('');
     table(results);
     console.log('');
+    const med = (k: string) => median(results.map((r) => r[k] as number));
     table([
       {
-        'median timescope pts/s': Math.round(median(results.map((r) => r['timescope pts/s'] as number))),
-        'median COPY pts/s': Math.round(median(results.map((r) => r['COPY pts/s'] as number))),
-        'median ratio': median(results.map((r) => r.ratio as number)),
-        'median service CPU µs/pt': median(results.map((r) => r['service CPU µs/pt'] as number)),
+        'median COPY pts/s': Math.round(med('COPY pts/s')),
+        'per-point pts/s': Math.round(med('per-point pts/s')),
+        'per-point ratio': med('per-point ratio'),
+        'per-scrape pts/s': Math.round(med('per-scrape pts/s')),
+        'per-scrape ratio': med('per-scrape ratio'),
+        'service CPU µs/pt (point, scrape)': `${med('per-point CPU µs/pt').toFixed(2)}, ${med('per-scrape CPU µs/pt').toFixed(2)}`,
         'max RSS MB': Math.round(maxRss),
         'points stored': stored,
       },

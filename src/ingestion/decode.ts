@@ -109,6 +109,7 @@ class Decoder {
   private readonly known: KnownSeriesIndex;
   private readonly batch = ++batchCounter;
   private lastTsText = '';
+  private lastUnit: unknown = undefined;
   private lastTsMs = NaN;
   private readonly minTime: number;
   private readonly maxTime: number;
@@ -223,11 +224,14 @@ class Decoder {
     }
     const unit = m.unit;
     if (unit !== undefined && unit !== null) {
-      if (typeof unit !== 'string' || unit.length > MAX_UNIT_LENGTH || !isCleanText(unit)) {
-        this.problem(this.field(prefix, index, 'unit'), `must be a string of at most ${MAX_UNIT_LENGTH} characters`);
-        return;
+      if (unit !== this.lastUnit) {
+        if (typeof unit !== 'string' || unit.length > MAX_UNIT_LENGTH || !isCleanText(unit)) {
+          this.problem(this.field(prefix, index, 'unit'), `must be a string of at most ${MAX_UNIT_LENGTH} characters`);
+          return;
+        }
+        this.lastUnit = unit; // most points of a request repeat one unit
       }
-      this.builder.setUnit(known.idx, unit);
+      this.builder.setUnit(known.idx, unit as string);
     }
     this.builder.push(known.idx, time, value);
   }
