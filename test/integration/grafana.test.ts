@@ -54,6 +54,16 @@ describeEachFlavour('Grafana SQL', (ctx) => {
     );
   });
 
+  it('serves the dashboard annotation query from events', async () => {
+    const r = await ctx.t.post('/api/v1/events', { kind: 'alert', source: 'a', level: 'warn', message: 'cpu_usage above 90' });
+    assert.equal(r.status, 201, r.body);
+    const since = new Date(Date.now() - 60_000).toISOString(), until = new Date(Date.now() + 60_000).toISOString();
+    const a = await ctx.t.sql.query(
+      `SELECT time, message AS text, kind || ',' || level AS tags FROM events WHERE time BETWEEN '${since}' AND '${until}' AND kind IN ('alert', 'service_status') ORDER BY time`,
+    );
+    assert.deepEqual(a.rows.map((x) => [x.text, x.tags]), [['cpu_usage above 90', 'alert,warn']]);
+  });
+
   it('serves variable queries', async () => {
     assert.deepEqual((await ctx.t.sql.query(`SELECT DISTINCT metric FROM series ORDER BY 1`)).rows, [{ metric: 'cpu_usage' }]);
     const sources = await ctx.t.sql.query(`SELECT DISTINCT source FROM series WHERE metric = 'cpu_usage' AND source IN ('a','b') ORDER BY 1`);
