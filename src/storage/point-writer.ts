@@ -93,12 +93,13 @@ export class PointWriter implements BeforeApplicationShutdown {
       });
     } finally {
       this.reserved -= batch.length;
+      if (this.reserved === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
-  /** Resolves when nothing is queued or being written. */
+  /** Resolves when every accepted point is committed or refused (also those still being resolved). */
   idle(): Promise<void> {
-    if (this.queue.length === 0 && this.active === 0) return Promise.resolve();
+    if (this.reserved === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -122,7 +123,6 @@ export class PointWriter implements BeforeApplicationShutdown {
       void this.flush(group, n).finally(() => {
         this.active--;
         if (this.queue.length > 0) this.pump();
-        else if (this.active === 0) for (const w of this.idleWaiters.splice(0)) w();
       });
     }
   }
@@ -160,11 +160,8 @@ export class PointWriter implements BeforeApplicationShutdown {
   }
 
   private async persist(group: Pending[]): Promise<void> {
-    let min = Infinity, max = -Infinity;
-    for (const { batch } of group) {
-      if (batch.minTime < min) min = batch.minTime;
-      if (batch.maxTime > max) max = batch.maxTime;
-    }
+    let min = Infinity;
+    for (const { batch } of group) if (batch.minTime < min) min = batch.minTime;
     const ensurePartitions = async () => {
       if (!this.partitions.enabled) return;
       const days = new Set<number>();
@@ -194,20 +191,19 @@ export class PointWriter implements BeforeApplicationShutdown {
 
   private async writeOnce(client: pg.PoolClient, group: Pending[], min: number, upsert: boolean): Promise<void> {
     const plain = this.database.info.flavour === 'postgresql';
-    const copy = this.database.info.writeMethod === 'copy';
-    let watermark: number | null = null;
-    if (plain) {
-      // Separate statements: the watermark must be read with a snapshot taken after the lock is granted.
-      const res = (await client.query(
-        `BEGIN; SELECT pg_advisory_xact_lock_shared(${ROLLUP_WATERMARK_LOCK});
-         SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
-      )) as unknown as pg.QueryResult<{ w: number | null }>[];
-      watermark = res[2].rows[0]?.w ?? null;
-    } else {
-      await client.query('BEGIN');
-    }
     try {
-      if (!copy) await this.insertUnnest(client, group);
+      let watermark: number | null = null;
+      if (plain) {
+        // Separate statements: the watermark must be read with a snapshot taken after the lock is granted.
+        const res = (await client.query(
+          `BEGIN; SELECT pg_advisory_xact_lock_shared(${ROLLUP_WATERMARK_LOCK});
+           SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
+        )) as unknown as pg.QueryResult<{ w: number | null }>[];
+        watermark = res[2].rows[0]?.w ?? null;
+      } else {
+        await client.query('BEGIN');
+      }
+      if (this.database.info.writeMethod !== 'copy') await this.insertUnnest(client, group);
       else if (upsert) await this.copyUpsert(client, group);
       else await this.copy(client, 'points', group);
       if (watermark !== null && min < watermark) await this.invalidateRollups(client, group, watermark);
