@@ -7,7 +7,7 @@ import { JobsService } from '../jobs/jobs.service.js';
 import { SettingsService } from '../settings/settings.service.js';
 import { PointWriter } from '../storage/point-writer.js';
 import { ComponentHealth, HealthService } from '../system/health.service.js';
-import { Collector, CollectorSettings } from './collector.js';
+import { Collector, collectorHealth, CollectorSettings } from './collector.js';
 import { GpuSampler } from './gpu-sampler.js';
 import { HostSampler } from './host-sampler.js';
 import { collectorGpus, collectorMetrics, monitoringMetrics } from './views.js';
@@ -25,6 +25,9 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
   readonly host: string;
   readonly hostSampler = new HostSampler();
   readonly collector: Collector;
+  /** The start or stop under way: switches run one after the other. */
+  private switching: Promise<void> = Promise.resolve();
+  private closing = false;
 
   constructor(
     private readonly config: AppConfig,
@@ -50,16 +53,20 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
     this.settings.onChange((changes) => {
       if (!changes.some((c) => c.field.startsWith('collector.') || c.field === 'storage.retention_days')) return;
       this.collector.update(this.currentSettings());
-      if (this.config.collector.enabled !== this.collector.isRunning) void this.toggle(this.config.collector.enabled);
+      void this.reconcile();
     });
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    if (this.config.collector.enabled) await this.toggle(true);
-    else this.logger.log('the host collector is off (COLLECTOR_ENABLED=false)');
+    // The settings may have changed since the constructor read them (loaded at init, or polled from another instance).
+    this.collector.update(this.currentSettings());
+    if (!this.config.collector.enabled) this.logger.log('the host collector is off (COLLECTOR_ENABLED=false)');
+    await this.reconcile();
   }
 
   async beforeApplicationShutdown(): Promise<void> {
+    this.closing = true;
+    await this.switching;
     this.collector.stop();
     if (this.collector.buffer.size > 0) {
       // Best effort: what is still buffered goes out with the writer's own shutdown flush.
@@ -122,12 +129,25 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
     }
   }
 
-  private async toggle(on: boolean): Promise<void> {
-    if (on) {
+  /**
+   * Brings the collector in line with `collector.enabled` as it is now. One switch at a time, and
+   * the setting is read again after the CPU priming: one turned off meanwhile (a PUT, another
+   * instance's change, a shutdown) is never started anyway.
+   */
+  private reconcile(): Promise<void> {
+    const run = this.switching.then(() => this.switchTo());
+    this.switching = run.catch((err: Error) => this.logger.warn(`collector could not be switched: ${err.message}`));
+    return this.switching;
+  }
+
+  private async switchTo(): Promise<void> {
+    const wanted = () => this.config.collector.enabled && !this.closing;
+    if (wanted() && !this.collector.isRunning) {
       await this.hostSampler.prime();
+      if (!wanted() || this.collector.isRunning) return;
       this.collector.start();
       this.logger.log(`sampling ${this.host} every ${this.config.collector.liveSeconds}s, persisting every ${this.config.collector.persistSeconds}s`);
-    } else {
+    } else if (!wanted() && this.collector.isRunning) {
       this.collector.stop();
       this.logger.log('the host collector is stopped');
     }
@@ -139,16 +159,22 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
   }
 
   private componentHealth(): ComponentHealth {
-    if (!this.config.collector.enabled) return { status: 'disabled', level: 'healthy' };
     const [hostState, gpuState] = this.collector.samplerStates();
     const now = Date.now();
     const lastSample = hostState.last_sample_at;
-    const stalled = this.collector.isRunning && (!lastSample || now - Date.parse(lastSample) > 3 * this.config.collector.liveSeconds * 1000 + 2_000);
-    const persistFailing = this.collector.stats.last_persist_error !== null;
+    const { status, level } = collectorHealth({
+      enabled: this.config.collector.enabled,
+      cadence: this.collector.cadence,
+      lastSampleAt: lastSample === null ? null : Date.parse(lastSample),
+      liveMs: this.config.collector.liveSeconds * 1000,
+      persistFailing: this.collector.stats.last_persist_error !== null,
+      now,
+    });
+    if (status === 'disabled') return { status, level };
     const b = this.collector.buffer;
     return {
-      status: stalled ? 'stalled' : persistFailing ? 'persist_failing' : 'running',
-      level: stalled || persistFailing ? 'degraded' : 'healthy',
+      status,
+      level,
       host: this.host,
       last_sample: lastSample,
       last_persist: this.collector.stats.last_persist_at,

@@ -73,6 +73,7 @@ export class Collector {
   private persistTimer: unknown;
   private nextLiveAt = 0;
   private running = false;
+  private cadenceState: { startedAt: number; cadenceFrom: number } | null = null;
   private persisting?: Promise<unknown>;
   stats = { polls: 0, ticks_late: 0, persists: 0, persist_failures: 0, points_persisted: 0, points_expired: 0, last_persist_at: null as string | null, last_persist_error: null as string | null };
 
@@ -100,6 +101,11 @@ export class Collector {
     return this.gpu.latest;
   }
 
+  /** When sampling started and when the current live interval took effect; null while stopped. */
+  get cadence(): { startedAt: number; cadenceFrom: number } | null {
+    return this.cadenceState;
+  }
+
   samplerStates(): SamplerState[] {
     return [this.host.state, this.gpu.state];
   }
@@ -108,6 +114,7 @@ export class Collector {
   start(firstPollMs = 1_000): void {
     if (this.running) return;
     this.running = true;
+    this.cadenceState = { startedAt: this.clock.now(), cadenceFrom: this.clock.now() };
     this.nextLiveAt = this.clock.now() + Math.min(firstPollMs, this.settings.liveMs);
     this.armLive();
     this.armPersist();
@@ -115,6 +122,7 @@ export class Collector {
 
   stop(): void {
     this.running = false;
+    this.cadenceState = null;
     this.clock.clearTimeout(this.liveTimer);
     this.clock.clearTimeout(this.persistTimer);
   }
@@ -126,6 +134,7 @@ export class Collector {
     if (settings.bufferMaxPoints !== old.bufferMaxPoints) this.buffer.resize(settings.bufferMaxPoints);
     if (!this.running) return;
     if (settings.liveMs !== old.liveMs) {
+      if (this.cadenceState) this.cadenceState.cadenceFrom = this.clock.now();
       this.nextLiveAt = this.clock.now() + settings.liveMs;
       this.armLive();
     }
@@ -256,6 +265,40 @@ export class Collector {
 }
 
 class PollTimeout extends Error {}
+
+export type CollectorStatus = 'disabled' | 'starting' | 'running' | 'stalled' | 'persist_failing';
+
+export interface CollectorHealthInput {
+  enabled: boolean;
+  /** The collector's `cadence`: null while it is not sampling. */
+  cadence: { startedAt: number; cadenceFrom: number } | null;
+  /** When the last host sample was taken, null before the first. */
+  lastSampleAt: number | null;
+  liveMs: number;
+  persistFailing: boolean;
+  now: number;
+}
+
+/** Missed polls before sampling counts as stalled, plus slack for a slow poll. */
+const STALLED_AFTER_INTERVALS = 3;
+const STALLED_SLACK_MS = 2_000;
+
+/**
+ * The collector's line in GET /health. `starting` until the first sample after a start (a fresh
+ * process is not stalled); `stalled` when no sample came for 3 live intervals + 2 s, counted from
+ * the last sample or from the start (or interval change) when that is later, so a first sample
+ * that never comes is also stalled.
+ */
+export function collectorHealth(i: CollectorHealthInput): { status: CollectorStatus; level: 'healthy' | 'degraded' } {
+  if (!i.enabled) return { status: 'disabled', level: 'healthy' };
+  // Enabled but not sampling yet: being started (the first CPU reading is being primed).
+  if (!i.cadence) return { status: 'starting', level: 'healthy' };
+  const since = Math.max(i.lastSampleAt ?? -Infinity, i.cadence.cadenceFrom);
+  if (i.now - since > STALLED_AFTER_INTERVALS * i.liveMs + STALLED_SLACK_MS) return { status: 'stalled', level: 'degraded' };
+  if (i.persistFailing) return { status: 'persist_failing', level: 'degraded' };
+  if (i.lastSampleAt === null || i.lastSampleAt < i.cadence.startedAt) return { status: 'starting', level: 'healthy' };
+  return { status: 'running', level: 'healthy' };
+}
 
 function slot<T>(sampler: Sampler<T>, toRows: (s: T, host: string) => PointRow[]): Slot<T> {
   return {

@@ -113,3 +113,81 @@ describeEachFlavour(
   // As the other fault tests: PGlite is a test double for SQL, not for lost connections.
   { proxy: true, flavours: ['postgresql'] },
 );
+
+/** Holds the CPU priming of the next start until the returned function is called (the window of a start/stop race). */
+function holdPrime(c: CollectorService): () => void {
+  const original = c.hostSampler.prime.bind(c.hostSampler);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  c.hostSampler.prime = async () => {
+    await gate;
+    await original();
+  };
+  return () => {
+    release();
+    c.hostSampler.prime = original;
+  };
+}
+
+async function until(what: string, check: () => boolean, ms = 3_000): Promise<void> {
+  for (const end = Date.now() + ms; !check(); ) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describeEachFlavour(
+  'collector switched on and off, without nvidia-smi',
+  (ctx) => {
+    const collector = () => ctx.t.app.get(CollectorService);
+    const setEnabled = async (enabled: boolean) => assert.equal((await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled } })).status, 200);
+    const health = async () => (await ctx.t.get('/health')).json;
+
+    it('is "starting" in /health until its first sample, then "running"; the service stays healthy', async () => {
+      await setEnabled(false);
+      const release = holdPrime(collector());
+      await setEnabled(true);
+      let h = await health();
+      assert.equal(h.components.collector.status, 'starting', 'being started');
+      assert.equal(h.status, 'healthy');
+      release();
+      await until('the collector to run', () => collector().collector.isRunning);
+      h = await health();
+      assert.equal(h.components.collector.status, 'starting', 'running, no sample yet (the first poll is a second away)');
+      assert.equal(h.components.collector.last_sample, null);
+      assert.equal(h.status, 'healthy');
+      await collector().sampleNow();
+      assert.equal((await health()).components.collector.status, 'running');
+    });
+
+    it('a missing nvidia-smi is "not available"; the host is still sampled and served', async () => {
+      await collector().sampleNow();
+      const c = (await health()).components.collector;
+      assert.match(c.gpu, /^not available: nvidia-smi not found \(.*no-such-nvidia-smi\)/);
+      assert.equal(c.status, 'running');
+      const m = await ctx.t.get('/api/v1/collector/metrics');
+      assert.equal(m.status, 200, m.body);
+      assert.equal(m.json.gpu, null);
+      assert.ok(m.json.ram > 0);
+      const g = await ctx.t.get('/api/v1/collector/gpu');
+      assert.equal(g.json.available, false);
+      assert.equal(g.json.count, 0);
+    });
+
+    it('turned off while it is being started: it does not start anyway', async () => {
+      await setEnabled(false);
+      assert.equal(collector().collector.isRunning, false);
+      const release = holdPrime(collector());
+      await setEnabled(true);
+      await setEnabled(false);
+      release();
+      await new Promise((r) => setTimeout(r, 300)); // time for the held start to finish
+      assert.equal(collector().collector.isRunning, false);
+      assert.equal((await health()).components.collector.status, 'disabled');
+      await setEnabled(true);
+      await until('the collector to run again', () => collector().collector.isRunning);
+    });
+  },
+  { COLLECTOR_ENABLED: 'true', METRICS_INTERVAL_LIVE: '3600', METRICS_INTERVAL_PERSIST: '3600', NVIDIA_SMI_PATH: join(dir, 'no-such-nvidia-smi') },
+  { flavours: ['postgresql'] },
+);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Clock, Collector, CollectorSettings } from '../../src/collector/collector.js';
+import { Clock, Collector, collectorHealth, CollectorHealthInput, CollectorSettings } from '../../src/collector/collector.js';
 import { GPU_RETRY_MS, GpuSampler } from '../../src/collector/gpu-sampler.js';
 import { HostSampler } from '../../src/collector/host-sampler.js';
 import { NVIDIA_SMI_ARGS } from '../../src/collector/nvidia-smi.js';
@@ -233,6 +233,93 @@ describe('collector cadence (fake timers)', () => {
     assert.equal(new Set(stored).size, 24);
     assert.equal(collector.buffer.size, HOST_ROWS, 'the 121 s sample waits for the next persist');
     assert.equal(collector.stats.last_persist_error, null);
+  });
+});
+
+describe('collector without nvidia-smi', () => {
+  it('the GPU is "not available", asked again only a minute later, and the host sampler goes on', async () => {
+    const clock = new FakeClock();
+    const host = new FakeHost(clock);
+    const missing = new GpuSampler(() => join(dir, 'no-such-nvidia-smi'), clock.now);
+    let gpuCalls = 0;
+    const gpu: Sampler<GpuSample> = { name: 'gpu', sample: (signal) => (gpuCalls++, missing.sample(signal)) };
+    const collector = new Collector({ host, gpu }, settings(), async () => undefined, clock);
+    await collector.pollOnce();
+    const [hostState, gpuState] = collector.samplerStates();
+    assert.equal(hostState.samples, 1);
+    assert.ok(collector.latestHost);
+    assert.equal(gpuState.available, false);
+    assert.match(gpuState.reason!, /nvidia-smi not found .*no-such-nvidia-smi/);
+    assert.equal(gpuState.failures, 0, 'not a fault: there is nothing to read');
+    assert.equal(gpuState.next_attempt_at, new Date(clock.now() + GPU_RETRY_MS).toISOString());
+    assert.equal(collector.latestGpu, undefined);
+    for (let i = 0; i < 3; i++) {
+      clock.t += 5_000;
+      await collector.pollOnce();
+    }
+    assert.equal(host.calls.length, 4, 'the host is sampled at every poll');
+    assert.equal(gpuCalls, 1, 'nvidia-smi is not looked for again within the minute');
+    assert.equal(collector.buffer.size, 4 * HOST_ROWS);
+    clock.t += GPU_RETRY_MS;
+    await collector.pollOnce();
+    assert.equal(gpuCalls, 2);
+  });
+});
+
+describe('collector health', () => {
+  const t0 = Date.parse('2026-01-01T00:00:00Z');
+  const at = (over: Partial<CollectorHealthInput>) =>
+    collectorHealth({ enabled: true, cadence: { startedAt: t0, cadenceFrom: t0 }, lastSampleAt: null, liveMs: 5_000, persistFailing: false, now: t0, ...over }).status;
+
+  it('starting until the first sample, not stalled', () => {
+    assert.equal(at({}), 'starting');
+    assert.equal(at({ now: t0 + 17_000 }), 'starting', '3 intervals + 2 s after the start');
+    assert.equal(at({ cadence: null }), 'starting', 'enabled, still being started');
+    assert.equal(at({ enabled: false }), 'disabled');
+  });
+
+  it('stalled only past 3 live intervals + 2 s since the last sample', () => {
+    const last = t0 + 1_000;
+    assert.equal(at({ lastSampleAt: last, now: last + 17_000 }), 'running');
+    assert.equal(at({ lastSampleAt: last, now: last + 17_001 }), 'stalled');
+    assert.equal(at({ lastSampleAt: last, now: last + 17_001, liveMs: 60_000 }), 'running', 'the threshold follows the live interval');
+    const health = collectorHealth({ enabled: true, cadence: { startedAt: t0, cadenceFrom: t0 }, lastSampleAt: last, liveMs: 5_000, persistFailing: false, now: last + 30_000 });
+    assert.deepEqual(health, { status: 'stalled', level: 'degraded' });
+  });
+
+  it('a first sample that never comes is stalled too', () => {
+    assert.equal(at({ now: t0 + 17_001 }), 'stalled');
+  });
+
+  it('after a restart, a sample from before the stop does not count', () => {
+    const restart = t0 + 3_600_000;
+    const cadence = { startedAt: restart, cadenceFrom: restart };
+    assert.equal(at({ cadence, lastSampleAt: t0, now: restart + 1_000 }), 'starting');
+    assert.equal(at({ cadence, lastSampleAt: restart + 1_000, now: restart + 2_000 }), 'running');
+  });
+
+  it('a new, shorter live interval counts from when it took effect', () => {
+    const change = t0 + 600_000;
+    assert.equal(at({ cadence: { startedAt: t0, cadenceFrom: change }, lastSampleAt: change - 50_000, liveMs: 2_000, now: change + 1_000 }), 'running');
+    assert.equal(at({ cadence: { startedAt: t0, cadenceFrom: change }, lastSampleAt: change - 50_000, liveMs: 2_000, now: change + 8_001 }), 'stalled');
+  });
+
+  it('a failing persist is degraded', () => {
+    assert.equal(at({ lastSampleAt: t0, persistFailing: true }), 'persist_failing');
+  });
+
+  it('the collector says when it started and when its interval last changed', async () => {
+    const clock = new FakeClock();
+    const collector = new Collector({ host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) }, settings(), async () => undefined, clock);
+    assert.equal(collector.cadence, null);
+    const start = clock.now();
+    collector.start(1_000);
+    assert.deepEqual(collector.cadence, { startedAt: start, cadenceFrom: start });
+    await clock.advance(10_000);
+    collector.update(settings({ liveMs: 2_000 }));
+    assert.deepEqual(collector.cadence, { startedAt: start, cadenceFrom: start + 10_000 });
+    collector.stop();
+    assert.equal(collector.cadence, null);
   });
 });
 
