@@ -194,7 +194,45 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
-  return fromEnv(parsed.data);
+  const config = fromEnv(parsed.data);
+  // A rule between two variables may raise a default to fit, never a value the operator set.
+  const refused = settleConfig(config).filter((a) => a.variable in cleaned);
+  if (refused.length > 0) throw new ConfigError(`Invalid configuration:\n${refused.map((a) => `  ${a.variable}: ${a.rule}`).join('\n')}`);
+  return config;
+}
+
+/** A value raised to fit a rule between settings. */
+export interface Adjustment {
+  /** The setting (PUT /api/v1/config path) and environment variable of the raised value. */
+  field: string;
+  variable: string;
+  from: number;
+  to: number;
+  rule: string;
+}
+
+/**
+ * The rules between settings, enforced in place by raising the dependent value (never lowering
+ * one: a shorter retention would drop data): the persist interval is at least the live interval;
+ * rollups are kept at least as long as raw points, and forever (0) when raw points are. Returns
+ * what was raised. The running configuration always satisfies them, so GET /api/v1/config shows
+ * the values in force.
+ */
+export function settleConfig(c: AppConfig): Adjustment[] {
+  const out: Adjustment[] = [];
+  const live = c.collector.liveSeconds, persist = c.collector.persistSeconds;
+  if (persist < live) {
+    out.push({ field: 'collector.interval_persist', variable: 'METRICS_INTERVAL_PERSIST', from: persist, to: live, rule: `${persist} must be at least METRICS_INTERVAL_LIVE (${live})` });
+    c.collector.persistSeconds = live;
+  }
+  const raw = c.retentionDays, rollup = c.retention.rollupDays;
+  const wantedRollup = raw === 0 ? 0 : rollup !== 0 && rollup < raw ? raw : rollup;
+  if (wantedRollup !== rollup) {
+    const rule = raw === 0 ? `${rollup} must be 0 (forever) when METRICS_RETENTION_DAYS is 0 (forever)` : `${rollup} must be 0 (forever) or at least METRICS_RETENTION_DAYS (${raw})`;
+    out.push({ field: 'storage.rollup_retention_days', variable: 'ROLLUP_RETENTION_DAYS', from: rollup, to: wantedRollup, rule: `${rule}: queries read old ranges from the rollups` });
+    c.retention.rollupDays = wantedRollup;
+  }
+  return out;
 }
 
 export function fromEnv(e: Env): AppConfig {

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import pg from 'pg';
-import type { AppConfig } from '../config/config.js';
+import { AppConfig, settleConfig } from '../config/config.js';
 import { readStoredSettings } from './settings.repository.js';
 import { effectiveConfig, StoredSettings } from './settings-schema.js';
 
@@ -22,6 +22,7 @@ export async function withStoredSettings(config: AppConfig): Promise<AppConfig> 
     const stored = await readOnce(config).catch(() => sleep(250).then(() => readOnce(config))).catch(() => ({}) as StoredSettings);
     if (Object.keys(stored).length > 0) {
       effective = effectiveConfig(config, stored);
+      settleConfig(effective); // logged when the settings service adopts the same document
       new Logger('settings').log(`stored settings applied over the environment: ${Object.keys(stored).sort().join(', ')}`);
     }
   }

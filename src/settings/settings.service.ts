@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { fieldErrors, invalidQuery } from '../common/errors.js';
-import { AppConfig, loadConfig } from '../config/config.js';
+import { AppConfig, loadConfig, settleConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { baselineOf } from './boot.js';
@@ -13,7 +13,6 @@ import {
   effectiveConfig,
   mergeStored,
   parsePatch,
-  readOnlyProblems,
   settingByPath,
   settingsDocument,
   settingSources,
@@ -99,7 +98,11 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
   async update(body: unknown, actor: Actor) {
     const flavour = this.database.info.flavour;
     const { values, problems } = parsePatch(body);
-    if (problems.length > 0) throw fieldErrors([...problems, ...readOnlyProblems(values, this.config, flavour)]);
+    if (problems.length > 0) {
+      // Name every bad field at once: the rules between fields too, checked on the valid part of the patch.
+      const after = effectiveConfig(this.baseline, mergeStored(this.row.document, values));
+      throw fieldErrors([...problems, ...checkConfig(after, this.config, flavour, values)]);
+    }
     let changes: Change[] = [];
     const row = await this.repo.update((current) => {
       const document = mergeStored(current.document, values);
@@ -154,6 +157,8 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
   private adopt(row: StoredRow): void {
     const flavour = this.database.info.flavour;
     const wanted = effectiveConfig(this.baseline, row.document);
+    // Stored values that no longer fit the environment (it changed since they were stored) are raised to fit, not refused.
+    for (const a of settleConfig(wanted)) this.logger.warn(`${a.field} raised from ${a.from} to ${a.to}: ${a.rule}`);
     const changes = diffConfig(this.config, wanted, flavour).filter((c) => settingByPath(c.field)?.apply === 'live');
     this.row = row;
     if (changes.length === 0) return;

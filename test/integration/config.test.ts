@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createApp } from '../../src/app.factory.js';
+import { CollectorService } from '../../src/collector/collector.service.js';
 import { AppConfig, loadConfig } from '../../src/config/config.js';
 import { SettingsService } from '../../src/settings/settings.service.js';
 import { startApp } from '../support/app.js';
@@ -41,6 +42,19 @@ describeEachFlavour('runtime configuration', (ctx) => {
     assert.equal(now.json.storage.retention_days, 7);
     assert.equal(now.json.version, 0);
     assert.equal((await ctx.t.get('/api/v1/config/history')).json.total, 0);
+  });
+
+  it('names a broken rule between fields alongside bad values, and applies none of it', async () => {
+    const r = await put({ storage: { batch_size: 'big' }, collector: { interval_live: '2m', interval_persist: '1m' }, alerting: { colour: 'red' } });
+    assert.equal(r.status, 400);
+    assert.equal(r.json.error.code, 'INVALID_REQUEST');
+    assert.deepEqual(r.json.error.details.errors.map((e: { field: string }) => e.field), ['storage.batch_size', 'alerting.colour', 'collector.interval_persist']);
+    assert.equal(r.json.error.details.field, 'storage.batch_size', 'the envelope of ingest: the first field, then every one');
+    assert.match(r.json.error.message, /^storage\.batch_size: must be an integer \(and 2 more\)$/);
+    assert.match(r.json.error.details.errors[2].message, /interval_persist \(1m\) must be at least interval_live \(2m\)/);
+    const now = await ctx.t.get('/api/v1/config');
+    assert.equal(now.json.collector.interval_live, '5s');
+    assert.equal(now.json.version, 0);
   });
 
   it('applies a change live: ingest refuses points past the new retention, job schedules follow', async () => {
@@ -96,17 +110,20 @@ describe('runtime configuration across a restart', () => {
       try {
         let app = await createApp(loadConfig(env), false);
         const settings = app.get(SettingsService);
-        await settings.update({ storage: { retention_days: 21 }, collector: { interval_live: '15s' }, processing: { worker_threads: 3 } }, { by: 'test', client: {} });
+        await settings.update({ storage: { retention_days: 21 }, collector: { interval_live: '15s', enabled: false }, processing: { worker_threads: 3 } }, { by: 'test', client: {} });
         await app.close();
         // The environment now says otherwise; the stored settings still win.
-        app = await createApp(loadConfig({ ...env, METRICS_RETENTION_DAYS: '30', METRICS_INTERVAL_PERSIST: '60' }), false);
+        app = await createApp(loadConfig({ ...env, METRICS_RETENTION_DAYS: '10', ROLLUP_RETENTION_DAYS: '14', METRICS_INTERVAL_PERSIST: '60', COLLECTOR_ENABLED: 'true' }), false);
         try {
           const config = app.get(AppConfig);
           assert.equal(config.retentionDays, 21);
           assert.equal(config.collector.liveSeconds, 15);
           assert.equal(config.collector.persistSeconds, 60, 'the environment over the default');
           assert.equal(config.db.writeConnections, 3, 'a restart-only setting is in force after the restart');
+          assert.equal(config.collector.enabled, false);
+          assert.equal(app.get(CollectorService).collector.isRunning, false, 'switched off in the stored settings: never started');
           const doc = app.get(SettingsService).document();
+          assert.equal((doc as any).storage.rollup_retention_days, 21, 'the environment\'s 14 days raised to the stored raw retention, as shown');
           assert.deepEqual(doc.pending_restart, {});
           assert.equal(doc.sources['collector.interval_persist'], 'environment');
           assert.equal(doc.version, 1);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config/config.js';
+import { ConfigError, loadConfig, settleConfig } from '../../src/config/config.js';
 import { expiredRanges, retentionCutoff, rollupRetentionDays } from '../../src/retention/retention-plan.js';
 import { applyLive, checkConfig, diffConfig, effectiveConfig, mergeStored, parsePatch, settingsDocument, settingSources } from '../../src/settings/settings-schema.js';
 
@@ -90,5 +90,37 @@ describe('runtime settings', () => {
     applyLive(running, wanted);
     assert.equal(running.retentionDays, 3);
     assert.equal(running.db.writeConnections, 2);
+  });
+});
+
+describe('rules between settings in the environment', () => {
+  it('a default yields to a variable the operator set', () => {
+    const c = loadConfig({ METRICS_RETENTION_DAYS: '400', METRICS_INTERVAL_LIVE: '60' });
+    assert.equal(c.retention.rollupDays, 400, 'rollups kept at least as long as raw points');
+    assert.equal(c.collector.persistSeconds, 60, 'persisting no more often than sampling');
+    assert.equal(loadConfig({ METRICS_RETENTION_DAYS: '0' }).retention.rollupDays, 0, 'raw points forever: rollups too');
+    assert.equal((settingsDocument(loadConfig({ METRICS_RETENTION_DAYS: '0' }), 'postgresql') as any).storage.rollup_retention_days, 0, 'the value in force is the one shown');
+    assert.equal(loadConfig({}).retention.rollupDays, 365);
+  });
+
+  it('two variables set against each other are refused at start, naming both', () => {
+    assert.throws(() => loadConfig({ METRICS_INTERVAL_LIVE: '60', METRICS_INTERVAL_PERSIST: '30' }), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /METRICS_INTERVAL_PERSIST: 30 must be at least METRICS_INTERVAL_LIVE \(60\)/);
+      return true;
+    });
+    assert.throws(() => loadConfig({ METRICS_INTERVAL_PERSIST: '2' }), /at least METRICS_INTERVAL_LIVE \(5\)/, 'against the default live interval');
+    assert.throws(() => loadConfig({ METRICS_RETENTION_DAYS: '30', ROLLUP_RETENTION_DAYS: '10' }), /ROLLUP_RETENTION_DAYS: 10 must be 0 \(forever\) or at least METRICS_RETENTION_DAYS \(30\)/);
+    assert.throws(() => loadConfig({ METRICS_RETENTION_DAYS: '0', ROLLUP_RETENTION_DAYS: '365' }), /must be 0 \(forever\) when METRICS_RETENTION_DAYS is 0/);
+    assert.throws(() => loadConfig({ ROLLUP_RETENTION_DAYS: '3' }), /at least METRICS_RETENTION_DAYS \(7\)/);
+    assert.equal(loadConfig({ METRICS_RETENTION_DAYS: '30', ROLLUP_RETENTION_DAYS: '0' }).retention.rollupDays, 0, 'rollups forever is always fine');
+  });
+
+  it('stored values that no longer fit are raised, never lowered', () => {
+    const c = effectiveConfig(loadConfig({ ROLLUP_RETENTION_DAYS: '30' }), { 'storage.retention_days': 60, 'collector.interval_live': '2m' });
+    const adjusted = settleConfig(c);
+    assert.deepEqual(adjusted.map((a) => [a.field, a.from, a.to]), [['collector.interval_persist', 30, 120], ['storage.rollup_retention_days', 30, 60]]);
+    assert.equal(c.retentionDays, 60);
+    assert.deepEqual(settleConfig(c), [], 'settled');
   });
 });
