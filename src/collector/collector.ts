@@ -227,8 +227,9 @@ export class Collector {
     let timer: unknown;
     const cutoff = new Promise<never>((_, reject) => {
       timer = this.clock.setTimeout(() => {
-        abort.abort();
+        // Rejected before the abort: a sampler that rejects at once on abort must still count as a timeout.
         reject(new PollTimeout(`${s.sampler.name} sampler gave no answer within ${deadline} ms`));
+        abort.abort();
       }, deadline);
     });
     const attempt = s.sampler.sample(abort.signal);

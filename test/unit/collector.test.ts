@@ -36,7 +36,10 @@ describe('GPU sampler on a fake nvidia-smi', () => {
   it('reads several GPUs and placeholder fields', async () => {
     assert.equal((await sampleWith(fakeSmi('four', replay('four-gpus.csv')))).gpus.length, 4);
     const p = await sampleWith(fakeSmi('placeholders', replay('placeholders.csv')));
-    assert.equal(p.gpus[0].utilization, null);
+    assert.equal(p.gpus.length, 2);
+    assert.deepEqual([p.gpus[0].utilization, p.gpus[0].memoryUtilization], [null, null], '[Not Supported]');
+    assert.equal(p.gpus[0].powerDraw, null, '[N/A]');
+    assert.equal(p.gpus[0].temperature, 38, 'the readable fields of the same GPU are kept');
   });
 
   it('a missing binary is "not available", retried a minute later', async () => {
@@ -66,6 +69,23 @@ describe('GPU sampler on a fake nvidia-smi', () => {
     // Once the killed child is reaped, a new one may run.
     await new Promise((r) => setTimeout(r, 200));
     await assert.rejects(sampler.sample(AbortSignal.timeout(200)), /killed/);
+  });
+});
+
+describe('collector with a hung nvidia-smi (real time)', () => {
+  it('cuts the poll off within the live interval and keeps the host sample', async () => {
+    const host: Sampler<HostSample> = { name: 'host', sample: async () => hostReading(Date.now()) };
+    const gpu = new GpuSampler(() => fakeSmi('hung-real', 'exec sleep 60'));
+    const collector = new Collector({ host, gpu }, settings({ liveMs: 1_000 }), async () => undefined);
+    const t0 = performance.now();
+    await collector.pollOnce();
+    const took = performance.now() - t0;
+    assert.ok(took >= 750 && took < 1_000, `cut off at 80% of the 1 s interval, took ${Math.round(took)} ms`);
+    const [hostState, gpuState] = collector.samplerStates();
+    assert.equal(hostState.samples, 1);
+    assert.equal(gpuState.timeouts, 1);
+    assert.match(gpuState.reason!, /no answer within 800 ms/);
+    assert.equal(collector.buffer.size, HOST_ROWS);
   });
 });
 
