@@ -19,6 +19,8 @@ export interface StreamOptions {
   limit?: number;
   /** Statement timeout for this read (ms, 0 = none); exports outlive the API's timeout. */
   timeoutMs?: number;
+  /** Aborted when the reader of the stream is gone: the COPY stops at once and its connection is dropped. */
+  signal?: AbortSignal;
 }
 
 /** Epoch ms → ISO 8601 with microseconds, for literals in COPY (which takes no parameters). */
@@ -63,13 +65,24 @@ export class PointReader {
     const sql =
       `COPY (SELECT series_id, time, value FROM points WHERE series_id = ANY('{${ids.join(',')}}'::int[])` +
       ` AND time >= '${isoMicros(from)}'::timestamptz AND time < '${isoMicros(to)}'::timestamptz ORDER BY ${order}${limit}) TO STDOUT (FORMAT binary)`;
+    const { signal } = opts;
+    signal?.throwIfAborted();
     const client = await this.database.readPool.connect();
+    // A checked-out client has no 'error' listener (the pool's is for idle ones): a connection
+    // that dies under the COPY would otherwise be an uncaught exception. The COPY fails on its own.
+    const onError = () => undefined;
+    client.on('error', onError);
     let clean = false;
+    let stop: (() => void) | undefined;
     try {
+      signal?.throwIfAborted();
       await client.query('BEGIN READ ONLY');
       if (opts.timeoutMs !== undefined && !this.database.info.pglite) await client.query(`SET LOCAL statement_timeout = ${Math.floor(opts.timeoutMs)}`);
+      signal?.throwIfAborted();
       const decoder = new CopyBinaryDecoder();
       const copy = client.query(copyTo(sql));
+      stop = () => copy.destroy(new Error('export abandoned by its reader'));
+      signal?.addEventListener('abort', stop, { once: true });
       for await (const chunk of copy as AsyncIterable<Buffer>) {
         const cols = decoder.push(chunk);
         if (cols.length) yield cols;
@@ -78,8 +91,10 @@ export class PointReader {
       await client.query('COMMIT');
       clean = true;
     } finally {
+      if (stop) signal?.removeEventListener('abort', stop);
       // A consumer that stopped early (client gone, limit reached) leaves the COPY mid-stream: drop the connection.
       release(client, clean);
+      client.off('error', onError);
     }
   }
 }

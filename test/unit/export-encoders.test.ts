@@ -5,6 +5,7 @@ import { PointBatchBuilder } from '../../src/storage/point-batch.js';
 import { CopyBinaryDecoder } from '../../src/export/copy-decoder.js';
 import { columnNames, csvCell, isoTimestamp, neutralise } from '../../src/export/encoders.js';
 import { exportFileName } from '../../src/export/export-request.js';
+import { releasingStream } from '../../src/export/releasing-stream.js';
 import { parsePercentiles } from '../../src/statistics/percentiles.js';
 import { parseMinDeviation } from '../../src/anomalies/anomaly-request.js';
 
@@ -77,5 +78,78 @@ describe('request parsing', () => {
     assert.deepEqual(parseMinDeviation('12.5%'), { kind: 'relative', value: 0.125 });
     assert.throws(() => parseMinDeviation(-1), /min_deviation/);
     assert.throws(() => parseMinDeviation('x%'), /min_deviation/);
+  });
+});
+
+describe('releasingStream (the slot of a streamed export)', () => {
+  const tick = () => new Promise((r) => setTimeout(r, 10));
+  /** A source that yields `n` chunks, waits `holdMs` before each, and records its clean-up and abort. */
+  function source(n: number, opts: { holdMs?: number; failAt?: number } = {}) {
+    const seen = { cleanedUp: false, aborted: false, started: false };
+    const open = (signal: AbortSignal) =>
+      (async function* () {
+        seen.started = true;
+        signal.addEventListener('abort', () => (seen.aborted = true));
+        try {
+          for (let i = 0; i < n; i++) {
+            if (opts.holdMs) await new Promise((r) => setTimeout(r, opts.holdMs));
+            if (i === opts.failAt) throw new Error('connection lost');
+            yield Buffer.from(`chunk ${i}\n`);
+          }
+        } finally {
+          seen.cleanedUp = true;
+        }
+      })();
+    return { open, seen };
+  }
+
+  it('releases once, before the end reaches the reader, when read to the end', async () => {
+    const { open, seen } = source(3);
+    let released = 0;
+    const body = releasingStream(open, () => released++);
+    let text = '';
+    for await (const c of body) text += c;
+    assert.equal(released, 1, 'released by the time the reader sees the end');
+    assert.equal(text, 'chunk 0\nchunk 1\nchunk 2\n');
+    await tick();
+    assert.equal(released, 1);
+    assert.ok(seen.cleanedUp);
+  });
+
+  it('releases once when the source fails (a database error)', async () => {
+    const { open, seen } = source(3, { failAt: 1 });
+    let released = 0;
+    const body = releasingStream(open, () => released++);
+    await assert.rejects(async () => {
+      for await (const _ of body);
+    }, /connection lost/);
+    await tick();
+    assert.equal(released, 1);
+    assert.ok(seen.cleanedUp);
+  });
+
+  it('releases once when destroyed before it was ever read (the client gone before the body started)', async () => {
+    const { open, seen } = source(3);
+    let released = 0;
+    const body = releasingStream(open, () => released++);
+    body.destroy();
+    await tick();
+    assert.equal(released, 1);
+    assert.equal(seen.started, false);
+  });
+
+  it('aborts the source and releases once, after its clean-up, when destroyed mid-stream', async () => {
+    const { open, seen } = source(1000, { holdMs: 5 });
+    let released = 0;
+    let cleanedUpFirst = false;
+    const body = releasingStream(open, () => ((cleanedUpFirst = seen.cleanedUp), released++));
+    await new Promise((r) => body.once('data', r));
+    body.destroy();
+    await new Promise((r) => body.once('close', r));
+    assert.equal(released, 1);
+    assert.ok(seen.aborted, 'the pending read is told to stop');
+    assert.ok(cleanedUpFirst, 'released after the source gave its connection back');
+    await tick();
+    assert.equal(released, 1);
   });
 });
