@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { toIsoMicros } from '../common/time.js';
 import { Database } from '../database/database.js';
 import { CopyBinaryDecoder, PointColumns } from './copy-decoder.js';
 
@@ -23,14 +24,6 @@ export interface StreamOptions {
   signal?: AbortSignal;
 }
 
-/** Epoch ms → ISO 8601 with microseconds, for literals in COPY (which takes no parameters). */
-export function isoMicros(ms: number): string {
-  const whole = Math.floor(ms);
-  const micros = Math.round((ms - whole) * 1000);
-  const iso = new Date(whole).toISOString();
-  return micros ? `${iso.slice(0, 23)}${String(micros).padStart(3, '0')}Z` : iso;
-}
-
 /**
  * Bulk reads of raw points for analysis and export: one binary `COPY (SELECT ...) TO STDOUT` on a
  * connection of the read pool, decoded into typed arrays as it streams, so a million points reach
@@ -50,7 +43,7 @@ export class PointReader {
   async countPoints(ids: readonly number[], from: number, to: number, cap: number): Promise<number> {
     const r = await this.database.readPool.query<{ n: number }>(
       'SELECT count(*) AS n FROM (SELECT 1 FROM points WHERE series_id = ANY($1::int[]) AND time >= $2::timestamptz AND time < $3::timestamptz LIMIT $4) x',
-      [ids, isoMicros(from), isoMicros(to), cap],
+      [ids, toIsoMicros(from), toIsoMicros(to), cap],
     );
     return r.rows[0].n;
   }
@@ -64,7 +57,7 @@ export class PointReader {
     const limit = opts.limit !== undefined ? ` LIMIT ${Math.floor(opts.limit)}` : '';
     const sql =
       `COPY (SELECT series_id, time, value FROM points WHERE series_id = ANY('{${ids.join(',')}}'::int[])` +
-      ` AND time >= '${isoMicros(from)}'::timestamptz AND time < '${isoMicros(to)}'::timestamptz ORDER BY ${order}${limit}) TO STDOUT (FORMAT binary)`;
+      ` AND time >= '${toIsoMicros(from)}'::timestamptz AND time < '${toIsoMicros(to)}'::timestamptz ORDER BY ${order}${limit}) TO STDOUT (FORMAT binary)`;
     const { signal } = opts;
     signal?.throwIfAborted();
     const client = await this.database.readPool.connect();
