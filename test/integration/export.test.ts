@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { parquetReadObjects } from 'hyparquet';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
 import type { TestApp } from '../support/app.js';
@@ -138,6 +138,16 @@ describeEachFlavour('export', (ctx) => {
     assert.equal(r.body.toString('utf8'), 'timestamp,value,source,experiment_id,host,note\n');
     const j = await raw(ctx.t, `/api/v1/metrics/export?format=json&metric=cpu_usage&from=${iso(T0 - 2 * HOUR)}&to=${iso(T0 - HOUR)}`);
     assert.deepEqual(JSON.parse(j.body.toString('utf8')), []);
+  });
+
+  it('exports an empty range as Parquet that a reader opens, with the columns and no rows', async () => {
+    const r = await raw(ctx.t, `/api/v1/metrics/export?format=parquet&metric=cpu_usage&from=${iso(T0 - 2 * HOUR)}&to=${iso(T0 - HOUR)}`);
+    assert.equal(r.status, 200);
+    const file = r.body.buffer.slice(r.body.byteOffset, r.body.byteOffset + r.body.byteLength) as ArrayBuffer;
+    const meta = parquetMetadata(file);
+    assert.equal(Number(meta.num_rows), 0);
+    assert.deepEqual(meta.schema.slice(1).map((c) => c.name), ['timestamp', 'value', 'source', 'experiment_id', 'host', 'note']);
+    assert.deepEqual(await parquetReadObjects({ file }), []);
   });
 
   it('runs an asynchronous export with progress, then serves its file', async () => {

@@ -3,8 +3,10 @@ import { describe, it } from 'node:test';
 import { encodeCopyBinary } from '../../src/storage/copy-binary.js';
 import { PointBatchBuilder } from '../../src/storage/point-batch.js';
 import { CopyBinaryDecoder } from '../../src/export/copy-decoder.js';
-import { columnNames, csvCell, neutralise } from '../../src/export/encoders.js';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
+import { columnNames, csvCell, encoderFor, neutralise, PARQUET_ROW_GROUP } from '../../src/export/encoders.js';
 import { exportFileName } from '../../src/export/export-request.js';
+import type { SeriesInfo } from '../../src/export/point-reader.js';
 import { releasingStream } from '../../src/export/releasing-stream.js';
 import { parsePercentiles } from '../../src/statistics/percentiles.js';
 import { parseMinDeviation } from '../../src/anomalies/anomaly-request.js';
@@ -148,4 +150,49 @@ describe('releasingStream (the slot of a streamed export)', () => {
     await tick();
     assert.equal(released, 1);
   });
+});
+
+describe('Parquet row groups', () => {
+  const series = new Map<number, SeriesInfo>([
+    [1, { id: 1, metric: 'm', source: 'a', tags: { host: 'h1' }, unit: null }],
+    [2, { id: 2, metric: 'm', source: 'b', tags: {}, unit: null }],
+  ]);
+  const T = Date.UTC(2024, 0, 15);
+  /** `rows` points fed to the encoder in chunks of `chunk`, as the COPY decoder hands them over. */
+  async function roundTrip(rows: number, chunk: number) {
+    const enc = encoderFor('parquet', { withMetric: false, tagKeys: ['host'] });
+    const parts = [enc.begin()];
+    for (let at = 0; at < rows; at += chunk) {
+      const n = Math.min(chunk, rows - at);
+      const cols = { seriesIds: new Int32Array(n), times: new Float64Array(n), values: new Float64Array(n), length: n };
+      for (let i = 0; i < n; i++) {
+        cols.seriesIds[i] = ((at + i) % 2) + 1;
+        cols.times[i] = T + (at + i) * 10 + ((at + i) % 1000) / 1000; // microseconds too
+        cols.values[i] = (at + i) * 0.5;
+      }
+      parts.push(enc.encode(cols, series));
+    }
+    parts.push(enc.end());
+    const buf = Buffer.concat(parts);
+    const file = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+    return { meta: parquetMetadata(file), rows: (await parquetReadObjects({ file, parsers: { timestampFromMicroseconds: (us: bigint) => us } })) as Array<Record<string, unknown>> };
+  }
+
+  for (const [rows, groups] of [[PARQUET_ROW_GROUP, [PARQUET_ROW_GROUP]], [PARQUET_ROW_GROUP + 1, [PARQUET_ROW_GROUP, 1]]] as const) {
+    it(`reads back ${rows} rows (${groups.length} row group(s)) exactly, whatever the chunking`, async () => {
+      for (const chunk of [rows, 4096, 33_333]) {
+        const { meta, rows: got } = await roundTrip(rows, chunk);
+        assert.deepEqual(meta.row_groups.map((g) => Number(g.num_rows)), groups, `chunks of ${chunk}`);
+        assert.equal(got.length, rows);
+        for (const i of [0, 1, PARQUET_ROW_GROUP - 1, rows - 1]) {
+          const r = got[i];
+          assert.equal(r.timestamp, BigInt(T + i * 10) * 1000n + BigInt(i % 1000), `row ${i}: microseconds`);
+          assert.equal(r.value, i * 0.5);
+          assert.equal(r.source, i % 2 ? 'b' : 'a');
+          assert.equal(r.host ?? null, i % 2 ? null : 'h1');
+        }
+        for (let i = 0; i < rows; i++) if (got[i].value !== i * 0.5) assert.fail(`row ${i}: ${got[i].value}`);
+      }
+    });
+  }
 });
