@@ -123,6 +123,34 @@ export function toIso(ms: number): string {
   return `${isoPrefix}${pad2(h)}:${pad2(m)}:${pad2(s)}.${pad3(r - s * SECOND)}Z`;
 }
 
+/**
+ * Epoch ms → [whole ms, µs past it (0-999)], the fraction rounded to the nearest microsecond and
+ * carried into the millisecond when it rounds up to 1000. Rounding only the fraction (not ms × 1000,
+ * which rounds once more) keeps the microsecond a double of epoch ms holds: all of them while
+ * |ms| < 2^42 (years 1830 to 2109).
+ */
+function splitMicros(ms: number): [number, number] {
+  const whole = Math.floor(ms);
+  const us = Math.round((ms - whole) * 1000);
+  return us === 1000 ? [whole + 1, 0] : [whole, us];
+}
+
+/** Epoch ms → whole epoch microseconds (what PostgreSQL and Parquet store). */
+export function toEpochMicros(ms: number): number {
+  const [whole, us] = splitMicros(ms);
+  return whole * 1000 + us;
+}
+
+/**
+ * Epoch ms → ISO 8601 UTC with microseconds when the value has them (`2024-01-15T10:30:00.000123Z`),
+ * else as toIso (`.000Z`). A fraction that rounds up carries (…00.9999996 → …01.000Z).
+ */
+export function toIsoMicros(ms: number): string {
+  const [whole, us] = splitMicros(ms);
+  const iso = toIso(whole);
+  return us ? `${iso.slice(0, -1)}${pad3(us)}Z` : iso;
+}
+
 /** Floor to a multiple of `step` counted from the Unix epoch (what `date_bin(step, t, 'epoch')` does). */
 export const floorTo = (ms: number, step: number) => Math.floor(ms / step) * step;
 export const ceilTo = (ms: number, step: number) => Math.ceil(ms / step) * step;

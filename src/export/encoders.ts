@@ -1,6 +1,7 @@
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import type { PointColumns } from './copy-decoder.js';
 import type { SeriesInfo } from './point-reader.js';
+import { toEpochMicros, toIsoMicros } from '../common/time.js';
 
 /**
  * Export formats as encoders: rows in (columnar chunks plus the series they belong to), bytes out,
@@ -22,14 +23,6 @@ export interface ExportEncoder {
   begin(): Buffer;
   encode(rows: PointColumns, series: ReadonlyMap<number, SeriesInfo>): Buffer;
   end(): Buffer;
-}
-
-/** Epoch ms → ISO 8601, with microseconds only when the point has them. */
-export function isoTimestamp(ms: number): string {
-  const whole = Math.floor(ms);
-  const iso = new Date(whole).toISOString();
-  const micros = Math.round((ms - whole) * 1000);
-  return micros ? `${iso.slice(0, 23)}${String(micros).padStart(3, '0')}Z` : iso;
 }
 
 /** A number as JSON and CSV write it (shortest round-trip form). */
@@ -82,8 +75,8 @@ class CsvEncoder implements ExportEncoder {
       }
       parts.push(
         this.layout.withMetric
-          ? `${isoTimestamp(rows.times[i])},${c.metric},${num(rows.values[i])},${c.rest}\n`
-          : `${isoTimestamp(rows.times[i])},${num(rows.values[i])},${c.rest}\n`,
+          ? `${toIsoMicros(rows.times[i])},${c.metric},${num(rows.values[i])},${c.rest}\n`
+          : `${toIsoMicros(rows.times[i])},${num(rows.values[i])},${c.rest}\n`,
       );
     }
     return Buffer.from(parts.join(''));
@@ -121,7 +114,7 @@ class JsonEncoder implements ExportEncoder {
       }
       const v = rows.values[i];
       const s = series.get(id)!;
-      const record = `{"timestamp":"${isoTimestamp(rows.times[i])}","metric":${JSON.stringify(s.metric)},"value":${Number.isFinite(v) ? v : 'null'}${rest}`;
+      const record = `{"timestamp":"${toIsoMicros(rows.times[i])}","metric":${JSON.stringify(s.metric)},"value":${Number.isFinite(v) ? v : 'null'}${rest}`;
       if (this.lines) parts.push(record, '\n');
       else {
         parts.push(this.first ? '\n' : ',\n', record);
@@ -185,7 +178,7 @@ class ParquetEncoder implements ExportEncoder {
     this.series = series;
     const out: Buffer[] = [];
     for (let i = 0; i < rows.length; i++) {
-      const us = Math.round(rows.times[i] * 1000);
+      const us = toEpochMicros(rows.times[i]);
       const hi = Math.floor(us / 4_294_967_296);
       this.timeHalves[2 * this.n] = us - hi * 4_294_967_296; // little-endian: low half first
       this.timeHalves[2 * this.n + 1] = hi; // two's complement for times before 1970

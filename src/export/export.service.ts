@@ -16,6 +16,7 @@ import { encoderFor, ExportEncoder, ExportLayout } from './encoders.js';
 import { exportFileName, ExportSpec, parseExportSpec } from './export-request.js';
 import { ExportRepository, ExportRow } from './export.repository.js';
 import { PointReader, SeriesInfo } from './point-reader.js';
+import { releasingStream } from './releasing-stream.js';
 
 const INSTANCE = `${hostname()}:${process.pid}`;
 /** How long the reference's GET /export/metrics waits for an export before answering 202 with its progress. */
@@ -90,16 +91,8 @@ export class ExportService implements OnModuleInit {
     if (!this.tryAcquire()) {
       throw serviceUnavailable(`${this.config.analytics.exportMaxConcurrent} exports are running (EXPORT_MAX_CONCURRENT); retry shortly or use POST /api/v1/metrics/exports`, 5);
     }
-    const release = () => this.release();
-    const gen = this.bytes(sel, () => undefined);
-    async function* guarded() {
-      try {
-        yield* gen;
-      } finally {
-        release();
-      }
-    }
-    return { fileName: sel.fileName, contentType: sel.encoder.contentType, body: Readable.from(guarded(), { objectMode: false }) };
+    const body = releasingStream((signal) => this.bytes(sel, () => undefined, signal), () => this.release());
+    return { fileName: sel.fileName, contentType: sel.encoder.contentType, body };
   }
 
   // ---- asynchronous ----
@@ -239,13 +232,13 @@ export class ExportService implements OnModuleInit {
   }
 
   /** The export's bytes, chunk by chunk; `progress(records, fraction)` after each chunk. */
-  private async *bytes(sel: Selection, progress: (records: number, fraction: number) => void): AsyncGenerator<Buffer> {
+  private async *bytes(sel: Selection, progress: (records: number, fraction: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
     const { spec, ids, series, encoder } = sel;
     yield encoder.begin();
     let records = 0;
     const span = Math.max(1, spec.to - spec.from);
     if (!spec.buckets) {
-      for await (const chunk of this.reader.stream(ids, spec.from, spec.to, { order: 'time', timeoutMs: this.config.analytics.exportTimeoutMs })) {
+      for await (const chunk of this.reader.stream(ids, spec.from, spec.to, { order: 'time', timeoutMs: this.config.analytics.exportTimeoutMs, signal })) {
         records += chunk.length;
         const out = encoder.encode(chunk, series);
         progress(records, Math.min(1, (chunk.times[chunk.length - 1] - spec.from) / span));
@@ -255,6 +248,7 @@ export class ExportService implements OnModuleInit {
       // Buckets per series, through the query planner (rollups included), one series at a time.
       const b = spec.buckets;
       for (let k = 0; k < ids.length; k++) {
+        signal?.throwIfAborted();
         const { rows } = await this.queries.bucketsOf([ids[k]], spec.from, spec.to, b.granularityMs, b.aggregation);
         const chunk: PointColumns = {
           seriesIds: new Int32Array(rows.length).fill(ids[k]),

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { toIsoMicros } from '../common/time.js';
 import { Database } from '../database/database.js';
 import { CopyBinaryDecoder, PointColumns } from './copy-decoder.js';
 
@@ -19,14 +20,8 @@ export interface StreamOptions {
   limit?: number;
   /** Statement timeout for this read (ms, 0 = none); exports outlive the API's timeout. */
   timeoutMs?: number;
-}
-
-/** Epoch ms → ISO 8601 with microseconds, for literals in COPY (which takes no parameters). */
-export function isoMicros(ms: number): string {
-  const whole = Math.floor(ms);
-  const micros = Math.round((ms - whole) * 1000);
-  const iso = new Date(whole).toISOString();
-  return micros ? `${iso.slice(0, 23)}${String(micros).padStart(3, '0')}Z` : iso;
+  /** Aborted when the reader of the stream is gone: the COPY stops at once and its connection is dropped. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -48,7 +43,7 @@ export class PointReader {
   async countPoints(ids: readonly number[], from: number, to: number, cap: number): Promise<number> {
     const r = await this.database.readPool.query<{ n: number }>(
       'SELECT count(*) AS n FROM (SELECT 1 FROM points WHERE series_id = ANY($1::int[]) AND time >= $2::timestamptz AND time < $3::timestamptz LIMIT $4) x',
-      [ids, isoMicros(from), isoMicros(to), cap],
+      [ids, toIsoMicros(from), toIsoMicros(to), cap],
     );
     return r.rows[0].n;
   }
@@ -62,14 +57,25 @@ export class PointReader {
     const limit = opts.limit !== undefined ? ` LIMIT ${Math.floor(opts.limit)}` : '';
     const sql =
       `COPY (SELECT series_id, time, value FROM points WHERE series_id = ANY('{${ids.join(',')}}'::int[])` +
-      ` AND time >= '${isoMicros(from)}'::timestamptz AND time < '${isoMicros(to)}'::timestamptz ORDER BY ${order}${limit}) TO STDOUT (FORMAT binary)`;
+      ` AND time >= '${toIsoMicros(from)}'::timestamptz AND time < '${toIsoMicros(to)}'::timestamptz ORDER BY ${order}${limit}) TO STDOUT (FORMAT binary)`;
+    const { signal } = opts;
+    signal?.throwIfAborted();
     const client = await this.database.readPool.connect();
+    // A checked-out client has no 'error' listener (the pool's is for idle ones): a connection
+    // that dies under the COPY would otherwise be an uncaught exception. The COPY fails on its own.
+    const onError = () => undefined;
+    client.on('error', onError);
     let clean = false;
+    let stop: (() => void) | undefined;
     try {
+      signal?.throwIfAborted();
       await client.query('BEGIN READ ONLY');
       if (opts.timeoutMs !== undefined && !this.database.info.pglite) await client.query(`SET LOCAL statement_timeout = ${Math.floor(opts.timeoutMs)}`);
+      signal?.throwIfAborted();
       const decoder = new CopyBinaryDecoder();
       const copy = client.query(copyTo(sql));
+      stop = () => copy.destroy(new Error('export abandoned by its reader'));
+      signal?.addEventListener('abort', stop, { once: true });
       for await (const chunk of copy as AsyncIterable<Buffer>) {
         const cols = decoder.push(chunk);
         if (cols.length) yield cols;
@@ -78,8 +84,10 @@ export class PointReader {
       await client.query('COMMIT');
       clean = true;
     } finally {
+      if (stop) signal?.removeEventListener('abort', stop);
       // A consumer that stopped early (client gone, limit reached) leaves the COPY mid-stream: drop the connection.
       release(client, clean);
+      client.off('error', onError);
     }
   }
 }

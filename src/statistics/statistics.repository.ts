@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Database } from '../database/database.js';
-import { isoMicros } from '../export/point-reader.js';
+import { toIsoMicros } from '../common/time.js';
 
 export interface SummaryRow {
   count: number;
@@ -26,7 +26,7 @@ export class StatisticsRepository {
       `SELECT count(*) AS count, min(value) AS min, max(value) AS max, avg(value) AS avg, stddev_samp(value) AS std_dev,
               percentile_cont($4::float8[]) WITHIN GROUP (ORDER BY value) AS quantiles
        FROM points WHERE series_id = ANY($1::int[]) AND time >= $2::timestamptz AND time < $3::timestamptz`,
-      [ids, isoMicros(from), isoMicros(to), fractions],
+      [ids, toIsoMicros(from), toIsoMicros(to), fractions],
     );
     return r.rows[0];
   }

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { parquetReadObjects } from 'hyparquet';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
 import type { TestApp } from '../support/app.js';
@@ -139,6 +140,16 @@ describeEachFlavour('export', (ctx) => {
     assert.deepEqual(JSON.parse(j.body.toString('utf8')), []);
   });
 
+  it('exports an empty range as Parquet that a reader opens, with the columns and no rows', async () => {
+    const r = await raw(ctx.t, `/api/v1/metrics/export?format=parquet&metric=cpu_usage&from=${iso(T0 - 2 * HOUR)}&to=${iso(T0 - HOUR)}`);
+    assert.equal(r.status, 200);
+    const file = r.body.buffer.slice(r.body.byteOffset, r.body.byteOffset + r.body.byteLength) as ArrayBuffer;
+    const meta = parquetMetadata(file);
+    assert.equal(Number(meta.num_rows), 0);
+    assert.deepEqual(meta.schema.slice(1).map((c) => c.name), ['timestamp', 'value', 'source', 'experiment_id', 'host', 'note']);
+    assert.deepEqual(await parquetReadObjects({ file }), []);
+  });
+
   it('runs an asynchronous export with progress, then serves its file', async () => {
     const started = await ctx.t.post('/api/v1/metrics/exports', { metric: 'cpu_usage', from: iso(FROM), to: iso(TO), format: 'csv' });
     assert.equal(started.status, 202, started.body);
@@ -261,4 +272,102 @@ describeEachFlavour('export under load', (ctx) => {
     // And the database still answers (the abandoned COPY's connection was thrown away, not reused mid-stream).
     assert.equal((await ctx.t.get('/api/v1/metrics/summary?metric=big&from=' + iso(T1) + '&to=' + iso(T1 + N * 100))).json.statistics.count, N);
   });
+
+  it('gives the slot and the connection back however often and whenever clients hang up', async (t) => {
+    if (ctx.flavour === 'timescaledb') return t.skip('fault test: real PostgreSQL only');
+    const path = `/api/v1/metrics/export?format=csv&metric=big&from=${iso(T1)}&to=${iso(T1 + N * 100)}`;
+    const { port } = new URL(base);
+    // Hang up at every stage: while the server still resolves the series (before it has even
+    // started the body), on the headers, and after a first chunk. Each must hand its slot back.
+    const hangUp = (when: 'request' | 'headers' | 'chunk', delayMs = 0) =>
+      new Promise<void>((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, path, agent: false });
+        const end = () => (req.destroy(), resolve());
+        req.on('error', () => resolve());
+        if (when === 'request') req.on('finish', () => setTimeout(end, delayMs));
+        else req.on('response', (res) => (when === 'headers' ? end() : res.once('data', end)));
+      });
+    const health = async () => (await ctx.t.get('/health')).json.components.exports;
+    /** No slot held, seen three times in a row (a hung-up request may reach the server late). */
+    const idle = async (after: string) => {
+      await new Promise((r) => setTimeout(r, 200));
+      let last: unknown, zeros = 0;
+      for (let i = 0; i < 100 && zeros < 3; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        last = await health();
+        zeros = (last as { running: number }).running === 0 ? zeros + 1 : 0;
+      }
+      assert.deepEqual(last, { status: 'running', running: 0, waiting: 0, max_concurrent: 1 }, after);
+    };
+    for (const delay of [0, 1, 2, 5, 10]) {
+      await hangUp('request', delay);
+      await idle(`a hang-up ${delay} ms after the request`);
+    }
+    for (let i = 0; i < 3; i++) {
+      await hangUp('headers');
+      await idle('a hang-up on the headers');
+      await hangUp('chunk');
+      await idle('a hang-up after a chunk');
+    }
+    // A whole export still runs, and no connection of the read pool is left checked out.
+    const whole = await fetch(`${base}${path}`);
+    assert.equal(whole.status, 200);
+    assert.equal((await whole.text()).trim().split('\n').length, N + 1);
+    await idle('a whole export');
+    const pool = ctx.t.sql;
+    assert.equal(pool.totalCount - pool.idleCount, 0, 'no read connection is left checked out');
+  });
 }, { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0' });
+
+describeEachFlavour(
+  'export when the database goes away mid-stream',
+  (ctx) => {
+    const N = 100_000;
+    const T1 = T0 - 30 * HOUR;
+    let url = '';
+    before(async () => {
+      const { PointBatchBuilder } = await import('../../src/storage/point-batch.js');
+      const { PointWriter } = await import('../../src/storage/point-writer.js');
+      const b = new PointBatchBuilder(N);
+      const s = b.addSeries('big', 'h', {}, null);
+      for (let j = 0; j < N; j++) b.push(s, T1 + j * 100, j);
+      await ctx.t.app.get(PointWriter).write(b.build());
+      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (ctx.t.app.getHttpServer().address() as { port: number }).port;
+      url = `http://127.0.0.1:${port}/api/v1/metrics/export?format=csv&metric=big&from=${iso(T1)}&to=${iso(T1 + N * 100)}`;
+    });
+
+    it('ends the download and gives the slot back when the connection drops under a COPY', async () => {
+      const res = await fetch(url);
+      assert.equal(res.status, 200);
+      const reader = res.body!.getReader();
+      await reader.read(); // the COPY is under way
+      ctx.t.proxy!.cut();
+      // The body stops short (an error or a truncated end), it never hangs.
+      await assert.rejects(async () => {
+        for (;;) if ((await reader.read()).done) throw new Error('ended');
+      });
+      ctx.t.proxy!.restore();
+      let exports: { running: number } = { running: -1 };
+      for (let i = 0; i < 100; i++) {
+        const h = await ctx.t.get('/health');
+        exports = h.json?.components?.exports ?? exports;
+        if (exports.running === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(exports.running, 0);
+      // With the database back, a whole export runs (EXPORT_MAX_CONCURRENT=1: no slot is lost).
+      let whole: Response | undefined;
+      for (let i = 0; i < 50; i++) {
+        whole = await fetch(url);
+        if (whole.status === 200) break;
+        await whole.arrayBuffer();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(whole!.status, 200);
+      assert.equal((await whole!.text()).trim().split('\n').length, N + 1);
+    });
+  },
+  { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0' },
+  { proxy: true, flavours: ['postgresql'] },
+);

@@ -3,8 +3,11 @@ import { describe, it } from 'node:test';
 import { encodeCopyBinary } from '../../src/storage/copy-binary.js';
 import { PointBatchBuilder } from '../../src/storage/point-batch.js';
 import { CopyBinaryDecoder } from '../../src/export/copy-decoder.js';
-import { columnNames, csvCell, isoTimestamp, neutralise } from '../../src/export/encoders.js';
+import { parquetMetadata, parquetReadObjects } from 'hyparquet';
+import { columnNames, csvCell, encoderFor, neutralise, PARQUET_ROW_GROUP } from '../../src/export/encoders.js';
 import { exportFileName } from '../../src/export/export-request.js';
+import type { SeriesInfo } from '../../src/export/point-reader.js';
+import { releasingStream } from '../../src/export/releasing-stream.js';
 import { parsePercentiles } from '../../src/statistics/percentiles.js';
 import { parseMinDeviation } from '../../src/anomalies/anomaly-request.js';
 
@@ -22,10 +25,6 @@ describe('CSV cells', () => {
   it('names tag columns after the fixed ones, prefixing a key that collides', () => {
     assert.deepEqual(columnNames({ withMetric: false, tagKeys: ['host', 'value'] }), ['timestamp', 'value', 'source', 'host', 'tag_value']);
     assert.deepEqual(columnNames({ withMetric: true, tagKeys: [] }), ['timestamp', 'metric', 'value', 'source']);
-  });
-  it('writes timestamps in ISO 8601 UTC, with microseconds only when present', () => {
-    assert.equal(isoTimestamp(Date.UTC(2024, 0, 15, 10)), '2024-01-15T10:00:00.000Z');
-    assert.equal(isoTimestamp(Date.UTC(2024, 0, 15, 10) + 1.25), '2024-01-15T10:00:00.001250Z');
   });
   it('names the file as the reference does', () => {
     assert.equal(exportFileName({ metrics: ['cpu_usage'] }, 'csv'), 'cpu_usage_export.csv');
@@ -78,4 +77,122 @@ describe('request parsing', () => {
     assert.throws(() => parseMinDeviation(-1), /min_deviation/);
     assert.throws(() => parseMinDeviation('x%'), /min_deviation/);
   });
+});
+
+describe('releasingStream (the slot of a streamed export)', () => {
+  const tick = () => new Promise((r) => setTimeout(r, 10));
+  /** A source that yields `n` chunks, waits `holdMs` before each, and records its clean-up and abort. */
+  function source(n: number, opts: { holdMs?: number; failAt?: number } = {}) {
+    const seen = { cleanedUp: false, aborted: false, started: false };
+    const open = (signal: AbortSignal) =>
+      (async function* () {
+        seen.started = true;
+        signal.addEventListener('abort', () => (seen.aborted = true));
+        try {
+          for (let i = 0; i < n; i++) {
+            if (opts.holdMs) await new Promise((r) => setTimeout(r, opts.holdMs));
+            if (i === opts.failAt) throw new Error('connection lost');
+            yield Buffer.from(`chunk ${i}\n`);
+          }
+        } finally {
+          seen.cleanedUp = true;
+        }
+      })();
+    return { open, seen };
+  }
+
+  it('releases once, before the end reaches the reader, when read to the end', async () => {
+    const { open, seen } = source(3);
+    let released = 0;
+    const body = releasingStream(open, () => released++);
+    let text = '';
+    for await (const c of body) text += c;
+    assert.equal(released, 1, 'released by the time the reader sees the end');
+    assert.equal(text, 'chunk 0\nchunk 1\nchunk 2\n');
+    await tick();
+    assert.equal(released, 1);
+    assert.ok(seen.cleanedUp);
+  });
+
+  it('releases once when the source fails (a database error)', async () => {
+    const { open, seen } = source(3, { failAt: 1 });
+    let released = 0;
+    const body = releasingStream(open, () => released++);
+    await assert.rejects(async () => {
+      for await (const _ of body);
+    }, /connection lost/);
+    await tick();
+    assert.equal(released, 1);
+    assert.ok(seen.cleanedUp);
+  });
+
+  it('releases once when destroyed before it was ever read (the client gone before the body started)', async () => {
+    const { open, seen } = source(3);
+    let released = 0;
+    const body = releasingStream(open, () => released++);
+    body.destroy();
+    await tick();
+    assert.equal(released, 1);
+    assert.equal(seen.started, false);
+  });
+
+  it('aborts the source and releases once, after its clean-up, when destroyed mid-stream', async () => {
+    const { open, seen } = source(1000, { holdMs: 5 });
+    let released = 0;
+    let cleanedUpFirst = false;
+    const body = releasingStream(open, () => ((cleanedUpFirst = seen.cleanedUp), released++));
+    await new Promise((r) => body.once('data', r));
+    body.destroy();
+    await new Promise((r) => body.once('close', r));
+    assert.equal(released, 1);
+    assert.ok(seen.aborted, 'the pending read is told to stop');
+    assert.ok(cleanedUpFirst, 'released after the source gave its connection back');
+    await tick();
+    assert.equal(released, 1);
+  });
+});
+
+describe('Parquet row groups', () => {
+  const series = new Map<number, SeriesInfo>([
+    [1, { id: 1, metric: 'm', source: 'a', tags: { host: 'h1' }, unit: null }],
+    [2, { id: 2, metric: 'm', source: 'b', tags: {}, unit: null }],
+  ]);
+  const T = Date.UTC(2024, 0, 15);
+  /** `rows` points fed to the encoder in chunks of `chunk`, as the COPY decoder hands them over. */
+  async function roundTrip(rows: number, chunk: number) {
+    const enc = encoderFor('parquet', { withMetric: false, tagKeys: ['host'] });
+    const parts = [enc.begin()];
+    for (let at = 0; at < rows; at += chunk) {
+      const n = Math.min(chunk, rows - at);
+      const cols = { seriesIds: new Int32Array(n), times: new Float64Array(n), values: new Float64Array(n), length: n };
+      for (let i = 0; i < n; i++) {
+        cols.seriesIds[i] = ((at + i) % 2) + 1;
+        cols.times[i] = T + (at + i) * 10 + ((at + i) % 1000) / 1000; // microseconds too
+        cols.values[i] = (at + i) * 0.5;
+      }
+      parts.push(enc.encode(cols, series));
+    }
+    parts.push(enc.end());
+    const buf = Buffer.concat(parts);
+    const file = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+    return { meta: parquetMetadata(file), rows: (await parquetReadObjects({ file, parsers: { timestampFromMicroseconds: (us: bigint) => us } })) as Array<Record<string, unknown>> };
+  }
+
+  for (const [rows, groups] of [[PARQUET_ROW_GROUP, [PARQUET_ROW_GROUP]], [PARQUET_ROW_GROUP + 1, [PARQUET_ROW_GROUP, 1]]] as const) {
+    it(`reads back ${rows} rows (${groups.length} row group(s)) exactly, whatever the chunking`, async () => {
+      for (const chunk of [rows, 4096, 33_333]) {
+        const { meta, rows: got } = await roundTrip(rows, chunk);
+        assert.deepEqual(meta.row_groups.map((g) => Number(g.num_rows)), groups, `chunks of ${chunk}`);
+        assert.equal(got.length, rows);
+        for (const i of [0, 1, PARQUET_ROW_GROUP - 1, rows - 1]) {
+          const r = got[i];
+          assert.equal(r.timestamp, BigInt(T + i * 10) * 1000n + BigInt(i % 1000), `row ${i}: microseconds`);
+          assert.equal(r.value, i * 0.5);
+          assert.equal(r.source, i % 2 ? 'b' : 'a');
+          assert.equal(r.host ?? null, i % 2 ? null : 'h1');
+        }
+        for (let i = 0; i < rows; i++) if (got[i].value !== i * 0.5) assert.fail(`row ${i}: ${got[i].value}`);
+      }
+    });
+  }
 });

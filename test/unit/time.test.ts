@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { epochToMs, formatDuration, guessPrecision, parseDuration, parseIsoTimestamp, parseQueryTime, toIso } from '../../src/common/time.js';
+import fc from 'fast-check';
+import { epochToMs, formatDuration, guessPrecision, parseDuration, parseIsoTimestamp, parseQueryTime, toEpochMicros, toIso, toIsoMicros } from '../../src/common/time.js';
 
 describe('parseIsoTimestamp', () => {
   it('reads UTC and offsets', () => {
@@ -42,6 +43,42 @@ describe('toIso', () => {
     const samples = [0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 1_705_314_600_123.9, 253_402_300_799_999, -1, -86_400_001, 253_402_300_800_000];
     for (let i = 0; i < 5000; i++) samples.push(Math.floor(Math.random() * 4e12));
     for (const ms of samples) assert.equal(toIso(ms), new Date(Math.floor(ms)).toISOString(), String(ms));
+  });
+});
+
+describe('toIsoMicros', () => {
+  const T = Date.UTC(2024, 0, 15, 10); // a whole second
+  it('writes milliseconds as toIso does, and microseconds only when present', () => {
+    assert.equal(toIsoMicros(T), '2024-01-15T10:00:00.000Z');
+    assert.equal(toIsoMicros(T + 1), '2024-01-15T10:00:00.001Z');
+    assert.equal(toIsoMicros(T + 0.123), '2024-01-15T10:00:00.000123Z');
+    assert.equal(toIsoMicros(T + 1.25), '2024-01-15T10:00:00.001250Z');
+    assert.equal(toIsoMicros(T + 999.999), '2024-01-15T10:00:00.999999Z');
+  });
+  it('carries a fraction that rounds up to 1000 µs into the millisecond, second and day', () => {
+    assert.equal(toIsoMicros(T + 0.9996), '2024-01-15T10:00:00.001Z');
+    assert.equal(toIsoMicros(T + 999.9996), '2024-01-15T10:00:01.000Z');
+    assert.equal(toIsoMicros(Date.UTC(2024, 0, 15, 23, 59, 59, 999) + 0.9999996), '2024-01-16T00:00:00.000Z');
+    assert.equal(toIsoMicros(1000.0004), '1970-01-01T00:00:01.000Z');
+    assert.equal(toEpochMicros(T + 999.9996), (T + 1000) * 1000);
+  });
+  it('handles times before 1970', () => {
+    assert.equal(toIsoMicros(-1), '1969-12-31T23:59:59.999Z');
+    assert.equal(toIsoMicros(-1.5), '1969-12-31T23:59:59.998500Z');
+    assert.equal(toIsoMicros(-0.0006), '1969-12-31T23:59:59.999999Z');
+    assert.equal(toIsoMicros(-0.0004), '1970-01-01T00:00:00.000Z');
+  });
+  it('reads back as the same microsecond, in the same shape (years 1900 to 2109)', () => {
+    const us = fc.integer({ min: -2_208_988_800_000_000, max: 4_398_000_000_000_000 });
+    fc.assert(
+      fc.property(us, (n) => {
+        const text = toIsoMicros(n / 1000);
+        assert.match(text, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(\d{3})?Z$/);
+        assert.equal(toEpochMicros(parseIsoTimestamp(text)), n, text);
+        if (n % 1000 === 0) assert.equal(text, new Date(n / 1000).toISOString());
+      }),
+      { numRuns: 5000 },
+    );
   });
 });
 
