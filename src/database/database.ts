@@ -64,19 +64,14 @@ export class Database implements OnApplicationShutdown {
       // Startup options are not understood by PGlite's socket server.
       options: pglite ? undefined : `-c statement_timeout=${config.db.statementTimeoutMs} -c jit=off`,
     };
-    const onError = (err: Error) => new Logger('database').warn(`idle connection error: ${err.message}`);
     let readPool: pg.Pool;
     let writePool: pg.Pool;
     if (pglite) {
-      readPool = writePool = new pg.Pool({ ...base, max: 1 });
-      readPool.on('error', onError);
+      readPool = writePool = guarded(new pg.Pool({ ...base, max: 1 }));
     } else {
       const writers = Math.min(config.db.writeConnections + 1, config.db.poolMax); // + 1 for series lookups
-      readPool = new pg.Pool({ ...base, max: Math.max(1, config.db.poolMax - writers) });
-      writePool = new pg.Pool({ ...base, max: writers });
-      // Without these listeners a PostgreSQL restart kills the process (node-postgres #2386).
-      readPool.on('error', onError);
-      writePool.on('error', onError);
+      readPool = guarded(new pg.Pool({ ...base, max: Math.max(1, config.db.poolMax - writers) }));
+      writePool = guarded(new pg.Pool({ ...base, max: writers }));
     }
     const writeMethod = config.ingest.writeMethod === 'auto' ? (pglite ? 'unnest' : 'copy') : config.ingest.writeMethod;
     if (pglite && writeMethod === 'copy') throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
@@ -132,6 +127,19 @@ export class Database implements OnApplicationShutdown {
     for (const pool of new Set([this.readPool, this.writePool])) if (!pool.ended) await pool.end().catch(() => undefined);
     this.logger.log('connections closed');
   }
+}
+
+/**
+ * Error listeners without which a lost connection kills the process (node-postgres #2386): the
+ * pool's own listener covers idle connections only, so every connection also gets one for the
+ * time it is checked out. The statement running on it fails on its own, and the pool discards a
+ * connection that is no longer queryable when it comes back.
+ */
+function guarded(pool: pg.Pool): pg.Pool {
+  const logger = new Logger('database');
+  pool.on('connect', (client) => client.on('error', (err) => logger.warn(`connection error: ${err.message}`)));
+  pool.on('error', () => undefined); // an idle connection's error, already logged by the listener above
+  return pool;
 }
 
 export async function transaction<C extends Queryable, T>(client: C, fn: (client: C) => Promise<T>): Promise<T> {

@@ -61,10 +61,6 @@ export class PointReader {
     const { signal } = opts;
     signal?.throwIfAborted();
     const client = await this.database.readPool.connect();
-    // A checked-out client has no 'error' listener (the pool's is for idle ones): a connection
-    // that dies under the COPY would otherwise be an uncaught exception. The COPY fails on its own.
-    const onError = () => undefined;
-    client.on('error', onError);
     let clean = false;
     let stop: (() => void) | undefined;
     try {
@@ -87,7 +83,6 @@ export class PointReader {
       if (stop) signal?.removeEventListener('abort', stop);
       // A consumer that stopped early (client gone, limit reached) leaves the COPY mid-stream: drop the connection.
       release(client, clean);
-      client.off('error', onError);
     }
   }
 }
