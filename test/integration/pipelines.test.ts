@@ -169,6 +169,20 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     assert.equal((await ctx.t.get(`/api/v1/pipelines/${id}/runs`)).json.runs.length, 1);
   });
 
+  it('runs again after its lock connection was cut (a new session takes the locks)', async () => {
+    if (ctx.flavour !== 'postgresql') return; // PGlite: one session, no lock connection
+    const id = (await ctx.t.get('/api/v1/pipelines')).json.pipelines[0].id;
+    assert.equal((await ctx.t.post(`/api/v1/pipelines/${id}/run`)).status, 200);
+    const cut = await ctx.t.sql.query(
+      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_advisory_unlock%' AND pid <> pg_backend_pid()`,
+    );
+    assert.ok(cut.rows.length >= 1 && cut.rows.every((r) => r.ok), 'the lock connection was found and cut');
+    await new Promise((r) => setTimeout(r, 50));
+    const again = await ctx.t.post(`/api/v1/pipelines/${id}/run`);
+    assert.equal(again.status, 200, again.body);
+    assert.equal((await ctx.t.runJob('pipeline-runs-prune')).outcome, 'ok', 'the jobs\' lock connection too');
+  });
+
   it('lists itself in the health components and the jobs', async () => {
     const health = await ctx.t.get('/health');
     assert.ok(health.json.components.pipelines, health.body);
