@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { before, it } from 'node:test';
 import { AlertsService } from '../../src/alerts/alerts.service.js';
+import { AlertsRepository } from '../../src/alerts/alerts.repository.js';
 import { RuleEvaluator } from '../../src/alerts/rule-evaluator.service.js';
+import { MAX_EVALUATION_POINTS } from '../../src/alerts/series-anomaly-detector.js';
 import type { WebhookRequest } from '../../src/webhooks/delivery.js';
 import type { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
@@ -292,6 +294,32 @@ describeEachFlavour(
       });
       assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), ['alert.firing', 'alert.resolved']);
       assert.equal(sent.filter((x) => JSON.parse(x.body).alert.id === alert.id).length, 2, 'sent once each');
+    });
+
+    it('reads at most MAX_EVALUATION_POINTS of a series per anomaly evaluation, however long the rule looks back', async (t) => {
+      if (ctx.flavour === 'timescaledb') return t.skip('volume test: plain PostgreSQL only');
+      // 24,000 points a second apart, all inside the duration (7 h) of the rule below.
+      const start = T0 - 30_000 * S, n = 24_000;
+      const rand = prng(11);
+      for (let i = 0; i < n; i += 4_000) await points('queue_depth', 'q', {}, start + i * S, Array.from({ length: 4_000 }, () => 10 + rand()), S);
+      const rule = await ctx.t.post('/api/v1/alert-rules', { name: 'queue_anomaly', type: 'anomaly', metric: 'queue_depth', source: 'q', algorithm: 'mad', window_seconds: 3_600, duration_seconds: 25_200 });
+      assert.equal(rule.status, 201, rule.body);
+      const repo = ctx.t.app.get(AlertsRepository);
+      const read = repo.points.bind(repo);
+      const reads: number[] = [];
+      repo.points = async (...args) => {
+        const rows = await read(...args);
+        reads.push(rows.length);
+        return rows;
+      };
+      try {
+        const r = await evaluate(start + n * S);
+        assert.equal(r.errors, 0);
+      } finally {
+        repo.points = read;
+      }
+      assert.ok(reads.length >= 2, `${reads.length} reads`);
+      assert.ok(Math.max(...reads) === MAX_EVALUATION_POINTS, `reads of ${reads.join(', ')} points`);
     });
   },
   { WEBHOOK_RETRY_BASE_MS: '5', WEBHOOK_RETRY_MAX_MS: '20' },
