@@ -5,11 +5,12 @@ import type { WindowStats } from './evaluation.js';
 import { CONDITIONS, Condition, Severity } from './rule-spec.js';
 
 export type AlertState = 'firing' | 'acknowledged' | 'resolved';
+export type AlertOrigin = 'rule' | 'client';
 
 export interface AlertRow {
   id: number;
   fingerprint: string;
-  origin: 'rule' | 'client';
+  origin: AlertOrigin;
   rule_id: number | null;
   series_id: number | null;
   state: AlertState;
@@ -38,7 +39,7 @@ export interface AlertRow {
 
 export interface NewAlert {
   fingerprint: string;
-  origin: 'rule' | 'client';
+  origin: AlertOrigin;
   ruleId: number | null;
   seriesId: number | null;
   severity: Severity;

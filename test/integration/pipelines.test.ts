@@ -2,18 +2,10 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import type { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
+import { referencePipeline } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
 
-/** The reference's "Custom Data Pipeline" request body (collector-api.md). */
-const reference = () => ({
-  name: 'experiment_summary',
-  pipeline: [
-    { operation: 'filter', params: { tags: { experiment_id: 'exp_001' } } },
-    { operation: 'aggregate', params: { window: '5m', functions: ['avg', 'max'] } },
-    { operation: 'transform', params: { formula: 'avg_cpu + max_memory' } },
-  ],
-  output: { destination: 'webhook', url: 'https://your-system.com/webhook' },
-});
+const reference = referencePipeline;
 
 describeEachFlavour('pipeline definitions', (ctx) => {
   const addresses: Record<string, string> = { 'your-system.com': '93.184.216.34', 'inside.example.com': '10.1.2.3' };
