@@ -1,12 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { Database, Queryable } from '../database/database.js';
 import type { TagFilter } from '../query/query-spec.js';
-import type { Condition, Direction, RuleSpec, Severity } from './rule-spec.js';
+import type { Condition, Direction, RuleSpec, RuleType, Severity } from './rule-spec.js';
 
 export interface RuleRow {
   id: number;
   name: string;
-  type: 'threshold' | 'anomaly';
+  type: RuleType;
   description: string | null;
   metric: string;
   source: string | null;

@@ -5,11 +5,12 @@ import type { WindowStats } from './evaluation.js';
 import { CONDITIONS, Condition, Severity } from './rule-spec.js';
 
 export type AlertState = 'firing' | 'acknowledged' | 'resolved';
+export type AlertOrigin = 'rule' | 'client';
 
 export interface AlertRow {
   id: number;
   fingerprint: string;
-  origin: 'rule' | 'client';
+  origin: AlertOrigin;
   rule_id: number | null;
   series_id: number | null;
   state: AlertState;
@@ -38,7 +39,7 @@ export interface AlertRow {
 
 export interface NewAlert {
   fingerprint: string;
-  origin: 'rule' | 'client';
+  origin: AlertOrigin;
   ruleId: number | null;
   seriesId: number | null;
   severity: Severity;
@@ -203,7 +204,7 @@ export class AlertsRepository {
   }
 
   /** The newest `limit` points of one series in (from, to], oldest first. */
-  async points(seriesId: number, from: number, to: number, limit = 100_000): Promise<Array<{ time: number; value: number }>> {
+  async points(seriesId: number, from: number, to: number, limit: number): Promise<Array<{ time: number; value: number }>> {
     const r = await this.database.readPool.query<{ time: number; value: number }>(
       `SELECT (extract(epoch FROM time) * 1000)::float8 AS time, value FROM points
        WHERE series_id = $1 AND time > $2::timestamptz AND time <= $3::timestamptz ORDER BY time DESC LIMIT $4`,

@@ -1,4 +1,4 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type pg from 'pg';
 import { ApiError, invalidRequest, notFound } from '../common/errors.js';
 import { intParam, isObject, Json, jsonObject, listParam, name, Problems, text } from '../common/input.js';
@@ -6,7 +6,7 @@ import { toIso } from '../common/time.js';
 import { Database, transaction } from '../database/database.js';
 import { EventLevel, KINDS, NewEvent } from '../events/event-input.js';
 import { EventsService } from '../events/events.service.js';
-import { WebhookService } from '../webhooks/webhook.service.js';
+import { Notification, WebhookService } from '../webhooks/webhook.service.js';
 import type { RuleRow } from './alert-rules.repository.js';
 import { AlertFilter, AlertRow, AlertsRepository, AlertState, NewAlert } from './alerts.repository.js';
 import { normaliseSeverity, SEVERITIES, Severity } from './rule-spec.js';
@@ -54,12 +54,12 @@ export function parseAlertId(v: string): number {
 
 /**
  * Alerts and their lifecycle: firing → acknowledged → resolved (or firing → resolved). Every
- * transition is an event (kind alert), in the same transaction; firing and resolving also send
- * the rule's webhook (signed, retried, logged by the webhooks module, subject `alert:<id>`).
+ * transition is an event (kind alert), in the same transaction; firing and resolving also queue
+ * the rule's webhook in that transaction (signed, retried, logged by the webhooks module, subject
+ * `alert:<id>`), so each committed transition is notified once.
  */
 @Injectable()
 export class AlertsService {
-  private readonly logger = new Logger('alerts');
   private clock: () => number = Date.now;
 
   constructor(
@@ -80,23 +80,18 @@ export class AlertsService {
 
   /** A rule's condition held long enough: a new firing alert (none if one is active already). */
   async fire(rule: RuleRow, a: NewAlert): Promise<AlertRow | undefined> {
-    const created = await this.transition(a.time, async (c) => {
+    return this.transition(a.time, async (c) => {
       const row = await this.repo.insertFiring(c, a);
-      return row && { row, event: transitionEvent(row, null, a.time) };
+      return row && { row, event: transitionEvent(row, null, a.time), notification: notification(rule, row, 'alert.firing') };
     });
-    if (created) await this.notify(rule, created, 'alert.firing');
-    return created;
   }
 
   async resolve(alertId: number, resolution: string, rule: RuleRow | undefined, time = this.clock(), value?: number | null): Promise<AlertRow | undefined> {
-    let previous: AlertState | undefined;
-    const resolved = await this.transition(time, async (c) => {
-      previous = (await this.repo.get(alertId, c))?.state;
+    return this.transition(time, async (c) => {
+      const previous = (await this.repo.get(alertId, c))?.state;
       const row = await this.repo.resolve(c, alertId, resolution, time, value);
-      return row && { row, event: transitionEvent(row, previous ?? null, time) };
+      return row && { row, event: transitionEvent(row, previous ?? null, time), notification: rule && notification(rule, row, 'alert.resolved') };
     });
-    if (resolved && rule) await this.notify(rule, resolved, 'alert.resolved');
-    return resolved;
   }
 
   touch(alertId: number, value: number | null, time: number): Promise<void> {
@@ -232,38 +227,47 @@ export class AlertsService {
     return { alert_id: `alt_${alertId}`, deliveries, total: deliveries.length };
   }
 
-  /** Runs a state change and its event in one transaction (the event partition is made first). */
-  private async transition(time: number, fn: (c: pg.PoolClient) => Promise<{ row: AlertRow; event?: NewEvent } | undefined>): Promise<AlertRow | undefined> {
+  /**
+   * Runs a state change, its event and its webhook delivery in one transaction (the event
+   * partition is made first): a notification is queued exactly when its transition commits.
+   * A failure anywhere rolls all three back; the next evaluation (or the caller) tries again.
+   */
+  private async transition(time: number, fn: (c: pg.PoolClient) => Promise<Transition | undefined>): Promise<AlertRow | undefined> {
     await this.events.prepare([time]);
     const client = await this.database.readPool.connect();
+    let out: Transition | undefined;
     try {
-      const r = await transaction(client, async (c) => {
-        const out = await fn(c);
-        if (out?.event) await this.events.record([out.event], c);
-        return out;
+      out = await transaction(client, async (c) => {
+        const t = await fn(c);
+        if (t?.event) await this.events.record([t.event], c);
+        if (t?.notification) await this.webhooks.enqueueIn(c, t.notification);
+        return t;
       });
-      return r?.row;
     } finally {
       client.release();
     }
+    if (out?.notification) this.webhooks.kick();
+    return out?.row;
   }
+}
 
-  private async notify(rule: RuleRow, alert: AlertRow, event: 'alert.firing' | 'alert.resolved'): Promise<void> {
-    const url = rule.notify?.webhook;
-    if (!url) return;
-    try {
-      await this.webhooks.enqueue({
-        subject: `alert:${alert.id}`,
-        event,
-        url,
-        secret: rule.webhook_secret,
-        payload: { event, alert: alertView(alert), rule: { id: rule.id, name: rule.name, type: rule.type }, sent_at: toIso(Date.now()) },
-      });
-    } catch (err) {
-      // The transition is committed; a queue failure is logged, not turned back into a rollback.
-      this.logger.error(`alert ${alert.id}: could not queue the ${event} webhook: ${(err as Error).message}`);
-    }
-  }
+interface Transition {
+  row: AlertRow;
+  event?: NewEvent;
+  notification?: Notification;
+}
+
+/** The webhook of a firing or resolved alert, when its rule has one (subject `alert:<id>`). */
+export function notification(rule: RuleRow, alert: AlertRow, event: 'alert.firing' | 'alert.resolved'): Notification | undefined {
+  const url = rule.notify?.webhook;
+  if (!url) return undefined;
+  return {
+    subject: `alert:${alert.id}`,
+    event,
+    url,
+    secret: rule.webhook_secret,
+    payload: { event, alert: alertView(alert), rule: { id: rule.id, name: rule.name, type: rule.type }, sent_at: toIso(Date.now()) },
+  };
 }
 
 function invalidQueryField(field: string, message: string): never {

@@ -1,6 +1,7 @@
 import { Algorithm, ALGORITHMS, detectorFor } from '../anomalies/detectors.js';
 import { isFlagged } from '../anomalies/episodes.js';
 import { typicalStep } from '../anomalies/robust.js';
+import type { Direction } from './rule-spec.js';
 
 /**
  * How anomaly rules find anomalies: an injection token and a contract, so that alert evaluation
@@ -24,7 +25,7 @@ export interface AnomalyDetectionRequest {
   algorithm: string;
   /** 0 < s <= 1; higher finds more. */
   sensitivity: number;
-  direction: 'both' | 'above' | 'below';
+  direction: Direction;
 }
 
 export interface DetectedAnomaly {
@@ -55,7 +56,7 @@ export const DETECTOR_ALGORITHMS: readonly string[] = ALGORITHMS;
 export function anomalousPoints(
   times: Float64Array,
   values: Float64Array,
-  q: { algorithm: string; sensitivity: number; direction: 'both' | 'above' | 'below'; windowMs: number },
+  q: { algorithm: string; sensitivity: number; direction: Direction; windowMs: number },
 ): DetectedAnomaly[] {
   const n = values.length;
   if (n === 0) return [];

@@ -5,6 +5,7 @@ import { AnomalyDetector, ANOMALY_DETECTOR } from './anomaly-detector.js';
 import { AlertRulesRepository, RuleRow, tagsFromJson } from './alert-rules.repository.js';
 import { AlertsRepository, SeriesMeta } from './alerts.repository.js';
 import { AlertsService } from './alerts.service.js';
+import { MAX_EVALUATION_POINTS } from './series-anomaly-detector.js';
 import { decide, lookback, STALE_MS, summarize, Timing, WindowStats } from './evaluation.js';
 import { CONDITIONS, humanSeconds, seriesLabel } from './rule-spec.js';
 
@@ -144,7 +145,8 @@ export class RuleEvaluator implements OnModuleInit {
         direction: rule.direction ?? 'both',
       });
       const flagged = new Set(anomalies.map((a) => a.timestamp));
-      const points = await this.repo.points(s.id, lb.from, now);
+      // Bounded like the detector's read: a long duration over a fast series cannot load millions of points.
+      const points = await this.repo.points(s.id, lb.from, now, MAX_EVALUATION_POINTS);
       out.set(s.id, summarize(points.map((p) => ({ ...p, holds: flagged.has(p.time) })), now, timing));
     }
     return out;

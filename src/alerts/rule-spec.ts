@@ -54,9 +54,11 @@ const MAX_DURATION_SECONDS = 7 * 86_400;
 const MAX_WINDOW_SECONDS = 30 * 86_400;
 const MIN_SECRET = 16;
 
+export type RuleType = 'threshold' | 'anomaly';
+
 export interface RuleSpec {
   name: string;
-  type: 'threshold' | 'anomaly';
+  type: RuleType;
   description: string | null;
   metric: string;
   source: string | null;

@@ -2,6 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap }
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import { Database, Queryable } from '../database/database.js';
+import { SessionConnection } from '../database/session-connection.js';
 import { notFound } from '../common/errors.js';
 import { formatDuration } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
@@ -256,53 +257,27 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 }
 
 /**
- * Session-level advisory locks held on one dedicated connection, so a job holds no pool
- * connection just to keep its lock. If that connection drops, PostgreSQL releases its locks.
- * PGlite has a single session shared by every connection, so there the pool serves.
+ * Session-level advisory locks held on one dedicated connection (SessionConnection), so a job
+ * holds no pool connection just to keep its lock. If that connection drops, PostgreSQL releases its locks.
  */
 class AdvisoryLocks {
-  private client?: Promise<pg.Client>;
-  /** Queries on the one connection go one after another (pg deprecates overlapping them). */
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly session: SessionConnection;
 
-  constructor(private readonly database: Database) {}
+  constructor(database: Database) {
+    this.session = new SessionConnection(database);
+  }
 
   async tryLock(key: number): Promise<boolean> {
-    const r = await this.serial<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
+    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
     return r.rows[0].ok;
   }
 
   async unlock(key: number): Promise<void> {
-    await this.serial('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
   }
 
-  private serial<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-    const run = this.tail.then(async () => (await this.queryable()).query<R>(text, values));
-    this.tail = run.catch(() => undefined);
-    return run;
-  }
-
-  async close(): Promise<void> {
-    const c = this.client;
-    this.client = undefined;
-    if (c) await (await c.catch(() => undefined))?.end().catch(() => undefined);
-  }
-
-  private queryable(): Promise<Queryable> {
-    if (this.database.info.pglite) return Promise.resolve(this.database.readPool);
-    this.client ??= this.database.dedicatedClient().then(
-      (c) => {
-        c.on('error', () => {
-          this.client = undefined; // the session and its locks are gone; reconnect next time
-        });
-        return c;
-      },
-      (err) => {
-        this.client = undefined;
-        throw err;
-      },
-    );
-    return this.client;
+  close(): Promise<void> {
+    return this.session.close();
   }
 }
 

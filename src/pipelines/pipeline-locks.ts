@@ -1,27 +1,30 @@
-import type pg from 'pg';
 import { Database } from '../database/database.js';
+import { SessionConnection } from '../database/session-connection.js';
 
 /** First key of the per-pipeline advisory locks (the second is the pipeline id). */
 const LOCK_NAMESPACE = 7306;
 
 /**
  * One run of a pipeline at a time, scheduled or manual, across instances: a session-level advisory
- * lock per pipeline, held on one dedicated connection (so a long run holds no pool connection for
- * its lock; if that connection drops, PostgreSQL releases the locks). Locks of one session are
- * re-entrant, so this instance also keeps its own set. PGlite serves one session: the set alone.
+ * lock per pipeline, held on one dedicated connection (SessionConnection: a long run holds no
+ * pool connection for its lock; if that connection drops, PostgreSQL releases the locks). Locks of
+ * one session are re-entrant, so this instance also keeps its own set. PGlite serves one session:
+ * the set alone.
  */
 export class PipelineLocks {
   private readonly held = new Set<number>();
-  private client?: Promise<pg.Client>;
+  private readonly session: SessionConnection;
 
-  constructor(private readonly database: Database) {}
+  constructor(private readonly database: Database) {
+    this.session = new SessionConnection(database);
+  }
 
   async tryAcquire(id: number): Promise<boolean> {
     if (this.held.has(id)) return false;
     this.held.add(id);
     try {
       if (!this.database.info.pglite) {
-        const r = await (await this.connection()).query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, id % 2_147_483_647]);
+        const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, id % 2_147_483_647]);
         if (!r.rows[0].ok) {
           this.held.delete(id);
           return false;
@@ -46,28 +49,10 @@ export class PipelineLocks {
 
   async release(id: number): Promise<void> {
     if (!this.held.delete(id) || this.database.info.pglite) return;
-    await (await this.connection()).query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, id % 2_147_483_647]).catch(() => undefined);
+    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, id % 2_147_483_647]).catch(() => undefined);
   }
 
-  async close(): Promise<void> {
-    const c = this.client;
-    this.client = undefined;
-    if (c) await (await c.catch(() => undefined))?.end().catch(() => undefined);
-  }
-
-  private connection(): Promise<pg.Client> {
-    this.client ??= this.database.dedicatedClient().then(
-      (c) => {
-        c.on('error', () => {
-          this.client = undefined; // the session and its locks are gone; reconnect next time
-        });
-        return c;
-      },
-      (err) => {
-        this.client = undefined;
-        throw err;
-      },
-    );
-    return this.client;
+  close(): Promise<void> {
+    return this.session.close();
   }
 }

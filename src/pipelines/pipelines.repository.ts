@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { toIso } from '../common/time.js';
-import { Database } from '../database/database.js';
+import { Database, Queryable } from '../database/database.js';
 import type { Segment } from '../query/plan.js';
 import { tagConditions } from '../query/query.repository.js';
 import type { TagFilter } from '../query/query-spec.js';
@@ -157,8 +157,8 @@ export class PipelinesRepository {
    * Moves the scheduled watermark from `from` to `to` only if nobody moved it meanwhile, and clears
    * the failure back-off. False when the watermark had moved (the windows were someone else's).
    */
-  async advance(id: number, from: number | null, to: number): Promise<boolean> {
-    const r = await this.database.readPool.query(
+  async advance(id: number, from: number | null, to: number, c: Queryable = this.database.readPool): Promise<boolean> {
+    const r = await c.query(
       `UPDATE pipelines SET last_window_end = $3, failures = 0, retry_at = NULL
        WHERE id = $1 AND last_window_end IS NOT DISTINCT FROM $2::timestamptz`,
       [id, from === null ? null : toIso(from), toIso(to)],
@@ -171,8 +171,8 @@ export class PipelinesRepository {
     await this.database.readPool.query(`UPDATE pipelines SET failures = failures + 1, retry_at = $2 WHERE id = $1`, [id, toIso(retryAt)]);
   }
 
-  async insertRun(run: RunRecord): Promise<RunRow | undefined> {
-    const r = await this.database.readPool.query<RunRow>(
+  async insertRun(run: RunRecord, c: Queryable = this.database.readPool): Promise<RunRow | undefined> {
+    const r = await c.query<RunRow>(
       `INSERT INTO pipeline_runs (pipeline_id, pipeline_version, trigger, status, instance, started_at, finished_at, duration_ms,
                                   range_from, range_to, window_count, row_count, skipped_windows, output, error)
        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15

@@ -5,7 +5,7 @@ import { toApiError } from '../common/error-envelope.js';
 import { ApiError, fieldErrors, invalidQuery, invalidRequest, notFound } from '../common/errors.js';
 import { formatDuration, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
+import { Database, transaction } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { coarsestTier, planSegments, Segment } from '../query/plan.js';
 import { QueryRepository } from '../query/query.repository.js';
@@ -13,11 +13,11 @@ import { parseRange } from '../query/query-spec.js';
 import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { PointWriter } from '../storage/point-writer.js';
 import { HealthService } from '../system/health.service.js';
-import { WebhookService } from '../webhooks/webhook.service.js';
+import { Notification, WebhookService } from '../webhooks/webhook.service.js';
 import { DefinitionLimits, parsePipeline, ParsedPipeline, PipelinePlan } from './definition.js';
 import { assemble, derivedPoints, DerivedPoint, derivedSource, Execution, pointsByStart, toBatches, windowJson } from './execute.js';
 import { PipelineLocks } from './pipeline-locks.js';
-import { PipelineRow, PipelinesRepository, RunRow } from './pipelines.repository.js';
+import { PipelineRow, PipelinesRepository, RunRecord, RunRow } from './pipelines.repository.js';
 import { rowJson } from './stages.js';
 import { countWindows, dueWindows, lastWindow, windowEnds } from './windows.js';
 
@@ -31,6 +31,14 @@ const MANUAL_LOCK_WAIT_MS = 10_000;
 const MAX_BACKOFF_MS = 3_600_000;
 
 export type Trigger = 'schedule' | 'manual';
+
+interface RunOptions {
+  trigger: Trigger;
+  /** Windows a scheduled run skipped (past PIPELINE_MAX_CATCHUP_WINDOWS), reported on the run. */
+  skipped?: { windows: number; from: number; to: number };
+  /** A scheduled run moves the watermark from `from` to `to`, in the transaction that delivers. */
+  watermark?: { from: number | null; to: number };
+}
 
 interface RangeInput {
   from?: unknown;
@@ -181,7 +189,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
       throw new ApiError(409, 'CONFLICT', `Pipeline ${row.id} is running; retry when that run has finished`, { pipeline_id: row.id });
     }
     try {
-      const r = await this.perform(row, plan, ends, range, 'manual', 0);
+      const r = await this.perform(row, plan, ends, range, { trigger: 'manual' });
       if (r.error) throw withRun(r.error, r.run);
       return { run: r.run && (await this.runView(r.run, row)), columns: r.exec!.columns, rollup: r.exec!.rollup ?? null, windows: r.windowsJson, output: r.output };
     } finally {
@@ -255,20 +263,22 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
         if (due.skipped > 0) {
           this.logger.warn(`pipeline ${row.id} (${row.name}): ${due.skipped} window(s) ending in (${toIso(due.skippedFrom!)}, ${toIso(due.skippedTo!)}] were missed and are skipped (PIPELINE_MAX_CATCHUP_WINDOWS); POST /api/v1/pipelines/${row.id}/run?from=…&to=… replays them`);
         }
-        const r = await this.perform(row, plan, due.ends, range, 'schedule', due.skipped, due.skipped > 0 ? { from: due.skippedFrom!, to: due.skippedTo! } : undefined);
+        const r = await this.perform(row, plan, due.ends, range, {
+          trigger: 'schedule',
+          skipped: due.skipped > 0 ? { windows: due.skipped, from: due.skippedFrom!, to: due.skippedTo! } : undefined,
+          watermark: { from: lastEnd, to: due.ends[due.ends.length - 1] },
+        });
         report.ran++;
         if (row.failures > 0) failing--;
         if (r.error) {
           report.failed++;
           failing++;
-          await this.repo.backOff(row.id, now + backoffMs(plan.stepMs, fresh.failures + 1));
+          // A moved watermark (another run covered these windows) is no reason to wait.
+          if (r.error.getStatus() !== 409) await this.repo.backOff(row.id, now + backoffMs(plan.stepMs, fresh.failures + 1));
         } else {
           report.windows += due.ends.length;
           report.rows += r.exec!.rowCount;
           report.skipped_windows += due.skipped;
-          if (!(await this.repo.advance(row.id, lastEnd, due.ends[due.ends.length - 1]))) {
-            this.logger.warn(`pipeline ${row.id}: its watermark moved during the run; the next run starts from there`);
-          }
         }
       } finally {
         await this.locks.release(row.id);
@@ -388,72 +398,99 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     };
   }
 
-  /** One run: evaluate, deliver, record. Never throws for a failed run: the error comes back with it. */
-  private async perform(
-    row: PipelineRow,
-    plan: PipelinePlan,
-    ends: number[],
-    range: { from: number; to: number },
-    trigger: Trigger,
-    skippedWindows: number,
-    skippedRange?: { from: number; to: number },
-  ) {
+  /**
+   * One run: evaluate, deliver, record. Never throws for a failed run: the error comes back with it.
+   * The webhook parts, the run record and (scheduled) the watermark move commit in one transaction:
+   * a run either queued all its parts and moved past its windows, or queued none and stays due, so
+   * a retry neither sends a part twice nor loses one. Derived points are written before (an
+   * idempotent upsert: a retry rewrites the same points).
+   */
+  private async perform(row: PipelineRow, plan: PipelinePlan, ends: number[], range: { from: number; to: number }, opts: RunOptions) {
     const startedAt = Date.now();
     let exec: Execution | undefined;
     let output: Record<string, unknown> = { destination: plan.definition.output.destination };
     let windowsJson: unknown[] = [];
+    let run: RunRow | undefined;
     let error: ApiError | undefined;
+    const skipped = opts.skipped && { skipped: { windows: opts.skipped.windows, from: toIso(opts.skipped.from), to: toIso(opts.skipped.to) } };
+    const record = (status: 'ok' | 'failed', out: Record<string, unknown>): RunRecord => ({
+      pipelineId: row.id,
+      version: row.version,
+      trigger: opts.trigger,
+      status,
+      instance: INSTANCE,
+      startedAt,
+      finishedAt: Date.now(),
+      from: ends.length ? ends[0] - plan.windowMs : range.from,
+      to: ends.length ? ends[ends.length - 1] : range.to,
+      windows: ends.length,
+      rows: exec?.rowCount ?? 0,
+      skippedWindows: opts.skipped?.windows ?? 0,
+      output: { ...out, ...skipped },
+      error: error ? error.message : null,
+    });
     try {
       exec = await this.evaluate(plan, ends);
-      const delivered = await this.deliver(row, plan, exec, trigger, range);
-      output = delivered.output;
-      const byStart = delivered.points ? pointsByStart(delivered.points) : undefined;
+      const staged = await this.stage(row, plan, exec, opts.trigger, range);
+      const committed = await this.commit(row.id, staged.notifications, opts.watermark, (deliveries) => record('ok', staged.output(deliveries)));
+      run = committed.run;
+      output = committed.output;
+      const byStart = staged.points ? pointsByStart(staged.points) : undefined;
       windowsJson = exec.windows.map((w) => windowJson(w, exec!, plan, byStart));
     } catch (err) {
       error = toApiError(err);
-      if (error.getStatus() >= 500) this.logger.warn(`pipeline ${row.id} (${row.name}) ${trigger} run failed: ${(err as Error)?.message ?? err}`);
-    }
-    if (skippedRange) output = { ...output, skipped: { windows: skippedWindows, from: toIso(skippedRange.from), to: toIso(skippedRange.to) } };
-    const run = await this.repo
-      .insertRun({
-        pipelineId: row.id,
-        version: row.version,
-        trigger,
-        status: error ? 'failed' : 'ok',
-        instance: INSTANCE,
-        startedAt,
-        finishedAt: Date.now(),
-        from: ends.length ? ends[0] - plan.windowMs : range.from,
-        to: ends.length ? ends[ends.length - 1] : range.to,
-        windows: ends.length,
-        rows: exec?.rowCount ?? 0,
-        skippedWindows,
-        output,
-        error: error ? error.message : null,
-      })
-      .catch((err: unknown) => {
-        this.logger.warn(`pipeline ${row.id}: the run could not be recorded: ${(err as Error).message}`);
+      if (error.getStatus() >= 500) this.logger.warn(`pipeline ${row.id} (${row.name}) ${opts.trigger} run failed: ${(err as Error)?.message ?? err}`);
+      output = { ...output, ...skipped };
+      run = await this.repo.insertRun(record('failed', output)).catch((e: unknown) => {
+        this.logger.warn(`pipeline ${row.id}: the run could not be recorded: ${(e as Error).message}`);
         return undefined;
       });
+    }
     return { run, exec, output, windowsJson, error };
   }
 
-  private async deliver(row: PipelineRow, plan: PipelinePlan, exec: Execution, trigger: Trigger, range: { from: number; to: number }) {
+  /** In one transaction: queue the webhook parts, move the watermark (scheduled runs), record the run. */
+  private async commit(pipelineId: number, notifications: Notification[], watermark: RunOptions['watermark'], record: (deliveries: number[]) => RunRecord) {
+    const client = await this.database.readPool.connect();
+    let committed: { run: RunRow; output: Record<string, unknown> };
+    try {
+      committed = await transaction(client, async (c) => {
+        // First: its row lock orders concurrent runs of this pipeline until COMMIT.
+        if (watermark && !(await this.repo.advance(pipelineId, watermark.from, watermark.to, c))) {
+          throw new ApiError(409, 'CONFLICT', `The watermark of pipeline ${pipelineId} moved during the run (another run covered these windows); nothing was delivered`);
+        }
+        const deliveries: number[] = [];
+        for (const n of notifications) deliveries.push(Number((await this.webhooks.enqueueIn(c, n)).id));
+        const rec = record(deliveries);
+        const run = await this.repo.insertRun(rec, c);
+        if (!run) throw notFound(`Pipeline ${pipelineId} was deleted during the run; nothing was delivered`);
+        return { run, output: rec.output };
+      });
+    } finally {
+      client.release();
+    }
+    if (notifications.length) this.webhooks.kick();
+    return committed;
+  }
+
+  /**
+   * What a run delivers: derived points are written now; webhook parts are built here and queued by
+   * commit(). `output` makes the run's output record from the queued delivery ids.
+   */
+  private async stage(row: PipelineRow, plan: PipelinePlan, exec: Execution, trigger: Trigger, range: { from: number; to: number }) {
     const out = plan.definition.output;
     if (out.destination === 'metric') {
       const { points, skippedNulls } = derivedPoints(plan, exec);
       for (const batch of toBatches(points, out.unit, POINTS_PER_WRITE)) await this.writer.write(batch);
-      return {
-        points,
-        output: { destination: 'metric', metric: out.metric, source: out.source ?? derivedSource(plan), column: out.column, points_written: points.length, series: seriesCount(points), skipped_nulls: skippedNulls },
-      };
+      const output = { destination: 'metric', metric: out.metric, source: out.source ?? derivedSource(plan), column: out.column, points_written: points.length, series: seriesCount(points), skipped_nulls: skippedNulls };
+      return { points, notifications: [], output: () => output };
     }
     if (out.destination === 'webhook') {
       const rows = exec.windows.flatMap((w) => w.rows.map((r) => rowJson(r, plan.windowMs, exec.columns)));
       const parts = Math.ceil(rows.length / ROWS_PER_DELIVERY);
-      const deliveries: number[] = [];
+      const notifications: Notification[] = [];
       for (let i = 0; i < parts; i++) {
-        const d = await this.webhooks.enqueue({
+        notifications.push({
           subject: `pipeline:${row.id}`,
           event: 'pipeline.output',
           url: out.url,
@@ -470,11 +507,10 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
             parts,
           },
         });
-        deliveries.push(Number(d.id));
       }
-      return { output: { destination: 'webhook', url: out.url, deliveries } };
+      return { points: undefined, notifications, output: (deliveries: number[]) => ({ destination: 'webhook', url: out.url, deliveries }) };
     }
-    return { output: { destination: 'none' } };
+    return { points: undefined, notifications: [], output: () => ({ destination: 'none' }) };
   }
 
   private async recordFailure(row: PipelineRow, now: number, trigger: Trigger, message: string): Promise<void> {

@@ -116,11 +116,21 @@ export class StreamConnection {
     if (!this.closed) this.sink.send(msg);
   }
 
-  /** Periodic check: a client that has been full too long goes even when nothing new is sent to it. */
+  /**
+   * Periodic check: a client that has been full too long goes even when nothing new is sent to it.
+   * The clock starts here too: the last message of a burst (or replies and heartbeats) can take the
+   * queue past the limit with nothing skipped, and a quiet stream then delivers nothing more.
+   */
   check(now: number): void {
     if (this.closed) return;
     if (this.sink.bufferedAmount() <= this.limits.bufferBytes) this.fullSince = undefined;
-    else if (this.fullSince !== undefined && now - this.fullSince >= this.limits.slowClientMs) this.cutOff();
+    else if (this.fullSince === undefined) this.fullSince = now;
+    else if (now - this.fullSince >= this.limits.slowClientMs) this.cutOff();
+  }
+
+  /** Bytes queued for this client and not yet taken by the kernel. */
+  queuedBytes(): number {
+    return this.closed ? 0 : this.sink.bufferedAmount();
   }
 
   close(code: number, reason: string): void {

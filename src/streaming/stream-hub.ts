@@ -161,9 +161,11 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   summary() {
     const byKind = { ws: 0, sse: 0 };
     let skipped = 0;
+    let queued = 0;
     for (const c of this.connections) {
       byKind[c.kind]++;
       skipped += c.skippedTotal;
+      queued += c.queuedBytes();
     }
     return {
       connections: this.connections.size,
@@ -174,6 +176,8 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
       points_seen: this.stats.pointsSeen,
       messages_routed: this.stats.delivered,
       updates_skipped_open_connections: skipped,
+      /** Memory held for clients that read slower than they are sent to. */
+      queued_bytes: queued,
       clients_cut_off: this.stats.cutOff,
       connections_refused: this.stats.refused,
       fan_out_ms_total: Math.round(this.stats.fanOutMs),

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { Database } from '../database/database.js';
+import { Database, Queryable } from '../database/database.js';
 
 export interface DeliveryRow {
   id: string;
@@ -47,8 +47,9 @@ const COLUMNS = `id, subject, event, url, secret, payload, status, attempts, max
 export class WebhookRepository {
   constructor(private readonly database: Database) {}
 
-  async insert(d: NewDelivery): Promise<DeliveryRow> {
-    const r = await this.database.writePool.query<DeliveryRow>(
+  /** Queues one delivery; on `c` (a caller's transaction) it commits or rolls back with the caller's change. */
+  async insert(d: NewDelivery, c: Queryable = this.database.writePool): Promise<DeliveryRow> {
+    const r = await c.query<DeliveryRow>(
       `INSERT INTO webhook_deliveries (subject, event, url, secret, payload, max_attempts, status, last_error, finished_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $7 = 'refused' THEN now() END) RETURNING ${COLUMNS}`,
       [d.subject, d.event, d.url, d.secret, JSON.stringify(d.payload), d.maxAttempts, d.status ?? 'pending', d.error ?? null],

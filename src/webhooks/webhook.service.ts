@@ -2,10 +2,11 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnModuleInit } from '@ne
 import { ApiError, invalidQuery, notFound } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
 import { AppConfig } from '../config/config.js';
+import type { Queryable } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { isRetryable, nodeTransport, retryDelayMs, SIGNATURE_HEADER, signPayload, WebhookTransport } from './delivery.js';
 import { checkWebhookUrl, GuardOptions, parseWebhookUrl, resolveWebhookTarget, Resolver, systemResolver, UnsafeUrlError } from './url-guard.js';
-import { DeliveryRow, WebhookRepository } from './webhook.repository.js';
+import { DeliveryRow, NewDelivery, WebhookRepository } from './webhook.repository.js';
 
 export interface Notification {
   /** What the webhook is about, e.g. `alert:42` or `pipeline:7`; deliveries are listed by it. */
@@ -89,25 +90,18 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
 
   /** Queues a notification and starts sending; a URL that fails the static checks is logged as refused. */
   async enqueue(n: Notification): Promise<PublicDelivery> {
-    let refused: string | undefined;
-    try {
-      parseWebhookUrl(n.url, this.guard);
-    } catch (err) {
-      if (!(err instanceof UnsafeUrlError)) throw err;
-      refused = err.message;
-    }
-    const row = await this.repo.insert({
-      subject: n.subject,
-      event: n.event,
-      url: n.url,
-      secret: n.secret ?? null,
-      payload: n.payload,
-      maxAttempts: this.config.webhooks.maxAttempts,
-      status: refused ? 'refused' : 'pending',
-      error: refused,
-    });
-    if (!refused) this.kick();
+    const row = await this.repo.insert(this.newDelivery(n));
+    if (row.status === 'pending') this.kick();
     return publicDelivery(row);
+  }
+
+  /**
+   * Queues a notification inside the caller's transaction on `client`, so that the delivery row
+   * commits with the change it reports, or not at all (no lost or duplicated notification). The
+   * row is invisible to the sender until then: the caller calls kick() after its COMMIT.
+   */
+  async enqueueIn(client: Queryable, n: Notification): Promise<PublicDelivery> {
+    return publicDelivery(await this.repo.insert(this.newDelivery(n), client));
   }
 
   async list(query: { subject?: unknown; status?: unknown; limit?: unknown }): Promise<PublicDelivery[]> {
@@ -157,6 +151,27 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
       }
       if (this.closing) return report;
     }
+  }
+
+  /** The row to queue; a URL that fails the static checks (scheme, literal internal address) is queued as refused. */
+  private newDelivery(n: Notification): NewDelivery {
+    let refused: string | undefined;
+    try {
+      parseWebhookUrl(n.url, this.guard);
+    } catch (err) {
+      if (!(err instanceof UnsafeUrlError)) throw err;
+      refused = err.message;
+    }
+    return {
+      subject: n.subject,
+      event: n.event,
+      url: n.url,
+      secret: n.secret ?? null,
+      payload: n.payload,
+      maxAttempts: this.config.webhooks.maxAttempts,
+      status: refused ? 'refused' : 'pending',
+      error: refused,
+    };
   }
 
   private async attempt(row: DeliveryRow): Promise<DeliveryRow['status']> {

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { before, it } from 'node:test';
 import { AlertsService } from '../../src/alerts/alerts.service.js';
+import { AlertsRepository } from '../../src/alerts/alerts.repository.js';
+import { RuleEvaluator } from '../../src/alerts/rule-evaluator.service.js';
+import { MAX_EVALUATION_POINTS } from '../../src/alerts/series-anomaly-detector.js';
 import type { WebhookRequest } from '../../src/webhooks/delivery.js';
 import type { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
@@ -247,6 +250,76 @@ describeEachFlavour(
       assert.equal(r.json.alert.resolution, 'resolved by hand by ops: fixed');
       assert.equal((await ctx.t.post(`/api/v1/alerts/${r.json.alert.id}/resolve`, {})).status, 409);
       assert.equal((await ctx.t.get('/api/v1/alerts?state=sideways')).status, 400);
+    });
+
+    it('queues the webhook in the transition\'s transaction: a failed enqueue rolls the transition back, and each transition is notified once', async () => {
+      const t3 = T0 + 3_000 * S;
+      const rule = await ctx.t.post('/api/v1/alert-rules', {
+        name: 'disk_full', metric: 'disk_used', source: 'db', condition: 'gt', threshold: 90, duration_seconds: 0, notify: { webhook: 'https://hooks.example.com/disk' },
+      });
+      assert.equal(rule.status, 201, rule.body);
+      await points('disk_used', 'db', {}, t3, [95, 95, 95]);
+      // The delivery queue refuses every row: the firing must not commit without its notification.
+      await ctx.t.sql.query(`CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'delivery queue unavailable'; END $$`);
+      await ctx.t.sql.query(`CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_delivery()`);
+      let failed;
+      try {
+        failed = await evaluate(t3 + 20 * S);
+      } finally {
+        await ctx.t.sql.query('DROP TRIGGER refuse_delivery ON webhook_deliveries');
+        await ctx.t.sql.query('DROP FUNCTION refuse_delivery()');
+      }
+      assert.deepEqual({ fired: failed.fired, errors: failed.errors }, { fired: 0, errors: 1 });
+      const ofRule = async () => (await ctx.t.get(`/api/v1/alerts?rule_id=${rule.json.id}&state=all`)).json.alerts as Array<{ id: number; state: string }>;
+      assert.deepEqual(await ofRule(), [], 'no alert without its notification');
+      assert.match((await ctx.t.get(`/api/v1/alert-rules/${rule.json.id}`)).json.status.error, /delivery queue unavailable/);
+
+      // Two evaluations at once (two instances, or a manual trigger during the job): one alert, one event, one delivery per transition.
+      const evaluator = ctx.t.app.get(RuleEvaluator);
+      now = t3 + 20 * S;
+      const fired = await Promise.all([evaluator.evaluateAll(), evaluator.evaluateAll()]);
+      assert.equal(fired[0].fired + fired[1].fired, 1);
+      await points('disk_used', 'db', {}, t3 + 30 * S, [50, 50]);
+      now = t3 + 40 * S;
+      const resolved = await Promise.all([evaluator.evaluateAll(), evaluator.evaluateAll()]);
+      assert.equal(resolved[0].resolved + resolved[1].resolved, 1);
+      const [alert, ...others] = await ofRule();
+      assert.equal(others.length, 0);
+      assert.equal(alert.state, 'resolved');
+      const events = (await ctx.t.get('/api/v1/events?kind=alert&since=now-1d&limit=1000')).json.events.filter((e: { attributes: { alert_id: number } }) => e.attributes.alert_id === alert.id);
+      assert.deepEqual(events.map((e: { attributes: { state: string } }) => e.attributes.state).sort(), ['firing', 'resolved']);
+      const log = await waitFor(async () => {
+        const n = (await ctx.t.get(`/api/v1/alerts/${alert.id}/notifications`)).json;
+        return n.deliveries.every((d: { status: string }) => d.status === 'delivered') && n;
+      });
+      assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), ['alert.firing', 'alert.resolved']);
+      assert.equal(sent.filter((x) => JSON.parse(x.body).alert.id === alert.id).length, 2, 'sent once each');
+    });
+
+    it('reads at most MAX_EVALUATION_POINTS of a series per anomaly evaluation, however long the rule looks back', async (t) => {
+      if (ctx.flavour === 'timescaledb') return t.skip('volume test: plain PostgreSQL only');
+      // 24,000 points a second apart, all inside the duration (7 h) of the rule below.
+      const start = T0 - 30_000 * S, n = 24_000;
+      const rand = prng(11);
+      for (let i = 0; i < n; i += 4_000) await points('queue_depth', 'q', {}, start + i * S, Array.from({ length: 4_000 }, () => 10 + rand()), S);
+      const rule = await ctx.t.post('/api/v1/alert-rules', { name: 'queue_anomaly', type: 'anomaly', metric: 'queue_depth', source: 'q', algorithm: 'mad', window_seconds: 3_600, duration_seconds: 25_200 });
+      assert.equal(rule.status, 201, rule.body);
+      const repo = ctx.t.app.get(AlertsRepository);
+      const read = repo.points.bind(repo);
+      const reads: number[] = [];
+      repo.points = async (...args) => {
+        const rows = await read(...args);
+        reads.push(rows.length);
+        return rows;
+      };
+      try {
+        const r = await evaluate(start + n * S);
+        assert.equal(r.errors, 0);
+      } finally {
+        repo.points = read;
+      }
+      assert.ok(reads.length >= 2, `${reads.length} reads`);
+      assert.ok(Math.max(...reads) === MAX_EVALUATION_POINTS, `reads of ${reads.join(', ')} points`);
     });
   },
   { WEBHOOK_RETRY_BASE_MS: '5', WEBHOOK_RETRY_MAX_MS: '20' },

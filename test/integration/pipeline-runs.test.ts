@@ -432,6 +432,54 @@ describeEachFlavour(
       }
     });
 
+    it('commits a scheduled run\'s webhook parts with its watermark move: a failed commit queues nothing, the retry sends each window once', async () => {
+      let now = H0 + 90 * MIN + 40_000;
+      service.useClock(() => now);
+      try {
+        const p = await create({
+          name: 'scheduled-webhook',
+          pipeline: [{ operation: 'filter', params: { metrics: ['cpu'], tags: { experiment_id: 'exp_001' } } }, { operation: 'aggregate', params: { window: '5m', functions: ['max'] } }],
+          output: { destination: 'webhook', url: 'https://hooks.example.com/scheduled' },
+          schedule: { every: '5m', delay: '30s' },
+        });
+        const queued = async () => (await ctx.t.get(`/api/v1/webhooks/deliveries?subject=pipeline:${p.id}`)).json.deliveries as Array<{ payload: { rows: Array<{ window_start: string }> } }>;
+        const state = async () => (await ctx.t.get(`/api/v1/pipelines/${p.id}`)).json.state;
+        assert.equal((await service.runScheduled()).ran, 1);
+        assert.equal((await queued()).length, 1);
+        assert.equal((await state()).last_window_end, iso(H0 + 90 * MIN));
+
+        // Two windows later the watermark cannot be moved: the parts of that run must not stay queued.
+        now = H0 + 100 * MIN + 40_000;
+        await ctx.t.sql.query(`CREATE FUNCTION refuse_watermark() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.last_window_end IS DISTINCT FROM OLD.last_window_end THEN RAISE EXCEPTION 'watermark store unavailable'; END IF; RETURN NEW; END $$`);
+        await ctx.t.sql.query('CREATE TRIGGER refuse_watermark BEFORE UPDATE ON pipelines FOR EACH ROW EXECUTE FUNCTION refuse_watermark()');
+        try {
+          await service.runScheduled().catch(() => undefined);
+        } finally {
+          await ctx.t.sql.query('DROP TRIGGER refuse_watermark ON pipelines');
+          await ctx.t.sql.query('DROP FUNCTION refuse_watermark()');
+        }
+        assert.equal((await queued()).length, 1, 'nothing queued by the run that failed');
+        const failed = await state();
+        assert.deepEqual([failed.last_window_end, failed.failures], [iso(H0 + 90 * MIN), 1]);
+        const [run] = await runs(p.id);
+        assert.equal(run.status, 'failed');
+        assert.ok(run.error, 'the failure is recorded (a database error is not shown to clients)');
+        assert.deepEqual(run.output, { destination: 'webhook' });
+
+        // After the back-off the retry covers the windows that stayed due, once.
+        now = Date.parse(failed.retry_at) + 1;
+        assert.equal((await service.runScheduled()).ran, 1);
+        const starts = (await queued()).flatMap((d) => d.payload.rows.map((r) => r.window_start)).sort();
+        assert.deepEqual(starts, [85, 90, 95, 100].map((m) => iso(H0 + m * MIN)));
+        assert.equal((await state()).last_window_end, iso(H0 + 105 * MIN));
+        const [retried] = await runs(p.id);
+        assert.deepEqual([retried.status, retried.windows, retried.output.deliveries.length], ['ok', 3, 1]);
+      } finally {
+        service.useClock(Date.now);
+      }
+    });
+
     it('bounds a run: too many windows is a 400 naming from, too many rows a 422 recorded as a failed run', async () => {
       const p = await create({
         name: 'fine-grained',

@@ -2,18 +2,10 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import type { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
+import { referencePipeline } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
 
-/** The reference's "Custom Data Pipeline" request body (collector-api.md). */
-const reference = () => ({
-  name: 'experiment_summary',
-  pipeline: [
-    { operation: 'filter', params: { tags: { experiment_id: 'exp_001' } } },
-    { operation: 'aggregate', params: { window: '5m', functions: ['avg', 'max'] } },
-    { operation: 'transform', params: { formula: 'avg_cpu + max_memory' } },
-  ],
-  output: { destination: 'webhook', url: 'https://your-system.com/webhook' },
-});
+const reference = referencePipeline;
 
 describeEachFlavour('pipeline definitions', (ctx) => {
   const addresses: Record<string, string> = { 'your-system.com': '93.184.216.34', 'inside.example.com': '10.1.2.3' };
@@ -167,6 +159,20 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     const job = await ctx.t.runJob('pipeline-runs-prune');
     assert.equal(job.details.deleted, 1);
     assert.equal((await ctx.t.get(`/api/v1/pipelines/${id}/runs`)).json.runs.length, 1);
+  });
+
+  it('runs again after its lock connection was cut (a new session takes the locks)', async () => {
+    if (ctx.flavour !== 'postgresql') return; // PGlite: one session, no lock connection
+    const id = (await ctx.t.get('/api/v1/pipelines')).json.pipelines[0].id;
+    assert.equal((await ctx.t.post(`/api/v1/pipelines/${id}/run`)).status, 200);
+    const cut = await ctx.t.sql.query(
+      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_advisory_unlock%' AND pid <> pg_backend_pid()`,
+    );
+    assert.ok(cut.rows.length >= 1 && cut.rows.every((r) => r.ok), 'the lock connection was found and cut');
+    await new Promise((r) => setTimeout(r, 50));
+    const again = await ctx.t.post(`/api/v1/pipelines/${id}/run`);
+    assert.equal(again.status, 200, again.body);
+    assert.equal((await ctx.t.runJob('pipeline-runs-prune')).outcome, 'ok', 'the jobs\' lock connection too');
   });
 
   it('lists itself in the health components and the jobs', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { before, it } from 'node:test';
 import { StreamHub } from '../../src/streaming/stream-hub.js';
@@ -47,6 +48,37 @@ describeEachFlavour(
       assert.ok(got > 0 && got < n, `the slow client got ${got} of ${n}`);
       await waitFor(() => hub.connectionCount === 1);
       await fast.close();
+    });
+
+    it('cuts off an SSE client whose queue went past the limit on the last point of a quiet stream', async (t) => {
+      if (ctx.flavour === 'timescaledb') return t.skip('volume test: plain PostgreSQL only');
+      const hub = ctx.t.app.get(StreamHub);
+      const cutBefore = hub.stats.cutOff;
+      // A real SSE client that reads the opening comment, then stops reading.
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=trickle`, resolve).on('error', reject));
+      assert.equal(res.statusCode, 200);
+      await new Promise((resolve) => res.once('data', resolve));
+      res.pause();
+      const t0 = Date.now() - 600_000;
+      let r = 0;
+      const send = async (n: number) => {
+        const routed = hub.stats.delivered;
+        const metrics = Array.from({ length: n }, (_, i) => ({ name: 'trickle', value: i, tags: { k: `s${i}` } }));
+        const res2 = await ctx.t.post('/api/v1/metrics', { source: 'load', timestamp: new Date(t0 + r++ * 1000).toISOString(), metrics });
+        assert.equal(res2.status, 200, res2.body);
+        await waitFor(() => hub.stats.delivered >= routed + n, 5_000, 'the fan-out');
+      };
+      const queued = () => hub.summary().queued_bytes;
+      // Bursts well under the limit until the kernel buffers are full and the server queues...
+      while (queued() === 0 && r < 5_000) await send(200);
+      assert.ok(queued() > 0 && queued() <= 65_536, `queued ${queued()}`);
+      // ...then one point at a time until the last one took the queue past the limit: nothing skipped.
+      while (queued() <= 65_536 && r < 10_000) await send(1);
+      assert.equal(hub.summary().updates_skipped_open_connections, 0);
+      // No further point comes: the periodic check alone must cut it off.
+      await waitFor(() => hub.stats.cutOff === cutBefore + 1, 5_000, 'the quiet slow client to be cut off');
+      res.destroy();
+      await waitFor(() => hub.connectionCount === 0);
     });
   },
   { STREAM_BUFFER_BYTES: '65536', STREAM_SLOW_CLIENT_SECONDS: '1', STREAM_HEARTBEAT_SECONDS: '30' },

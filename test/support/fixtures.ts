@@ -71,3 +71,16 @@ export function close(a: number | null, b: number | null, rel = 1e-9): boolean {
   if (a === null || b === null) return a === b;
   return Math.abs(a - b) <= rel * Math.max(1, Math.abs(a), Math.abs(b));
 }
+
+/** The reference's "Custom Data Pipeline" request body (collector-api.md), fresh each call. */
+export function referencePipeline() {
+  return {
+    name: 'experiment_summary',
+    pipeline: [
+      { operation: 'filter', params: { tags: { experiment_id: 'exp_001' } } },
+      { operation: 'aggregate', params: { window: '5m', functions: ['avg', 'max'] } },
+      { operation: 'transform', params: { formula: 'avg_cpu + max_memory' } },
+    ],
+    output: { destination: 'webhook', url: 'https://your-system.com/webhook' },
+  };
+}

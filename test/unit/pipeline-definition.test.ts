@@ -5,20 +5,12 @@ import { parsePipeline } from '../../src/pipelines/definition.js';
 import { assemble, derivedPoints } from '../../src/pipelines/execute.js';
 import { backoffMs, isStatusReport } from '../../src/pipelines/pipelines.service.js';
 import { countWindows, dueWindows, lastWindow, windowEnds } from '../../src/pipelines/windows.js';
+import { referencePipeline } from '../support/fixtures.js';
 
 const limits = { maxNameLength: 200, maxTags: 64, maxTagKeyLength: 128, maxTagValueLength: 1024 };
 const M = 60_000;
 
-/** The reference's "Custom Data Pipeline" example. */
-const reference = () => ({
-  name: 'experiment_summary',
-  pipeline: [
-    { operation: 'filter', params: { tags: { experiment_id: 'exp_001' } } },
-    { operation: 'aggregate', params: { window: '5m', functions: ['avg', 'max'] } },
-    { operation: 'transform', params: { formula: 'avg_cpu + max_memory' } },
-  ],
-  output: { destination: 'webhook', url: 'https://your-system.com/webhook' },
-});
+const reference = referencePipeline;
 
 /** The fields a rejected definition names (all of them). */
 function fieldsOf(body: unknown): string[] {

@@ -152,6 +152,17 @@ describe('slow clients', () => {
     assert.ok(!c.deliver('y', 2000));
   });
 
+  it('are cut off when the last message took them past the limit and nothing more comes', () => {
+    const { sink, c } = make();
+    assert.ok(c.deliver('x', 0));
+    sink.buffered = 500; // that message did not fit: queued, nothing skipped
+    c.check(100);
+    c.check(1099);
+    assert.equal(sink.closedWith, undefined);
+    c.check(1100);
+    assert.equal(sink.closedWith, CLOSE_TOO_SLOW);
+  });
+
   it('that drain in time are not cut off', () => {
     const { sink, c } = make();
     sink.buffered = 500;
