@@ -9,17 +9,8 @@ export interface KnownPoint {
   v: number;
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run stores the same values. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic pseudo-random numbers (the detectors' seeded mulberry32), so every run stores the same values. */
+export { prng } from '../../src/anomalies/robust.js';
 
 /** Stores points through the public API, in requests of at most `chunk` points. */
 export async function ingest(t: TestApp, points: KnownPoint[], chunk = 5_000): Promise<void> {
