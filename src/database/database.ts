@@ -137,7 +137,8 @@ export class Database implements OnApplicationShutdown {
  */
 function guarded(pool: pg.Pool): pg.Pool {
   const logger = new Logger('database');
-  pool.on('connect', (client) => client.on('error', (err) => logger.warn(`connection error: ${err.message}`)));
+  const report = (err: Error) => (pool.ending ? logger.debug(`connection error while closing: ${err.message}`) : logger.warn(`connection error: ${err.message}`));
+  pool.on('connect', (client) => client.on('error', report));
   pool.on('error', () => undefined); // an idle connection's error, already logged by the listener above
   return pool;
 }
