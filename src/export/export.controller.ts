@@ -23,7 +23,7 @@ export class ExportController {
   @ApiQuery({ name: 'aggregation', required: false, enum: ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] })
   @ApiQuery({ name: 'tags', required: false, isArray: true })
   async stream(@Query() q: Record<string, unknown>, @Res() reply: FastifyReply) {
-    send(reply, await this.exports.stream(q));
+    send(reply, await this.exports.stream(q, { headersOnly: reply.request.method === 'HEAD' }));
   }
 
   @Post('metrics/exports')

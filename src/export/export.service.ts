@@ -85,9 +85,11 @@ export class ExportService implements OnModuleInit {
 
   // ---- streamed ----
 
-  async stream(input: Record<string, unknown>): Promise<StreamedExport> {
+  /** `headersOnly` (HEAD): what GET would answer, validated the same way, without running the export. */
+  async stream(input: Record<string, unknown>, opts: { headersOnly?: boolean } = {}): Promise<StreamedExport> {
     const spec = parseExportSpec(input, Date.now(), this.queries.limits, { defaultFormat: 'csv', allowAllMetrics: false });
     const sel = await this.select(spec);
+    if (opts.headersOnly) return { fileName: sel.fileName, contentType: sel.encoder.contentType, body: Readable.from([]) };
     if (!this.tryAcquire()) {
       throw serviceUnavailable(`${this.config.analytics.exportMaxConcurrent} exports are running (EXPORT_MAX_CONCURRENT); retry shortly or use POST /api/v1/metrics/exports`, 5);
     }

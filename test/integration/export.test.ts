@@ -256,6 +256,11 @@ describeEachFlavour('export under load', (ctx) => {
     assert.equal(second.status, 503);
     assert.equal(second.headers.get('retry-after'), '5');
     assert.equal(((await second.json()) as { error: { code: string } }).error.code, 'SERVICE_UNAVAILABLE');
+    // HEAD answers GET's headers without running an export, so it needs no slot.
+    const head = await fetch(url, { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get('content-disposition') ?? '', /^attachment; filename="big_.*\.csv"$/);
+    assert.equal(head.headers.get('content-type'), 'text/csv; charset=utf-8');
     abort.abort();
     await reader.cancel().catch(() => undefined);
     // The slot comes back once the server sees the client gone; then a whole export runs to the end.
