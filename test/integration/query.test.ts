@@ -197,4 +197,37 @@ describeEachFlavour('queries', (ctx) => {
     assert.equal(empty.status, 200);
     assert.deepEqual(empty.json.data_points, []);
   });
+
+  it('answers NUL in any text parameter and times a date cannot hold with 400 naming the parameter, never 500', async () => {
+    const cases: Array<[string, string]> = [
+      ['query?metric=te%00mp', 'metric'],
+      ['query?metric=temp&source=a%00', 'source'],
+      ['query?metric=temp&tags=region:eu%00', 'tags'],
+      ['query?metric=temp&tags=region:eu&tags=region:us%00', 'tags'],
+      ['query?metric=temp&from=0&to=99999999999999999999', 'to'],
+      ['query?metric=temp&to=9000000000000000', 'to'],
+      ['query?metric=temp&from=0000-01-01T00:00:00Z', 'from'],
+      ['summary?metric=te%00mp', 'metric'],
+      ['tags?metric=te%00mp', 'metric'],
+      ['sources?metric=te%00mp', 'metric'],
+      ['names?search=te%00', 'search'],
+      ['names?search=a&search=b', 'search'],
+    ];
+    for (const [path, parameter] of cases) {
+      const r = await ctx.t.get(`/api/v1/metrics/${path}`);
+      assert.equal(r.status, 400, `${path}: ${r.body}`);
+      assert.equal(r.json.error.details.parameter, parameter, path);
+    }
+    const multi: Array<[unknown, string]> = [
+      [{ queries: [{ metric: 'temp', tags: { region: 'eu\u0000' } }] }, 'queries[0].tags'],
+      [{ queries: [{ metric: 'temp', tags: { region: [] } }] }, 'queries[0].tags'],
+      [{ queries: [{ metric: 'temp' }], from: 1e20 }, 'from'],
+      [{ queries: [{ metric: 'temp' }], granularity: 5 }, 'granularity'],
+    ];
+    for (const [body, parameter] of multi) {
+      const r = await ctx.t.post('/api/v1/metrics/query/multi', body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.body}`);
+      assert.equal(r.json.error.details.parameter, parameter);
+    }
+  });
 });
