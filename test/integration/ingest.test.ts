@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { it } from 'node:test';
 import { SeriesResolver } from '../../src/storage/series-resolver.js';
@@ -182,6 +183,27 @@ describeEachFlavour('ingest limits and bad input', (ctx) => {
     assert.equal(r.json.error.code, 'PAYLOAD_TOO_LARGE');
     r = await ctx.t.request('POST', '/api/v1/metrics', gzipSync(big), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
     assert.equal(r.status, 413);
+  });
+
+  it('answers 413 for a streamed body without Content-Length past the limit, and for a gzip bomb', async () => {
+    const chunk = Buffer.alloc(64 * 1024, ' ');
+    let sent = 0;
+    const payload = new Readable({
+      read() {
+        sent += chunk.length;
+        this.push(sent > 8 * 1024 * 1024 ? null : chunk); // 8 MiB of whitespace, no length announced
+      },
+    });
+    const res = await ctx.t.app.getHttpAdapter().getInstance().inject({ method: 'POST', url: '/api/v1/metrics', headers: { 'content-type': 'application/json' }, payload });
+    assert.equal(res.statusCode, 413, res.body);
+    assert.equal(JSON.parse(res.body).error.code, 'PAYLOAD_TOO_LARGE');
+    // 64 KiB of gzip that inflates to 64 MiB: refused at the decoded limit.
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, ' '), { level: 9 });
+    const t0 = Date.now();
+    const r = await ctx.t.request('POST', '/api/v1/metrics', bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    assert.equal(r.status, 413);
+    assert.ok(Date.now() - t0 < 2_000, `took ${Date.now() - t0} ms`);
+    assert.equal(await stored(), 0);
   });
 
   it('answers too many points with 413', async () => {
