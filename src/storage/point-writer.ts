@@ -2,7 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { toApiError } from '../common/error-envelope.js';
-import { serviceUnavailable } from '../common/errors.js';
+import { payloadTooLarge, serviceUnavailable } from '../common/errors.js';
 import { RateMeter } from '../common/rate-meter.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
@@ -76,6 +76,14 @@ export class PointWriter implements BeforeApplicationShutdown {
   async write(batch: PointBatch): Promise<void> {
     if (batch.length === 0) return;
     if (this.closing) throw serviceUnavailable('Timescope is shutting down; retry against another instance or later', 5);
+    if (batch.length > this.config.ingest.queueMaxPoints) {
+      // It would never fit: a 503 would have the client retry for ever.
+      throw payloadTooLarge(`Too many points in one write: ${batch.length} > ${this.config.ingest.queueMaxPoints} (INGEST_QUEUE_MAX_POINTS); split the request`, {
+        points: batch.length,
+        limit: 'INGEST_QUEUE_MAX_POINTS',
+        max: this.config.ingest.queueMaxPoints,
+      });
+    }
     if (this.reserved + batch.length > this.config.ingest.queueMaxPoints) {
       throw serviceUnavailable('Ingest buffer is full; retry shortly', 1, {
         pending_points: this.reserved,

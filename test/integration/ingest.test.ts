@@ -258,3 +258,29 @@ describeEachFlavour('ingest limits and bad input', (ctx) => {
     assert.equal(await stored(), 0);
   });
 }, { INGEST_MAX_BODY_BYTES: String(2 * 1024 * 1024), INGEST_MAX_POINTS_PER_REQUEST: '100', MAX_SERIES: '5' });
+
+describeEachFlavour('ingest buffer limit', (ctx) => {
+  const request = (source: string, n: number) => ({ source, metrics: Array.from({ length: n }, (_, i) => ({ name: 'q', value: i, timestamp: Date.now() - 60_000 + i })) });
+  const stored = async (source: string) => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE source = $1`, [source])).rows[0].n);
+
+  it('answers 413 naming INGEST_QUEUE_MAX_POINTS for a request that could never fit the buffer, instead of 503 for ever', async () => {
+    const r = await ctx.t.post('/api/v1/metrics', request('huge', 1_500));
+    assert.equal(r.status, 413, r.body);
+    assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
+    assert.equal(await stored('huge'), 0);
+  });
+
+  it('answers 503 + Retry-After while the buffer is full, and stores exactly what it acknowledged', async () => {
+    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => ctx.t.post('/api/v1/metrics', request(`full${i}`, 600))));
+    const refused = replies.filter((r) => r.status === 503);
+    assert.ok(refused.length > 0, replies.map((r) => r.status).join());
+    for (const r of refused) {
+      assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
+      assert.ok(Number(r.headers['retry-after']) > 0);
+    }
+    for (const [i, r] of replies.entries()) {
+      assert.ok(r.status === 200 || r.status === 503, r.body);
+      assert.equal(await stored(`full${i}`), r.status === 200 ? 600 : 0);
+    }
+  });
+}, { INGEST_QUEUE_MAX_POINTS: '1000', INGEST_MAX_POINTS_PER_REQUEST: '5000' });
