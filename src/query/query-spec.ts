@@ -136,7 +136,7 @@ export function parseGranularity(v: unknown, range: TimeRange, limits: QueryLimi
   const s = v === undefined || v === null || v === '' ? 'auto' : str(v) ?? String(v);
   const span = Math.max(range.to - range.from, 1);
   if (s === 'auto') {
-    const want = span / limits.autoBuckets;
+    const want = span / Math.min(limits.autoBuckets, limits.maxBuckets); // auto never exceeds QUERY_MAX_BUCKETS
     const ms = NICE_STEPS.find((x) => x >= want) ?? Math.ceil(want / DAY) * DAY;
     return { ms, label: formatDuration(ms) };
   }

@@ -231,3 +231,31 @@ describeEachFlavour('queries', (ctx) => {
     }
   });
 });
+
+describeEachFlavour('query limits', (ctx) => {
+  const T = Math.floor((Date.now() - 2 * HOUR) / HOUR) * HOUR;
+  before(async () => {
+    const metrics = Array.from({ length: 3 }, (_, i) => ({ name: 'wide', value: i, tags: { host: `h${i}` }, timestamp: T + i }));
+    assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'lim', metrics })).status, 200);
+  });
+
+  it('answers 400 past QUERY_MAX_SERIES, asking for a filter; a filter brings it under', async () => {
+    const r = await ctx.t.get(`/api/v1/metrics/query?metric=wide&from=${iso(T)}&to=${iso(T + HOUR)}`);
+    assert.equal(r.status, 400, r.body);
+    assert.equal(r.json.error.details.max_series, 2);
+    assert.match(r.json.error.message, /QUERY_MAX_SERIES/);
+    const filtered = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&aggregation=sum`);
+    assert.equal(filtered.status, 200, filtered.body);
+    assert.equal(filtered.json.series_count, 1);
+  });
+
+  it('answers 400 naming granularity past QUERY_MAX_BUCKETS, and auto stays under it even when QUERY_AUTO_BUCKETS is larger', async () => {
+    const over = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&granularity=1m`);
+    assert.equal(over.status, 400);
+    assert.equal(over.json.error.details.parameter, 'granularity');
+    assert.equal(over.json.error.details.max_buckets, 20);
+    const auto = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&fill=null`);
+    assert.equal(auto.status, 200, auto.body);
+    assert.ok(auto.json.data_points.length <= 20, `${auto.json.granularity}: ${auto.json.data_points.length} buckets`);
+  });
+}, { QUERY_MAX_SERIES: '2', QUERY_MAX_BUCKETS: '20', QUERY_AUTO_BUCKETS: '100' });

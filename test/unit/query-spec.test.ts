@@ -67,6 +67,11 @@ describe('parseQuerySpec', () => {
     assert.equal(parseQuerySpec({ metric: 'a', from: '0001-01-01T00:00:00Z', to: '9999-12-31T23:00:00Z' }, NOW, limits).to, Date.UTC(9999, 11, 31, 23));
   });
 
+  it('keeps auto under QUERY_MAX_BUCKETS when QUERY_AUTO_BUCKETS is larger', () => {
+    const s = parseQuerySpec({ metric: 'a', from: '2024-01-15T00:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, { maxBuckets: 20, autoBuckets: 1_000 });
+    assert.ok((s.to - s.from) / s.granularityMs <= 20, s.granularity);
+  });
+
   it('refuses an empty list of values for a tag instead of dropping the filter', () => {
     assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: [] } }, NOW, limits)), 'tags');
   });
