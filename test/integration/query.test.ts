@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { Agg, close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
+import { sqlClient } from '../support/databases.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 const HOUR = 3_600_000;
@@ -259,3 +260,30 @@ describeEachFlavour('query limits', (ctx) => {
     assert.ok(auto.json.data_points.length <= 20, `${auto.json.granularity}: ${auto.json.data_points.length} buckets`);
   });
 }, { QUERY_MAX_SERIES: '2', QUERY_MAX_BUCKETS: '20', QUERY_AUTO_BUCKETS: '100' });
+
+describeEachFlavour(
+  'query statement timeout',
+  (ctx) => {
+    it('answers 504 QUERY_TIMEOUT for a query past DB_STATEMENT_TIMEOUT_MS, and serves again afterwards', async () => {
+      const T = Date.now() - 60_000;
+      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'slow', metrics: [{ name: 'slow', value: 1, timestamp: T }] })).status, 200);
+      // Another session holds the series table, so the query waits past its statement timeout.
+      const blocker = await sqlClient(ctx.t.database.url);
+      try {
+        await blocker.query('BEGIN; LOCK TABLE series IN ACCESS EXCLUSIVE MODE');
+        const r = await ctx.t.get('/api/v1/metrics/query?metric=slow&from=now-1h');
+        assert.equal(r.status, 504, r.body);
+        assert.equal(r.json.error.code, 'QUERY_TIMEOUT');
+        await blocker.query('ROLLBACK');
+      } finally {
+        await blocker.end();
+      }
+      const again = await ctx.t.get('/api/v1/metrics/query?metric=slow&from=now-1h&aggregation=count');
+      assert.equal(again.status, 200, again.body);
+      assert.equal(again.json.data_points.length, 1);
+    });
+  },
+  { DB_STATEMENT_TIMEOUT_MS: '300' },
+  // PGlite takes no statement_timeout startup option and serves one session: no second session to hold a lock.
+  { flavours: ['postgresql'] },
+);
