@@ -178,21 +178,25 @@ export class PointWriter implements BeforeApplicationShutdown {
     };
     await ensurePartitions();
     await this.database.withWriteClient(async (client) => {
-      try {
-        await this.writeOnce(client, group, min, false);
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === '23505') {
-          // A point that is already stored (a retry, or the same series and time twice in this group).
-          this.stats.upserts++;
-          await this.writeOnce(client, group, min, true);
-        } else if (code === '23514' && this.partitions.enabled) {
-          // No partition for a row: one was dropped or made elsewhere since we last looked.
-          this.partitions.forget();
-          await this.partitions.load();
-          await ensurePartitions();
-          await this.writeOnce(client, group, min, false);
-        } else throw err;
+      // Each remedy at most once, in whichever order the errors come (a missing partition, then a duplicate).
+      let upsert = false, reloaded = false;
+      for (;;) {
+        try {
+          return await this.writeOnce(client, group, min, upsert);
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === '23505' && !upsert) {
+            // A point that is already stored (a retry, or the same series and time twice in this group).
+            this.stats.upserts++;
+            upsert = true;
+          } else if (code === '23514' && this.partitions.enabled && !reloaded) {
+            // No partition for a row: one was dropped or made elsewhere since we last looked.
+            reloaded = true;
+            this.partitions.forget();
+            await this.partitions.load();
+            await ensurePartitions();
+          } else throw err;
+        }
       }
     });
   }

@@ -284,3 +284,22 @@ describeEachFlavour('ingest buffer limit', (ctx) => {
     }
   });
 }, { INGEST_QUEUE_MAX_POINTS: '1000', INGEST_MAX_POINTS_PER_REQUEST: '5000' });
+
+describeEachFlavour(
+  'ingest into a partition dropped behind the writer',
+  (ctx) => {
+    it('remakes the partition and still keeps the last of two points with the same series and time', async () => {
+      const T = Math.floor((Date.now() - 2 * 86_400_000) / 86_400_000) * 86_400_000 + 3_600_000;
+      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 0, timestamp: T }] })).status, 200);
+      // The writer believes the day's partition exists; drop it (as retention on another instance would).
+      const day = new Date(T).toISOString().slice(0, 10).replace(/-/g, '');
+      await ctx.t.sql.query(`DROP TABLE points_p${day}`);
+      const r = await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 1, timestamp: T }, { name: 'g', value: 2, timestamp: T }] });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'gone'`)).rows.map((x) => x.value), [2]);
+    });
+  },
+  { METRICS_RETENTION_DAYS: '7' },
+  // Native partitions exist on plain PostgreSQL only.
+  { flavours: ['postgresql'] },
+);
