@@ -63,7 +63,8 @@ export class QueryService {
       const p = `queries[${i}].`;
       if (typeof q !== 'object' || q === null || Array.isArray(q)) throw invalidQuery(`queries[${i}]`, `queries[${i}] must be an object`);
       const qi = q as QueryInput;
-      const range = qi.from !== undefined || qi.to !== undefined ? parseRange(qi, now, p) : shared;
+      // A query may override one bound; the other stays the shared one.
+      const range = qi.from !== undefined || qi.to !== undefined ? parseRange({ from: qi.from ?? b.from, to: qi.to ?? b.to }, now, p) : shared;
       const g = parseGranularity(qi.granularity ?? b.granularity, range, this.limits, qi.granularity !== undefined ? `${p}granularity` : 'granularity');
       return {
         ...parseSelector(qi, p),

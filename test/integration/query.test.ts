@@ -152,6 +152,22 @@ describeEachFlavour('queries', (ctx) => {
     assert.equal(bad.json.error.details.parameter, 'queries[1].aggregation');
   });
 
+  it('takes a bound a multi query does not override from the shared range', async () => {
+    const r = await ctx.t.post('/api/v1/metrics/query/multi', {
+      queries: [{ metric: 'temp', source: 'a', from: iso(H0 + HOUR) }, { metric: 'temp', source: 'a', to: iso(H0 + HOUR) }],
+      from: iso(H0),
+      to: iso(H0 + 3 * HOUR),
+      granularity: '1h',
+      aggregation: 'count',
+      fill: 'zero',
+    });
+    assert.equal(r.status, 200, r.body);
+    const [late, early] = r.json.results;
+    const a = select('temp', (p) => p.source === 'a');
+    assert.deepEqual(late.data_points.map((d: { value: number }) => d.value), expectedBuckets(a, H0 + HOUR, H0 + 3 * HOUR, HOUR, 'count').map((b) => b.v));
+    assert.deepEqual(early.data_points.map((d: { value: number }) => d.value), expectedBuckets(a, H0, H0 + HOUR, HOUR, 'count').map((b) => b.v));
+  });
+
   it('lists metric names with units, sources and tags', async () => {
     await ctx.t.post('/api/v1/metrics', { source: 'a', metrics: [{ name: 'temp', value: 1, unit: 'celsius', tags: { region: 'eu', host: 'h1' } }] });
     const names = await ctx.t.get('/api/v1/metrics/names');
