@@ -61,6 +61,13 @@ export function epochToMs(n: number, precision: Precision | undefined): number |
   return n;
 }
 
+/** Times Timescope stores and queries: years 1 to 9999 (JavaScript dates and PostgreSQL both hold them). */
+export const MIN_TIME_MS = -62_135_596_800_000; // 0001-01-01T00:00:00Z
+export const MAX_TIME_MS = 253_402_300_800_000; // 10000-01-01T00:00:00Z (exclusive)
+
+/** Whether `ms` is a finite epoch-ms time in [MIN_TIME_MS, MAX_TIME_MS). */
+export const isSupportedTime = (ms: number) => ms >= MIN_TIME_MS && ms < MAX_TIME_MS;
+
 const DURATION = /^(\d+)(ms|s|m|h|d|w)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: SECOND, m: MINUTE, h: HOUR, d: DAY, w: 7 * DAY };
 

@@ -1,5 +1,5 @@
 import { FieldProblem, fieldErrors, invalidRequest, payloadTooLarge } from '../common/errors.js';
-import { DAY, epochToMs, parseIsoTimestamp, Precision } from '../common/time.js';
+import { DAY, epochToMs, isSupportedTime, parseIsoTimestamp, Precision } from '../common/time.js';
 import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } from '../storage/point-batch.js';
 
 /**
@@ -268,6 +268,7 @@ class Decoder {
     }
     if (ms > this.maxTime) return `is more than ${this.ctx.limits.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`;
     if (ms < this.minTime) return `is older than the retention of ${this.ctx.limits.retentionDays} days (METRICS_RETENTION_DAYS)`;
+    if (!isSupportedTime(ms)) return 'is outside the supported years 0001 to 9999';
     return ms;
   }
 

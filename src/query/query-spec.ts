@@ -1,5 +1,6 @@
 import { invalidQuery } from '../common/errors.js';
-import { DAY, formatDuration, HOUR, MINUTE, parseDuration, parseQueryTime, SECOND, toIso } from '../common/time.js';
+import { isCleanText } from '../common/input.js';
+import { DAY, formatDuration, HOUR, isSupportedTime, MINUTE, parseDuration, parseQueryTime, SECOND, toIso } from '../common/time.js';
 
 /**
  * Query parameters → a validated QuerySpec. Pure. Every bad parameter is a 400 INVALID_QUERY that
@@ -64,11 +65,22 @@ const NICE_STEPS = [1, 2, 5, 10, 15, 30].map((s) => s * SECOND)
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
 
+/**
+ * A text parameter that goes to SQL: NUL and lone surrogates are refused here with a 400 naming
+ * it, as PostgreSQL would refuse them with an error that answers 500.
+ */
+export function checkText(value: string, name: string): string {
+  if (!isCleanText(value)) throw invalidQuery(name, `${name} must be valid Unicode without NUL`);
+  return value;
+}
+
 export function parseSelector(input: QueryInput, prefix = ''): SeriesSelector {
   const metric = str(input.metric);
   if (!metric) throw invalidQuery(`${prefix}metric`, `${prefix}metric is required`);
   const source = input.source === undefined || input.source === '' ? undefined : str(input.source);
   if (input.source !== undefined && input.source !== '' && source === undefined) throw invalidQuery(`${prefix}source`, `${prefix}source must be a string`);
+  checkText(metric, `${prefix}metric`);
+  if (source !== undefined) checkText(source, `${prefix}source`);
   return { metric, source, tags: parseTags(input.tags, `${prefix}tags`) };
 }
 
@@ -79,8 +91,8 @@ export function parseTags(v: unknown, name = 'tags'): TagFilter[] {
   if (typeof v === 'object' && !Array.isArray(v)) {
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
       if (typeof val === 'string') pairs.push([k, val]);
-      else if (Array.isArray(val) && val.every((x) => typeof x === 'string')) for (const x of val) pairs.push([k, x as string]);
-      else throw invalidQuery(name, `${name}.${k} must be a string or an array of strings`);
+      else if (Array.isArray(val) && val.length > 0 && val.every((x) => typeof x === 'string')) for (const x of val) pairs.push([k, x as string]);
+      else throw invalidQuery(name, `${name}.${k} must be a string or a non-empty array of strings`);
     }
   } else {
     for (const item of Array.isArray(v) ? v : [v]) {
@@ -92,6 +104,8 @@ export function parseTags(v: unknown, name = 'tags'): TagFilter[] {
   const byKey = new Map<string, string[]>();
   for (const [k, val] of pairs) {
     if (!k) throw invalidQuery(name, `${name} has an empty key`);
+    checkText(k, name);
+    checkText(val, name);
     byKey.set(k, [...(byKey.get(k) ?? []), val]);
   }
   return [...byKey].map(([key, values]) => ({ key, values: [...new Set(values)] }));
@@ -103,7 +117,7 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
     if (raw === undefined || raw === '') return undefined;
     const s = str(raw) ?? (typeof raw === 'number' ? String(raw) : undefined);
     const t = s === undefined ? NaN : parseQueryTime(s, now);
-    if (!Number.isFinite(t)) {
+    if (!isSupportedTime(t)) {
       throw invalidQuery(`${prefix}${name}`, `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`);
     }
     return t;
@@ -119,10 +133,10 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
 }
 
 export function parseGranularity(v: unknown, range: TimeRange, limits: QueryLimits, name = 'granularity'): { ms: number; label: string } {
-  const s = str(v) ?? 'auto';
+  const s = v === undefined || v === null || v === '' ? 'auto' : str(v) ?? String(v);
   const span = Math.max(range.to - range.from, 1);
   if (s === 'auto') {
-    const want = span / limits.autoBuckets;
+    const want = span / Math.min(limits.autoBuckets, limits.maxBuckets); // auto never exceeds QUERY_MAX_BUCKETS
     const ms = NICE_STEPS.find((x) => x >= want) ?? Math.ceil(want / DAY) * DAY;
     return { ms, label: formatDuration(ms) };
   }

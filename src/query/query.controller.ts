@@ -33,14 +33,14 @@ export class QueryController {
   @Get('names')
   @ApiOperation({ summary: 'Metric names with their units and series counts' })
   @ApiQuery({ name: 'search', required: false })
-  names(@Query('search') search?: string) {
+  names(@Query('search') search?: unknown) {
     return this.queries.names(search);
   }
 
   @Get('sources')
   @ApiOperation({ summary: 'Sources, optionally of one metric' })
   @ApiQuery({ name: 'metric', required: false })
-  sources(@Query('metric') metric?: string) {
+  sources(@Query('metric') metric?: unknown) {
     return this.queries.sources(metric);
   }
 
@@ -48,7 +48,7 @@ export class QueryController {
   @ApiOperation({ summary: 'Tag keys of a metric and their values' })
   @ApiQuery({ name: 'metric', required: true })
   @ApiQuery({ name: 'source', required: false })
-  tags(@Query('metric') metric?: string, @Query('source') source?: string) {
+  tags(@Query('metric') metric?: unknown, @Query('source') source?: unknown) {
     return this.queries.tags(metric, source);
   }
 }

@@ -7,7 +7,7 @@ import { Bucket, fillBuckets } from './fill.js';
 import { coarsestTier, planSegments, Segment } from './plan.js';
 import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { QueryRepository } from './query.repository.js';
-import { Aggregation, parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
+import { Aggregation, checkText, parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
 
 export interface DataPoint {
   timestamp: string;
@@ -63,7 +63,8 @@ export class QueryService {
       const p = `queries[${i}].`;
       if (typeof q !== 'object' || q === null || Array.isArray(q)) throw invalidQuery(`queries[${i}]`, `queries[${i}] must be an object`);
       const qi = q as QueryInput;
-      const range = qi.from !== undefined || qi.to !== undefined ? parseRange(qi, now, p) : shared;
+      // A query may override one bound; the other stays the shared one.
+      const range = qi.from !== undefined || qi.to !== undefined ? parseRange({ from: qi.from ?? b.from, to: qi.to ?? b.to }, now, p) : shared;
       const g = parseGranularity(qi.granularity ?? b.granularity, range, this.limits, qi.granularity !== undefined ? `${p}granularity` : 'granularity');
       return {
         ...parseSelector(qi, p),
@@ -122,7 +123,9 @@ export class QueryService {
     return ids;
   }
 
-  async names(search?: string) {
+  async names(search?: unknown) {
+    if (search !== undefined && typeof search !== 'string') throw invalidQuery('search', 'search must be given once, as a string');
+    if (search) checkText(search, 'search');
     const rows = await this.repo.metricNames(search || undefined, CATALOGUE_LIMIT);
     return {
       metrics: rows.map((r) => ({ name: r.name, unit: r.units[0] ?? null, units: r.units, series_count: r.series_count, sources_count: r.sources_count, last_seen: r.last_seen?.toISOString() ?? null })),
@@ -130,7 +133,9 @@ export class QueryService {
     };
   }
 
-  async sources(metric?: string) {
+  async sources(metric?: unknown) {
+    if (metric !== undefined && typeof metric !== 'string') throw invalidQuery('metric', 'metric must be given once, as a string');
+    if (metric) checkText(metric, 'metric');
     const rows = await this.repo.sources(metric || undefined, CATALOGUE_LIMIT);
     return {
       sources: rows.map((r) => ({ name: r.name, series_count: r.series_count, metrics_count: r.metrics_count, last_seen: r.last_seen?.toISOString() ?? null })),
@@ -141,6 +146,8 @@ export class QueryService {
   async tags(metric: unknown, source: unknown) {
     if (typeof metric !== 'string' || metric === '') throw invalidQuery('metric', 'metric is required');
     if (source !== undefined && typeof source !== 'string') throw invalidQuery('source', 'source must be a string');
+    checkText(metric, 'metric');
+    if (source) checkText(source, 'source');
     const perKey = 1000;
     const rows = await this.repo.tags(metric, source || undefined, perKey);
     if (rows.length === 0 && !(await this.repo.metricExists(metric))) throw notFound(`Requested metric not available: ${metric}`, { metric });

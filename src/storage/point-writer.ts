@@ -2,7 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { toApiError } from '../common/error-envelope.js';
-import { serviceUnavailable } from '../common/errors.js';
+import { payloadTooLarge, serviceUnavailable } from '../common/errors.js';
 import { RateMeter } from '../common/rate-meter.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
@@ -76,6 +76,14 @@ export class PointWriter implements BeforeApplicationShutdown {
   async write(batch: PointBatch): Promise<void> {
     if (batch.length === 0) return;
     if (this.closing) throw serviceUnavailable('Timescope is shutting down; retry against another instance or later', 5);
+    if (batch.length > this.config.ingest.queueMaxPoints) {
+      // It would never fit: a 503 would have the client retry for ever.
+      throw payloadTooLarge(`Too many points in one write: ${batch.length} > ${this.config.ingest.queueMaxPoints} (INGEST_QUEUE_MAX_POINTS); split the request`, {
+        points: batch.length,
+        limit: 'INGEST_QUEUE_MAX_POINTS',
+        max: this.config.ingest.queueMaxPoints,
+      });
+    }
     if (this.reserved + batch.length > this.config.ingest.queueMaxPoints) {
       throw serviceUnavailable('Ingest buffer is full; retry shortly', 1, {
         pending_points: this.reserved,
@@ -170,21 +178,25 @@ export class PointWriter implements BeforeApplicationShutdown {
     };
     await ensurePartitions();
     await this.database.withWriteClient(async (client) => {
-      try {
-        await this.writeOnce(client, group, min, false);
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === '23505') {
-          // A point that is already stored (a retry, or the same series and time twice in this group).
-          this.stats.upserts++;
-          await this.writeOnce(client, group, min, true);
-        } else if (code === '23514' && this.partitions.enabled) {
-          // No partition for a row: one was dropped or made elsewhere since we last looked.
-          this.partitions.forget();
-          await this.partitions.load();
-          await ensurePartitions();
-          await this.writeOnce(client, group, min, false);
-        } else throw err;
+      // Each remedy at most once, in whichever order the errors come (a missing partition, then a duplicate).
+      let upsert = false, reloaded = false;
+      for (;;) {
+        try {
+          return await this.writeOnce(client, group, min, upsert);
+        } catch (err) {
+          const code = (err as { code?: string }).code;
+          if (code === '23505' && !upsert) {
+            // A point that is already stored (a retry, or the same series and time twice in this group).
+            this.stats.upserts++;
+            upsert = true;
+          } else if (code === '23514' && this.partitions.enabled && !reloaded) {
+            // No partition for a row: one was dropped or made elsewhere since we last looked.
+            reloaded = true;
+            this.partitions.forget();
+            await this.partitions.load();
+            await ensurePartitions();
+          } else throw err;
+        }
       }
     });
   }

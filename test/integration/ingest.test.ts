@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { it } from 'node:test';
 import { SeriesResolver } from '../../src/storage/series-resolver.js';
@@ -184,6 +185,27 @@ describeEachFlavour('ingest limits and bad input', (ctx) => {
     assert.equal(r.status, 413);
   });
 
+  it('answers 413 for a streamed body without Content-Length past the limit, and for a gzip bomb', async () => {
+    const chunk = Buffer.alloc(64 * 1024, ' ');
+    let sent = 0;
+    const payload = new Readable({
+      read() {
+        sent += chunk.length;
+        this.push(sent > 8 * 1024 * 1024 ? null : chunk); // 8 MiB of whitespace, no length announced
+      },
+    });
+    const res = await ctx.t.app.getHttpAdapter().getInstance().inject({ method: 'POST', url: '/api/v1/metrics', headers: { 'content-type': 'application/json' }, payload });
+    assert.equal(res.statusCode, 413, res.body);
+    assert.equal(JSON.parse(res.body).error.code, 'PAYLOAD_TOO_LARGE');
+    // 64 KiB of gzip that inflates to 64 MiB: refused at the decoded limit.
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, ' '), { level: 9 });
+    const t0 = Date.now();
+    const r = await ctx.t.request('POST', '/api/v1/metrics', bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    assert.equal(r.status, 413);
+    assert.ok(Date.now() - t0 < 2_000, `took ${Date.now() - t0} ms`);
+    assert.equal(await stored(), 0);
+  });
+
   it('answers too many points with 413', async () => {
     const r = await post({ source: 's', metrics: Array.from({ length: 101 }, (_, i) => ({ name: 'a', value: i })) });
     assert.equal(r.status, 413);
@@ -236,3 +258,48 @@ describeEachFlavour('ingest limits and bad input', (ctx) => {
     assert.equal(await stored(), 0);
   });
 }, { INGEST_MAX_BODY_BYTES: String(2 * 1024 * 1024), INGEST_MAX_POINTS_PER_REQUEST: '100', MAX_SERIES: '5' });
+
+describeEachFlavour('ingest buffer limit', (ctx) => {
+  const request = (source: string, n: number) => ({ source, metrics: Array.from({ length: n }, (_, i) => ({ name: 'q', value: i, timestamp: Date.now() - 60_000 + i })) });
+  const stored = async (source: string) => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE source = $1`, [source])).rows[0].n);
+
+  it('answers 413 naming INGEST_QUEUE_MAX_POINTS for a request that could never fit the buffer, instead of 503 for ever', async () => {
+    const r = await ctx.t.post('/api/v1/metrics', request('huge', 1_500));
+    assert.equal(r.status, 413, r.body);
+    assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
+    assert.equal(await stored('huge'), 0);
+  });
+
+  it('answers 503 + Retry-After while the buffer is full, and stores exactly what it acknowledged', async () => {
+    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => ctx.t.post('/api/v1/metrics', request(`full${i}`, 600))));
+    const refused = replies.filter((r) => r.status === 503);
+    assert.ok(refused.length > 0, replies.map((r) => r.status).join());
+    for (const r of refused) {
+      assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
+      assert.ok(Number(r.headers['retry-after']) > 0);
+    }
+    for (const [i, r] of replies.entries()) {
+      assert.ok(r.status === 200 || r.status === 503, r.body);
+      assert.equal(await stored(`full${i}`), r.status === 200 ? 600 : 0);
+    }
+  });
+}, { INGEST_QUEUE_MAX_POINTS: '1000', INGEST_MAX_POINTS_PER_REQUEST: '5000' });
+
+describeEachFlavour(
+  'ingest into a partition dropped behind the writer',
+  (ctx) => {
+    it('remakes the partition and still keeps the last of two points with the same series and time', async () => {
+      const T = Math.floor((Date.now() - 2 * 86_400_000) / 86_400_000) * 86_400_000 + 3_600_000;
+      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 0, timestamp: T }] })).status, 200);
+      // The writer believes the day's partition exists; drop it (as retention on another instance would).
+      const day = new Date(T).toISOString().slice(0, 10).replace(/-/g, '');
+      await ctx.t.sql.query(`DROP TABLE points_p${day}`);
+      const r = await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 1, timestamp: T }, { name: 'g', value: 2, timestamp: T }] });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'gone'`)).rows.map((x) => x.value), [2]);
+    });
+  },
+  { METRICS_RETENTION_DAYS: '7' },
+  // Native partitions exist on plain PostgreSQL only.
+  { flavours: ['postgresql'] },
+);

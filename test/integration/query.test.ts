@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { Agg, close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
+import { sqlClient } from '../support/databases.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 const HOUR = 3_600_000;
@@ -151,6 +152,22 @@ describeEachFlavour('queries', (ctx) => {
     assert.equal(bad.json.error.details.parameter, 'queries[1].aggregation');
   });
 
+  it('takes a bound a multi query does not override from the shared range', async () => {
+    const r = await ctx.t.post('/api/v1/metrics/query/multi', {
+      queries: [{ metric: 'temp', source: 'a', from: iso(H0 + HOUR) }, { metric: 'temp', source: 'a', to: iso(H0 + HOUR) }],
+      from: iso(H0),
+      to: iso(H0 + 3 * HOUR),
+      granularity: '1h',
+      aggregation: 'count',
+      fill: 'zero',
+    });
+    assert.equal(r.status, 200, r.body);
+    const [late, early] = r.json.results;
+    const a = select('temp', (p) => p.source === 'a');
+    assert.deepEqual(late.data_points.map((d: { value: number }) => d.value), expectedBuckets(a, H0 + HOUR, H0 + 3 * HOUR, HOUR, 'count').map((b) => b.v));
+    assert.deepEqual(early.data_points.map((d: { value: number }) => d.value), expectedBuckets(a, H0, H0 + HOUR, HOUR, 'count').map((b) => b.v));
+  });
+
   it('lists metric names with units, sources and tags', async () => {
     await ctx.t.post('/api/v1/metrics', { source: 'a', metrics: [{ name: 'temp', value: 1, unit: 'celsius', tags: { region: 'eu', host: 'h1' } }] });
     const names = await ctx.t.get('/api/v1/metrics/names');
@@ -197,4 +214,92 @@ describeEachFlavour('queries', (ctx) => {
     assert.equal(empty.status, 200);
     assert.deepEqual(empty.json.data_points, []);
   });
+
+  it('answers NUL in any text parameter and times a date cannot hold with 400 naming the parameter, never 500', async () => {
+    const cases: Array<[string, string]> = [
+      ['query?metric=te%00mp', 'metric'],
+      ['query?metric=temp&source=a%00', 'source'],
+      ['query?metric=temp&tags=region:eu%00', 'tags'],
+      ['query?metric=temp&tags=region:eu&tags=region:us%00', 'tags'],
+      ['query?metric=temp&from=0&to=99999999999999999999', 'to'],
+      ['query?metric=temp&to=9000000000000000', 'to'],
+      ['query?metric=temp&from=0000-01-01T00:00:00Z', 'from'],
+      ['summary?metric=te%00mp', 'metric'],
+      ['tags?metric=te%00mp', 'metric'],
+      ['sources?metric=te%00mp', 'metric'],
+      ['names?search=te%00', 'search'],
+      ['names?search=a&search=b', 'search'],
+    ];
+    for (const [path, parameter] of cases) {
+      const r = await ctx.t.get(`/api/v1/metrics/${path}`);
+      assert.equal(r.status, 400, `${path}: ${r.body}`);
+      assert.equal(r.json.error.details.parameter, parameter, path);
+    }
+    const multi: Array<[unknown, string]> = [
+      [{ queries: [{ metric: 'temp', tags: { region: 'eu\u0000' } }] }, 'queries[0].tags'],
+      [{ queries: [{ metric: 'temp', tags: { region: [] } }] }, 'queries[0].tags'],
+      [{ queries: [{ metric: 'temp' }], from: 1e20 }, 'from'],
+      [{ queries: [{ metric: 'temp' }], granularity: 5 }, 'granularity'],
+    ];
+    for (const [body, parameter] of multi) {
+      const r = await ctx.t.post('/api/v1/metrics/query/multi', body);
+      assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.body}`);
+      assert.equal(r.json.error.details.parameter, parameter);
+    }
+  });
 });
+
+describeEachFlavour('query limits', (ctx) => {
+  const T = Math.floor((Date.now() - 2 * HOUR) / HOUR) * HOUR;
+  before(async () => {
+    const metrics = Array.from({ length: 3 }, (_, i) => ({ name: 'wide', value: i, tags: { host: `h${i}` }, timestamp: T + i }));
+    assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'lim', metrics })).status, 200);
+  });
+
+  it('answers 400 past QUERY_MAX_SERIES, asking for a filter; a filter brings it under', async () => {
+    const r = await ctx.t.get(`/api/v1/metrics/query?metric=wide&from=${iso(T)}&to=${iso(T + HOUR)}`);
+    assert.equal(r.status, 400, r.body);
+    assert.equal(r.json.error.details.max_series, 2);
+    assert.match(r.json.error.message, /QUERY_MAX_SERIES/);
+    const filtered = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&aggregation=sum`);
+    assert.equal(filtered.status, 200, filtered.body);
+    assert.equal(filtered.json.series_count, 1);
+  });
+
+  it('answers 400 naming granularity past QUERY_MAX_BUCKETS, and auto stays under it even when QUERY_AUTO_BUCKETS is larger', async () => {
+    const over = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&granularity=1m`);
+    assert.equal(over.status, 400);
+    assert.equal(over.json.error.details.parameter, 'granularity');
+    assert.equal(over.json.error.details.max_buckets, 20);
+    const auto = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&fill=null`);
+    assert.equal(auto.status, 200, auto.body);
+    assert.ok(auto.json.data_points.length <= 20, `${auto.json.granularity}: ${auto.json.data_points.length} buckets`);
+  });
+}, { QUERY_MAX_SERIES: '2', QUERY_MAX_BUCKETS: '20', QUERY_AUTO_BUCKETS: '100' });
+
+describeEachFlavour(
+  'query statement timeout',
+  (ctx) => {
+    it('answers 504 QUERY_TIMEOUT for a query past DB_STATEMENT_TIMEOUT_MS, and serves again afterwards', async () => {
+      const T = Date.now() - 60_000;
+      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'slow', metrics: [{ name: 'slow', value: 1, timestamp: T }] })).status, 200);
+      // Another session holds the series table, so the query waits past its statement timeout.
+      const blocker = await sqlClient(ctx.t.database.url);
+      try {
+        await blocker.query('BEGIN; LOCK TABLE series IN ACCESS EXCLUSIVE MODE');
+        const r = await ctx.t.get('/api/v1/metrics/query?metric=slow&from=now-1h');
+        assert.equal(r.status, 504, r.body);
+        assert.equal(r.json.error.code, 'QUERY_TIMEOUT');
+        await blocker.query('ROLLBACK');
+      } finally {
+        await blocker.end();
+      }
+      const again = await ctx.t.get('/api/v1/metrics/query?metric=slow&from=now-1h&aggregation=count');
+      assert.equal(again.status, 200, again.body);
+      assert.equal(again.json.data_points.length, 1);
+    });
+  },
+  { DB_STATEMENT_TIMEOUT_MS: '300' },
+  // PGlite takes no statement_timeout startup option and serves one session: no second session to hold a lock.
+  { flavours: ['postgresql'] },
+);

@@ -135,6 +135,32 @@ describe('decodeSubmission', () => {
     assert.equal(b.series[0].tags.q, `'; DROP TABLE metrics;-- " \\ % _`);
   });
 
+  it('refuses epoch seconds, microseconds and nanoseconds without a precision, with a hint, and converts each with one', () => {
+    const sec = NOW / 1000;
+    for (const [precision, n] of [['s', sec], ['us', NOW * 1000], ['ns', NOW * 1e6]] as const) {
+      const e = rejects(() => decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: n }] }, ctx()));
+      assert.equal(e.field, 'metrics[0].timestamp');
+      assert.match(e.message, new RegExp(`precision=${precision}`));
+      assert.equal(decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: n }] }, ctx({ precision })).times[0], NOW);
+    }
+    assert.equal(decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: NOW }] }, ctx()).times[0], NOW);
+  });
+
+  it('refuses times outside the years 1 to 9999 also when retention is off (no crash in the writer)', () => {
+    const keepForever = ctx({ limits: { ...ctx().limits, retentionDays: 0 } });
+    const cases: Array<[unknown, DecodeContext]> = [
+      [-1e20, { ...keepForever, precision: 's' }],
+      [-9.3e18, { ...keepForever, precision: 'ms' }],
+      ['0000-12-31T23:59:59Z', keepForever],
+    ];
+    for (const [timestamp, c] of cases) {
+      const e = rejects(() => decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp }] }, c));
+      assert.equal(e.status, 400);
+      assert.equal(e.field, 'metrics[0].timestamp', String(timestamp));
+    }
+    assert.equal(decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: '0001-01-01T00:00:00Z' }] }, keepForever).length, 1);
+  });
+
   it('converts an explicit precision', () => {
     const b = decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: 1_705_314_600 }] }, ctx({ precision: 's' }));
     assert.equal(b.times[0], 1_705_314_600_000);

@@ -49,6 +49,39 @@ describe('parseQuerySpec', () => {
     assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'novalue' }, NOW, limits)), 'tags');
     assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', from: '2024-01-15T11:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, limits)), 'from');
   });
+  it('refuses NUL and lone surrogates in text parameters, which PostgreSQL would answer with an error', () => {
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a\u0000b' }, NOW, limits)), 'metric');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', source: 'x\u0000' }, NOW, limits)), 'source');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'host:a\u0000' }, NOW, limits)), 'tags');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'ho\u0000st:a' }, NOW, limits)), 'tags');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: ['a', 'b\uD800'] } }, NOW, limits)), 'tags');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a\u0000' }, NOW, limits, 'queries[2].')), 'queries[2].metric');
+  });
+
+  it('refuses times a date cannot hold instead of failing later', () => {
+    for (const [from, to] of [['0', '99999999999999999999'], ['-99999999999999999999', undefined], [undefined, '8640000000000001'], ['0000-01-01T00:00:00Z', '0001-01-01T00:00:00Z']]) {
+      const p = parameterOf(() => parseQuerySpec({ metric: 'a', from, to }, NOW, limits));
+      assert.ok(p === 'from' || p === 'to', `${from} ${to}: ${p}`);
+    }
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', to: '9000000000000000' }, NOW, limits)), 'to');
+    assert.equal(parseQuerySpec({ metric: 'a', from: '0001-01-01T00:00:00Z', to: '9999-12-31T23:00:00Z' }, NOW, limits).to, Date.UTC(9999, 11, 31, 23));
+  });
+
+  it('keeps auto under QUERY_MAX_BUCKETS when QUERY_AUTO_BUCKETS is larger', () => {
+    const s = parseQuerySpec({ metric: 'a', from: '2024-01-15T00:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, { maxBuckets: 20, autoBuckets: 1_000 });
+    assert.ok((s.to - s.from) / s.granularityMs <= 20, s.granularity);
+  });
+
+  it('refuses an empty list of values for a tag instead of dropping the filter', () => {
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: [] } }, NOW, limits)), 'tags');
+  });
+
+  it('refuses a granularity that is not a string instead of taking auto', () => {
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: 5 }, NOW, limits)), 'granularity');
+    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: {} }, NOW, limits)), 'granularity');
+    assert.equal(parseQuerySpec({ metric: 'a', granularity: '' }, NOW, limits).granularity, '5s');
+  });
+
   it('refuses more buckets than QUERY_MAX_BUCKETS, and auto never does', () => {
     const fiveYears = { metric: 'a', from: '2019-01-01T00:00:00Z', to: '2024-01-01T00:00:00Z' };
     assert.equal(parameterOf(() => parseQuerySpec({ ...fiveYears, granularity: '1m' }, NOW, limits)), 'granularity');
