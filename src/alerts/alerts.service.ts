@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { ApiError, invalidRequest, notFound } from '../common/errors.js';
 import { intParam, isObject, Json, jsonObject, listParam, name, Problems, text } from '../common/input.js';
 import { toIso } from '../common/time.js';
-import { Database, transaction } from '../database/database.js';
+import { Database } from '../database/database.js';
 import { EventLevel, KINDS, NewEvent } from '../events/event-input.js';
 import { EventsService } from '../events/events.service.js';
 import { Notification, WebhookService } from '../webhooks/webhook.service.js';
@@ -234,18 +234,12 @@ export class AlertsService {
    */
   private async transition(time: number, fn: (c: pg.PoolClient) => Promise<Transition | undefined>): Promise<AlertRow | undefined> {
     await this.events.prepare([time]);
-    const client = await this.database.readPool.connect();
-    let out: Transition | undefined;
-    try {
-      out = await transaction(client, async (c) => {
-        const t = await fn(c);
-        if (t?.event) await this.events.record([t.event], c);
-        if (t?.notification) await this.webhooks.enqueueIn(c, t.notification);
-        return t;
-      });
-    } finally {
-      client.release();
-    }
+    const out = await this.database.generalTransaction(async (c) => {
+      const t = await fn(c);
+      if (t?.event) await this.events.record([t.event], c);
+      if (t?.notification) await this.webhooks.enqueueIn(c, t.notification);
+      return t;
+    });
     if (out?.notification) this.webhooks.kick();
     return out?.row;
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rollupRetentionDays } from '../retention/retention-plan.js';
 
 /**
  * The environment, validated once at boot. Nothing else in the code base reads `process.env`.
@@ -226,7 +227,7 @@ export function settleConfig(c: AppConfig): Adjustment[] {
     c.collector.persistSeconds = live;
   }
   const raw = c.retentionDays, rollup = c.retention.rollupDays;
-  const wantedRollup = raw === 0 ? 0 : rollup !== 0 && rollup < raw ? raw : rollup;
+  const wantedRollup = rollupRetentionDays(raw, rollup);
   if (wantedRollup !== rollup) {
     const rule = raw === 0 ? `${rollup} must be 0 (forever) when METRICS_RETENTION_DAYS is 0 (forever)` : `${rollup} must be 0 (forever) or at least METRICS_RETENTION_DAYS (${raw})`;
     out.push({ field: 'storage.rollup_retention_days', variable: 'ROLLUP_RETENTION_DAYS', from: rollup, to: wantedRollup, rule: `${rule}: queries read old ranges from the rollups` });

@@ -101,6 +101,20 @@ export class Database implements OnApplicationShutdown {
     return client;
   }
 
+  /**
+   * Runs `fn` inside BEGIN/COMMIT on a connection of the general (read) pool; rolls back on any
+   * error. For state changes outside ingest (alerts, services, pipelines), which must not wait for
+   * or hold up the writer's connections.
+   */
+  async generalTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.readPool.connect();
+    try {
+      return await transaction(client, fn);
+    } finally {
+      client.release();
+    }
+  }
+
   /** Runs `fn` inside BEGIN/COMMIT on a write connection; rolls back on any error. */
   async writeTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     return this.withWriteClient((client) => transaction(client, fn));

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { invalidQuery } from '../common/errors.js';
 import { listParam } from '../common/input.js';
-import { Database, transaction } from '../database/database.js';
+import { Database } from '../database/database.js';
 import { EventsService } from './events.service.js';
 import { decodeStatusReport, PIPELINE_STATUSES, statusEvent } from './pipeline-status.js';
 import { PipelineStatusRepository, PipelineStatusRow } from './pipeline-status.repository.js';
@@ -35,18 +35,13 @@ export class PipelineStatusService {
   async report(body: unknown) {
     const r = decodeStatusReport(body, this.events.window());
     await this.events.prepare([r.time]);
-    const client = await this.database.readPool.connect();
-    try {
-      const { row, event } = await transaction(client, async (c) => {
-        const before = await this.repo.lock(c, r.pipeline);
-        const row = await this.repo.upsert(c, r);
-        const [event] = await this.events.record([statusEvent(r, before?.status ?? null)], c);
-        return { row, event };
-      });
-      return { status: 'success', pipeline: view(row), event_id: event.id };
-    } finally {
-      client.release();
-    }
+    const { row, event } = await this.database.generalTransaction(async (c) => {
+      const before = await this.repo.lock(c, r.pipeline);
+      const row = await this.repo.upsert(c, r);
+      const [event] = await this.events.record([statusEvent(r, before?.status ?? null)], c);
+      return { row, event };
+    });
+    return { status: 'success', pipeline: view(row), event_id: event.id };
   }
 
   async list(q: Record<string, unknown>) {

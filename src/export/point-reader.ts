@@ -39,15 +39,6 @@ export class PointReader {
     return new Map(r.rows.map((s) => [s.id, s]));
   }
 
-  /** Number of raw points of `ids` in [from, to), counting no further than `cap` (index-only). */
-  async countPoints(ids: readonly number[], from: number, to: number, cap: number): Promise<number> {
-    const r = await this.database.readPool.query<{ n: number }>(
-      'SELECT count(*) AS n FROM (SELECT 1 FROM points WHERE series_id = ANY($1::int[]) AND time >= $2::timestamptz AND time < $3::timestamptz LIMIT $4) x',
-      [ids, toIsoMicros(from), toIsoMicros(to), cap],
-    );
-    return r.rows[0].n;
-  }
-
   async *stream(ids: readonly number[], from: number, to: number, opts: StreamOptions): AsyncGenerator<PointColumns> {
     if (ids.length === 0 || !(from < to)) return;
     // COPY takes no bind parameters. Only integers (series ids from our own table) and timestamps

@@ -1,4 +1,5 @@
 import { FieldProblem, fieldErrors, invalidRequest, payloadTooLarge } from '../common/errors.js';
+import { isCleanText, isObject, Json } from '../common/input.js';
 import { DAY, epochToMs, isSupportedTime, parseIsoTimestamp, Precision } from '../common/time.js';
 import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } from '../storage/point-batch.js';
 
@@ -99,9 +100,6 @@ const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.\-]*$/;
 const RESERVED_TAG_KEYS = new Set(['constructor', 'prototype']);
 const MAX_UNIT_LENGTH = 64;
 const MAX_PROBLEMS = 20;
-
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 class Decoder {
   readonly builder: PointBatchBuilder;
@@ -302,11 +300,6 @@ class Decoder {
     }
     return undefined;
   }
-}
-
-/** Well-formed UTF-16 (no lone surrogates, which PostgreSQL could not store) and no NUL. */
-function isCleanText(s: string): boolean {
-  return !s.includes('\u0000') && (s as string & { isWellFormed(): boolean }).isWellFormed();
 }
 
 function finish(d: Decoder): PointBatch {

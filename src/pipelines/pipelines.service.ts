@@ -5,7 +5,7 @@ import { toApiError } from '../common/error-envelope.js';
 import { ApiError, fieldErrors, invalidQuery, invalidRequest, notFound } from '../common/errors.js';
 import { formatDuration, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database, transaction } from '../database/database.js';
+import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { coarsestTier, planSegments, Segment } from '../query/plan.js';
 import { QueryRepository } from '../query/query.repository.js';
@@ -451,24 +451,18 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
 
   /** In one transaction: queue the webhook parts, move the watermark (scheduled runs), record the run. */
   private async commit(pipelineId: number, notifications: Notification[], watermark: RunOptions['watermark'], record: (deliveries: number[]) => RunRecord) {
-    const client = await this.database.readPool.connect();
-    let committed: { run: RunRow; output: Record<string, unknown> };
-    try {
-      committed = await transaction(client, async (c) => {
-        // First: its row lock orders concurrent runs of this pipeline until COMMIT.
-        if (watermark && !(await this.repo.advance(pipelineId, watermark.from, watermark.to, c))) {
-          throw new ApiError(409, 'CONFLICT', `The watermark of pipeline ${pipelineId} moved during the run (another run covered these windows); nothing was delivered`);
-        }
-        const deliveries: number[] = [];
-        for (const n of notifications) deliveries.push(Number((await this.webhooks.enqueueIn(c, n)).id));
-        const rec = record(deliveries);
-        const run = await this.repo.insertRun(rec, c);
-        if (!run) throw notFound(`Pipeline ${pipelineId} was deleted during the run; nothing was delivered`);
-        return { run, output: rec.output };
-      });
-    } finally {
-      client.release();
-    }
+    const committed = await this.database.generalTransaction(async (c) => {
+      // First: its row lock orders concurrent runs of this pipeline until COMMIT.
+      if (watermark && !(await this.repo.advance(pipelineId, watermark.from, watermark.to, c))) {
+        throw new ApiError(409, 'CONFLICT', `The watermark of pipeline ${pipelineId} moved during the run (another run covered these windows); nothing was delivered`);
+      }
+      const deliveries: number[] = [];
+      for (const n of notifications) deliveries.push(Number((await this.webhooks.enqueueIn(c, n)).id));
+      const rec = record(deliveries);
+      const run = await this.repo.insertRun(rec, c);
+      if (!run) throw notFound(`Pipeline ${pipelineId} was deleted during the run; nothing was delivered`);
+      return { run, output: rec.output };
+    });
     if (notifications.length) this.webhooks.kick();
     return committed;
   }

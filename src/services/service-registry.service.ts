@@ -1,9 +1,8 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import type pg from 'pg';
 import { notFound } from '../common/errors.js';
 import { DAY, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database, transaction } from '../database/database.js';
+import { Database } from '../database/database.js';
 import { KINDS } from '../events/event-input.js';
 import { EventsService } from '../events/events.service.js';
 import { JobsService } from '../jobs/jobs.service.js';
@@ -47,7 +46,7 @@ export class ServiceRegistry implements OnModuleInit {
   async report(body: unknown) {
     const r = decodeServiceReport(body, this.events.window(this.clock()));
     await this.events.prepare([r.time]);
-    return this.inTransaction(async (c) => {
+    return this.database.generalTransaction(async (c) => {
       const before = await this.repo.lock(c, r.name);
       const row = await this.repo.upsert(c, r, r.ttlSeconds ?? before?.ttl_seconds ?? this.config.services.ttlSeconds);
       const changed = !before || before.status !== row.status;
@@ -62,7 +61,7 @@ export class ServiceRegistry implements OnModuleInit {
   async expire(): Promise<number> {
     const now = this.clock();
     await this.events.prepare([now]);
-    return this.inTransaction(async (c) => {
+    return this.database.generalTransaction(async (c) => {
       const expired = await this.repo.expire(c, now);
       await this.events.record(
         expired.map((s) => serviceEvent(s.name, 'unknown', s.previous, 'ttl_expired', now, { endpoint: s.endpoint, last_seen: s.last_seen.toISOString(), ttl_seconds: s.ttl_seconds })),
@@ -92,7 +91,7 @@ export class ServiceRegistry implements OnModuleInit {
   async remove(name: string): Promise<void> {
     const now = this.clock();
     await this.events.prepare([now]);
-    const removed = await this.inTransaction(async (c) => {
+    const removed = await this.database.generalTransaction(async (c) => {
       const row = await this.repo.delete(c, name);
       if (row) await this.events.record([serviceEvent(name, row.status, row.status, 'removed', now)], c);
       return row;
@@ -148,14 +147,5 @@ export class ServiceRegistry implements OnModuleInit {
       bySource.set(e.source!, list);
     }
     return new Map(names.map((n) => [n, { window: '24h', ...availability(bySource.get(n) ?? [], from, now) }]));
-  }
-
-  private async inTransaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.database.readPool.connect();
-    try {
-      return await transaction(client, fn);
-    } finally {
-      client.release();
-    }
   }
 }

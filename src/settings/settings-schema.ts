@@ -2,6 +2,7 @@ import type { FieldProblem } from '../common/errors.js';
 import { formatDuration, parseDuration, SECOND } from '../common/time.js';
 import type { AppConfig } from '../config/config.js';
 import type { Flavour } from '../database/database.js';
+import { rollupRetentionDays } from '../retention/retention-plan.js';
 
 /**
  * The runtime configuration document (GET/PUT /api/v1/config) and how each of its fields maps to
@@ -232,7 +233,7 @@ export function checkConfig(next: AppConfig, current: AppConfig, flavour: Flavou
   }
   const raw = next.retentionDays, rollup = next.retention.rollupDays;
   const retentionField = named('storage.rollup_retention_days', 'storage.retention_days');
-  if (retentionField && rollup !== 0 && (raw === 0 || rollup < raw)) {
+  if (retentionField && rollupRetentionDays(raw, rollup) !== rollup) {
     problems.push({
       field: retentionField,
       message: `rollup_retention_days (${rollup}) must be 0 (forever) or at least retention_days (${raw === 0 ? 'forever' : raw}): queries read old ranges from the rollups`,
