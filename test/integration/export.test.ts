@@ -264,15 +264,9 @@ describeEachFlavour('export under load', (ctx) => {
     abort.abort();
     await reader.cancel().catch(() => undefined);
     // The slot comes back once the server sees the client gone; then a whole export runs to the end.
-    let third: Response | undefined;
-    for (let i = 0; i < 50; i++) {
-      third = await fetch(url);
-      if (third.status === 200) break;
-      await third.arrayBuffer();
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(third!.status, 200);
-    const text = await third!.text();
+    const third = await fetchWhenFree(url);
+    assert.equal(third.status, 200);
+    const text = await third.text();
     assert.equal(text.trim().split('\n').length, N + 1);
     // And the database still answers (the abandoned COPY's connection was thrown away, not reused mid-stream).
     assert.equal((await ctx.t.get('/api/v1/metrics/summary?metric=big&from=' + iso(T1) + '&to=' + iso(T1 + N * 100))).json.statistics.count, N);
@@ -362,17 +356,22 @@ describeEachFlavour(
       }
       assert.equal(exports.running, 0);
       // With the database back, a whole export runs (EXPORT_MAX_CONCURRENT=1: no slot is lost).
-      let whole: Response | undefined;
-      for (let i = 0; i < 50; i++) {
-        whole = await fetch(url);
-        if (whole.status === 200) break;
-        await whole.arrayBuffer();
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.equal(whole!.status, 200);
-      assert.equal((await whole!.text()).trim().split('\n').length, N + 1);
+      const whole = await fetchWhenFree(url);
+      assert.equal(whole.status, 200);
+      assert.equal((await whole.text()).trim().split('\n').length, N + 1);
     });
   },
   { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0' },
   { proxy: true, flavours: ['postgresql'] },
 );
+
+/** GET `url` until an export slot is free (not 503), for up to 5 s; the last reply. */
+async function fetchWhenFree(url: string): Promise<Response> {
+  let r = await fetch(url);
+  for (let i = 0; i < 50 && r.status === 503; i++) {
+    await r.arrayBuffer();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    r = await fetch(url);
+  }
+  return r;
+}
