@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 TSC := ./node_modules/.bin/tsc
 
-.PHONY: install build run test bench migrate clean
+.PHONY: install build run test bench migrate key clean
 
 install: node_modules/.installed
 
@@ -26,6 +26,10 @@ bench: build
 
 migrate: build
 	node dist/src/cli/migrate.js
+
+# A new API key (admin by default; KEY_ARGS="create --name ci --scopes ingest", or "list", "revoke 3").
+key: build
+	@node dist/src/cli/key.js $(KEY_ARGS)
 
 clean:
 	rm -rf dist node_modules/.installed

@@ -2,10 +2,11 @@ import 'reflect-metadata';
 import { ConsoleLogger, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { WsAdapter } from '@nestjs/platform-ws';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
+import { FrontDoor } from './auth/front-door.js';
+import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
 import { VERSION } from './common/version.js';
@@ -41,6 +42,10 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   // Also sees fastify's own errors (body parsing, limits, media types): Nest routes them through its filters.
   app.useGlobalFilters(new ErrorEnvelopeFilter());
   const fastify = app.getHttpAdapter().getInstance();
+  // The front door (keys, scopes, rate limits, content types) runs before any body is read.
+  const door = app.get(FrontDoor);
+  fastify.addHook('onRequest', (req, reply) => door.onRequest(req, reply));
+  fastify.addHook('onRoute', (route) => door.registerRoute(route));
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
@@ -62,11 +67,12 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
       .setTitle('Timescope')
       .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
       .setVersion(VERSION)
+      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'tsk_… API key', description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys' }, 'api-key')
       .build(),
   );
   SwaggerModule.setup('swagger-ui', app, doc, { jsonDocumentUrl: 'swagger-ui/openapi.json' });
   // WebSocket gateways (/ws/metrics) on the HTTP server's port.
-  app.useWebSocketAdapter(new WsAdapter(app));
+  app.useWebSocketAdapter(new FrontDoorWsAdapter(app, door));
   await app.init();
   return app;
 }

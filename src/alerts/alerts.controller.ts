@@ -3,6 +3,7 @@ import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { AlertRulesService } from './alert-rules.service.js';
 import { AlertsService } from './alerts.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('alerts')
 @Controller()
@@ -12,7 +13,8 @@ export class AlertsController {
     private readonly rules: AlertRulesService,
   ) {}
 
-  @Get(['api/v1/alerts', 'api/v1/monitoring/alerts'])
+  @Get('api/v1/alerts')
+  @Access('read')
   @ApiOperation({ summary: 'Alerts (active by default) with active_count, critical_count, warning_count' })
   @ApiQuery({ name: 'state', required: false, description: 'firing, acknowledged, resolved, active (default) or all; comma-separated' })
   @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
@@ -24,7 +26,15 @@ export class AlertsController {
     return this.alerts.list(q);
   }
 
+  @Get('api/v1/monitoring/alerts')
+  @Access('read', { rate: 'monitoring_alerts' })
+  @ApiOperation({ summary: 'Alerts, as GET /api/v1/alerts (monitoring reference path, with its rate limit)' })
+  monitoringList(@Query() q: Record<string, unknown>) {
+    return this.alerts.list(q);
+  }
+
   @Post('api/v1/alerts')
+  @Access('ingest')
   @ApiOperation({ summary: 'Raise an alert {title, message, severity: 1|2|3, service} (system-monitor reference); an active one with the same title and service counts again (200)' })
   @ApiBody({ schema: { type: 'object' } })
   async raise(@Body() body: unknown, @Res({ passthrough: true }) reply: FastifyReply) {
@@ -34,20 +44,32 @@ export class AlertsController {
   }
 
   @Get('api/v1/alerts/:id')
+  @Access('read')
   @ApiOperation({ summary: 'One alert (id 42 or alt_42)' })
   get(@Param('id') id: string) {
     return this.alerts.get(id);
   }
 
-  @Post(['api/v1/alerts/:id/acknowledge', 'api/v1/monitoring/alerts/:id/acknowledge'])
+  @Post('api/v1/alerts/:id/acknowledge')
   @HttpCode(200)
+  @Access('admin')
   @ApiOperation({ summary: 'Acknowledge a firing alert {acknowledged_by, notes?}' })
   @ApiBody({ schema: { type: 'object' } })
   acknowledge(@Param('id') id: string, @Body() body: unknown) {
     return this.alerts.acknowledge(id, body);
   }
 
+  @Post('api/v1/monitoring/alerts/:id/acknowledge')
+  @HttpCode(200)
+  @Access('admin', { rate: 'monitoring_alerts' })
+  @ApiOperation({ summary: 'Acknowledge a firing alert (monitoring reference path, with its rate limit)' })
+  @ApiBody({ schema: { type: 'object' } })
+  monitoringAcknowledge(@Param('id') id: string, @Body() body: unknown) {
+    return this.alerts.acknowledge(id, body);
+  }
+
   @Post('api/v1/alerts/:id/resolve')
+  @Access('admin')
   @HttpCode(200)
   @ApiOperation({ summary: 'Resolve an alert by hand {resolved_by?, notes?}' })
   @ApiBody({ schema: { type: 'object' } })
@@ -56,6 +78,7 @@ export class AlertsController {
   }
 
   @Get('api/v1/alerts/:id/notifications')
+  @Access('read')
   @ApiOperation({ summary: 'Webhook deliveries of an alert, with every attempt' })
   notifications(@Param('id') id: string) {
     return this.alerts.notifications(id);

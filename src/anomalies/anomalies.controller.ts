@@ -1,6 +1,7 @@
 import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AnomaliesService } from './anomalies.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('analytics')
 @Controller('api/v1/metrics')
@@ -8,6 +9,7 @@ export class AnomaliesController {
   constructor(private readonly anomalies: AnomaliesService) {}
 
   @Post('anomalies')
+  @Access('read')
   @HttpCode(200)
   @ApiOperation({ summary: 'Anomaly detection over stored points or buckets: one anomaly per episode, scored so 1.0 is the boundary' })
   @ApiBody({

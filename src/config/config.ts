@@ -1,6 +1,10 @@
 import { z } from 'zod';
 import { rollupRetentionDays } from '../retention/retention-plan.js';
 
+/** Rate-limit classes: every route belongs to one (see src/auth/access.ts). */
+export const RATE_CLASSES = ['ingest', 'query', 'admin', 'stream', 'monitoring_metrics', 'monitoring_logs', 'monitoring_alerts', 'docs', 'auth_failures'] as const;
+export type RateClass = (typeof RATE_CLASSES)[number];
+
 /**
  * The environment, validated once at boot. Nothing else in the code base reads `process.env`.
  * Every variable is documented in the README ("Configuration").
@@ -14,7 +18,7 @@ const bool = (def: boolean) =>
 
 export const envSchema = z.object({
   PORT: int(8080, 0, 65535),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  HOST: z.string().min(1).default('127.0.0.1'),
   DATABASE_URL: z.string().min(1).optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   EMBEDDED_PG_PORT: int(54329, 1, 65535),
@@ -101,6 +105,22 @@ export const envSchema = z.object({
   SERVICE_TTL_SECONDS: int(180, 1, 30 * 86_400),
   ALERTS_EVALUATION_SECONDS: int(5, 1, 86_400),
 
+  // The front door (issue 11): API keys, rate limits. Limits are requests per minute per key (per
+  // client address without a key); 0 means unlimited.
+  AUTH: z.enum(['auto', 'on', 'off']).default('auto'),
+  AUTH_KEY_CACHE_SECONDS: int(10, 0, 3_600),
+  RATE_LIMIT_ENABLED: bool(true),
+  RATE_LIMIT_INGEST: int(6_000, 0, 100_000_000),
+  RATE_LIMIT_QUERY: int(1_200, 0, 100_000_000),
+  RATE_LIMIT_ADMIN: int(120, 0, 100_000_000),
+  RATE_LIMIT_STREAM: int(60, 0, 100_000_000),
+  RATE_LIMIT_MONITORING_METRICS: int(60, 0, 100_000_000),
+  RATE_LIMIT_MONITORING_LOGS: int(30, 0, 100_000_000),
+  RATE_LIMIT_MONITORING_ALERTS: int(10, 0, 100_000_000),
+  RATE_LIMIT_DOCS: int(120, 0, 100_000_000),
+  RATE_LIMIT_AUTH_FAILURES: int(30, 0, 100_000_000),
+  RATE_LIMIT_MAX_CLIENTS: int(100_000, 100, 100_000_000),
+
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   LOG_FORMAT: z.enum(['text', 'json']).default('text'),
 });
@@ -160,6 +180,9 @@ export class AppConfig {
   declare readonly events: { retentionDays: number };
   declare readonly services: { ttlSeconds: number };
   declare readonly alerts: { evaluationMs: number };
+  /** The front door: `enabled` is AUTH resolved (auto: off only on the embedded default bound to loopback). */
+  declare readonly auth: { mode: 'auto' | 'on' | 'off'; enabled: boolean; keyCacheMs: number };
+  declare readonly rateLimits: { enabled: boolean; perMinute: Record<RateClass, number>; maxClients: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
@@ -299,6 +322,22 @@ export function fromEnv(e: Env): AppConfig {
     events: { retentionDays: e.EVENTS_RETENTION_DAYS },
     services: { ttlSeconds: e.SERVICE_TTL_SECONDS },
     alerts: { evaluationMs: e.ALERTS_EVALUATION_SECONDS * 1000 },
+    auth: { mode: e.AUTH, enabled: authEnabled(e.AUTH, e.DATABASE_URL, e.HOST), keyCacheMs: e.AUTH_KEY_CACHE_SECONDS * 1000 },
+    rateLimits: {
+      enabled: e.RATE_LIMIT_ENABLED,
+      perMinute: {
+        ingest: e.RATE_LIMIT_INGEST,
+        query: e.RATE_LIMIT_QUERY,
+        admin: e.RATE_LIMIT_ADMIN,
+        stream: e.RATE_LIMIT_STREAM,
+        monitoring_metrics: e.RATE_LIMIT_MONITORING_METRICS,
+        monitoring_logs: e.RATE_LIMIT_MONITORING_LOGS,
+        monitoring_alerts: e.RATE_LIMIT_MONITORING_ALERTS,
+        docs: e.RATE_LIMIT_DOCS,
+        auth_failures: e.RATE_LIMIT_AUTH_FAILURES,
+      },
+      maxClients: e.RATE_LIMIT_MAX_CLIENTS,
+    },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
     collector: {
       enabled: e.COLLECTOR_ENABLED,
@@ -325,6 +364,21 @@ export function fromEnv(e: Env): AppConfig {
       exportTtlMs: e.EXPORT_TTL_HOURS * 3_600_000,
     },
   };
+}
+
+/** Addresses that only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/**
+ * AUTH=auto requires keys everywhere except on the embedded default (no DATABASE_URL) bound to a
+ * loopback address: a newcomer's `make run`, reachable from this machine only.
+ */
+export function authEnabled(mode: 'auto' | 'on' | 'off', databaseUrl: string | undefined, host: string): boolean {
+  if (mode !== 'auto') return mode === 'on';
+  return !(databaseUrl === undefined && isLoopbackHost(host));
 }
 
 /** A config for tests and tools: defaults plus the given env-style overrides. */

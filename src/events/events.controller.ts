@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { EventsService } from './events.service.js';
+import { Access } from '../auth/access.js';
 
 const listDocs = [
   { name: 'limit', required: false, description: '1 to 1000' },
@@ -13,6 +14,7 @@ export class EventsController {
   constructor(private readonly events: EventsService) {}
 
   @Post('api/v1/events')
+  @Access('ingest')
   @HttpCode(201)
   @ApiOperation({ summary: 'Record an event {kind, source?, level?, message?, attributes?, timestamp?} or {events: [...]} (up to 1000)' })
   @ApiBody({ schema: { type: 'object' } })
@@ -21,6 +23,7 @@ export class EventsController {
   }
 
   @Get('api/v1/events')
+  @Access('read')
   @ApiOperation({ summary: 'Events, newest first; kind, source and level take comma-separated lists; [since, until)' })
   @ApiQuery({ name: 'kind', required: false, description: 'log, policy, pipeline_status, service_status, alert, …' })
   @ApiQuery({ name: 'source', required: false })
@@ -34,6 +37,7 @@ export class EventsController {
   }
 
   @Get(['policy/events', 'api/v1/policy/events'])
+  @Access('read')
   @ApiOperation({ summary: 'Policy events (collector reference): {events: [{timestamp, policy_id, event_type, target, result, details}], total, since}' })
   @ApiQuery({ name: 'limit', required: false, description: 'default 50' })
   @ApiQuery({ name: 'since', required: false })
@@ -42,6 +46,7 @@ export class EventsController {
   }
 
   @Post('api/v1/policy/events')
+  @Access('ingest')
   @HttpCode(201)
   @ApiOperation({ summary: 'Record policy events {policy_id, event_type, target?, result?, details?, timestamp?} or {events: [...]}' })
   @ApiBody({ schema: { type: 'object' } })
@@ -50,6 +55,7 @@ export class EventsController {
   }
 
   @Get('api/v1/monitoring/logs')
+  @Access('read', { rate: 'monitoring_logs' })
   @ApiOperation({ summary: 'Logs (monitoring reference): {logs: [{timestamp, level, service, message, metadata}], total, query}' })
   @ApiQuery({ name: 'level', required: false, description: 'error, warn, info, debug (comma-separated for several)' })
   @ApiQuery({ name: 'start_time', required: false })
@@ -61,6 +67,7 @@ export class EventsController {
   }
 
   @Post('api/v1/monitoring/logs')
+  @Access('ingest')
   @HttpCode(201)
   @ApiOperation({ summary: 'Record log entries {level, service, message, metadata?, timestamp?} or {logs: [...]}' })
   @ApiBody({ schema: { type: 'object' } })

@@ -1,6 +1,7 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { PipelineStatusService } from './pipeline-status.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('pipelines')
 @Controller('api/v1/pipelines/status')
@@ -8,6 +9,7 @@ export class PipelineStatusController {
   constructor(private readonly status: PipelineStatusService) {}
 
   @Post()
+  @Access('ingest')
   @HttpCode(201)
   @ApiOperation({ summary: 'Report a pipeline status {pipeline_type, status, metadata?, pipeline_id?, service?} (system-monitor reference)' })
   @ApiBody({ schema: { type: 'object' } })
@@ -16,6 +18,7 @@ export class PipelineStatusController {
   }
 
   @Get()
+  @Access('read')
   @ApiOperation({ summary: 'Latest status per pipeline' })
   @ApiQuery({ name: 'status', required: false, description: 'pending, running, completed, failed, cancelled' })
   @ApiQuery({ name: 'pipeline_type', required: false })

@@ -2,6 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestj
 import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { ExportService, StreamedExport } from './export.service.js';
+import { Access } from '../auth/access.js';
 
 function send(reply: FastifyReply, x: StreamedExport): void {
   reply.header('Content-Type', x.contentType).header('Content-Disposition', `attachment; filename="${x.fileName}"`).send(x.body);
@@ -13,6 +14,7 @@ export class ExportController {
   constructor(private readonly exports: ExportService) {}
 
   @Get('metrics/export')
+  @Access('read')
   @ApiOperation({ summary: 'Streamed export of stored points (or buckets) as csv, json, ndjson or parquet' })
   @ApiQuery({ name: 'format', required: false, enum: ['csv', 'json', 'ndjson', 'parquet'] })
   @ApiQuery({ name: 'metric', required: true })
@@ -27,6 +29,7 @@ export class ExportController {
   }
 
   @Post('metrics/exports')
+  @Access('read')
   @HttpCode(202)
   @ApiOperation({ summary: 'Starts an asynchronous export (same parameters as GET /metrics/export, or metrics: [...]); follow status_url, then download_url' })
   start(@Body() body: unknown) {
@@ -34,24 +37,28 @@ export class ExportController {
   }
 
   @Get('metrics/exports')
+  @Access('read')
   @ApiOperation({ summary: 'Recent asynchronous exports' })
   list() {
     return this.exports.list();
   }
 
   @Get('metrics/exports/:id')
+  @Access('read')
   @ApiOperation({ summary: 'Status and progress of an asynchronous export' })
   status(@Param('id') id: string) {
     return this.exports.status(id);
   }
 
   @Get('metrics/exports/:id/download')
+  @Access('read')
   @ApiOperation({ summary: 'The file of a completed asynchronous export' })
   async download(@Param('id') id: string, @Res() reply: FastifyReply) {
     send(reply, await this.exports.download(id));
   }
 
   @Get('export/metrics')
+  @Access('read')
   @ApiOperation({ summary: 'The reference form (collector-api.md, first half): start_date, end_date, format (json|csv|ndjson|parquet), metrics (comma-separated; all when absent)' })
   @ApiQuery({ name: 'start_date', required: true })
   @ApiQuery({ name: 'end_date', required: true })

@@ -1,6 +1,7 @@
 import { Body, Controller, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { IngestionService } from './ingestion.service.js';
+import { Access } from '../auth/access.js';
 
 const precisionDoc = { name: 'precision', required: false, enum: ['s', 'ms', 'us', 'ns'], description: 'Unit of numeric timestamps (default ms)' };
 
@@ -10,6 +11,7 @@ export class IngestionController {
   constructor(private readonly ingestion: IngestionService) {}
 
   @Post('api/v1/metrics')
+  @Access('ingest')
   @HttpCode(200)
   @ApiOperation({ summary: 'Submit metrics: {source, timestamp?, metrics: [{name, value, unit?, tags?, timestamp?}]} or {service, metric_type, value}' })
   @ApiQuery(precisionDoc)
@@ -19,6 +21,7 @@ export class IngestionController {
   }
 
   @Post('api/v1/metrics/batch')
+  @Access('ingest')
   @HttpCode(200)
   @ApiOperation({ summary: 'Submit several batches at once: {batches: [...]}; all or nothing' })
   @ApiQuery(precisionDoc)
@@ -28,6 +31,7 @@ export class IngestionController {
   }
 
   @Post('api/v2/app/:appId/metrics')
+  @Access('ingest')
   @HttpCode(200)
   @ApiOperation({ summary: 'Per-app ingest (metrics-collection-api v2): {metrics: [{name, value, timestamp (ms), tags, profileId}]}' })
   @ApiBody({ schema: { type: 'object' } })

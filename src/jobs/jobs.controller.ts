@@ -1,6 +1,7 @@
 import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { JobsService } from './jobs.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('system')
 @Controller('api/v1/system/jobs')
@@ -8,12 +9,14 @@ export class JobsController {
   constructor(private readonly jobs: JobsService) {}
 
   @Get()
+  @Access('read')
   @ApiOperation({ summary: 'Scheduled jobs with their schedule, last run, duration, outcome and what they did' })
   async list() {
     return { jobs: await this.jobs.list() };
   }
 
   @Post(':name/run')
+  @Access('admin')
   @HttpCode(200)
   @ApiOperation({ summary: 'Runs a job now (or waits for the run in progress) and returns the run' })
   run(@Param('name') name: string) {

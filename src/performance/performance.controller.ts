@@ -1,6 +1,7 @@
 import { Controller, Get } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { PerformanceService } from './performance.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('system')
 @Controller('api/v1/system/performance')
@@ -8,6 +9,7 @@ export class PerformanceController {
   constructor(private readonly performance: PerformanceService) {}
 
   @Get()
+  @Access('read')
   @ApiOperation({ summary: 'Ingestion rate/peak/total/queue, storage size/compression/retention/oldest data, query rate and latency, crossed thresholds' })
   get() {
     return this.performance.performance();

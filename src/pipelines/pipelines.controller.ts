@@ -2,6 +2,7 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { PipelineStatusService } from '../events/pipeline-status.service.js';
 import { isStatusReport, PipelinesService } from './pipelines.service.js';
+import { Access } from '../auth/access.js';
 
 /** Only digits: `/api/v1/pipelines/status` (pipeline status reports) and other words never reach these routes. */
 const ID = ':id(^\\d+$)';
@@ -17,6 +18,7 @@ export class PipelinesController {
   ) {}
 
   @Post('api/v1/metrics/pipeline')
+  @Access('admin')
   @ApiOperation({ summary: 'Saves a pipeline (the reference route, collector-api.md "Custom Data Pipeline"); same as POST /api/v1/pipelines' })
   @ApiBody(definitionBody)
   createReference(@Body() body: unknown) {
@@ -24,6 +26,7 @@ export class PipelinesController {
   }
 
   @Post('api/v1/pipelines')
+  @Access('admin')
   @ApiOperation({ summary: 'Saves a pipeline: validated stages, output (none, metric, webhook) and schedule' })
   @ApiBody(definitionBody)
   create(@Body() body: unknown) {
@@ -33,12 +36,14 @@ export class PipelinesController {
   }
 
   @Get('api/v1/pipelines')
+  @Access('read')
   @ApiOperation({ summary: 'Saved pipelines with their schedule state and last run' })
   list() {
     return this.pipelines.list();
   }
 
   @Post('api/v1/pipelines/dry-run')
+  @Access('read')
   @HttpCode(200)
   @ApiOperation({ summary: 'Dry-run of an unsaved definition over history: what it would emit, window by window' })
   @ApiQuery({ name: 'from', ...rangeDoc })
@@ -49,12 +54,14 @@ export class PipelinesController {
   }
 
   @Get(`api/v1/pipelines/${ID}`)
+  @Access('read')
   @ApiOperation({ summary: 'One pipeline' })
   get(@Param('id') id: string) {
     return this.pipelines.get(id);
   }
 
   @Put(`api/v1/pipelines/${ID}`)
+  @Access('admin')
   @ApiOperation({ summary: 'Replaces a pipeline definition (validated as on creation)' })
   @ApiBody(definitionBody)
   update(@Param('id') id: string, @Body() body: unknown) {
@@ -62,6 +69,7 @@ export class PipelinesController {
   }
 
   @Delete(`api/v1/pipelines/${ID}`)
+  @Access('admin')
   @HttpCode(204)
   @ApiOperation({ summary: 'Deletes a pipeline and its run history (derived series and webhook logs stay)' })
   async remove(@Param('id') id: string): Promise<void> {
@@ -69,6 +77,7 @@ export class PipelinesController {
   }
 
   @Post(`api/v1/pipelines/${ID}/run`)
+  @Access('admin')
   @HttpCode(200)
   @ApiOperation({ summary: 'Runs now over from/to (default: the last window), delivers, records the run, returns the rows' })
   @ApiQuery({ name: 'from', ...rangeDoc })
@@ -78,6 +87,7 @@ export class PipelinesController {
   }
 
   @Post(`api/v1/pipelines/${ID}/dry-run`)
+  @Access('read')
   @HttpCode(200)
   @ApiOperation({ summary: 'Replays the pipeline over history and returns what it would have emitted, window by window; delivers nothing' })
   @ApiQuery({ name: 'from', ...rangeDoc })
@@ -87,6 +97,7 @@ export class PipelinesController {
   }
 
   @Get(`api/v1/pipelines/${ID}/runs`)
+  @Access('read')
   @ApiOperation({ summary: 'Runs of a pipeline, newest first: range, windows, rows, delivery outcome, error' })
   @ApiQuery({ name: 'limit', required: false, description: '1-1000, default 100' })
   runs(@Param('id') id: string, @Query('limit') limit?: string) {

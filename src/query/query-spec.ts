@@ -84,29 +84,40 @@ export function parseSelector(input: QueryInput, prefix = ''): SeriesSelector {
   return { metric, source, tags: parseTags(input.tags, `${prefix}tags`) };
 }
 
+/** Tag filters one query may hold (values of all keys together): enough for any dashboard, bounded for the planner. */
+export const MAX_TAG_FILTER_VALUES = 1_000;
+
 /** `tags=host:a&tags=region:eu` (repeatable; the value is what follows the first colon), or a JSON object `{"host": "a"}`. */
 export function parseTags(v: unknown, name = 'tags'): TagFilter[] {
   if (v === undefined || v === null || v === '') return [];
   const pairs: Array<[string, string]> = [];
+  const tooMany = () => invalidQuery(name, `${name} may hold at most ${MAX_TAG_FILTER_VALUES} key:value filters`);
   if (typeof v === 'object' && !Array.isArray(v)) {
+    let n = 0;
+    for (const k in v as Record<string, unknown>) if (++n > MAX_TAG_FILTER_VALUES) throw tooMany();
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+      if (Array.isArray(val) && val.length > MAX_TAG_FILTER_VALUES) throw tooMany();
       if (typeof val === 'string') pairs.push([k, val]);
       else if (Array.isArray(val) && val.length > 0 && val.every((x) => typeof x === 'string')) for (const x of val) pairs.push([k, x as string]);
       else throw invalidQuery(name, `${name}.${k} must be a string or a non-empty array of strings`);
     }
   } else {
+    if (Array.isArray(v) && v.length > MAX_TAG_FILTER_VALUES) throw tooMany();
     for (const item of Array.isArray(v) ? v : [v]) {
       const i = typeof item === 'string' ? item.indexOf(':') : -1;
       if (i <= 0) throw invalidQuery(name, `${name} must be key:value (got ${JSON.stringify(item)})`);
       pairs.push([(item as string).slice(0, i).trim(), (item as string).slice(i + 1)]);
     }
   }
+  if (pairs.length > MAX_TAG_FILTER_VALUES) throw tooMany();
   const byKey = new Map<string, string[]>();
   for (const [k, val] of pairs) {
     if (!k) throw invalidQuery(name, `${name} has an empty key`);
     checkText(k, name);
     checkText(val, name);
-    byKey.set(k, [...(byKey.get(k) ?? []), val]);
+    const values = byKey.get(k);
+    if (values) values.push(val);
+    else byKey.set(k, [val]);
   }
   return [...byKey].map(([key, values]) => ({ key, values: [...new Set(values)] }));
 }

@@ -2,6 +2,7 @@ import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { QueryInput } from './query-spec.js';
 import { QueryService } from './query.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('query')
 @Controller('api/v1/metrics')
@@ -9,6 +10,7 @@ export class QueryController {
   constructor(private readonly queries: QueryService) {}
 
   @Get('query')
+  @Access('read')
   @ApiOperation({ summary: 'Time-series query: buckets of one metric with aggregation, fill and tag filters' })
   @ApiQuery({ name: 'metric', required: true })
   @ApiQuery({ name: 'source', required: false })
@@ -23,6 +25,7 @@ export class QueryController {
   }
 
   @Post('query/multi')
+  @Access('read')
   @HttpCode(200)
   @ApiOperation({ summary: 'Several queries over one range, run concurrently' })
   @ApiBody({ schema: { type: 'object' } })
@@ -31,6 +34,7 @@ export class QueryController {
   }
 
   @Get('names')
+  @Access('read')
   @ApiOperation({ summary: 'Metric names with their units and series counts' })
   @ApiQuery({ name: 'search', required: false })
   names(@Query('search') search?: unknown) {
@@ -38,6 +42,7 @@ export class QueryController {
   }
 
   @Get('sources')
+  @Access('read')
   @ApiOperation({ summary: 'Sources, optionally of one metric' })
   @ApiQuery({ name: 'metric', required: false })
   sources(@Query('metric') metric?: unknown) {
@@ -45,6 +50,7 @@ export class QueryController {
   }
 
   @Get('tags')
+  @Access('read')
   @ApiOperation({ summary: 'Tag keys of a metric and their values' })
   @ApiQuery({ name: 'metric', required: true })
   @ApiQuery({ name: 'source', required: false })

@@ -2,6 +2,8 @@ import { Body, Controller, Get, Put, Query, Req } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { SettingsService } from './settings.service.js';
+import { Access } from '../auth/access.js';
+import { principalOf } from '../auth/front-door.js';
 
 @ApiTags('config')
 @Controller('api/v1/config')
@@ -9,12 +11,14 @@ export class SettingsController {
   constructor(private readonly settings: SettingsService) {}
 
   @Get()
+  @Access('read')
   @ApiOperation({ summary: 'The running configuration: storage, processing, alerting, collector, jobs; where each value comes from' })
   get() {
     return this.settings.document();
   }
 
   @Put()
+  @Access('admin')
   @ApiOperation({ summary: 'Changes settings from a partial document; all valid or nothing applied; stored, applied live and recorded' })
   @ApiBody({ schema: { type: 'object', example: { storage: { retention_days: 14 }, collector: { interval_live: '10s' } } } })
   put(@Body() body: unknown, @Req() req: FastifyRequest) {
@@ -22,6 +26,7 @@ export class SettingsController {
   }
 
   @Get('history')
+  @Access('admin')
   @ApiOperation({ summary: 'Every change: version, who, when, each field before and after (newest first)' })
   @ApiQuery({ name: 'limit', required: false, description: '1 to 1000 (default 50)' })
   @ApiQuery({ name: 'before', required: false, description: 'only versions below this one (paging)' })
@@ -30,12 +35,12 @@ export class SettingsController {
   }
 }
 
-/** Who made a change: the authenticated principal when an auth layer sets one, else the X-Actor header, else the client address. */
+/** Who made a change: the name of the API key it was made with (`anonymous` when AUTH is off), never a header the client chose. */
 function actorOf(req: FastifyRequest) {
-  const principal = (req as unknown as { user?: { name?: unknown; id?: unknown } }).user;
-  const header = req.headers['x-actor'];
-  const named = typeof principal?.name === 'string' ? principal.name : typeof principal?.id === 'string' ? principal.id : undefined;
-  const by = named ?? (typeof header === 'string' && header.trim() ? header.trim().slice(0, 200) : `anonymous@${req.ip}`);
+  const principal = principalOf(req);
   const ua = req.headers['user-agent'];
-  return { by, client: { ip: req.ip, user_agent: typeof ua === 'string' ? ua.slice(0, 200) : null } };
+  return {
+    by: principal.keyId === null ? `anonymous@${req.ip}` : principal.name,
+    client: { ip: req.ip, key_id: principal.keyId, user_agent: typeof ua === 'string' ? ua.slice(0, 200) : null },
+  };
 }

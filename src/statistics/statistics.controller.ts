@@ -1,6 +1,7 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { StatisticsService, SummaryInput } from './statistics.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('analytics')
 @Controller('api/v1/metrics')
@@ -8,6 +9,7 @@ export class StatisticsController {
   constructor(private readonly statistics: StatisticsService) {}
 
   @Get('summary')
+  @Access('read')
   @ApiOperation({ summary: 'Exact statistics of the stored points: count, min, max, avg, median, std_dev (sample), percentiles' })
   @ApiQuery({ name: 'metric', required: true })
   @ApiQuery({ name: 'source', required: false })

@@ -2,6 +2,7 @@ import { Controller, Get, Query, Req, Res } from '@nestjs/common';
 import { ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SseService } from './sse.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('streams')
 @Controller('api/v1/metrics')
@@ -9,6 +10,7 @@ export class StreamingController {
   constructor(private readonly sse: SseService) {}
 
   @Get('stream')
+  @Access('read', { rate: 'stream', tokenInQuery: true })
   @ApiOperation({
     summary: 'Server-Sent Events: every matching point as it commits, or with `interval` the latest value (or a bucket aggregate) per series every interval',
   })

@@ -2,6 +2,7 @@ import { Controller, Get, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { HealthService } from './health.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('system')
 @Controller('health')
@@ -9,6 +10,7 @@ export class HealthController {
   constructor(private readonly health: HealthService) {}
 
   @Get()
+  @Access('public')
   @ApiOperation({ summary: 'Health of every component; 503 when the database is unreachable' })
   async get(@Res({ passthrough: true }) reply: FastifyReply) {
     const h = await this.health.health();
@@ -17,12 +19,14 @@ export class HealthController {
   }
 
   @Get('live')
+  @Access('public')
   @ApiOperation({ summary: 'Liveness: the process answers' })
   live() {
     return { status: 'ok' };
   }
 
   @Get('ready')
+  @Access('public')
   @ApiOperation({ summary: 'Readiness: the database answers (503 otherwise)' })
   async ready(@Res({ passthrough: true }) reply: FastifyReply) {
     const ok = await this.health.ready();

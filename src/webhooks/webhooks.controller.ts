@@ -1,6 +1,7 @@
 import { Controller, Get, Param, Query } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { WebhookService } from './webhook.service.js';
+import { Access } from '../auth/access.js';
 
 @ApiTags('webhooks')
 @Controller('api/v1/webhooks/deliveries')
@@ -8,6 +9,7 @@ export class WebhooksController {
   constructor(private readonly webhooks: WebhookService) {}
 
   @Get()
+  @Access('admin')
   @ApiOperation({ summary: 'Webhook deliveries, newest first, with every attempt' })
   @ApiQuery({ name: 'subject', required: false, description: 'e.g. alert:42 or pipeline:7' })
   @ApiQuery({ name: 'status', required: false, enum: ['pending', 'delivered', 'failed', 'refused'] })
@@ -18,6 +20,7 @@ export class WebhooksController {
   }
 
   @Get(':id')
+  @Access('admin')
   @ApiOperation({ summary: 'One webhook delivery' })
   get(@Param('id') id: string) {
     return this.webhooks.get(id);

@@ -11,7 +11,12 @@ import { describeEachFlavour } from '../support/suite.js';
 const DAY = 86_400_000;
 
 describeEachFlavour('runtime configuration', (ctx) => {
-  const put = (body: unknown, actor = 'ops@example') => ctx.t.request('PUT', '/api/v1/config', body, { 'x-actor': actor });
+  // Changes are made with admin keys named after their holders; the X-Actor header a client sends is not believed.
+  const actorKeys = new Map<string, string>();
+  const put = async (body: unknown, actor = 'ops@example') => {
+    if (!actorKeys.has(actor)) actorKeys.set(actor, await ctx.t.key(['admin'], actor));
+    return ctx.t.request('PUT', '/api/v1/config', body, { authorization: `Bearer ${actorKeys.get(actor)}`, 'x-actor': 'mallory' });
+  };
 
   it('answers the reference shape plus collector and job schedules', async () => {
     const r = await ctx.t.get('/api/v1/config');

@@ -47,7 +47,7 @@ function parseCsv(text: string): string[][] {
 }
 
 async function raw(t: TestApp, url: string) {
-  const res = await t.app.getHttpAdapter().getInstance().inject({ method: 'GET', url });
+  const res = await t.app.getHttpAdapter().getInstance().inject({ method: 'GET', url, headers: t.authHeaders });
   return { status: res.statusCode, headers: res.headers, body: res.rawPayload };
 }
 
@@ -316,7 +316,7 @@ describeEachFlavour('export under load', (ctx) => {
     const pool = ctx.t.sql;
     assert.equal(pool.totalCount - pool.idleCount, 0, 'no read connection is left checked out');
   });
-}, { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0' });
+}, { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0', AUTH: 'off' });
 
 describeEachFlavour(
   'export when the database goes away mid-stream',
@@ -361,7 +361,7 @@ describeEachFlavour(
       assert.equal((await whole.text()).trim().split('\n').length, N + 1);
     });
   },
-  { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0' },
+  { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0', AUTH: 'off' },
   { proxy: true, flavours: ['postgresql'] },
 );
 

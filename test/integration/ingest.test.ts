@@ -194,7 +194,7 @@ describeEachFlavour('ingest limits and bad input', (ctx) => {
         this.push(sent > 8 * 1024 * 1024 ? null : chunk); // 8 MiB of whitespace, no length announced
       },
     });
-    const res = await ctx.t.app.getHttpAdapter().getInstance().inject({ method: 'POST', url: '/api/v1/metrics', headers: { 'content-type': 'application/json' }, payload });
+    const res = await ctx.t.app.getHttpAdapter().getInstance().inject({ method: 'POST', url: '/api/v1/metrics', headers: { ...ctx.t.authHeaders, 'content-type': 'application/json' }, payload });
     assert.equal(res.statusCode, 413, res.body);
     assert.equal(JSON.parse(res.body).error.code, 'PAYLOAD_TOO_LARGE');
     // 64 KiB of gzip that inflates to 64 MiB: refused at the decoded limit.

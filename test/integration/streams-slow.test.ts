@@ -19,8 +19,8 @@ describeEachFlavour(
     it('cuts off a client that stops reading, while ingest and the other clients go on', async (t) => {
       // Streaming does not depend on the flavour; this needs volume, which PGlite ingests slowly.
       if (ctx.flavour === 'timescaledb') return t.skip('volume test: plain PostgreSQL only');
-      const fast = await wsClient(port);
-      const slow = await wsClient(port);
+      const fast = await wsClient(port, undefined, ctx.t.authHeaders);
+      const slow = await wsClient(port, undefined, ctx.t.authHeaders);
       for (const c of [fast, slow]) c.send({ action: 'subscribe', metrics: ['flood'] });
       await waitFor(() => fast.messages.length === 1 && slow.messages.length === 1);
       // The slow client stops reading: the kernel buffers fill, then the server-side queue.
@@ -55,7 +55,7 @@ describeEachFlavour(
       const hub = ctx.t.app.get(StreamHub);
       const cutBefore = hub.stats.cutOff;
       // A real SSE client that reads the opening comment, then stops reading.
-      const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=trickle`, resolve).on('error', reject));
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=trickle`, { headers: ctx.t.authHeaders }, resolve).on('error', reject));
       assert.equal(res.statusCode, 200);
       await new Promise((resolve) => res.once('data', resolve));
       res.pause();

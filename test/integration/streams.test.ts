@@ -25,7 +25,7 @@ describeEachFlavour(
     });
 
     it('pushes every committed point that matches a WebSocket subscription, in the reference shape', async () => {
-      const c = await wsClient(port);
+      const c = await wsClient(port, undefined, ctx.t.authHeaders);
       c.send({ action: 'subscribe', id: 'r1', metrics: ['cpu_usage', 'memory_usage'], sources: ['fl_server'], tags: { experiment_id: 'exp_001' } });
       const ack = await c.next((m) => m.type === 'subscribed');
       assert.deepEqual(ack, { type: 'subscribed', subscription_id: 1, metrics: ['cpu_usage', 'memory_usage'], sources: ['fl_server'], tags: { experiment_id: 'exp_001' }, request_id: 'r1' });
@@ -51,7 +51,7 @@ describeEachFlavour(
     });
 
     it('unsubscribes, lists subscriptions, and sends each point once to a connection whatever overlaps', async () => {
-      const c = await wsClient(port);
+      const c = await wsClient(port, undefined, ctx.t.authHeaders);
       c.send({ action: 'subscribe', metrics: ['req'] });
       c.send({ action: 'subscribe', sources: ['web'] });
       await waitFor(() => c.messages.filter((m) => m.type === 'subscribed').length === 2);
@@ -75,7 +75,7 @@ describeEachFlavour(
     });
 
     it('answers bad messages with an error message and keeps the socket open', async () => {
-      const c = await wsClient(port);
+      const c = await wsClient(port, undefined, ctx.t.authHeaders);
       const bad: Array<[string | object, string]> = [
         ['not json', 'INVALID_REQUEST'],
         [[1, 2], 'INVALID_REQUEST'],
@@ -99,10 +99,10 @@ describeEachFlavour(
     });
 
     it('closes a socket that sends an oversized frame (1009) or floods messages (1008)', async () => {
-      const big = await wsClient(port);
+      const big = await wsClient(port, undefined, ctx.t.authHeaders);
       big.send({ action: 'subscribe', metrics: ['x'.repeat(70 * 1024)] });
       assert.equal((await big.closed).code, 1009);
-      const flood = await wsClient(port);
+      const flood = await wsClient(port, undefined, ctx.t.authHeaders);
       for (let i = 0; i < 101; i++) flood.send({ action: 'ping' });
       const closed = await flood.closed;
       assert.equal(closed.code, 1008);
@@ -110,14 +110,14 @@ describeEachFlavour(
     });
 
     it('caps subscriptions per connection and connections in all (documented limits)', async () => {
-      const c = await wsClient(port);
+      const c = await wsClient(port, undefined, ctx.t.authHeaders);
       for (let i = 0; i < 3; i++) c.send({ action: 'subscribe', metrics: [`m${i}`] });
       await waitFor(() => c.messages.filter((m) => m.type === 'subscribed').length === 3);
       c.send({ action: 'subscribe', metrics: ['m3'] });
       const err = await c.next((m) => m.type === 'error');
       assert.equal(err.error.details.limit, 'STREAM_MAX_SUBSCRIPTIONS');
       // (metric, source) pairs are capped per connection, over all its subscriptions.
-      const wide = await wsClient(port);
+      const wide = await wsClient(port, undefined, ctx.t.authHeaders);
       const names = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i}`);
       wide.send({ action: 'subscribe', metrics: names('m', 20), sources: names('s', 30) });
       await wide.next((m) => m.type === 'subscribed');
@@ -129,11 +129,11 @@ describeEachFlavour(
       const hub = ctx.t.app.get(StreamHub);
       await waitFor(() => hub.connectionCount === 1);
       const more = [];
-      for (let i = 1; i < 4; i++) more.push(await wsClient(port));
+      for (let i = 1; i < 4; i++) more.push(await wsClient(port, undefined, ctx.t.authHeaders));
       await waitFor(() => hub.connectionCount === 4);
-      const refused = await wsClient(port);
+      const refused = await wsClient(port, undefined, ctx.t.authHeaders);
       assert.equal((await refused.closed).code, 1013);
-      const sse = await sseClient(`${base}/api/v1/metrics/stream`);
+      const sse = await sseClient(`${base}/api/v1/metrics/stream`, ctx.t.authHeaders);
       assert.equal(sse.status, 503);
       assert.equal(JSON.parse(sse.body!).error.details.limit, 'STREAM_MAX_CONNECTIONS');
       for (const x of [c, ...more]) await x.close();
@@ -141,7 +141,7 @@ describeEachFlavour(
     });
 
     it('streams points over SSE with ids, and resumes from Last-Event-ID', async () => {
-      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&sources=room1,room2`);
+      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&sources=room1,room2`, ctx.t.authHeaders);
       assert.equal(s.status, 200);
       assert.match(s.headers.get('content-type')!, /^text\/event-stream/);
       const t = Date.now() - 5000;
@@ -157,11 +157,11 @@ describeEachFlavour(
       await s.ended;
       await send('room1', [{ name: 'temp', value: 22 }], t + 1000);
       await send('room1', [{ name: 'temp', value: 23 }], t + 2000);
-      const resumed = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&sources=room1,room2`, { 'last-event-id': lastId });
+      const resumed = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&sources=room1,room2`, { ...ctx.t.authHeaders, 'last-event-id': lastId });
       await resumed.next((e) => e.json?.value === 23);
       assert.deepEqual(resumed.events.map((e) => e.json.value), [22, 23]);
       resumed.close();
-      const unknown = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&last_event_id=00000000.5`);
+      const unknown = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&last_event_id=00000000.5`, ctx.t.authHeaders);
       const gap = await unknown.next((e) => e.event === 'gap');
       assert.equal(gap.json.reason, 'the server restarted since');
       unknown.close();
@@ -172,7 +172,7 @@ describeEachFlavour(
       await send('gpu0', [{ name: 'gpu_util', value: 10 }], t);
       await send('gpu0', [{ name: 'gpu_util', value: 20 }], t + 1000);
       await send('gpu1', [{ name: 'gpu_util', value: 70 }], t);
-      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=gpu_util&interval=1`);
+      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=gpu_util&interval=1`, ctx.t.authHeaders);
       const first = await s.next((e) => e.json?.source === 'gpu1');
       assert.equal(first.json.aggregation, 'last');
       const seeded = Object.fromEntries(s.events.map((e) => [e.json.source, e.json.value]));
@@ -192,7 +192,7 @@ describeEachFlavour(
       await send('host', [{ name: 'load', value: 1 }], b0 + 200);
       await send('host', [{ name: 'load', value: 3 }], b0 + 700);
       await send('host', [{ name: 'load', value: 10 }], b0 + I + 500);
-      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=load&interval=2s&aggregation=avg`, { 'last-event-id': String(b0) });
+      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=load&interval=2s&aggregation=avg`, { ...ctx.t.authHeaders, 'last-event-id': String(b0) });
       const e1 = await s.next((e) => e.json?.timestamp === iso(b0), 0, 6_000);
       assert.deepEqual({ v: e1.json.value, c: e1.json.count, id: e1.id, agg: e1.json.aggregation, interval: e1.json.interval }, { v: 2, c: 2, id: String(b0 + I), agg: 'avg', interval: 2 });
       const e2 = await s.next((e) => e.json?.timestamp === iso(b0 + I), 0, 1_000);

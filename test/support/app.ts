@@ -1,6 +1,7 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type pg from 'pg';
 import { createApp } from '../../src/app.factory.js';
+import { ApiKeysService } from '../../src/auth/api-keys.service.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Database } from '../../src/database/database.js';
 import { createTestDatabase, TestDatabase, TestFlavour } from './databases.js';
@@ -20,6 +21,12 @@ export interface TestApp {
   proxy?: FaultProxy;
   /** The app's own read pool, for arranging and checking data (PGlite serves one connection at a time). */
   sql: pg.Pool;
+  /** An admin API key, sent by `request` unless the headers name their own `authorization` ('' for none). Undefined with AUTH=off. */
+  adminKey?: string;
+  /** `{authorization: 'Bearer <admin key>'}` for real HTTP clients (fetch, WebSocket); empty with AUTH=off. */
+  authHeaders: Record<string, string>;
+  /** Creates an API key with these scopes and returns it. */
+  key(scopes: string[], name?: string, extra?: Record<string, unknown>): Promise<string>;
   request(method: string, url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
   get(url: string): Promise<InjectResult>;
   post(url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
@@ -41,7 +48,8 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
     await proxy.start();
     url = proxy.wrap(database.url);
   }
-  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error', ...env });
+  // Keys are required as in production (AUTH=auto with DATABASE_URL); rate limits are tested on their own.
+  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error', AUTH: 'on', RATE_LIMIT_ENABLED: 'false', ...env });
   let app: NestFastifyApplication;
   try {
     app = await createApp(config, false);
@@ -51,7 +59,14 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
     throw err;
   }
   const sql = app.get(Database).readPool;
-  const request = async (method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<InjectResult> => {
+  const keys = app.get(ApiKeysService);
+  let n = 0;
+  const key = async (scopes: string[], name = `test-key-${++n}`, extra: Record<string, unknown> = {}) => (await keys.create({ name, scopes, ...extra }, 'test')).key;
+  const adminKey = config.auth.enabled ? await key(['admin'], 'test-admin') : undefined;
+  const authHeaders: Record<string, string> = adminKey ? { authorization: `Bearer ${adminKey}` } : {};
+  const request = async (method: string, url: string, body?: unknown, given: Record<string, string> = {}): Promise<InjectResult> => {
+    const headers = 'authorization' in given ? { ...given } : { ...authHeaders, ...given };
+    if (headers.authorization === '') delete headers.authorization;
     const res = await app.getHttpAdapter().getInstance().inject({
       method: method as 'GET',
       url,
@@ -71,6 +86,9 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
     database,
     proxy,
     sql,
+    adminKey,
+    authHeaders,
+    key,
     request,
     get: (url) => request('GET', url),
     post: (url, body, headers) => request('POST', url, body, headers),

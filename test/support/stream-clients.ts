@@ -13,8 +13,8 @@ export interface WsClient {
   close(): Promise<void>;
 }
 
-export async function wsClient(port: number, path = '/ws/metrics'): Promise<WsClient> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`);
+export async function wsClient(port: number, path = '/ws/metrics', headers: Record<string, string> = {}): Promise<WsClient> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers });
   const messages: any[] = [];
   ws.on('message', (data) => messages.push(JSON.parse(data.toString())));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));

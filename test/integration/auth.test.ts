@@ -1,0 +1,320 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { FrontDoor } from '../../src/auth/front-door.js';
+import { grants, Scope, SCOPES } from '../../src/auth/keys.js';
+import { startApp, TestApp } from '../support/app.js';
+import { sseClient } from '../support/stream-clients.js';
+import { describeEachFlavour } from '../support/suite.js';
+
+/** A raw request through the real fastify app, with a chosen client address. */
+async function inject(t: TestApp, opts: { method?: string; url: string; headers?: Record<string, string>; payload?: string; ip?: string }) {
+  const res = await t.app.getHttpAdapter().getInstance().inject({
+    method: (opts.method ?? 'GET') as 'GET',
+    url: opts.url,
+    headers: opts.headers ?? {},
+    payload: opts.payload,
+    remoteAddress: opts.ip ?? '127.0.0.1',
+  });
+  let json: any;
+  try {
+    json = JSON.parse(res.body);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.statusCode, headers: res.headers, json, body: res.body };
+}
+
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/** A concrete URL for a route pattern: path parameters that match no stored object. */
+const concrete = (url: string) => url.replace(/:id\([^)]*\)/g, '999999').replace(/:id/g, '999999').replace(/:name/g, 'nothing-here').replace(/:appId/g, 'app');
+
+/** Opens a WebSocket; resolves with 'open' or the HTTP status the upgrade was refused with. */
+function wsOutcome(url: string, headers: Record<string, string> = {}): Promise<number | 'open'> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('open', () => {
+      ws.close();
+      resolve('open');
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+    });
+    ws.once('error', (err) => (err.message.includes('Unexpected server response') ? undefined : reject(err)));
+  });
+}
+
+describeEachFlavour('front door: API keys and scopes', (ctx) => {
+  const keys = {} as Record<Scope, string>;
+  before(async () => {
+    for (const s of SCOPES) keys[s] = await ctx.t.key([s], `only-${s}`);
+  });
+
+  it('declares the access of every route, and answers each with 401 without a key, 403 without the scope, and lets the scope through', async () => {
+    const routes = ctx.t.app.get(FrontDoor).routes.filter((r) => r.method !== 'HEAD');
+    assert.ok(routes.length > 60, `${routes.length} routes`);
+    const groups = new Map<string, number>();
+    for (const r of routes) {
+      const url = concrete(r.url);
+      const body = r.method === 'POST' || r.method === 'PUT' ? '{}' : undefined;
+      const headers: Record<string, string> = body ? { 'content-type': 'application/json' } : {};
+      const label = `${r.method} ${r.url}`;
+      if (r.access.access === 'public') {
+        assert.notEqual((await inject(ctx.t, { method: r.method, url, headers, payload: body })).status, 401, label);
+        continue;
+      }
+      groups.set(r.access.access, (groups.get(r.access.access) ?? 0) + 1);
+      const none = await inject(ctx.t, { method: r.method, url, headers, payload: body });
+      assert.equal(none.status, 401, label);
+      assert.equal(none.json.error.code, 'UNAUTHORIZED', label);
+      assert.match(String(none.headers['www-authenticate']), /^Bearer/, label);
+      const forged = await inject(ctx.t, { method: r.method, url, headers: { ...headers, ...bearer(`tsk_${'A'.repeat(43)}`) }, payload: body });
+      assert.equal(forged.status, 401, label);
+      for (const scope of SCOPES) {
+        const allowed = r.access.access === 'any' || grants([scope], r.access.access);
+        // A stream that is let in would stay open: its admission is checked over a real socket below.
+        if (allowed && r.access.rate === 'stream') continue;
+        const res = await inject(ctx.t, { method: r.method, url, headers: { ...headers, ...bearer(keys[scope]) }, payload: body });
+        if (allowed) assert.ok(res.status !== 401 && res.status !== 403, `${label} with a ${scope} key: ${res.status} ${res.body}`);
+        else {
+          assert.equal(res.status, 403, `${label} with a ${scope} key: ${res.body}`);
+          assert.equal(res.json.error.code, 'FORBIDDEN');
+          assert.equal(res.json.error.details.required_scope, r.access.access);
+        }
+      }
+    }
+    // Every scope guards something.
+    assert.ok((groups.get('read') ?? 0) > 20 && (groups.get('ingest') ?? 0) >= 8 && (groups.get('admin') ?? 0) > 15, JSON.stringify([...groups]));
+  });
+
+  it('keeps /health, /health/live, /health/ready and the API documents open', async () => {
+    for (const url of ['/health', '/health/live', '/health/ready', '/swagger-ui/openapi.json']) {
+      assert.equal((await inject(ctx.t, { url })).status, 200, url);
+    }
+    const doc = (await inject(ctx.t, { url: '/swagger-ui/openapi.json' })).json;
+    assert.equal(doc.components.securitySchemes['api-key'].scheme, 'bearer');
+    assert.deepEqual(doc.paths['/api/v1/metrics/query'].get.security, [{ 'api-key': [] }]);
+  });
+
+  it('creates a key shown once, stores only its hash, lists it without the secret, and revokes it at once', async () => {
+    const created = await ctx.t.post('/api/v1/auth/keys', { name: 'collector-eu1', scopes: ['ingest', 'read'] });
+    assert.equal(created.status, 201, created.body);
+    const { key, id } = created.json;
+    assert.match(key, /^tsk_[A-Za-z0-9_-]{43}$/);
+    assert.equal(created.json.prefix, key.slice(0, 12));
+    assert.equal(created.json.created_by, 'test-admin');
+    const stored = (await ctx.t.sql.query(`SELECT * FROM api_keys WHERE id = $1`, [id])).rows[0];
+    assert.deepEqual(stored.hash, createHash('sha256').update(key).digest());
+    assert.ok(!JSON.stringify(stored).includes(key.slice(4)), 'the key itself is not stored');
+
+    const listed = await ctx.t.get('/api/v1/auth/keys');
+    const mine = listed.json.keys.find((k: { id: number }) => k.id === id);
+    assert.deepEqual(mine.scopes, ['ingest', 'read']);
+    assert.ok(!('key' in mine) && !('hash' in mine) && !listed.body.includes(key));
+    assert.equal((await ctx.t.get(`/api/v1/auth/keys/${id}`)).json.name, 'collector-eu1');
+
+    const who = await ctx.t.request('GET', '/api/v1/auth/whoami', undefined, bearer(key));
+    assert.deepEqual(who.json, { name: 'collector-eu1', key_id: id, scopes: ['ingest', 'read'] });
+    const ingest = await ctx.t.request('POST', '/api/v1/metrics', { source: 's', metrics: [{ name: 'auth_probe', value: 1 }] }, bearer(key));
+    assert.equal(ingest.status, 200, ingest.body);
+
+    assert.equal((await ctx.t.request('DELETE', `/api/v1/auth/keys/${id}`)).status, 204);
+    const after = await ctx.t.request('GET', '/api/v1/auth/whoami', undefined, bearer(key));
+    assert.equal(after.status, 401);
+    assert.equal(after.json.error.message, 'Unknown, revoked or expired API key');
+    assert.equal((await ctx.t.request('DELETE', `/api/v1/auth/keys/${id}`)).status, 404);
+    const all = await ctx.t.get('/api/v1/auth/keys?include_revoked=true');
+    assert.ok(all.json.keys.find((k: { id: number; revoked_at: string | null }) => k.id === id).revoked_at);
+    assert.ok(!(await ctx.t.get('/api/v1/auth/keys')).json.keys.some((k: { id: number }) => k.id === id));
+  });
+
+  it('answers bad key requests with 400 naming the field, a taken name with 409, and never revokes the last admin key', async () => {
+    const bad = async (body: unknown, field: string) => {
+      const r = await ctx.t.post('/api/v1/auth/keys', body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.json.error.details.field, field, r.body);
+    };
+    await bad({ scopes: ['read'] }, 'name');
+    await bad({ name: 'x', scopes: [] }, 'scopes');
+    await bad({ name: 'x', scopes: ['read', 'root'] }, 'scopes[1]');
+    await bad({ name: 'x', scopes: ['read'], expires_at: '2020-01-01T00:00:00Z' }, 'expires_at');
+    await bad({ name: 'x', scopes: ['read'], rate_limits: { ingest: -1 } }, 'rate_limits.ingest');
+    await bad({ name: 'x', scopes: ['read'], owner: 'me' }, 'owner');
+    assert.equal((await ctx.t.post('/api/v1/auth/keys', { name: 'only-read', scopes: ['read'] })).status, 409);
+
+    // Revoke every admin key but the test's own: the last one is refused.
+    const admins = (await ctx.t.get('/api/v1/auth/keys')).json.keys.filter((k: { scopes: string[]; name: string }) => k.scopes.includes('admin') && k.name !== 'test-admin');
+    for (const k of admins) assert.equal((await ctx.t.request('DELETE', `/api/v1/auth/keys/${k.id}`)).status, 204);
+    const self = (await ctx.t.get('/api/v1/auth/keys')).json.keys.find((k: { name: string }) => k.name === 'test-admin');
+    const last = await ctx.t.request('DELETE', `/api/v1/auth/keys/${self.id}`);
+    assert.equal(last.status, 409);
+    assert.match(last.json.error.message, /last live admin key/);
+  });
+
+  it('refuses an expired key, a malformed Authorization header and a key in the query string outside streams', async () => {
+    const key = await ctx.t.key(['read'], 'short-lived', { expires_at: new Date(Date.now() + 60_000).toISOString() });
+    await ctx.t.sql.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = 'short-lived'`);
+    const expired = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, bearer(key));
+    assert.equal(expired.status, 401);
+    // A key in use is cached for AUTH_KEY_CACHE_SECONDS (10 s): what happens behind the API's back shows within that time.
+    const fresh = await ctx.t.key(['read'], 'fresh');
+    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, bearer(fresh))).status, 200);
+    await ctx.t.sql.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = 'fresh'`);
+    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, bearer(fresh))).status, 200);
+    const basic = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: 'Basic dXNlcjpwYXNz' });
+    assert.equal(basic.status, 401);
+    assert.match(basic.json.error.message, /Bearer/);
+    assert.equal((await ctx.t.request('GET', `/api/v1/metrics/names?access_token=${keys.read}`, undefined, { authorization: '' })).status, 401);
+  });
+
+  it('takes only JSON bodies on POST, PUT and DELETE: a form or text body gets 415 before any handler, and a bodyless POST needs a key', async () => {
+    for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x']) {
+      const r = await inject(ctx.t, { method: 'POST', url: '/api/v1/config', headers: { ...bearer(keys.admin), 'content-type': type }, payload: 'a=1' });
+      assert.equal(r.status, 415, type);
+      assert.equal(r.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      assert.equal(r.json.error.details.header, 'content-type');
+    }
+    const form = await inject(ctx.t, { method: 'PUT', url: '/api/v1/config', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'storage.retention_days=1' });
+    assert.equal(form.status, 415);
+    const bodyless = await inject(ctx.t, { method: 'POST', url: '/api/v1/system/jobs/retention/run' });
+    assert.equal(bodyless.status, 401);
+    assert.equal((await ctx.t.get('/api/v1/config')).json.storage.retention_days, 7);
+  });
+
+  describe('streams', () => {
+    let base: string;
+    before(async () => {
+      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
+      base = `127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+    });
+
+    it('admits a WebSocket with a read key in the header or ?access_token=, and refuses one without (401) or with an ingest key (403)', async () => {
+      assert.equal(await wsOutcome(`ws://${base}/ws/metrics`), 401);
+      assert.equal(await wsOutcome(`ws://${base}/ws/metrics?access_token=tsk_${'B'.repeat(43)}`), 401);
+      assert.equal(await wsOutcome(`ws://${base}/ws/metrics`, bearer(keys.ingest)), 403);
+      assert.equal(await wsOutcome(`ws://${base}/ws/metrics`, bearer(keys.read)), 'open');
+      assert.equal(await wsOutcome(`ws://${base}/ws/metrics?access_token=${keys.read}`), 'open');
+    });
+
+    it('admits SSE with a read key in the header or ?access_token=, and refuses one without', async () => {
+      const none = await sseClient(`http://${base}/api/v1/metrics/stream`);
+      assert.equal(none.status, 401);
+      assert.equal(JSON.parse(none.body!).error.code, 'UNAUTHORIZED');
+      const wrong = await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(keys.ingest));
+      assert.equal(wrong.status, 403);
+      for (const s of [await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(keys.read)), await sseClient(`http://${base}/api/v1/metrics/stream?access_token=${keys.read}`)]) {
+        assert.equal(s.status, 200);
+        s.close();
+      }
+    });
+  });
+});
+
+describe('front door: rate limits', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startApp('postgresql', { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_INGEST: '3', RATE_LIMIT_QUERY: '5', RATE_LIMIT_AUTH_FAILURES: '3', RATE_LIMIT_MONITORING_ALERTS: '2' });
+  });
+  after(() => t?.close());
+
+  const ingest = (headers: Record<string, string>, ip = '10.0.0.1') =>
+    inject(t, { method: 'POST', url: '/api/v1/metrics', headers: { ...headers, 'content-type': 'application/json' }, payload: JSON.stringify({ source: 's', metrics: [{ name: 'rl', value: 1 }] }), ip });
+
+  it('answers 429 with Retry-After and the reference body past a key\'s limit, per key and per class', async () => {
+    const a = await t.key(['ingest', 'read'], 'rl-a');
+    const b = await t.key(['ingest'], 'rl-b');
+    for (let i = 0; i < 3; i++) {
+      const r = await ingest(bearer(a));
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.headers['x-ratelimit-limit'], '3');
+      assert.equal(r.headers['x-ratelimit-remaining'], String(2 - i));
+    }
+    const limited = await ingest(bearer(a));
+    assert.equal(limited.status, 429);
+    const retry = Number(limited.headers['retry-after']);
+    assert.ok(retry >= 1 && retry <= 20, String(retry));
+    assert.equal(limited.json.error.code, 'RATE_LIMIT_EXCEEDED');
+    assert.equal(limited.json.error.retry_after, retry);
+    assert.equal(limited.json.error.limit, 3);
+    assert.equal(limited.json.error.window, '1m');
+    // The same client's reads have their own bucket; another key its own.
+    assert.equal((await inject(t, { url: '/api/v1/metrics/names', headers: bearer(a) })).status, 200);
+    assert.equal((await ingest(bearer(b))).status, 200);
+    // The seed's alert-listing limit applies to its path only.
+    for (let i = 0; i < 2; i++) assert.equal((await inject(t, { url: '/api/v1/monitoring/alerts', headers: bearer(a) })).status, 200);
+    assert.equal((await inject(t, { url: '/api/v1/monitoring/alerts', headers: bearer(a) })).status, 429);
+    // Health is never limited.
+    for (let i = 0; i < 20; i++) assert.equal((await inject(t, { url: '/health/live' })).status, 200);
+  });
+
+  it('honours a key\'s own limits (0: unlimited)', async () => {
+    const bulk = await t.key(['ingest'], 'rl-bulk', { rate_limits: { ingest: 0 } });
+    for (let i = 0; i < 10; i++) assert.equal((await ingest(bearer(bulk))).status, 200);
+  });
+
+  it('blocks an address after repeated bad keys, even with a good key, but not other addresses', async () => {
+    const good = await t.key(['ingest'], 'rl-good');
+    for (let i = 0; i < 3; i++) assert.equal((await ingest(bearer(`tsk_${'C'.repeat(43)}`), '10.9.9.9')).status, 401);
+    const blocked = await ingest(bearer(good), '10.9.9.9');
+    assert.equal(blocked.status, 429);
+    assert.equal(blocked.json.error.details.class, 'auth_failures');
+    assert.equal((await ingest(bearer(good), '10.9.9.10')).status, 200);
+  });
+
+  it('refuses a query with 100,000 tag filters at once, before it reaches the planner', async () => {
+    const reader = await t.key(['read'], 'rl-reader', { rate_limits: { query: 0 } });
+    const tags = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 'v']));
+    const started = Date.now();
+    const r = await inject(t, {
+      method: 'POST',
+      url: '/api/v1/metrics/query/multi',
+      headers: { ...bearer(reader), 'content-type': 'application/json' },
+      payload: JSON.stringify({ queries: [{ metric: 'rl', tags }] }),
+    });
+    assert.equal(r.status, 400, r.body);
+    assert.match(r.json.error.message, /at most 1000/);
+    assert.ok(Date.now() - started < 5_000);
+  });
+});
+
+describe('front door: AUTH=off (local play)', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startApp('postgresql', { AUTH: 'off', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_QUERY: '2' });
+  });
+  after(() => t?.close());
+
+  it('needs no key from this machine, and limits by client address', async () => {
+    assert.equal(t.adminKey, undefined);
+    assert.equal((await inject(t, { url: '/api/v1/metrics/names', ip: '127.0.0.2' })).status, 200);
+    assert.equal((await inject(t, { url: '/api/v1/metrics/names', ip: '127.0.0.2' })).status, 200);
+    assert.equal((await inject(t, { url: '/api/v1/metrics/names', ip: '127.0.0.2' })).status, 429);
+    assert.equal((await inject(t, { url: '/api/v1/metrics/names', ip: '127.0.0.3' })).status, 200);
+    const bodyless = await inject(t, { method: 'POST', url: '/api/v1/system/jobs/nothing/run', ip: '127.0.0.4' });
+    assert.equal(bodyless.status, 404, 'a bodyless POST from curl (no Origin) reaches the route');
+  });
+
+  it('refuses what a web page on another site could send through the browser: cross-origin, cross-site, another Host (DNS rebinding)', async () => {
+    const json = { 'content-type': 'application/json' };
+    const cases: Array<[string, Record<string, string>]> = [
+      ['cross-origin JSON', { ...json, origin: 'http://evil.example' }],
+      ['cross-site bodyless', { 'sec-fetch-site': 'cross-site' }],
+      ['opaque origin', { ...json, origin: 'null' }],
+      ['rebound host', { ...json, host: 'evil.example:8080' }],
+    ];
+    for (const [what, headers] of cases) {
+      const r = await inject(t, { method: 'PUT', url: '/api/v1/config', headers, payload: headers['content-type'] ? '{"storage":{"retention_days":1}}' : undefined, ip: '127.0.0.5' });
+      assert.equal(r.status, 403, what);
+      assert.equal(r.json.error.code, 'FORBIDDEN', what);
+    }
+    const form = await inject(t, { method: 'POST', url: '/api/v1/pipelines', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'name=x', ip: '127.0.0.5' });
+    assert.equal(form.status, 415);
+    const same = await inject(t, { method: 'PUT', url: '/api/v1/config', headers: { 'content-type': 'application/json', origin: 'http://localhost:80', host: 'localhost:80' }, payload: '{}', ip: '127.0.0.6' });
+    assert.equal(same.status, 200, same.body);
+    assert.equal((await t.get('/api/v1/config')).json.storage.retention_days, 7);
+  });
+});
