@@ -55,6 +55,9 @@ export async function benchServer(dataDir?: string): Promise<BenchServer> {
     database: 'postgres',
     settings: SERVER_SETTINGS,
   });
+  // The server runs in a session of its own: a Ctrl-C or a benchmark that throws must not leave it running.
+  process.once('exit', () => server.stopNow());
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   return {
     describe: `embedded PostgreSQL 17 on port ${port} (${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync and synchronous_commit on)`,
     url: async (db) => {

@@ -8,6 +8,7 @@ import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
+import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
@@ -31,6 +32,9 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
     requestTimeout: 120_000,
     return503OnClosing: true,
+    // app.close() cuts what is still connected (closeGracefully has let accepted requests finish
+    // first), so that a stalled client cannot hold the shutdown until the forced exit.
+    forceCloseConnections: true,
     logger: false,
   });
   const effective = await withStoredSettings(config); // stored settings over environment over defaults
@@ -41,6 +45,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   // Also sees fastify's own errors (body parsing, limits, media types): Nest routes them through its filters.
   app.useGlobalFilters(new ErrorEnvelopeFilter());
   const fastify = app.getHttpAdapter().getInstance();
+  installDrain(app); // requests in flight, for closeGracefully (main.ts)
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
