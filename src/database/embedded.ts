@@ -273,10 +273,11 @@ class Cluster {
   async start(port: number, settings: Record<string, string>): Promise<void> {
     const from = this.prepareLog();
     const options = ['-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])].map(shellQuote).join(' ');
+    // -t 300: after a crash, the server replays the WAL before it is ready.
     // A postmaster killed with -9 leaves backends that take a moment to notice: PostgreSQL refuses
     // to start while they still hold the old shared memory. Try again for a few seconds.
     for (let attempt = 0; ; attempt++) {
-      const r = await this.run(this.bin.pg_ctl, ['start', '-D', this.files.cluster, '-w', '-t', '60', '-s', '-l', this.files.log, '-o', options]);
+      const r = await this.run(this.bin.pg_ctl, ['start', '-D', this.files.cluster, '-w', '-t', '300', '-s', '-l', this.files.log, '-o', options]);
       if (r.code === 0) return;
       const tail = this.logSince(from);
       if (attempt < 10 && /shared memory block .* is still in use/.test(tail)) {
@@ -674,7 +675,9 @@ function readSecret(path: string): string | undefined {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'EACCES') throw new Error(`cannot read ${path}: run this as the user that runs Timescope (the file is private to it)`);
     throw err;
   }
   if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600); // only the node process reads it
