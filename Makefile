@@ -28,7 +28,9 @@ migrate: build
 	node dist/src/cli/migrate.js
 
 # A new API key (admin by default; KEY_ARGS="create --name ci --scopes ingest", or "list", "revoke 3").
-key: build
+# Builds only when there is no build yet: `make build` here would delete dist/ under a running `make run`.
+key: install
+	@test -f dist/src/cli/key.js || $(MAKE) --no-print-directory build >&2
 	@node dist/src/cli/key.js $(KEY_ARGS)
 
 clean:

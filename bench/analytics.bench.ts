@@ -5,7 +5,7 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { encodeCopyBinary } from '../src/storage/copy-binary.js';
 import { PointBatchBuilder } from '../src/storage/point-batch.js';
-import { benchServer, flag, median, request, sleep, startService, withClient } from './lib.js';
+import { authHeaders, benchServer, flag, median, request, sleep, startService, withClient } from './lib.js';
 
 /**
  * Analytics speed and memory, end to end over HTTP against the service in its own process:
@@ -68,7 +68,7 @@ function download(url: string, rss: () => number): Promise<{ bytes: number; seco
     let peak = rss();
     const timer = setInterval(() => (peak = Math.max(peak, rss())), 20);
     http
-      .get(url, (res) => {
+      .get(url, { headers: authHeaders() }, (res) => {
         let bytes = 0;
         res.on('data', (c: Buffer) => (bytes += c.length));
         res.on('end', () => {

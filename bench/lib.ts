@@ -1,4 +1,4 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -55,6 +55,9 @@ export async function benchServer(dataDir?: string): Promise<BenchServer> {
     database: 'postgres',
     settings: SERVER_SETTINGS,
   });
+  // The server runs in a session of its own: a Ctrl-C or a benchmark that throws must not leave it running.
+  process.once('exit', () => server.stopNow());
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   return {
     describe: `embedded PostgreSQL 17 on port ${port} (${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync and synchronous_commit on)`,
     url: async (db) => {
@@ -73,8 +76,27 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** The bearer header the benchmarks send (the service requires keys on DATABASE_URL, as in production). */
+let authorization: string | undefined;
+export const authHeaders = (): Record<string, string> => (authorization ? { authorization } : {});
+
+/**
+ * An admin key without rate limits, made with the `make key` CLI on the service's database, so
+ * the benchmarks pay for authentication as every client does, but are not throttled.
+ */
+function benchKey(env: Record<string, string>): string {
+  const r = spawnSync(
+    process.execPath,
+    [join(ROOT, 'dist/src/cli/key.js'), 'create', '--name', `bench-${process.pid}-${Date.now()}`, '--scopes', 'admin', '--rate-limits', 'ingest=0,query=0,admin=0,stream=0'],
+    { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`could not create a benchmark key: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
 /** Starts `node dist/src/main.js` with `env` and waits until it is ready. */
 export async function startService(env: Record<string, string>): Promise<Service> {
+  if (env.DATABASE_URL && env.AUTH !== 'off') authorization = `Bearer ${benchKey(env)}`;
   const port = await freePort();
   // BENCH_NODE_ARGS: extra node flags for the service, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -119,7 +141,7 @@ export function request(url: string, method: 'GET' | 'POST', body?: Buffer): Pro
   return new Promise((resolveReq, reject) => {
     const req = http.request(
       url,
-      { method, agent, headers: body ? { 'content-type': 'application/json', 'content-length': body.length } : {} },
+      { method, agent, headers: { ...authHeaders(), ...(body ? { 'content-type': 'application/json', 'content-length': body.length } : {}) } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

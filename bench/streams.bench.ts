@@ -7,6 +7,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { createApp } from '../src/app.factory.js';
+import { ApiKeysService } from '../src/auth/api-keys.service.js';
 import { loadConfig } from '../src/config/config.js';
 import type { CommitListener } from '../src/storage/point-writer.js';
 import { PointWriter } from '../src/storage/point-writer.js';
@@ -112,7 +113,7 @@ async function clients(port: number): Promise<void> {
   for (let i = 0; i < WS_CLIENTS; i++) {
     open.push(
       new Promise<void>((resolve, reject) => {
-        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/metrics`);
+        const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/metrics`, { headers: auth() });
         sockets.push(ws);
         ws.on('open', () => {
           const block = Math.floor(i / METRICS) % (SOURCES / 10);
@@ -140,7 +141,7 @@ async function clients(port: number): Promise<void> {
     aborts.push(abort);
     const block = (j * 7) % (SOURCES / 10);
     const url = `http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=${metricName(j % METRICS)}&sources=${Array.from({ length: 10 }, (_, k) => sourceName(block * 10 + k)).join(',')}`;
-    const res = await fetch(url, { signal: abort.signal });
+    const res = await fetch(url, { signal: abort.signal, headers: auth() });
     if (res.status !== 200) throw new Error(`SSE ${res.status}: ${await res.text()}`);
     void (async () => {
       const decoder = new TextDecoder();
@@ -196,7 +197,7 @@ async function ingest(port: number): Promise<void> {
     };
     inFlight++;
     const t0 = now();
-    fetch(`http://127.0.0.1:${port}/api/v1/metrics/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    fetch(`http://127.0.0.1:${port}/api/v1/metrics/batch`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify(body) })
       .then(async (r) => {
         await r.arrayBuffer();
         if (r.status === 200) {
@@ -226,6 +227,9 @@ async function ingest(port: number): Promise<void> {
   process.on('disconnect', () => process.exit(0));
   process.send!({ type: 'ready' });
 }
+
+/** The bearer header the forked clients send (set by the server process before it forks them). */
+const auth = (): Record<string, string> => (process.env.BENCH_AUTH ? { authorization: process.env.BENCH_AUTH } : {});
 
 // ---------------------------------------------------------------------------------------------
 function child(kind: 'clients' | 'ingest', port: number): ChildProcess {
@@ -266,6 +270,9 @@ async function measure(url: string): Promise<void> {
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const hub = app.get(StreamHub);
+  // Keys are required as in production; the forked clients inherit this one (no rate limits: it is a load test).
+  const key = await app.get(ApiKeysService).create({ name: 'bench-streams', scopes: ['admin'], rate_limits: { ingest: 0, query: 0, stream: 0 } }, 'bench');
+  process.env.BENCH_AUTH = `Bearer ${key.key}`;
 
   const clientsProc = child('clients', port);
   // The commit stamp runs before the stream hub's listener, so fan-out time counts as latency.

@@ -9,6 +9,7 @@ import { FrontDoor } from './auth/front-door.js';
 import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
+import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
@@ -32,6 +33,9 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
     requestTimeout: 120_000,
     return503OnClosing: true,
+    // app.close() cuts what is still connected (closeGracefully has let accepted requests finish
+    // first), so that a stalled client cannot hold the shutdown until the forced exit.
+    forceCloseConnections: true,
     logger: false,
   });
   const effective = await withStoredSettings(config); // stored settings over environment over defaults
@@ -42,6 +46,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   // Also sees fastify's own errors (body parsing, limits, media types): Nest routes them through its filters.
   app.useGlobalFilters(new ErrorEnvelopeFilter());
   const fastify = app.getHttpAdapter().getInstance();
+  installDrain(app); // requests in flight, for closeGracefully (main.ts)
   // The front door (keys, scopes, rate limits, content types) runs before any body is read.
   const door = app.get(FrontDoor);
   fastify.addHook('onRequest', (req, reply) => door.onRequest(req, reply));

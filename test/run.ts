@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,14 +34,18 @@ async function main(): Promise<number> {
   let admin = process.env.TEST_DATABASE_URL;
   if (!admin) {
     const port = await freePort();
+    const dataDir = join(tmpdir(), `timescope-test-${process.pid}`);
     const server = await startEmbeddedPostgres({
-      dataDir: join(tmpdir(), `timescope-test-${process.pid}`),
+      dataDir,
       port,
       database: 'postgres',
       settings: { fsync: 'off', full_page_writes: 'off' }, // a throwaway cluster
     });
     admin = server.url;
-    stop = () => server.stop();
+    stop = async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    };
     console.log(`# tests use an embedded PostgreSQL on port ${port}`);
   } else {
     console.log('# tests use TEST_DATABASE_URL');
@@ -53,6 +57,9 @@ async function main(): Promise<number> {
         env: { ...process.env, TIMESCOPE_TEST_ADMIN_URL: admin, TZ: 'UTC' },
       });
       child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+      // Ctrl-C or SIGTERM: the tests stop, then the server (it runs in a session of its own, so the
+      // terminal's Ctrl-C does not reach it).
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
     });
   } finally {
     await stop();

@@ -7,12 +7,13 @@ import { parseKeySpec } from '../auth/key-spec.js';
 import { ApiError } from '../common/errors.js';
 import { loadConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
-import { EmbeddedServer, startEmbeddedPostgres } from '../database/embedded.js';
+import { EmbeddedServer, useEmbeddedPostgres } from '../database/embedded.js';
 import { migrate } from '../database/migrator.js';
 
 const USAGE = `usage:
   make key                                     a new admin key (named admin, admin-2, ...)
   node dist/src/cli/key.js create [--name NAME] [--scopes read,ingest,admin] [--expires 2027-01-01T00:00:00Z]
+                                  [--rate-limits ingest=60000,query=0]   (requests per minute; 0 unlimited)
   node dist/src/cli/key.js list [--all]
   node dist/src/cli/key.js revoke ID
 The key is printed once on stdout (only its hash is stored); everything else goes to stderr.
@@ -26,7 +27,7 @@ Works on DATABASE_URL, or on the embedded database under DATA_DIR (also while ma
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { name: { type: 'string' }, scopes: { type: 'string' }, expires: { type: 'string' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: { name: { type: 'string' }, scopes: { type: 'string' }, expires: { type: 'string' }, 'rate-limits': { type: 'string' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
   });
   const command = positionals[0] ?? 'create';
   if (values.help || !['create', 'list', 'revoke'].includes(command)) {
@@ -37,7 +38,7 @@ async function main(): Promise<number> {
   Logger.overrideLogger(createLogger(config));
   let embedded: EmbeddedServer | undefined;
   if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
+    embedded = await useEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort }); // a guest while `make run` holds it
     config = { ...config, databaseUrl: embedded.url };
   }
   const database = await Database.open(config, config.databaseUrl!);
@@ -61,7 +62,8 @@ async function main(): Promise<number> {
       return 0;
     }
     const name = values.name ?? freeName(await repo.namesLike('admin'), 'admin');
-    const spec = parseKeySpec({ name, scopes: (values.scopes ?? 'admin').split(',').map((s) => s.trim()), expires_at: values.expires ?? null });
+    const rateLimits = values['rate-limits'] ? Object.fromEntries(values['rate-limits'].split(',').map((kv) => kv.split('=')).map(([k, v]) => [k.trim(), Number(v)])) : undefined;
+    const spec = parseKeySpec({ name, scopes: (values.scopes ?? 'admin').split(',').map((s) => s.trim()), expires_at: values.expires ?? null, rate_limits: rateLimits });
     const key = await issueKey((k) => repo.insert(k), spec, 'cli');
     console.error(`API key ${key.id} "${key.name}" with scopes ${key.scopes.join(', ')} (shown once; only its hash is stored):`);
     console.log(key.key);

@@ -2,7 +2,7 @@ import { Logger } from '@nestjs/common';
 import { createLogger } from '../app.factory.js';
 import { loadConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
-import { EmbeddedServer, startEmbeddedPostgres } from '../database/embedded.js';
+import type { EmbeddedServer } from '../database/embedded.js';
 import { migrate } from '../database/migrator.js';
 
 /** `make migrate`: applies pending migrations to DATABASE_URL (or to the embedded database when unset), then exits. */
@@ -11,7 +11,9 @@ async function main(): Promise<void> {
   Logger.overrideLogger(createLogger(config));
   let embedded: EmbeddedServer | undefined;
   if (!config.databaseUrl) {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
+    // While `make run` serves this DATA_DIR, migrate through its server (as a guest); otherwise start it for the run.
+    const { useEmbeddedPostgres } = await import('../database/embedded.js');
+    embedded = await useEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort });
     config = { ...config, databaseUrl: embedded.url };
   }
   const database = await Database.open(config, config.databaseUrl!);
