@@ -89,6 +89,7 @@ export const envSchema = z.object({
   EXPORT_MAX_CONCURRENT: int(2, 1, 100),
   EXPORT_TIMEOUT_SECONDS: int(3600, 1, 7 * 86_400),
   EXPORT_TTL_HOURS: int(24, 1, 365 * 24),
+  EXPORT_STALL_SECONDS: int(30, 1, 86_400),
 
   // Live streams (WebSocket, SSE), events and logs, service status, alerts (issue 5)
   STREAM_MAX_CONNECTIONS: int(2_000, 1, 1_000_000),
@@ -182,6 +183,8 @@ export class AppConfig {
     exportMaxConcurrent: number;
     exportTimeoutMs: number;
     exportTtlMs: number;
+    /** A streamed download whose client takes no bytes this long is cut off. */
+    exportStallMs: number;
   };
 }
 
@@ -323,6 +326,7 @@ export function fromEnv(e: Env): AppConfig {
       exportMaxConcurrent: e.EXPORT_MAX_CONCURRENT,
       exportTimeoutMs: e.EXPORT_TIMEOUT_SECONDS * 1000,
       exportTtlMs: e.EXPORT_TTL_HOURS * 3_600_000,
+      exportStallMs: e.EXPORT_STALL_SECONDS * 1000,
     },
   };
 }
