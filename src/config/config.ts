@@ -37,6 +37,7 @@ export const envSchema = z.object({
   INGEST_MAX_FUTURE_SECONDS: int(600, 0, 10 * 365 * 86_400),
   INGEST_QUEUE_MAX_POINTS: int(500_000, 1_000, 100_000_000),
   INGEST_FLUSH_MAX_POINTS: int(50_000, 100, 10_000_000),
+  WRITE_STALL_SECONDS: int(5, 1, 3_600),
 
   SERIES_CACHE_SIZE: int(200_000, 100, 100_000_000),
   MAX_SERIES: int(1_000_000, 1, 1_000_000_000),
@@ -135,6 +136,8 @@ export class AppConfig {
     maxFutureMs: number;
     queueMaxPoints: number;
     flushMaxPoints: number;
+    /** A write waiting longer than this for its commit turns /health degraded. */
+    stallMs: number;
   };
   declare readonly series: { cacheSize: number; maxSeries: number };
   declare readonly retentionDays: number;
@@ -266,6 +269,7 @@ export function fromEnv(e: Env): AppConfig {
       maxFutureMs: e.INGEST_MAX_FUTURE_SECONDS * 1000,
       queueMaxPoints: e.INGEST_QUEUE_MAX_POINTS,
       flushMaxPoints: e.INGEST_FLUSH_MAX_POINTS,
+      stallMs: e.WRITE_STALL_SECONDS * 1000,
     },
     series: { cacheSize: e.SERIES_CACHE_SIZE, maxSeries: e.MAX_SERIES },
     retentionDays: e.METRICS_RETENTION_DAYS,
