@@ -41,6 +41,7 @@ export const envSchema = z.object({
   INGEST_MAX_FUTURE_SECONDS: int(600, 0, 10 * 365 * 86_400),
   INGEST_QUEUE_MAX_POINTS: int(500_000, 1_000, 100_000_000),
   INGEST_FLUSH_MAX_POINTS: int(50_000, 100, 10_000_000),
+  WRITE_STALL_SECONDS: int(5, 1, 3_600),
 
   SERIES_CACHE_SIZE: int(200_000, 100, 100_000_000),
   MAX_SERIES: int(1_000_000, 1, 1_000_000_000),
@@ -93,6 +94,7 @@ export const envSchema = z.object({
   EXPORT_MAX_CONCURRENT: int(2, 1, 100),
   EXPORT_TIMEOUT_SECONDS: int(3600, 1, 7 * 86_400),
   EXPORT_TTL_HOURS: int(24, 1, 365 * 24),
+  EXPORT_STALL_SECONDS: int(30, 1, 86_400),
 
   // Live streams (WebSocket, SSE), events and logs, service status, alerts (issue 5)
   STREAM_MAX_CONNECTIONS: int(2_000, 1, 1_000_000),
@@ -154,6 +156,8 @@ export class AppConfig {
     maxFutureMs: number;
     queueMaxPoints: number;
     flushMaxPoints: number;
+    /** A write waiting longer than this for its commit turns /health degraded. */
+    stallMs: number;
   };
   declare readonly series: { cacheSize: number; maxSeries: number };
   declare readonly retentionDays: number;
@@ -205,6 +209,8 @@ export class AppConfig {
     exportMaxConcurrent: number;
     exportTimeoutMs: number;
     exportTtlMs: number;
+    /** A streamed download whose client takes no bytes this long is cut off. */
+    exportStallMs: number;
   };
 }
 
@@ -286,6 +292,7 @@ export function fromEnv(e: Env): AppConfig {
       maxFutureMs: e.INGEST_MAX_FUTURE_SECONDS * 1000,
       queueMaxPoints: e.INGEST_QUEUE_MAX_POINTS,
       flushMaxPoints: e.INGEST_FLUSH_MAX_POINTS,
+      stallMs: e.WRITE_STALL_SECONDS * 1000,
     },
     series: { cacheSize: e.SERIES_CACHE_SIZE, maxSeries: e.MAX_SERIES },
     retentionDays: e.METRICS_RETENTION_DAYS,
@@ -362,6 +369,7 @@ export function fromEnv(e: Env): AppConfig {
       exportMaxConcurrent: e.EXPORT_MAX_CONCURRENT,
       exportTimeoutMs: e.EXPORT_TIMEOUT_SECONDS * 1000,
       exportTtlMs: e.EXPORT_TTL_HOURS * 3_600_000,
+      exportStallMs: e.EXPORT_STALL_SECONDS * 1000,
     },
   };
 }

@@ -4,14 +4,15 @@ import type { FastifyReply } from 'fastify';
 import { ExportService, StreamedExport } from './export.service.js';
 import { Access } from '../auth/access.js';
 
-function send(reply: FastifyReply, x: StreamedExport): void {
-  reply.header('Content-Type', x.contentType).header('Content-Disposition', `attachment; filename="${x.fileName}"`).send(x.body);
-}
-
 @ApiTags('analytics')
 @Controller('api/v1')
 export class ExportController {
   constructor(private readonly exports: ExportService) {}
+
+  private send(reply: FastifyReply, x: StreamedExport): void {
+    reply.header('Content-Type', x.contentType).header('Content-Disposition', `attachment; filename="${x.fileName}"`).send(x.body);
+    this.exports.watch(x, reply.raw, `${reply.request.ip}:${reply.request.socket.remotePort ?? '?'}`);
+  }
 
   @Get('metrics/export')
   @Access('read')
@@ -25,7 +26,7 @@ export class ExportController {
   @ApiQuery({ name: 'aggregation', required: false, enum: ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] })
   @ApiQuery({ name: 'tags', required: false, isArray: true })
   async stream(@Query() q: Record<string, unknown>, @Res() reply: FastifyReply) {
-    send(reply, await this.exports.stream(q, { headersOnly: reply.request.method === 'HEAD' }));
+    this.send(reply, await this.exports.stream(q, { headersOnly: reply.request.method === 'HEAD' }));
   }
 
   @Post('metrics/exports')
@@ -54,7 +55,7 @@ export class ExportController {
   @Access('read')
   @ApiOperation({ summary: 'The file of a completed asynchronous export' })
   async download(@Param('id') id: string, @Res() reply: FastifyReply) {
-    send(reply, await this.exports.download(id));
+    this.send(reply, await this.exports.download(id));
   }
 
   @Get('export/metrics')

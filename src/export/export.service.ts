@@ -1,11 +1,13 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync, promises as fs } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { ApiError, invalidQuery, notFound, serviceUnavailable } from '../common/errors.js';
+import { cutOffWhenStalled } from '../common/stall-clock.js';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { JobsService } from '../jobs/jobs.service.js';
@@ -43,11 +45,14 @@ export interface StreamedExport {
  * rows, one chunk in memory at a time) and asynchronous (a file written in the background, with
  * progress, downloaded later). At most EXPORT_MAX_CONCURRENT run at once, each on one read
  * connection; a streamed export past that answers 503 + Retry-After, an asynchronous one waits.
+ * A download whose client stops reading is cut off after EXPORT_STALL_SECONDS, so it cannot keep
+ * its slot and connection for ever.
  */
 @Injectable()
 export class ExportService implements OnModuleInit {
   private readonly logger = new Logger('export');
   private active = 0;
+  private cutOff = 0;
   private readonly waiting: Array<() => void> = [];
   private readonly running = new Map<string, Promise<void>>();
 
@@ -70,6 +75,7 @@ export class ExportService implements OnModuleInit {
       running: this.active,
       waiting: this.waiting.length,
       max_concurrent: this.config.analytics.exportMaxConcurrent,
+      clients_cut_off: this.cutOff,
     }));
     this.jobs.register({
       name: 'export-cleanup',
@@ -95,6 +101,20 @@ export class ExportService implements OnModuleInit {
     }
     const body = releasingStream((signal) => this.bytes(sel, () => undefined, signal), () => this.release());
     return { fileName: sel.fileName, contentType: sel.encoder.contentType, body };
+  }
+
+  /**
+   * Guards a download being sent on `res`: when its client takes no bytes for EXPORT_STALL_SECONDS
+   * while some wait for it, the connection and the body are destroyed, which gives back the
+   * export's slot and read connection (the COPY is cancelled).
+   */
+  watch(x: StreamedExport, res: ServerResponse, client: string): void {
+    const limitMs = this.config.analytics.exportStallMs;
+    cutOffWhenStalled(res, limitMs, (sent) => {
+      this.cutOff++;
+      this.logger.warn(`download of ${x.fileName} to ${client} cut off: the client took no bytes for ${limitMs / 1000} s (EXPORT_STALL_SECONDS) after ${sent} bytes`);
+      x.body.destroy();
+    });
   }
 
   // ---- asynchronous ----

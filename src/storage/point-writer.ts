@@ -38,6 +38,8 @@ export class PointWriter implements BeforeApplicationShutdown {
   private readonly listeners = new Set<CommitListener>();
   private readonly lanes: number;
   private reserved = 0;
+  /** When each write still waiting for its commit was accepted, oldest first (a Set keeps insertion order). */
+  private readonly waitingSince = new Set<{ at: number }>();
   private queued = 0;
   private active = 0;
   private closing = false;
@@ -63,6 +65,12 @@ export class PointWriter implements BeforeApplicationShutdown {
   /** Points accepted and not yet committed or refused. */
   get pendingPoints(): number {
     return this.reserved;
+  }
+
+  /** How long the oldest write still waiting for its commit (or refusal) has waited, in ms; 0 when none. */
+  oldestPendingMs(now = performance.now()): number {
+    const first = this.waitingSince.values().next();
+    return first.done ? 0 : now - first.value.at;
   }
 
   get queuedPoints(): number {
@@ -92,6 +100,8 @@ export class PointWriter implements BeforeApplicationShutdown {
       });
     }
     this.reserved += batch.length;
+    const waiting = { at: performance.now() };
+    this.waitingSince.add(waiting);
     try {
       const ids = await this.resolver.resolve(batch);
       await new Promise<void>((resolve, reject) => {
@@ -100,6 +110,7 @@ export class PointWriter implements BeforeApplicationShutdown {
         this.pump();
       });
     } finally {
+      this.waitingSince.delete(waiting);
       this.reserved -= batch.length;
       if (this.reserved === 0) for (const w of this.idleWaiters.splice(0)) w();
     }

@@ -4,6 +4,8 @@
  * the client, updates are skipped (and the client told how many once it catches up); a client
  * whose queue stays full for `slowClientMs` is disconnected.
  */
+import { StallClock } from '../common/stall-clock.js';
+
 export interface Sink {
   /** Bytes accepted for this client and not yet handed to the kernel. */
   bufferedAmount(): number;
@@ -56,7 +58,8 @@ export class StreamConnection {
   skippedTotal = 0;
   /** Skipped since the client was last told. */
   private skipped = 0;
-  private fullSince: number | undefined;
+  /** Runs while the queue is past `bufferBytes`. */
+  private readonly full: StallClock;
   private corkedBytes = -1; // -1: not corked
   closed = false;
   readonly openedAt = Date.now();
@@ -71,7 +74,9 @@ export class StreamConnection {
     private readonly skipNotice: (count: number) => string,
     private readonly onCutOff: (c: StreamConnection) => void = () => undefined,
     private readonly corks?: CorkGroup,
-  ) {}
+  ) {
+    this.full = new StallClock(limits.slowClientMs);
+  }
 
   /** Queues one message unless the client is behind; returns whether it was queued. */
   deliver(msg: string, now: number): boolean {
@@ -79,11 +84,10 @@ export class StreamConnection {
     if (this.sink.bufferedAmount() > this.limits.bufferBytes) {
       this.skipped++;
       this.skippedTotal++;
-      if (this.fullSince === undefined) this.fullSince = now;
-      else if (now - this.fullSince >= this.limits.slowClientMs) this.cutOff();
+      if (this.full.blocked(true, now)) this.cutOff();
       return false;
     }
-    this.fullSince = undefined;
+    this.full.blocked(false, now);
     if (this.corks && this.sink.cork) {
       if (this.corkedBytes < 0) {
         this.sink.cork();
@@ -123,9 +127,7 @@ export class StreamConnection {
    */
   check(now: number): void {
     if (this.closed) return;
-    if (this.sink.bufferedAmount() <= this.limits.bufferBytes) this.fullSince = undefined;
-    else if (this.fullSince === undefined) this.fullSince = now;
-    else if (now - this.fullSince >= this.limits.slowClientMs) this.cutOff();
+    if (this.full.blocked(this.sink.bufferedAmount() > this.limits.bufferBytes, now)) this.cutOff();
   }
 
   /** Bytes queued for this client and not yet taken by the kernel. */

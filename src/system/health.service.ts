@@ -1,6 +1,9 @@
 import { Injectable } from '@nestjs/common';
+import type pg from 'pg';
+import { isDatabaseUnavailable } from '../common/error-envelope.js';
 import { humanUptime, toIso } from '../common/time.js';
 import { STARTED_AT, VERSION } from '../common/version.js';
+import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { PointWriter } from '../storage/point-writer.js';
 
@@ -12,9 +15,27 @@ export interface ComponentHealth {
   [detail: string]: unknown;
 }
 
+/** How long /health waits for a connection of a busy read pool before it reports the pool busy instead. */
+const POOL_WAIT_MS = 1_000;
+/** Server-side limits of the health queries, so that they never queue behind a lock. */
+const HEALTH_STATEMENT_TIMEOUT_MS = 2_000;
+
+/**
+ * The writer's state: `stalled` when the oldest write still waiting for its commit has waited
+ * `stallMs` or longer (a lock on points, a stuck disk, a backlog that deep); `saturated` when the
+ * ingest buffer is 90% full. Both degrade the service; neither makes it unhealthy.
+ */
+export function writerState(pendingPoints: number, capacity: number, oldestPendingMs: number, stallMs: number): { status: string; level: ComponentStatus } {
+  if (pendingPoints > 0 && oldestPendingMs >= stallMs) return { status: 'stalled', level: 'degraded' };
+  if (pendingPoints >= capacity * 0.9) return { status: 'saturated', level: 'degraded' };
+  return { status: 'running', level: 'healthy' };
+}
+
 /**
  * GET /health: every component reports itself; the database being unreachable makes the whole
  * service unhealthy (503). Other modules (the collector, streams) register their own component.
+ * It answers within about a second whatever the database is doing: its queries wait for no lock,
+ * and a read pool that stays busy is reported as such (degraded) rather than waited for.
  */
 @Injectable()
 export class HealthService {
@@ -23,6 +44,7 @@ export class HealthService {
   constructor(
     private readonly database: Database,
     private readonly writer: PointWriter,
+    private readonly config: AppConfig,
   ) {
     this.register('database', () => this.databaseHealth());
     this.register('metrics_processor', () => this.writerHealth());
@@ -67,9 +89,22 @@ export class HealthService {
 
   private async databaseHealth(): Promise<ComponentHealth> {
     const info = this.database.info;
+    const probe = this.probeDatabase();
+    probe.catch(() => undefined); // answered below, or after the pool wait
+    const early = await Promise.race([probe.then(() => true, () => true), new Promise<false>((r) => setTimeout(r, POOL_WAIT_MS, false).unref())]);
+    if (!early && this.database.readPool.waitingCount > 0) {
+      // Every read connection is taken (queries waiting behind a lock, long exports): the database
+      // may be fine, the service is not answering reads promptly.
+      return {
+        status: 'busy',
+        level: 'degraded',
+        flavour: info.flavour,
+        message: `no read connection was free within ${POOL_WAIT_MS / 1000} s`,
+        pool: this.database.poolStats(),
+      };
+    }
     try {
-      const ms = await this.database.ping();
-      const size = await this.database.readPool.query<{ bytes: number }>('SELECT pg_database_size(current_database()) AS bytes');
+      const { ms, bytes } = await probe;
       return {
         status: 'connected',
         level: 'healthy',
@@ -78,21 +113,47 @@ export class HealthService {
         server_version: info.serverVersion.split(' on ')[0],
         response_time: `${Math.max(1, Math.round(ms))}ms`,
         response_time_ms: Math.round(ms * 100) / 100,
-        database_size: formatBytes(size.rows[0].bytes),
-        database_size_bytes: size.rows[0].bytes,
+        database_size: formatBytes(bytes),
+        database_size_bytes: bytes,
         pool: this.database.poolStats(),
       };
     } catch (err) {
+      // The server answered, with an error of its own (a health query past its timeout): slow, not down.
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !isDatabaseUnavailable(err)) {
+        return { status: 'slow', level: 'degraded', flavour: info.flavour, error: (err as Error).message, pool: this.database.poolStats() };
+      }
       return { status: 'unreachable', level: 'unhealthy', flavour: info.flavour, error: (err as Error).message };
+    }
+  }
+
+  /** Round trip of `SELECT 1` and the database size, on one connection; the size query waits for no lock. */
+  private async probeDatabase(): Promise<{ ms: number; bytes: number }> {
+    const client = await this.database.readPool.connect();
+    let broken: Error | undefined;
+    try {
+      const t0 = performance.now();
+      await client.query('SELECT 1');
+      const ms = performance.now() - t0;
+      // One round trip; PGlite serves one session and has no timeouts to set.
+      const limits = this.database.info.pglite ? '' : `SET LOCAL statement_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS}; SET LOCAL lock_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS};`;
+      const results = (await client.query(`BEGIN READ ONLY; ${limits} SELECT pg_database_size(current_database()) AS bytes; COMMIT`)) as unknown as pg.QueryResult<{ bytes: number }>[];
+      return { ms, bytes: results.find((r) => r.command === 'SELECT')!.rows[0].bytes };
+    } catch (err) {
+      broken = err as Error; // maybe inside the failed transaction: not handed to the next caller
+      throw err;
+    } finally {
+      client.release(broken);
     }
   }
 
   private writerHealth(): ComponentHealth {
     const w = this.writer;
-    const full = w.pendingPoints >= w.capacity * 0.9;
+    const oldest = w.oldestPendingMs();
     return {
-      status: full ? 'saturated' : 'running',
-      level: full ? 'degraded' : 'healthy',
+      ...writerState(w.pendingPoints, w.capacity, oldest, this.config.ingest.stallMs),
+      oldest_pending_seconds: Math.round(oldest / 100) / 10,
+      write_stall_seconds: this.config.ingest.stallMs / 1000,
       queue_size: w.queuedPoints,
       pending_points: w.pendingPoints,
       queue_max: w.capacity,

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import http from 'node:http';
+import net from 'node:net';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +9,7 @@ import { after, before, it } from 'node:test';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
 import { close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
+import { waitFor } from '../support/wait.js';
 import type { TestApp } from '../support/app.js';
 
 const MIN = 60_000;
@@ -171,7 +174,7 @@ describeEachFlavour('export', (ctx) => {
     const streamed = await raw(ctx.t, `/api/v1/metrics/export?format=csv&${qs}`);
     assert.ok(file.body.equals(streamed.body), 'the file equals the streamed export');
     const health = await ctx.t.get('/health');
-    assert.deepEqual(health.json.components.exports, { status: 'running', running: 0, waiting: 0, max_concurrent: 2 });
+    assert.deepEqual(health.json.components.exports, { status: 'running', running: 0, waiting: 0, max_concurrent: 2, clients_cut_off: 0 });
     const listed = await ctx.t.get('/api/v1/metrics/exports');
     assert.ok(listed.json.exports.some((e: { export_id: string }) => e.export_id === id));
 
@@ -296,7 +299,7 @@ describeEachFlavour('export under load', (ctx) => {
         last = await health();
         zeros = (last as { running: number }).running === 0 ? zeros + 1 : 0;
       }
-      assert.deepEqual(last, { status: 'running', running: 0, waiting: 0, max_concurrent: 1 }, after);
+      assert.deepEqual(last, { status: 'running', running: 0, waiting: 0, max_concurrent: 1, clients_cut_off: 0 }, after);
     };
     for (const delay of [0, 1, 2, 5, 10]) {
       await hangUp('request', delay);
@@ -363,6 +366,97 @@ describeEachFlavour(
   },
   { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', METRICS_RETENTION_DAYS: '0', AUTH: 'off' },
   { proxy: true, flavours: ['postgresql'] },
+);
+
+describeEachFlavour(
+  'export to a client that stops reading',
+  (ctx) => {
+    // One series with 4 tags of 200 characters: every CSV row is about 850 bytes, so 30,000 points
+    // make a 25 MB download, far more than the kernel buffers (a few MB on loopback) hold for a
+    // client, in chunks of a few MB (one per COPY message): the COPY is still under way when the
+    // client stops reading.
+    const N = 30_000;
+    const T1 = T0 - 30 * HOUR;
+    const tags = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`k${i}`, `${i}`.repeat(200)]));
+    const path = `/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + N * 1000)}`;
+    let port = 0;
+    before(async () => {
+      const { PointBatchBuilder } = await import('../../src/storage/point-batch.js');
+      const { PointWriter } = await import('../../src/storage/point-writer.js');
+      const b = new PointBatchBuilder(N);
+      const s = b.addSeries('fat', 'h', tags, null);
+      for (let j = 0; j < N; j++) b.push(s, T1 + j * 1000, j);
+      await ctx.t.app.get(PointWriter).write(b.build());
+      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
+      port = (ctx.t.app.getHttpServer().address() as { port: number }).port;
+    });
+    const exportsHealth = async () => (await ctx.t.get('/health')).json.components.exports as { running: number; clients_cut_off: number };
+
+    /** A raw HTTP/1.1 client: sends the request, resolves on the first bytes of the answer. */
+    async function download() {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      const closed = once(socket, 'close');
+      await once(socket, 'connect');
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      const [first] = (await once(socket, 'data')) as [Buffer];
+      assert.match(first.toString('latin1'), /^HTTP\/1\.1 200 /);
+      return { socket, closed };
+    }
+
+    it('cuts off a download whose client stops reading, and gives its slot and connection back', async () => {
+      const { socket, closed } = await download();
+      socket.pause(); // the client stops reading: the kernel buffers fill, then the server's
+      const t0 = performance.now();
+      assert.equal((await exportsHealth()).running, 1);
+      await waitFor(async () => (await exportsHealth()).running === 0, 10_000, 'the stalled download to be cut off');
+      const waited = performance.now() - t0;
+      assert.ok(waited >= 1_000, `cut off after ${Math.round(waited)} ms, before EXPORT_STALL_SECONDS`);
+      assert.equal((await exportsHealth()).clients_cut_off, 1);
+      // No connection of the read pool is checked out, and the COPY is gone from the server.
+      const pool = ctx.t.sql;
+      await waitFor(() => pool.totalCount - pool.idleCount === 0, 5_000, 'the read connection to come back');
+      const copies = async () =>
+        (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY (SELECT series_id%' AND pid <> pg_backend_pid()`)).rows[0].n;
+      await waitFor(async () => (await copies()) === 0, 5_000, 'the COPY to end on the server');
+      // The client, reading again, gets what the kernels held, then the end: a truncated chunked body.
+      let tail = Buffer.alloc(0);
+      socket.on('data', (d: Buffer) => (tail = Buffer.concat([tail.subarray(-16), d])));
+      socket.resume();
+      await closed;
+      assert.ok(!tail.toString('latin1').endsWith('0\r\n\r\n'), 'the body is not a complete chunked response');
+      // The slot is free: the next export (a small range) is served.
+      const next = await fetch(`http://127.0.0.1:${port}/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + 2000)}`);
+      assert.equal(next.status, 200);
+      assert.equal((await next.text()).trim().split('\n').length, 3);
+    });
+
+    it('keeps a client that reads slowly but steadily', async () => {
+      const before = (await exportsHealth()).clients_cut_off;
+      const { socket, closed } = await download();
+      // At most one socket read (64 KB) every 100 ms: a hundred times slower than the server
+      // produces, so its buffers stay full throughout, for three times EXPORT_STALL_SECONDS. (Only
+      // what the kernel lets the server write again would show progress every 2-3 s here.)
+      let bytes = 0;
+      socket.on('data', (d: Buffer) => {
+        bytes += d.length;
+        socket.pause();
+        setTimeout(() => socket.resume(), 100);
+      });
+      await new Promise((r) => setTimeout(r, 3_000));
+      const h = await exportsHealth();
+      assert.deepEqual([h.clients_cut_off - before, h.running], [0, 1], `the slow client was cut off after ${bytes} bytes`);
+      assert.equal(socket.destroyed, false);
+      assert.ok(bytes > 64 * 1024 && bytes < 5_000_000, `read ${bytes} bytes`);
+      socket.destroy();
+      await closed;
+      await waitFor(async () => (await exportsHealth()).running === 0, 5_000, 'the slot to come back');
+    });
+  },
+  // PostgreSQL only: a cut-off drops the read connection mid-COPY, which PGlite's one-connection
+  // socket server is slow to recover from (see the hang-up tests above).
+  { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', EXPORT_STALL_SECONDS: '1', METRICS_RETENTION_DAYS: '0' },
+  { flavours: ['postgresql'] },
 );
 
 /** GET `url` until an export slot is free (not 503), for up to 5 s; the last reply. */

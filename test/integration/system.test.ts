@@ -5,6 +5,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { Database } from '../../src/database/database.js';
 import { jobLockKey } from '../../src/jobs/jobs.service.js';
 import { describeEachFlavour } from '../support/suite.js';
+import { waitFor } from '../support/wait.js';
 
 describeEachFlavour('system', (ctx) => {
   it('reports health with the database flavour and latency', async () => {
@@ -78,3 +79,86 @@ describeEachFlavour('system', (ctx) => {
     assert.deepEqual(await applied(), before);
   });
 });
+
+describeEachFlavour(
+  'health while writes are stuck',
+  (ctx) => {
+    it('turns degraded while a lock on points holds a write, answers promptly throughout, and recovers once it commits', async () => {
+      const iso = (ms: number) => new Date(ms).toISOString();
+      const T = Date.now() - 60_000;
+      const point = (v: number) => ({ source: 'h', metrics: [{ name: 'locked', value: v, timestamp: iso(T + v * 1000) }] });
+      assert.equal((await ctx.t.post('/api/v1/metrics', point(0))).status, 200);
+      assert.equal((await ctx.t.get('/health')).json.status, 'healthy');
+      /** GET /health, timed. */
+      const health = async () => {
+        const t0 = performance.now();
+        const r = await ctx.t.get('/health');
+        return { ...r, ms: performance.now() - t0 };
+      };
+      // Another session holds points (the partitioned parent, and so every partition) exclusively.
+      const locker = await ctx.t.app.get(Database).dedicatedClient();
+      let released = false;
+      const release = async () => {
+        if (!released) await locker.query('COMMIT');
+        released = true;
+      };
+      try {
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE points IN ACCESS EXCLUSIVE MODE');
+        const t0 = performance.now();
+        const write = ctx.t.post('/api/v1/metrics', point(1));
+        let h = await health();
+        while (h.json.status === 'healthy' && performance.now() - t0 < 5_000) {
+          assert.ok(h.ms < 1_000, `/health took ${Math.round(h.ms)} ms while points is locked`);
+          await new Promise((r) => setTimeout(r, 100));
+          h = await health();
+        }
+        const after = performance.now() - t0;
+        assert.equal(h.status, 200, 'the database answers: degraded, not unhealthy');
+        assert.equal(h.json.status, 'degraded');
+        const writer = h.json.components.metrics_processor;
+        assert.equal(writer.status, 'stalled');
+        assert.equal(writer.pending_points, 1);
+        assert.ok(writer.oldest_pending_seconds >= 1, JSON.stringify(writer));
+        assert.ok(after >= 1_000 && after < 2_000, `degraded after ${Math.round(after)} ms (WRITE_STALL_SECONDS=1)`);
+        assert.equal(h.json.components.database.status, 'connected');
+        assert.ok(h.ms < 1_000, `/health took ${Math.round(h.ms)} ms`);
+
+        // Reads pile up behind the lock until every read connection is taken: /health says the
+        // pool is busy after 1 s instead of waiting for a connection.
+        const pool = ctx.t.sql;
+        const reads = Array.from({ length: 6 }, () => ctx.t.get(`/api/v1/metrics/query?metric=locked&from=${iso(T - 60_000)}&to=${iso(T + 60_000)}`));
+        const blocked = async () => {
+          // The locker's transaction would keep seeing its first snapshot of the activity: clear it.
+          const [, r] = (await locker.query(
+            `SELECT pg_stat_clear_snapshot(); SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          )) as unknown as Array<{ rows: Array<{ n: number }> }>;
+          return r.rows[0].n;
+        };
+        // The writer's COPY, and a read on each of the 5 read connections (DB_POOL_MAX 8 less 3 for writes); a 6th waits.
+        await waitFor(async () => (await blocked()) === 6 && pool.waitingCount > 0, 5_000, 'reads to take every read connection');
+        const busy = await health();
+        assert.equal(busy.status, 200);
+        assert.equal(busy.json.components.database.status, 'busy');
+        assert.ok(busy.ms < 1_800, `/health took ${Math.round(busy.ms)} ms with the read pool taken`);
+
+        await release();
+        assert.equal((await write).status, 200);
+        for (const r of await Promise.all(reads)) assert.equal(r.status, 200, r.body);
+        const back = await waitFor(async () => {
+          const r = await ctx.t.get('/health');
+          return r.json.status === 'healthy' && r;
+        }, 3_000, '/health to turn healthy');
+        assert.equal(back.json.components.metrics_processor.status, 'running');
+        assert.equal(back.json.components.metrics_processor.oldest_pending_seconds, 0);
+        assert.equal((await ctx.t.sql.query(`SELECT count(*)::int AS n FROM metrics WHERE metric = 'locked'`)).rows[0].n, 2);
+      } finally {
+        await release().catch(() => undefined);
+        await locker.end();
+      }
+    });
+  },
+  { WRITE_STALL_SECONDS: '1' },
+  // Another session must hold the lock: PGlite serves one connection at a time.
+  { flavours: ['postgresql'] },
+);
