@@ -398,7 +398,7 @@ describeEachFlavour(
       socket.on('error', () => undefined);
       const closed = once(socket, 'close');
       await once(socket, 'connect');
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ctx.t.adminKey}\r\n\r\n`);
       const [first] = (await once(socket, 'data')) as [Buffer];
       assert.match(first.toString('latin1'), /^HTTP\/1\.1 200 /);
       return { socket, closed };
@@ -426,7 +426,7 @@ describeEachFlavour(
       await closed;
       assert.ok(!tail.toString('latin1').endsWith('0\r\n\r\n'), 'the body is not a complete chunked response');
       // The slot is free: the next export (a small range) is served.
-      const next = await fetch(`http://127.0.0.1:${port}/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + 2000)}`);
+      const next = await fetch(`http://127.0.0.1:${port}/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + 2000)}`, { headers: ctx.t.authHeaders });
       assert.equal(next.status, 200);
       assert.equal((await next.text()).trim().split('\n').length, 3);
     });
