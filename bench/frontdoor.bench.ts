@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { authHeaders, benchServer, flag, percentile, sleep, startService, table } from './lib.js';
+import { authHeaders, benchServer, flag, option, percentile, sleep, startService, table } from './lib.js';
 
 /**
  * The front door under expensive requests (issue 11): does /health keep answering while clients
@@ -11,7 +11,7 @@ import { authHeaders, benchServer, flag, percentile, sleep, startService, table 
  * baseline measured in the same run.
  */
 const SECONDS = flag('quick') ? 3 : 8;
-const CLIENTS = 4;
+const CLIENTS = option('clients', 4);
 
 function send(url: string, method: string, body: Buffer | undefined, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve) => {

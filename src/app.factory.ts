@@ -9,6 +9,7 @@ import { FrontDoor } from './auth/front-door.js';
 import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
+import { installJsonParser } from './common/json-body.js';
 import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
@@ -42,6 +43,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(effective), adapter, {
     logger: logger === false ? false : logger,
     abortOnError: false,
+    bodyParser: false, // JSON only, by installJsonParser below (Nest's default would also take form bodies)
   });
   // Also sees fastify's own errors (body parsing, limits, media types): Nest routes them through its filters.
   app.useGlobalFilters(new ErrorEnvelopeFilter());
@@ -53,6 +55,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   fastify.addHook('onRoute', (route) => door.registerRoute(route));
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');
+  installJsonParser(fastify); // large JSON bodies one at a time, so a health check never waits behind several
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {
     const enc = req.headers['content-encoding'];
