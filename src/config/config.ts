@@ -101,6 +101,16 @@ export const envSchema = z.object({
   SERVICE_TTL_SECONDS: int(180, 1, 30 * 86_400),
   ALERTS_EVALUATION_SECONDS: int(5, 1, 86_400),
 
+  // The SQL reader (Grafana) and its watchdog (issue 11). `none`: Timescope manages no reader role.
+  GRAFANA_READER_ROLE: z
+    .string()
+    .min(1)
+    .max(63)
+    .refine((v) => !/[\0]/.test(v), 'must not contain NUL')
+    .default('grafana_reader'),
+  READER_STATEMENT_TIMEOUT_SECONDS: int(30, 0, 86_400),
+  READER_WATCHDOG_INTERVAL_SECONDS: int(5, 1, 3_600),
+
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   LOG_FORMAT: z.enum(['text', 'json']).default('text'),
 });
@@ -160,6 +170,8 @@ export class AppConfig {
   declare readonly events: { retentionDays: number };
   declare readonly services: { ttlSeconds: number };
   declare readonly alerts: { evaluationMs: number };
+  /** The SQL reader role (undefined: none managed), its statement limit (0: not enforced) and the watchdog's interval. */
+  declare readonly reader: { role: string | undefined; statementTimeoutSeconds: number; watchdogIntervalMs: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
@@ -299,6 +311,11 @@ export function fromEnv(e: Env): AppConfig {
     events: { retentionDays: e.EVENTS_RETENTION_DAYS },
     services: { ttlSeconds: e.SERVICE_TTL_SECONDS },
     alerts: { evaluationMs: e.ALERTS_EVALUATION_SECONDS * 1000 },
+    reader: {
+      role: e.GRAFANA_READER_ROLE === 'none' ? undefined : e.GRAFANA_READER_ROLE,
+      statementTimeoutSeconds: e.READER_STATEMENT_TIMEOUT_SECONDS,
+      watchdogIntervalMs: e.READER_WATCHDOG_INTERVAL_SECONDS * 1000,
+    },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
     collector: {
       enabled: e.COLLECTOR_ENABLED,
