@@ -164,7 +164,7 @@ export async function runawayBackends(client: Queryable, oid: number, limitSecon
   const r = await client.query<RunawayBackend>(
     `SELECT pid, state, query_start,
             round(extract(epoch FROM clock_timestamp() - CASE WHEN state = 'active' THEN query_start ELSE state_change END))::int AS seconds,
-            left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS query, application_name, client_addr::text AS client_addr
+            left(regexp_replace(query, '\\s+', ' ', 'g'), 200) AS query, application_name, host(client_addr) AS client_addr
      FROM pg_stat_activity
      WHERE usesysid = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()
        AND ((state = 'active' AND query_start < clock_timestamp() - make_interval(secs => $2))
