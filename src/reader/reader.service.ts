@@ -128,18 +128,21 @@ export class ReaderService implements OnModuleInit, OnApplicationBootstrap {
     }
     let p = await probeReader(client, role);
     const statements = p ? reconcileStatements(p) : [];
+    const failed: string[] = [];
     for (const sql of statements) {
       try {
         await client.query(sql);
         this.logger.log(`${role}: ${sql}`);
       } catch (err) {
-        this.logger.warn(`${role}: ${sql} failed: ${(err as Error).message}`);
+        // Reported (once) with the problems, not logged at every run.
+        failed.push(`${sql} failed: ${(err as Error).message}`);
       }
     }
     if (statements.length > 0) p = await probeReader(client, role);
     this.probe = p;
     if (!p) return this.settle('role not found', [], []);
     const { problems, warnings } = assess(p, this.config.reader.statementTimeoutSeconds);
+    problems.push(...failed);
     if (this.config.reader.statementTimeoutSeconds > 0 && !this.config.jobsEnabled)
       warnings.push('JOBS_ENABLED=false: the watchdog runs only when triggered (POST /api/v1/system/jobs/reader-watchdog/run)');
     const enforcing = this.config.reader.statementTimeoutSeconds === 0 || (p.canSeeQueries && p.canSignal);
@@ -152,7 +155,9 @@ export class ReaderService implements OnModuleInit, OnApplicationBootstrap {
     if (status !== this.status) {
       if (status === 'role not found') this.logger.log(`no role ${role} in this database cluster: nothing to grant or watch until it exists (GRAFANA_READER_ROLE=none turns this off)`);
       else if (status === 'enforcing')
-        this.logger.log(`${role} reads ${READ_SCHEMA} only; ${this.config.reader.statementTimeoutSeconds > 0 ? `its statements are cancelled after ${this.config.reader.statementTimeoutSeconds} s` : 'no statement limit (READER_STATEMENT_TIMEOUT_SECONDS=0)'}`);
+        this.logger.log(
+          `${role} is granted the ${READ_SCHEMA} views; ${this.config.reader.statementTimeoutSeconds > 0 ? `its statements are cancelled after ${this.config.reader.statementTimeoutSeconds} s` : 'no statement limit (READER_STATEMENT_TIMEOUT_SECONDS=0)'}`,
+        );
     }
     for (const m of problems) if (!this.reported.has(m)) this.logger.warn(m);
     for (const m of warnings) if (!this.reported.has(m)) this.logger.warn(m);
