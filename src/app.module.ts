@@ -13,6 +13,7 @@ import { JobsModule } from './jobs/jobs.module.js';
 import { PerformanceModule } from './performance/performance.module.js';
 import { PipelinesModule } from './pipelines/pipelines.module.js';
 import { QueryModule } from './query/query.module.js';
+import { ReaderModule } from './reader/reader.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
 import { ServicesModule } from './services/services.module.js';
@@ -27,7 +28,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServicesModule, StreamingModule, AlertsModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServicesModule, StreamingModule, AlertsModule, ReaderModule],
     };
   }
 }

@@ -122,6 +122,15 @@ export const envSchema = z.object({
   RATE_LIMIT_DOCS: int(120, 0, 100_000_000),
   RATE_LIMIT_AUTH_FAILURES: int(30, 0, 100_000_000),
   RATE_LIMIT_MAX_CLIENTS: int(100_000, 100, 100_000_000),
+  // The SQL reader (Grafana) and its watchdog (issue 11). `none`: Timescope manages no reader role.
+  GRAFANA_READER_ROLE: z
+    .string()
+    .min(1)
+    .max(63)
+    .refine((v) => !/[\0]/.test(v), 'must not contain NUL')
+    .default('grafana_reader'),
+  READER_STATEMENT_TIMEOUT_SECONDS: int(30, 0, 86_400),
+  READER_WATCHDOG_INTERVAL_SECONDS: int(5, 1, 3_600),
 
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   LOG_FORMAT: z.enum(['text', 'json']).default('text'),
@@ -187,6 +196,8 @@ export class AppConfig {
   /** The front door: `enabled` is AUTH resolved (auto: off only on the embedded default bound to loopback). */
   declare readonly auth: { mode: 'auto' | 'on' | 'off'; enabled: boolean; keyCacheMs: number };
   declare readonly rateLimits: { enabled: boolean; perMinute: Record<RateClass, number>; maxClients: number };
+  /** The SQL reader role (undefined: none managed), its statement limit (0: not enforced) and the watchdog's interval. */
+  declare readonly reader: { role: string | undefined; statementTimeoutSeconds: number; watchdogIntervalMs: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
@@ -344,6 +355,11 @@ export function fromEnv(e: Env): AppConfig {
         auth_failures: e.RATE_LIMIT_AUTH_FAILURES,
       },
       maxClients: e.RATE_LIMIT_MAX_CLIENTS,
+    },
+    reader: {
+      role: e.GRAFANA_READER_ROLE === 'none' ? undefined : e.GRAFANA_READER_ROLE,
+      statementTimeoutSeconds: e.READER_STATEMENT_TIMEOUT_SECONDS,
+      watchdogIntervalMs: e.READER_WATCHDOG_INTERVAL_SECONDS * 1000,
     },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
     collector: {

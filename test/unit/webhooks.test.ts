@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { isRetryable, retryDelayMs, signPayload } from '../../src/webhooks/delivery.js';
-import { addressProblem, checkWebhookUrl, ResolvedAddress, Resolver } from '../../src/webhooks/url-guard.js';
+import { addressProblem, checkWebhookUrl, ResolvedAddress, Resolver, UnsafeUrlError } from '../../src/webhooks/url-guard.js';
 
 /** A DNS stub: names map to fixed answers; nothing is ever looked up for real. */
 const dns = (table: Record<string, string[]>): Resolver => async (host) => {
@@ -67,9 +67,118 @@ describe('webhook URL guard (reliability.md row 36)', () => {
   it('allows private targets only when WEBHOOK_ALLOW_PRIVATE is set, and never link-local', () => {
     assert.equal(addressProblem('10.0.0.1', { allowPrivate: true }), undefined);
     assert.equal(addressProblem('127.0.0.1', { allowPrivate: true }), undefined);
-    assert.match(String(addressProblem('169.254.169.254', { allowPrivate: true })), /linkLocal/);
+    assert.match(String(addressProblem('169.254.169.254', { allowPrivate: true })), /metadata/);
+    assert.match(String(addressProblem('169.254.1.1', { allowPrivate: true })), /linkLocal/);
     assert.match(String(addressProblem('10.0.0.1', strict)), /private/);
   });
+});
+
+/**
+ * Every spelling of an internal target, as WHATWG URL (what `new URL` and so the guard sees)
+ * normalises it, against both settings of WEBHOOK_ALLOW_PRIVATE. `private: 'allowed'` rows are the
+ * on-premises receivers that setting exists for; metadata endpoints stay refused with it.
+ */
+describe('webhook URL guard: spellings, transition forms and metadata endpoints (issue 11)', () => {
+  const lenient = { allowPrivate: true };
+  const names = dns({
+    'hooks.example.com': ['93.184.216.34'],
+    'imds.example.com': ['169.254.169.254'],
+    'imds6.example.com': ['fd00:ec2::254'],
+    'alibaba.example.com': ['100.100.100.200'],
+    'oracle.example.com': ['192.0.0.192'],
+    'ecs.example.com': ['169.254.170.2'],
+    'mapped-imds.example.com': ['::ffff:169.254.169.254'],
+    'onprem.example.com': ['10.1.2.3'],
+    'compat.example.com': ['::7f00:1'],
+    'sixtofour.example.com': ['2002:7f00:1::1'],
+  });
+  // [url, what new URL makes of the host, strict, with WEBHOOK_ALLOW_PRIVATE]; a RegExp is the refusal's reason.
+  type Row = [string, string, RegExp | 'allowed', RegExp | 'allowed'];
+  const rows: Row[] = [
+    // IPv6 spellings of IPv4 loopback
+    ['http://[::127.0.0.1]/', '[::7f00:1]', /IPv4-compatible/, /IPv4-compatible/],
+    ['http://[::7f00:1]/', '[::7f00:1]', /IPv4-compatible/, /IPv4-compatible/],
+    ['http://[::ffff:7f00:1]/', '[::ffff:7f00:1]', /loopback/, 'allowed'],
+    ['http://[0:0:0:0:0:ffff:127.0.0.1]/', '[::ffff:7f00:1]', /loopback/, 'allowed'],
+    ['http://[::ffff:127.0.0.1]/', '[::ffff:7f00:1]', /loopback/, 'allowed'],
+    ['http://[::ffff:0:7f00:1]/', '[::ffff:0:7f00:1]', /IPv4-translated/, /IPv4-translated/],
+    ['http://[::1]/', '[::1]', /loopback/, 'allowed'],
+    ['http://[0::1]/', '[::1]', /loopback/, 'allowed'],
+    ['http://[::]/', '[::]', /unspecified/, /unspecified/],
+    ['http://[::10.0.0.1]/', '[::a00:1]', /IPv4-compatible/, /IPv4-compatible/],
+    // IPv4 spellings WHATWG URL turns into dotted quads
+    ['http://2130706433/', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://0x7f000001/', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://0x7f.1/', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://127.1/', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://0177.0.0.1/', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://127.0.0.1./', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://\uff11\uff12\uff17.0.0.1/', '127.0.0.1', /loopback/, 'allowed'],
+    ['http://0/', '0.0.0.0', /unspecified/, /unspecified/],
+    ['http://0x0a.0.0.1/', '10.0.0.1', /private/, 'allowed'],
+    // link-local, with and without a zone (WHATWG URL refuses zones: not a valid URL)
+    ['http://[fe80::1]/', '[fe80::1]', /linkLocal/, /linkLocal/],
+    ['http://[fe80::1%25eth0]/', '', /not a valid URL/, /not a valid URL/],
+    ['http://169.254.1.1/', '169.254.1.1', /linkLocal/, /linkLocal/],
+    // transition mechanisms
+    ['http://[2002:7f00:1::]/', '[2002:7f00:1::]', /6to4.*127\.0\.0\.1/, /6to4/],
+    ['http://[2002:5db8:d822::1]/', '[2002:5db8:d822::1]', /6to4/, /6to4/],
+    ['http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/', '[2001:0:4136:e378:8000:63bf:80ff:fffe]', /Teredo/, /Teredo/],
+    ['http://[64:ff9b::7f00:1]/', '[64:ff9b::7f00:1]', /loopback/, 'allowed'],
+    ['http://[64:ff9b::a9fe:a9fe]/', '[64:ff9b::a9fe:a9fe]', /metadata/, /metadata/],
+    ['http://[64:ff9b::5db8:d822]/', '[64:ff9b::5db8:d822]', 'allowed', 'allowed'],
+    ['http://[64:ff9b:1::7f00:1]/', '[64:ff9b:1::7f00:1]', /local-use NAT64/, /local-use NAT64/],
+    // other IPv6 outside global unicast
+    ['http://[fc00::1]/', '[fc00::1]', /uniqueLocal/, 'allowed'],
+    ['http://[fec0::1]/', '[fec0::1]', /deprecatedSiteLocal/, /deprecatedSiteLocal/],
+    ['http://[ff02::1]/', '[ff02::1]', /multicast/, /multicast/],
+    ['http://[100::1]/', '[100::1]', /discard/, /discard/],
+    ['http://[2001:db8::1]/', '[2001:db8::1]', /reserved/, /reserved/],
+    ['http://[4000::1]/', '[4000::1]', /outside global unicast/, /outside global unicast/],
+    ['http://[2606:4700::6810:84e5]/', '[2606:4700::6810:84e5]', 'allowed', 'allowed'],
+    // cloud metadata endpoints: refused even with WEBHOOK_ALLOW_PRIVATE
+    ['http://169.254.169.254/latest/meta-data/', '169.254.169.254', /metadata/, /metadata/],
+    ['http://169.254.170.2/v2/credentials', '169.254.170.2', /metadata/, /metadata/],
+    ['http://[fd00:ec2::254]/latest/meta-data/', '[fd00:ec2::254]', /metadata/, /metadata/],
+    ['http://[fd00:ec2::23]/', '[fd00:ec2::23]', /metadata/, /metadata/],
+    ['http://[fd20:ce::254]/', '[fd20:ce::254]', /metadata/, /metadata/],
+    ['http://100.100.100.200/latest/meta-data/', '100.100.100.200', /metadata/, /metadata/],
+    ['http://100.64.0.1/', '100.64.0.1', /carrierGradeNat/, 'allowed'],
+    ['http://192.0.0.192/', '192.0.0.192', /metadata/, /metadata/],
+    ['http://168.63.129.16/', '168.63.129.16', /metadata/, /metadata/],
+    ['http://[::ffff:169.254.169.254]/', '[::ffff:a9fe:a9fe]', /metadata/, /metadata/],
+    ['http://[::ffff:100.100.100.200]/', '[::ffff:6464:64c8]', /metadata/, /metadata/],
+    ['http://2852039166/', '169.254.169.254', /metadata/, /metadata/],
+    ['http://metadata.google.internal/computeMetadata/v1/', 'metadata.google.internal', /metadata name/, /metadata name/],
+    ['http://METADATA.google.internal./', 'metadata.google.internal.', /metadata name/, /metadata name/],
+    ['http://metadata/computeMetadata/v1/', 'metadata', /metadata name/, /metadata name/],
+    ['http://instance-data.ec2.internal/', 'instance-data.ec2.internal', /metadata name/, /metadata name/],
+    // the DNS path: names are judged by every address they resolve to
+    ['http://imds.example.com/', 'imds.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
+    ['http://imds6.example.com/', 'imds6.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
+    ['http://alibaba.example.com/', 'alibaba.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
+    ['http://oracle.example.com/', 'oracle.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
+    ['http://ecs.example.com/', 'ecs.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
+    ['http://mapped-imds.example.com/', 'mapped-imds.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
+    ['http://compat.example.com/', 'compat.example.com', /resolves to .*IPv4-compatible/, /resolves to .*IPv4-compatible/],
+    ['http://sixtofour.example.com/', 'sixtofour.example.com', /resolves to .*6to4/, /resolves to .*6to4/],
+    ['http://onprem.example.com/', 'onprem.example.com', /resolves to .*private/, 'allowed'],
+    ['http://hooks.example.com/', 'hooks.example.com', 'allowed', 'allowed'],
+  ];
+  for (const [url, host, whenStrict, whenPrivate] of rows) {
+    it(`${url}${host ? ` (host ${host})` : ''}: ${whenStrict === 'allowed' ? 'allowed' : 'refused'}; with WEBHOOK_ALLOW_PRIVATE ${whenPrivate === 'allowed' ? 'allowed' : 'refused'}`, async () => {
+      if (host) assert.equal(new URL(url).hostname, host, 'WHATWG URL normalises the host as the table says');
+      else assert.throws(() => new URL(url));
+      for (const [opts, want] of [[strict, whenStrict], [lenient, whenPrivate]] as const) {
+        if (want === 'allowed') await checkWebhookUrl(url, opts, names);
+        else await assert.rejects(checkWebhookUrl(url, opts, names), (err: Error) => {
+          assert.ok(err instanceof UnsafeUrlError, String(err));
+          assert.match(err.message, want);
+          return true;
+        });
+      }
+    });
+  }
 });
 
 describe('webhook signing and retries', () => {
