@@ -167,7 +167,7 @@ export class FrontDoor implements OnApplicationBootstrap {
     const blocked = this.limiter.peek(failureId, failures);
     if (!blocked.allowed) throw new RateLimitError(blocked.retryAfter, failures, 'auth_failures');
     const fromHeader = bearerToken(k.headers.authorization);
-    if (fromHeader === null) throw unauthorized('The Authorization header must be "Bearer <API key>"');
+    if (fromHeader === null) throw unauthorized('The Authorization header must be "Bearer <API key>" (or "Token <API key>", or Basic with the key as the password)');
     const token = fromHeader ?? k.queryToken;
     if (!token) throw unauthorized('An API key is required: send "Authorization: Bearer <API key>" (create keys with `make key` or POST /api/v1/auth/keys)');
     const principal = await this.keys.authenticate(token);

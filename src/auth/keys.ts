@@ -32,14 +32,20 @@ export function looksLikeKey(s: string): boolean {
 }
 
 /**
- * The token of an `Authorization: Bearer <token>` header: undefined when there is no header,
- * null when there is one but it is not a bearer token.
+ * The key of an Authorization header: undefined when there is no header, null when there is one
+ * but it carries no key. `Bearer <key>` is ours; `Token <key>` is what InfluxDB v2 clients and
+ * Telegraf send, and `Basic base64(user:key)` what InfluxDB v1 clients, Prometheus' basic_auth and
+ * Grafana send (the user name is ignored: the key says who it is).
  */
 export function bearerToken(header: string | string[] | undefined): string | null | undefined {
   if (header === undefined) return undefined;
   if (typeof header !== 'string') return null;
-  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-  return m ? m[1] : null;
+  const m = /^(Bearer|Token|Basic)[ \t]+(\S+)[ \t]*$/i.exec(header);
+  if (!m) return null;
+  if (m[1].toLowerCase() !== 'basic') return m[2];
+  const decoded = Buffer.from(m[2], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon >= 0 && colon < decoded.length - 1 ? decoded.slice(colon + 1) : null;
 }
 
 /** `admin` holds every scope; `read` and `ingest` only themselves. */

@@ -166,8 +166,14 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
     await ctx.t.sql.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = 'fresh'`);
     assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, bearer(fresh))).status, 200);
     const basic = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: 'Basic dXNlcjpwYXNz' });
-    assert.equal(basic.status, 401);
-    assert.match(basic.json.error.message, /Bearer/);
+    assert.equal(basic.status, 401, 'a password that is not a key');
+    const digest = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: 'Digest username="x"' });
+    assert.equal(digest.status, 401);
+    assert.match(digest.json.error.message, /Bearer/);
+    // What InfluxDB and Prometheus clients send: Token <key>, or Basic with the key as the password.
+    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: `Token ${keys.read}` })).status, 200);
+    const asBasic = `Basic ${Buffer.from(`prometheus:${keys.read}`).toString('base64')}`;
+    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: asBasic })).status, 200);
     assert.equal((await ctx.t.request('GET', `/api/v1/metrics/names?access_token=${keys.read}`, undefined, { authorization: '' })).status, 401);
   });
 

@@ -22,7 +22,9 @@ describe('API keys', () => {
     assert.equal(bearerToken(undefined), undefined);
     assert.equal(bearerToken('Bearer tsk_abc'), 'tsk_abc');
     assert.equal(bearerToken('bearer   tsk_abc '), 'tsk_abc');
-    assert.equal(bearerToken('Basic dXNlcg=='), null);
+    assert.equal(bearerToken('Basic dXNlcg=='), null, 'basic without a password');
+    assert.equal(bearerToken(`Basic ${Buffer.from('telegraf:tsk_abc').toString('base64')}`), 'tsk_abc');
+    assert.equal(bearerToken('Token tsk_abc'), 'tsk_abc');
     assert.equal(bearerToken('Bearer'), null);
     assert.equal(bearerToken('Bearer a b'), null);
     assert.equal(bearerToken(['Bearer a', 'Bearer b']), null);
