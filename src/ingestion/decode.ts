@@ -99,7 +99,65 @@ const NAME = /^[A-Za-z_][A-Za-z0-9_.:\-]*$/;
 const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.\-]*$/;
 const RESERVED_TAG_KEYS = new Set(['constructor', 'prototype']);
 const MAX_UNIT_LENGTH = 64;
-const MAX_PROBLEMS = 20;
+export const MAX_PROBLEMS = 20;
+
+/*
+ * The rules on names, tags, sources and times, shared by every ingest decoder (JSON here, line
+ * protocol in line-protocol.ts), so that a series or a time refused by one is refused by all.
+ */
+
+/** Why a metric name is refused; undefined when valid. */
+export function nameProblem(name: string, l: IngestLimits): string | undefined {
+  if (name.length > l.maxNameLength) return `is longer than ${l.maxNameLength} characters`;
+  if (name.length === 0 || !NAME.test(name) || name.startsWith('__')) {
+    return 'must start with a letter or _ and hold only letters, digits, _ . : - (names starting with __ are reserved)';
+  }
+  return undefined;
+}
+
+/** Why a tag key is refused; undefined when valid. Checked before the key is used as a property name. */
+export function tagKeyProblem(k: string, l: IngestLimits): string | undefined {
+  if (k.length > l.maxTagKeyLength) return `has a key longer than ${l.maxTagKeyLength} characters`;
+  if (!TAG_KEY.test(k) || k.startsWith('__') || RESERVED_TAG_KEYS.has(k)) {
+    return `key ${JSON.stringify(k.slice(0, 64))} must start with a letter or _ and hold only letters, digits, _ . - (__*, constructor and prototype are reserved)`;
+  }
+  return undefined;
+}
+
+/** Why a tag value is refused; undefined when valid. */
+export function tagValueProblem(v: string, l: IngestLimits): string | undefined {
+  if (v.length === 0 || v.length > l.maxTagValueLength || !isCleanText(v)) return `must be 1 to ${l.maxTagValueLength} characters of valid Unicode without NUL`;
+  return undefined;
+}
+
+/** Why a source is refused; undefined when valid. */
+export function sourceProblem(v: string, l: IngestLimits): string | undefined {
+  if (v.length === 0) return 'is required and must be a non-empty string';
+  if (v.length > l.maxNameLength || !isCleanText(v)) return `must be at most ${l.maxNameLength} characters of valid Unicode without control characters`;
+  return undefined;
+}
+
+/** The accepted window of point times for a request: [now − retention, now + INGEST_MAX_FUTURE_SECONDS]. */
+export function timeWindow(ctx: Pick<DecodeContext, 'now' | 'limits'>): { min: number; max: number } {
+  const l = ctx.limits;
+  return { min: l.retentionDays > 0 ? ctx.now - l.retentionDays * DAY : -Infinity, max: ctx.now + l.maxFutureMs };
+}
+
+/** Why a point time (epoch ms) is refused; undefined when it lies in the window. */
+export function timeProblem(ms: number, window: { min: number; max: number }, l: IngestLimits): string | undefined {
+  if (ms > window.max) return `is more than ${l.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`;
+  if (ms < window.min) return `is older than the retention of ${l.retentionDays} days (METRICS_RETENTION_DAYS)`;
+  if (!isSupportedTime(ms)) return 'is outside the supported years 0001 to 9999';
+  return undefined;
+}
+
+/** 413 when a request holds more points than INGEST_MAX_POINTS_PER_REQUEST. */
+export function tooManyPoints(n: number, limits: IngestLimits) {
+  return payloadTooLarge(`Too many points in one request: ${n} > ${limits.maxPoints} (INGEST_MAX_POINTS_PER_REQUEST); split the request`, {
+    points: n,
+    limit: limits.maxPoints,
+  });
+}
 
 class Decoder {
   readonly builder: PointBatchBuilder;
@@ -109,8 +167,7 @@ class Decoder {
   private lastTsText = '';
   private lastUnit: unknown = undefined;
   private lastTsMs = NaN;
-  private readonly minTime: number;
-  private readonly maxTime: number;
+  private readonly window: { min: number; max: number };
 
   constructor(
     private readonly ctx: DecodeContext,
@@ -118,9 +175,7 @@ class Decoder {
   ) {
     this.builder = new PointBatchBuilder(capacity);
     this.known = ctx.known ?? new KnownSeriesIndex(Math.max(64, capacity * 8));
-    const l = ctx.limits;
-    this.minTime = l.retentionDays > 0 ? ctx.now - l.retentionDays * DAY : -Infinity;
-    this.maxTime = ctx.now + l.maxFutureMs;
+    this.window = timeWindow(ctx);
   }
 
   get full(): boolean {
@@ -241,15 +296,12 @@ class Decoder {
   }
 
   source(v: unknown, field: string): string | undefined {
-    if (typeof v !== 'string' || v.length === 0) {
-      this.problem(field, 'is required and must be a non-empty string');
+    const problem = typeof v === 'string' ? sourceProblem(v, this.ctx.limits) : 'is required and must be a non-empty string';
+    if (problem) {
+      this.problem(field, problem);
       return undefined;
     }
-    if (v.length > this.ctx.limits.maxNameLength || !isCleanText(v)) {
-      this.problem(field, `must be at most ${this.ctx.limits.maxNameLength} characters of valid Unicode without control characters`);
-      return undefined;
-    }
-    return v;
+    return v as string;
   }
 
   /** Epoch ms, or why the value is not an acceptable timestamp. */
@@ -270,39 +322,22 @@ class Decoder {
     } else {
       return 'must be an ISO 8601 string or epoch milliseconds';
     }
-    if (ms > this.maxTime) return `is more than ${this.ctx.limits.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`;
-    if (ms < this.minTime) return `is older than the retention of ${this.ctx.limits.retentionDays} days (METRICS_RETENTION_DAYS)`;
-    if (!isSupportedTime(ms)) return 'is outside the supported years 0001 to 9999';
-    return ms;
+    return timeProblem(ms, this.window, this.ctx.limits) ?? ms;
   }
 
   /** Why a new series is refused, as [field relative to the point, message]; undefined when valid. */
   private seriesProblem(name: string, tags: Record<string, string> | undefined | null, nameField: string): [string, string] | undefined {
     const l = this.ctx.limits;
-    if (name.length === 0 || name.length > l.maxNameLength || !NAME.test(name) || name.startsWith('__')) {
-      return [
-        nameField,
-        name.length > l.maxNameLength
-          ? `is longer than ${l.maxNameLength} characters`
-          : 'must start with a letter or _ and hold only letters, digits, _ . : - (names starting with __ are reserved)',
-      ];
-    }
+    const bad = nameProblem(name, l);
+    if (bad) return [nameField, bad];
     if (!tags) return undefined;
     let count = 0;
     for (const k in tags) {
       if (++count > l.maxTags) return ['tags', `has more than ${l.maxTags} tags (INGEST_MAX_TAGS)`];
-      if (k.length > l.maxTagKeyLength || !TAG_KEY.test(k) || k.startsWith('__') || RESERVED_TAG_KEYS.has(k)) {
-        return [
-          'tags',
-          k.length > l.maxTagKeyLength
-            ? `has a key longer than ${l.maxTagKeyLength} characters`
-            : `key ${JSON.stringify(k.slice(0, 64))} must start with a letter or _ and hold only letters, digits, _ . - (__*, constructor and prototype are reserved)`,
-        ];
-      }
-      const v = tags[k];
-      if (v.length === 0 || v.length > l.maxTagValueLength || !isCleanText(v)) {
-        return [`tags.${k}`, `must be 1 to ${l.maxTagValueLength} characters of valid Unicode without NUL`];
-      }
+      const badKey = tagKeyProblem(k, l);
+      if (badKey) return ['tags', badKey];
+      const badValue = tagValueProblem(tags[k], l);
+      if (badValue) return [`tags.${k}`, badValue];
     }
     return undefined;
   }
@@ -314,12 +349,7 @@ function finish(d: Decoder): PointBatch {
 }
 
 function countPoints(n: number, limits: IngestLimits): void {
-  if (n > limits.maxPoints) {
-    throw payloadTooLarge(`Too many points in one request: ${n} > ${limits.maxPoints} (INGEST_MAX_POINTS_PER_REQUEST); split the request`, {
-      points: n,
-      limit: limits.maxPoints,
-    });
-  }
+  if (n > limits.maxPoints) throw tooManyPoints(n, limits);
 }
 
 function requireObject(body: unknown, what: string): Json {
