@@ -10,6 +10,7 @@ import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
 import { installJsonParser } from './common/json-body.js';
+import { installLineProtocol } from './ingestion/line-protocol.http.js';
 import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
@@ -56,6 +57,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');
   installJsonParser(fastify); // large JSON bodies one at a time, so a health check never waits behind several
+  installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {
     const enc = req.headers['content-encoding'];

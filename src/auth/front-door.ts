@@ -205,7 +205,7 @@ export class FrontDoor implements OnApplicationBootstrap {
     const type = (k.headers['content-type'] ?? '').split(';', 1)[0].trim().toLowerCase();
     const allowed = route?.contentTypes ?? ['application/json'];
     if (!allowed.includes(type)) {
-      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type must be ${allowed.join(' or ')}${type ? ` (got ${type})` : ' (none given)'}`, {
+      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type must be ${allowed.map((t) => t || 'none').join(' or ')}${type ? ` (got ${type})` : ' (none given)'}`, {
         header: 'content-type',
         accepted: allowed,
       });

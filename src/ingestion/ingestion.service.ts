@@ -5,7 +5,14 @@ import { Precision, PRECISIONS } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { PointWriter } from '../storage/point-writer.js';
 import type { PointBatch } from '../storage/point-batch.js';
-import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits, KnownSeriesIndex } from './decode.js';
+import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits, KnownSeriesIndex, sourceProblem } from './decode.js';
+import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
+
+/** What a line-protocol write stored (InfluxDB answers 204 without a body; these go in headers). */
+export interface LineProtocolReply {
+  points: number;
+  skippedStringFields: number;
+}
 
 export interface IngestReply {
   status: 'success';
@@ -20,6 +27,8 @@ export class IngestionService {
   private readonly limits: IngestLimits;
   /** Series validated in earlier requests, by their raw key: most requests repeat known series. */
   private readonly known: KnownSeriesIndex;
+  /** The same for line protocol, by measurement and tags as sent. */
+  private readonly lineSeries: LineSeriesIndex;
 
   constructor(
     private readonly writer: PointWriter,
@@ -36,6 +45,7 @@ export class IngestionService {
       retentionDays: config.retentionDays,
     };
     this.known = new KnownSeriesIndex(config.series.cacheSize * 4);
+    this.lineSeries = new LineSeriesIndex(config.series.cacheSize * 2);
   }
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {
@@ -51,6 +61,19 @@ export class IngestionService {
   submitApp(appId: string, body: unknown): Promise<IngestReply> {
     const ctx = this.context('ms');
     return this.store(decodeAppMetrics(appId, body, ctx), ctx.now);
+  }
+
+  /**
+   * InfluxDB line protocol (`/api/v2/write`, `/write`): `source` is the bucket or database,
+   * `parameter` its query parameter's name for errors. Resolves after the commit.
+   */
+  async writeLineProtocol(body: string, source: string, parameter: string, precision: LineProtocolPrecision): Promise<LineProtocolReply> {
+    const bad = sourceProblem(source, this.limits);
+    if (bad) throw invalidQuery(parameter, `${parameter} ${bad}`);
+    const ctx = this.context(undefined);
+    const { batch, skippedStringFields } = parseLineProtocol(body, source, precision, ctx, this.lineSeries);
+    await this.writer.write(batch);
+    return { points: batch.length, skippedStringFields };
   }
 
   private context(precision: string | undefined): DecodeContext {
