@@ -67,7 +67,7 @@ export class IngestionService {
    * InfluxDB line protocol (`/api/v2/write`, `/write`): `source` is the bucket or database,
    * `parameter` its query parameter's name for errors. Resolves after the commit.
    */
-  async writeLineProtocol(body: string, source: string, parameter: string, precision: LineProtocolPrecision): Promise<LineProtocolReply> {
+  async writeLineProtocol(body: string | Buffer, source: string, parameter: string, precision: LineProtocolPrecision): Promise<LineProtocolReply> {
     const bad = sourceProblem(source, this.limits);
     if (bad) throw invalidQuery(parameter, `${parameter} ${bad}`);
     const ctx = this.context(undefined);

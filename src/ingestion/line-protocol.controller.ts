@@ -31,10 +31,9 @@ function precision(q: QueryParams, accepted: Readonly<Record<string, LineProtoco
   return p;
 }
 
-function text(body: unknown): string {
+function text(body: unknown): string | Buffer {
   if (body === undefined || body === null) return '';
-  if (typeof body === 'string') return body;
-  if (Buffer.isBuffer(body)) return body.toString('utf8');
+  if (typeof body === 'string' || Buffer.isBuffer(body)) return body;
   throw invalidRequest('The body must be line protocol text');
 }
 

@@ -30,8 +30,8 @@ const INFLUX_CODES: Record<number, string> = {
 const isLineProtocolRoute = (req: FastifyRequest) => LINE_PROTOCOL_ROUTES.has(req.routeOptions?.url ?? '');
 
 /**
- * Body parsers for line protocol (the text as a string; gzip is undone by the preParsing hook and
- * INGEST_MAX_BODY_BYTES applies to the decoded text), and InfluxDB's `code` and `message` beside
+ * Body parsers for line protocol (the bytes as a Buffer, which the parser decodes piece by piece;
+ * gzip is undone by the preParsing hook and INGEST_MAX_BODY_BYTES applies to the decoded bytes), and InfluxDB's `code` and `message` beside
  * the error envelope on these routes' errors, so that the InfluxDB clients show the message.
  */
 export function installLineProtocol(fastify: FastifyInstance): void {
@@ -43,10 +43,10 @@ export function installLineProtocol(fastify: FastifyInstance): void {
   for (const type of LINE_PROTOCOL_CONTENT_TYPES) {
     if (type === '') continue;
     if (fastify.hasContentTypeParser(type)) fastify.removeContentTypeParser(type);
-    fastify.addContentTypeParser(type, { parseAs: 'string' }, parse);
+    fastify.addContentTypeParser(type, { parseAs: 'buffer' }, parse);
   }
   // No Content-Type at all (fastify hands such bodies to the catch-all parser).
-  fastify.addContentTypeParser('*', { parseAs: 'string' }, parse);
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, parse);
 
   fastify.addHook('onSend', (req, reply, payload, done) => {
     const status = reply.statusCode;

@@ -152,9 +152,15 @@ class LineParser {
   /** Where the value of the last field or timestamp parsed ended, or why it failed. */
   private end = 0;
   private error = '';
+  /** The text being read: the whole body, or a piece of it that ends with a whole line. */
+  private s = '';
+  /** Whether `s` ends the body (else a string value that runs to its end continues in the next piece). */
+  private final = true;
+  /** Set when a line runs past the end of a piece that is not the last. */
+  private incomplete = false;
 
   constructor(
-    private readonly s: string,
+    size: number,
     private readonly source: string,
     private readonly precision: LineProtocolPrecision,
     private readonly ctx: DecodeContext,
@@ -163,12 +169,23 @@ class LineParser {
     this.limits = ctx.limits;
     this.window = timeWindow(ctx);
     this.known = index.forSource(source);
-    this.builder = new PointBatchBuilder(Math.min(ctx.limits.maxPoints, (s.length >> 5) + 16));
+    this.builder = new PointBatchBuilder(Math.min(ctx.limits.maxPoints, (size >> 5) + 16));
   }
 
-  parse(): LineProtocolResult {
-    const s = this.s, n = s.length;
-    let pos = s.charCodeAt(0) === 0xfeff ? 1 : 0; // a byte order mark
+  get full(): boolean {
+    return this.problems.length >= MAX_PROBLEMS;
+  }
+
+  /**
+   * Reads the lines of `s` (the body, or a piece of it ending with a whole line). Returns how much
+   * was read: all of it, or, when a string value runs past the end of a piece that is not the
+   * last, the start of that line (the caller reads it again with more text).
+   */
+  chunk(s: string, final: boolean, first: boolean): number {
+    this.s = s;
+    this.final = final;
+    const n = s.length;
+    let pos = first && s.charCodeAt(0) === 0xfeff ? 1 : 0; // a byte order mark
     while (pos < n && this.problems.length < MAX_PROBLEMS) {
       this.line++;
       let p = pos;
@@ -178,8 +195,21 @@ class LineParser {
       if (c === NL) pos = p + 1;
       else if (c === CR && (p + 1 === n || s.charCodeAt(p + 1) === NL)) pos = p + 2;
       else if (c === HASH) pos = this.nextLine(p);
-      else pos = this.point(p, pos);
+      else {
+        const next = this.point(p, pos);
+        if (this.incomplete) {
+          this.incomplete = false;
+          this.line = this.pointLine - 1;
+          this.lines--;
+          return pos;
+        }
+        pos = next;
+      }
     }
+    return n;
+  }
+
+  finish(): LineProtocolResult {
     if (this.problems.length > 0) throw lineErrors(this.problems);
     return { batch: this.builder.build(), lines: this.lines, skippedStringFields: this.skipped };
   }
@@ -232,7 +262,13 @@ class LineParser {
       const keyEnd = p++;
       c = s.charCodeAt(p);
       if (c === QUOTE) {
-        if (!this.stringField(p)) return this.fail(lineStart, keyAt, `field ${quote(s.slice(keyAt, keyEnd))}: ${this.error}`);
+        if (!this.stringField(p)) {
+          if (!this.final) {
+            this.incomplete = true; // the string goes on in the next piece of the body
+            return lineStart;
+          }
+          return this.fail(lineStart, keyAt, `field ${quote(s.slice(keyAt, keyEnd))}: ${this.error}`);
+        }
         this.skipped++;
       } else {
         const v = this.value(p);
@@ -563,9 +599,45 @@ function lineErrors(problems: Problem[]): ApiError {
 }
 
 /**
+ * A Buffer body is decoded and read in pieces of about this many bytes, cut after a newline: one
+ * string of a whole body of several hundred KB lands in V8's large-object space, and decoding it
+ * cost about 2 ms per 370 KB (0.4 µs a point), forty times the cost of decoding it piece by piece.
+ */
+export const PIECE_BYTES = 64 * 1024;
+
+/**
  * Parses a body of line protocol into one batch of points of `source`; throws a 400 naming the
  * bad lines (nothing of the request is kept), or a 413 past INGEST_MAX_POINTS_PER_REQUEST.
+ * A Buffer is read as UTF-8 in pieces of `pieceBytes`.
  */
-export function parseLineProtocol(body: string, source: string, precision: LineProtocolPrecision, ctx: DecodeContext, index = new LineSeriesIndex(100_000)): LineProtocolResult {
-  return new LineParser(body, source, precision, ctx, index).parse();
+export function parseLineProtocol(
+  body: string | Buffer,
+  source: string,
+  precision: LineProtocolPrecision,
+  ctx: DecodeContext,
+  index = new LineSeriesIndex(100_000),
+  pieceBytes = PIECE_BYTES,
+): LineProtocolResult {
+  const parser = new LineParser(body.length, source, precision, ctx, index);
+  if (typeof body === 'string') {
+    parser.chunk(body, true, true);
+    return parser.finish();
+  }
+  let off = 0;
+  let size = pieceBytes;
+  while (off < body.length && !parser.full) {
+    let end = off + size >= body.length ? -1 : body.indexOf(NL, off + size);
+    end = end < 0 ? body.length : end + 1;
+    const text = body.toString('utf8', off, end);
+    const read = parser.chunk(text, end === body.length, off === 0);
+    if (read === text.length) {
+      off = end;
+      size = pieceBytes;
+    } else {
+      // A string value runs on past the piece: read that line again, with twice the text.
+      for (let i = 0; i < read; i++) if (text.charCodeAt(i) === NL) off = body.indexOf(NL, off) + 1;
+      size *= 2;
+    }
+  }
+  return parser.finish();
 }

@@ -280,6 +280,33 @@ describe('line protocol: lines', () => {
   });
 });
 
+describe('line protocol: bodies as bytes, read in pieces', () => {
+  /** Points, or the error's status, message and lines: the same whatever the pieces. */
+  const outcome = (body: string | Buffer, piece?: number) => {
+    try {
+      const r = parseLineProtocol(body, 'telegraf', 'ns', ctx(), new LineSeriesIndex(1000), piece);
+      const b = r.batch;
+      return { lines: r.lines, skipped: r.skippedStringFields, points: Array.from({ length: b.length }, (_, i) => [b.series[b.seriesIndex[i]].key, b.times[i], b.values[i]]) };
+    } catch (e) {
+      assert.ok(e instanceof ApiError, String(e));
+      return { status: e.getStatus(), message: e.message, details: e.details };
+    }
+  };
+
+  it('gives what the text gives, for any piece size: multi-byte characters, strings across lines, CRLF, BOM, errors', () => {
+    const bodies = [
+      `\ufeffcpu,host=é😀 v=1 ${ns(T)}\r\n# c\r\nmem,host=ü s="a\nb\n\"c\"",v=2 ${ns(T)}\nm v=3\n`,
+      `m s="one\ntwo\nthree" ${ns(T)}\nm v=oops\nm,t=€ v=1 ${ns(T)}\nm s="never closed\nm v=1\n`,
+      `m v=1 ${ns(T)}\n`.repeat(40) + `m,k=${'x'.repeat(40)} v=1 ${ns(T)}\nm v=bad`,
+    ];
+    for (const body of bodies) {
+      const expected = outcome(body);
+      for (const piece of [1, 2, 3, 5, 8, 13, 21, 64, 1_000_000]) assert.deepEqual(outcome(Buffer.from(body), piece), expected, `${piece}: ${JSON.stringify(body)}`);
+    }
+    assert.deepEqual((outcome(bodies[1]) as unknown as { details: { errors: Array<{ line: number }> } }).details.errors.map((e) => e.line), [4, 6]);
+  });
+});
+
 describe('line protocol: known series', () => {
   it('gives the same answer with a warm index, whatever the field order or the set of fields', () => {
     const index = new LineSeriesIndex(1000);
@@ -359,7 +386,11 @@ describe('line protocol: what the InfluxDB client writes', () => {
           }
           lines.push(pt.toLineProtocol()!);
         }
-        const { batch: b } = parseLineProtocol(lines.join('\n'), 'bucket-1', 'ns', { now: NOW, limits });
+        const text = lines.join('\n');
+        const { batch: b } = parseLineProtocol(text, 'bucket-1', 'ns', { now: NOW, limits });
+        // The same body as bytes, read in small pieces, gives the same batch.
+        const bytes = parseLineProtocol(Buffer.from(text), 'bucket-1', 'ns', { now: NOW, limits }, undefined, 1 + (text.length % 97)).batch;
+        assert.deepEqual([Array.from(bytes.values), Array.from(bytes.times), bytes.series.map((x) => x.key)], [Array.from(b.values), Array.from(b.times), b.series.map((x) => x.key)]);
         const got: P[] = Array.from({ length: b.length }, (_, i) => {
           const s = b.series[b.seriesIndex[i]];
           return { metric: s.metric, source: s.source, tags: { ...s.tags }, time: b.times[i], value: b.values[i] === 0 ? 0 : b.values[i] };
