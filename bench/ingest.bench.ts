@@ -12,9 +12,17 @@ import { authHeaders, benchServer, flag, median, option, request, startService, 
  * writes the same rows with 2 connections, 5,000 rows per committed transaction. Repetitions
  * alternate which goes first; figures are medians. The service's RSS is sampled throughout.
  *
- *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps N; --points N per repetition)
+ *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps N; --points N per repetition;
+ *                                             --shapes lp,lp-fields: only these next to COPY; all by default)
  */
 const QUICK = flag('quick');
+const SHAPE_LABELS: Record<string, string> = { point: 'per-point', scrape: 'per-scrape', lp: 'LP', 'lp-fields': 'LP 10-field' };
+const SHAPES = (() => {
+  const i = process.argv.indexOf('--shapes');
+  const list = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : Object.keys(SHAPE_LABELS);
+  for (const s of list) if (!SHAPE_LABELS[s]) throw new Error(`--shapes: ${s} is not one of ${Object.keys(SHAPE_LABELS).join(', ')}`);
+  return list;
+})();
 const REPS = option('reps', QUICK ? 3 : 5);
 const POINTS = option('points', QUICK ? 400_000 : 2_000_000);
 const PER_REQUEST = 5_000;
@@ -93,14 +101,12 @@ function lineBodies(data: Row[], shape: 'line' | 'fields'): Buffer[] {
   return out;
 }
 
-const textAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-
 /** A POST of line protocol, as the InfluxDB clients send it. */
-function postText(url: string, body: Buffer): Promise<{ status: number; body: string }> {
+function postText(url: string, body: Buffer, agent: http.Agent): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: 'POST', agent: textAgent, headers: { ...authHeaders(), 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length } },
+      { method: 'POST', agent, headers: { ...authHeaders(), 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -115,16 +121,23 @@ function postText(url: string, body: Buffer): Promise<{ status: number; body: st
 const LP_PATH = '/api/v2/write?org=bench&bucket=bench_lp&precision=ns';
 
 async function lineIngest(url: string, payloads: Buffer[]): Promise<number> {
+  // Connections of this phase only: one kept idle through the other phases may have been closed
+  // by the server's keep-alive timeout by the time it is reused (ECONNRESET).
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CLIENTS });
   const t0 = performance.now();
   let next = 0;
   const client = async () => {
     while (next < payloads.length) {
-      const r = await postText(`${url}${LP_PATH}`, payloads[next++]);
+      const r = await postText(`${url}${LP_PATH}`, payloads[next++], agent);
       if (r.status !== 204) throw new Error(`line protocol answered ${r.status}: ${r.body.slice(0, 300)}`);
     }
   };
-  await Promise.all(Array.from({ length: CLIENTS }, client));
-  return (performance.now() - t0) / 1000;
+  try {
+    await Promise.all(Array.from({ length: CLIENTS }, client));
+    return (performance.now() - t0) / 1000;
+  } finally {
+    agent.destroy();
+  }
 }
 
 async function httpIngest(url: string, payloads: Buffer[], path = '/api/v1/metrics'): Promise<number> {
@@ -179,10 +192,11 @@ async function main(): Promise<void> {
   try {
     const start = Date.now() - 3 * 86_400_000;
     // Warm-up: creates the 1,000 series and the partitions, warms both code paths.
-    await httpIngest(service.url, bodies(rows(start - 3_600_000, 200_000), 'point'));
-    await httpIngest(service.url, bodies(rows(start - 3_600_000, 200_000), 'scrape'), '/api/v1/metrics/batch');
-    await lineIngest(service.url, lineBodies(rows(start - 3_600_000, 200_000), 'line'));
-    await lineIngest(service.url, lineBodies(rows(start - 3_600_000, 200_000), 'fields'));
+    const warm = rows(start - 3_600_000, 200_000);
+    if (SHAPES.includes('point')) await httpIngest(service.url, bodies(warm, 'point'));
+    if (SHAPES.includes('scrape')) await httpIngest(service.url, bodies(warm, 'scrape'), '/api/v1/metrics/batch');
+    if (SHAPES.includes('lp')) await lineIngest(service.url, lineBodies(warm, 'line'));
+    if (SHAPES.includes('lp-fields')) await lineIngest(service.url, lineBodies(warm, 'fields'));
     const ids = await withClient(dbUrl, async (c) => {
       await c.query(`CREATE TABLE bench_copy (LIKE points) PARTITION BY RANGE (time)`);
       await c.query(`CREATE UNIQUE INDEX ON bench_copy (series_id, time) INCLUDE (value)`);
@@ -198,10 +212,13 @@ async function main(): Promise<void> {
     for (let rep = 1; rep <= REPS; rep++) {
       const data = rows(t, POINTS);
       t += Math.ceil(POINTS / SERIES) * STEP;
-      const payloads = bodies(data, 'point');
-      const scrapes = bodies(data, 'scrape');
-      const lines = lineBodies(data, 'line');
-      const fieldLines = lineBodies(data, 'fields');
+      // The request bodies of each shape, made before timing.
+      const send: Record<string, () => () => Promise<number>> = {
+        point: () => ((b) => () => httpIngest(service.url, b))(bodies(data, 'point')),
+        scrape: () => ((b) => () => httpIngest(service.url, b, '/api/v1/metrics/batch'))(bodies(data, 'scrape')),
+        lp: () => ((b) => () => lineIngest(service.url, b))(lineBodies(data, 'line')),
+        'lp-fields': () => ((b) => () => lineIngest(service.url, b))(lineBodies(data, 'fields')),
+      };
       // The same rows as binary COPY buffers of 5,000 rows, encoded before timing.
       const copyBuffers: Buffer[] = [];
       for (let i = 0; i < data.length; i += PER_REQUEST) {
@@ -221,14 +238,8 @@ async function main(): Promise<void> {
         }
         copyBuffers.push(encodeCopyBinary([{ batch: b.build(), ids: Int32Array.from(seriesIds) }]));
       }
-      // The three phases in a rotating order, so that drift in the machine's load spreads over all.
-      const phases: Array<[string, () => Promise<number>]> = [
-        ['point', () => httpIngest(service.url, payloads)],
-        ['scrape', () => httpIngest(service.url, scrapes, '/api/v1/metrics/batch')],
-        ['copy', () => copyIngest(dbUrl, copyBuffers)],
-        ['lp', () => lineIngest(service.url, lines)],
-        ['lp-fields', () => lineIngest(service.url, fieldLines)],
-      ];
+      // The phases in a rotating order, so that drift in the machine's load spreads over all.
+      const phases: Array<[string, () => Promise<number>]> = [['copy', () => copyIngest(dbUrl, copyBuffers)], ...SHAPES.map((s): [string, () => Promise<number>] => [s, send[s]()])];
       const seconds: Record<string, number> = {};
       const cpu: Record<string, number> = {};
       for (let k = 0; k < phases.length; k++) {
@@ -237,24 +248,14 @@ async function main(): Promise<void> {
         seconds[name] = await run();
         cpu[name] = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
       }
-      results.push({
-        rep,
-        points: POINTS,
-        'COPY pts/s': Math.round(POINTS / seconds.copy),
-        'per-point pts/s': Math.round(POINTS / seconds.point),
-        'per-point ratio': seconds.copy / seconds.point,
-        'per-point CPU µs/pt': cpu.point,
-        'per-scrape pts/s': Math.round(POINTS / seconds.scrape),
-        'per-scrape ratio': seconds.copy / seconds.scrape,
-        'per-scrape CPU µs/pt': cpu.scrape,
-        'LP pts/s': Math.round(POINTS / seconds.lp),
-        'LP ratio': seconds.copy / seconds.lp,
-        'LP CPU µs/pt': cpu.lp,
-        'LP 10-field pts/s': Math.round(POINTS / seconds['lp-fields']),
-        'LP 10-field ratio': seconds.copy / seconds['lp-fields'],
-        'LP 10-field CPU µs/pt': cpu['lp-fields'],
-        'max RSS MB': Math.round(maxRss),
-      });
+      const row: Record<string, string | number> = { rep, points: POINTS, 'COPY pts/s': Math.round(POINTS / seconds.copy) };
+      for (const s of SHAPES) {
+        row[`${SHAPE_LABELS[s]} pts/s`] = Math.round(POINTS / seconds[s]);
+        row[`${SHAPE_LABELS[s]} ratio`] = seconds.copy / seconds[s];
+        row[`${SHAPE_LABELS[s]} CPU µs/pt`] = cpu[s];
+      }
+      row['max RSS MB'] = Math.round(maxRss);
+      results.push(row);
       console.log(JSON.stringify(results[results.length - 1]));
     }
     const stored = await withClient(dbUrl, async (c) => (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM points`)).rows[0].n);
@@ -262,22 +263,15 @@ async function main(): Promise<void> {
     table(results);
     console.log('');
     const med = (k: string) => median(results.map((r) => r[k] as number));
-    table([
-      {
-        'median COPY pts/s': Math.round(med('COPY pts/s')),
-        'per-point pts/s': Math.round(med('per-point pts/s')),
-        'per-point ratio': med('per-point ratio'),
-        'per-scrape pts/s': Math.round(med('per-scrape pts/s')),
-        'per-scrape ratio': med('per-scrape ratio'),
-        'LP pts/s': Math.round(med('LP pts/s')),
-        'LP ratio': med('LP ratio'),
-        'LP 10-field pts/s': Math.round(med('LP 10-field pts/s')),
-        'LP 10-field ratio': med('LP 10-field ratio'),
-        'service CPU µs/pt (point, scrape, LP, LP 10-field)': ['per-point', 'per-scrape', 'LP', 'LP 10-field'].map((k) => med(`${k} CPU µs/pt`).toFixed(2)).join(', '),
-        'max RSS MB': Math.round(maxRss),
-        'points stored': stored,
-      },
-    ]);
+    const summary: Record<string, string | number> = { 'median COPY pts/s': Math.round(med('COPY pts/s')) };
+    for (const s of SHAPES) {
+      summary[`${SHAPE_LABELS[s]} pts/s`] = Math.round(med(`${SHAPE_LABELS[s]} pts/s`));
+      summary[`${SHAPE_LABELS[s]} ratio`] = med(`${SHAPE_LABELS[s]} ratio`);
+    }
+    summary[`service CPU µs/pt (${SHAPES.join(', ')})`] = SHAPES.map((s) => med(`${SHAPE_LABELS[s]} CPU µs/pt`).toFixed(2)).join(', ');
+    summary['max RSS MB'] = Math.round(maxRss);
+    summary['points stored'] = stored;
+    table([summary]);
     console.log(`targets: >= 200,000 pts/s, ratio >= 0.7 (line protocol >= 0.8), RSS < 300 MB`);
   } finally {
     clearInterval(rssTimer);
