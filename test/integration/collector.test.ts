@@ -46,13 +46,15 @@ describeEachFlavour('collector', (ctx) => {
     const run = await ctx.t.runJob('collector-persist');
     assert.equal(run.details.points, pending);
     assert.equal(run.details.pending, 0);
-    const q = await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max');
+    const q = await ctx.t.get('/api/v1/metrics/query?metric=host.memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max');
     assert.equal(q.status, 200, q.body);
     assert.equal(q.json.series_count, 1);
     assert.ok(q.json.data_points.length >= 1);
-    const gpu = await ctx.t.get('/api/v1/metrics/query?metric=gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max');
+    const gpu = await ctx.t.get('/api/v1/metrics/query?metric=host.gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max');
     assert.equal(gpu.json.data_points[0].value, 301.5);
-    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=gpu_utilization');
+    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=host.gpu_utilization');
+    // The collector's names never mix with a user's own metric of the same name.
+    assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&from=now-1h')).status, 404);
     assert.deepEqual(tags.json.tags.gpu.sort(), ['0', '1', '2', '3']);
     const jobs = await ctx.t.get('/api/v1/system/jobs');
     const job = jobs.json.jobs.find((j: { name: string }) => j.name === 'collector-persist');
