@@ -16,7 +16,7 @@ import { QueryModule } from './query/query.module.js';
 import { ReaderModule } from './reader/reader.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
-import { ServicesModule } from './services/services.module.js';
+import { ServiceStatusModule } from './service-status/service-status.module.js';
 import { StatisticsModule } from './statistics/statistics.module.js';
 import { StorageModule } from './storage/storage.module.js';
 import { StreamingModule } from './streaming/streaming.module.js';
@@ -28,7 +28,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServicesModule, StreamingModule, AlertsModule, ReaderModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServiceStatusModule, StreamingModule, AlertsModule, ReaderModule],
     };
   }
 }
