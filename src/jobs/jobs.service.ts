@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import { JOB_LOCK_NAMESPACE, jobLockKey } from '../database/advisory-locks.js';
 import { Database, Queryable } from '../database/database.js';
 import { SessionConnection } from '../database/session-connection.js';
 import { notFound } from '../common/errors.js';
@@ -45,15 +46,7 @@ export interface JobRun {
   details: Record<string, unknown>;
 }
 
-export const LOCK_NAMESPACE = 7310;
 const INSTANCE = `${hostname()}:${process.pid}`;
-
-/** 32-bit FNV-1a of the job name: the second key of its advisory lock. */
-export function jobLockKey(name: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-  return h | 0;
-}
 
 interface JobState {
   spec: JobSpec;
@@ -88,6 +81,8 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   register(spec: JobSpec): void {
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
+    const clash = [...this.jobs.keys()].find((n) => jobLockKey(n) === jobLockKey(spec.name));
+    if (clash) throw new Error(`jobs ${clash} and ${spec.name} would share an advisory lock (src/database/advisory-locks.ts)`);
     const state: JobState = { spec, runs: 0, failures: 0 };
     this.jobs.set(spec.name, state);
     if (this.started && !spec.perInstance) this.schedule(state, 1_000);
@@ -268,12 +263,12 @@ class AdvisoryLocks {
   }
 
   async tryLock(key: number): Promise<boolean> {
-    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
+    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [JOB_LOCK_NAMESPACE, key]);
     return r.rows[0].ok;
   }
 
   async unlock(key: number): Promise<void> {
-    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [JOB_LOCK_NAMESPACE, key]);
   }
 
   close(): Promise<void> {

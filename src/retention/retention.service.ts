@@ -2,8 +2,10 @@ import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import type { Queryable } from '../database/database.js';
-import { jobLockKey, JobsService, LOCK_NAMESPACE } from '../jobs/jobs.service.js';
+import { JOB_LOCK_NAMESPACE, jobLockKey } from '../database/advisory-locks.js';
+import { JobsService } from '../jobs/jobs.service.js';
 import { PartitionService } from '../storage/partitions.js';
+import { ROLLUP_REFRESH_JOB } from '../storage/storage.jobs.js';
 import { ROLLUP_TIERS } from '../storage/tiers.js';
 import { expiredRanges, retentionCutoff, rollupRetentionDays } from './retention-plan.js';
 import { RetentionRepository } from './retention.repository.js';
@@ -77,8 +79,8 @@ export class RetentionService implements OnModuleInit {
    * run, or one racing on another connection, finds nothing more to drop.
    */
   async apply(client: Queryable, now = Date.now()): Promise<Record<string, unknown>> {
-    const refreshLock = jobLockKey('rollup-refresh');
-    await this.repo.lockJob(client, LOCK_NAMESPACE, refreshLock);
+    const refreshLock = jobLockKey(ROLLUP_REFRESH_JOB);
+    await this.repo.lockJob(client, JOB_LOCK_NAMESPACE, refreshLock);
     const reports: TargetReport[] = [];
     let droppedPartitions = false;
     try {
@@ -90,7 +92,7 @@ export class RetentionService implements OnModuleInit {
         reports.push(report);
       }
     } finally {
-      await this.repo.unlockJob(client, LOCK_NAMESPACE, refreshLock);
+      await this.repo.unlockJob(client, JOB_LOCK_NAMESPACE, refreshLock);
       // The writer and the rollup refresh remember which partitions exist.
       if (droppedPartitions) {
         this.partitions.forget();

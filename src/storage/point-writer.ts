@@ -5,14 +5,12 @@ import { toApiError } from '../common/error-envelope.js';
 import { payloadTooLarge, serviceUnavailable } from '../common/errors.js';
 import { RateMeter } from '../common/rate-meter.js';
 import { AppConfig } from '../config/config.js';
+import { ROLLUP_WATERMARK_LOCK } from '../database/advisory-locks.js';
 import { Database } from '../database/database.js';
 import { encodeCopyBinary, EncodablePart } from './copy-binary.js';
 import { PartitionService } from './partitions.js';
 import type { PointBatch } from './point-batch.js';
 import { SeriesResolver } from './series-resolver.js';
-
-/** Writers hold it shared while they write; the rollup refresh takes it exclusively to move its watermark. */
-export const ROLLUP_WATERMARK_LOCK = 7_310_002;
 
 /** Called after a batch is committed (live streams, alerts). Must not throw or block. */
 export type CommitListener = (batch: PointBatch, ids: Int32Array) => void;

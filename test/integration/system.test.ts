@@ -3,7 +3,7 @@ import { it } from 'node:test';
 import { createApp } from '../../src/app.factory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Database } from '../../src/database/database.js';
-import { jobLockKey } from '../../src/jobs/jobs.service.js';
+import { jobLockKey } from '../../src/database/advisory-locks.js';
 import { describeEachFlavour } from '../support/suite.js';
 import { waitFor } from '../support/wait.js';
 
