@@ -7,14 +7,13 @@ import { formatDuration, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
-import { coarsestTier, planSegments, Segment } from '../query/plan.js';
-import { QueryRepository } from '../query/query.repository.js';
 import { parseRange } from '../query/query-spec.js';
+import { RollupAggregation, RollupReader } from '../storage/rollup-reader.js';
 import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
 import { PointWriter } from '../storage/point-writer.js';
 import { HealthService } from '../system/health.service.js';
 import { Notification, WebhookService } from '../webhooks/webhook.service.js';
-import { DefinitionLimits, parsePipeline, ParsedPipeline, PipelinePlan } from './definition.js';
+import { DefinitionLimits, parsePipeline, ParsedPipeline, PipelinePlan, SOURCE_KEY } from './definition.js';
 import { assemble, derivedPoints, DerivedPoint, derivedSource, Execution, pointsByStart, toBatches, windowJson } from './execute.js';
 import { PipelineLocks } from './pipeline-locks.js';
 import { PipelineRow, PipelinesRepository, RunRecord, RunRow } from './pipelines.repository.js';
@@ -70,7 +69,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     private readonly webhooks: WebhookService,
     private readonly health: HealthService,
     private readonly database: Database,
-    private readonly queries: QueryRepository,
+    private readonly rollups: RollupReader,
   ) {
     const i = config.ingest;
     this.limits = { maxNameLength: i.maxNameLength, maxTags: i.maxTags, maxTagKeyLength: i.maxTagKeyLength, maxTagValueLength: i.maxTagValueLength };
@@ -353,14 +352,14 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     // A row holds one cell per metric: bound the cells read before assembling rows.
     const maxCells = maxRows * Math.max(1, plan.metrics?.length ?? 10);
     // Tumbling windows of functions a rollup answers exactly read rollup tiers where the query planner would.
-    let segments: Segment[] | undefined;
+    let fromRollups: Awaited<ReturnType<RollupReader['groupedBuckets']>>;
     if (plan.stepMs === plan.windowMs && plan.functions.every((f) => ROLLUP_AGGREGATIONS.has(f))) {
-      const from = ends[0] - plan.windowMs, to = ends[ends.length - 1];
-      const state = this.database.info.flavour === 'postgresql' ? await this.queries.rollupState(ids, from, to) : { materialisedUntil: Infinity };
-      segments = planSegments(from, to, plan.windowMs, 'avg', state);
+      const segments = await this.rollups.cover(ids, ends[0] - plan.windowMs, ends[ends.length - 1], plan.windowMs, 'avg');
+      const groupBy = plan.groupBy.map((k) => (k === SOURCE_KEY ? { by: 'source' as const } : { by: 'tag' as const, key: k }));
+      fromRollups = await this.rollups.groupedBuckets({ seriesIds: ids, widthMs: plan.windowMs, functions: plan.functions as RollupAggregation[], groupBy, limit: maxCells }, segments);
     }
-    const tier = segments && coarsestTier(segments);
-    const cells = await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells, segments: tier ? segments : undefined });
+    const tier = fromRollups?.tier;
+    const cells = fromRollups?.rows ?? (await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells }));
     const exec = cells.length > maxCells ? undefined : assemble(plan, ends, cells);
     if (!exec || exec.rowCount > maxRows) {
       throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `The pipeline produces more than ${maxRows} rows over this range (PIPELINE_MAX_ROWS); narrow the range or the filter`, { max_rows: maxRows });

@@ -5,6 +5,7 @@ import type { Queryable } from '../database/database.js';
 import { JOB_LOCK_NAMESPACE, jobLockKey } from '../database/advisory-locks.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { PartitionService } from '../storage/partitions.js';
+import { StorageCatalog } from '../storage/storage-catalog.js';
 import { ROLLUP_REFRESH_JOB } from '../storage/storage.jobs.js';
 import { ROLLUP_TIERS } from '../storage/tiers.js';
 import { expiredRanges, retentionCutoff, rollupRetentionDays } from './retention-plan.js';
@@ -43,6 +44,7 @@ export class RetentionService implements OnModuleInit {
     private readonly repo: RetentionRepository,
     private readonly jobs: JobsService,
     private readonly partitions: PartitionService,
+    private readonly catalog: StorageCatalog,
     private readonly config: AppConfig,
   ) {}
 
@@ -112,7 +114,7 @@ export class RetentionService implements OnModuleInit {
   private async applyOne(client: Queryable, target: RetentionTarget, now: number): Promise<TargetReport> {
     const days = target.retentionDays();
     const cutoff = retentionCutoff(now, days);
-    const layout = await this.repo.layout(client, target.table);
+    const layout = await this.catalog.layout(client, target.table);
     const base = { table: target.table, layout, retention_days: days, cutoff: cutoff === null ? null : toIso(cutoff) };
     if (layout === 'none') return { ...base, dropped: [], remaining: 0, error: 'not a hypertable, continuous aggregate or partitioned table' };
     const ranges = layout === 'partitioned' ? await this.repo.partitionsOf(client, target.table) : await this.repo.chunks(client, target.table, layout);
