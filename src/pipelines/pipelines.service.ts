@@ -475,7 +475,7 @@ export class PipelinesService implements OnModuleInit, BeforeApplicationShutdown
     const out = plan.definition.output;
     if (out.destination === 'metric') {
       const { points, skippedNulls } = derivedPoints(plan, exec);
-      for (const batch of toBatches(points, out.unit, POINTS_PER_WRITE)) await this.writer.write(batch);
+      for (const batch of toBatches(points, out.unit, POINTS_PER_WRITE)) await this.writer.write(batch, 'pipeline');
       const output = { destination: 'metric', metric: out.metric, source: out.source ?? derivedSource(plan), column: out.column, points_written: points.length, series: seriesCount(points), skipped_nulls: skippedNulls };
       return { points, notifications: [], output: () => output };
     }
