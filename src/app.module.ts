@@ -10,6 +10,7 @@ import { EventsModule } from './events/events.module.js';
 import { ExportModule } from './export/export.module.js';
 import { IngestionModule } from './ingestion/ingestion.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
+import { MonitoringModule } from './monitoring/monitoring.module.js';
 import { PerformanceModule } from './performance/performance.module.js';
 import { PipelinesModule } from './pipelines/pipelines.module.js';
 import { QueryModule } from './query/query.module.js';
@@ -28,7 +29,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServiceStatusModule, StreamingModule, AlertsModule, ReaderModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServiceStatusModule, StreamingModule, AlertsModule, ReaderModule, MonitoringModule],
     };
   }
 }

@@ -55,7 +55,17 @@ interface JobState {
   running?: Promise<JobRun>;
   runs: number;
   failures: number;
+  /** Runs of this instance since start, by outcome. */
+  outcomes: Record<JobOutcome, number>;
   last?: JobRun;
+}
+
+/** This instance's view of a job, for the self-metrics (read when scraped). */
+export interface JobStats {
+  name: string;
+  outcomes: Readonly<Record<JobOutcome, number>>;
+  running: boolean;
+  last: JobRun | undefined;
 }
 
 /**
@@ -83,7 +93,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
     const clash = [...this.jobs.keys()].find((n) => jobLockKey(n) === jobLockKey(spec.name));
     if (clash) throw new Error(`jobs ${clash} and ${spec.name} would share an advisory lock (src/database/advisory-locks.ts)`);
-    const state: JobState = { spec, runs: 0, failures: 0 };
+    const state: JobState = { spec, runs: 0, failures: 0, outcomes: { ok: 0, failed: 0, skipped: 0 } };
     this.jobs.set(spec.name, state);
     if (this.started && !spec.perInstance) this.schedule(state, 1_000);
   }
@@ -112,6 +122,11 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   names(): string[] {
     return [...this.jobs.keys()];
+  }
+
+  /** Every job's runs by outcome since start, whether it runs now, and its last run on this instance. */
+  stats(): JobStats[] {
+    return [...this.jobs.values()].map((s) => ({ name: s.spec.name, outcomes: s.outcomes, running: Boolean(s.running), last: s.last }));
   }
 
   /** Runs a job now (or joins the run in progress) and returns what happened. */
@@ -230,6 +245,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
       details,
     };
     s.runs++;
+    s.outcomes[outcome]++;
     if (outcome === 'failed') s.failures++;
     s.last = run;
     await this.record(run);

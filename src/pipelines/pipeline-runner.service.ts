@@ -340,7 +340,7 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
     const out = plan.definition.output;
     if (out.destination === 'metric') {
       const { points, skippedNulls } = derivedPoints(plan, exec);
-      for (const batch of toBatches(points, out.unit, POINTS_PER_WRITE)) await this.writer.write(batch);
+      for (const batch of toBatches(points, out.unit, POINTS_PER_WRITE)) await this.writer.write(batch, 'pipeline');
       const output = metricRunOutput(plan, points, skippedNulls);
       return { points, notifications: [], output: () => output };
     }
