@@ -113,8 +113,19 @@ async function main(): Promise<number> {
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
     });
     if (perFile) return code;
-    const slowest = timings(queue).sort((a, b) => b.ms - a.ms).slice(0, 5);
+    const ran = timings(queue);
+    const slowest = [...ran].sort((a, b) => b.ms - a.ms).slice(0, 5);
     if (slowest.length > 0) console.log(`# slowest files: ${slowest.map((t) => `${t.file} ${(t.ms / 1000).toFixed(1)} s`).join(', ')}`);
+    // How evenly the files spread: each worker's time in files, and when it ran out of files.
+    const workers = new Map<number, { ms: number; endedAt: number }>();
+    for (const t of ran) {
+      const w = workers.get(t.worker) ?? { ms: 0, endedAt: 0 };
+      workers.set(t.worker, { ms: w.ms + t.ms, endedAt: Math.max(w.endedAt, t.endedAt) });
+    }
+    if (workers.size > 0) {
+      const start = Math.min(...ran.map((t) => t.endedAt - t.ms));
+      console.log(`# workers: ${[...workers.values()].map((w) => `${(w.ms / 1000).toFixed(1)} s in files, done at ${((w.endedAt - start) / 1000).toFixed(1)} s`).join('; ')}`);
+    }
     const left = unfinished(queue);
     for (const f of left.interrupted) console.error(`# ${relative(here, f)}: its worker process ended before the file finished`);
     if (left.notStarted.length > 0) console.error(`# never started (every worker had ended): ${left.notStarted.map((f) => relative(here, f)).join(', ')}`);

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
  * once instead of once per file, and the files spread over the workers as they finish.
  *
  * Queue layout: `todo/NNNN` (the next files, in order; each holds the absolute path of a test
- * file), `taken/NNNN` (running or crashed), `done/NNNN`, and `timings` (one `ms file` line each).
+ * file), `taken/NNNN` (running or crashed), `done/NNNN`, and `timings` (one `ms pid endedAt file` line per file run).
  */
 export function createQueue(dir: string, files: string[]): void {
   for (const d of ['todo', 'taken', 'done']) mkdirSync(join(dir, d), { recursive: true });
@@ -38,7 +38,7 @@ export function unfinished(dir: string): { notStarted: string[]; interrupted: st
   return { notStarted: read('todo'), interrupted: read('taken') };
 }
 
-export function timings(dir: string): Array<{ ms: number; file: string }> {
+export function timings(dir: string): Array<{ ms: number; file: string; worker: number; endedAt: number }> {
   let text = '';
   try {
     text = readFileSync(join(dir, 'timings'), 'utf8');
@@ -49,8 +49,8 @@ export function timings(dir: string): Array<{ ms: number; file: string }> {
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const [ms, ...file] = line.split(' ');
-      return { ms: Number(ms), file: file.join(' ') };
+      const [ms, worker, endedAt, ...file] = line.split(' ');
+      return { ms: Number(ms), worker: Number(worker), endedAt: Number(endedAt), file: file.join(' ') };
     });
 }
 
@@ -68,7 +68,7 @@ export async function runQueue(dir: string, root: string): Promise<void> {
     });
     // TIMESCOPE_TEST_MEMORY=<file>: each worker's RSS after each file, to spot what a file leaves reachable.
     if (process.env.TIMESCOPE_TEST_MEMORY) appendFileSync(process.env.TIMESCOPE_TEST_MEMORY, `${process.pid} ${Math.round(process.memoryUsage().rss / 1e6)} MB after ${name}\n`);
-    appendFileSync(join(dir, 'timings'), `${Math.round(performance.now() - t0)} ${name}\n`);
+    appendFileSync(join(dir, 'timings'), `${Math.round(performance.now() - t0)} ${process.pid} ${Date.now()} ${name}\n`);
     renameSync(join(dir, 'taken', next.entry), join(dir, 'done', next.entry));
   }
 }
