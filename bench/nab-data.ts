@@ -19,7 +19,20 @@ export function repoRoot(): string {
   return dir;
 }
 
-export const sharedDir = () => resolve(repoRoot(), '..', 'shared');
+/**
+ * The shared folder (datasets, tools): `SHARED_DIR` if set, else the nearest `shared/` above the
+ * repository (`../shared` beside a checkout, `../../shared` from a worktree under `wt/`).
+ */
+export function sharedDir(): string {
+  if (process.env.SHARED_DIR) return resolve(process.env.SHARED_DIR);
+  let dir = repoRoot();
+  for (;;) {
+    const up = dirname(dir);
+    if (up === dir) return resolve(repoRoot(), '..', 'shared');
+    if (existsSync(join(up, 'shared', 'datasets', 'nab'))) return join(up, 'shared');
+    dir = up;
+  }
+}
 export const nabDir = () => join(sharedDir(), 'datasets', 'nab');
 export const nabScorer = () => join(sharedDir(), 'tools', 'nab-score.mjs');
 

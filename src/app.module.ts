@@ -10,13 +10,14 @@ import { EventsModule } from './events/events.module.js';
 import { ExportModule } from './export/export.module.js';
 import { IngestionModule } from './ingestion/ingestion.module.js';
 import { JobsModule } from './jobs/jobs.module.js';
+import { MonitoringModule } from './monitoring/monitoring.module.js';
 import { PerformanceModule } from './performance/performance.module.js';
 import { PipelinesModule } from './pipelines/pipelines.module.js';
 import { QueryModule } from './query/query.module.js';
 import { ReaderModule } from './reader/reader.module.js';
 import { RetentionModule } from './retention/retention.module.js';
 import { SettingsModule } from './settings/settings.module.js';
-import { ServicesModule } from './services/services.module.js';
+import { ServiceStatusModule } from './service-status/service-status.module.js';
 import { StatisticsModule } from './statistics/statistics.module.js';
 import { StorageModule } from './storage/storage.module.js';
 import { StreamingModule } from './streaming/streaming.module.js';
@@ -28,7 +29,7 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServicesModule, StreamingModule, AlertsModule, ReaderModule],
+      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServiceStatusModule, StreamingModule, AlertsModule, ReaderModule, MonitoringModule],
     };
   }
 }

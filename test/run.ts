@@ -1,14 +1,24 @@
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort, startEmbeddedPostgres } from '../src/database/embedded.js';
+import { buildPgliteTemplate, buildPostgresTemplate, Templates } from './support/templates.js';
+import { createQueue, timings, unfinished } from './support/worker.js';
 
 /**
- * `make test`: runs every test file under dist/test with node's test runner. Storage tests need
- * a real PostgreSQL server: TEST_DATABASE_URL (an admin connection that may create databases),
- * or else an embedded PostgreSQL started here in a temporary directory and stopped at the end.
+ * `make test`: runs the test files under dist/test with node's test runner.
+ * - Storage tests need a real PostgreSQL server: TEST_DATABASE_URL (an admin connection that may
+ *   create databases), or else an embedded PostgreSQL started here in a temporary directory and
+ *   stopped at the end. A run of unit tests only (`node dist/test/run.js unit/`) starts none.
+ * - Before the files start, one migrated template per flavour is built here
+ *   (support/templates.ts); each suite copies it instead of migrating a new database.
+ * - The files run in TEST_CONCURRENCY worker processes (default: the CPUs, at most 2), each taking
+ *   the next file from a shared queue when it has finished one (support/worker.ts), so that module
+ *   loading and PGlite's warm-up are paid once per worker, not once per file.
+ *   TEST_ISOLATION=file runs each file in a process of its own instead (slower; for a test
+ *   suspected of depending on what another file left behind in the process).
  * Arguments filter the test files by substring (`node dist/test/run.js query`).
  */
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -21,6 +31,19 @@ function testFiles(dir: string): string[] {
   });
 }
 
+const isUnit = (f: string) => relative(here, f).startsWith(`unit${sep}`);
+
+/**
+ * The order in which workers take the files: longest first, so that the last file to start is a
+ * short one and the workers finish together. Integration files take seconds (an app and a
+ * database per suite, PGlite above all), unit files milliseconds; the size of the compiled
+ * file stands in for the number of tests.
+ */
+function longestFirst(files: string[]): string[] {
+  const weight = (f: string) => statSync(f).size * (isUnit(f) ? 0.05 : 1);
+  return [...files].sort((a, b) => weight(b) - weight(a));
+}
+
 async function main(): Promise<number> {
   const filters = process.argv.slice(2);
   const files = testFiles(here)
@@ -30,39 +53,85 @@ async function main(): Promise<number> {
     console.error(`no test files match ${filters.join(' ')}`);
     return 1;
   }
-  let stop = async () => {};
-  let admin = process.env.TEST_DATABASE_URL;
-  if (!admin) {
-    const port = await freePort();
-    const dataDir = join(tmpdir(), `timescope-test-${process.pid}`);
-    const server = await startEmbeddedPostgres({
-      dataDir,
-      port,
-      database: 'postgres',
-      settings: { fsync: 'off', full_page_writes: 'off' }, // a throwaway cluster
-    });
-    admin = server.url;
-    stop = async () => {
-      await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    };
-    console.log(`# tests use an embedded PostgreSQL on port ${port}`);
-  } else {
-    console.log('# tests use TEST_DATABASE_URL');
-  }
+  const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY) || Math.min(2, availableParallelism()));
+  const perFile = process.env.TEST_ISOLATION === 'file';
+  const env: Record<string, string> = { TZ: 'UTC' };
+  const cleanup: Array<() => Promise<void>> = [];
+  const runDir = mkdtempSync(join(tmpdir(), `timescope-test-${process.pid}-`));
+  cleanup.push(async () => rmSync(runDir, { recursive: true, force: true }));
   try {
-    return await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=300000', ...files], {
+    // Unit tests need no database: a run of test/unit only starts nothing.
+    if (!files.every(isUnit)) {
+      const t0 = Date.now();
+      // The PGlite template is built here while the embedded server starts.
+      const pglite = buildPgliteTemplate(runDir);
+      pglite.catch(() => undefined);
+      let admin = process.env.TEST_DATABASE_URL;
+      if (!admin) {
+        const port = await freePort();
+        // Not under runDir (0700): as root, the server runs as the postgres user, who must reach it.
+        const dataDir = join(tmpdir(), `timescope-test-${process.pid}`);
+        cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+        const server = await startEmbeddedPostgres({
+          dataDir,
+          port,
+          database: 'postgres',
+          settings: { fsync: 'off', full_page_writes: 'off' }, // a throwaway cluster
+        });
+        cleanup.push(() => server.stop());
+        admin = server.url;
+        console.log(`# tests use an embedded PostgreSQL on port ${port}`);
+      } else {
+        console.log('# tests use TEST_DATABASE_URL');
+      }
+      const templates: Templates[] = [await buildPostgresTemplate(admin, `timescope_template_${process.pid}`)];
+      cleanup.push(() => templates[0].drop());
+      templates.push(await pglite);
+      for (const t of templates) Object.assign(env, t.env);
+      env.TIMESCOPE_TEST_ADMIN_URL = admin;
+      console.log(`# migrated templates built in ${Date.now() - t0} ms`);
+    }
+    let entries = files;
+    const queue = join(runDir, 'queue');
+    if (!perFile) {
+      createQueue(queue, longestFirst(files));
+      const worker = pathToFileURL(join(here, 'support', 'worker.js')).href;
+      entries = Array.from({ length: Math.min(concurrency, files.length) }, (_, i) => {
+        const f = join(runDir, `worker-${i + 1}.test.mjs`);
+        writeFileSync(f, `import { runQueue } from ${JSON.stringify(worker)};\nawait runQueue(${JSON.stringify(queue)}, ${JSON.stringify(here)});\n`);
+        return f;
+      });
+    }
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...entries], {
         stdio: 'inherit',
-        env: { ...process.env, TIMESCOPE_TEST_ADMIN_URL: admin, TZ: 'UTC' },
+        env: { ...process.env, ...env },
       });
       child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
       // Ctrl-C or SIGTERM: the tests stop, then the server (it runs in a session of its own, so the
       // terminal's Ctrl-C does not reach it).
       for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
     });
+    if (perFile) return code;
+    const ran = timings(queue);
+    const slowest = [...ran].sort((a, b) => b.ms - a.ms).slice(0, 5);
+    if (slowest.length > 0) console.log(`# slowest files: ${slowest.map((t) => `${t.file} ${(t.ms / 1000).toFixed(1)} s`).join(', ')}`);
+    // How evenly the files spread: each worker's time in files, and when it ran out of files.
+    const workers = new Map<number, { ms: number; endedAt: number }>();
+    for (const t of ran) {
+      const w = workers.get(t.worker) ?? { ms: 0, endedAt: 0 };
+      workers.set(t.worker, { ms: w.ms + t.ms, endedAt: Math.max(w.endedAt, t.endedAt) });
+    }
+    if (workers.size > 0) {
+      const start = Math.min(...ran.map((t) => t.endedAt - t.ms));
+      console.log(`# workers: ${[...workers.values()].map((w) => `${(w.ms / 1000).toFixed(1)} s in files, done at ${((w.endedAt - start) / 1000).toFixed(1)} s`).join('; ')}`);
+    }
+    const left = unfinished(queue);
+    for (const f of left.interrupted) console.error(`# ${relative(here, f)}: its worker process ended before the file finished`);
+    if (left.notStarted.length > 0) console.error(`# never started (every worker had ended): ${left.notStarted.map((f) => relative(here, f)).join(', ')}`);
+    return left.interrupted.length + left.notStarted.length > 0 ? code || 1 : code;
   } finally {
-    await stop();
+    for (const fn of cleanup.reverse()) await fn().catch((err) => console.error(err));
   }
 }
 

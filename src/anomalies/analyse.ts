@@ -31,6 +31,6 @@ export function analyseSeries(series: SeriesInput, opts: AnalysisOptions): Analy
   const det = detectorFor(opts.algorithm)(series, { ...opts, window });
   const gap = Math.max(1, Math.round((Number(det.used.window) || 1) / 4));
   const episodes = findEpisodes(series, det, { direction: opts.direction, minDeviation: opts.minDeviation, gap, loneScore: LONE_POINT_SCORE });
-  const baselineAvg = trailingMeanStd(series.values, Number(det.used.window) || 1).mean;
+  const baselineAvg = det.baseline ?? trailingMeanStd(series.values, Number(det.used.window) || 1).mean;
   return { anomalies: episodes.map((e) => describeEpisode(series, det, e, baselineAvg)), used: { ...det.used, episode_gap_points: gap } };
 }

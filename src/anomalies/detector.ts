@@ -29,6 +29,11 @@ export interface Detection {
   expected: Float64Array;
   /** Per point: half-width of the normal band (band_low = expected - band, band_high = expected + band). */
   band: Float64Array;
+  /**
+   * Per point: the reply's `baseline_avg`, the average the point is compared with (see each
+   * detector); absent: the mean of the trailing window.
+   */
+  baseline?: Float64Array;
   /** What the detector decided (window, period, thresholds, ...), echoed in the reply's `parameters`. */
   used: Record<string, unknown>;
 }

@@ -7,21 +7,25 @@ import { seasonalDetector, detectSeasonality } from './seasonal.js';
 export const FOREST_DEFAULTS = { trees: 100, subsample: 1024 };
 
 /**
- * The isolation-forest score at the decision boundary: sensitivity 1 → 0.52, 0.5 → 0.62 (default),
- * near 0 → 0.72 (tuned on NAB). Fixed, not a quantile of the scores, so a series without anomalies
- * gets none.
+ * The isolation-forest score at the decision boundary, falling linearly with the sensitivity:
+ * 1 → 0.52, 0.5 → 0.62 (default), 0.1 → 0.70, near 0 → 0.72 (tuned on NAB). Fixed, not a quantile
+ * of the scores (no contamination share), so a series without anomalies gets none.
  */
 export function forestThreshold(sensitivity: number): number {
   return 0.52 + 0.2 * (1 - sensitivity);
 }
 
 /**
- * Isolation forest over time-series features: the value's distance from its baseline (seasonal
- * when the series has a season, else the trailing median) in robust sigmas, the level itself and
- * the first difference, both scaled the same way. A point is reported when the forest isolates it
- * (score past the threshold) and it also lies outside the baseline's band: the forest ranks
- * unusual combinations, the band keeps "unusual" meaningful on a series without anomalies. Points
- * inside the band score 0.
+ * Isolation forest over time-series features, one row per point: the value's distance from its
+ * baseline in robust sigmas (the baseline is seasonal when the series has a season, else the
+ * `mad` detector's: the trailing median, or the local level of a smooth series), the value itself
+ * (distance from the series' median in the series' robust sigmas) and the first difference (in
+ * the baseline's sigmas). A point is reported when the forest isolates it (score at least
+ * `forestThreshold(sensitivity)`) and it also lies at least (k - 1) sigma from the expected value,
+ * k = bandSigmas(sensitivity): the forest ranks unusual combinations, the gate keeps "unusual"
+ * meaningful on a series without anomalies. Points inside the gate score 0; the others score
+ * (s - 0.5) / (threshold - 0.5), 1.0 at the boundary. Every threshold falls as the sensitivity
+ * rises, so a higher sensitivity flags every point a lower one flags.
  */
 export function forestDetector(series: SeriesInput, params: DetectorParams): Detection {
   const { values } = series;
@@ -43,8 +47,9 @@ export function forestDetector(series: SeriesInput, params: DetectorParams): Det
   const subsample = params.subsample ?? FOREST_DEFAULTS.subsample;
   const forest = IsolationForest.fit(data, dims, { trees, subsample, seed: params.seed });
   const t = forestThreshold(params.sensitivity);
-  // Reported only outside the baseline's band widened by one sigma: only those candidates need the
-  // forest's score (usually a few percent of the points, which makes a million points affordable).
+  // Reported only at least (k - 1) sigma from the expected value (the band drawn in by one sigma):
+  // only those candidates need the forest's score (usually a few percent of the points, which
+  // makes a million points affordable).
   const gate = (k - 1) / k;
   let m = 0;
   const candidates = new Int32Array(n);
@@ -59,6 +64,7 @@ export function forestDetector(series: SeriesInput, params: DetectorParams): Det
     score,
     expected: base.expected,
     band: base.band,
+    baseline: base.baseline,
     used: { ...base.used, trees, subsample: forest.psi, height_limit: forest.heightLimit, score_threshold: t, seed: params.seed },
   };
 }

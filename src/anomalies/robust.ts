@@ -200,3 +200,193 @@ export function autocorrelation(x: ArrayLike<number>, lag: number): number {
   const va = saa / m - (sa / m) ** 2, vb = sbb / m - (sb / m) ** 2;
   return va > 0 && vb > 0 ? cov / Math.sqrt(va * vb) : 0;
 }
+
+/** Medians (or means) of consecutive blocks of `b` points (the last block may be shorter). */
+export function blockCentres(values: ArrayLike<number>, b: number, stat: 'median' | 'mean' = 'median'): Float64Array {
+  const n = values.length;
+  const nb = Math.ceil(n / b);
+  const out = new Float64Array(nb);
+  const scratch = new Float64Array(b);
+  for (let j = 0; j < nb; j++) {
+    const from = j * b, m = Math.min(n, from + b) - from;
+    if (stat === 'mean') {
+      let sum = 0;
+      for (let q = 0; q < m; q++) sum += values[from + q];
+      out[j] = sum / m;
+      continue;
+    }
+    for (let q = 0; q < m; q++) scratch[q] = values[from + q];
+    const c = scratch.subarray(0, m).sort();
+    out[j] = m % 2 ? c[(m - 1) >> 1] : (c[m / 2 - 1] + c[m / 2]) / 2;
+  }
+  return out;
+}
+
+/** The minmod slope limiter: the smaller of two slopes when they agree in sign, else 0. */
+export function minmod(a: number, b: number): number {
+  return a > 0 && b > 0 ? Math.min(a, b) : a < 0 && b < 0 ? Math.max(a, b) : 0;
+}
+
+function median3(a: number, b: number, c: number): number {
+  return a > b ? (b > c ? b : a > c ? c : a) : a > c ? a : b > c ? c : b;
+}
+
+/**
+ * A causal local level over blocks of `b` points. For a point in block j: the medians of the three
+ * complete blocks before it, each carried forward to the point along the local slope, and the
+ * median of those three. The slope is the minmod of the two differences of consecutive block
+ * medians: a smooth trend (both differences agree) is followed, a step (one difference) is not
+ * extrapolated, noise (differences of either sign) gives no slope. A spike moves one block median
+ * at most, and the median of three projections ignores one wild block. The first blocks have less
+ * history: block 0 is its own median (warm-up), blocks 1 and 2 the previous block's median.
+ * `stat: 'mean'` uses block means instead: the non-robust counterpart (the z-score's level, and
+ * `baseline_avg`). O(n log b).
+ */
+export function localLevel(values: ArrayLike<number>, b: number, stat: 'median' | 'mean' = 'median'): Float64Array {
+  const n = values.length;
+  const m = blockCentres(values, b, stat);
+  const out = new Float64Array(n);
+  const half = (b - 1) / 2;
+  for (let j = 0, i = 0; i < n; j++) {
+    const end = Math.min(n, i + b);
+    if (j < 3) {
+      const c = m[j === 0 ? 0 : j - 1];
+      for (; i < end; i++) out[i] = c;
+      continue;
+    }
+    const m1 = m[j - 1], m2 = m[j - 2], m3 = m[j - 3];
+    const slope = minmod(m2 - m3, m1 - m2) / b;
+    for (; i < end; i++) {
+      // Distance from the centre of block j-1 to point i; blocks j-2, j-3 are b and 2b further back.
+      const d = i - ((j - 1) * b + half);
+      out[i] = median3(m1 + slope * d, m2 + slope * (d + b), m3 + slope * (d + 2 * b));
+    }
+  }
+  return out;
+}
+
+/** k-th smallest of a[0, m) by quickselect (Hoare partition, middle pivot); reorders a. */
+function selectInPlace(a: Float64Array, m: number, k: number): number {
+  let lo = 0, hi = m - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
+  }
+  return a[k];
+}
+
+/** Median of a[0, m) in O(m) expected time; reorders a (NaN-free input). */
+export function medianInPlace(a: Float64Array, m: number): number {
+  if (m <= 0) return NaN;
+  const upper = selectInPlace(a, m, m >> 1);
+  if (m % 2) return upper;
+  let lower = -Infinity;
+  for (let i = 0; i < m >> 1; i++) if (a[i] > lower) lower = a[i];
+  return (lower + upper) / 2;
+}
+
+export interface LevelChoice {
+  /** Block size (points) of the local level when it was chosen; null for the trailing median. */
+  levelBlock: number | null;
+  /** Robust sigma (MAD × 1.4826) of the prediction errors of the best local level (NaN: none fits), and of the trailing median. */
+  localSigma: number;
+  trailingSigma: number;
+}
+
+export interface LevelBaseline extends Baseline, LevelChoice {}
+
+/** Block sizes (points) tried for the local level; a size is tried while three blocks fit in the window. */
+export const LEVEL_BLOCKS = [3, 5, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+
+/**
+ * A local level is chosen only when its prediction errors spread less than this share of the
+ * trailing median's: the movement of the level then holds at least 1 - (1/3)^2 ≈ 89% of the
+ * variance around the trailing median. A series that is mostly noise around a level (most
+ * operational metrics) keeps the trailing median.
+ */
+export const LOCAL_LEVEL_MARGIN = 1 / 3;
+
+/**
+ * Where the candidates are compared: the whole series up to 32,768 points, else 8 evenly spaced
+ * stretches of 4,096 points, so that choosing costs the same for a million points as for 32k.
+ */
+function stretches(n: number): Array<[number, number]> {
+  const len = 4096, k = 8;
+  if (n <= len * k) return [[0, n]];
+  return Array.from({ length: k }, (_, q) => {
+    const s = Math.floor((q * (n - len)) / (k - 1));
+    return [s, s + len] as [number, number];
+  });
+}
+
+/**
+ * Which baseline predicts the series better: the trailing robust median of `window` points, or a
+ * local level (`localLevel`) over blocks of 3 to window/3 points. Each candidate predicts every
+ * point from the points before it only; the local level whose prediction errors have the smallest
+ * robust spread is chosen if that spread is under LOCAL_LEVEL_MARGIN of the trailing median's.
+ * A white-noise series gives both about the same spread (the trailing median stays); a smooth
+ * curve (a daily shape, a sine of a few hours, a slow drift) gives the local level a small
+ * fraction of it. Deterministic; errors are compared after the first window (or quarter) of each
+ * stretch, so every candidate is judged on the same points.
+ */
+export function chooseLevel(values: Float64Array, window: number, margin = LOCAL_LEVEL_MARGIN): LevelChoice {
+  const parts = stretches(values.length);
+  const len = parts[0][1] - parts[0][0];
+  const skip = Math.min(window, Math.floor(len / 4));
+  const errors = new Float64Array(parts.length * Math.max(0, len - skip));
+  const spread = (level: (part: Float64Array) => Float64Array): number => {
+    let m = 0;
+    for (const [s, e] of parts) {
+      const part = values.subarray(s, e);
+      const lv = level(part);
+      for (let i = skip; i < part.length; i++) errors[m++] = part[i] - lv[i];
+    }
+    if (!m) return NaN;
+    const c = medianInPlace(errors, m);
+    for (let i = 0; i < m; i++) errors[i] = Math.abs(errors[i] - c);
+    return MAD_TO_SIGMA * medianInPlace(errors, m);
+  };
+  const trailingSigma = spread((part) => trailingBaseline(part, window).center);
+  let levelBlock: number | null = null;
+  let localSigma = NaN;
+  for (const b of LEVEL_BLOCKS) {
+    if (3 * b > window || 4 * b > len) break;
+    const sigma = spread((part) => localLevel(part, b));
+    if (!(sigma >= localSigma)) {
+      localSigma = sigma;
+      levelBlock = b;
+    }
+  }
+  return { levelBlock: localSigma < margin * trailingSigma ? levelBlock : null, localSigma, trailingSigma };
+}
+
+/**
+ * The baseline a point is judged against (the `mad` detector's, and `seasonal`'s without a
+ * season): the trailing robust median of about `window` points with its robust sigma
+ * (`trailingBaseline`), or, where `chooseLevel` finds the series smooth at a shorter scale, the
+ * local level with the trailing robust spread (over `window` points) of the prediction errors as
+ * sigma: the noise around the level, not the swing of the series.
+ */
+export function levelBaseline(values: Float64Array, window: number): LevelBaseline {
+  const choice = chooseLevel(values, window);
+  if (choice.levelBlock === null) return { ...trailingBaseline(values, window), ...choice };
+  const n = values.length;
+  const center = localLevel(values, choice.levelBlock);
+  const residual = new Float64Array(n);
+  for (let i = 0; i < n; i++) residual[i] = values[i] - center[i];
+  return { center, sigma: trailingBaseline(residual, window).sigma, ...choice };
+}

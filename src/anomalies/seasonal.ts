@@ -1,5 +1,5 @@
 import { bandSigmas, defaultWindow, Detection, DetectorParams, SeriesInput } from './detector.js';
-import { autocorrelation, flooredScale, mad, MAD_TO_SIGMA, median, scaleFloor, trailingBaseline, typicalStep } from './robust.js';
+import { autocorrelation, flooredScale, levelBaseline, localLevel, mad, MAD_TO_SIGMA, median, scaleFloor, trailingBaseline, typicalStep } from './robust.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -41,8 +41,11 @@ const MAX_SLOTS = { daily: 1440, weekly: 2016 } as const;
 /**
  * Seasonal baseline: the expected value of a point is the median of the same slot (time of day, or
  * of week) over the previous seasons, plus the trailing level of what that leaves; the band is the
- * trailing robust spread of the residual. A series too short for a season falls back to the
- * trailing median (the `mad` detector's baseline).
+ * trailing robust spread of the residual. A series without a season (or too short for one) gets
+ * the `mad` detector's baseline: the trailing median, or the local level of a smooth series
+ * (`levelBaseline`); so do the points of the first seasons, before a slot has history.
+ * `baseline_avg` is the expected value where there is a season (a day's mean says nothing about
+ * this time of day), else as for `mad`.
  */
 export function seasonalDetector(series: SeriesInput, params: DetectorParams, season = detectSeasonality(series)): Detection {
   const { times, values } = series;
@@ -51,7 +54,7 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
   const window = params.window ?? defaultWindow(n, step);
   const k = bandSigmas(params.sensitivity);
   const floor = scaleFloor(values);
-  const plain = trailingBaseline(values, window);
+  const plain = levelBaseline(values, window);
   const seasonal = new Float64Array(n);
   // Per point: the robust spread of its slot across seasons (NaN during the first season).
   const slotSigma = new Float64Array(n).fill(NaN);
@@ -117,11 +120,13 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
     band[i] = k * flooredScale(sigma, floor);
     score[i] = Math.abs(values[i] - expected[i]) / band[i];
   }
+  const baseline = season ? expected : plain.levelBlock === null ? undefined : localLevel(values, plain.levelBlock, 'mean');
   return {
     score,
     expected,
     band,
-    used: { window, band_sigmas: k, season: season ? { period: season.label, slots: season.slots, autocorrelation: round(season.autocorrelation) } : null },
+    baseline,
+    used: { window, level_block: plain.levelBlock, band_sigmas: k, season: season ? { period: season.label, slots: season.slots, autocorrelation: round(season.autocorrelation) } : null },
   };
 }
 

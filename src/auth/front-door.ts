@@ -66,6 +66,12 @@ export class FrontDoor implements OnApplicationBootstrap {
     this.limiter = new RateLimiter(config.rateLimits.maxClients);
   }
 
+  /** Refusals since start, for the self-metrics: 429s by rate class, and failed authentications by reason. */
+  readonly refusals = {
+    rateLimited: {} as Partial<Record<RateClass, number>>,
+    auth: { missing_key: 0, malformed_header: 0, invalid_key: 0, missing_scope: 0 },
+  };
+
   /** Every route with its declared access, as registered (for the route table test and the README). */
   readonly routes: Array<{ method: string; url: string; access: RouteAccess }> = [];
 
@@ -122,6 +128,15 @@ export class FrontDoor implements OnApplicationBootstrap {
    * access (undefined for an unknown path, which still needs a key: 401 before 404).
    */
   async admit(k: Knock, route: RouteAccess | undefined, reply?: { header(name: string, value: string): unknown }): Promise<Principal> {
+    try {
+      return await this.decide(k, route, reply);
+    } catch (err) {
+      if (err instanceof RateLimitError) this.refusals.rateLimited[err.rateClass] = (this.refusals.rateLimited[err.rateClass] ?? 0) + 1;
+      throw err;
+    }
+  }
+
+  private async decide(k: Knock, route: RouteAccess | undefined, reply?: { header(name: string, value: string): unknown }): Promise<Principal> {
     const docs = route === undefined && DOCS.test(k.path); // Swagger UI and the OpenAPI document: open, to read and to paste a key into
     const access = docs ? 'public' : route?.access;
     const rateClass = route?.rate ?? (docs ? 'docs' : access ? DEFAULT_RATE_CLASS[access] : 'query');
@@ -134,6 +149,7 @@ export class FrontDoor implements OnApplicationBootstrap {
       principal = await this.authenticate(k);
       const needed = access === undefined || access === 'any' ? undefined : access;
       if (needed && !grants(principal.scopes, needed)) {
+        this.refusals.auth.missing_scope++;
         throw new ApiError(403, 'FORBIDDEN', `This API key (${principal.name}) lacks the ${needed} scope that ${k.method} ${k.path} needs`, {
           required_scope: needed,
           key_scopes: principal.scopes,
@@ -167,11 +183,18 @@ export class FrontDoor implements OnApplicationBootstrap {
     const blocked = this.limiter.peek(failureId, failures);
     if (!blocked.allowed) throw new RateLimitError(blocked.retryAfter, failures, 'auth_failures');
     const fromHeader = bearerToken(k.headers.authorization);
-    if (fromHeader === null) throw unauthorized('The Authorization header must be "Bearer <API key>" (or "Token <API key>", or Basic with the key as the password)');
+    if (fromHeader === null) {
+      this.refusals.auth.malformed_header++;
+      throw unauthorized('The Authorization header must be "Bearer <API key>" (or "Token <API key>", or Basic with the key as the password)');
+    }
     const token = fromHeader ?? k.queryToken;
-    if (!token) throw unauthorized('An API key is required: send "Authorization: Bearer <API key>" (create keys with `make key` or POST /api/v1/auth/keys)');
+    if (!token) {
+      this.refusals.auth.missing_key++;
+      throw unauthorized('An API key is required: send "Authorization: Bearer <API key>" (create keys with `make key` or POST /api/v1/auth/keys)');
+    }
     const principal = await this.keys.authenticate(token);
     if (!principal) {
+      this.refusals.auth.invalid_key++;
       this.limiter.take(failureId, failures);
       throw unauthorized('Unknown, revoked or expired API key');
     }

@@ -76,7 +76,7 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
 
   async persist(): Promise<Record<string, unknown>> {
     if (!this.config.collector.enabled && this.collector.buffer.size === 0) return { points: 0, collector: 'off' };
-    return this.collector.persistWith((batch) => this.writer.write(batch));
+    return this.collector.persistWith((batch) => this.writer.write(batch, 'collector'));
   }
 
   /** Polls now, outside the cadence (tests and tools). */

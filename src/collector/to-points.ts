@@ -5,6 +5,12 @@ import type { GpuSample, HostSample } from './samples.js';
  * `mount`/`device`, `interface`, `sensor`, `gpu` where a metric has several. Pure. Values that
  * could not be read (null) are left out rather than stored as zeros.
  */
+
+/**
+ * Every collector metric is named `host.<name>` (`host.cpu_usage`), so a user's own `cpu_usage`
+ * and the collector's never meet in one query, also when it gives no `source`.
+ */
+export const COLLECTOR_PREFIX = 'host.';
 export interface PointRow {
   metric: string;
   tags: Record<string, string>;
@@ -15,7 +21,7 @@ export interface PointRow {
 export function hostPoints(s: HostSample, host: string): PointRow[] {
   const rows: PointRow[] = [];
   const add = (metric: string, unit: string, value: number | null, tags: Record<string, string> = {}) => {
-    if (value !== null && Number.isFinite(value)) rows.push({ metric, unit, value, tags: { host, ...tags } });
+    if (value !== null && Number.isFinite(value)) rows.push({ metric: COLLECTOR_PREFIX + metric, unit, value, tags: { host, ...tags } });
   };
   add('cpu_usage', 'percent', s.cpu.usage);
   s.cpu.cores.forEach((v, i) => add('cpu_core_usage', 'percent', v ?? null, { core: String(i) }));
@@ -55,7 +61,7 @@ export function gpuPoints(s: GpuSample, host: string): PointRow[] {
   for (const g of s.gpus) {
     const tags = { host, gpu: String(g.index), gpu_uuid: g.uuid, gpu_name: g.name };
     const add = (metric: string, unit: string, value: number | null) => {
-      if (value !== null && Number.isFinite(value)) rows.push({ metric, unit, value, tags });
+      if (value !== null && Number.isFinite(value)) rows.push({ metric: COLLECTOR_PREFIX + metric, unit, value, tags });
     };
     add('gpu_utilization', 'percent', g.utilization);
     add('gpu_memory_utilization', 'percent', g.memoryUtilization);

@@ -36,6 +36,11 @@ export class BoundedCache<V> {
     return undefined;
   }
 
+  /** The entry, without counting a hit or a miss or refreshing its age (bookkeeping, not a lookup). */
+  peek(key: string): V | undefined {
+    return this.young.get(key) ?? this.old.get(key);
+  }
+
   set(key: string, value: V): void {
     this.old.delete(key);
     this.insert(key, value);

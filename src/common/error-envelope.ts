@@ -61,9 +61,18 @@ export function toApiError(err: unknown): ApiError {
   return new ApiError(500, 'INTERNAL_ERROR', 'Internal error');
 }
 
+/** The code each request answered with an error carried (set by sendError), for the self-metrics' errors by code. */
+const answeredCodes = new WeakMap<object, ErrorCode>();
+
+/** The envelope code a request was answered with; from its HTTP status when the answer did not come from sendError. */
+export function errorCodeOf(request: object, status: number): string {
+  return answeredCodes.get(request) ?? statusCodes[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : `HTTP_${status}`);
+}
+
 export function sendError(reply: FastifyReply, err: unknown, logger: Logger): void {
   const apiError = toApiError(err);
   const status = apiError.getStatus();
+  answeredCodes.set(reply.request, apiError.code);
   if (status >= 500 && apiError.code === 'INTERNAL_ERROR') logger.error(err instanceof Error ? err.stack ?? err.message : String(err));
   if (apiError.retryAfter !== undefined) reply.header('Retry-After', String(apiError.retryAfter));
   reply.status(status).header('Content-Type', 'application/json; charset=utf-8').send({ error: apiError.body() });

@@ -132,6 +132,11 @@ export const envSchema = z.object({
   READER_STATEMENT_TIMEOUT_SECONDS: int(30, 0, 86_400),
   READER_WATCHDOG_INTERVAL_SECONDS: int(5, 1, 3_600),
 
+  // Self-metrics (issue 12): how often this instance stores its own figures as points (0: never).
+  SELF_METRICS_PERSIST_SECONDS: int(60, 0, 86_400),
+  /** Shown by GET /api/v1/monitoring/debug/info (the Docker image sets production); nothing else depends on it. */
+  NODE_ENV: z.string().min(1).max(100).optional(),
+
   LOG_LEVEL: z.enum(['error', 'warn', 'log', 'debug', 'verbose']).default('log'),
   LOG_FORMAT: z.enum(['text', 'json']).default('text'),
 });
@@ -199,6 +204,10 @@ export class AppConfig {
   /** The SQL reader role (undefined: none managed), its statement limit (0: not enforced) and the watchdog's interval. */
   declare readonly reader: { role: string | undefined; statementTimeoutSeconds: number; watchdogIntervalMs: number };
   declare readonly log: { level: Env['LOG_LEVEL']; format: Env['LOG_FORMAT'] };
+  /** Seconds between two persists of the self-metrics (0: kept in memory only). */
+  declare readonly selfMetrics: { persistSeconds: number };
+  /** NODE_ENV, for the debug information only. */
+  declare readonly environment: string | undefined;
   // Collector, retention, jobs, alerting (issue 3). Tunable fields are updated in place by
   // SettingsService (src/settings) when PUT /api/v1/config changes them, so read them at use time.
   declare readonly collector: {
@@ -362,6 +371,8 @@ export function fromEnv(e: Env): AppConfig {
       watchdogIntervalMs: e.READER_WATCHDOG_INTERVAL_SECONDS * 1000,
     },
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+    selfMetrics: { persistSeconds: e.SELF_METRICS_PERSIST_SECONDS },
+    environment: e.NODE_ENV,
     collector: {
       enabled: e.COLLECTOR_ENABLED,
       liveSeconds: e.METRICS_INTERVAL_LIVE,

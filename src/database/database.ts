@@ -1,9 +1,7 @@
 import { Logger, OnApplicationShutdown } from '@nestjs/common';
-import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { isDatabaseUnavailable } from '../common/error-envelope.js';
 import type { AppConfig } from '../config/config.js';
-import type { DB } from './schema.js';
 
 // bigint (count(*), sums of counts) and numeric come back as JS numbers: metric values are doubles anyway.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -31,7 +29,6 @@ export interface DatabaseInfo {
  */
 export class Database implements OnApplicationShutdown {
   private readonly logger = new Logger('database');
-  readonly db: Kysely<DB>;
   info: DatabaseInfo;
 
   private constructor(
@@ -41,7 +38,6 @@ export class Database implements OnApplicationShutdown {
     private readonly clientConfig: pg.ClientConfig,
   ) {
     this.info = info;
-    this.db = new Kysely<DB>({ dialect: new PostgresDialect({ pool: readPool }) });
   }
 
   static async open(config: AppConfig, url: string): Promise<Database> {
@@ -137,7 +133,6 @@ export class Database implements OnApplicationShutdown {
   }
 
   async close(): Promise<void> {
-    await this.db.destroy().catch(() => undefined); // ends readPool only if Kysely ever used it
     for (const pool of new Set([this.readPool, this.writePool])) if (!pool.ended) await pool.end().catch(() => undefined);
     this.logger.log('connections closed');
   }

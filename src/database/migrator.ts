@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { MIGRATION_LOCK } from './advisory-locks.js';
 import type { Flavour } from './database.js';
 
 /**
@@ -13,7 +14,6 @@ import type { Flavour } from './database.js';
  * `-- timescope:no-transaction` runs outside a transaction (TimescaleDB DDL that refuses one).
  */
 export const DB_DIR = fileURLToPath(new URL('../../../db/', import.meta.url));
-const MIGRATION_LOCK = 7_310_001; // pg_advisory_lock key; any constant unique to Timescope
 const FILE = /^(\d{4}_[a-z0-9_]+?)(?:\.(postgresql|timescaledb))?\.sql$/;
 
 export interface Migration {

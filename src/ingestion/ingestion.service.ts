@@ -50,17 +50,17 @@ export class IngestionService {
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {
     const ctx = this.context(precision);
-    return this.store(decodeSubmission(body, ctx), ctx.now);
+    return this.store(decodeSubmission(body, ctx), ctx.now, 'json');
   }
 
   submitBatches(body: unknown, precision?: string): Promise<IngestReply> {
     const ctx = this.context(precision);
-    return this.store(decodeBatches(body, ctx), ctx.now);
+    return this.store(decodeBatches(body, ctx), ctx.now, 'json_batch');
   }
 
   submitApp(appId: string, body: unknown): Promise<IngestReply> {
     const ctx = this.context('ms');
-    return this.store(decodeAppMetrics(appId, body, ctx), ctx.now);
+    return this.store(decodeAppMetrics(appId, body, ctx), ctx.now, 'app_v2');
   }
 
   /**
@@ -85,8 +85,9 @@ export class IngestionService {
     return { now: Date.now(), precision: precision as Precision | undefined, limits, known: this.known };
   }
 
-  private async store(batch: PointBatch, now: number): Promise<IngestReply> {
-    await this.writer.write(batch);
+  /** `protocol` labels the points in the self-metrics (timescope_ingest_points_*_total). */
+  private async store(batch: PointBatch, now: number, protocol = 'other'): Promise<IngestReply> {
+    await this.writer.write(batch, protocol);
     return {
       status: 'success',
       metrics_accepted: batch.length,

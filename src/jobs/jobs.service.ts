@@ -1,6 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import { JOB_LOCK_NAMESPACE, jobLockKey } from '../database/advisory-locks.js';
 import { Database, Queryable } from '../database/database.js';
 import { SessionConnection } from '../database/session-connection.js';
 import { notFound } from '../common/errors.js';
@@ -45,15 +46,7 @@ export interface JobRun {
   details: Record<string, unknown>;
 }
 
-export const LOCK_NAMESPACE = 7310;
 const INSTANCE = `${hostname()}:${process.pid}`;
-
-/** 32-bit FNV-1a of the job name: the second key of its advisory lock. */
-export function jobLockKey(name: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-  return h | 0;
-}
 
 interface JobState {
   spec: JobSpec;
@@ -62,7 +55,17 @@ interface JobState {
   running?: Promise<JobRun>;
   runs: number;
   failures: number;
+  /** Runs of this instance since start, by outcome. */
+  outcomes: Record<JobOutcome, number>;
   last?: JobRun;
+}
+
+/** This instance's view of a job, for the self-metrics (read when scraped). */
+export interface JobStats {
+  name: string;
+  outcomes: Readonly<Record<JobOutcome, number>>;
+  running: boolean;
+  last: JobRun | undefined;
 }
 
 /**
@@ -88,7 +91,9 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   register(spec: JobSpec): void {
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
-    const state: JobState = { spec, runs: 0, failures: 0 };
+    const clash = [...this.jobs.keys()].find((n) => jobLockKey(n) === jobLockKey(spec.name));
+    if (clash) throw new Error(`jobs ${clash} and ${spec.name} would share an advisory lock (src/database/advisory-locks.ts)`);
+    const state: JobState = { spec, runs: 0, failures: 0, outcomes: { ok: 0, failed: 0, skipped: 0 } };
     this.jobs.set(spec.name, state);
     if (this.started && !spec.perInstance) this.schedule(state, 1_000);
   }
@@ -117,6 +122,11 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   names(): string[] {
     return [...this.jobs.keys()];
+  }
+
+  /** Every job's runs by outcome since start, whether it runs now, and its last run on this instance. */
+  stats(): JobStats[] {
+    return [...this.jobs.values()].map((s) => ({ name: s.spec.name, outcomes: s.outcomes, running: Boolean(s.running), last: s.last }));
   }
 
   /** Runs a job now (or joins the run in progress) and returns what happened. */
@@ -235,6 +245,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
       details,
     };
     s.runs++;
+    s.outcomes[outcome]++;
     if (outcome === 'failed') s.failures++;
     s.last = run;
     await this.record(run);
@@ -268,12 +279,12 @@ class AdvisoryLocks {
   }
 
   async tryLock(key: number): Promise<boolean> {
-    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, key]);
+    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [JOB_LOCK_NAMESPACE, key]);
     return r.rows[0].ok;
   }
 
   async unlock(key: number): Promise<void> {
-    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]);
+    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [JOB_LOCK_NAMESPACE, key]);
   }
 
   close(): Promise<void> {

@@ -6,6 +6,7 @@ import { AppConfig } from '../config/config.js';
 import { rollupRetentionDays } from '../retention/retention-plan.js';
 import { PointWriter } from '../storage/point-writer.js';
 import { SeriesResolver } from '../storage/series-resolver.js';
+import { StorageCatalog } from '../storage/storage-catalog.js';
 import { formatBytes } from '../system/health.service.js';
 import { PerformanceRepository } from './performance.repository.js';
 import { WindowStats } from './window-stats.js';
@@ -34,6 +35,7 @@ export class PerformanceService implements OnModuleInit {
     private readonly writer: PointWriter,
     private readonly resolver: SeriesResolver,
     private readonly repo: PerformanceRepository,
+    private readonly catalog: StorageCatalog,
     private readonly config: AppConfig,
   ) {}
 
@@ -107,7 +109,7 @@ export class PerformanceService implements OnModuleInit {
   }
 
   private async loadStorage() {
-    const [size, ratio, oldest] = await Promise.all([this.repo.databaseSize(), this.repo.compressionRatio(), this.repo.oldestPoint()]);
+    const [size, ratio, oldest] = await Promise.all([this.repo.databaseSize(), this.catalog.compressionRatio(), this.catalog.oldestPoint()]);
     return {
       total_size: formatBytes(size),
       total_size_bytes: size,

@@ -1,10 +1,9 @@
 import { FieldProblem, fieldErrors } from '../common/errors.js';
-import { toIso } from '../common/time.js';
 import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
 import { columnFor, PipelinePlan } from './definition.js';
 import type { Value } from './formula.js';
 import type { AggregateRow } from './pipelines.repository.js';
-import { bindSteps, Group, Row, rowJson } from './stages.js';
+import { bindSteps, Group, Row } from './stages.js';
 
 /**
  * From aggregated cells (window × metric × group, computed by PostgreSQL) to what a pipeline emits,
@@ -134,20 +133,7 @@ export function toBatches(points: DerivedPoint[], unit: string | null, chunk: nu
   return batches;
 }
 
-/** A window as the API shows it; `points` (by window start) only for `output: metric`. */
-export function windowJson(w: WindowResult, exec: Execution, plan: PipelinePlan, points?: Map<number, DerivedPoint[]>) {
-  const json: Record<string, unknown> = {
-    window_start: toIso(w.start),
-    window_end: toIso(w.end),
-    rows: w.rows.map((r) => {
-      const { group, values } = rowJson(r, plan.windowMs, exec.columns);
-      return { group, values };
-    }),
-  };
-  if (points) json.points = (points.get(w.start) ?? []).map(pointJson);
-  return json;
-}
-
+/** Derived points by window start, for the per-window reply. */
 export function pointsByStart(points: DerivedPoint[]): Map<number, DerivedPoint[]> {
   const m = new Map<number, DerivedPoint[]>();
   for (const p of points) {
@@ -157,5 +143,3 @@ export function pointsByStart(points: DerivedPoint[]): Map<number, DerivedPoint[
   }
   return m;
 }
-
-export const pointJson = (p: DerivedPoint) => ({ metric: p.metric, source: p.source, tags: p.tags, timestamp: toIso(p.timestamp), value: p.value });

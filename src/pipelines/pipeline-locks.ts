@@ -1,8 +1,6 @@
+import { PIPELINE_LOCK_NAMESPACE, pipelineLockKey } from '../database/advisory-locks.js';
 import { Database } from '../database/database.js';
 import { SessionConnection } from '../database/session-connection.js';
-
-/** First key of the per-pipeline advisory locks (the second is the pipeline id). */
-const LOCK_NAMESPACE = 7306;
 
 /**
  * One run of a pipeline at a time, scheduled or manual, across instances: a session-level advisory
@@ -24,7 +22,7 @@ export class PipelineLocks {
     this.held.add(id);
     try {
       if (!this.database.info.pglite) {
-        const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [LOCK_NAMESPACE, id % 2_147_483_647]);
+        const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [PIPELINE_LOCK_NAMESPACE, pipelineLockKey(id)]);
         if (!r.rows[0].ok) {
           this.held.delete(id);
           return false;
@@ -49,7 +47,7 @@ export class PipelineLocks {
 
   async release(id: number): Promise<void> {
     if (!this.held.delete(id) || this.database.info.pglite) return;
-    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, id % 2_147_483_647]).catch(() => undefined);
+    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [PIPELINE_LOCK_NAMESPACE, pipelineLockKey(id)]).catch(() => undefined);
   }
 
   close(): Promise<void> {

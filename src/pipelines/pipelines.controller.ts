@@ -1,7 +1,10 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query } from '@nestjs/common';
 import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { PipelineStatusService } from '../events/pipeline-status.service.js';
-import { isStatusReport, PipelinesService } from './pipelines.service.js';
+import { isStatusReport } from './parse-pipeline.js';
+import { PipelineRunner } from './pipeline-runner.service.js';
+import { PipelinesService } from './pipelines.service.js';
+import { rangeInput } from './run-range.js';
 import { Access } from '../auth/access.js';
 
 /** Only digits: `/api/v1/pipelines/status` (pipeline status reports) and other words never reach these routes. */
@@ -14,6 +17,7 @@ const definitionBody = { schema: { type: 'object', description: '{name, descript
 export class PipelinesController {
   constructor(
     private readonly pipelines: PipelinesService,
+    private readonly runner: PipelineRunner,
     private readonly status: PipelineStatusService,
   ) {}
 
@@ -50,7 +54,7 @@ export class PipelinesController {
   @ApiQuery({ name: 'to', ...rangeDoc })
   @ApiBody(definitionBody)
   dryRunDefinition(@Body() body: unknown, @Query() q: Record<string, unknown>) {
-    return this.pipelines.dryRunDefinition(body, q);
+    return this.runner.dryRunDefinition(body, q);
   }
 
   @Get(`api/v1/pipelines/${ID}`)
@@ -83,7 +87,7 @@ export class PipelinesController {
   @ApiQuery({ name: 'from', ...rangeDoc })
   @ApiQuery({ name: 'to', ...rangeDoc })
   run(@Param('id') id: string, @Query() q: Record<string, unknown>, @Body() body: unknown) {
-    return this.pipelines.run(id, this.pipelines.rangeInput(q, body));
+    return this.runner.run(id, rangeInput(q, body));
   }
 
   @Post(`api/v1/pipelines/${ID}/dry-run`)
@@ -93,7 +97,7 @@ export class PipelinesController {
   @ApiQuery({ name: 'from', ...rangeDoc })
   @ApiQuery({ name: 'to', ...rangeDoc })
   dryRun(@Param('id') id: string, @Query() q: Record<string, unknown>, @Body() body: unknown) {
-    return this.pipelines.dryRun(id, this.pipelines.rangeInput(q, body));
+    return this.runner.dryRun(id, rangeInput(q, body));
   }
 
   @Get(`api/v1/pipelines/${ID}/runs`)
@@ -101,6 +105,6 @@ export class PipelinesController {
   @ApiOperation({ summary: 'Runs of a pipeline, newest first: range, windows, rows, delivery outcome, error' })
   @ApiQuery({ name: 'limit', required: false, description: '1-1000, default 100' })
   runs(@Param('id') id: string, @Query('limit') limit?: string) {
-    return this.pipelines.runs(id, limit);
+    return this.runner.runs(id, limit);
   }
 }

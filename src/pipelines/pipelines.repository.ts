@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { toIso } from '../common/time.js';
 import { Database, Queryable } from '../database/database.js';
-import type { Segment } from '../query/plan.js';
 import { tagConditions } from '../query/query.repository.js';
 import type { TagFilter } from '../query/query-spec.js';
+import type { GroupedBucket } from '../storage/rollup-reader.js';
 import { AggFunction, PERCENTILES, PipelineDefinition, SOURCE_KEY } from './definition.js';
 
 /** Ids are bigint columns, read as numbers (src/database/database.ts sets the parser). */
@@ -58,15 +58,11 @@ export interface RunRow {
   error: string | null;
 }
 
-/** One aggregated cell: a window of one metric in one group. */
-export interface AggregateRow {
-  /** Window start, epoch ms. */
-  t: number;
-  metric: string;
-  group: Array<string | null>;
-  /** One value per requested function, in the order asked. */
-  values: Array<number | null>;
-}
+/**
+ * One aggregated cell: a window (its start `t`) of one metric in one group, one value per function.
+ * The same shape whether aggregated here from raw points or read from rollups by storage's RollupReader.
+ */
+export type AggregateRow = GroupedBucket;
 
 export interface AggregateQuery {
   seriesIds: number[];
@@ -77,11 +73,6 @@ export interface AggregateQuery {
   functions: AggFunction[];
   groupBy: string[];
   limit: number;
-  /**
-   * The query planner's cover of the range by rollup tiers and raw points (tumbling windows whose
-   * functions are all among avg sum min max count); without it, raw points only.
-   */
-  segments?: Segment[];
 }
 
 const COLUMNS = `id, name, description, enabled, definition, webhook_secret, version, created_at, updated_at, last_window_end, failures, retry_at`;
@@ -240,7 +231,7 @@ export class PipelinesRepository {
 
   /**
    * Aggregates raw points in PostgreSQL: one row per window, metric and group, with the requested
-   * functions. Tumbling windows (step = window) bucket with date_bin in one pass; overlapping or
+   * functions (tumbling windows that rollup tiers serve are read by storage's RollupReader instead). Tumbling windows (step = window) bucket with date_bin in one pass; overlapping or
    * spaced windows join each window end to its points.
    */
   async aggregate(q: AggregateQuery): Promise<AggregateRow[]> {
@@ -256,7 +247,6 @@ export class PipelinesRepository {
     const aggs = plain.map((f) => `${AGG_SQL[f]} AS "${f}"`);
     // Fractions from the closed set above, written as literals; one sort serves every percentile.
     if (pcts.length) aggs.push(`percentile_cont(ARRAY[${pcts.map((f) => PERCENTILES[f]).join(', ')}]::float8[]) WITHIN GROUP (ORDER BY p.value) AS pct`);
-    if (q.segments?.some((seg) => seg.tier)) return this.aggregateFromRollups(q, params, p, ids, groupCols, groupRefs);
     const range = `p.series_id = ANY(${ids}::int[]) AND p.time >= ${p(toIso(q.ends[0] - q.windowMs))}::timestamptz AND p.time < ${p(toIso(q.ends[q.ends.length - 1]))}::timestamptz`;
     const interval = p(`${q.windowMs / 1000} seconds`);
     const groupBy = ['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ');
@@ -274,32 +264,6 @@ export class PipelinesRepository {
         GROUP BY ${groupBy}
       ) x ORDER BY 1 LIMIT ${p(q.limit + 1)}`;
     return this.cells(q, await this.database.readPool.query<Record<string, unknown>>(sql, params), pcts);
-  }
-
-  /**
-   * The same cells from partial aggregates (count, sum, min, max per window and series), read from
-   * each segment of the query planner's cover — a rollup tier, or raw points at the edges and after
-   * the materialised watermark — then merged per window, metric and group.
-   */
-  private async aggregateFromRollups(q: AggregateQuery, params: unknown[], p: (v: unknown) => string, ids: string, groupCols: string, groupRefs: string) {
-    const interval = p(`${q.windowMs / 1000} seconds`);
-    const parts = q.segments!.map((seg) => {
-      const within = (col: string) => `${col} >= ${p(toIso(seg.from))}::timestamptz AND ${col} < ${p(toIso(seg.to))}::timestamptz`;
-      return seg.tier
-        ? `SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch') AS b, r.series_id, sum(r.count) AS c, sum(r.sum) AS sm, min(r.min) AS mn, max(r.max) AS mx
-           FROM ${seg.tier.table} r WHERE r.series_id = ANY(${ids}::int[]) AND ${within('r.bucket')} GROUP BY 1, 2`
-        : `SELECT date_bin(${interval}::interval, p.time, timestamptz 'epoch') AS b, p.series_id, count(*) AS c, sum(p.value) AS sm, min(p.value) AS mn, max(p.value) AS mx
-           FROM points p WHERE p.series_id = ANY(${ids}::int[]) AND ${within('p.time')} GROUP BY 1, 2`;
-    });
-    const merge: Record<string, string> = { avg: 'sum(q.sm) / sum(q.c)', sum: 'sum(q.sm)', min: 'min(q.mn)', max: 'max(q.mx)', count: 'sum(q.c)::float8' };
-    const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[])),
-      q AS (${parts.join(' UNION ALL ')})
-      SELECT (extract(epoch FROM x.b) * 1000)::float8 AS t, x.* FROM (
-        SELECT q.b, s.metric AS m${groupRefs}, ${q.functions.map((f) => `(${merge[f]})::float8 AS "${f}"`).join(', ')}
-        FROM q JOIN s ON s.id = q.series_id
-        GROUP BY ${['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ')}
-      ) x ORDER BY 1 LIMIT ${p(q.limit + 1)}`;
-    return this.cells(q, await this.database.readPool.query<Record<string, unknown>>(sql, params), []);
   }
 
   private cells(q: AggregateQuery, r: { rows: Array<Record<string, unknown>> }, pcts: string[]): AggregateRow[] {

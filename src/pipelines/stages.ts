@@ -157,10 +157,3 @@ export function bindSteps(steps: Step[], aggregateColumns: readonly string[]): B
     },
   };
 }
-
-/** A row as JSON: `{window_start, window_end, group, values}`. */
-export function rowJson(r: Row, windowMs: number, columns: readonly string[]) {
-  const values: Record<string, Value> = Object.create(null);
-  columns.forEach((c, i) => (values[c] = r.values[i] ?? null));
-  return { window_start: new Date(r.start).toISOString(), window_end: new Date(r.start + windowMs).toISOString(), group: r.group, values };
-}

@@ -61,3 +61,9 @@ export function dueWindows(lastEnd: number | null, now: number, stepMs: number, 
   const skipped = count - keep;
   return skipped > 0 ? { ends, skipped, skippedFrom: lastEnd, skippedTo: start - stepMs, nextDueAt } : { ends, skipped: 0, nextDueAt };
 }
+
+/** The longest wait after failed scheduled runs (and after a stored definition that no longer validates). */
+export const MAX_BACKOFF_MS = 3_600_000;
+
+/** Doubling back-off after failed scheduled runs, from one step (at least 5 s) up to an hour. */
+export const backoffMs = (stepMs: number, failures: number) => Math.min(MAX_BACKOFF_MS, Math.max(5_000, stepMs) * 2 ** Math.min(failures - 1, 20));

@@ -3,5 +3,5 @@ import { QueryController } from './query.controller.js';
 import { QueryRepository } from './query.repository.js';
 import { QueryService } from './query.service.js';
 
-@Module({ controllers: [QueryController], providers: [QueryRepository, QueryService], exports: [QueryService, QueryRepository] })
+@Module({ controllers: [QueryController], providers: [QueryRepository, QueryService], exports: [QueryService] })
 export class QueryModule {}

@@ -2,10 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { ApiError, invalidQuery, invalidRequest, notFound } from '../common/errors.js';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
 import { Bucket, fillBuckets } from './fill.js';
-import { coarsestTier, planSegments, Segment } from './plan.js';
-import { ROLLUP_AGGREGATIONS } from '../storage/tiers.js';
+import { coarsestTier, Segment } from '../storage/rollup-plan.js';
+import { RollupReader } from '../storage/rollup-reader.js';
 import { QueryRepository } from './query.repository.js';
 import { Aggregation, checkText, parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
 
@@ -37,7 +36,7 @@ export class QueryService {
 
   constructor(
     private readonly repo: QueryRepository,
-    private readonly database: Database,
+    private readonly rollups: RollupReader,
     private readonly config: AppConfig,
   ) {
     this.limits = { maxBuckets: config.query.maxBuckets, autoBuckets: config.query.autoBuckets };
@@ -100,14 +99,8 @@ export class QueryService {
    * Buckets of the given series over [from, to), planned over raw points and rollups exactly as
    * `run` plans them (no fill). For callers that select series themselves (anomalies, exports).
    */
-  async bucketsOf(ids: number[], from: number, to: number, granularityMs: number, aggregation: Aggregation): Promise<{ rows: Bucket[]; segments: Segment[] }> {
-    // TimescaleDB aggregates fresh data on read; plain PostgreSQL rollups end at their watermark.
-    const state =
-      this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation)
-        ? await this.repo.rollupState(ids, from, to)
-        : { materialisedUntil: Infinity };
-    const segments = planSegments(from, to, granularityMs, aggregation, state);
-    return { rows: await this.repo.buckets(ids, granularityMs, aggregation, segments), segments };
+  bucketsOf(ids: number[], from: number, to: number, granularityMs: number, aggregation: Aggregation): Promise<{ rows: Bucket[]; segments: Segment[] }> {
+    return this.rollups.buckets(ids, from, to, granularityMs, aggregation);
   }
 
   /** Series ids for a selector: 404 for a metric never seen, 400 past QUERY_MAX_SERIES. */

@@ -1,33 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import pg from 'pg';
-import { Database, Queryable } from '../database/database.js';
+import type { Queryable } from '../database/database.js';
 import { PartitionService } from '../storage/partitions.js';
 import type { TimeRange } from './retention-plan.js';
 
-/** How a table is split by time, which decides how whole pieces of it are dropped. */
-export type TableLayout = 'hypertable' | 'continuous_aggregate' | 'partitioned' | 'none';
-
-/** All SQL of retention: what a table is, its chunks or partitions, and dropping them. */
+/** All SQL of retention: chunks or partitions of a table, and dropping them (what a table is: StorageCatalog). */
 @Injectable()
 export class RetentionRepository {
-  constructor(
-    private readonly database: Database,
-    private readonly partitions: PartitionService,
-  ) {}
-
-  async layout(client: Queryable, table: string): Promise<TableLayout> {
-    if (this.database.info.flavour === 'timescaledb') {
-      const r = await client.query<{ kind: TableLayout }>(
-        `SELECT 'hypertable' AS kind FROM timescaledb_information.hypertables WHERE hypertable_schema = current_schema() AND hypertable_name = $1
-         UNION ALL
-         SELECT 'continuous_aggregate' FROM timescaledb_information.continuous_aggregates WHERE view_schema = current_schema() AND view_name = $1`,
-        [table],
-      );
-      if (r.rows[0]) return r.rows[0].kind;
-    }
-    const p = await client.query(`SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass($1)`, [table]);
-    return (p.rowCount ?? 0) > 0 ? 'partitioned' : 'none';
-  }
+  constructor(private readonly partitions: PartitionService) {}
 
   /** Chunks of a hypertable, or of a continuous aggregate's materialisation hypertable, with their time ranges. */
   async chunks(client: Queryable, table: string, layout: 'hypertable' | 'continuous_aggregate'): Promise<TimeRange[]> {

@@ -2,8 +2,11 @@ import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import type { Queryable } from '../database/database.js';
-import { jobLockKey, JobsService, LOCK_NAMESPACE } from '../jobs/jobs.service.js';
+import { JOB_LOCK_NAMESPACE, jobLockKey } from '../database/advisory-locks.js';
+import { JobsService } from '../jobs/jobs.service.js';
 import { PartitionService } from '../storage/partitions.js';
+import { StorageCatalog } from '../storage/storage-catalog.js';
+import { ROLLUP_REFRESH_JOB } from '../storage/storage.jobs.js';
 import { ROLLUP_TIERS } from '../storage/tiers.js';
 import { expiredRanges, retentionCutoff, rollupRetentionDays } from './retention-plan.js';
 import { RetentionRepository } from './retention.repository.js';
@@ -41,6 +44,7 @@ export class RetentionService implements OnModuleInit {
     private readonly repo: RetentionRepository,
     private readonly jobs: JobsService,
     private readonly partitions: PartitionService,
+    private readonly catalog: StorageCatalog,
     private readonly config: AppConfig,
   ) {}
 
@@ -77,8 +81,8 @@ export class RetentionService implements OnModuleInit {
    * run, or one racing on another connection, finds nothing more to drop.
    */
   async apply(client: Queryable, now = Date.now()): Promise<Record<string, unknown>> {
-    const refreshLock = jobLockKey('rollup-refresh');
-    await this.repo.lockJob(client, LOCK_NAMESPACE, refreshLock);
+    const refreshLock = jobLockKey(ROLLUP_REFRESH_JOB);
+    await this.repo.lockJob(client, JOB_LOCK_NAMESPACE, refreshLock);
     const reports: TargetReport[] = [];
     let droppedPartitions = false;
     try {
@@ -90,7 +94,7 @@ export class RetentionService implements OnModuleInit {
         reports.push(report);
       }
     } finally {
-      await this.repo.unlockJob(client, LOCK_NAMESPACE, refreshLock);
+      await this.repo.unlockJob(client, JOB_LOCK_NAMESPACE, refreshLock);
       // The writer and the rollup refresh remember which partitions exist.
       if (droppedPartitions) {
         this.partitions.forget();
@@ -110,7 +114,7 @@ export class RetentionService implements OnModuleInit {
   private async applyOne(client: Queryable, target: RetentionTarget, now: number): Promise<TargetReport> {
     const days = target.retentionDays();
     const cutoff = retentionCutoff(now, days);
-    const layout = await this.repo.layout(client, target.table);
+    const layout = await this.catalog.layout(client, target.table);
     const base = { table: target.table, layout, retention_days: days, cutoff: cutoff === null ? null : toIso(cutoff) };
     if (layout === 'none') return { ...base, dropped: [], remaining: 0, error: 'not a hypertable, continuous aggregate or partitioned table' };
     const ranges = layout === 'partitioned' ? await this.repo.partitionsOf(client, target.table) : await this.repo.chunks(client, target.table, layout);

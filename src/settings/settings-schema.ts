@@ -3,6 +3,7 @@ import { formatDuration, parseDuration, SECOND } from '../common/time.js';
 import type { AppConfig } from '../config/config.js';
 import type { Flavour } from '../database/database.js';
 import { rollupRetentionDays } from '../retention/retention-plan.js';
+import { compressesChunks } from '../storage/capabilities.js';
 
 /**
  * The runtime configuration document (GET/PUT /api/v1/config) and how each of its fields maps to
@@ -51,7 +52,7 @@ export const SETTINGS: readonly Setting[] = [
   {
     path: 'storage.compression_enabled', type: 'boolean', apply: 'live', env: 'COMPRESSION_ENABLED',
     description: 'TimescaleDB: compress chunks older than two days (always false on plain PostgreSQL)',
-    get: (c, flavour) => flavour === 'timescaledb' && c.maintenance.compressionEnabled, set: (c, v) => (c.maintenance.compressionEnabled = v as boolean),
+    get: (c, flavour) => compressesChunks(flavour) && c.maintenance.compressionEnabled, set: (c, v) => (c.maintenance.compressionEnabled = v as boolean),
   },
   {
     path: 'storage.batch_size', type: 'integer', min: 100, max: 10_000_000, apply: 'live', env: 'INGEST_FLUSH_MAX_POINTS',
@@ -228,7 +229,7 @@ export function checkConfig(next: AppConfig, current: AppConfig, flavour: Flavou
   const problems = readOnlyProblems(patch, current, flavour);
   // A rule is checked only when the request sets one of its fields: an unrelated change is never refused for the environment's values.
   const named = (...paths: string[]) => paths.find((p) => patch.has(p));
-  if (flavour !== 'timescaledb' && patch.get('storage.compression_enabled') === true) {
+  if (!compressesChunks(flavour) && patch.get('storage.compression_enabled') === true) {
     problems.push({ field: 'storage.compression_enabled', message: 'needs TimescaleDB; this database is plain PostgreSQL' });
   }
   const raw = next.retentionDays, rollup = next.retention.rollupDays;

@@ -5,19 +5,32 @@ import { toApiError } from '../common/error-envelope.js';
 import { payloadTooLarge, serviceUnavailable } from '../common/errors.js';
 import { RateMeter } from '../common/rate-meter.js';
 import { AppConfig } from '../config/config.js';
+import { ROLLUP_WATERMARK_LOCK } from '../database/advisory-locks.js';
 import { Database } from '../database/database.js';
 import { encodeCopyBinary, EncodablePart } from './copy-binary.js';
 import { PartitionService } from './partitions.js';
 import type { PointBatch } from './point-batch.js';
 import { SeriesResolver } from './series-resolver.js';
 
-/** Writers hold it shared while they write; the rollup refresh takes it exclusively to move its watermark. */
-export const ROLLUP_WATERMARK_LOCK = 7_310_002;
-
 /** Called after a batch is committed (live streams, alerts). Must not throw or block. */
 export type CommitListener = (batch: PointBatch, ids: Int32Array) => void;
 
+/**
+ * Figures of the write path, per call and per transaction (never per point), for the self-metrics.
+ * `origin` is what produced the points: the ingest protocol (`json`, `json_batch`, `app_v2`, …) or
+ * an internal producer (`collector`, `pipeline`, `self`). Must not throw or block.
+ */
+export interface WriteObserver {
+  accepted(points: number, origin: string): void;
+  committed(points: number, origin: string): void;
+  /** `reason`: queue_full, too_large, shutting_down, series_limit, write_failed, error. */
+  rejected(points: number, origin: string, reason: string): void;
+  /** One write transaction (a group of requests), its duration in seconds. */
+  transaction(seconds: number, points: number, ok: boolean): void;
+}
+
 interface Pending extends EncodablePart {
+  origin: string;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -44,6 +57,7 @@ export class PointWriter implements BeforeApplicationShutdown {
   private active = 0;
   private closing = false;
   private idleWaiters: Array<() => void> = [];
+  private observers: WriteObserver[] = [];
 
   readonly meter = new RateMeter(10);
   readonly stats = { transactions: 0, requests: 0, upserts: 0, failures: 0, lastError: null as string | null, lastCommitAt: null as string | null };
@@ -60,6 +74,12 @@ export class PointWriter implements BeforeApplicationShutdown {
   onCommit(listener: CommitListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Registers an observer of accepted, committed and rejected points and of transaction latency. */
+  observe(observer: WriteObserver): () => void {
+    this.observers = [...this.observers, observer];
+    return () => (this.observers = this.observers.filter((o) => o !== observer));
   }
 
   /** Points accepted and not yet committed or refused. */
@@ -81,10 +101,15 @@ export class PointWriter implements BeforeApplicationShutdown {
     return this.config.ingest.queueMaxPoints;
   }
 
-  async write(batch: PointBatch): Promise<void> {
+  /** Stores `batch`; resolves once committed. `origin` names the producer in the self-metrics. */
+  async write(batch: PointBatch, origin = 'other'): Promise<void> {
     if (batch.length === 0) return;
-    if (this.closing) throw serviceUnavailable('Timescope is shutting down; retry against another instance or later', 5);
+    if (this.closing) {
+      this.noteRejected(batch.length, origin, 'shutting_down');
+      throw serviceUnavailable('Timescope is shutting down; retry against another instance or later', 5);
+    }
     if (batch.length > this.config.ingest.queueMaxPoints) {
+      this.noteRejected(batch.length, origin, 'too_large');
       // It would never fit: a 503 would have the client retry for ever.
       throw payloadTooLarge(`Too many points in one write: ${batch.length} > ${this.config.ingest.queueMaxPoints} (INGEST_QUEUE_MAX_POINTS); split the request`, {
         points: batch.length,
@@ -93,6 +118,7 @@ export class PointWriter implements BeforeApplicationShutdown {
       });
     }
     if (this.reserved + batch.length > this.config.ingest.queueMaxPoints) {
+      this.noteRejected(batch.length, origin, 'queue_full');
       throw serviceUnavailable('Ingest buffer is full; retry shortly', 1, {
         pending_points: this.reserved,
         limit: 'INGEST_QUEUE_MAX_POINTS',
@@ -100,12 +126,19 @@ export class PointWriter implements BeforeApplicationShutdown {
       });
     }
     this.reserved += batch.length;
+    for (const o of this.observers) o.accepted(batch.length, origin);
     const waiting = { at: performance.now() };
     this.waitingSince.add(waiting);
     try {
-      const ids = await this.resolver.resolve(batch);
+      let ids: Int32Array;
+      try {
+        ids = await this.resolver.resolve(batch);
+      } catch (err) {
+        this.noteRejected(batch.length, origin, (err as { code?: unknown }).code === 'UNPROCESSABLE_ENTITY' ? 'series_limit' : 'write_failed');
+        throw err;
+      }
       await new Promise<void>((resolve, reject) => {
-        this.queue.push({ batch, ids, resolve, reject });
+        this.queue.push({ batch, ids, origin, resolve, reject });
         this.queued += batch.length;
         this.pump();
       });
@@ -114,6 +147,10 @@ export class PointWriter implements BeforeApplicationShutdown {
       this.reserved -= batch.length;
       if (this.reserved === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  private noteRejected(points: number, origin: string, reason: string): void {
+    for (const o of this.observers) o.rejected(points, origin, reason);
   }
 
   /** Resolves when every accepted point is committed or refused (also those still being resolved). */
@@ -147,6 +184,7 @@ export class PointWriter implements BeforeApplicationShutdown {
   }
 
   private async flush(group: Pending[], points: number): Promise<void> {
+    const t0 = performance.now();
     try {
       await this.persist(group);
     } catch (err) {
@@ -154,6 +192,10 @@ export class PointWriter implements BeforeApplicationShutdown {
       this.stats.lastError = (err as Error)?.message ?? String(err);
       const apiError = toApiError(err);
       if (apiError.getStatus() >= 500) this.logger.warn(`write of ${points} point(s) failed: ${this.stats.lastError}`);
+      for (const o of this.observers) {
+        o.transaction((performance.now() - t0) / 1000, points, false);
+        for (const p of group) o.rejected(p.batch.length, p.origin, 'write_failed');
+      }
       for (const p of group) p.reject(apiError);
       return;
     }
@@ -161,6 +203,10 @@ export class PointWriter implements BeforeApplicationShutdown {
     this.stats.requests += group.length;
     this.stats.lastCommitAt = new Date().toISOString();
     this.meter.add(points);
+    for (const o of this.observers) {
+      o.transaction((performance.now() - t0) / 1000, points, true);
+      for (const p of group) o.committed(p.batch.length, p.origin);
+    }
     for (const p of group) p.resolve();
     for (const p of group) {
       this.emit(p);

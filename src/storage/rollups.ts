@@ -2,9 +2,9 @@ import { Injectable, Logger } from '@nestjs/common';
 import pg from 'pg';
 import { ceilTo, DAY, floorTo, MINUTE, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
+import { ROLLUP_WATERMARK_LOCK } from '../database/advisory-locks.js';
 import { Database, Queryable, transaction } from '../database/database.js';
 import { PartitionService } from './partitions.js';
-import { ROLLUP_WATERMARK_LOCK } from './point-writer.js';
 import { ROLLUP_TIERS, RollupTier } from './tiers.js';
 
 export type RefreshReport = {

@@ -63,7 +63,7 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
   /** Widens the in-memory first/last seen of the batch's series; the database follows on the next flush. */
   noteSeen(batch: PointBatch, ids: Int32Array): void {
     for (let i = 0; i < batch.series.length; i++) {
-      const e = this.cache.get(batch.series[i].key);
+      const e = this.cache.peek(batch.series[i].key); // not a lookup: the hit rate counts resolve() only
       if (!e) continue;
       const f = batch.seriesMinTime[i], l = batch.seriesMaxTime[i];
       if (f < e.firstSeen || l > e.lastSeen) {

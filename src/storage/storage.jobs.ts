@@ -6,6 +6,9 @@ import { JobsService } from '../jobs/jobs.service.js';
 import { PartitionService } from './partitions.js';
 import { RollupService } from './rollups.js';
 
+/** Its advisory lock is also held by retention while it drops chunks (src/database/advisory-locks.ts). */
+export const ROLLUP_REFRESH_JOB = 'rollup-refresh';
+
 /** Storage upkeep: rollup refresh (both flavours), partitions ahead of time (PostgreSQL), compression (TimescaleDB). */
 @Injectable()
 export class StorageJobs implements OnModuleInit {
@@ -20,7 +23,7 @@ export class StorageJobs implements OnModuleInit {
   async onModuleInit(): Promise<void> {
     await this.partitions.load();
     this.jobs.register({
-      name: 'rollup-refresh',
+      name: ROLLUP_REFRESH_JOB,
       description: 'Materialises the 1m/5m/1h/1d rollups up to now minus ROLLUP_LAG_SECONDS and re-aggregates late points',
       every: () => this.config.rollups.refreshSeconds * 1000,
       run: ({ client }) => this.rollups.refresh(client),

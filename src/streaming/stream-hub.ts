@@ -80,6 +80,8 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   private lastHeartbeat = Date.now();
   private closing = false;
   readonly stats = { pointsSeen: 0, delivered: 0, refused: 0, cutOff: 0, fanOutMs: 0, batches: 0 };
+  /** Connections opened and closed since start, and today's (UTC) for the monitoring API's sessions. */
+  readonly sessions = { opened: { ws: 0, sse: 0 }, closed: 0, closedMs: 0, day: '', openedToday: 0, closedToday: 0, closedTodayMs: 0 };
 
   constructor(
     writer: PointWriter,
@@ -109,12 +111,29 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
       this.logger.warn(`${slow.kind} client ${slow.remote} (#${slow.id}) cut off: too slow (${slow.skippedTotal} updates skipped)`);
     }, this.corks);
     this.connections.add(c);
+    const s = this.sessions;
+    s.opened[kind]++;
+    this.rollDay(c.openedAt);
+    s.openedToday++;
     return c;
   }
 
   /** Forgets a connection and every subscription of its targets. */
   release(c: StreamConnection): void {
-    this.connections.delete(c);
+    if (!this.connections.delete(c)) return;
+    const now = Date.now(), s = this.sessions;
+    s.closed++;
+    s.closedMs += now - c.openedAt;
+    this.rollDay(now);
+    s.closedToday++;
+    s.closedTodayMs += now - c.openedAt;
+  }
+
+  /** Starts the day's session counts afresh when the UTC date changed. */
+  private rollDay(now: number): void {
+    const day = new Date(now).toISOString().slice(0, 10);
+    if (day === this.sessions.day) return;
+    Object.assign(this.sessions, { day, openedToday: 0, closedToday: 0, closedTodayMs: 0 });
   }
 
   addTarget(t: StreamTarget): void {

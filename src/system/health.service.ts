@@ -55,6 +55,21 @@ export class HealthService {
   }
 
   async health() {
+    const { status, components } = await this.check();
+    const uptimeSeconds = Math.floor((Date.now() - STARTED_AT) / 1000);
+    return {
+      status,
+      service: 'timescope',
+      version: VERSION,
+      uptime: humanUptime(uptimeSeconds),
+      uptime_seconds: uptimeSeconds,
+      timestamp: toIso(Date.now()),
+      components: Object.fromEntries(components.map(([name, { level: _level, ...rest }]) => [name, rest])),
+    };
+  }
+
+  /** Every component's report with its level, and the overall status (GET /health, /api/v1/monitoring/health/detailed). */
+  async check(): Promise<{ status: ComponentStatus; components: Array<[string, ComponentHealth]> }> {
     const entries = await Promise.all(
       [...this.components].map(async ([name, check]): Promise<[string, ComponentHealth]> => {
         try {
@@ -66,16 +81,7 @@ export class HealthService {
     );
     const levels = entries.map(([, c]) => c.level);
     const status: ComponentStatus = levels.includes('unhealthy') ? 'unhealthy' : levels.includes('degraded') ? 'degraded' : 'healthy';
-    const uptimeSeconds = Math.floor((Date.now() - STARTED_AT) / 1000);
-    return {
-      status,
-      service: 'timescope',
-      version: VERSION,
-      uptime: humanUptime(uptimeSeconds),
-      uptime_seconds: uptimeSeconds,
-      timestamp: toIso(Date.now()),
-      components: Object.fromEntries(entries.map(([name, { level: _level, ...rest }]) => [name, rest])),
-    };
+    return { status, components: entries };
   }
 
   async ready(): Promise<boolean> {
@@ -104,7 +110,7 @@ export class HealthService {
       };
     }
     try {
-      const { ms, bytes } = await probe;
+      const { ms, bytes, sizeMs } = await probe;
       return {
         status: 'connected',
         level: 'healthy',
@@ -115,6 +121,7 @@ export class HealthService {
         response_time_ms: Math.round(ms * 100) / 100,
         database_size: formatBytes(bytes),
         database_size_bytes: bytes,
+        size_query_ms: Math.round(sizeMs * 100) / 100,
         pool: this.database.poolStats(),
       };
     } catch (err) {
@@ -128,7 +135,7 @@ export class HealthService {
   }
 
   /** Round trip of `SELECT 1` and the database size, on one connection; the size query waits for no lock. */
-  private async probeDatabase(): Promise<{ ms: number; bytes: number }> {
+  private async probeDatabase(): Promise<{ ms: number; bytes: number; sizeMs: number }> {
     const client = await this.database.readPool.connect();
     let broken: Error | undefined;
     try {
@@ -137,8 +144,9 @@ export class HealthService {
       const ms = performance.now() - t0;
       // One round trip; PGlite serves one session and has no timeouts to set.
       const limits = this.database.info.pglite ? '' : `SET LOCAL statement_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS}; SET LOCAL lock_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS};`;
+      const t1 = performance.now();
       const results = (await client.query(`BEGIN READ ONLY; ${limits} SELECT pg_database_size(current_database()) AS bytes; COMMIT`)) as unknown as pg.QueryResult<{ bytes: number }>[];
-      return { ms, bytes: results.find((r) => r.command === 'SELECT')!.rows[0].bytes };
+      return { ms, bytes: results.find((r) => r.command === 'SELECT')!.rows[0].bytes, sizeMs: performance.now() - t1 };
     } catch (err) {
       broken = err as Error; // maybe inside the failed transaction: not handed to the next caller
       throw err;

@@ -38,6 +38,8 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
   private draining?: Promise<DrainReport>;
   private closing = false;
   private readonly guard: GuardOptions;
+  /** Deliveries of this instance since start by how they ended, and attempts that will be retried (self-metrics). */
+  readonly stats = { delivered: 0, failed: 0, refused: 0, retries: 0 };
 
   constructor(
     private readonly repo: WebhookRepository,
@@ -92,6 +94,7 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
   async enqueue(n: Notification): Promise<PublicDelivery> {
     const row = await this.repo.insert(this.newDelivery(n));
     if (row.status === 'pending') this.kick();
+    else if (row.status === 'refused') this.stats.refused++;
     return publicDelivery(row);
   }
 
@@ -101,7 +104,9 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
    * row is invisible to the sender until then: the caller calls kick() after its COMMIT.
    */
   async enqueueIn(client: Queryable, n: Notification): Promise<PublicDelivery> {
-    return publicDelivery(await this.repo.insert(this.newDelivery(n), client));
+    const row = await this.repo.insert(this.newDelivery(n), client);
+    if (row.status === 'refused') this.stats.refused++; // counted even if the caller then rolls back (rare)
+    return publicDelivery(row);
   }
 
   async list(query: { subject?: unknown; status?: unknown; limit?: unknown }): Promise<PublicDelivery[]> {
@@ -208,6 +213,7 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
     const { retryBaseMs, retryMaxMs } = this.config.webhooks;
     const next = status === 'pending' ? new Date(Date.now() + retryDelayMs(attempt, retryBaseMs, retryMaxMs, retryAfter)) : null;
     const duration = Math.round((performance.now() - t0) * 100) / 100;
+    this.stats[status === 'pending' ? 'retries' : status]++;
     await this.repo.recordAttempt(
       row.id,
       { status, responseStatus, error, nextAttemptAt: next },

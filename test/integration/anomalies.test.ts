@@ -22,8 +22,56 @@ function dataset(): KnownPoint[] {
   return pts;
 }
 
+/**
+ * Issue 13: one day of minute points of a sine with a 6 h period (level 50, amplitude 20), uniform
+ * noise in ±2 and +45 at three minutes: on a crest (07:30), where it rises steepest (12:00) and in a
+ * trough (16:30); beside it, a flat series with the same noise and nothing else.
+ */
+const DAY0 = Math.floor((Date.now() - 3 * 24 * HOUR) / (24 * HOUR)) * 24 * HOUR;
+const SINE_SPIKES = [450, 720, 990].map((m) => DAY0 + m * MIN);
+const sineLevel = (t: number) => 50 + 20 * Math.sin((2 * Math.PI * (t - DAY0)) / (6 * HOUR));
+function sineDataset(): KnownPoint[] {
+  const rnd = prng(13);
+  const pts: KnownPoint[] = [];
+  for (let t = DAY0; t < DAY0 + 24 * HOUR; t += MIN) {
+    pts.push({ metric: 'room_temp', source: 'lab', tags: {}, t, v: sineLevel(t) + (rnd() * 4 - 2) + (SINE_SPIKES.includes(t) ? 45 : 0) });
+    pts.push({ metric: 'room_temp', source: 'flat', tags: {}, t, v: 50 + (rnd() * 4 - 2) });
+  }
+  return pts;
+}
+
 describeEachFlavour('anomaly detection', (ctx) => {
-  before(() => ingest(ctx.t, dataset()));
+  before(async () => {
+    await ingest(ctx.t, dataset());
+    await ingest(ctx.t, sineDataset());
+  });
+  const sineBody = (extra: Record<string, unknown>) => ({ metric: 'room_temp', source: 'lab', from: iso(DAY0), to: iso(DAY0 + 24 * HOUR), ...extra });
+
+  it('issue 13: the reference body (isolation_forest, sensitivity 0.1) reports exactly the three spikes of a 6 h sine, against its local level', async () => {
+    const r = await ctx.t.post('/api/v1/metrics/anomalies', sineBody({ algorithm: 'isolation_forest', sensitivity: 0.1 }));
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.points_analyzed, 1440);
+    assert.deepEqual(r.json.anomalies.map((a: { timestamp: string }) => a.timestamp), SINE_SPIKES.map(iso));
+    for (const a of r.json.anomalies) {
+      const level = sineLevel(Date.parse(a.timestamp));
+      assert.ok(Math.abs(a.context.expected - level) < 3 && Math.abs(a.context.baseline_avg - level) < 3, `${a.timestamp}: ${JSON.stringify(a.context)}, the sine is at ${level}`);
+      assert.ok(Math.abs(a.context.deviation - 45) < 5 && a.context.band_high < a.value, JSON.stringify(a.context));
+    }
+    assert.equal(typeof r.json.parameters.detector.level_block, 'number');
+  });
+
+  it('issue 13: the other methods report the same three spikes and no crest or trough; flat noise gets nothing at sensitivity 0.1', async () => {
+    for (const algorithm of ['zscore', 'mad', 'seasonal', 'auto']) {
+      const r = await ctx.t.post('/api/v1/metrics/anomalies', sineBody({ algorithm, sensitivity: 0.1 }));
+      assert.deepEqual(r.json.anomalies.map((a: { timestamp: string }) => a.timestamp), SINE_SPIKES.map(iso), algorithm);
+    }
+    for (const algorithm of ['isolation_forest', 'zscore', 'mad', 'seasonal', 'auto']) {
+      const r = await ctx.t.post('/api/v1/metrics/anomalies', sineBody({ source: 'flat', algorithm, sensitivity: 0.1 }));
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual(r.json.anomalies, [], algorithm);
+    }
+  });
+
   const body = (extra: Record<string, unknown> = {}) => ({ metric: 'cpu', source: 'a', from: iso(T0), to: iso(T0 + 1500 * MIN), ...extra });
 
   it('finds the spike with every algorithm and answers the reference shape', async () => {

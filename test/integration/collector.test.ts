@@ -6,6 +6,7 @@ import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CollectorService } from '../../src/collector/collector.service.js';
 import { describeEachFlavour } from '../support/suite.js';
+import { waitFor } from '../support/wait.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/nvidia-smi/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'timescope-collector-'));
@@ -40,19 +41,26 @@ describeEachFlavour('collector', (ctx) => {
   });
 
   it('persists the samples as ordinary series of the host, queryable like any metric', async () => {
+    // The collector's own first poll is due 1 s after the start (the next one in an hour): wait
+    // until it has answered (each sampler polled twice, with the previous test's), so that it does
+    // not add to the buffer between the count below and the persist.
+    const c = collector().collector;
+    await waitFor(() => c.stats.polls >= 2 && c.samplerStates().every((s) => s.samples + s.failures + s.overlaps_skipped >= 2), 10_000, 'the first scheduled poll');
     await collector().sampleNow();
     const pending = collector().collector.buffer.size;
     assert.ok(pending > 0);
     const run = await ctx.t.runJob('collector-persist');
     assert.equal(run.details.points, pending);
     assert.equal(run.details.pending, 0);
-    const q = await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max');
+    const q = await ctx.t.get('/api/v1/metrics/query?metric=host.memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max');
     assert.equal(q.status, 200, q.body);
     assert.equal(q.json.series_count, 1);
     assert.ok(q.json.data_points.length >= 1);
-    const gpu = await ctx.t.get('/api/v1/metrics/query?metric=gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max');
+    const gpu = await ctx.t.get('/api/v1/metrics/query?metric=host.gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max');
     assert.equal(gpu.json.data_points[0].value, 301.5);
-    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=gpu_utilization');
+    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=host.gpu_utilization');
+    // The collector's names never mix with a user's own metric of the same name.
+    assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&from=now-1h')).status, 404);
     assert.deepEqual(tags.json.tags.gpu.sort(), ['0', '1', '2', '3']);
     const jobs = await ctx.t.get('/api/v1/system/jobs');
     const job = jobs.json.jobs.find((j: { name: string }) => j.name === 'collector-persist');
@@ -77,8 +85,8 @@ describeEachFlavour('collector', (ctx) => {
     assert.equal(s.interval_live_seconds, 2);
     assert.equal(s.interval_persist_seconds, 60);
     const before = s.samplers[0].samples;
-    await new Promise((resolve) => setTimeout(resolve, 2_600)); // the new 2 s cadence, without a restart
-    assert.ok((await ctx.t.get('/api/v1/collector/status')).json.samplers[0].samples > before);
+    // The new 2 s cadence, without a restart: a sample within 2.6 s (the old cadence was an hour).
+    await waitFor(async () => (await ctx.t.get('/api/v1/collector/status')).json.samplers[0].samples > before, 2_600, 'a sample at the new cadence');
     await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled: false } });
     const off = await ctx.t.get('/api/v1/collector/metrics');
     assert.equal(off.status, 503);

@@ -142,8 +142,9 @@ describeEachFlavour(
     });
     after(async () => {
       if (ctx.flavour !== 'postgresql') return; // PGlite's roles go with it
-      // Roles belong to the cluster: drop what the reader holds in the test database (if still there), then the role.
-      await ctx.t.sql.query(`DROP OWNED BY ${ident}`).catch(() => undefined);
+      // Roles belong to the cluster: drop what the reader holds in the test database (if still there:
+      // the suite's own after hook may already have closed the app and dropped it), then the role.
+      await ctx.t?.sql.query(`DROP OWNED BY ${ident}`).catch(() => undefined);
       const admin = new pg.Client({ connectionString: process.env.TIMESCOPE_TEST_ADMIN_URL });
       await admin.connect();
       try {

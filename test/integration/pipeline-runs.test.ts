@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { before, it } from 'node:test';
 import { PipelinesRepository } from '../../src/pipelines/pipelines.repository.js';
-import { PipelinesService } from '../../src/pipelines/pipelines.service.js';
+import { PipelineRunner } from '../../src/pipelines/pipeline-runner.service.js';
 import type { WebhookRequest, WebhookResponse } from '../../src/webhooks/delivery.js';
 import type { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
@@ -114,7 +114,7 @@ describeEachFlavour(
     const points = dataset();
     const ALL = ['avg', 'sum', 'min', 'max', 'count', 'first', 'last', 'p50', 'p90', 'p95', 'p99'];
     const exp001 = (p: KnownPoint) => p.tags.experiment_id === 'exp_001';
-    let service: PipelinesService;
+    let service: PipelineRunner;
     const sent: WebhookRequest[] = [];
     let answers: WebhookResponse[] = [];
 
@@ -132,7 +132,7 @@ describeEachFlavour(
 
     before(async () => {
       await ingest(ctx.t, points);
-      service = ctx.t.app.get(PipelinesService);
+      service = ctx.t.app.get(PipelineRunner);
       const webhooks = ctx.t.app.get(WebhookService);
       webhooks.useResolver((async (host: string) => (host === 'hooks.example.com' ? [{ address: '93.184.216.34', family: 4 }] : [])) as Resolver);
       webhooks.useTransport(async (req) => {

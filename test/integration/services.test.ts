@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { ServiceRegistry } from '../../src/services/service-registry.service.js';
+import { ServiceRegistry } from '../../src/service-status/service-registry.service.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 describeEachFlavour('service status', (ctx) => {

@@ -3,7 +3,8 @@ import { it } from 'node:test';
 import { createApp } from '../../src/app.factory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Database } from '../../src/database/database.js';
-import { jobLockKey } from '../../src/jobs/jobs.service.js';
+import { jobLockKey } from '../../src/database/advisory-locks.js';
+import { DB_DIR, loadScripts } from '../../src/database/migrator.js';
 import { describeEachFlavour } from '../support/suite.js';
 import { waitFor } from '../support/wait.js';
 
@@ -161,4 +162,24 @@ describeEachFlavour(
   { WRITE_STALL_SECONDS: '1' },
   // Another session must hold the lock: PGlite serves one connection at a time.
   { flavours: ['postgresql'] },
+);
+
+// Every other suite starts from a copy of the run's migrated template (test/support/templates.ts):
+// this one gives the app an empty database, so the start path with MIGRATE_ON_START applies every
+// migration itself, on each flavour.
+describeEachFlavour(
+  'migrations on an empty database',
+  (ctx) => {
+    it('applies every migration of the flavour at start and serves', async () => {
+      const applied = (await ctx.t.sql.query(`SELECT name FROM schema_migrations ORDER BY name`)).rows.map((r) => r.name);
+      assert.deepEqual(applied, loadScripts(`${DB_DIR}/migrations`, ctx.flavour).map((m) => m.name));
+      assert.equal((await ctx.t.sql.query(`SELECT value FROM timescope_meta WHERE key = 'flavour'`)).rows[0].value, ctx.flavour);
+      const r = await ctx.t.post('/api/v1/metrics', { source: 'm', metrics: [{ name: 'migrated', value: 1.5 }] });
+      assert.equal(r.status, 200, r.body);
+      assert.equal((await ctx.t.sql.query(`SELECT count(*)::int AS n FROM metrics WHERE source = 'm'`)).rows[0].n, 1);
+      assert.equal((await ctx.t.get('/health')).json.components.database.flavour, ctx.flavour);
+    });
+  },
+  {},
+  { emptyDatabase: true },
 );

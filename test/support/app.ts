@@ -35,11 +35,12 @@ export interface TestApp {
 }
 
 /**
- * The real application (same factory as main.ts) on a fresh database of the given flavour.
+ * The real application (same factory as main.ts) on a fresh database of the given flavour: a copy
+ * of the run's migrated template, or with `emptyDatabase` an empty one that the app migrates.
  * Scheduled jobs are off unless asked for: tests trigger them, so nothing runs behind their back.
  */
-export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}, opts: { proxy?: boolean } = {}): Promise<TestApp> {
-  const database = await createTestDatabase(flavour);
+export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}, opts: { proxy?: boolean; emptyDatabase?: boolean } = {}): Promise<TestApp> {
+  const database = await createTestDatabase(flavour, { empty: opts.emptyDatabase });
   let proxy: FaultProxy | undefined;
   let url = database.url;
   if (opts.proxy) {

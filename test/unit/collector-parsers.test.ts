@@ -159,20 +159,20 @@ describe('samples as series and as the reference shapes', () => {
   it('host series carry host and the distinguishing tag; unreadable values are left out', () => {
     const rows = hostPoints(sample, 'gpu-box-1');
     assert.ok(rows.every((r) => r.tags.host === 'gpu-box-1'));
-    assert.deepEqual(rows.filter((r) => r.metric === 'cpu_core_usage').map((r) => r.tags.core), ['0'], 'core 1 had no reading');
-    assert.equal(rows.filter((r) => r.metric === 'swap_usage').length, 0);
-    assert.deepEqual(rows.find((r) => r.metric === 'disk_usage' && r.tags.mount === '/')?.tags, { host: 'gpu-box-1', mount: '/', device: '/dev/sda1' });
-    assert.equal(rows.filter((r) => r.metric === 'disk_read_bytes_per_second').length, 0);
-    assert.equal(rows.find((r) => r.metric === 'disk_write_bytes_per_second')?.unit, 'B/s');
+    assert.deepEqual(rows.filter((r) => r.metric === 'host.cpu_core_usage').map((r) => r.tags.core), ['0'], 'core 1 had no reading');
+    assert.equal(rows.filter((r) => r.metric === 'host.swap_usage').length, 0);
+    assert.deepEqual(rows.find((r) => r.metric === 'host.disk_usage' && r.tags.mount === '/')?.tags, { host: 'gpu-box-1', mount: '/', device: '/dev/sda1' });
+    assert.equal(rows.filter((r) => r.metric === 'host.disk_read_bytes_per_second').length, 0);
+    assert.equal(rows.find((r) => r.metric === 'host.disk_write_bytes_per_second')?.unit, 'B/s');
     assert.equal(rows.filter((r) => r.tags.interface === 'eth1').length, 0);
-    assert.equal(rows.find((r) => r.metric === 'temperature_celsius')?.tags.sensor, 'coretemp/Package id 0');
+    assert.equal(rows.find((r) => r.metric === 'host.temperature_celsius')?.tags.sensor, 'coretemp/Package id 0');
   });
 
   it('GPU series per GPU with index, uuid and name', () => {
     const { gpus } = parseNvidiaSmi(fixture('nvidia-smi/placeholders.csv'));
     const rows = gpuPoints({ time: 0, gpus }, 'h');
     const k80 = rows.filter((r) => r.tags.gpu === '1');
-    assert.deepEqual(k80.map((r) => r.metric).sort(), ['gpu_memory_total_bytes', 'gpu_memory_used_bytes', 'gpu_memory_utilization', 'gpu_utilization']);
+    assert.deepEqual(k80.map((r) => r.metric).sort(), ['host.gpu_memory_total_bytes', 'host.gpu_memory_used_bytes', 'host.gpu_memory_utilization', 'host.gpu_utilization']);
     assert.deepEqual(k80[0].tags, { host: 'h', gpu: '1', gpu_uuid: 'GPU-0f0e0d0c-bbbb-4bbb-8ccc-0d0e0f101113', gpu_name: 'Tesla K80' });
   });
 

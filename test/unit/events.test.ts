@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { TimeWindow } from '../../src/common/input.js';
 import { decodeEvents, decodeLogs, decodePolicyEvents, encodeCursor, normaliseLevel, parseEventFilter } from '../../src/events/event-input.js';
 import { decodeStatusReport, statusEvent } from '../../src/events/pipeline-status.js';
-import { decodeServiceReport, serviceEvent } from '../../src/services/service-status.js';
+import { decodeServiceReport, serviceEvent } from '../../src/service-status/service-status.js';
 
 const NOW = Date.UTC(2025, 5, 16, 10, 30);
 const w: TimeWindow = { now: NOW, retentionDays: 30, maxFutureMs: 600_000, retentionSetting: 'EVENTS_RETENTION_DAYS' };

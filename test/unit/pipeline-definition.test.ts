@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/common/errors.js';
-import { parsePipeline } from '../../src/pipelines/definition.js';
+import { isStatusReport, parsePipeline } from '../../src/pipelines/parse-pipeline.js';
 import { assemble, derivedPoints } from '../../src/pipelines/execute.js';
-import { backoffMs, isStatusReport } from '../../src/pipelines/pipelines.service.js';
-import { countWindows, dueWindows, lastWindow, windowEnds } from '../../src/pipelines/windows.js';
+import { backoffMs, countWindows, dueWindows, lastWindow, windowEnds } from '../../src/pipelines/windows.js';
 import { referencePipeline } from '../support/fixtures.js';
 
 const limits = { maxNameLength: 200, maxTags: 64, maxTagKeyLength: 128, maxTagValueLength: 1024 };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/common/errors.js';
-import { coarsestTier, planSegments } from '../../src/query/plan.js';
+import { coarsestTier, planSegments } from '../../src/storage/rollup-plan.js';
 import { parseQuerySpec, parseTags } from '../../src/query/query-spec.js';
 import { tierFor } from '../../src/storage/tiers.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { availability, endpointPort } from '../../src/services/service-status.js';
+import { availability, endpointPort } from '../../src/service-status/service-status.js';
 
 const S = 1000;
 

@@ -19,7 +19,7 @@ const COLUMNS = 'name, status, endpoint, metadata, ttl_seconds, registered_at, l
 
 /** All SQL of the services table. */
 @Injectable()
-export class ServicesRepository {
+export class ServiceStatusRepository {
   constructor(private readonly database: Database) {}
 
   async lock(client: Queryable, name: string): Promise<ServiceRow | undefined> {

@@ -1,6 +1,5 @@
 import { ceilTo, floorTo } from '../common/time.js';
-import { ROLLUP_AGGREGATIONS, ROLLUP_TIERS, RollupTier } from '../storage/tiers.js';
-import type { Aggregation } from './query-spec.js';
+import { ROLLUP_AGGREGATIONS, ROLLUP_TIERS, RollupTier } from './tiers.js';
 
 /**
  * Where the buckets of a query come from: a cover of [from, to) by segments, each read from raw
@@ -27,7 +26,8 @@ export interface RollupState {
   materialisedUntil: number;
 }
 
-export function planSegments(from: number, to: number, granularityMs: number, aggregation: Aggregation, state: RollupState): Segment[] {
+/** `aggregation`: avg, sum, min, max and count may read rollups; anything else (first, last) reads raw points only. */
+export function planSegments(from: number, to: number, granularityMs: number, aggregation: string, state: RollupState): Segment[] {
   if (from >= to) return [];
   const tiers = ROLLUP_AGGREGATIONS.has(aggregation) ? ROLLUP_TIERS.filter((t) => granularityMs % t.ms === 0).reverse() : [];
   const split = Math.max(from, Math.min(to, state.materialisedUntil));

@@ -7,7 +7,7 @@ import { KINDS } from '../events/event-input.js';
 import { EventsService } from '../events/events.service.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { availability, decodeServiceReport, endpointPort, serviceEvent, ServiceStatus, StatusChange } from './service-status.js';
-import { ServiceRow, ServicesRepository } from './services.repository.js';
+import { ServiceRow, ServiceStatusRepository } from './service-status.repository.js';
 
 const REFERENCE_STATUS: Record<ServiceStatus, string> = { up: 'running', down: 'stopped', unknown: 'unknown' };
 
@@ -21,7 +21,7 @@ export class ServiceRegistry implements OnModuleInit {
   private clock: () => number = Date.now;
 
   constructor(
-    private readonly repo: ServicesRepository,
+    private readonly repo: ServiceStatusRepository,
     private readonly events: EventsService,
     private readonly database: Database,
     private readonly jobs: JobsService,

@@ -5,7 +5,7 @@ import { Access } from '../auth/access.js';
 
 @ApiTags('services')
 @Controller()
-export class ServicesController {
+export class ServiceStatusController {
   constructor(private readonly registry: ServiceRegistry) {}
 
   @Post('api/v1/services')
