@@ -67,12 +67,12 @@ export class IngestionService {
    * InfluxDB line protocol (`/api/v2/write`, `/write`): `source` is the bucket or database,
    * `parameter` its query parameter's name for errors. Resolves after the commit.
    */
-  async writeLineProtocol(body: string | Buffer, source: string, parameter: string, precision: LineProtocolPrecision): Promise<LineProtocolReply> {
+  async writeLineProtocol(body: string | Buffer, source: string, parameter: string, precision: LineProtocolPrecision, protocol: 'influx_v2' | 'influx_v1'): Promise<LineProtocolReply> {
     const bad = sourceProblem(source, this.limits);
     if (bad) throw invalidQuery(parameter, `${parameter} ${bad}`);
     const ctx = this.context(undefined);
     const { batch, skippedStringFields } = parseLineProtocol(body, source, precision, ctx, this.lineSeries);
-    await this.writer.write(batch);
+    await this.writer.write(batch, protocol);
     return { points: batch.length, skippedStringFields };
   }
 

@@ -67,7 +67,7 @@ export class LineProtocolController {
   @ApiResponse({ status: 204, description: 'Committed' })
   async writeV2(@Body() body: unknown, @Query() q: QueryParams, @Res({ passthrough: true }) reply: FastifyReply): Promise<void> {
     const bucket = required(q, 'bucket', 'bucket');
-    done(reply, await this.ingestion.writeLineProtocol(text(body), bucket, 'bucket', precision(q, V2_PRECISIONS)));
+    done(reply, await this.ingestion.writeLineProtocol(text(body), bucket, 'bucket', precision(q, V2_PRECISIONS), 'influx_v2'));
   }
 
   @Post('write')
@@ -82,6 +82,6 @@ export class LineProtocolController {
   @ApiResponse({ status: 204, description: 'Committed' })
   async writeV1(@Body() body: unknown, @Query() q: QueryParams, @Res({ passthrough: true }) reply: FastifyReply): Promise<void> {
     const db = required(q, 'db', 'database');
-    done(reply, await this.ingestion.writeLineProtocol(text(body), db, 'db', precision(q, V1_PRECISIONS)));
+    done(reply, await this.ingestion.writeLineProtocol(text(body), db, 'db', precision(q, V1_PRECISIONS), 'influx_v1'));
   }
 }

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { before, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { HttpError, InfluxDB, Point, setLogger, WritePrecisionType } from '@influxdata/influxdb-client';
 import { describeEachFlavour } from '../support/suite.js';
 
-// The client logs every failed write; the tests look at the errors themselves.
-setLogger({ error: () => undefined, warn: () => undefined });
 
 const SECOND = 1000;
 /** Whole seconds, ten minutes ago: inside the retention, and aligned to 1 s query buckets. */
@@ -16,7 +14,14 @@ describeEachFlavour(
   'line protocol',
   (ctx) => {
     let url = '';
+    // The client logs every failed write; the tests look at the errors themselves. Its logger is
+    // global state of the test process: put back afterwards.
+    let previousLogger: ReturnType<typeof setLogger> | undefined;
+    after(() => {
+      if (previousLogger) setLogger(previousLogger);
+    });
     before(async () => {
+      previousLogger ??= setLogger({ error: () => undefined, warn: () => undefined });
       await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
       url = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
     });
