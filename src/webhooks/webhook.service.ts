@@ -36,6 +36,7 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
   private transport: WebhookTransport = nodeTransport;
   private resolver: Resolver = systemResolver;
   private draining?: Promise<DrainReport>;
+  private kickedWhileDraining = false;
   private closing = false;
   private readonly guard: GuardOptions;
   /** Deliveries of this instance since start by how they ended, and attempts that will be retried (self-metrics). */
@@ -134,11 +135,23 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
     return publicDelivery(row);
   }
 
-  /** Starts a drain unless one is running. */
+  /**
+   * Starts a drain, or, when one is running, asks it to look once more when it ends: a delivery
+   * that fell due (or was queued) after the drain's last claim would otherwise wait for the next
+   * run of the dispatch job.
+   */
   kick(): void {
-    if (this.closing || this.draining) return;
+    if (this.closing) return;
+    if (this.draining) {
+      this.kickedWhileDraining = true;
+      return;
+    }
     this.draining = this.drain().finally(() => {
       this.draining = undefined;
+      if (this.kickedWhileDraining) {
+        this.kickedWhileDraining = false;
+        this.kick();
+      }
     });
   }
 
