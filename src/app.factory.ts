@@ -5,6 +5,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
+import { installBinaryBodies, passesSnappy } from './ingestion/binary-body.js';
 import { FrontDoor } from './auth/front-door.js';
 import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
@@ -61,7 +62,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {
     const enc = req.headers['content-encoding'];
-    if (!enc || enc === 'identity') return payload;
+    if (!enc || enc === 'identity' || passesSnappy(req, enc)) return payload;
     if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
       throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`);
     }
@@ -71,6 +72,7 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
     payload.on('data', (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
     return decoded;
   });
+  installBinaryBodies(fastify); // protobuf (remote write, OTLP) and Avro bodies as Buffers, on the routes that declare them
   const doc = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()

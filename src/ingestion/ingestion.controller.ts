@@ -1,7 +1,8 @@
 import { Body, Controller, HttpCode, Param, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { IngestionService } from './ingestion.service.js';
 import { Access } from '../auth/access.js';
+import { AVRO_CONTENT_TYPES } from './avro.js';
 
 const precisionDoc = { name: 'precision', required: false, enum: ['s', 'ms', 'us', 'ns'], description: 'Unit of numeric timestamps (default ms)' };
 
@@ -31,9 +32,13 @@ export class IngestionController {
   }
 
   @Post('api/v2/app/:appId/metrics')
-  @Access('ingest')
+  @Access('ingest', { contentTypes: ['application/json', ...AVRO_CONTENT_TYPES] })
   @HttpCode(200)
-  @ApiOperation({ summary: 'Per-app ingest (metrics-collection-api v2): {metrics: [{name, value, timestamp (ms), tags, profileId}]}' })
+  @ApiOperation({
+    summary:
+      'Per-app ingest (metrics-collection-api v2): JSON {metrics: [{name, value, timestamp (ms), tags, profileId}]}, or Avro (avro/binary, application/avro): an object container file or an array of Metric records',
+  })
+  @ApiConsumes('application/json', ...AVRO_CONTENT_TYPES)
   @ApiBody({ schema: { type: 'object' } })
   submitApp(@Param('appId') appId: string, @Body() body: unknown) {
     return this.ingestion.submitApp(appId, body);

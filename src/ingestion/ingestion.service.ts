@@ -1,10 +1,16 @@
 import { Injectable } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { invalidQuery } from '../common/errors.js';
+import { ApiError, invalidQuery, invalidRequest } from '../common/errors.js';
+import { BoundedCache } from '../common/bounded-cache.js';
+import type { Json } from '../common/input.js';
 import { Precision, PRECISIONS } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { PointWriter } from '../storage/point-writer.js';
 import type { PointBatch } from '../storage/point-batch.js';
+import { decodeAvroMetrics } from './avro.js';
+import type { ValidatedSeries } from './collect.js';
+import { decodeOtlp, otlpProtobufToJson, otlpResponse } from './otlp.js';
+import { decodeRemoteWrite, remoteWriteVersionProblem, unsnappy } from './remote-write.js';
 import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits, KnownSeriesIndex, sourceProblem } from './decode.js';
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
 
@@ -29,6 +35,8 @@ export class IngestionService {
   private readonly known: KnownSeriesIndex;
   /** The same for line protocol, by measurement and tags as sent. */
   private readonly lineSeries: LineSeriesIndex;
+  /** The same for remote write and OTLP, by name, source, unit and tags as sent. */
+  private readonly validated: ValidatedSeries;
 
   constructor(
     private readonly writer: PointWriter,
@@ -46,6 +54,7 @@ export class IngestionService {
     };
     this.known = new KnownSeriesIndex(config.series.cacheSize * 4);
     this.lineSeries = new LineSeriesIndex(config.series.cacheSize * 2);
+    this.validated = new BoundedCache(config.series.cacheSize);
   }
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {
@@ -58,8 +67,10 @@ export class IngestionService {
     return this.store(decodeBatches(body, ctx), ctx.now, 'json_batch');
   }
 
+  /** JSON (`app_v2`), or Avro when the body came as bytes (`avro`: avro.ts). */
   submitApp(appId: string, body: unknown): Promise<IngestReply> {
     const ctx = this.context('ms');
+    if (Buffer.isBuffer(body)) return this.store(decodeAvroMetrics(appId, body, ctx, this.config.ingest.maxBodyBytes), ctx.now, 'avro');
     return this.store(decodeAppMetrics(appId, body, ctx), ctx.now, 'app_v2');
   }
 
@@ -74,6 +85,40 @@ export class IngestionService {
     const { batch, skippedStringFields } = parseLineProtocol(body, source, precision, ctx, this.lineSeries);
     await this.writer.write(batch, protocol);
     return { points: batch.length, skippedStringFields };
+  }
+
+  /**
+   * Prometheus remote write 1.0: a snappy-compressed WriteRequest (remote-write.ts). Resolves after
+   * the commit; the caller answers 204. Skipped samples (stale markers, NaN/Inf, native histograms)
+   * are counted once the rest is stored.
+   */
+  async remoteWrite(body: unknown, headers: Record<string, string | string[] | undefined>): Promise<void> {
+    const header = (name: string) => (typeof headers[name] === 'string' ? (headers[name] as string) : undefined);
+    const version = remoteWriteVersionProblem(header('content-type'), header('x-prometheus-remote-write-version'));
+    if (version) throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', version, { header: 'content-type' });
+    const encoding = header('content-encoding');
+    if (encoding !== undefined && encoding !== 'snappy') {
+      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Remote write bodies are snappy-compressed (Content-Encoding: snappy), not ${encoding}`, { header: 'content-encoding' });
+    }
+    if (!Buffer.isBuffer(body) || body.length === 0) throw invalidRequest('Remote write body is empty: a snappy-compressed prometheus.WriteRequest is expected', { field: 'body' });
+    const ctx = this.context(undefined);
+    const { batch, skipped } = decodeRemoteWrite(unsnappy(body, this.config.ingest.maxBodyBytes), ctx, this.validated);
+    await this.store(batch, ctx.now, 'remote_write');
+    for (const [reason, n] of Object.entries(skipped)) this.writer.noteSkipped(n, 'remote_write', reason);
+  }
+
+  /**
+   * OTLP/HTTP metrics, protobuf (a Buffer) or JSON (otlp.ts). Resolves after the commit with the
+   * ExportMetricsServiceResponse in the request's encoding (partial_success for points not stored).
+   */
+  async otlp(body: unknown, protobuf: boolean): Promise<Buffer | Json> {
+    const request = protobuf ? otlpProtobufToJson(Buffer.isBuffer(body) ? body : Buffer.alloc(0)) : body ?? {};
+    const ctx = this.context(undefined);
+    const result = decodeOtlp(request, ctx, this.validated);
+    await this.store(result.batch, ctx.now, 'otlp');
+    for (const [reason, n] of Object.entries(result.rejectedBy)) this.writer.noteSkipped(n, 'otlp', reason);
+    this.writer.noteSkipped(result.noRecordedValue, 'otlp', 'stale');
+    return otlpResponse(result, protobuf ? 'protobuf' : 'json');
   }
 
   private context(precision: string | undefined): DecodeContext {

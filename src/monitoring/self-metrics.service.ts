@@ -100,6 +100,7 @@ export class SelfMetrics implements OnModuleInit, OnApplicationBootstrap, Before
   private readonly accepted: Counter<'protocol'>;
   private readonly committed: Counter<'protocol'>;
   private readonly rejected: Counter<'protocol' | 'reason'>;
+  private readonly skipped: Counter<'protocol' | 'reason'>;
   private readonly txDuration: Histogram<'outcome'>;
   private readonly txPoints: Histogram;
   private readonly children = new Map<string, { observe(v: number): void } | { inc(v?: number): void }>();
@@ -145,6 +146,7 @@ export class SelfMetrics implements OnModuleInit, OnApplicationBootstrap, Before
     this.accepted = counter('timescope_ingest_points_accepted_total', 'Points accepted by the writer (queued for a transaction), by protocol or producer', ['protocol']);
     this.committed = counter('timescope_ingest_points_committed_total', 'Points committed to the database, by protocol or producer', ['protocol']);
     this.rejected = counter('timescope_ingest_points_rejected_total', 'Points refused by the writer (queue full, too large, series limit, shutting down) or whose transaction failed', ['protocol', 'reason']);
+    this.skipped = counter('timescope_ingest_points_skipped_total', 'Points a protocol left out of a stored request: stale markers, NaN/Inf values, native or exponential histograms, OTLP points reported in partial_success', ['protocol', 'reason']);
     this.txDuration = new Histogram({
       name: 'timescope_writer_transaction_duration_seconds',
       help: 'Write transactions of the point writer (one COPY or INSERT of a group of requests), by outcome',
@@ -263,6 +265,7 @@ export class SelfMetrics implements OnModuleInit, OnApplicationBootstrap, Before
         if (origin !== SELF_ORIGIN) this.totals.ingestPoints += n;
       },
       rejected: (n, origin, reason) => this.inc('r', `${origin}\u0000${reason}`, this.rejected, { protocol: origin, reason }, n),
+      skipped: (n, origin, reason) => this.inc('s', `${origin}\u0000${reason}`, this.skipped, { protocol: origin, reason }, n),
       transaction: (seconds, points, ok) => {
         this.txDuration.observe({ outcome: ok ? 'committed' : 'failed' }, seconds);
         this.txPoints.observe(points);

@@ -27,6 +27,8 @@ export interface WriteObserver {
   rejected(points: number, origin: string, reason: string): void;
   /** One write transaction (a group of requests), its duration in seconds. */
   transaction(seconds: number, points: number, ok: boolean): void;
+  /** Points a decoder left out on purpose, the request still stored (`reason`: stale, non_finite, …). */
+  skipped?(points: number, origin: string, reason: string): void;
 }
 
 interface Pending extends EncodablePart {
@@ -147,6 +149,14 @@ export class PointWriter implements BeforeApplicationShutdown {
       this.reserved -= batch.length;
       if (this.reserved === 0) for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * Points a protocol decoder left out without failing the request (remote write's staleness
+   * markers, NaN samples, OTLP points reported in partial_success), for the self-metrics.
+   */
+  noteSkipped(points: number, origin: string, reason: string): void {
+    if (points > 0) for (const o of this.observers) o.skipped?.(points, origin, reason);
   }
 
   private noteRejected(points: number, origin: string, reason: string): void {

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { VERSION } from '../../src/common/version.js';
-import { freePort } from '../../src/database/embedded.js';
 import { dashboardExpressions } from '../../src/monitoring/grafana-dashboard.js';
 import { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
 import { parseExposition, PromFamily, sampleSum, sampleValue } from '../support/prom-text.js';
+import { prometheusSkip, PROMTOOL, requirePrometheus, RunningPrometheus, startPrometheus } from '../support/prometheus.js';
 import { startApp, TestApp } from '../support/app.js';
 import { sseClient } from '../support/stream-clients.js';
 import { describeEachFlavour } from '../support/suite.js';
@@ -28,6 +25,7 @@ const FAMILIES: Record<string, PromFamily['type']> = {
   timescope_ingest_points_accepted_total: 'counter',
   timescope_ingest_points_committed_total: 'counter',
   timescope_ingest_points_rejected_total: 'counter',
+  timescope_ingest_points_skipped_total: 'counter',
   timescope_ingest_queue_points: 'gauge',
   timescope_ingest_queue_capacity_points: 'gauge',
   timescope_ingest_oldest_pending_seconds: 'gauge',
@@ -226,31 +224,18 @@ describe('self-metrics: 429s by rate class', () => {
   });
 });
 
-const PROMETHEUS = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' }).stdout.trim();
-const PROMTOOL = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).stdout.trim();
-const NOT_INSTALLED = 'prometheus is not installed (Debian/Ubuntu: apt-get install prometheus): the real scrape is not tested';
-/** Where a real scrape must be tested (CI that installs the package): fail instead of skipping. */
-const REQUIRED = process.env.TIMESCOPE_TEST_REQUIRE_PROMETHEUS === '1';
-if (!PROMETHEUS) console.log(`# ${REQUIRED ? 'FAILING' : 'SKIPPED'}: ${NOT_INSTALLED}`);
-
-describe('self-metrics scraped by a real Prometheus', { skip: PROMETHEUS || REQUIRED ? false : NOT_INSTALLED }, () => {
+describe('self-metrics scraped by a real Prometheus', { skip: prometheusSkip('the real scrape') }, () => {
   let t: TestApp;
-  let dir: string;
-  let prom: ReturnType<typeof spawn> | undefined;
-  let promUrl: string;
-  let log = '';
+  let prom: RunningPrometheus | undefined;
 
   before(async () => {
-    if (!PROMETHEUS) throw new Error(`${NOT_INSTALLED}, and TIMESCOPE_TEST_REQUIRE_PROMETHEUS=1 requires it`);
+    requirePrometheus('the real scrape');
     t = await startApp('postgresql');
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const port = (t.app.getHttpServer().address() as AddressInfo).port;
     const key = await t.key(['read'], 'prometheus');
-    dir = mkdtempSync(join(tmpdir(), 'timescope-prometheus-'));
     const target = `['127.0.0.1:${port}']`;
-    writeFileSync(
-      join(dir, 'prometheus.yml'),
-      `global:
+    prom = await startPrometheus(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -267,37 +252,16 @@ scrape_configs:
       password: ${key}
     static_configs:
       - targets: ${target}
-`,
-    );
-    const promPort = await freePort();
-    promUrl = `http://127.0.0.1:${promPort}`;
-    prom = spawn(
-      PROMETHEUS,
-      [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    prom.stdout!.on('data', (d) => (log += d));
-    prom.stderr!.on('data', (d) => (log += d));
+`);
   });
 
   after(async () => {
-    if (prom && prom.exitCode === null) {
-      const exited = new Promise((r) => prom!.once('exit', r));
-      prom.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-      if (prom.exitCode === null) prom.kill('SIGKILL');
-    }
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await prom?.stop();
     await t?.close();
   });
 
-  const api = async (path: string) => {
-    const res = await fetch(`${promUrl}${path}`);
-    const body = (await res.json()) as { status: string; data: any; error?: string };
-    assert.equal(body.status, 'success', `${path}: ${JSON.stringify(body)}`);
-    return body.data;
-  };
-  const query = async (expr: string) => (await api(`/api/v1/query?query=${encodeURIComponent(expr)}`)).result as Array<{ metric: Record<string, string>; value: [number, string] }>;
+  const api = (path: string) => prom!.api(path);
+  const query = (expr: string) => prom!.query(expr);
 
   it('passes promtool check metrics (naming and format lints)', { skip: PROMTOOL ? false : 'promtool is not installed' }, async () => {
     const body = (await t.get('/prometheus-metrics')).body;
@@ -317,7 +281,7 @@ scrape_configs:
         return active.length === 2 && active.every((a) => a.health === 'up') ? active : undefined;
       },
       30_000,
-      `both targets up (prometheus log: ${log})`,
+      `both targets up (prometheus log: ${prom!.log()})`,
     );
     for (const job of ['timescope', 'timescope-basic']) assert.equal((await query(`up{job="${job}"}`))[0]?.value[1], '1', job);
 
