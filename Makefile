@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 TSC := ./node_modules/.bin/tsc
 
-.PHONY: install build run test bench migrate key clean
+.PHONY: install build run test check format bench migrate key clean
 
 install: node_modules/.installed
 
@@ -20,6 +20,15 @@ run: build
 
 test: build
 	node dist/test/run.js
+
+# Lint for mistakes (eslint + typescript-eslint) and layout (prettier); CI runs it before the tests.
+check: install
+	./node_modules/.bin/eslint --max-warnings 0 .
+	./node_modules/.bin/prettier --check --log-level warn .
+
+format: install
+	./node_modules/.bin/prettier --write --log-level warn .
+	./node_modules/.bin/eslint --fix .
 
 bench: build
 	node dist/bench/run.js $(BENCH_ARGS)

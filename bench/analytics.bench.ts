@@ -34,8 +34,11 @@ async function load(dbUrl: string): Promise<void> {
               jsonb_build_object('dc', 'eu-1', 'host', h)::text, 'percent' FROM unnest($1::text[]) h ORDER BY h RETURNING id`,
       [HOSTS],
     );
-    const flavour = (await c.query<{ value: string }>(`SELECT value FROM timescope_meta WHERE key = 'flavour'`)).rows[0]?.value;
-    if (flavour === 'postgresql') for (let t = T0; t <= T0 + PER_SERIES * STEP; t += DAY) await c.query(`SELECT timescope_ensure_partition('points', '1 day', $1)`, [new Date(t)]);
+    const flavour = (await c.query<{ value: string }>(`SELECT value FROM timescope_meta WHERE key = 'flavour'`)).rows[0]
+      ?.value;
+    if (flavour === 'postgresql')
+      for (let t = T0; t <= T0 + PER_SERIES * STEP; t += DAY)
+        await c.query(`SELECT timescope_ensure_partition('points', '1 day', $1)`, [new Date(t)]);
     return r.rows.map((x) => x.id);
   });
   const c = new pg.Client({ connectionString: dbUrl });
@@ -46,7 +49,13 @@ async function load(dbUrl: string): Promise<void> {
         const b = new PointBatchBuilder(200_000);
         const s = b.addSeries('bench_cpu', HOSTS[h], {}, null);
         // A slow wave with noise and a spike every ~100,000 points: something to find.
-        for (let j = i; j < Math.min(PER_SERIES, i + 200_000); j++) b.push(s, T0 + j * STEP, Math.round((50 + 20 * Math.sin(j / 3600) + ((j * 7919) % 1000) / 100 + (j % 99_991 === 0 ? 60 : 0)) * 100) / 100);
+        for (let j = i; j < Math.min(PER_SERIES, i + 200_000); j++)
+          b.push(
+            s,
+            T0 + j * STEP,
+            Math.round((50 + 20 * Math.sin(j / 3600) + ((j * 7919) % 1000) / 100 + (j % 99_991 === 0 ? 60 : 0)) * 100) /
+              100,
+          );
         await new Promise<void>((res, rej) => {
           const stream = c.query(copyFrom('COPY points (time, series_id, value) FROM STDIN (FORMAT binary)'));
           stream.on('error', rej);
@@ -62,7 +71,10 @@ async function load(dbUrl: string): Promise<void> {
 }
 
 /** Streams a GET and counts its bytes, sampling the service's RSS meanwhile. */
-function download(url: string, rss: () => number): Promise<{ bytes: number; seconds: number; peak: number; status: number }> {
+function download(
+  url: string,
+  rss: () => number,
+): Promise<{ bytes: number; seconds: number; peak: number; status: number }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let peak = rss();
@@ -73,7 +85,12 @@ function download(url: string, rss: () => number): Promise<{ bytes: number; seco
         res.on('data', (c: Buffer) => (bytes += c.length));
         res.on('end', () => {
           clearInterval(timer);
-          resolve({ bytes, seconds: (performance.now() - t0) / 1000, peak: Math.max(peak, rss()), status: res.statusCode ?? 0 });
+          resolve({
+            bytes,
+            seconds: (performance.now() - t0) / 1000,
+            peak: Math.max(peak, rss()),
+            status: res.statusCode ?? 0,
+          });
         });
       })
       .on('error', (e) => (clearInterval(timer), reject(e)));
@@ -93,11 +110,21 @@ try {
   console.log(`database: ${server.describe}`);
   const t0 = performance.now();
   await load(dbUrl);
-  console.log(`loaded ${HOSTS.length} series x ${PER_SERIES} points (binary COPY) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `loaded ${HOSTS.length} series x ${PER_SERIES} points (binary COPY) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
 
   console.log('\nanomalies, isolation_forest, one series, end to end (HTTP request to the whole reply)');
   for (const n of SIZES) {
-    const body = Buffer.from(JSON.stringify({ metric: 'bench_cpu', source: 'host-1', algorithm: 'isolation_forest', from: iso(T0 + (PER_SERIES - n) * STEP), to: iso(T0 + PER_SERIES * STEP) }));
+    const body = Buffer.from(
+      JSON.stringify({
+        metric: 'bench_cpu',
+        source: 'host-1',
+        algorithm: 'isolation_forest',
+        from: iso(T0 + (PER_SERIES - n) * STEP),
+        to: iso(T0 + PER_SERIES * STEP),
+      }),
+    );
     const wall: number[] = [];
     let found = 0;
     for (let r = 0; r <= RUNS; r++) {
@@ -109,24 +136,40 @@ try {
       found = json.total_anomalies;
       if (r > 0) wall.push(ms); // the first run warms up
     }
-    console.log(`  ${String(n).padStart(9)} points: median ${median(wall).toFixed(0)} ms (runs ${wall.map((x) => x.toFixed(0)).join(', ')}), ${found} anomalies; target < ${n <= 100_000 ? 1000 : 8000} ms`);
+    console.log(
+      `  ${String(n).padStart(9)} points: median ${median(wall).toFixed(0)} ms (runs ${wall.map((x) => x.toFixed(0)).join(', ')}), ${found} anomalies; target < ${n <= 100_000 ? 1000 : 8000} ms`,
+    );
   }
   {
     // While the largest analysis runs (in a worker thread), small ingest requests keep being answered.
     const n = SIZES[SIZES.length - 1];
-    const body = Buffer.from(JSON.stringify({ metric: 'bench_cpu', source: 'host-1', algorithm: 'isolation_forest', from: iso(T0 + (PER_SERIES - n) * STEP), to: iso(T0 + PER_SERIES * STEP) }));
+    const body = Buffer.from(
+      JSON.stringify({
+        metric: 'bench_cpu',
+        source: 'host-1',
+        algorithm: 'isolation_forest',
+        from: iso(T0 + (PER_SERIES - n) * STEP),
+        to: iso(T0 + PER_SERIES * STEP),
+      }),
+    );
     const latencies: number[] = [];
     let done = false;
     const analysis = request(`${service.url}/api/v1/metrics/anomalies`, 'POST', body).finally(() => (done = true));
     for (let k = 0; !done; k++) {
       const a = performance.now();
-      const r = await request(`${service.url}/api/v1/metrics`, 'POST', Buffer.from(JSON.stringify({ source: 'probe', metrics: [{ name: 'probe', value: k }] })));
+      const r = await request(
+        `${service.url}/api/v1/metrics`,
+        'POST',
+        Buffer.from(JSON.stringify({ source: 'probe', metrics: [{ name: 'probe', value: k }] })),
+      );
       if (r.status !== 200) throw new Error(`ingest during analysis: ${r.status} ${r.body}`);
       latencies.push(performance.now() - a);
       await sleep(20);
     }
     await analysis;
-    console.log(`  ingest while analysing ${n} points: ${latencies.length} requests, median ${median(latencies).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`);
+    console.log(
+      `  ingest while analysing ${n} points: ${latencies.length} requests, median ${median(latencies).toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`,
+    );
   }
 
   console.log("\nexport, streamed over HTTP; the service's RSS");
@@ -135,7 +178,10 @@ try {
       await sleep(500);
       const before = service.rssMb();
       const filter = hosts.length === 1 ? `&source=${hosts[0]}` : '';
-      const r = await download(`${service.url}/api/v1/metrics/export?format=${format}&metric=bench_cpu${filter}&from=${iso(T0)}&to=${iso(T0 + PER_SERIES * STEP)}`, () => service.rssMb());
+      const r = await download(
+        `${service.url}/api/v1/metrics/export?format=${format}&metric=bench_cpu${filter}&from=${iso(T0)}&to=${iso(T0 + PER_SERIES * STEP)}`,
+        () => service.rssMb(),
+      );
       if (r.status !== 200) throw new Error(`export ${r.status}`);
       await sleep(500);
       const rows = hosts.length * PER_SERIES;

@@ -39,7 +39,9 @@ function childCpuSeconds(): number {
 
 /** CPU per wall second over `seconds`; what `probe` itself costs (forced GCs for the heap figures) is not counted. */
 async function measure(seconds: number, probe?: (elapsed: number) => void) {
-  const c0 = process.cpuUsage(), k0 = childCpuSeconds(), t0 = performance.now();
+  const c0 = process.cpuUsage(),
+    k0 = childCpuSeconds(),
+    t0 = performance.now();
   let probing = 0;
   for (let s = 1; s <= seconds; s++) {
     await sleep(1_000);
@@ -50,14 +52,23 @@ async function measure(seconds: number, probe?: (elapsed: number) => void) {
       probing += p.user + p.system;
     }
   }
-  const c = process.cpuUsage(c0), wall = (performance.now() - t0) / 1000;
-  return { own: (c.user + c.system - probing) / 1e6 / wall, children: (childCpuSeconds() - k0) / wall, wall, probing: probing / 1e6 };
+  const c = process.cpuUsage(c0),
+    wall = (performance.now() - t0) / 1000;
+  return {
+    own: (c.user + c.system - probing) / 1e6 / wall,
+    children: (childCpuSeconds() - k0) / wall,
+    wall,
+    probing: probing / 1e6,
+  };
 }
 
 /** Least-squares slope of y over x. */
 function slope(xs: number[], ys: number[]): number {
-  const n = xs.length, mx = xs.reduce((a, b) => a + b, 0) / n, my = ys.reduce((a, b) => a + b, 0) / n;
-  let num = 0, den = 0;
+  const n = xs.length,
+    mx = xs.reduce((a, b) => a + b, 0) / n,
+    my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < n; i++) {
     num += (xs[i] - mx) * (ys[i] - my);
     den += (xs[i] - mx) ** 2;
@@ -74,7 +85,13 @@ async function main() {
   chmodSync(smi, 0o755);
   const server = await benchServer();
   console.log(`database: ${server.describe}`);
-  const config = loadConfig({ DATABASE_URL: await server.url('timescope_bench_collector'), COLLECTOR_ENABLED: 'false', JOBS_ENABLED: 'false', LOG_LEVEL: 'error', NVIDIA_SMI_PATH: smi });
+  const config = loadConfig({
+    DATABASE_URL: await server.url('timescope_bench_collector'),
+    COLLECTOR_ENABLED: 'false',
+    JOBS_ENABLED: 'false',
+    LOG_LEVEL: 'error',
+    NVIDIA_SMI_PATH: smi,
+  });
   const app = await createApp(config, false);
   try {
     const settings = app.get(SettingsService);
@@ -82,7 +99,9 @@ async function main() {
     await settings.update({ collector: { enabled: true } }, { by: 'bench', client: {} });
     await sleep(WARMUP_S * 1000);
     gc();
-    const heap: number[] = [], rss: number[] = [], at: number[] = [];
+    const heap: number[] = [],
+      rss: number[] = [],
+      at: number[] = [];
     const run = await measure(MEASURE_S, (s) => {
       if (s % 10 === 0) {
         gc();
@@ -96,17 +115,28 @@ async function main() {
     await settings.update({ collector: { enabled: false } }, { by: 'bench', client: {} });
     await sleep(2_000);
     const base = await measure(BASELINE_S);
-    const heapSlope = slope(at, heap) * 60, rssSlope = slope(at, rss) * 60;
+    const heapSlope = slope(at, heap) * 60,
+      rssSlope = slope(at, rss) * 60;
     const half = Math.floor(heap.length / 2);
     const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-    console.log(`collector on, default intervals (${st.interval_live_seconds} s live, ${st.interval_persist_seconds} s persist), after ${WARMUP_S} s of warm-up, ${MEASURE_S} s:`);
-    console.log(`  samples ${st.samplers[0].samples} host, ${st.samplers[1].samples} GPU; persists ${st.persists}, points persisted ${st.points_persisted}, buffer now ${st.buffer.pending_points}`);
-    console.log(`  CPU of the whole process: ${(run.own * 100).toFixed(3)}% of one core (an upper bound of the collector's cost)`);
+    console.log(
+      `collector on, default intervals (${st.interval_live_seconds} s live, ${st.interval_persist_seconds} s persist), after ${WARMUP_S} s of warm-up, ${MEASURE_S} s:`,
+    );
+    console.log(
+      `  samples ${st.samplers[0].samples} host, ${st.samplers[1].samples} GPU; persists ${st.persists}, points persisted ${st.points_persisted}, buffer now ${st.buffer.pending_points}`,
+    );
+    console.log(
+      `  CPU of the whole process: ${(run.own * 100).toFixed(3)}% of one core (an upper bound of the collector's cost)`,
+    );
     console.log(`  CPU of the nvidia-smi stand-in children: ${(run.children * 100).toFixed(3)}% of one core`);
-    console.log(`  baseline, collector off again (${BASELINE_S} s): ${(base.own * 100).toFixed(3)}% of one core; difference ${((run.own - base.own) * 100).toFixed(3)}%`);
+    console.log(
+      `  baseline, collector off again (${BASELINE_S} s): ${(base.own * 100).toFixed(3)}% of one core; difference ${((run.own - base.own) * 100).toFixed(3)}%`,
+    );
     console.log(`  (not counted: ${run.probing.toFixed(3)} s CPU of the forced GCs taken for the heap figures)`);
     console.log(`  heap after GC (KiB) every 10 s: ${heap.map((x) => x.toFixed(0)).join(' ')}`);
-    console.log(`  heap: first half ${avg(heap.slice(0, half)).toFixed(0)} KiB, second half ${avg(heap.slice(half)).toFixed(0)} KiB; slope ${heapSlope.toFixed(1)} KiB/min; RSS slope ${rssSlope.toFixed(1)} KiB/min`);
+    console.log(
+      `  heap: first half ${avg(heap.slice(0, half)).toFixed(0)} KiB, second half ${avg(heap.slice(half)).toFixed(0)} KiB; slope ${heapSlope.toFixed(1)} KiB/min; RSS slope ${rssSlope.toFixed(1)} KiB/min`,
+    );
     const ok = run.own < 0.01;
     console.log(`  target CPU < 1% of one core: ${ok ? 'met' : 'MISSED'}`);
     process.exitCode = ok ? 0 : 1;

@@ -15,10 +15,14 @@ const CLIENTS = option('clients', 4);
 
 function send(url: string, method: string, body: Buffer | undefined, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.request(url, { method, agent: false, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = http.request(
+      url,
+      { method, agent: false, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', () => resolve(0)); // the server may close a refused upload before it is all sent
     req.end(body);
   });
@@ -26,19 +30,52 @@ function send(url: string, method: string, body: Buffer | undefined, headers: Re
 
 async function main(): Promise<void> {
   const server = await benchServer(join(tmpdir(), `timescope-bench-frontdoor-${process.pid}`));
-  const service = await startService({ DATABASE_URL: await server.url('timescope_bench_frontdoor'), JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false' });
+  const service = await startService({
+    DATABASE_URL: await server.url('timescope_bench_frontdoor'),
+    JOBS_ENABLED: 'false',
+    COLLECTOR_ENABLED: 'false',
+  });
   const key = authHeaders();
   const json = { 'content-type': 'application/json' };
-  const hugeBody = Buffer.from(JSON.stringify({ source: 's', metrics: [{ name: 'pad', value: 1, tags: { pad: 'x'.repeat(1000) } }] }).padEnd(9_500_000, ' '));
-  const manyTags = Buffer.from(JSON.stringify({ source: 's', metrics: [{ name: 'm', value: 1, tags: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 'v'])) }] }));
-  const manyFilters = Buffer.from(JSON.stringify({ queries: [{ metric: 'm', tags: { host: Array.from({ length: 100_000 }, (_, i) => `h${i}`) } }] }));
+  const hugeBody = Buffer.from(
+    JSON.stringify({ source: 's', metrics: [{ name: 'pad', value: 1, tags: { pad: 'x'.repeat(1000) } }] }).padEnd(
+      9_500_000,
+      ' ',
+    ),
+  );
+  const manyTags = Buffer.from(
+    JSON.stringify({
+      source: 's',
+      metrics: [
+        { name: 'm', value: 1, tags: Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 'v'])) },
+      ],
+    }),
+  );
+  const manyFilters = Buffer.from(
+    JSON.stringify({ queries: [{ metric: 'm', tags: { host: Array.from({ length: 100_000 }, (_, i) => `h${i}`) } }] }),
+  );
   const loads: Array<{ name: string; run?: () => Promise<number> }> = [
     { name: 'quiet (baseline)' },
     { name: '9.5 MB bodies, no key', run: () => send(`${service.url}/api/v1/metrics`, 'POST', hugeBody, json) },
-    { name: '9.5 MB bodies, ingest key', run: () => send(`${service.url}/api/v1/metrics`, 'POST', hugeBody, { ...json, ...key }) },
-    { name: 'a point with 100,000 tags', run: () => send(`${service.url}/api/v1/metrics`, 'POST', manyTags, { ...json, ...key }) },
-    { name: 'a query with 100,000 tag filters', run: () => send(`${service.url}/api/v1/metrics/query/multi`, 'POST', manyFilters, { ...json, ...key }) },
-    { name: 'wrong keys (brute force)', run: () => send(`${service.url}/api/v1/metrics/names`, 'GET', undefined, { authorization: `Bearer tsk_${'x'.repeat(43)}` }) },
+    {
+      name: '9.5 MB bodies, ingest key',
+      run: () => send(`${service.url}/api/v1/metrics`, 'POST', hugeBody, { ...json, ...key }),
+    },
+    {
+      name: 'a point with 100,000 tags',
+      run: () => send(`${service.url}/api/v1/metrics`, 'POST', manyTags, { ...json, ...key }),
+    },
+    {
+      name: 'a query with 100,000 tag filters',
+      run: () => send(`${service.url}/api/v1/metrics/query/multi`, 'POST', manyFilters, { ...json, ...key }),
+    },
+    {
+      name: 'wrong keys (brute force)',
+      run: () =>
+        send(`${service.url}/api/v1/metrics/names`, 'GET', undefined, {
+          authorization: `Bearer tsk_${'x'.repeat(43)}`,
+        }),
+    },
   ];
   const rows: Array<Record<string, string | number>> = [];
   try {
@@ -73,7 +110,9 @@ async function main(): Promise<void> {
         'health max ms': Math.max(...probe),
       });
     }
-    console.log(`service on ${service.url}; ${CLIENTS} clients per load, ${SECONDS} s each; /health/live probed every 20 ms on a new connection`);
+    console.log(
+      `service on ${service.url}; ${CLIENTS} clients per load, ${SECONDS} s each; /health/live probed every 20 ms on a new connection`,
+    );
     table(rows);
   } finally {
     await service.stop();

@@ -16,11 +16,17 @@ import { authHeaders, benchServer, flag, median, option, request, startService, 
  *                                             --shapes lp,lp-fields: only these next to COPY; all by default)
  */
 const QUICK = flag('quick');
-const SHAPE_LABELS: Record<string, string> = { point: 'per-point', scrape: 'per-scrape', lp: 'LP', 'lp-fields': 'LP 10-field' };
+const SHAPE_LABELS: Record<string, string> = {
+  point: 'per-point',
+  scrape: 'per-scrape',
+  lp: 'LP',
+  'lp-fields': 'LP 10-field',
+};
 const SHAPES = (() => {
   const i = process.argv.indexOf('--shapes');
   const list = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : Object.keys(SHAPE_LABELS);
-  for (const s of list) if (!SHAPE_LABELS[s]) throw new Error(`--shapes: ${s} is not one of ${Object.keys(SHAPE_LABELS).join(', ')}`);
+  for (const s of list)
+    if (!SHAPE_LABELS[s]) throw new Error(`--shapes: ${s} is not one of ${Object.keys(SHAPE_LABELS).join(', ')}`);
   return list;
 })();
 const REPS = option('reps', QUICK ? 3 : 5);
@@ -41,7 +47,13 @@ function rows(start: number, count: number): Row[] {
   const out: Row[] = [];
   for (let k = 0; out.length < count; k++) {
     const t = start + k * STEP;
-    for (let s = 0; s < SERIES && out.length < count; s++) out.push({ metric: `metric_${s % 10}`, host: `host-${Math.floor(s / 10)}`, t, v: Math.round(Math.random() * 1e6) / 100 });
+    for (let s = 0; s < SERIES && out.length < count; s++)
+      out.push({
+        metric: `metric_${s % 10}`,
+        host: `host-${Math.floor(s / 10)}`,
+        t,
+        v: Math.round(Math.random() * 1e6) / 100,
+      });
   }
   return out;
 }
@@ -57,10 +69,19 @@ function bodies(data: Row[], shape: 'point' | 'scrape'): Buffer[] {
   for (let i = 0; i < data.length; i += PER_REQUEST) {
     const part = data.slice(i, i + PER_REQUEST);
     if (shape === 'point') {
-      const metrics = part.map((r) => ({ name: r.metric, value: r.v, unit: 'ms', tags: { host: r.host, region: 'eu-west-1' }, timestamp: new Date(r.t).toISOString() }));
+      const metrics = part.map((r) => ({
+        name: r.metric,
+        value: r.v,
+        unit: 'ms',
+        tags: { host: r.host, region: 'eu-west-1' },
+        timestamp: new Date(r.t).toISOString(),
+      }));
       out.push(Buffer.from(JSON.stringify({ source: 'bench', metrics })));
     } else {
-      const batches = new Map<string, { source: string; timestamp: string; metrics: Array<{ name: string; value: number }> }>();
+      const batches = new Map<
+        string,
+        { source: string; timestamp: string; metrics: Array<{ name: string; value: number }> }
+      >();
       for (const r of part) {
         const key = `${r.host}|${r.t}`;
         let b = batches.get(key);
@@ -92,7 +113,10 @@ function lineBodies(data: Row[], shape: 'line' | 'fields'): Buffer[] {
       for (const r of part) {
         const key = `${r.host} ${r.t}`;
         const prev = lines.get(key);
-        lines.set(key, `${prev === undefined ? `bench,host=${r.host},region=eu-west-1 ` : `${prev},`}${r.metric}=${r.v}`);
+        lines.set(
+          key,
+          `${prev === undefined ? `bench,host=${r.host},region=eu-west-1 ` : `${prev},`}${r.metric}=${r.v}`,
+        );
       }
       for (const [key, line] of lines) text += `${line} ${key.split(' ')[1]}000000\n`;
     }
@@ -106,7 +130,11 @@ function postText(url: string, body: Buffer, agent: http.Agent): Promise<{ statu
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: 'POST', agent, headers: { ...authHeaders(), 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length } },
+      {
+        method: 'POST',
+        agent,
+        headers: { ...authHeaders(), 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -155,11 +183,13 @@ async function httpIngest(url: string, payloads: Buffer[], path = '/api/v1/metri
 }
 
 async function copyIngest(dbUrl: string, buffers: Buffer[]): Promise<number> {
-  const clients = await Promise.all([0, 1].map(async () => {
-    const c = new pg.Client({ connectionString: dbUrl });
-    await c.connect();
-    return c;
-  }));
+  const clients = await Promise.all(
+    [0, 1].map(async () => {
+      const c = new pg.Client({ connectionString: dbUrl });
+      await c.connect();
+      return c;
+    }),
+  );
   const t0 = performance.now();
   let next = 0;
   await Promise.all(
@@ -202,9 +232,13 @@ async function main(): Promise<void> {
       await c.query(`CREATE UNIQUE INDEX ON bench_copy (series_id, time) INCLUDE (value)`);
       for (let d = 0; d < 3; d++) {
         const lo = Math.floor(start / 86_400_000) * 86_400_000 + (d - 1) * 86_400_000;
-        await c.query(`CREATE TABLE bench_copy_${d} PARTITION OF bench_copy FOR VALUES FROM ('${new Date(lo).toISOString()}') TO ('${new Date(lo + 86_400_000).toISOString()}')`);
+        await c.query(
+          `CREATE TABLE bench_copy_${d} PARTITION OF bench_copy FOR VALUES FROM ('${new Date(lo).toISOString()}') TO ('${new Date(lo + 86_400_000).toISOString()}')`,
+        );
       }
-      const r = await c.query<{ id: number; metric: string; source: string; tags: { host: string } }>(`SELECT id, metric, source, tags FROM series`);
+      const r = await c.query<{ id: number; metric: string; source: string; tags: { host: string } }>(
+        `SELECT id, metric, source, tags FROM series`,
+      );
       return new Map(r.rows.map((x) => [`${x.metric}|${x.tags.host}`, x.id]));
     });
     const results: Array<Record<string, string | number>> = [];
@@ -214,10 +248,26 @@ async function main(): Promise<void> {
       t += Math.ceil(POINTS / SERIES) * STEP;
       // The request bodies of each shape, made before timing.
       const send: Record<string, () => () => Promise<number>> = {
-        point: () => ((b) => () => httpIngest(service.url, b))(bodies(data, 'point')),
-        scrape: () => ((b) => () => httpIngest(service.url, b, '/api/v1/metrics/batch'))(bodies(data, 'scrape')),
-        lp: () => ((b) => () => lineIngest(service.url, b))(lineBodies(data, 'line')),
-        'lp-fields': () => ((b) => () => lineIngest(service.url, b))(lineBodies(data, 'fields')),
+        point: () =>
+          (
+            (b) => () =>
+              httpIngest(service.url, b)
+          )(bodies(data, 'point')),
+        scrape: () =>
+          (
+            (b) => () =>
+              httpIngest(service.url, b, '/api/v1/metrics/batch')
+          )(bodies(data, 'scrape')),
+        lp: () =>
+          (
+            (b) => () =>
+              lineIngest(service.url, b)
+          )(lineBodies(data, 'line')),
+        'lp-fields': () =>
+          (
+            (b) => () =>
+              lineIngest(service.url, b)
+          )(lineBodies(data, 'fields')),
       };
       // The same rows as binary COPY buffers of 5,000 rows, encoded before timing.
       const copyBuffers: Buffer[] = [];
@@ -239,7 +289,10 @@ async function main(): Promise<void> {
         copyBuffers.push(encodeCopyBinary([{ batch: b.build(), ids: Int32Array.from(seriesIds) }]));
       }
       // The phases in a rotating order, so that drift in the machine's load spreads over all.
-      const phases: Array<[string, () => Promise<number>]> = [['copy', () => copyIngest(dbUrl, copyBuffers)], ...SHAPES.map((s): [string, () => Promise<number>] => [s, send[s]()])];
+      const phases: Array<[string, () => Promise<number>]> = [
+        ['copy', () => copyIngest(dbUrl, copyBuffers)],
+        ...SHAPES.map((s): [string, () => Promise<number>] => [s, send[s]()]),
+      ];
       const seconds: Record<string, number> = {};
       const cpu: Record<string, number> = {};
       for (let k = 0; k < phases.length; k++) {
@@ -248,7 +301,11 @@ async function main(): Promise<void> {
         seconds[name] = await run();
         cpu[name] = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
       }
-      const row: Record<string, string | number> = { rep, points: POINTS, 'COPY pts/s': Math.round(POINTS / seconds.copy) };
+      const row: Record<string, string | number> = {
+        rep,
+        points: POINTS,
+        'COPY pts/s': Math.round(POINTS / seconds.copy),
+      };
       for (const s of SHAPES) {
         row[`${SHAPE_LABELS[s]} pts/s`] = Math.round(POINTS / seconds[s]);
         row[`${SHAPE_LABELS[s]} ratio`] = seconds.copy / seconds[s];
@@ -258,7 +315,10 @@ async function main(): Promise<void> {
       results.push(row);
       console.log(JSON.stringify(results[results.length - 1]));
     }
-    const stored = await withClient(dbUrl, async (c) => (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM points`)).rows[0].n);
+    const stored = await withClient(
+      dbUrl,
+      async (c) => (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM points`)).rows[0].n,
+    );
     console.log('');
     table(results);
     console.log('');
@@ -268,7 +328,9 @@ async function main(): Promise<void> {
       summary[`${SHAPE_LABELS[s]} pts/s`] = Math.round(med(`${SHAPE_LABELS[s]} pts/s`));
       summary[`${SHAPE_LABELS[s]} ratio`] = med(`${SHAPE_LABELS[s]} ratio`);
     }
-    summary[`service CPU µs/pt (${SHAPES.join(', ')})`] = SHAPES.map((s) => med(`${SHAPE_LABELS[s]} CPU µs/pt`).toFixed(2)).join(', ');
+    summary[`service CPU µs/pt (${SHAPES.join(', ')})`] = SHAPES.map((s) =>
+      med(`${SHAPE_LABELS[s]} CPU µs/pt`).toFixed(2),
+    ).join(', ');
     summary['max RSS MB'] = Math.round(maxRss);
     summary['points stored'] = stored;
     table([summary]);
@@ -276,7 +338,9 @@ async function main(): Promise<void> {
   } finally {
     clearInterval(rssTimer);
     await service.stop();
-    await withClient(await server.url('postgres'), (c) => c.query(`DROP DATABASE IF EXISTS timescope_bench_ingest_${process.pid} WITH (FORCE)`)).catch(() => undefined);
+    await withClient(await server.url('postgres'), (c) =>
+      c.query(`DROP DATABASE IF EXISTS timescope_bench_ingest_${process.pid} WITH (FORCE)`),
+    ).catch(() => undefined);
     await server.stop();
   }
 }

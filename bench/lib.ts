@@ -18,7 +18,13 @@ export function option(name: string, fallback: number): number {
 }
 
 /** Settings as in ../shared/notes/performance.md: durable (fsync, synchronous_commit on), JIT off. */
-const SERVER_SETTINGS = { shared_buffers: '2GB', max_wal_size: '8GB', work_mem: '64MB', checkpoint_timeout: '30min', jit: 'off' };
+const SERVER_SETTINGS = {
+  shared_buffers: '2GB',
+  max_wal_size: '8GB',
+  work_mem: '64MB',
+  checkpoint_timeout: '30min',
+  jit: 'off',
+};
 
 export interface BenchServer {
   /** Connection string to `database` on the server (created if missing). */
@@ -59,7 +65,9 @@ export async function benchServer(dataDir?: string): Promise<BenchServer> {
   process.once('exit', () => server.stopNow());
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   return {
-    describe: `embedded PostgreSQL 17 on port ${port} (${Object.entries(SERVER_SETTINGS).map(([k, v]) => `${k}=${v}`).join(', ')}, fsync and synchronous_commit on)`,
+    describe: `embedded PostgreSQL 17 on port ${port} (${Object.entries(SERVER_SETTINGS)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}, fsync and synchronous_commit on)`,
     url: async (db) => {
       await ensureDatabase(server.url, db);
       return withDb(server.url, db);
@@ -87,7 +95,16 @@ export const authHeaders = (): Record<string, string> => (authorization ? { auth
 function benchKey(env: Record<string, string>): string {
   const r = spawnSync(
     process.execPath,
-    [join(ROOT, 'dist/src/cli/key.js'), 'create', '--name', `bench-${process.pid}-${Date.now()}`, '--scopes', 'admin', '--rate-limits', 'ingest=0,query=0,admin=0,stream=0'],
+    [
+      join(ROOT, 'dist/src/cli/key.js'),
+      'create',
+      '--name',
+      `bench-${process.pid}-${Date.now()}`,
+      '--scopes',
+      'admin',
+      '--rate-limits',
+      'ingest=0,query=0,admin=0,stream=0',
+    ],
     { env: { ...process.env, LOG_LEVEL: 'warn', ...env }, encoding: 'utf8' },
   );
   if (r.status !== 0) throw new Error(`could not create a benchmark key: ${r.stderr}`);
@@ -141,7 +158,14 @@ export function request(url: string, method: 'GET' | 'POST', body?: Buffer): Pro
   return new Promise((resolveReq, reject) => {
     const req = http.request(
       url,
-      { method, agent, headers: { ...authHeaders(), ...(body ? { 'content-type': 'application/json', 'content-length': body.length } : {}) } },
+      {
+        method,
+        agent,
+        headers: {
+          ...authHeaders(),
+          ...(body ? { 'content-type': 'application/json', 'content-length': body.length } : {}),
+        },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -169,7 +193,8 @@ export function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
   const i = (s.length - 1) * p;
-  const lo = Math.floor(i), hi = Math.ceil(i);
+  const lo = Math.floor(i),
+    hi = Math.ceil(i);
   return s[lo] + (s[hi] - s[lo]) * (i - lo);
 }
 export const median = (values: number[]) => percentile(values, 0.5);

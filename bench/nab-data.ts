@@ -53,30 +53,46 @@ export function parseNabTime(s: string): number {
 
 export function loadNab(): NabFile[] {
   const labels = JSON.parse(readFileSync(join(nabDir(), 'labels.json'), 'utf8')) as Record<string, unknown>;
-  return Object.keys(labels).sort().map((key) => {
-    const byTime = new Map<number, number>();
-    const lines = readFileSync(join(nabDir(), key), 'utf8').split(/\r?\n/).slice(1);
-    for (const line of lines) {
-      if (!line.trim()) continue;
-      const [t, v] = line.split(',');
-      byTime.set(parseNabTime(t), Number(v));
-    }
-    const ts = [...byTime.keys()].sort((a, b) => a - b);
-    const [category, file] = key.split('/');
-    return {
-      key,
-      category,
-      name: file.replace(/\.csv$/, ''),
-      times: Float64Array.from(ts),
-      values: Float64Array.from(ts, (t) => byTime.get(t)!),
-    };
-  });
+  return Object.keys(labels)
+    .sort()
+    .map((key) => {
+      const byTime = new Map<number, number>();
+      const lines = readFileSync(join(nabDir(), key), 'utf8').split(/\r?\n/).slice(1);
+      for (const line of lines) {
+        if (!line.trim()) continue;
+        const [t, v] = line.split(',');
+        byTime.set(parseNabTime(t), Number(v));
+      }
+      const ts = [...byTime.keys()].sort((a, b) => a - b);
+      const [category, file] = key.split('/');
+      return {
+        key,
+        category,
+        name: file.replace(/\.csv$/, ''),
+        times: Float64Array.from(ts),
+        values: Float64Array.from(ts, (t) => byTime.get(t)!),
+      };
+    });
 }
 
 /** Scores a results folder with the shared NAB scorer as a library (the same code as its CLI). */
-export async function scoreResults(resultsDir: string): Promise<{ standard: number; lowFP: number; lowFN: number; tp: number; fn: number; fp: number; perFile: Array<{ file: string; tp: number; fn: number; fp: number; nabStandard: number }> }> {
+export async function scoreResults(resultsDir: string): Promise<{
+  standard: number;
+  lowFP: number;
+  lowFN: number;
+  tp: number;
+  fn: number;
+  fp: number;
+  perFile: Array<{ file: string; tp: number; fn: number; fp: number; nabStandard: number }>;
+}> {
   const scorer = await import(pathToFileURL(nabScorer()).href);
-  const files = scorer.loadCorpus({ resultsDir, labelsPath: join(nabDir(), 'labels.json'), dataDir: nabDir(), asFlags: true, strict: true });
+  const files = scorer.loadCorpus({
+    resultsDir,
+    labelsPath: join(nabDir(), 'labels.json'),
+    dataDir: nabDir(),
+    asFlags: true,
+    strict: true,
+  });
   const thresholds = Object.fromEntries(Object.keys(scorer.PROFILES).map((p: string) => [p, 1]));
   const report = scorer.evaluate(files, { thresholds });
   return {

@@ -11,7 +11,7 @@ import { loadNab, scoreResults } from './nab-data.js';
  *   node dist/bench/nab-direct.js [algorithm ...] [--sensitivity=0.5] [--verbose]
  */
 const args = process.argv.slice(2);
-const algos = (args.filter((a) => !a.startsWith('--')) as Algorithm[]);
+const algos = args.filter((a) => !a.startsWith('--')) as Algorithm[];
 const sensitivity = Number(args.find((a) => a.startsWith('--sensitivity='))?.split('=')[1] ?? 0.5);
 const verbose = args.includes('--verbose');
 const files = loadNab();
@@ -28,7 +28,11 @@ for (const algorithm of algos.length ? algos : ALGORITHMS) {
   }
   const ms = performance.now() - t0;
   const s = await scoreResults(out);
-  console.log(`${algorithm.padEnd(17)} NAB standard ${s.standard.toFixed(1).padStart(6)}  low-FP ${s.lowFP.toFixed(1).padStart(6)}  low-FN ${s.lowFN.toFixed(1).padStart(6)}  TP ${s.tp} FN ${s.fn} FP ${s.fp}  (${ms.toFixed(0)} ms)`);
-  if (verbose) for (const p of s.perFile) console.log(`   ${p.file.padEnd(58)} TP ${p.tp} FN ${p.fn} FP ${p.fp}  ${p.nabStandard?.toFixed(1)}`);
+  console.log(
+    `${algorithm.padEnd(17)} NAB standard ${s.standard.toFixed(1).padStart(6)}  low-FP ${s.lowFP.toFixed(1).padStart(6)}  low-FN ${s.lowFN.toFixed(1).padStart(6)}  TP ${s.tp} FN ${s.fn} FP ${s.fp}  (${ms.toFixed(0)} ms)`,
+  );
+  if (verbose)
+    for (const p of s.perFile)
+      console.log(`   ${p.file.padEnd(58)} TP ${p.tp} FN ${p.fn} FP ${p.fp}  ${p.nabStandard?.toFixed(1)}`);
   rmSync(out, { recursive: true, force: true });
 }

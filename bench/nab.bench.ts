@@ -30,7 +30,8 @@ try {
   for (const f of files) {
     for (let i = 0; i < f.times.length; i += 10_000) {
       const metrics = [];
-      for (let j = i; j < Math.min(f.times.length, i + 10_000); j++) metrics.push({ name: 'nab', value: f.values[j], timestamp: new Date(f.times[j]).toISOString() });
+      for (let j = i; j < Math.min(f.times.length, i + 10_000); j++)
+        metrics.push({ name: 'nab', value: f.values[j], timestamp: new Date(f.times[j]).toISOString() });
       const r = await postJson(`${t.url}/api/v1/metrics`, { source: f.key, metrics });
       if (r.status !== 200) throw new Error(`ingest ${f.key}: ${r.status} ${JSON.stringify(r.json)}`);
     }
@@ -40,20 +41,44 @@ try {
   for (const algorithm of ALGORITHMS) {
     const t0 = performance.now();
     for (const f of files) {
-      const body = { metric: 'nab', source: f.key, from: new Date(f.times[0]).toISOString(), to: new Date(f.times[f.times.length - 1] + 1).toISOString(), algorithm };
+      const body = {
+        metric: 'nab',
+        source: f.key,
+        from: new Date(f.times[0]).toISOString(),
+        to: new Date(f.times[f.times.length - 1] + 1).toISOString(),
+        algorithm,
+      };
       const r = await postJson(`${t.url}/api/v1/metrics/anomalies`, body);
       if (r.status !== 200) throw new Error(`${algorithm} ${f.key}: ${r.status} ${JSON.stringify(r.json)}`);
       mkdirSync(join(out, algorithm, f.category), { recursive: true });
       // The scorer reads scores in [0, 1]; ours are normalised to 1.0 at the boundary, so hand it the flagged timestamps.
-      writeFileSync(join(out, algorithm, f.category, `${f.name}.json`), JSON.stringify(r.json.anomalies.map((a: { timestamp: string }) => a.timestamp)));
+      writeFileSync(
+        join(out, algorithm, f.category, `${f.name}.json`),
+        JSON.stringify(r.json.anomalies.map((a: { timestamp: string }) => a.timestamp)),
+      );
     }
     const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-    const args = [nabScorer(), '--results', join(out, algorithm), '--labels', join(nabDir(), 'labels.json'), '--as-flags', '--json', join(out, `${algorithm}.report.json`)];
+    const args = [
+      nabScorer(),
+      '--results',
+      join(out, algorithm),
+      '--labels',
+      join(nabDir(), 'labels.json'),
+      '--as-flags',
+      '--json',
+      join(out, `${algorithm}.report.json`),
+    ];
     const s = spawnSync(process.execPath, args, { encoding: 'utf8' });
     if (s.status !== 0) throw new Error(`nab-score: ${s.stderr}`);
     writeFileSync(join(out, `${algorithm}.txt`), s.stdout);
     const found = Object.fromEntries([...s.stdout.matchAll(/NAB (\S+)\s+(-?[\d.]+)/g)].map((m) => [m[1], m[2]]));
-    rows.push({ algorithm, standard: found.standard, lowFP: found.reward_low_FP_rate, lowFN: found.reward_low_FN_rate, seconds });
+    rows.push({
+      algorithm,
+      standard: found.standard,
+      lowFP: found.reward_low_FP_rate,
+      lowFN: found.reward_low_FN_rate,
+      seconds,
+    });
     console.log(`${algorithm}: NAB standard ${found.standard} (${seconds} s for ${files.length} requests)`);
   }
 } finally {
@@ -61,6 +86,23 @@ try {
   await server.stop();
 }
 console.log('\nNAB scores (flags as returned; 0 = detect nothing, 100 = every window at its start)');
-console.log(['algorithm'.padEnd(17), 'standard'.padStart(9), 'low FP'.padStart(9), 'low FN'.padStart(9), 'time s'.padStart(8)].join(' '));
-for (const r of rows) console.log([r.algorithm.padEnd(17), r.standard.padStart(9), r.lowFP.padStart(9), r.lowFN.padStart(9), r.seconds.padStart(8)].join(' '));
+console.log(
+  [
+    'algorithm'.padEnd(17),
+    'standard'.padStart(9),
+    'low FP'.padStart(9),
+    'low FN'.padStart(9),
+    'time s'.padStart(8),
+  ].join(' '),
+);
+for (const r of rows)
+  console.log(
+    [
+      r.algorithm.padEnd(17),
+      r.standard.padStart(9),
+      r.lowFP.padStart(9),
+      r.lowFN.padStart(9),
+      r.seconds.padStart(8),
+    ].join(' '),
+  );
 console.log(`per-file reports: ${out}/<algorithm>.txt`);

@@ -47,7 +47,16 @@ async function main() {
   console.log(`PostgreSQL: ${server.describe}`);
   let app: NestFastifyApplication | undefined;
   try {
-    app = await createApp(loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', LOG_LEVEL: 'warn', METRICS_RETENTION_DAYS: '0', QUERY_MAX_SERIES: '100000' }), false);
+    app = await createApp(
+      loadConfig({
+        DATABASE_URL: url,
+        JOBS_ENABLED: 'false',
+        LOG_LEVEL: 'warn',
+        METRICS_RETENTION_DAYS: '0',
+        QUERY_MAX_SERIES: '100000',
+      }),
+      false,
+    );
     const fastify = app.getHttpAdapter().getInstance();
     const db = app.get(Database);
 
@@ -57,22 +66,36 @@ async function main() {
     const writer = app.get(PointWriter);
     let total = 0;
     const t0 = performance.now();
-    for (let t = from; t < end; ) {
+    for (let t = from; t < end;) {
       const b = new PointBatchBuilder(50_000);
       for (; t < end && b.length < 50_000 - HOSTS * 2; t += STEP) {
         for (let h = 0; h < HOSTS; h++) {
-          b.push(b.addSeries('cpu', `node-${h}`, { host: `h${h}` }, null), t, 50 + 40 * Math.sin(t / 3_600_000 + h) + (h % 7));
-          b.push(b.addSeries('memory', `node-${h}`, { host: `h${h}` }, null), t, 1000 + 100 * Math.cos(t / 7_200_000 + h));
+          b.push(
+            b.addSeries('cpu', `node-${h}`, { host: `h${h}` }, null),
+            t,
+            50 + 40 * Math.sin(t / 3_600_000 + h) + (h % 7),
+          );
+          b.push(
+            b.addSeries('memory', `node-${h}`, { host: `h${h}` }, null),
+            t,
+            1000 + 100 * Math.cos(t / 7_200_000 + h),
+          );
         }
       }
       total += b.length;
       await writer.write(b.build());
     }
-    console.log(`stored ${total.toLocaleString('en-US')} points (${HOSTS * 2} series × 1 day at 10 s) in ${((performance.now() - t0) / 1000).toFixed(1)} s; flavour ${db.info.flavour}`);
+    console.log(
+      `stored ${total.toLocaleString('en-US')} points (${HOSTS * 2} series × 1 day at 10 s) in ${((performance.now() - t0) / 1000).toFixed(1)} s; flavour ${db.info.flavour}`,
+    );
     await db.writePool.query('VACUUM ANALYZE points');
 
     const dryRun = (definition: unknown, range: { from: number; to: number }) => async () => {
-      const r = await fastify.inject({ method: 'POST', url: `/api/v1/pipelines/dry-run?from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`, payload: definition as object });
+      const r = await fastify.inject({
+        method: 'POST',
+        url: `/api/v1/pipelines/dry-run?from=${new Date(range.from).toISOString()}&to=${new Date(range.to).toISOString()}`,
+        payload: definition as object,
+      });
       if (r.statusCode !== 200) throw new Error(`${r.statusCode} ${r.body}`);
       return r;
     };
@@ -90,40 +113,83 @@ async function main() {
 
     const rows: Array<[string, number, number]> = [];
     const fetchRaw = async (range: { from: number; to: number }) => {
-      const r = await db.readPool.query(`SELECT time, series_id, value FROM points WHERE time >= $1 AND time < $2`, [new Date(range.from), new Date(range.to)]);
+      const r = await db.readPool.query(`SELECT time, series_id, value FROM points WHERE time >= $1 AND time < $2`, [
+        new Date(range.from),
+        new Date(range.to),
+      ]);
       return r.rowCount;
     };
     const rawDay = await time(() => fetchRaw(day));
     rows.push(['fetch the raw points of the day into Node (no aggregation yet)', rawDay, total]);
-    rows.push(['dry-run, 1 day, 5m windows, avg+max by host, formula', await time(dryRun(pipeline('5m', ['avg', 'max']), day)), total]);
-    rows.push(['dry-run, 1 day, 5m windows, avg+max+p50+p95+p99 by host', await time(dryRun(pipeline('5m', ['avg', 'max', 'p50', 'p95', 'p99']), day)), total]);
-    rows.push(['dry-run, 1 day, 1h windows, avg+max by host', await time(dryRun(pipeline('1h', ['avg', 'max']), day)), total]);
+    rows.push([
+      'dry-run, 1 day, 5m windows, avg+max by host, formula',
+      await time(dryRun(pipeline('5m', ['avg', 'max']), day)),
+      total,
+    ]);
+    rows.push([
+      'dry-run, 1 day, 5m windows, avg+max+p50+p95+p99 by host',
+      await time(dryRun(pipeline('5m', ['avg', 'max', 'p50', 'p95', 'p99']), day)),
+      total,
+    ]);
+    rows.push([
+      'dry-run, 1 day, 1h windows, avg+max by host',
+      await time(dryRun(pipeline('1h', ['avg', 'max']), day)),
+      total,
+    ]);
     rows.push(['fetch the raw points of 6 hours into Node', await time(() => fetchRaw(sixHours)), total / 4]);
-    rows.push(['dry-run, 6 hours, 5m windows every 1m (overlapping), avg+max', await time(dryRun(pipeline('5m', ['avg', 'max'], { schedule: { every: '1m' } }), sixHours)), total / 4]);
-    rows.push(['dry-run, 6 hours, 5m windows (tumbling), avg+max', await time(dryRun(pipeline('5m', ['avg', 'max']), sixHours)), total / 4]);
+    rows.push([
+      'dry-run, 6 hours, 5m windows every 1m (overlapping), avg+max',
+      await time(dryRun(pipeline('5m', ['avg', 'max'], { schedule: { every: '1m' } }), sixHours)),
+      total / 4,
+    ]);
+    rows.push([
+      'dry-run, 6 hours, 5m windows (tumbling), avg+max',
+      await time(dryRun(pipeline('5m', ['avg', 'max']), sixHours)),
+      total / 4,
+    ]);
     // Once the rollups are materialised, whole windows of avg/sum/min/max/count come from a tier.
     const refresh = await app.get(JobsService).runNow('rollup-refresh');
     console.log(`rollup-refresh: ${refresh.outcome} in ${(refresh.duration_ms / 1000).toFixed(1)} s`);
-    rows.push(['after rollup-refresh: dry-run, 1 day, 5m windows, avg+max by host, formula (rollup_5m)', await time(dryRun(pipeline('5m', ['avg', 'max']), day)), total]);
-    rows.push(['after rollup-refresh: dry-run, 1 day, 1h windows, avg+max by host (rollup_1h)', await time(dryRun(pipeline('1h', ['avg', 'max']), day)), total]);
+    rows.push([
+      'after rollup-refresh: dry-run, 1 day, 5m windows, avg+max by host, formula (rollup_5m)',
+      await time(dryRun(pipeline('5m', ['avg', 'max']), day)),
+      total,
+    ]);
+    rows.push([
+      'after rollup-refresh: dry-run, 1 day, 1h windows, avg+max by host (rollup_1h)',
+      await time(dryRun(pipeline('1h', ['avg', 'max']), day)),
+      total,
+    ]);
 
     console.log(`\nmedian of ${REPEAT} runs after one warm-up; points = raw points in the range`);
     console.log('| case | ms | raw points | M points/s | x fetching the raw points |');
     console.log('| --- | ---: | ---: | ---: | ---: |');
     for (const [what, ms, pts] of rows) {
       const base = pts === total ? rawDay : rows[4][1]; // the fetch of the same range
-      console.log(`| ${what} | ${ms.toFixed(1)} | ${pts.toLocaleString('en-US')} | ${(pts / ms / 1000).toFixed(2)} | ${(ms / base).toFixed(2)} |`);
+      console.log(
+        `| ${what} | ${ms.toFixed(1)} | ${pts.toLocaleString('en-US')} | ${(pts / ms / 1000).toFixed(2)} | ${(ms / base).toFixed(2)} |`,
+      );
     }
 
     // The formula stage alone: rows per second through compiled closures.
-    const f = parseFormula('clamp(avg_cpu * 10 + max_memory / 100, 0, 1000) > 500 ? round(avg_cpu, 2) : coalesce(max_memory, 0) / 2');
-    const compiled = compileFormula(f, new Map([['avg_cpu', 0], ['max_memory', 1]]));
+    const f = parseFormula(
+      'clamp(avg_cpu * 10 + max_memory / 100, 0, 1000) > 500 ? round(avg_cpu, 2) : coalesce(max_memory, 0) / 2',
+    );
+    const compiled = compileFormula(
+      f,
+      new Map([
+        ['avg_cpu', 0],
+        ['max_memory', 1],
+      ]),
+    );
     const data = Array.from({ length: 1_000_000 }, (_, i) => [(i % 100) + 0.5, i % 13 === 0 ? null : 1000 + (i % 50)]);
     let sink = 0;
     const ms = await time(async () => {
       for (const row of data) sink += compiled(row) ?? 0;
     });
-    console.log(`\nformula stage: 1,000,000 rows of "${f.text}" in ${ms.toFixed(1)} ms = ${ms.toFixed(0)} ns/row (checksum ${sink.toFixed(0)})`);
+    console.log(
+      `\nformula stage: 1,000,000 rows of "${f.text}" in ${ms.toFixed(1)} ms = ${ms.toFixed(0)} ns/row (checksum ${sink.toFixed(0)})`,
+    );
   } finally {
     await app?.close();
     const admin = new URL(url);

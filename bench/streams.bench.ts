@@ -31,7 +31,12 @@ import { benchServer } from './lib.js';
  * every SSE client streams one metric of 10 sources live (10 messages/s).
  */
 
-const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
+const args = Object.fromEntries(
+  process.argv
+    .slice(2)
+    .map((a) => a.replace(/^--/, '').split('='))
+    .map(([k, v]) => [k, v ?? 'true']),
+);
 const quick = args.quick === 'true';
 const role = args.role ?? 'server';
 const METRICS = 10;
@@ -117,7 +122,13 @@ async function clients(port: number): Promise<void> {
         sockets.push(ws);
         ws.on('open', () => {
           const block = Math.floor(i / METRICS) % (SOURCES / 10);
-          ws.send(JSON.stringify({ action: 'subscribe', metrics: [metricName(i % METRICS)], sources: Array.from({ length: 10 }, (_, j) => sourceName(block * 10 + j)) }));
+          ws.send(
+            JSON.stringify({
+              action: 'subscribe',
+              metrics: [metricName(i % METRICS)],
+              sources: Array.from({ length: 10 }, (_, j) => sourceName(block * 10 + j)),
+            }),
+          );
         });
         ws.on('message', (data) => {
           const arrived = now();
@@ -181,7 +192,11 @@ async function ingest(port: number): Promise<void> {
   const sourcesPerRequest = Math.max(1, Math.round(perRequest / METRICS));
   const step = 1000 / REQUESTS_PER_SECOND;
   const start = Math.ceil(Date.now() / step) * step;
-  let k = 0, inFlight = 0, sent = 0, failed = 0, points = 0;
+  let k = 0,
+    inFlight = 0,
+    sent = 0,
+    failed = 0,
+    points = 0;
   const latencies: number[] = [];
   const tick = () => {
     const ts = start + k * step;
@@ -192,12 +207,19 @@ async function ingest(port: number): Promise<void> {
       batches: Array.from({ length: sourcesPerRequest }, (_, s) => ({
         source: sourceName((first + s) % SOURCES),
         timestamp: new Date(ts).toISOString(),
-        metrics: Array.from({ length: METRICS }, (_, m) => ({ name: metricName(m), value: Math.round(Math.random() * 10_000) / 100 })),
+        metrics: Array.from({ length: METRICS }, (_, m) => ({
+          name: metricName(m),
+          value: Math.round(Math.random() * 10_000) / 100,
+        })),
       })),
     };
     inFlight++;
     const t0 = now();
-    fetch(`http://127.0.0.1:${port}/api/v1/metrics/batch`, { method: 'POST', headers: { ...auth(), 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    fetch(`http://127.0.0.1:${port}/api/v1/metrics/batch`, {
+      method: 'POST',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
       .then(async (r) => {
         await r.arrayBuffer();
         if (r.status === 200) {
@@ -221,7 +243,14 @@ async function ingest(port: number): Promise<void> {
       latencies.length = 0;
     } else if (m.type === 'report') {
       const sorted = Float64Array.from(latencies).sort();
-      process.send!({ type: 'report', requests: sent, failed, points, p50: percentile(sorted, 50), p99: percentile(sorted, 99) });
+      process.send!({
+        type: 'report',
+        requests: sent,
+        failed,
+        points,
+        p50: percentile(sorted, 50),
+        p99: percentile(sorted, 99),
+      });
     }
   });
   process.on('disconnect', () => process.exit(0));
@@ -233,7 +262,9 @@ const auth = (): Record<string, string> => (process.env.BENCH_AUTH ? { authoriza
 
 // ---------------------------------------------------------------------------------------------
 function child(kind: 'clients' | 'ingest', port: number): ChildProcess {
-  return fork(fileURLToPath(import.meta.url), [`--role=${kind}`, `--port=${port}`, ...process.argv.slice(2)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return fork(fileURLToPath(import.meta.url), [`--role=${kind}`, `--port=${port}`, ...process.argv.slice(2)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
 }
 
 const once = <T>(c: ChildProcess, type: string) =>
@@ -265,13 +296,21 @@ async function server(): Promise<void> {
 
 async function measure(url: string): Promise<void> {
   // The host collector off: only the ingest load below writes points.
-  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'warn', STREAM_MAX_CONNECTIONS: String(WS_CLIENTS + SSE_CLIENTS + 100) });
+  const config = loadConfig({
+    DATABASE_URL: url,
+    JOBS_ENABLED: 'false',
+    COLLECTOR_ENABLED: 'false',
+    LOG_LEVEL: 'warn',
+    STREAM_MAX_CONNECTIONS: String(WS_CLIENTS + SSE_CLIENTS + 100),
+  });
   const app = await createApp(config, false);
   await app.listen({ port: 0, host: '127.0.0.1' });
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const hub = app.get(StreamHub);
   // Keys are required as in production; the forked clients inherit this one (no rate limits: it is a load test).
-  const key = await app.get(ApiKeysService).create({ name: 'bench-streams', scopes: ['admin'], rate_limits: { ingest: 0, query: 0, stream: 0 } }, 'bench');
+  const key = await app
+    .get(ApiKeysService)
+    .create({ name: 'bench-streams', scopes: ['admin'], rate_limits: { ingest: 0, query: 0, stream: 0 } }, 'bench');
   process.env.BENCH_AUTH = `Bearer ${key.key}`;
 
   const clientsProc = child('clients', port);
@@ -300,7 +339,9 @@ async function measure(url: string): Promise<void> {
   const setup = (now() - t0) / 1000;
   const ingestProc = child('ingest', port);
   await once(ingestProc, 'ready');
-  console.log(`${WS_CLIENTS} WebSocket + ${SSE_CLIENTS} SSE clients subscribed in ${setup.toFixed(1)} s; ingesting ${RATE} points/s; warm-up ${WARMUP_SECONDS} s, then ${SECONDS} s measured`);
+  console.log(
+    `${WS_CLIENTS} WebSocket + ${SSE_CLIENTS} SSE clients subscribed in ${setup.toFixed(1)} s; ingesting ${RATE} points/s; warm-up ${WARMUP_SECONDS} s, then ${SECONDS} s measured`,
+  );
   await new Promise((r) => setTimeout(r, WARMUP_SECONDS * 1000));
 
   const loop = monitorEventLoopDelay({ resolution: 10 });
@@ -325,16 +366,31 @@ async function measure(url: string): Promise<void> {
   loop.disable();
   const cpu = process.cpuUsage(cpu0);
   const elapsed = (now() - tm) / 1000;
-  const [lat, ing] = await Promise.all([once<Record<string, number>>(clientsProc, 'report'), once<Record<string, number>>(ingestProc, 'report'), clientsProc.send({ type: 'report' }), ingestProc.send({ type: 'report' })]);
+  const [lat, ing] = await Promise.all([
+    once<Record<string, number>>(clientsProc, 'report'),
+    once<Record<string, number>>(ingestProc, 'report'),
+    clientsProc.send({ type: 'report' }),
+    ingestProc.send({ type: 'report' }),
+  ]);
 
   const end = mem(true);
   const handedSorted = Float64Array.from(handed).sort();
   const f = (x: number) => x.toFixed(1);
-  console.log(`ingest: ${Math.round(ing.points / elapsed)} points/s committed (${ing.requests} requests, ${ing.failed} failed or not sent; request p50 ${f(ing.p50)} ms, p99 ${f(ing.p99)} ms)`);
-  console.log(`delivered: ${lat.messages} messages in ${f(elapsed)} s (${Math.round(lat.ws / elapsed)}/s WebSocket, ${Math.round(lat.sse / elapsed)}/s SSE); skipped notices ${lat.skippedNotices}, clients closed ${lat.closed}, cut off ${hub.stats.cutOff - before.cutOff}`);
-  console.log(`commit → delivery: p50 ${f(lat.p50)} ms, p90 ${f(lat.p90)} ms, p99 ${f(lat.p99)} ms, p99.9 ${f(lat.p999)} ms, max ${f(lat.max)} ms  (target: p99 < 100 ms)`);
-  console.log(`commit → handed to every socket (server side): p50 ${f(percentile(handedSorted, 50))} ms, p99 ${f(percentile(handedSorted, 99))} ms, max ${f(handedSorted[handedSorted.length - 1])} ms`);
-  console.log(`server: fan-out took ${f((hub.stats.fanOutMs - before.fanOutMs) / elapsed)} ms per second (wall time); process CPU ${f(((cpu.user + cpu.system) / 1e6 / elapsed) * 100)} % of one core; event loop delay p99 ${f(loop.percentile(99) / 1e6)} ms`);
+  console.log(
+    `ingest: ${Math.round(ing.points / elapsed)} points/s committed (${ing.requests} requests, ${ing.failed} failed or not sent; request p50 ${f(ing.p50)} ms, p99 ${f(ing.p99)} ms)`,
+  );
+  console.log(
+    `delivered: ${lat.messages} messages in ${f(elapsed)} s (${Math.round(lat.ws / elapsed)}/s WebSocket, ${Math.round(lat.sse / elapsed)}/s SSE); skipped notices ${lat.skippedNotices}, clients closed ${lat.closed}, cut off ${hub.stats.cutOff - before.cutOff}`,
+  );
+  console.log(
+    `commit → delivery: p50 ${f(lat.p50)} ms, p90 ${f(lat.p90)} ms, p99 ${f(lat.p99)} ms, p99.9 ${f(lat.p999)} ms, max ${f(lat.max)} ms  (target: p99 < 100 ms)`,
+  );
+  console.log(
+    `commit → handed to every socket (server side): p50 ${f(percentile(handedSorted, 50))} ms, p99 ${f(percentile(handedSorted, 99))} ms, max ${f(handedSorted[handedSorted.length - 1])} ms`,
+  );
+  console.log(
+    `server: fan-out took ${f((hub.stats.fanOutMs - before.fanOutMs) / elapsed)} ms per second (wall time); process CPU ${f(((cpu.user + cpu.system) / 1e6 / elapsed) * 100)} % of one core; event loop delay p99 ${f(loop.percentile(99) / 1e6)} ms`,
+  );
   console.log(
     `server memory: heap after GC ${f(start.heap)} MiB at start, ${f(end.heap)} MiB at end (${f(end.heap - start.heap)} MiB); heap between ${f(Math.min(...samples.map((x) => x.heap)))}-${f(Math.max(...samples.map((x) => x.heap)))} MiB; RSS ${f(start.rss)} → ${f(end.rss)} MiB (max ${f(Math.max(...samples.map((x) => x.rss)))})`,
   );

@@ -21,14 +21,21 @@ const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose']
 
 export function createLogger(config: AppConfig): ConsoleLogger {
   const upTo = LEVELS.indexOf(config.log.level);
-  return new ConsoleLogger({ json: config.log.format === 'json', logLevels: LEVELS.slice(0, upTo + 1), colors: config.log.format === 'text' && process.stdout.isTTY });
+  return new ConsoleLogger({
+    json: config.log.format === 'json',
+    logLevels: LEVELS.slice(0, upTo + 1),
+    colors: config.log.format === 'text' && process.stdout.isTTY,
+  });
 }
 
 /**
  * Builds the NestJS application on fastify, initialised but not listening. `main.ts` and the tests
  * both use it, so tests exercise exactly the app that runs.
  */
-export async function createApp(config: AppConfig, logger: ConsoleLogger | false = createLogger(config)): Promise<NestFastifyApplication> {
+export async function createApp(
+  config: AppConfig,
+  logger: ConsoleLogger | false = createLogger(config),
+): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
     bodyLimit: config.ingest.maxBodyBytes,
     onProtoPoisoning: 'error',
@@ -64,9 +71,15 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
     const enc = req.headers['content-encoding'];
     if (!enc || enc === 'identity' || passesSnappy(req, enc)) return payload;
     if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
-      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`);
+      throw new ApiError(
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`,
+      );
     }
-    const decoded = payload.pipe(enc === 'deflate' ? createInflate() : createGunzip()) as unknown as typeof payload & { receivedEncodedLength: number };
+    const decoded = payload.pipe(enc === 'deflate' ? createInflate() : createGunzip()) as unknown as typeof payload & {
+      receivedEncodedLength: number;
+    };
     // fastify compares Content-Length with the encoded bytes received, not the decoded ones.
     decoded.receivedEncodedLength = 0;
     payload.on('data', (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
@@ -79,7 +92,15 @@ export async function createApp(config: AppConfig, logger: ConsoleLogger | false
       .setTitle('Timescope')
       .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
       .setVersion(VERSION)
-      .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'tsk_… API key', description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys' }, 'api-key')
+      .addBearerAuth(
+        {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'tsk_… API key',
+          description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys',
+        },
+        'api-key',
+      )
       .build(),
   );
   SwaggerModule.setup('swagger-ui', app, doc, { jsonDocumentUrl: 'swagger-ui/openapi.json' });

@@ -29,7 +29,31 @@ export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: AppModule,
-      imports: [ConfigModule.forRoot(config), DatabaseModule, AuthModule, JobsModule, StorageModule, SystemModule, IngestionModule, QueryModule, WebhooksModule, PipelinesModule, SettingsModule, RetentionModule, CollectorModule, PerformanceModule, StatisticsModule, AnomaliesModule, ExportModule, EventsModule, ServiceStatusModule, StreamingModule, AlertsModule, ReaderModule, MonitoringModule],
+      imports: [
+        ConfigModule.forRoot(config),
+        DatabaseModule,
+        AuthModule,
+        JobsModule,
+        StorageModule,
+        SystemModule,
+        IngestionModule,
+        QueryModule,
+        WebhooksModule,
+        PipelinesModule,
+        SettingsModule,
+        RetentionModule,
+        CollectorModule,
+        PerformanceModule,
+        StatisticsModule,
+        AnomaliesModule,
+        ExportModule,
+        EventsModule,
+        ServiceStatusModule,
+        StreamingModule,
+        AlertsModule,
+        ReaderModule,
+        MonitoringModule,
+      ],
     };
   }
 }

@@ -66,7 +66,10 @@ async function main(): Promise<void> {
     if (stopping) return forceExit(`${signal} again: stopping now, without waiting for requests in flight`);
     stopping = true;
     log.log(`${signal}: shutting down (a second ${signal} forces it)`);
-    setTimeout(() => forceExit(`shutdown took longer than ${FORCE_EXIT_MS / 1000} s: forcing it`), FORCE_EXIT_MS).unref();
+    setTimeout(
+      () => forceExit(`shutdown took longer than ${FORCE_EXIT_MS / 1000} s: forcing it`),
+      FORCE_EXIT_MS,
+    ).unref();
     // A signal during startup: let it finish (or fail, which exits on its own), then stop.
     await startup.catch(() => new Promise<never>(() => {}));
     let code = 0;

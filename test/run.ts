@@ -98,15 +98,22 @@ async function main(): Promise<number> {
       const worker = pathToFileURL(join(here, 'support', 'worker.js')).href;
       entries = Array.from({ length: Math.min(concurrency, files.length) }, (_, i) => {
         const f = join(runDir, `worker-${i + 1}.test.mjs`);
-        writeFileSync(f, `import { runQueue } from ${JSON.stringify(worker)};\nawait runQueue(${JSON.stringify(queue)}, ${JSON.stringify(here)});\n`);
+        writeFileSync(
+          f,
+          `import { runQueue } from ${JSON.stringify(worker)};\nawait runQueue(${JSON.stringify(queue)}, ${JSON.stringify(here)});\n`,
+        );
         return f;
       });
     }
     const code = await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...entries], {
-        stdio: 'inherit',
-        env: { ...process.env, ...env },
-      });
+      const child = spawn(
+        process.execPath,
+        ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...entries],
+        {
+          stdio: 'inherit',
+          env: { ...process.env, ...env },
+        },
+      );
       child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
       // Ctrl-C or SIGTERM: the tests stop, then the server (it runs in a session of its own, so the
       // terminal's Ctrl-C does not reach it).
@@ -115,7 +122,8 @@ async function main(): Promise<number> {
     if (perFile) return code;
     const ran = timings(queue);
     const slowest = [...ran].sort((a, b) => b.ms - a.ms).slice(0, 5);
-    if (slowest.length > 0) console.log(`# slowest files: ${slowest.map((t) => `${t.file} ${(t.ms / 1000).toFixed(1)} s`).join(', ')}`);
+    if (slowest.length > 0)
+      console.log(`# slowest files: ${slowest.map((t) => `${t.file} ${(t.ms / 1000).toFixed(1)} s`).join(', ')}`);
     // How evenly the files spread: each worker's time in files, and when it ran out of files.
     const workers = new Map<number, { ms: number; endedAt: number }>();
     for (const t of ran) {
@@ -124,11 +132,17 @@ async function main(): Promise<number> {
     }
     if (workers.size > 0) {
       const start = Math.min(...ran.map((t) => t.endedAt - t.ms));
-      console.log(`# workers: ${[...workers.values()].map((w) => `${(w.ms / 1000).toFixed(1)} s in files, done at ${((w.endedAt - start) / 1000).toFixed(1)} s`).join('; ')}`);
+      console.log(
+        `# workers: ${[...workers.values()].map((w) => `${(w.ms / 1000).toFixed(1)} s in files, done at ${((w.endedAt - start) / 1000).toFixed(1)} s`).join('; ')}`,
+      );
     }
     const left = unfinished(queue);
-    for (const f of left.interrupted) console.error(`# ${relative(here, f)}: its worker process ended before the file finished`);
-    if (left.notStarted.length > 0) console.error(`# never started (every worker had ended): ${left.notStarted.map((f) => relative(here, f)).join(', ')}`);
+    for (const f of left.interrupted)
+      console.error(`# ${relative(here, f)}: its worker process ended before the file finished`);
+    if (left.notStarted.length > 0)
+      console.error(
+        `# never started (every worker had ended): ${left.notStarted.map((f) => relative(here, f)).join(', ')}`,
+      );
     return left.interrupted.length + left.notStarted.length > 0 ? code || 1 : code;
   } finally {
     for (const fn of cleanup.reverse()) await fn().catch((err) => console.error(err));

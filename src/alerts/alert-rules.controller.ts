@@ -11,7 +11,10 @@ export class AlertRulesController {
 
   @Post('api/v1/monitoring/alerts/configure')
   @Access('admin', { rate: 'monitoring_alerts' })
-  @ApiOperation({ summary: 'Configure an alert rule (monitoring reference): creates it (201), or replaces the rule of the same name (200)' })
+  @ApiOperation({
+    summary:
+      'Configure an alert rule (monitoring reference): creates it (201), or replaces the rule of the same name (200)',
+  })
   @ApiBody({ schema: { type: 'object' } })
   async configure(@Body() body: unknown, @Res({ passthrough: true }) reply: FastifyReply) {
     const { created, reply: rule } = await this.rules.configure(body);

@@ -33,13 +33,31 @@ export interface RuleRow {
 const COLUMNS = `id, name, type, description, metric, source, tags, condition, threshold, algorithm, sensitivity, window_seconds, direction,
   duration_seconds, recovery_seconds, severity, notify, webhook_secret, enabled, created_at, updated_at, last_evaluation`;
 
-export const tagsToJson = (tags: readonly TagFilter[]) => JSON.stringify(Object.fromEntries(tags.map((t) => [t.key, t.values])));
-export const tagsFromJson = (tags: Record<string, string[]>): TagFilter[] => Object.entries(tags).map(([key, values]) => ({ key, values }));
+export const tagsToJson = (tags: readonly TagFilter[]) =>
+  JSON.stringify(Object.fromEntries(tags.map((t) => [t.key, t.values])));
+export const tagsFromJson = (tags: Record<string, string[]>): TagFilter[] =>
+  Object.entries(tags).map(([key, values]) => ({ key, values }));
 
 function values(s: RuleSpec, secret: string | null): unknown[] {
   return [
-    s.name, s.type, s.description, s.metric, s.source, tagsToJson(s.tags), s.condition, s.threshold, s.algorithm, s.sensitivity, s.windowSeconds,
-    s.direction, s.durationSeconds, s.recoverySeconds, s.severity, JSON.stringify(s.notify), secret, s.enabled,
+    s.name,
+    s.type,
+    s.description,
+    s.metric,
+    s.source,
+    tagsToJson(s.tags),
+    s.condition,
+    s.threshold,
+    s.algorithm,
+    s.sensitivity,
+    s.windowSeconds,
+    s.direction,
+    s.durationSeconds,
+    s.recoverySeconds,
+    s.severity,
+    JSON.stringify(s.notify),
+    secret,
+    s.enabled,
   ];
 }
 
@@ -77,7 +95,8 @@ export class AlertRulesRepository {
   }
 
   async byName(name: string): Promise<RuleRow | undefined> {
-    return (await this.database.readPool.query<RuleRow>(`SELECT ${COLUMNS} FROM alert_rules WHERE name = $1`, [name])).rows[0];
+    return (await this.database.readPool.query<RuleRow>(`SELECT ${COLUMNS} FROM alert_rules WHERE name = $1`, [name]))
+      .rows[0];
   }
 
   async list(onlyEnabled = false): Promise<RuleRow[]> {
@@ -97,6 +116,9 @@ export class AlertRulesRepository {
   }
 
   async recordEvaluation(id: number, evaluation: Record<string, unknown>): Promise<void> {
-    await this.database.readPool.query('UPDATE alert_rules SET last_evaluation = $2 WHERE id = $1', [id, JSON.stringify(evaluation)]);
+    await this.database.readPool.query('UPDATE alert_rules SET last_evaluation = $2 WHERE id = $1', [
+      id,
+      JSON.stringify(evaluation),
+    ]);
   }
 }

@@ -22,7 +22,12 @@ export function ruleView(r: RuleRow) {
     tags: Object.fromEntries(Object.entries(r.tags).map(([k, v]) => [k, v.length === 1 ? v[0] : v])),
     ...(r.type === 'threshold'
       ? { condition: r.condition, threshold: r.threshold }
-      : { algorithm: r.algorithm, sensitivity: r.sensitivity, window_seconds: r.window_seconds, direction: r.direction }),
+      : {
+          algorithm: r.algorithm,
+          sensitivity: r.sensitivity,
+          window_seconds: r.window_seconds,
+          direction: r.direction,
+        }),
     duration_seconds: r.duration_seconds,
     recovery_seconds: r.recovery_seconds,
     severity: r.severity,
@@ -66,10 +71,19 @@ export class AlertRulesService {
   }
 
   private async insert(spec: RuleSpec) {
-    if ((await this.repo.count()) >= MAX_RULES) throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `At most ${MAX_RULES} alert rules; delete unused ones first`, { max: MAX_RULES });
-    const secret = spec.notify.webhook ? spec.secret ?? newSecret() : null;
+    if ((await this.repo.count()) >= MAX_RULES)
+      throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `At most ${MAX_RULES} alert rules; delete unused ones first`, {
+        max: MAX_RULES,
+      });
+    const secret = spec.notify.webhook ? (spec.secret ?? newSecret()) : null;
     const row = await this.repo.insert(spec, secret);
-    if (!row) throw new ApiError(409, 'CONFLICT', `An alert rule named ${spec.name} exists; PUT /api/v1/alert-rules/{id} to change it`, { field: 'name' });
+    if (!row)
+      throw new ApiError(
+        409,
+        'CONFLICT',
+        `An alert rule named ${spec.name} exists; PUT /api/v1/alert-rules/{id} to change it`,
+        { field: 'name' },
+      );
     return this.reply(row, secret !== null && spec.secret === null ? secret : undefined);
   }
 
@@ -114,24 +128,33 @@ export class AlertRulesService {
     try {
       row = await this.repo.update(existing.id, spec, secret);
     } catch (err) {
-      if ((err as { code?: string }).code === '23505') throw new ApiError(409, 'CONFLICT', `An alert rule named ${spec.name} exists`, { field: 'name' });
+      if ((err as { code?: string }).code === '23505')
+        throw new ApiError(409, 'CONFLICT', `An alert rule named ${spec.name} exists`, { field: 'name' });
       throw err;
     }
     if (!row) throw notFound(`No alert rule ${existing.id}`);
-    if (!row.enabled) for (const a of await this.alerts.activeOfRule(row.id)) await this.alerts.resolve(a.id, 'rule disabled', row);
+    if (!row.enabled)
+      for (const a of await this.alerts.activeOfRule(row.id)) await this.alerts.resolve(a.id, 'rule disabled', row);
     return this.reply(row, shown);
   }
 
   private async validate(body: unknown): Promise<RuleSpec> {
     const spec = parseRuleSpec(body, this.detector.algorithms);
-    if (spec.notify.webhook) spec.notify.webhook = await this.webhooks.assertSafeUrl(spec.notify.webhook, 'notify.webhook');
+    if (spec.notify.webhook)
+      spec.notify.webhook = await this.webhooks.assertSafeUrl(spec.notify.webhook, 'notify.webhook');
     return spec;
   }
 
   private reply(row: RuleRow, secretShownOnce: string | undefined) {
     const view = ruleView(row);
-    const warnings = row.notify.email.length ? ['notify.email is stored but not sent: Timescope notifies by webhook only (bridge to email there)'] : undefined;
-    return { ...view, ...(secretShownOnce ? { webhook_secret: secretShownOnce } : {}), ...(warnings ? { warnings } : {}) };
+    const warnings = row.notify.email.length
+      ? ['notify.email is stored but not sent: Timescope notifies by webhook only (bridge to email there)']
+      : undefined;
+    return {
+      ...view,
+      ...(secretShownOnce ? { webhook_secret: secretShownOnce } : {}),
+      ...(warnings ? { warnings } : {}),
+    };
   }
 }
 

@@ -16,7 +16,11 @@ export class AlertsController {
   @Get('api/v1/alerts')
   @Access('read')
   @ApiOperation({ summary: 'Alerts (active by default) with active_count, critical_count, warning_count' })
-  @ApiQuery({ name: 'state', required: false, description: 'firing, acknowledged, resolved, active (default) or all; comma-separated' })
+  @ApiQuery({
+    name: 'state',
+    required: false,
+    description: 'firing, acknowledged, resolved, active (default) or all; comma-separated',
+  })
   @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
   @ApiQuery({ name: 'rule_id', required: false })
   @ApiQuery({ name: 'source', required: false })
@@ -35,7 +39,10 @@ export class AlertsController {
 
   @Post('api/v1/alerts')
   @Access('ingest')
-  @ApiOperation({ summary: 'Raise an alert {title, message, severity: 1|2|3, service} (system-monitor reference); an active one with the same title and service counts again (200)' })
+  @ApiOperation({
+    summary:
+      'Raise an alert {title, message, severity: 1|2|3, service} (system-monitor reference); an active one with the same title and service counts again (200)',
+  })
   @ApiBody({ schema: { type: 'object' } })
   async raise(@Body() body: unknown, @Res({ passthrough: true }) reply: FastifyReply) {
     const r = await this.alerts.raise(body);

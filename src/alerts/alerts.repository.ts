@@ -91,8 +91,23 @@ export class AlertsRepository {
        ON CONFLICT (fingerprint) WHERE state <> 'resolved' DO NOTHING
        RETURNING ${COLUMNS}`,
       [
-        a.fingerprint, a.origin, a.ruleId, a.seriesId, a.severity, a.type, a.title, a.message, a.metric, a.source,
-        a.tags === null ? null : JSON.stringify(a.tags), a.service, a.condition, a.currentValue, a.threshold, JSON.stringify(a.metadata), toIso(a.time),
+        a.fingerprint,
+        a.origin,
+        a.ruleId,
+        a.seriesId,
+        a.severity,
+        a.type,
+        a.title,
+        a.message,
+        a.metric,
+        a.source,
+        a.tags === null ? null : JSON.stringify(a.tags),
+        a.service,
+        a.condition,
+        a.currentValue,
+        a.threshold,
+        JSON.stringify(a.metadata),
+        toIso(a.time),
       ],
     );
     return r.rows[0];
@@ -109,10 +124,19 @@ export class AlertsRepository {
   }
 
   async touch(id: number, value: number | null, time: number): Promise<void> {
-    await this.database.readPool.query(`UPDATE alerts SET current_value = $2, last_seen_at = $3 WHERE id = $1 AND state <> 'resolved'`, [id, value, toIso(time)]);
+    await this.database.readPool.query(
+      `UPDATE alerts SET current_value = $2, last_seen_at = $3 WHERE id = $1 AND state <> 'resolved'`,
+      [id, value, toIso(time)],
+    );
   }
 
-  async resolve(c: Queryable, id: number, resolution: string, time: number, value?: number | null): Promise<AlertRow | undefined> {
+  async resolve(
+    c: Queryable,
+    id: number,
+    resolution: string,
+    time: number,
+    value?: number | null,
+  ): Promise<AlertRow | undefined> {
     const r = await c.query<AlertRow>(
       `UPDATE alerts SET state = 'resolved', resolved_at = $3, resolution = $2, updated_at = $3, current_value = COALESCE($4, current_value)
        WHERE id = $1 AND state <> 'resolved' RETURNING ${COLUMNS}`,
@@ -121,7 +145,13 @@ export class AlertsRepository {
     return r.rows[0];
   }
 
-  async acknowledge(c: Queryable, id: number, by: string, notes: string | null, time: number): Promise<AlertRow | undefined> {
+  async acknowledge(
+    c: Queryable,
+    id: number,
+    by: string,
+    notes: string | null,
+    time: number,
+  ): Promise<AlertRow | undefined> {
     const r = await c.query<AlertRow>(
       `UPDATE alerts SET state = 'acknowledged', acknowledged_at = $4, acknowledged_by = $2, notes = $3, updated_at = $4
        WHERE id = $1 AND state = 'firing' RETURNING ${COLUMNS}`,
@@ -135,7 +165,12 @@ export class AlertsRepository {
   }
 
   async activeOfRule(ruleId: number): Promise<AlertRow[]> {
-    return (await this.database.readPool.query<AlertRow>(`SELECT ${COLUMNS} FROM alerts WHERE rule_id = $1 AND state <> 'resolved'`, [ruleId])).rows;
+    return (
+      await this.database.readPool.query<AlertRow>(
+        `SELECT ${COLUMNS} FROM alerts WHERE rule_id = $1 AND state <> 'resolved'`,
+        [ruleId],
+      )
+    ).rows;
   }
 
   async list(f: AlertFilter): Promise<AlertRow[]> {
@@ -154,11 +189,20 @@ export class AlertsRepository {
 
   /** Counts of active alerts (firing or acknowledged), by state and severity. */
   async activeCounts(): Promise<Array<{ state: AlertState; severity: Severity; n: number }>> {
-    return (await this.database.readPool.query(`SELECT state, severity, count(*) AS n FROM alerts WHERE state <> 'resolved' GROUP BY 1, 2`)).rows;
+    return (
+      await this.database.readPool.query(
+        `SELECT state, severity, count(*) AS n FROM alerts WHERE state <> 'resolved' GROUP BY 1, 2`,
+      )
+    ).rows;
   }
 
   /** The series a rule looks at (at most `limit` + 1, so the caller can tell it was cut). */
-  async seriesOf(metric: string, source: string | null, tags: Array<{ key: string; values: string[] }>, limit: number): Promise<SeriesMeta[]> {
+  async seriesOf(
+    metric: string,
+    source: string | null,
+    tags: Array<{ key: string; values: string[] }>,
+    limit: number,
+  ): Promise<SeriesMeta[]> {
     const params: unknown[] = [metric];
     const where = ['metric = $1'];
     if (source !== null) where.push(`source = $${params.push(source)}`);
@@ -182,12 +226,20 @@ export class AlertsRepository {
   ): Promise<Map<number, WindowStats>> {
     const op = CONDITIONS[condition].op;
     const ms = (expr: string) => `(extract(epoch FROM ${expr}) * 1000)::float8`;
-    const r = await this.database.readPool.query<{ series_id: number; last_time: number; last_value: number; fire_edge: number | null; resolve_edge: number | null; last_true: number | null; last_false: number | null }>(
+    const r = await this.database.readPool.query<{
+      series_id: number;
+      last_time: number;
+      last_value: number;
+      fire_edge: number | null;
+      resolve_edge: number | null;
+      last_true: number | null;
+      last_false: number | null;
+    }>(
       `SELECT series_id,
          ${ms('max(time)')} AS last_time,
          (array_agg(value ORDER BY time DESC))[1] AS last_value,
-         ${ms('max(time) FILTER (WHERE time <= $4::timestamptz AND time > $4::timestamptz - $7 * interval \'1 millisecond\')')} AS fire_edge,
-         ${ms('max(time) FILTER (WHERE time <= $5::timestamptz AND time > $5::timestamptz - $7 * interval \'1 millisecond\')')} AS resolve_edge,
+         ${ms("max(time) FILTER (WHERE time <= $4::timestamptz AND time > $4::timestamptz - $7 * interval '1 millisecond')")} AS fire_edge,
+         ${ms("max(time) FILTER (WHERE time <= $5::timestamptz AND time > $5::timestamptz - $7 * interval '1 millisecond')")} AS resolve_edge,
          ${ms(`max(time) FILTER (WHERE value ${op} $6)`)} AS last_true,
          ${ms(`max(time) FILTER (WHERE NOT (value ${op} $6))`)} AS last_false
        FROM points
@@ -198,13 +250,25 @@ export class AlertsRepository {
     return new Map(
       r.rows.map((x) => [
         x.series_id,
-        { lastTime: x.last_time, lastValue: x.last_value, fireEdge: x.fire_edge, resolveEdge: x.resolve_edge, lastTrue: x.last_true, lastFalse: x.last_false },
+        {
+          lastTime: x.last_time,
+          lastValue: x.last_value,
+          fireEdge: x.fire_edge,
+          resolveEdge: x.resolve_edge,
+          lastTrue: x.last_true,
+          lastFalse: x.last_false,
+        },
       ]),
     );
   }
 
   /** The newest `limit` points of one series in (from, to], oldest first. */
-  async points(seriesId: number, from: number, to: number, limit: number): Promise<Array<{ time: number; value: number }>> {
+  async points(
+    seriesId: number,
+    from: number,
+    to: number,
+    limit: number,
+  ): Promise<Array<{ time: number; value: number }>> {
     const r = await this.database.readPool.query<{ time: number; value: number }>(
       `SELECT (extract(epoch FROM time) * 1000)::float8 AS time, value FROM points
        WHERE series_id = $1 AND time > $2::timestamptz AND time <= $3::timestamptz ORDER BY time DESC LIMIT $4`,

@@ -82,15 +82,29 @@ export class AlertsService {
   async fire(rule: RuleRow, a: NewAlert): Promise<AlertRow | undefined> {
     return this.transition(a.time, async (c) => {
       const row = await this.repo.insertFiring(c, a);
-      return row && { row, event: transitionEvent(row, null, a.time), notification: notification(rule, row, 'alert.firing') };
+      return (
+        row && { row, event: transitionEvent(row, null, a.time), notification: notification(rule, row, 'alert.firing') }
+      );
     });
   }
 
-  async resolve(alertId: number, resolution: string, rule: RuleRow | undefined, time = this.clock(), value?: number | null): Promise<AlertRow | undefined> {
+  async resolve(
+    alertId: number,
+    resolution: string,
+    rule: RuleRow | undefined,
+    time = this.clock(),
+    value?: number | null,
+  ): Promise<AlertRow | undefined> {
     return this.transition(time, async (c) => {
       const previous = (await this.repo.get(alertId, c))?.state;
       const row = await this.repo.resolve(c, alertId, resolution, time, value);
-      return row && { row, event: transitionEvent(row, previous ?? null, time), notification: rule && notification(rule, row, 'alert.resolved') };
+      return (
+        row && {
+          row,
+          event: transitionEvent(row, previous ?? null, time),
+          notification: rule && notification(rule, row, 'alert.resolved'),
+        }
+      );
     });
   }
 
@@ -108,8 +122,13 @@ export class AlertsService {
     const p = new Problems();
     const title = name(p, body.title, 'title', 500);
     const message = text(p, body.message, 'message', { max: 8_192 }) ?? '';
-    const severity = body.severity === undefined ? 'warning' : normaliseSeverity(body.severity) ?? p.add('severity', 'must be 1 (info), 2 (warning), 3 (critical) or their names');
-    const service = name(p, body.service ?? body.source, body.service !== undefined ? 'service' : 'source', 200, false) ?? null;
+    const severity =
+      body.severity === undefined
+        ? 'warning'
+        : (normaliseSeverity(body.severity) ??
+          p.add('severity', 'must be 1 (info), 2 (warning), 3 (critical) or their names'));
+    const service =
+      name(p, body.service ?? body.source, body.service !== undefined ? 'service' : 'source', 200, false) ?? null;
     const metadata = jsonObject(p, body.metadata, 'metadata');
     p.throwIfAny();
     const time = this.clock();
@@ -119,7 +138,12 @@ export class AlertsService {
       ruleId: null,
       seriesId: null,
       severity: severity!,
-      type: title!.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '').slice(0, 64) || 'alert',
+      type:
+        title!
+          .toLowerCase()
+          .replace(/[^a-z0-9]+/g, '_')
+          .replace(/^_|_$/g, '')
+          .slice(0, 64) || 'alert',
       title: title!,
       message,
       metric: null,
@@ -162,9 +186,14 @@ export class AlertsService {
     if (!row) {
       const current = await this.repo.get(alertId);
       if (!current) throw notFound(`No alert ${id}`);
-      throw new ApiError(409, 'CONFLICT', `Alert ${id} is ${current.state}${current.acknowledged_by ? ` (acknowledged by ${current.acknowledged_by})` : ''}; only a firing alert can be acknowledged`, {
-        state: current.state,
-      });
+      throw new ApiError(
+        409,
+        'CONFLICT',
+        `Alert ${id} is ${current.state}${current.acknowledged_by ? ` (acknowledged by ${current.acknowledged_by})` : ''}; only a firing alert can be acknowledged`,
+        {
+          state: current.state,
+        },
+      );
     }
     return { status: 'success', alert: alertView(row) };
   }
@@ -179,9 +208,14 @@ export class AlertsService {
     p.throwIfAny();
     const current = await this.repo.get(alertId);
     if (!current) throw notFound(`No alert ${id}`);
-    if (current.state === 'resolved') throw new ApiError(409, 'CONFLICT', `Alert ${id} is already resolved`, { state: current.state });
+    if (current.state === 'resolved')
+      throw new ApiError(409, 'CONFLICT', `Alert ${id} is already resolved`, { state: current.state });
     const resolution = `resolved by hand${by ? ` by ${by}` : ''}${notes ? `: ${notes}` : ''}`;
-    const row = await this.resolve(alertId, resolution, current.rule_id !== null ? await rule(current.rule_id) : undefined);
+    const row = await this.resolve(
+      alertId,
+      resolution,
+      current.rule_id !== null ? await rule(current.rule_id) : undefined,
+    );
     if (!row) throw new ApiError(409, 'CONFLICT', `Alert ${id} was resolved meanwhile`);
     return { status: 'success', alert: alertView(row) };
   }
@@ -195,9 +229,19 @@ export class AlertsService {
   /** GET /api/v1/alerts: active alerts by default (`state=firing,acknowledged,resolved` or `all`), with the reference's counts. */
   async list(q: Record<string, unknown>, defaultStates: AlertState[] = ['firing', 'acknowledged']) {
     const rawStates = listParam(q.state, 'state');
-    const states = !rawStates ? defaultStates : rawStates.includes('all') ? STATES : rawStates.includes('active') ? [...new Set([...rawStates.filter((s) => s !== 'active'), 'firing', 'acknowledged'])] : rawStates;
-    for (const s of states) if (!STATES.includes(s as AlertState)) throw invalidQueryField('state', `state must be any of ${STATES.join(', ')}, active or all`);
-    const severities = listParam(q.severity, 'severity')?.map((s) => normaliseSeverity(s) ?? invalidQueryField('severity', `severity must be any of ${SEVERITIES.join(', ')}`));
+    const states = !rawStates
+      ? defaultStates
+      : rawStates.includes('all')
+        ? STATES
+        : rawStates.includes('active')
+          ? [...new Set([...rawStates.filter((s) => s !== 'active'), 'firing', 'acknowledged'])]
+          : rawStates;
+    for (const s of states)
+      if (!STATES.includes(s as AlertState))
+        throw invalidQueryField('state', `state must be any of ${STATES.join(', ')}, active or all`);
+    const severities = listParam(q.severity, 'severity')?.map(
+      (s) => normaliseSeverity(s) ?? invalidQueryField('severity', `severity must be any of ${SEVERITIES.join(', ')}`),
+    );
     const ruleId = q.rule_id === undefined ? undefined : intParam(q.rule_id, 'rule_id', 0, 1, 2 ** 31 - 1);
     const filter: AlertFilter = {
       states: states as AlertState[],
@@ -205,18 +249,33 @@ export class AlertsService {
       ruleId,
       source: typeof q.source === 'string' && q.source ? q.source : undefined,
       limit: intParam(q.limit, 'limit', 100, 1, 1_000),
-      beforeId: q.cursor === undefined || q.cursor === '' ? undefined : intParam(q.cursor, 'cursor', 0, 1, Number.MAX_SAFE_INTEGER),
+      beforeId:
+        q.cursor === undefined || q.cursor === ''
+          ? undefined
+          : intParam(q.cursor, 'cursor', 0, 1, Number.MAX_SAFE_INTEGER),
     };
     const rows = await this.repo.list(filter);
     const more = rows.length > filter.limit;
     if (more) rows.length = filter.limit;
-    const counts = { active_count: 0, firing_count: 0, acknowledged_count: 0, critical_count: 0, warning_count: 0, info_count: 0 };
+    const counts = {
+      active_count: 0,
+      firing_count: 0,
+      acknowledged_count: 0,
+      critical_count: 0,
+      warning_count: 0,
+      info_count: 0,
+    };
     for (const c of await this.repo.activeCounts()) {
       counts.active_count += c.n;
       counts[`${c.state as 'firing' | 'acknowledged'}_count`] += c.n;
       counts[`${c.severity}_count`] += c.n;
     }
-    return { alerts: rows.map(alertView), total: rows.length, ...counts, next_cursor: more ? String(rows[rows.length - 1].id) : null };
+    return {
+      alerts: rows.map(alertView),
+      total: rows.length,
+      ...counts,
+      next_cursor: more ? String(rows[rows.length - 1].id) : null,
+    };
   }
 
   /** Webhook deliveries of one alert, newest first (secrets never shown). */
@@ -232,7 +291,10 @@ export class AlertsService {
    * partition is made first): a notification is queued exactly when its transition commits.
    * A failure anywhere rolls all three back; the next evaluation (or the caller) tries again.
    */
-  private async transition(time: number, fn: (c: pg.PoolClient) => Promise<Transition | undefined>): Promise<AlertRow | undefined> {
+  private async transition(
+    time: number,
+    fn: (c: pg.PoolClient) => Promise<Transition | undefined>,
+  ): Promise<AlertRow | undefined> {
     await this.events.prepare([time]);
     const out = await this.database.generalTransaction(async (c) => {
       const t = await fn(c);
@@ -252,7 +314,11 @@ interface Transition {
 }
 
 /** The webhook of a firing or resolved alert, when its rule has one (subject `alert:<id>`). */
-export function notification(rule: RuleRow, alert: AlertRow, event: 'alert.firing' | 'alert.resolved'): Notification | undefined {
+export function notification(
+  rule: RuleRow,
+  alert: AlertRow,
+  event: 'alert.firing' | 'alert.resolved',
+): Notification | undefined {
   const url = rule.notify?.webhook;
   if (!url) return undefined;
   return {
@@ -260,7 +326,12 @@ export function notification(rule: RuleRow, alert: AlertRow, event: 'alert.firin
     event,
     url,
     secret: rule.webhook_secret,
-    payload: { event, alert: alertView(alert), rule: { id: rule.id, name: rule.name, type: rule.type }, sent_at: toIso(Date.now()) },
+    payload: {
+      event,
+      alert: alertView(alert),
+      rule: { id: rule.id, name: rule.name, type: rule.type },
+      sent_at: toIso(Date.now()),
+    },
   };
 }
 
@@ -270,7 +341,12 @@ function invalidQueryField(field: string, message: string): never {
 
 /** The event recording a transition into `row.state` from `previous` (null: a new alert). */
 export function transitionEvent(row: AlertRow, previous: AlertState | null, time: number): NewEvent {
-  const what = row.state === 'firing' ? 'firing' : row.state === 'acknowledged' ? `acknowledged by ${row.acknowledged_by}` : `resolved (${row.resolution})`;
+  const what =
+    row.state === 'firing'
+      ? 'firing'
+      : row.state === 'acknowledged'
+        ? `acknowledged by ${row.acknowledged_by}`
+        : `resolved (${row.resolution})`;
   return {
     time,
     kind: KINDS.alert,

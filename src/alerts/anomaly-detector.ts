@@ -65,6 +65,8 @@ export function anomalousPoints(
   const series = { times, values };
   const det = detectorFor(q.algorithm as Algorithm)(series, { sensitivity: q.sensitivity, seed: 1, window });
   const out: DetectedAnomaly[] = [];
-  for (let i = 0; i < n; i++) if (isFlagged(series, det, i, { direction: q.direction })) out.push({ timestamp: times[i], value: values[i], score: det.score[i] });
+  for (let i = 0; i < n; i++)
+    if (isFlagged(series, det, i, { direction: q.direction }))
+      out.push({ timestamp: times[i], value: values[i], score: det.score[i] });
   return out;
 }

@@ -36,7 +36,11 @@ export interface WindowStats {
 
 /** The points an evaluation reads: (now − max(D, R) − STALE_MS, now]. */
 export function lookback(now: number, t: Timing): { from: number; fireEdge: number; resolveEdge: number } {
-  return { from: now - Math.max(t.durationMs, t.recoveryMs) - t.staleMs, fireEdge: now - t.durationMs, resolveEdge: now - t.recoveryMs };
+  return {
+    from: now - Math.max(t.durationMs, t.recoveryMs) - t.staleMs,
+    fireEdge: now - t.durationMs,
+    resolveEdge: now - t.recoveryMs,
+  };
 }
 
 export type Action = 'fire' | 'keep' | 'resolve' | 'none';
@@ -62,17 +66,30 @@ export function decide(w: WindowStats, now: number, t: Timing, active: boolean):
 }
 
 /** WindowStats from points in time order (what the SQL computes for thresholds, here for anomaly rules and tests). */
-export function summarize(points: ReadonlyArray<{ time: number; value: number; holds: boolean }>, now: number, t: Timing): WindowStats {
+export function summarize(
+  points: ReadonlyArray<{ time: number; value: number; holds: boolean }>,
+  now: number,
+  t: Timing,
+): WindowStats {
   const { from, fireEdge, resolveEdge } = lookback(now, t);
-  const w: WindowStats = { lastTime: null, lastValue: null, fireEdge: null, resolveEdge: null, lastTrue: null, lastFalse: null };
+  const w: WindowStats = {
+    lastTime: null,
+    lastValue: null,
+    fireEdge: null,
+    resolveEdge: null,
+    lastTrue: null,
+    lastFalse: null,
+  };
   for (const p of points) {
     if (p.time <= from || p.time > now || Number.isNaN(p.value)) continue;
     if (w.lastTime === null || p.time >= w.lastTime) {
       w.lastTime = p.time;
       w.lastValue = p.value;
     }
-    if (p.time <= fireEdge && p.time > fireEdge - t.staleMs && (w.fireEdge === null || p.time > w.fireEdge)) w.fireEdge = p.time;
-    if (p.time <= resolveEdge && p.time > resolveEdge - t.staleMs && (w.resolveEdge === null || p.time > w.resolveEdge)) w.resolveEdge = p.time;
+    if (p.time <= fireEdge && p.time > fireEdge - t.staleMs && (w.fireEdge === null || p.time > w.fireEdge))
+      w.fireEdge = p.time;
+    if (p.time <= resolveEdge && p.time > resolveEdge - t.staleMs && (w.resolveEdge === null || p.time > w.resolveEdge))
+      w.resolveEdge = p.time;
     if (p.holds) w.lastTrue = Math.max(w.lastTrue ?? -Infinity, p.time);
     else w.lastFalse = Math.max(w.lastFalse ?? -Infinity, p.time);
   }

@@ -44,7 +44,8 @@ export class RuleEvaluator implements OnModuleInit {
   onModuleInit(): void {
     this.jobs.register({
       name: 'alert-evaluation',
-      description: 'Evaluates the alert rules on stored data: fires alerts whose condition held for duration_seconds, resolves those that stopped holding for recovery_seconds',
+      description:
+        'Evaluates the alert rules on stored data: fires alerts whose condition held for duration_seconds, resolves those that stopped holding for recovery_seconds',
       every: () => this.config.alerts.evaluationMs,
       run: () => this.evaluateAll(),
     });
@@ -61,12 +62,19 @@ export class RuleEvaluator implements OnModuleInit {
         report.fired += r.fired;
         report.resolved += r.resolved;
         report.pending += r.pending;
-        await this.rules.recordEvaluation(rule.id, { evaluated_at: new Date(now).toISOString(), duration_ms: Math.round(performance.now() - t0), ...r, error: null });
+        await this.rules.recordEvaluation(rule.id, {
+          evaluated_at: new Date(now).toISOString(),
+          duration_ms: Math.round(performance.now() - t0),
+          ...r,
+          error: null,
+        });
       } catch (err) {
         report.errors++;
         const error = (err as Error).message;
         this.logger.warn(`rule ${rule.id} (${rule.name}): ${error}`);
-        await this.rules.recordEvaluation(rule.id, { evaluated_at: new Date(now).toISOString(), error }).catch(() => undefined);
+        await this.rules
+          .recordEvaluation(rule.id, { evaluated_at: new Date(now).toISOString(), error })
+          .catch(() => undefined);
       }
     }
     return report;
@@ -74,14 +82,28 @@ export class RuleEvaluator implements OnModuleInit {
 
   /** Evaluates one rule at `now`; returns what changed. */
   async evaluate(rule: RuleRow, now: number) {
-    const timing: Timing = { durationMs: rule.duration_seconds * 1000, recoveryMs: rule.recovery_seconds * 1000, staleMs: STALE_MS };
+    const timing: Timing = {
+      durationMs: rule.duration_seconds * 1000,
+      recoveryMs: rule.recovery_seconds * 1000,
+      staleMs: STALE_MS,
+    };
     const cap = rule.type === 'anomaly' ? MAX_SERIES_PER_ANOMALY_RULE : MAX_SERIES_PER_RULE;
     const series = await this.repo.seriesOf(rule.metric, rule.source, tagsFromJson(rule.tags), cap);
     if (series.length > cap) throw new Error(`matches more than ${cap} series; narrow it with source or tags`);
-    const stats = rule.type === 'threshold' ? await this.thresholdStats(rule, series, now, timing) : await this.anomalyStats(rule, series, now, timing);
+    const stats =
+      rule.type === 'threshold'
+        ? await this.thresholdStats(rule, series, now, timing)
+        : await this.anomalyStats(rule, series, now, timing);
     const active = new Map((await this.alerts.activeOfRule(rule.id)).map((a) => [a.series_id, a]));
     const out = { series: series.length, firing: 0, pending: 0, fired: 0, resolved: 0 };
-    const empty: WindowStats = { lastTime: null, lastValue: null, fireEdge: null, resolveEdge: null, lastTrue: null, lastFalse: null };
+    const empty: WindowStats = {
+      lastTime: null,
+      lastValue: null,
+      fireEdge: null,
+      resolveEdge: null,
+      lastTrue: null,
+      lastFalse: null,
+    };
     for (const s of series) {
       const w = stats.get(s.id) ?? empty;
       const alert = active.get(s.id);
@@ -105,32 +127,57 @@ export class RuleEvaluator implements OnModuleInit {
           condition: rule.condition,
           currentValue: w.lastValue,
           threshold: rule.threshold,
-          metadata: { unit: s.unit, rule_type: rule.type, duration_seconds: rule.duration_seconds, ...(rule.type === 'anomaly' ? { algorithm: rule.algorithm, sensitivity: rule.sensitivity } : {}) },
+          metadata: {
+            unit: s.unit,
+            rule_type: rule.type,
+            duration_seconds: rule.duration_seconds,
+            ...(rule.type === 'anomaly' ? { algorithm: rule.algorithm, sensitivity: rule.sensitivity } : {}),
+          },
           time: now,
         });
         if (a) out.fired++;
         out.firing++;
       } else if (d.action === 'resolve') {
-        const reason = d.reason === 'no_data' ? `no data for ${STALE_MS / 60_000} minutes` : `condition cleared for ${humanSeconds(rule.recovery_seconds)}`;
+        const reason =
+          d.reason === 'no_data'
+            ? `no data for ${STALE_MS / 60_000} minutes`
+            : `condition cleared for ${humanSeconds(rule.recovery_seconds)}`;
         if (await this.alerts.resolve(alert!.id, reason, rule, now, w.lastValue)) out.resolved++;
       } else if (d.action === 'keep') {
         out.firing++;
-        if (w.lastValue !== null && w.lastValue !== alert!.current_value) await this.alerts.touch(alert!.id, w.lastValue, now);
+        if (w.lastValue !== null && w.lastValue !== alert!.current_value)
+          await this.alerts.touch(alert!.id, w.lastValue, now);
       }
     }
     // Active alerts of series the rule no longer matches (the rule changed, or the series is gone).
-    for (const a of active.values()) if (await this.alerts.resolve(a.id, 'the series no longer matches the rule', rule, now)) out.resolved++;
+    for (const a of active.values())
+      if (await this.alerts.resolve(a.id, 'the series no longer matches the rule', rule, now)) out.resolved++;
     return out;
   }
 
-  private async thresholdStats(rule: RuleRow, series: SeriesMeta[], now: number, timing: Timing): Promise<Map<number, WindowStats>> {
+  private async thresholdStats(
+    rule: RuleRow,
+    series: SeriesMeta[],
+    now: number,
+    timing: Timing,
+  ): Promise<Map<number, WindowStats>> {
     if (series.length === 0) return new Map();
     const lb = lookback(now, timing);
-    return this.repo.thresholdStats(series.map((s) => s.id), rule.condition!, rule.threshold!, { ...lb, now, staleMs: timing.staleMs });
+    return this.repo.thresholdStats(
+      series.map((s) => s.id),
+      rule.condition!,
+      rule.threshold!,
+      { ...lb, now, staleMs: timing.staleMs },
+    );
   }
 
   /** A point "holds" when the detector finds it anomalous against the trailing window before now. */
-  private async anomalyStats(rule: RuleRow, series: SeriesMeta[], now: number, timing: Timing): Promise<Map<number, WindowStats>> {
+  private async anomalyStats(
+    rule: RuleRow,
+    series: SeriesMeta[],
+    now: number,
+    timing: Timing,
+  ): Promise<Map<number, WindowStats>> {
     const out = new Map<number, WindowStats>();
     const lb = lookback(now, timing);
     for (const s of series) {
@@ -147,7 +194,14 @@ export class RuleEvaluator implements OnModuleInit {
       const flagged = new Set(anomalies.map((a) => a.timestamp));
       // Bounded like the detector's read: a long duration over a fast series cannot load millions of points.
       const points = await this.repo.points(s.id, lb.from, now, MAX_EVALUATION_POINTS);
-      out.set(s.id, summarize(points.map((p) => ({ ...p, holds: flagged.has(p.time) })), now, timing));
+      out.set(
+        s.id,
+        summarize(
+          points.map((p) => ({ ...p, holds: flagged.has(p.time) })),
+          now,
+          timing,
+        ),
+      );
     }
     return out;
   }
@@ -156,6 +210,7 @@ export class RuleEvaluator implements OnModuleInit {
 function describe(rule: RuleRow, s: SeriesMeta, value: number | null): string {
   const label = seriesLabel(s.metric, s.source, s.tags);
   const current = value === null ? '' : ` (current ${value}${s.unit ? ` ${s.unit}` : ''})`;
-  if (rule.type === 'threshold') return `${label} ${CONDITIONS[rule.condition!].op === '<>' ? '!=' : CONDITIONS[rule.condition!].op} ${rule.threshold} for ${humanSeconds(rule.duration_seconds)}${current}`;
+  if (rule.type === 'threshold')
+    return `${label} ${CONDITIONS[rule.condition!].op === '<>' ? '!=' : CONDITIONS[rule.condition!].op} ${rule.threshold} for ${humanSeconds(rule.duration_seconds)}${current}`;
   return `${label} anomalous (${rule.algorithm}, sensitivity ${rule.sensitivity}) for ${humanSeconds(rule.duration_seconds)}${current}`;
 }

@@ -27,10 +27,21 @@ export const LONE_POINT_SCORE = 1.5;
  */
 export function analyseSeries(series: SeriesInput, opts: AnalysisOptions): Analysis {
   if (series.values.length === 0) return { anomalies: [], used: {} };
-  const window = opts.windowMs !== undefined ? Math.max(3, Math.round(opts.windowMs / (typicalStep(series.times) || opts.windowMs))) : opts.window;
+  const window =
+    opts.windowMs !== undefined
+      ? Math.max(3, Math.round(opts.windowMs / (typicalStep(series.times) || opts.windowMs)))
+      : opts.window;
   const det = detectorFor(opts.algorithm)(series, { ...opts, window });
   const gap = Math.max(1, Math.round((Number(det.used.window) || 1) / 4));
-  const episodes = findEpisodes(series, det, { direction: opts.direction, minDeviation: opts.minDeviation, gap, loneScore: LONE_POINT_SCORE });
+  const episodes = findEpisodes(series, det, {
+    direction: opts.direction,
+    minDeviation: opts.minDeviation,
+    gap,
+    loneScore: LONE_POINT_SCORE,
+  });
   const baselineAvg = det.baseline ?? trailingMeanStd(series.values, Number(det.used.window) || 1).mean;
-  return { anomalies: episodes.map((e) => describeEpisode(series, det, e, baselineAvg)), used: { ...det.used, episode_gap_points: gap } };
+  return {
+    anomalies: episodes.map((e) => describeEpisode(series, det, e, baselineAvg)),
+    used: { ...det.used, episode_gap_points: gap },
+  };
 }

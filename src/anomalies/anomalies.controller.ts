@@ -11,7 +11,9 @@ export class AnomaliesController {
   @Post('anomalies')
   @Access('read')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Anomaly detection over stored points or buckets: one anomaly per episode, scored so 1.0 is the boundary' })
+  @ApiOperation({
+    summary: 'Anomaly detection over stored points or buckets: one anomaly per episode, scored so 1.0 is the boundary',
+  })
   @ApiBody({
     schema: {
       type: 'object',

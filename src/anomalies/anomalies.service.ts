@@ -45,7 +45,16 @@ export class AnomaliesService {
     const meta = series.map((s) => ({ source: s.source, tags: s.tags, points: s.values.length }));
     const results = await this.runner.run(
       series.map((s) => ({ times: s.times, values: s.values })),
-      { algorithm: req.algorithm, sensitivity: req.sensitivity, seed: req.seed, windowMs: req.windowMs, trees: req.trees, subsample: req.subsample, direction: req.direction, minDeviation: req.minDeviation },
+      {
+        algorithm: req.algorithm,
+        sensitivity: req.sensitivity,
+        seed: req.seed,
+        windowMs: req.windowMs,
+        trees: req.trees,
+        subsample: req.subsample,
+        direction: req.direction,
+        minDeviation: req.minDeviation,
+      },
     );
     results.forEach((a, k) => {
       points += meta[k].points;
@@ -54,7 +63,9 @@ export class AnomaliesService {
     });
     anomalies.sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
     const analysisMs = performance.now() - t0;
-    this.logger.debug(`${req.metric}: ${points} points of ${series.length} series, read ${(tRead - t0).toFixed(0)} ms, analysed ${(performance.now() - tRead).toFixed(0)} ms`);
+    this.logger.debug(
+      `${req.metric}: ${points} points of ${series.length} series, read ${(tRead - t0).toFixed(0)} ms, analysed ${(performance.now() - tRead).toFixed(0)} ms`,
+    );
     return {
       metric: req.metric,
       source: req.source ?? null,
@@ -69,7 +80,11 @@ export class AnomaliesService {
         algorithm: req.algorithm,
         sensitivity: req.sensitivity,
         direction: req.direction,
-        min_deviation: req.minDeviation ? (req.minDeviation.kind === 'absolute' ? req.minDeviation.value : `${req.minDeviation.value * 100}%`) : null,
+        min_deviation: req.minDeviation
+          ? req.minDeviation.kind === 'absolute'
+            ? req.minDeviation.value
+            : `${req.minDeviation.value * 100}%`
+          : null,
         granularity: req.buckets?.granularity ?? null,
         aggregation: req.buckets?.aggregation ?? null,
         seed: req.seed,
@@ -84,10 +99,16 @@ export class AnomaliesService {
     const { anomalyMaxPoints: maxPoints, anomalyMaxSeries: maxSeries } = this.config.analytics;
     if (ids.length === 0 || req.from === req.to) return [];
     if (ids.length > maxSeries) {
-      throw invalidQuery('metric', `${req.metric} matches ${ids.length} series; raw points are analysed per series, at most ${maxSeries} (ANOMALY_MAX_SERIES). Filter by source or tags, or give a granularity to analyse the aggregate`, { series: ids.length, max_series: maxSeries });
+      throw invalidQuery(
+        'metric',
+        `${req.metric} matches ${ids.length} series; raw points are analysed per series, at most ${maxSeries} (ANOMALY_MAX_SERIES). Filter by source or tags, or give a granularity to analyse the aggregate`,
+        { series: ids.length, max_series: maxSeries },
+      );
     }
     const info = await this.reader.seriesInfo(ids);
-    let times = new Float64Array(1 << 16), values = new Float64Array(1 << 16), sids = new Int32Array(1 << 16);
+    let times = new Float64Array(1 << 16),
+      values = new Float64Array(1 << 16),
+      sids = new Int32Array(1 << 16);
     let n = 0;
     for await (const chunk of this.reader.stream(ids, req.from, req.to, { order: 'series', limit: maxPoints + 1 })) {
       if (n + chunk.length > times.length) {
@@ -104,14 +125,23 @@ export class AnomaliesService {
       n += chunk.length;
     }
     if (n > maxPoints) {
-      throw invalidQuery('from', `The range holds more than ${maxPoints} points (ANOMALY_MAX_POINTS); narrow the range (from, to) or give a granularity to analyse buckets`, { max_points: maxPoints });
+      throw invalidQuery(
+        'from',
+        `The range holds more than ${maxPoints} points (ANOMALY_MAX_POINTS); narrow the range (from, to) or give a granularity to analyse buckets`,
+        { max_points: maxPoints },
+      );
     }
     const out: SeriesToAnalyse[] = [];
-    for (let start = 0; start < n; ) {
+    for (let start = 0; start < n;) {
       let end = start;
       while (end < n && sids[end] === sids[start]) end++;
       const s = info.get(sids[start]);
-      out.push({ source: s?.source ?? null, tags: s?.tags ?? {}, times: times.slice(start, end), values: values.slice(start, end) });
+      out.push({
+        source: s?.source ?? null,
+        tags: s?.tags ?? {},
+        times: times.slice(start, end),
+        values: values.slice(start, end),
+      });
       start = end;
     }
     return out;
@@ -123,7 +153,14 @@ export class AnomaliesService {
     if (ids.length === 0 || req.from === req.to) return [];
     const { rows } = await this.queries.bucketsOf(ids, req.from, req.to, b.granularityMs, b.aggregation);
     const tags = Object.fromEntries(req.tags.filter((t) => t.values.length === 1).map((t) => [t.key, t.values[0]]));
-    return [{ source: req.source ?? null, tags, times: Float64Array.from(rows, (r) => r.t), values: Float64Array.from(rows, (r) => r.v ?? NaN) }];
+    return [
+      {
+        source: req.source ?? null,
+        tags,
+        times: Float64Array.from(rows, (r) => r.t),
+        values: Float64Array.from(rows, (r) => r.v ?? NaN),
+      },
+    ];
   }
 }
 

@@ -42,7 +42,12 @@ export function severity(score: number): Severity {
   return score >= 3 ? 'critical' : score >= 2 ? 'high' : score >= 1.5 ? 'medium' : 'low';
 }
 
-export function isFlagged(series: SeriesInput, det: Detection, i: number, opts: Pick<EpisodeOptions, 'direction' | 'minDeviation'>): boolean {
+export function isFlagged(
+  series: SeriesInput,
+  det: Detection,
+  i: number,
+  opts: Pick<EpisodeOptions, 'direction' | 'minDeviation'>,
+): boolean {
   if (!(det.score[i] >= 1)) return false;
   const dev = series.values[i] - det.expected[i];
   if (opts.direction === 'above' && !(dev > 0)) return false;
@@ -108,9 +113,15 @@ const shown = (score: number) => Math.round(Math.min(score, MAX_REPORTED_SCORE) 
  * The reply's anomaly: the episode's first point, its peak score and severity, and its extent.
  * `baselineAvg` is the mean of the trailing window at each point (the reference's `baseline_avg`).
  */
-export function describeEpisode(series: SeriesInput, det: Detection, ep: Episode, baselineAvg: Float64Array): AnomalyReport {
+export function describeEpisode(
+  series: SeriesInput,
+  det: Detection,
+  ep: Episode,
+  baselineAvg: Float64Array,
+): AnomalyReport {
   const { times, values } = series;
-  const s = ep.start, p = ep.peak;
+  const s = ep.start,
+    p = ep.peak;
   const peakScore = det.score[p];
   return {
     timestamp: new Date(times[s]).toISOString(),

@@ -65,6 +65,13 @@ export function forestDetector(series: SeriesInput, params: DetectorParams): Det
     expected: base.expected,
     band: base.band,
     baseline: base.baseline,
-    used: { ...base.used, trees, subsample: forest.psi, height_limit: forest.heightLimit, score_threshold: t, seed: params.seed },
+    used: {
+      ...base.used,
+      trees,
+      subsample: forest.psi,
+      height_limit: forest.heightLimit,
+      score_threshold: t,
+      seed: params.seed,
+    },
   };
 }

@@ -36,7 +36,10 @@ export class IsolationForest {
   readonly psi: number;
   readonly heightLimit: number;
 
-  private constructor(psi: number, private readonly dims: number) {
+  private constructor(
+    psi: number,
+    private readonly dims: number,
+  ) {
     this.psi = psi;
     this.heightLimit = Math.ceil(Math.log2(Math.max(2, psi)));
   }
@@ -75,14 +78,19 @@ export class IsolationForest {
     const work = Int32Array.from(rows);
     const stack: number[] = [next++, 0, work.length, 0];
     while (stack.length) {
-      const depth = stack.pop()!, to = stack.pop()!, from = stack.pop()!, node = stack.pop()!;
+      const depth = stack.pop()!,
+        to = stack.pop()!,
+        from = stack.pop()!,
+        node = stack.pop()!;
       const size = to - from;
       if (depth >= this.heightLimit || size <= 1) {
         value[node] = depth + averagePathLength(size);
         continue;
       }
       // A random feature that still varies in this node (Liu et al. pick among all; a constant one cannot split).
-      let f = -1, lo = 0, hi = 0;
+      let f = -1,
+        lo = 0,
+        hi = 0;
       const start = Math.floor(rnd() * d);
       for (let a = 0; a < d && f < 0; a++) {
         const q = (start + a) % d;
@@ -100,7 +108,8 @@ export class IsolationForest {
         continue;
       }
       const split = lo + rnd() * (hi - lo);
-      let i = from, j = to - 1;
+      let i = from,
+        j = to - 1;
       while (i <= j) {
         if (data[work[i] * d + f] < split) i++;
         else {
@@ -110,7 +119,8 @@ export class IsolationForest {
           j--;
         }
       }
-      const l = next++, r = next++;
+      const l = next++,
+        r = next++;
       links[2 * node] = f;
       links[2 * node + 1] = l;
       value[node] = split;

@@ -15,12 +15,19 @@ export function madDetector(series: SeriesInput, params: DetectorParams): Detect
   const k = bandSigmas(params.sensitivity);
   const { center, sigma, levelBlock } = levelBaseline(values, window);
   const floor = scaleFloor(values);
-  const score = new Float64Array(n), band = new Float64Array(n);
+  const score = new Float64Array(n),
+    band = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     band[i] = k * flooredScale(sigma[i], floor);
     score[i] = Math.abs(values[i] - center[i]) / band[i];
   }
   // baseline_avg: the mean counterpart of the level (block means instead of medians); the trailing mean otherwise.
   const baseline = levelBlock === null ? undefined : localLevel(values, levelBlock, 'mean');
-  return { score, expected: center, band, baseline, used: { window, level_block: levelBlock, band_sigmas: k, scale_floor: floor } };
+  return {
+    score,
+    expected: center,
+    band,
+    baseline,
+    used: { window, level_block: levelBlock, band_sigmas: k, scale_floor: floor },
+  };
 }

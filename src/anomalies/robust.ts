@@ -63,7 +63,8 @@ export function scaleFloor(values: ArrayLike<number>): number {
   for (let i = 0; i < n; i += stride) mag = Math.max(mag, Math.abs(values[i]));
   const tiny = Math.max(mag * 1e-9, 1e-12);
   const mid = median(values);
-  let off = 0, m = 0;
+  let off = 0,
+    m = 0;
   for (let i = 0; i < n; i += stride, m++) if (values[i] !== mid) off++;
   return off >= 0.01 * m ? Math.max(quantum(values), tiny) : tiny;
 }
@@ -88,21 +89,26 @@ export function trailingBaseline(values: ArrayLike<number>, window: number, bloc
   const bMed = new Float64Array(nb);
   const bMad = new Float64Array(nb);
   for (let j = 0; j < nb; j++) {
-    const from = j * b, to = Math.min(n, from + b);
+    const from = j * b,
+      to = Math.min(n, from + b);
     bMed[j] = median(values, from, to);
     bMad[j] = mad(values, bMed[j], from, to);
   }
   const center = new Float64Array(n);
   const sigma = new Float64Array(n);
   const k = blocksPerWindow;
-  const tmpMed = new Float64Array(k), tmpMad = new Float64Array(k);
-  let lastJ = -1, c = NaN, s = NaN;
+  const tmpMed = new Float64Array(k),
+    tmpMad = new Float64Array(k);
+  let lastJ = -1,
+    c = NaN,
+    s = NaN;
   for (let i = 0; i < n; i++) {
     const j = Math.floor(i / b);
     if (j !== lastJ) {
       lastJ = j;
       // The k complete blocks before this one; at the start, whatever came before (or this block itself).
-      const lo = Math.max(0, j - k), hi = j;
+      const lo = Math.max(0, j - k),
+        hi = j;
       if (hi > lo) {
         const m = hi - lo;
         for (let q = 0; q < m; q++) {
@@ -137,10 +143,12 @@ export function trailingBaseline(values: ArrayLike<number>, window: number, bloc
 /** Trailing mean and (population) standard deviation over exactly `window` points, from prefix sums. */
 export function trailingMeanStd(values: ArrayLike<number>, window: number): { mean: Float64Array; std: Float64Array } {
   const n = values.length;
-  const mean = new Float64Array(n), std = new Float64Array(n);
+  const mean = new Float64Array(n),
+    std = new Float64Array(n);
   // Shift by the first value: prefix sums of squares stay accurate for large offsets (epoch-like values).
   const shift = n ? values[0] : 0;
-  const s1 = new Float64Array(n + 1), s2 = new Float64Array(n + 1);
+  const s1 = new Float64Array(n + 1),
+    s2 = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) {
     const v = values[i] - shift;
     s1[i + 1] = s1[i] + v;
@@ -191,13 +199,25 @@ export function autocorrelation(x: ArrayLike<number>, lag: number): number {
   if (lag <= 0 || lag >= n - 2) return 0;
   const pairs = n - lag;
   const stride = Math.max(1, Math.floor(pairs / 50_000));
-  let sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, m = 0;
+  let sa = 0,
+    sb = 0,
+    saa = 0,
+    sbb = 0,
+    sab = 0,
+    m = 0;
   for (let i = lag; i < n; i += stride) {
-    const a = x[i], b = x[i - lag];
-    sa += a; sb += b; saa += a * a; sbb += b * b; sab += a * b; m++;
+    const a = x[i],
+      b = x[i - lag];
+    sa += a;
+    sb += b;
+    saa += a * a;
+    sbb += b * b;
+    sab += a * b;
+    m++;
   }
   const cov = sab / m - (sa / m) * (sb / m);
-  const va = saa / m - (sa / m) ** 2, vb = sbb / m - (sb / m) ** 2;
+  const va = saa / m - (sa / m) ** 2,
+    vb = sbb / m - (sb / m) ** 2;
   return va > 0 && vb > 0 ? cov / Math.sqrt(va * vb) : 0;
 }
 
@@ -208,7 +228,8 @@ export function blockCentres(values: ArrayLike<number>, b: number, stat: 'median
   const out = new Float64Array(nb);
   const scratch = new Float64Array(b);
   for (let j = 0; j < nb; j++) {
-    const from = j * b, m = Math.min(n, from + b) - from;
+    const from = j * b,
+      m = Math.min(n, from + b) - from;
     if (stat === 'mean') {
       let sum = 0;
       for (let q = 0; q < m; q++) sum += values[from + q];
@@ -254,7 +275,9 @@ export function localLevel(values: ArrayLike<number>, b: number, stat: 'median' 
       for (; i < end; i++) out[i] = c;
       continue;
     }
-    const m1 = m[j - 1], m2 = m[j - 2], m3 = m[j - 3];
+    const m1 = m[j - 1],
+      m2 = m[j - 2],
+      m3 = m[j - 3];
     const slope = minmod(m2 - m3, m1 - m2) / b;
     for (; i < end; i++) {
       // Distance from the centre of block j-1 to point i; blocks j-2, j-3 are b and 2b further back.
@@ -267,10 +290,12 @@ export function localLevel(values: ArrayLike<number>, b: number, stat: 'median' 
 
 /** k-th smallest of a[0, m) by quickselect (Hoare partition, middle pivot); reorders a. */
 function selectInPlace(a: Float64Array, m: number, k: number): number {
-  let lo = 0, hi = m - 1;
+  let lo = 0,
+    hi = m - 1;
   while (lo < hi) {
     const pivot = a[(lo + hi) >> 1];
-    let i = lo, j = hi;
+    let i = lo,
+      j = hi;
     while (i <= j) {
       while (a[i] < pivot) i++;
       while (a[j] > pivot) j--;
@@ -325,7 +350,8 @@ export const LOCAL_LEVEL_MARGIN = 1 / 3;
  * stretches of 4,096 points, so that choosing costs the same for a million points as for 32k.
  */
 function stretches(n: number): Array<[number, number]> {
-  const len = 4096, k = 8;
+  const len = 4096,
+    k = 8;
   if (n <= len * k) return [[0, n]];
   return Array.from({ length: k }, (_, q) => {
     const s = Math.floor((q * (n - len)) / (k - 1));

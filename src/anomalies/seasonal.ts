@@ -1,5 +1,16 @@
 import { bandSigmas, defaultWindow, Detection, DetectorParams, SeriesInput } from './detector.js';
-import { autocorrelation, flooredScale, levelBaseline, localLevel, mad, MAD_TO_SIGMA, median, scaleFloor, trailingBaseline, typicalStep } from './robust.js';
+import {
+  autocorrelation,
+  flooredScale,
+  levelBaseline,
+  localLevel,
+  mad,
+  MAD_TO_SIGMA,
+  median,
+  scaleFloor,
+  trailingBaseline,
+  typicalStep,
+} from './robust.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -25,7 +36,10 @@ export function detectSeasonality(series: SeriesInput): Seasonality | null {
   const span = times[n - 1] - times[0];
   if (!(step > 0)) return null;
   let best: Seasonality | null = null;
-  for (const [periodMs, label, minSpan] of [[DAY, 'daily', 3 * DAY], [WEEK, 'weekly', 3 * WEEK]] as const) {
+  for (const [periodMs, label, minSpan] of [
+    [DAY, 'daily', 3 * DAY],
+    [WEEK, 'weekly', 3 * WEEK],
+  ] as const) {
     const slots = Math.round(periodMs / step);
     if (span < minSpan || slots < 24 || slots > n / 3) continue;
     const r = autocorrelation(values, slots);
@@ -47,7 +61,11 @@ const MAX_SLOTS = { daily: 1440, weekly: 2016 } as const;
  * `baseline_avg` is the expected value where there is a season (a day's mean says nothing about
  * this time of day), else as for `mad`.
  */
-export function seasonalDetector(series: SeriesInput, params: DetectorParams, season = detectSeasonality(series)): Detection {
+export function seasonalDetector(
+  series: SeriesInput,
+  params: DetectorParams,
+  season = detectSeasonality(series),
+): Detection {
   const { times, values } = series;
   const n = values.length;
   const step = typicalStep(times);
@@ -81,7 +99,8 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
       const slot = ((cell % slots) + slots) % slots;
       const c = count[slot];
       const have = Math.min(c, kept);
-      let expected = NaN, spread = NaN;
+      let expected = NaN,
+        spread = NaN;
       if (have >= 2) {
         expected = median(history, slot * kept, slot * kept + have);
         let m = 0;
@@ -100,7 +119,8 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
       history[slot * kept + (c % kept)] = median(values, i, j);
       count[slot] = c + 1;
       const h = Math.min(c + 1, kept);
-      if (h >= 2) slotMad[slot] = mad(history, median(history, slot * kept, slot * kept + h), slot * kept, slot * kept + h);
+      if (h >= 2)
+        slotMad[slot] = mad(history, median(history, slot * kept, slot * kept + h), slot * kept, slot * kept + h);
       i = j;
     }
   } else {
@@ -112,7 +132,9 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
   // During the first seasons there is no seasonal history: only what stands out from the whole series counts.
   const mid = median(values);
   const overall = MAD_TO_SIGMA * mad(values, mid);
-  const expected = new Float64Array(n), band = new Float64Array(n), score = new Float64Array(n);
+  const expected = new Float64Array(n),
+    band = new Float64Array(n),
+    score = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const warm = season !== null && i < warmup && Number.isNaN(slotSigma[i]);
     expected[i] = warm ? plain.center[i] : seasonal[i] + level.center[i];
@@ -120,13 +142,24 @@ export function seasonalDetector(series: SeriesInput, params: DetectorParams, se
     band[i] = k * flooredScale(sigma, floor);
     score[i] = Math.abs(values[i] - expected[i]) / band[i];
   }
-  const baseline = season ? expected : plain.levelBlock === null ? undefined : localLevel(values, plain.levelBlock, 'mean');
+  const baseline = season
+    ? expected
+    : plain.levelBlock === null
+      ? undefined
+      : localLevel(values, plain.levelBlock, 'mean');
   return {
     score,
     expected,
     band,
     baseline,
-    used: { window, level_block: plain.levelBlock, band_sigmas: k, season: season ? { period: season.label, slots: season.slots, autocorrelation: round(season.autocorrelation) } : null },
+    used: {
+      window,
+      level_block: plain.levelBlock,
+      band_sigmas: k,
+      season: season
+        ? { period: season.label, slots: season.slots, autocorrelation: round(season.autocorrelation) }
+        : null,
+    },
   };
 }
 

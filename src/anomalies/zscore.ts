@@ -25,7 +25,8 @@ export function zscoreDetector(series: SeriesInput, params: DetectorParams): Det
     std = spread.std;
   }
   const floor = scaleFloor(values);
-  const score = new Float64Array(n), band = new Float64Array(n);
+  const score = new Float64Array(n),
+    band = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     band[i] = k * flooredScale(std[i], floor);
     score[i] = Math.abs(values[i] - mean[i]) / band[i];

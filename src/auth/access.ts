@@ -36,7 +36,9 @@ export function Access(access: AccessLevel, opts: Omit<RouteAccess, 'access'> = 
     RouteConfig(config),
     ApiBearerAuth('api-key'),
     ApiResponse({ status: 401, description: 'UNAUTHORIZED: no key, or an unknown, revoked or expired key' }),
-    ...(access === 'any' ? [] : [ApiResponse({ status: 403, description: `FORBIDDEN: the key lacks the \`${access}\` scope` })]),
+    ...(access === 'any'
+      ? []
+      : [ApiResponse({ status: 403, description: `FORBIDDEN: the key lacks the \`${access}\` scope` })]),
     ApiResponse({ status: 429, description: 'RATE_LIMIT_EXCEEDED, with Retry-After' }),
   );
 }

@@ -74,20 +74,29 @@ export class ApiKeysRepository {
         `SELECT id FROM api_keys WHERE revoked_at IS NULL AND 'admin' = ANY(scopes) AND (expires_at IS NULL OR expires_at > now()) FOR UPDATE`,
       );
       if (admins.rows.length === 1 && admins.rows[0].id === id) return { lastAdmin: true };
-      const r = await c.query<KeyRow>(`UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING ${COLUMNS}`, [id]);
+      const r = await c.query<KeyRow>(
+        `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING ${COLUMNS}`,
+        [id],
+      );
       return { row: r.rows[0] };
     });
   }
 
   /** Revokes any live key, the last admin key too (the `make key` CLI: recovery needs no key). */
   async revokeAny(id: number): Promise<KeyRow | undefined> {
-    const r = await this.database.readPool.query<KeyRow>(`UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING ${COLUMNS}`, [id]);
+    const r = await this.database.readPool.query<KeyRow>(
+      `UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING ${COLUMNS}`,
+      [id],
+    );
     return r.rows[0];
   }
 
   /** Names of live keys equal to `base` or starting with `base-`. */
   async namesLike(base: string): Promise<Set<string>> {
-    const r = await this.database.readPool.query<{ name: string }>(`SELECT name FROM api_keys WHERE revoked_at IS NULL AND (name = $1 OR starts_with(name, $1 || '-'))`, [base]);
+    const r = await this.database.readPool.query<{ name: string }>(
+      `SELECT name FROM api_keys WHERE revoked_at IS NULL AND (name = $1 OR starts_with(name, $1 || '-'))`,
+      [base],
+    );
     return new Set(r.rows.map((x) => x.name));
   }
 

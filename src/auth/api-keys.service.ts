@@ -31,7 +31,11 @@ export function keyView(r: KeyRow) {
 }
 
 /** Makes a key and stores its hash; the one place keys are born (the API and the `make key` CLI). */
-export async function issueKey(insert: (k: NewKeyRow) => Promise<KeyRow | undefined>, spec: KeySpec, createdBy: string) {
+export async function issueKey(
+  insert: (k: NewKeyRow) => Promise<KeyRow | undefined>,
+  spec: KeySpec,
+  createdBy: string,
+) {
   const k = generateKey();
   const row = await insert({
     name: spec.name,
@@ -42,7 +46,13 @@ export async function issueKey(insert: (k: NewKeyRow) => Promise<KeyRow | undefi
     createdBy,
     expiresAt: spec.expiresAt,
   });
-  if (!row) throw new ApiError(409, 'CONFLICT', `A live API key named ${spec.name} exists; choose another name or revoke it first`, { field: 'name' });
+  if (!row)
+    throw new ApiError(
+      409,
+      'CONFLICT',
+      `A live API key named ${spec.name} exists; choose another name or revoke it first`,
+      { field: 'name' },
+    );
   return { ...keyView(row), key: k.key };
 }
 
@@ -87,7 +97,12 @@ export class ApiKeysService implements OnApplicationShutdown {
     const n = keyId(id);
     const { row, lastAdmin } = await this.repo.revoke(n);
     if (lastAdmin) {
-      throw new ApiError(409, 'CONFLICT', 'This is the last live admin key: create another admin key first (or one with `make key`), then revoke this one', { id: n });
+      throw new ApiError(
+        409,
+        'CONFLICT',
+        'This is the last live admin key: create another admin key first (or one with `make key`), then revoke this one',
+        { id: n },
+      );
     }
     if (!row) throw notFound(`No live API key ${id}`);
     this.cache.clear();
@@ -95,7 +110,9 @@ export class ApiKeysService implements OnApplicationShutdown {
   }
 
   async liveAdminKeys(): Promise<number> {
-    return (await this.repo.list(false)).filter((k) => k.scopes.includes('admin') && (!k.expires_at || k.expires_at.getTime() > Date.now())).length;
+    return (await this.repo.list(false)).filter(
+      (k) => k.scopes.includes('admin') && (!k.expires_at || k.expires_at.getTime() > Date.now()),
+    ).length;
   }
 
   /** The principal of a bearer token, or null when it is not a live key. */

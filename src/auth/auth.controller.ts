@@ -13,8 +13,15 @@ export class AuthController {
   @Post('keys')
   @HttpCode(201)
   @Access('admin')
-  @ApiOperation({ summary: 'Creates an API key; the reply holds the key itself, shown this once (only its hash is stored)' })
-  @ApiBody({ schema: { type: 'object', example: { name: 'collector-eu1', scopes: ['ingest'], expires_at: null, rate_limits: { ingest: 60000 } } } })
+  @ApiOperation({
+    summary: 'Creates an API key; the reply holds the key itself, shown this once (only its hash is stored)',
+  })
+  @ApiBody({
+    schema: {
+      type: 'object',
+      example: { name: 'collector-eu1', scopes: ['ingest'], expires_at: null, rate_limits: { ingest: 60000 } },
+    },
+  })
   create(@Body() body: unknown, @Req() req: FastifyRequest) {
     return this.keys.create(body, principalOf(req).name);
   }
@@ -37,7 +44,9 @@ export class AuthController {
   @Delete('keys/:id')
   @HttpCode(204)
   @Access('admin')
-  @ApiOperation({ summary: 'Revokes an API key at once (kept, marked revoked); the last live admin key cannot be revoked' })
+  @ApiOperation({
+    summary: 'Revokes an API key at once (kept, marked revoked); the last live admin key cannot be revoked',
+  })
   async revoke(@Param('id') id: string): Promise<void> {
     await this.keys.revoke(id);
   }

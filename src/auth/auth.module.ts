@@ -6,5 +6,9 @@ import { FrontDoor } from './front-door.js';
 
 /** The front door: API keys, scopes, rate limits (installed on fastify in app.factory.ts). */
 @Global()
-@Module({ controllers: [AuthController], providers: [ApiKeysRepository, ApiKeysService, FrontDoor], exports: [FrontDoor, ApiKeysService] })
+@Module({
+  controllers: [AuthController],
+  providers: [ApiKeysRepository, ApiKeysService, FrontDoor],
+  exports: [FrontDoor, ApiKeysService],
+})
 export class AuthModule {}

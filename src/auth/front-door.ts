@@ -10,7 +10,12 @@ import { bearerToken, grants } from './keys.js';
 import { RateLimiter } from './rate-limiter.js';
 
 /** The principal of requests when AUTH is off. */
-export const ANONYMOUS: Principal = Object.freeze({ keyId: null, name: 'anonymous', scopes: Object.freeze(['admin']) as readonly ['admin'], rateLimits: {} });
+export const ANONYMOUS: Principal = Object.freeze({
+  keyId: null,
+  name: 'anonymous',
+  scopes: Object.freeze(['admin']) as readonly ['admin'],
+  rateLimits: {},
+});
 
 /** What the front door needs to know of a request (an HTTP request or a WebSocket upgrade). */
 export interface Knock {
@@ -29,7 +34,13 @@ export class RateLimitError extends ApiError {
     readonly limit: number,
     readonly rateClass: RateClass,
   ) {
-    super(429, 'RATE_LIMIT_EXCEEDED', `Too many requests: ${limit} per minute for ${rateClass.replace('_', ' ')} requests; retry in ${retryAfter} s`, { class: rateClass }, retryAfter);
+    super(
+      429,
+      'RATE_LIMIT_EXCEEDED',
+      `Too many requests: ${limit} per minute for ${rateClass.replace('_', ' ')} requests; retry in ${retryAfter} s`,
+      { class: rateClass },
+      retryAfter,
+    );
   }
 
   override body(): ErrorBody {
@@ -79,7 +90,8 @@ export class FrontDoor implements OnApplicationBootstrap {
   registerRoute(r: { method: string | string[]; url: string; config?: unknown }): void {
     if (DOCS.test(r.url)) return;
     const config = r.config as Partial<RouteAccess> | undefined;
-    if (!config?.access) throw new Error(`route ${String(r.method)} ${r.url} declares no access: add @Access(...) to its handler`);
+    if (!config?.access)
+      throw new Error(`route ${String(r.method)} ${r.url} declares no access: add @Access(...) to its handler`);
     for (const method of [r.method].flat()) this.routes.push({ method, url: r.url, access: config as RouteAccess });
   }
 
@@ -95,7 +107,8 @@ export class FrontDoor implements OnApplicationBootstrap {
       return;
     }
     const live = await this.keys.liveAdminKeys().catch(() => undefined);
-    if (live === 0) this.logger.warn('API keys are required (AUTH) and there is no admin key yet: create the first with `make key`');
+    if (live === 0)
+      this.logger.warn('API keys are required (AUTH) and there is no admin key yet: create the first with `make key`');
     else this.logger.log('API keys are required on every route but /health (Authorization: Bearer <key>)');
   }
 
@@ -110,14 +123,17 @@ export class FrontDoor implements OnApplicationBootstrap {
           path: req.url.split('?', 1)[0],
           headers: req.headers,
           ip: req.ip,
-          queryToken: route?.tokenInQuery ? queryToken((req.query as Record<string, unknown>)?.access_token) : undefined,
+          queryToken: route?.tokenInQuery
+            ? queryToken((req.query as Record<string, unknown>)?.access_token)
+            : undefined,
         },
         route,
         reply,
       );
       (req as FastifyRequest & { principal?: Principal }).principal = principal;
     } catch (err) {
-      if (err instanceof ApiError && err.getStatus() === 401) reply.header('WWW-Authenticate', 'Bearer realm="timescope"');
+      if (err instanceof ApiError && err.getStatus() === 401)
+        reply.header('WWW-Authenticate', 'Bearer realm="timescope"');
       sendError(reply, err, this.logger);
       return reply as unknown as void;
     }
@@ -127,16 +143,25 @@ export class FrontDoor implements OnApplicationBootstrap {
    * Decides on one request; throws the ApiError to answer with. `route` is the route's declared
    * access (undefined for an unknown path, which still needs a key: 401 before 404).
    */
-  async admit(k: Knock, route: RouteAccess | undefined, reply?: { header(name: string, value: string): unknown }): Promise<Principal> {
+  async admit(
+    k: Knock,
+    route: RouteAccess | undefined,
+    reply?: { header(name: string, value: string): unknown },
+  ): Promise<Principal> {
     try {
       return await this.decide(k, route, reply);
     } catch (err) {
-      if (err instanceof RateLimitError) this.refusals.rateLimited[err.rateClass] = (this.refusals.rateLimited[err.rateClass] ?? 0) + 1;
+      if (err instanceof RateLimitError)
+        this.refusals.rateLimited[err.rateClass] = (this.refusals.rateLimited[err.rateClass] ?? 0) + 1;
       throw err;
     }
   }
 
-  private async decide(k: Knock, route: RouteAccess | undefined, reply?: { header(name: string, value: string): unknown }): Promise<Principal> {
+  private async decide(
+    k: Knock,
+    route: RouteAccess | undefined,
+    reply?: { header(name: string, value: string): unknown },
+  ): Promise<Principal> {
     const docs = route === undefined && DOCS.test(k.path); // Swagger UI and the OpenAPI document: open, to read and to paste a key into
     const access = docs ? 'public' : route?.access;
     const rateClass = route?.rate ?? (docs ? 'docs' : access ? DEFAULT_RATE_CLASS[access] : 'query');
@@ -150,10 +175,15 @@ export class FrontDoor implements OnApplicationBootstrap {
       const needed = access === undefined || access === 'any' ? undefined : access;
       if (needed && !grants(principal.scopes, needed)) {
         this.refusals.auth.missing_scope++;
-        throw new ApiError(403, 'FORBIDDEN', `This API key (${principal.name}) lacks the ${needed} scope that ${k.method} ${k.path} needs`, {
-          required_scope: needed,
-          key_scopes: principal.scopes,
-        });
+        throw new ApiError(
+          403,
+          'FORBIDDEN',
+          `This API key (${principal.name}) lacks the ${needed} scope that ${k.method} ${k.path} needs`,
+          {
+            required_scope: needed,
+            key_scopes: principal.scopes,
+          },
+        );
       }
     }
     if (rateClass && this.config.rateLimits.enabled) {
@@ -172,7 +202,13 @@ export class FrontDoor implements OnApplicationBootstrap {
   admitUpgrade(req: IncomingMessage): Promise<Principal> {
     const url = new URL(req.url ?? '/', 'http://upgrade');
     return this.admit(
-      { method: 'GET', path: url.pathname, headers: req.headers, ip: req.socket.remoteAddress ?? '', queryToken: url.searchParams.get('access_token') ?? undefined },
+      {
+        method: 'GET',
+        path: url.pathname,
+        headers: req.headers,
+        ip: req.socket.remoteAddress ?? '',
+        queryToken: url.searchParams.get('access_token') ?? undefined,
+      },
       STREAM,
     );
   }
@@ -185,12 +221,16 @@ export class FrontDoor implements OnApplicationBootstrap {
     const fromHeader = bearerToken(k.headers.authorization);
     if (fromHeader === null) {
       this.refusals.auth.malformed_header++;
-      throw unauthorized('The Authorization header must be "Bearer <API key>" (or "Token <API key>", or Basic with the key as the password)');
+      throw unauthorized(
+        'The Authorization header must be "Bearer <API key>" (or "Token <API key>", or Basic with the key as the password)',
+      );
     }
     const token = fromHeader ?? k.queryToken;
     if (!token) {
       this.refusals.auth.missing_key++;
-      throw unauthorized('An API key is required: send "Authorization: Bearer <API key>" (create keys with `make key` or POST /api/v1/auth/keys)');
+      throw unauthorized(
+        'An API key is required: send "Authorization: Bearer <API key>" (create keys with `make key` or POST /api/v1/auth/keys)',
+      );
     }
     const principal = await this.keys.authenticate(token);
     if (!principal) {
@@ -209,14 +249,29 @@ export class FrontDoor implements OnApplicationBootstrap {
   private refuseCrossSite(k: Knock): void {
     const host = typeof k.headers.host === 'string' ? k.headers.host : '';
     if (isLoopbackHost(this.config.host) && host && !isLoopbackHost(hostName(host))) {
-      throw new ApiError(403, 'FORBIDDEN', `Host ${host} is not this machine: with AUTH off Timescope answers only to localhost names`);
+      throw new ApiError(
+        403,
+        'FORBIDDEN',
+        `Host ${host} is not this machine: with AUTH off Timescope answers only to localhost names`,
+      );
     }
     const origin = k.headers.origin;
     if (typeof origin === 'string' && origin !== 'null' && originHost(origin) !== originHost(`http://${host}`)) {
-      throw new ApiError(403, 'FORBIDDEN', `Cross-origin request from ${origin} refused (AUTH is off; Timescope does not serve other sites)`);
+      throw new ApiError(
+        403,
+        'FORBIDDEN',
+        `Cross-origin request from ${origin} refused (AUTH is off; Timescope does not serve other sites)`,
+      );
     }
-    if (origin === 'null' || (k.headers['sec-fetch-site'] === 'cross-site' && (MUTATING.has(k.method) || k.headers.upgrade))) {
-      throw new ApiError(403, 'FORBIDDEN', 'Cross-site request refused (AUTH is off; Timescope does not serve other sites)');
+    if (
+      origin === 'null' ||
+      (k.headers['sec-fetch-site'] === 'cross-site' && (MUTATING.has(k.method) || k.headers.upgrade))
+    ) {
+      throw new ApiError(
+        403,
+        'FORBIDDEN',
+        'Cross-site request refused (AUTH is off; Timescope does not serve other sites)',
+      );
     }
   }
 
@@ -228,10 +283,15 @@ export class FrontDoor implements OnApplicationBootstrap {
     const type = (k.headers['content-type'] ?? '').split(';', 1)[0].trim().toLowerCase();
     const allowed = route?.contentTypes ?? ['application/json'];
     if (!allowed.includes(type)) {
-      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Content-Type must be ${allowed.map((t) => t || 'none').join(' or ')}${type ? ` (got ${type})` : ' (none given)'}`, {
-        header: 'content-type',
-        accepted: allowed,
-      });
+      throw new ApiError(
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Content-Type must be ${allowed.map((t) => t || 'none').join(' or ')}${type ? ` (got ${type})` : ' (none given)'}`,
+        {
+          header: 'content-type',
+          accepted: allowed,
+        },
+      );
     }
   }
 }

@@ -21,7 +21,8 @@ export function parseKeySpec(body: unknown, now = Date.now()): KeySpec {
     p.throwIfAny();
   }
   const b = body as Record<string, unknown>;
-  for (const k of Object.keys(b)) if (!FIELDS.has(k)) p.add(k, `is not a field of an API key (${[...FIELDS].join(', ')})`);
+  for (const k of Object.keys(b))
+    if (!FIELDS.has(k)) p.add(k, `is not a field of an API key (${[...FIELDS].join(', ')})`);
   const keyName = name(p, b.name, 'name', 100);
   const scopes = parseScopes(p, b.scopes);
   let expiresAt: string | null = null;
@@ -33,11 +34,17 @@ export function parseKeySpec(body: unknown, now = Date.now()): KeySpec {
   }
   const rateLimits: Partial<Record<RateClass, number>> = {};
   if (b.rate_limits !== undefined && b.rate_limits !== null) {
-    if (!isObject(b.rate_limits)) p.add('rate_limits', `must be an object of requests per minute by class (${RATE_CLASSES.join(', ')}); 0 is unlimited`);
+    if (!isObject(b.rate_limits))
+      p.add(
+        'rate_limits',
+        `must be an object of requests per minute by class (${RATE_CLASSES.join(', ')}); 0 is unlimited`,
+      );
     else
       for (const [k, v] of Object.entries(b.rate_limits)) {
-        if (!(RATE_CLASSES as readonly string[]).includes(k)) p.add(`rate_limits.${k}`, `is not a rate-limit class (${RATE_CLASSES.join(', ')})`);
-        else if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) p.add(`rate_limits.${k}`, 'must be a whole number of requests per minute, 0 for unlimited');
+        if (!(RATE_CLASSES as readonly string[]).includes(k))
+          p.add(`rate_limits.${k}`, `is not a rate-limit class (${RATE_CLASSES.join(', ')})`);
+        else if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+          p.add(`rate_limits.${k}`, 'must be a whole number of requests per minute, 0 for unlimited');
         else rateLimits[k as RateClass] = v;
       }
   }
@@ -49,7 +56,8 @@ export function parseScopes(p: Problems, v: unknown, field = 'scopes'): Scope[] 
   if (!Array.isArray(v) || v.length === 0) return p.add(field, `must be a non-empty array of ${SCOPES.join(', ')}`);
   const out = new Set<Scope>();
   v.forEach((s, i) => {
-    if (typeof s !== 'string' || !(SCOPES as readonly string[]).includes(s)) p.add(`${field}[${i}]`, `must be one of ${SCOPES.join(', ')}`);
+    if (typeof s !== 'string' || !(SCOPES as readonly string[]).includes(s))
+      p.add(`${field}[${i}]`, `must be one of ${SCOPES.join(', ')}`);
     else out.add(s as Scope);
   });
   return [...out];

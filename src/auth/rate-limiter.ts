@@ -49,7 +49,8 @@ export class RateLimiter {
       return { allowed: false, remaining: 0, retryAfter: Math.max(1, Math.ceil((1 - tokens) / perMs / 1000)) };
     }
     if (!consume) return { allowed: true, remaining: Math.floor(tokens - 1), retryAfter: 0 };
-    if (b) this.buckets.delete(id); // re-inserted last: the map's order is least recently used first
+    if (b)
+      this.buckets.delete(id); // re-inserted last: the map's order is least recently used first
     else if (this.buckets.size >= this.maxClients) this.evict();
     this.buckets.set(id, { tokens: tokens - 1, at: now });
     return { allowed: true, remaining: Math.floor(tokens - 1), retryAfter: 0 };

@@ -27,7 +27,14 @@ Works on DATABASE_URL, or on the embedded database under DATA_DIR (also while ma
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { name: { type: 'string' }, scopes: { type: 'string' }, expires: { type: 'string' }, 'rate-limits': { type: 'string' }, all: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      name: { type: 'string' },
+      scopes: { type: 'string' },
+      expires: { type: 'string' },
+      'rate-limits': { type: 'string' },
+      all: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const command = positionals[0] ?? 'create';
   if (values.help || !['create', 'list', 'revoke'].includes(command)) {
@@ -47,7 +54,9 @@ async function main(): Promise<number> {
     const repo = new ApiKeysRepository(database);
     if (command === 'list') {
       for (const r of (await repo.list(values.all ?? false)).map(keyView)) {
-        console.log(`${r.id}\t${r.name}\t${r.prefix}…\t${r.scopes.join(',')}\tcreated ${r.created_at}\tlast used ${r.last_used_at ?? 'never'}${r.revoked_at ? `\trevoked ${r.revoked_at}` : ''}`);
+        console.log(
+          `${r.id}\t${r.name}\t${r.prefix}…\t${r.scopes.join(',')}\tcreated ${r.created_at}\tlast used ${r.last_used_at ?? 'never'}${r.revoked_at ? `\trevoked ${r.revoked_at}` : ''}`,
+        );
       }
       return 0;
     }
@@ -58,16 +67,34 @@ async function main(): Promise<number> {
         console.error(`no live API key ${positionals[1] ?? '(give its id: node dist/src/cli/key.js list)'}`);
         return 1;
       }
-      console.error(`revoked API key ${id} (${row.name}); running instances stop accepting it within AUTH_KEY_CACHE_SECONDS`);
+      console.error(
+        `revoked API key ${id} (${row.name}); running instances stop accepting it within AUTH_KEY_CACHE_SECONDS`,
+      );
       return 0;
     }
     const name = values.name ?? freeName(await repo.namesLike('admin'), 'admin');
-    const rateLimits = values['rate-limits'] ? Object.fromEntries(values['rate-limits'].split(',').map((kv) => kv.split('=')).map(([k, v]) => [k.trim(), Number(v)])) : undefined;
-    const spec = parseKeySpec({ name, scopes: (values.scopes ?? 'admin').split(',').map((s) => s.trim()), expires_at: values.expires ?? null, rate_limits: rateLimits });
+    const rateLimits = values['rate-limits']
+      ? Object.fromEntries(
+          values['rate-limits']
+            .split(',')
+            .map((kv) => kv.split('='))
+            .map(([k, v]) => [k.trim(), Number(v)]),
+        )
+      : undefined;
+    const spec = parseKeySpec({
+      name,
+      scopes: (values.scopes ?? 'admin').split(',').map((s) => s.trim()),
+      expires_at: values.expires ?? null,
+      rate_limits: rateLimits,
+    });
     const key = await issueKey((k) => repo.insert(k), spec, 'cli');
-    console.error(`API key ${key.id} "${key.name}" with scopes ${key.scopes.join(', ')} (shown once; only its hash is stored):`);
+    console.error(
+      `API key ${key.id} "${key.name}" with scopes ${key.scopes.join(', ')} (shown once; only its hash is stored):`,
+    );
     console.log(key.key);
-    console.error(`use it as: curl -H 'Authorization: Bearer ${key.key}' http://localhost:${config.port}/api/v1/auth/whoami`);
+    console.error(
+      `use it as: curl -H 'Authorization: Bearer ${key.key}' http://localhost:${config.port}/api/v1/auth/whoami`,
+    );
     return 0;
   } finally {
     await database.close();
@@ -84,7 +111,11 @@ main().then(
   (code) => process.exit(code),
   (err) => {
     const e = err as Error;
-    console.error(err instanceof ApiError ? `${e.message}${err.details ? ` ${JSON.stringify(err.details)}` : ''}` : `make key failed: ${e?.message ?? err}`);
+    console.error(
+      err instanceof ApiError
+        ? `${e.message}${err.details ? ` ${JSON.stringify(err.details)}` : ''}`
+        : `make key failed: ${e?.message ?? err}`,
+    );
     process.exit(1);
   },
 );

@@ -10,14 +10,19 @@ export class CollectorController {
 
   @Get('collector/metrics')
   @Access('read')
-  @ApiOperation({ summary: 'This host now, from the live cache: cpu, ram, gpu (%), temperature (°C), disk {used, free, total (bytes), percent}' })
+  @ApiOperation({
+    summary:
+      'This host now, from the live cache: cpu, ram, gpu (%), temperature (°C), disk {used, free, total (bytes), percent}',
+  })
   metrics() {
     return this.collector.metrics();
   }
 
   @Get('collector/gpu')
   @Access('read')
-  @ApiOperation({ summary: "Every NVIDIA GPU's figures (utilization, memory, temperature, power, SM clock), or why none is available" })
+  @ApiOperation({
+    summary: "Every NVIDIA GPU's figures (utilization, memory, temperature, power, SM clock), or why none is available",
+  })
   gpu() {
     return this.collector.gpus();
   }

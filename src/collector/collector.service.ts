@@ -38,7 +38,9 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
   ) {
     this.host = config.collector.hostname ?? hostname();
     const gpu = new GpuSampler(() => this.config.collector.nvidiaSmiPath);
-    this.collector = new Collector({ host: this.hostSampler, gpu }, this.currentSettings(), () => this.jobs.runNow(PERSIST_JOB));
+    this.collector = new Collector({ host: this.hostSampler, gpu }, this.currentSettings(), () =>
+      this.jobs.runNow(PERSIST_JOB),
+    );
   }
 
   onModuleInit(): void {
@@ -116,16 +118,24 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
     const h = this.collector.latestHost;
     if (!h) {
       const state = this.collector.samplerStates()[0];
-      throw serviceUnavailable(`No host sample yet${state.samples === 0 && state.reason !== 'not sampled yet' ? `: ${state.reason}` : ''}`, Math.max(1, this.config.collector.liveSeconds), {
-        sampler: state,
-      });
+      throw serviceUnavailable(
+        `No host sample yet${state.samples === 0 && state.reason !== 'not sampled yet' ? `: ${state.reason}` : ''}`,
+        Math.max(1, this.config.collector.liveSeconds),
+        {
+          sampler: state,
+        },
+      );
     }
     return h;
   }
 
   private ensureOn(): void {
     if (!this.config.collector.enabled) {
-      throw serviceUnavailable('The host collector is off (COLLECTOR_ENABLED=false, or collector.enabled in PUT /api/v1/config)', 60, { setting: 'collector.enabled' });
+      throw serviceUnavailable(
+        'The host collector is off (COLLECTOR_ENABLED=false, or collector.enabled in PUT /api/v1/config)',
+        60,
+        { setting: 'collector.enabled' },
+      );
     }
   }
 
@@ -146,7 +156,9 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
       await this.hostSampler.prime();
       if (!wanted() || this.collector.isRunning) return;
       this.collector.start();
-      this.logger.log(`sampling ${this.host} every ${this.config.collector.liveSeconds}s, persisting every ${this.config.collector.persistSeconds}s`);
+      this.logger.log(
+        `sampling ${this.host} every ${this.config.collector.liveSeconds}s, persisting every ${this.config.collector.persistSeconds}s`,
+      );
     } else if (!wanted() && this.collector.isRunning) {
       this.collector.stop();
       this.logger.log('the host collector is stopped');
@@ -155,7 +167,13 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
 
   private currentSettings(): CollectorSettings {
     const c = this.config.collector;
-    return { host: this.host, liveMs: c.liveSeconds * 1000, persistMs: c.persistSeconds * 1000, bufferMaxPoints: c.bufferMaxPoints, retentionDays: this.config.retentionDays };
+    return {
+      host: this.host,
+      liveMs: c.liveSeconds * 1000,
+      persistMs: c.persistSeconds * 1000,
+      bufferMaxPoints: c.bufferMaxPoints,
+      retentionDays: this.config.retentionDays,
+    };
   }
 
   private componentHealth(): ComponentHealth {

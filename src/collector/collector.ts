@@ -75,7 +75,16 @@ export class Collector {
   private running = false;
   private cadenceState: { startedAt: number; cadenceFrom: number } | null = null;
   private persisting?: Promise<unknown>;
-  stats = { polls: 0, ticks_late: 0, persists: 0, persist_failures: 0, points_persisted: 0, points_expired: 0, last_persist_at: null as string | null, last_persist_error: null as string | null };
+  stats = {
+    polls: 0,
+    ticks_late: 0,
+    persists: 0,
+    persist_failures: 0,
+    points_persisted: 0,
+    points_expired: 0,
+    last_persist_at: null as string | null,
+    last_persist_error: null as string | null,
+  };
 
   constructor(
     samplers: { host: Sampler<HostSample>; gpu: Sampler<GpuSample> },
@@ -160,7 +169,9 @@ export class Collector {
   }
 
   private async persistNow(write: (batch: PointBatch) => Promise<void>): Promise<Record<string, unknown>> {
-    let points = 0, transactions = 0, expired = 0;
+    let points = 0,
+      transactions = 0,
+      expired = 0;
     const minTime = this.settings.retentionDays > 0 ? this.clock.now() - this.settings.retentionDays * DAY : -Infinity;
     try {
       while (this.buffer.size > 0) {
@@ -175,7 +186,10 @@ export class Collector {
     } catch (err) {
       this.stats.persist_failures++;
       this.stats.last_persist_error = (err as Error)?.message ?? String(err);
-      throw new Error(`${this.stats.last_persist_error} (${this.buffer.size} point(s) kept for the next persist, ${points} written)`);
+      throw new Error(
+        `${this.stats.last_persist_error} (${this.buffer.size} point(s) kept for the next persist, ${points} written)`,
+        { cause: err },
+      );
     } finally {
       this.stats.persists++;
       this.stats.points_persisted += points;
@@ -295,7 +309,8 @@ export function collectorHealth(i: CollectorHealthInput): { status: CollectorSta
   // Enabled but not sampling yet: being started (the first CPU reading is being primed).
   if (!i.cadence) return { status: 'starting', level: 'healthy' };
   const since = Math.max(i.lastSampleAt ?? -Infinity, i.cadence.cadenceFrom);
-  if (i.now - since > STALLED_AFTER_INTERVALS * i.liveMs + STALLED_SLACK_MS) return { status: 'stalled', level: 'degraded' };
+  if (i.now - since > STALLED_AFTER_INTERVALS * i.liveMs + STALLED_SLACK_MS)
+    return { status: 'stalled', level: 'degraded' };
   if (i.persistFailing) return { status: 'persist_failing', level: 'degraded' };
   if (i.lastSampleAt === null || i.lastSampleAt < i.cadence.startedAt) return { status: 'starting', level: 'healthy' };
   return { status: 'running', level: 'healthy' };
@@ -307,6 +322,17 @@ function slot<T>(sampler: Sampler<T>, toRows: (s: T, host: string) => PointRow[]
     toRows,
     inFlight: false,
     retryAt: 0,
-    state: { name: sampler.name, available: false, reason: 'not sampled yet', last_sample_at: null, last_duration_ms: null, samples: 0, failures: 0, timeouts: 0, overlaps_skipped: 0, next_attempt_at: null },
+    state: {
+      name: sampler.name,
+      available: false,
+      reason: 'not sampled yet',
+      last_sample_at: null,
+      last_duration_ms: null,
+      samples: 0,
+      failures: 0,
+      timeouts: 0,
+      overlaps_skipped: 0,
+      next_attempt_at: null,
+    },
   };
 }

@@ -23,11 +23,16 @@ export class GpuSampler implements Sampler<GpuSample> {
   sample(signal: AbortSignal): Promise<GpuSample> {
     if (this.running) {
       const pid = this.running.pid;
-      return Promise.reject(new Error(`the previous nvidia-smi (pid ${pid}) has not exited after SIGKILL; not starting another`));
+      return Promise.reject(
+        new Error(`the previous nvidia-smi (pid ${pid}) has not exited after SIGKILL; not starting another`),
+      );
     }
     return new Promise<GpuSample>((resolve, reject) => {
       const time = this.now();
-      let out = '', err = '', size = 0, settled = false;
+      let out = '',
+        err = '',
+        size = 0,
+        settled = false;
       const child = spawn(this.command(), NVIDIA_SMI_ARGS, { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
       this.running = { pid: child.pid, since: time };
       const fail = (e: Error) => {
@@ -54,8 +59,15 @@ export class GpuSampler implements Sampler<GpuSample> {
       child.on('error', (e: NodeJS.ErrnoException) => {
         this.running = undefined;
         signal.removeEventListener('abort', onAbort);
-        if (e.code === 'ENOENT') fail(new SamplerUnavailable(`nvidia-smi not found (${this.command()}): no NVIDIA driver on this host`, GPU_RETRY_MS));
-        else if (e.code === 'EACCES') fail(new SamplerUnavailable(`nvidia-smi cannot be run (${this.command()}): permission denied`, GPU_RETRY_MS));
+        if (e.code === 'ENOENT')
+          fail(
+            new SamplerUnavailable(
+              `nvidia-smi not found (${this.command()}): no NVIDIA driver on this host`,
+              GPU_RETRY_MS,
+            ),
+          );
+        else if (e.code === 'EACCES')
+          fail(new SamplerUnavailable(`nvidia-smi cannot be run (${this.command()}): permission denied`, GPU_RETRY_MS));
         else fail(e);
       });
       // 'close': the process has exited and its output is read to the end.
@@ -66,12 +78,21 @@ export class GpuSampler implements Sampler<GpuSample> {
         const message = firstLine(out) || firstLine(err);
         if (code !== 0) {
           // 6: no devices; 9: cannot talk to the driver; other codes are failures worth retrying later too.
-          fail(new SamplerUnavailable(`nvidia-smi exited with ${code ?? sig}${message ? `: ${message}` : ''}`, GPU_RETRY_MS));
+          fail(
+            new SamplerUnavailable(
+              `nvidia-smi exited with ${code ?? sig}${message ? `: ${message}` : ''}`,
+              GPU_RETRY_MS,
+            ),
+          );
           return;
         }
         const reading = parseNvidiaSmi(out);
         if (reading.gpus.length === 0) {
-          fail(out.trim() === '' ? new SamplerUnavailable('nvidia-smi listed no GPU', GPU_RETRY_MS) : new Error(`unrecognised nvidia-smi output: ${reading.problems[0] ?? message}`));
+          fail(
+            out.trim() === ''
+              ? new SamplerUnavailable('nvidia-smi listed no GPU', GPU_RETRY_MS)
+              : new Error(`unrecognised nvidia-smi output: ${reading.problems[0] ?? message}`),
+          );
           return;
         }
         settled = true;

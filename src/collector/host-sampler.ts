@@ -52,7 +52,8 @@ export class HostSampler implements Sampler<HostSample> {
   }
 
   async sample(signal: AbortSignal): Promise<HostSample> {
-    if (process.platform !== 'linux') throw new SamplerUnavailable(`host metrics are read from /proc: not available on ${process.platform}`, 3_600_000);
+    if (process.platform !== 'linux')
+      throw new SamplerUnavailable(`host metrics are read from /proc: not available on ${process.platform}`, 3_600_000);
     const opts = { signal };
     const time = this.now();
     const [statText, memText, mountsText, diskText, netText] = await Promise.all([
@@ -101,7 +102,12 @@ export class HostSampler implements Sampler<HostSample> {
     const [l1, l5, l15] = loadavg();
     return {
       time,
-      cpu: { usage: cpuPercent(prev?.stat.total, stat.total), cores, count: stat.cores.length || cpus().length, loadAverage: [round2(l1), round2(l5), round2(l15)] },
+      cpu: {
+        usage: cpuPercent(prev?.stat.total, stat.total),
+        cores,
+        count: stat.cores.length || cpus().length,
+        loadAverage: [round2(l1), round2(l5), round2(l15)],
+      },
       memory: { total: mem.total, used: mem.used, available: mem.available, percent: mem.percent },
       swap: { total: mem.swapTotal, used: mem.swapUsed, percent: mem.swapPercent },
       filesystems,
@@ -131,12 +137,14 @@ export class HostSampler implements Sampler<HostSample> {
 
   /** hwmon sensors where the kernel has drivers for them, else ACPI thermal zones; none in most VMs. */
   private async temperatures(now: number): Promise<TemperatureSample[]> {
-    if (!this.sensors || now - this.sensors.at > SENSOR_REDISCOVERY_MS) this.sensors = { files: await this.discoverSensors(), at: now };
+    if (!this.sensors || now - this.sensors.at > SENSOR_REDISCOVERY_MS)
+      this.sensors = { files: await this.discoverSensors(), at: now };
     const out: TemperatureSample[] = [];
     for (const s of this.sensors.files) {
       try {
         const milli = Number((await readFile(s.path, 'utf8')).trim());
-        if (Number.isFinite(milli) && milli > -50_000 && milli < 200_000) out.push({ sensor: s.sensor, celsius: round2(milli / 1000) });
+        if (Number.isFinite(milli) && milli > -50_000 && milli < 200_000)
+          out.push({ sensor: s.sensor, celsius: round2(milli / 1000) });
       } catch {
         /* a sensor that stopped answering */
       }
@@ -146,7 +154,11 @@ export class HostSampler implements Sampler<HostSample> {
 
   private async discoverSensors(): Promise<Array<{ sensor: string; path: string }>> {
     const files: Array<{ sensor: string; path: string }> = [];
-    const text = (p: string) => readFile(p, 'utf8').then((s) => s.trim(), () => undefined);
+    const text = (p: string) =>
+      readFile(p, 'utf8').then(
+        (s) => s.trim(),
+        () => undefined,
+      );
     const hwmon = join(this.roots.sys, 'class/hwmon');
     for (const dir of await readdir(hwmon).catch(() => [] as string[])) {
       const base = join(hwmon, dir);

@@ -50,7 +50,9 @@ export function parseNvidiaSmi(output: string): NvidiaSmiReading {
     if (line === '') return;
     const parts = line.split(',').map((p) => p.trim());
     if (parts.length < NVIDIA_SMI_FIELDS.length) {
-      problems.push(`line ${i + 1}: expected ${NVIDIA_SMI_FIELDS.length} fields, got ${parts.length} (${JSON.stringify(line.slice(0, 80))})`);
+      problems.push(
+        `line ${i + 1}: expected ${NVIDIA_SMI_FIELDS.length} fields, got ${parts.length} (${JSON.stringify(line.slice(0, 80))})`,
+      );
       return;
     }
     // A product name may itself hold commas: everything between uuid and the numeric tail is the name.

@@ -62,7 +62,8 @@ export function parseMeminfo(text: string): MemoryInfo {
   const total = kb.get('MemTotal');
   if (total === undefined) throw new Error('no MemTotal in /proc/meminfo');
   // Kernels before 3.14 have no MemAvailable.
-  const available = kb.get('MemAvailable') ?? (kb.get('MemFree') ?? 0) + (kb.get('Buffers') ?? 0) + (kb.get('Cached') ?? 0);
+  const available =
+    kb.get('MemAvailable') ?? (kb.get('MemFree') ?? 0) + (kb.get('Buffers') ?? 0) + (kb.get('Cached') ?? 0);
   const swapTotal = kb.get('SwapTotal') ?? 0;
   const swapUsed = Math.max(0, swapTotal - (kb.get('SwapFree') ?? 0));
   const used = Math.max(0, total - available);
@@ -95,8 +96,10 @@ export function parseMounts(text: string): Mount[] {
 }
 
 // node_exporter's defaults, plus tmpfs and squashfs: kernel and memory filesystems, container layers, snaps.
-const PSEUDO_FS = /^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|efivarfs|fuse\.lxcfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|ramfs|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tmpfs|tracefs)$/;
-const PSEUDO_MOUNT = /^\/(dev|proc|sys|run|snap|var\/lib\/docker\/.+|var\/lib\/containers\/storage\/.+|var\/lib\/kubelet\/.+)($|\/)/;
+const PSEUDO_FS =
+  /^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|efivarfs|fuse\.lxcfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|ramfs|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tmpfs|tracefs)$/;
+const PSEUDO_MOUNT =
+  /^\/(dev|proc|sys|run|snap|var\/lib\/docker\/.+|var\/lib\/containers\/storage\/.+|var\/lib\/kubelet\/.+)($|\/)/;
 
 /**
  * Filesystems worth reporting: real ones, once per device (bind mounts of the same device, as
@@ -167,7 +170,11 @@ export function parseNetDev(text: string): NetCounters[] {
     const i = line.indexOf(':');
     if (i < 0) continue;
     const iface = line.slice(0, i).trim();
-    const p = line.slice(i + 1).trim().split(/\s+/).map(Number);
+    const p = line
+      .slice(i + 1)
+      .trim()
+      .split(/\s+/)
+      .map(Number);
     if (!iface || p.length < 10 || IGNORED_INTERFACES.test(iface)) continue;
     out.push({ iface, bytesReceived: p[0], packetsReceived: p[1], bytesSent: p[8], packetsSent: p[9] });
   }

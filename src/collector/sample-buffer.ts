@@ -121,7 +121,9 @@ export class SampleBuffer {
   }
 
   private realloc(length: number): void {
-    const ids = new Int32Array(length), times = new Float64Array(length), values = new Float64Array(length);
+    const ids = new Int32Array(length),
+      times = new Float64Array(length),
+      values = new Float64Array(length);
     let j = 0;
     for (let seq = this.head; seq < this.tail; seq++, j++) {
       const slot = seq % this.ids.length;

@@ -21,7 +21,8 @@ export interface PointRow {
 export function hostPoints(s: HostSample, host: string): PointRow[] {
   const rows: PointRow[] = [];
   const add = (metric: string, unit: string, value: number | null, tags: Record<string, string> = {}) => {
-    if (value !== null && Number.isFinite(value)) rows.push({ metric: COLLECTOR_PREFIX + metric, unit, value, tags: { host, ...tags } });
+    if (value !== null && Number.isFinite(value))
+      rows.push({ metric: COLLECTOR_PREFIX + metric, unit, value, tags: { host, ...tags } });
   };
   add('cpu_usage', 'percent', s.cpu.usage);
   s.cpu.cores.forEach((v, i) => add('cpu_core_usage', 'percent', v ?? null, { core: String(i) }));

@@ -25,7 +25,9 @@ export function collectorMetrics(host: HostSample, gpu: GpuSample | undefined, h
     ram: host.memory.percent,
     gpu: mean(gpuUtil),
     temperature: max(hostTemps) ?? max(gpuTemps),
-    disk: fs ? { used: fs.used, free: fs.free, total: fs.total, percent: fs.percent } : { used: null, free: null, total: null, percent: null },
+    disk: fs
+      ? { used: fs.used, free: fs.free, total: fs.total, percent: fs.percent }
+      : { used: null, free: null, total: null, percent: null },
     timestamp: toIso(host.time),
     host: hostName,
   };
@@ -45,7 +47,8 @@ export function collectorGpus(gpu: GpuSample | undefined, state: SamplerState, h
       memory_utilization: g.memoryUtilization,
       memory_used: g.memoryUsed,
       memory_total: g.memoryTotal,
-      memory_percent: g.memoryUsed !== null && g.memoryTotal ? Math.round((g.memoryUsed / g.memoryTotal) * 10_000) / 100 : null,
+      memory_percent:
+        g.memoryUsed !== null && g.memoryTotal ? Math.round((g.memoryUsed / g.memoryTotal) * 10_000) / 100 : null,
       temperature: g.temperature,
       power_draw: g.powerDraw,
       sm_clock: g.smClock,

@@ -34,13 +34,18 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   // Nest wraps fastify's own 4xx errors (body parsing, limits, media types) in an HttpException.
-  if (err instanceof HttpException && typeof (err.cause as { statusCode?: unknown })?.statusCode === 'number') return toApiError(err.cause);
+  if (err instanceof HttpException && typeof (err.cause as { statusCode?: unknown })?.statusCode === 'number')
+    return toApiError(err.cause);
   if (err instanceof HttpException) {
     const status = err.getStatus();
     const res = err.getResponse();
     const message =
       typeof res === 'object' && res && 'message' in res
-        ? String(Array.isArray((res as { message: unknown }).message) ? (res as { message: string[] }).message.join('; ') : (res as { message: unknown }).message)
+        ? String(
+            Array.isArray((res as { message: unknown }).message)
+              ? (res as { message: string[] }).message.join('; ')
+              : (res as { message: unknown }).message,
+          )
         : err.message;
     return new ApiError(status, statusCodes[status] ?? (status >= 500 ? 'INTERNAL_ERROR' : 'INVALID_REQUEST'), message);
   }
@@ -48,7 +53,9 @@ export function toApiError(err: unknown): ApiError {
   // fastify's own errors (body parsing, limits, media type) carry statusCode and an FST_ code.
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE')
-      return new ApiError(413, 'PAYLOAD_TOO_LARGE', 'Request body is larger than the limit', { limit: 'INGEST_MAX_BODY_BYTES' });
+      return new ApiError(413, 'PAYLOAD_TOO_LARGE', 'Request body is larger than the limit', {
+        limit: 'INGEST_MAX_BODY_BYTES',
+      });
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
       return new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', e.message ?? 'Unsupported media type');
     if (e.name === 'SyntaxError' || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY')
@@ -56,8 +63,14 @@ export function toApiError(err: unknown): ApiError {
     if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new ApiError(400, 'INVALID_REQUEST', 'Empty JSON body');
     return new ApiError(e.statusCode, statusCodes[e.statusCode] ?? 'INVALID_REQUEST', e.message ?? 'Bad request');
   }
-  if (e?.code === '57014') return new ApiError(504, 'QUERY_TIMEOUT', 'The query ran past the statement timeout; narrow the range or use a coarser granularity');
-  if (isDatabaseUnavailable(err)) return new ApiError(503, 'SERVICE_UNAVAILABLE', 'The database is unreachable; retry later', undefined, 5);
+  if (e?.code === '57014')
+    return new ApiError(
+      504,
+      'QUERY_TIMEOUT',
+      'The query ran past the statement timeout; narrow the range or use a coarser granularity',
+    );
+  if (isDatabaseUnavailable(err))
+    return new ApiError(503, 'SERVICE_UNAVAILABLE', 'The database is unreachable; retry later', undefined, 5);
   return new ApiError(500, 'INTERNAL_ERROR', 'Internal error');
 }
 
@@ -73,7 +86,8 @@ export function sendError(reply: FastifyReply, err: unknown, logger: Logger): vo
   const apiError = toApiError(err);
   const status = apiError.getStatus();
   answeredCodes.set(reply.request, apiError.code);
-  if (status >= 500 && apiError.code === 'INTERNAL_ERROR') logger.error(err instanceof Error ? err.stack ?? err.message : String(err));
+  if (status >= 500 && apiError.code === 'INTERNAL_ERROR')
+    logger.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
   if (apiError.retryAfter !== undefined) reply.header('Retry-After', String(apiError.retryAfter));
   reply.status(status).header('Content-Type', 'application/json; charset=utf-8').send({ error: apiError.body() });
 }

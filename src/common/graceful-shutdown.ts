@@ -46,7 +46,10 @@ export function installDrain(app: NestFastifyApplication): void {
  * pools close, and whatever is still connected is cut. Streams (SSE, hijacked replies) are not
  * waited for: they never end by themselves, and app.close() ends them.
  */
-export async function closeGracefully(app: NestFastifyApplication, opts: { drainMs: number; log?: (message: string) => void }): Promise<void> {
+export async function closeGracefully(
+  app: NestFastifyApplication,
+  opts: { drainMs: number; log?: (message: string) => void },
+): Promise<void> {
   const state = drains.get(app);
   if (state && !state.draining) {
     state.draining = true;

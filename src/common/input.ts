@@ -35,13 +35,19 @@ export class Problems {
 }
 
 /** A required or optional string of at most `max` clean characters. */
-export function text(p: Problems, v: unknown, field: string, opts: { max: number; required?: boolean; min?: number }): string | undefined {
+export function text(
+  p: Problems,
+  v: unknown,
+  field: string,
+  opts: { max: number; required?: boolean; min?: number },
+): string | undefined {
   if (v === undefined || v === null) {
     if (opts.required) p.add(field, 'is required and must be a string');
     return undefined;
   }
   if (typeof v !== 'string') return p.add(field, 'must be a string');
-  if (v.length < (opts.min ?? (opts.required ? 1 : 0))) return p.add(field, opts.required ? 'must not be empty' : `must be at least ${opts.min} characters`);
+  if (v.length < (opts.min ?? (opts.required ? 1 : 0)))
+    return p.add(field, opts.required ? 'must not be empty' : `must be at least ${opts.min} characters`);
   if (v.length > opts.max) return p.add(field, `must be at most ${opts.max} characters`);
   if (!isCleanText(v)) return p.add(field, 'must be valid Unicode without NUL characters');
   return v;
@@ -73,7 +79,8 @@ export function jsonObject(p: Problems, v: unknown, field: string, maxBytes = 16
 
 function badJson(v: unknown, field: string, depth: number): FieldProblem | undefined {
   if (depth > 16) return { field, message: 'is nested more than 16 levels deep' };
-  if (typeof v === 'string') return isCleanText(v) ? undefined : { field, message: 'must be valid Unicode without NUL characters' };
+  if (typeof v === 'string')
+    return isCleanText(v) ? undefined : { field, message: 'must be valid Unicode without NUL characters' };
   if (typeof v === 'number') return Number.isFinite(v) ? undefined : { field, message: 'must be a finite number' };
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
@@ -113,8 +120,10 @@ export function timestamp(p: Problems, v: unknown, field: string, w: TimeWindow)
     if (typeof r === 'string') return p.add(field, r);
     ms = r;
   } else return p.add(field, 'must be an ISO 8601 date-time with a zone or epoch milliseconds');
-  if (Number.isNaN(ms)) return p.add(field, 'must be an ISO 8601 date-time with a zone (2024-01-15T10:30:00Z) or epoch milliseconds');
-  if (ms > w.now + w.maxFutureMs) return p.add(field, `is more than ${w.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`);
+  if (Number.isNaN(ms))
+    return p.add(field, 'must be an ISO 8601 date-time with a zone (2024-01-15T10:30:00Z) or epoch milliseconds');
+  if (ms > w.now + w.maxFutureMs)
+    return p.add(field, `is more than ${w.maxFutureMs / 1000} s in the future (INGEST_MAX_FUTURE_SECONDS)`);
   if (w.retentionDays > 0 && ms < w.now - w.retentionDays * 86_400_000) {
     return p.add(field, `is older than the retention of ${w.retentionDays} days (${w.retentionSetting})`);
   }
@@ -127,7 +136,10 @@ export function intParam(v: unknown, name: string, def: number, min: number, max
   const s = Array.isArray(v) ? v[0] : v;
   const n = typeof s === 'number' ? s : typeof s === 'string' && /^-?\d+$/.test(s.trim()) ? Number(s) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw fieldErrors([{ field: name, message: `must be an integer from ${min} to ${max} (got ${JSON.stringify(s)})` }], 'INVALID_QUERY');
+    throw fieldErrors(
+      [{ field: name, message: `must be an integer from ${min} to ${max} (got ${JSON.stringify(s)})` }],
+      'INVALID_QUERY',
+    );
   }
   return n;
 }

@@ -49,7 +49,8 @@ export function bytesTaken(socket: Socket): number {
 export async function kernelUnacked(socket: Socket): Promise<number | undefined> {
   if (process.platform !== 'linux' || !socket.localPort || !socket.remotePort) return undefined;
   const port = (p: number) => `:${p.toString(16).toUpperCase().padStart(4, '0')}`;
-  const local = port(socket.localPort), remote = port(socket.remotePort);
+  const local = port(socket.localPort),
+    remote = port(socket.remotePort);
   const found: number[] = [];
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
     const text = await readFile(file, 'latin1').catch(() => '');
@@ -89,11 +90,14 @@ export function cutOffWhenStalled(res: ServerResponse, limitMs: number, onStall:
     res.destroy();
     onStall(sent - (unacked ?? 0));
   };
-  const timer = setInterval(() => {
-    if (checking) return;
-    checking = true;
-    void check().finally(() => (checking = false));
-  }, Math.max(50, Math.min(1_000, Math.floor(limitMs / 4))));
+  const timer = setInterval(
+    () => {
+      if (checking) return;
+      checking = true;
+      void check().finally(() => (checking = false));
+    },
+    Math.max(50, Math.min(1_000, Math.floor(limitMs / 4))),
+  );
   timer.unref();
   const stop = () => {
     done = true;

@@ -9,9 +9,11 @@ export const HOUR = 60 * MINUTE;
 export const DAY = 24 * HOUR;
 
 // 2024-01-15T10:30:00Z, 2024-01-15 10:30:00.123456+02:00, 2024-01-15T10:30Z, offsets +0200 and +02
-const ISO = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)$/;
+const ISO =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)$/;
 
-const daysInMonth = (y: number, m: number) => (m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31);
+const daysInMonth = (y: number, m: number) =>
+  m === 2 ? ((y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28) : [4, 6, 9, 11].includes(m) ? 30 : 31;
 
 /**
  * Parses an ISO 8601 date-time that carries a zone (`Z` or an offset). Returns epoch ms, or NaN
@@ -20,13 +22,19 @@ const daysInMonth = (y: number, m: number) => (m === 2 ? ((y % 4 === 0 && y % 10
 export function parseIsoTimestamp(text: string): number {
   const m = ISO.exec(text);
   if (!m) return NaN;
-  const y = +m[1], mo = +m[2], d = +m[3], h = +m[4], mi = +m[5], s = m[6] ? +m[6] : 0;
+  const y = +m[1],
+    mo = +m[2],
+    d = +m[3],
+    h = +m[4],
+    mi = +m[5],
+    s = m[6] ? +m[6] : 0;
   if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo) || h > 23 || mi > 59 || s > 59) return NaN;
   let ms = Date.UTC(y, mo - 1, d, h, mi, s);
   if (y < 100) ms = new Date(ms).setUTCFullYear(y); // Date.UTC maps 0-99 to 1900-1999
   if (m[7]) ms += Number((m[7] + '000000').slice(0, 6)) / 1000; // keep microseconds as a fraction
   if (!m[8]) {
-    const oh = +m[10], om = m[11] ? +m[11] : 0;
+    const oh = +m[10],
+      om = m[11] ? +m[11] : 0;
     if (oh > 23 || om > 59) return NaN;
     const off = (oh * 60 + om) * MINUTE;
     ms += m[9] === '+' ? -off : off;
@@ -81,7 +89,13 @@ export function parseDuration(text: string): number {
 
 /** 300000 → `5m`: the largest unit that divides the duration. */
 export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['w', 7 * DAY], ['d', DAY], ['h', HOUR], ['m', MINUTE], ['s', SECOND]] as const) {
+  for (const [unit, size] of [
+    ['w', 7 * DAY],
+    ['d', DAY],
+    ['h', HOUR],
+    ['m', MINUTE],
+    ['s', SECOND],
+  ] as const) {
     if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;
@@ -164,6 +178,8 @@ export const ceilTo = (ms: number, step: number) => Math.ceil(ms / step) * step;
 
 /** "5d 12h 30m" as in the reference's health `uptime`. */
 export function humanUptime(seconds: number): string {
-  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600), m = Math.floor((seconds % 3600) / 60);
+  const d = Math.floor(seconds / 86400),
+    h = Math.floor((seconds % 86400) / 3600),
+    m = Math.floor((seconds % 3600) / 60);
   return d > 0 ? `${d}d ${h}h ${m}m` : h > 0 ? `${h}h ${m}m` : `${m}m ${Math.floor(seconds % 60)}s`;
 }

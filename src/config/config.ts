@@ -2,7 +2,17 @@ import { z } from 'zod';
 import { rollupRetentionDays } from '../retention/retention-plan.js';
 
 /** Rate-limit classes: every route belongs to one (see src/auth/access.ts). */
-export const RATE_CLASSES = ['ingest', 'query', 'admin', 'stream', 'monitoring_metrics', 'monitoring_logs', 'monitoring_alerts', 'docs', 'auth_failures'] as const;
+export const RATE_CLASSES = [
+  'ingest',
+  'query',
+  'admin',
+  'stream',
+  'monitoring_metrics',
+  'monitoring_logs',
+  'monitoring_alerts',
+  'docs',
+  'auth_failures',
+] as const;
 export type RateClass = (typeof RATE_CLASSES)[number];
 
 /**
@@ -185,7 +195,12 @@ export class AppConfig {
     allowPrivate: boolean;
     concurrency: number;
   };
-  declare readonly pipelines: { maxCatchupWindows: number; maxWindows: number; maxRows: number; runsRetentionDays: number };
+  declare readonly pipelines: {
+    maxCatchupWindows: number;
+    maxWindows: number;
+    maxRows: number;
+    runsRetentionDays: number;
+  };
   // Live streams, events and logs, service status, alerts (issue 5)
   declare readonly streams: {
     maxConnections: number;
@@ -219,7 +234,11 @@ export class AppConfig {
     nvidiaSmiPath: string;
   };
   declare readonly retention: { rollupDays: number; intervalSeconds: number };
-  declare readonly maintenance: { partitionPremakeSeconds: number; compressionEnabled: boolean; compressionSeconds: number };
+  declare readonly maintenance: {
+    partitionPremakeSeconds: number;
+    compressionEnabled: boolean;
+    compressionSeconds: number;
+  };
   declare readonly alerting: { enabled: boolean; queueSize: number; ingestionRate: number };
   declare readonly analytics: {
     anomalyMaxPoints: number;
@@ -247,7 +266,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const config = fromEnv(parsed.data);
   // A rule between two variables may raise a default to fit, never a value the operator set.
   const refused = settleConfig(config).filter((a) => a.variable in cleaned);
-  if (refused.length > 0) throw new ConfigError(`Invalid configuration:\n${refused.map((a) => `  ${a.variable}: ${a.rule}`).join('\n')}`);
+  if (refused.length > 0)
+    throw new ConfigError(`Invalid configuration:\n${refused.map((a) => `  ${a.variable}: ${a.rule}`).join('\n')}`);
   return config;
 }
 
@@ -270,16 +290,33 @@ export interface Adjustment {
  */
 export function settleConfig(c: AppConfig): Adjustment[] {
   const out: Adjustment[] = [];
-  const live = c.collector.liveSeconds, persist = c.collector.persistSeconds;
+  const live = c.collector.liveSeconds,
+    persist = c.collector.persistSeconds;
   if (persist < live) {
-    out.push({ field: 'collector.interval_persist', variable: 'METRICS_INTERVAL_PERSIST', from: persist, to: live, rule: `${persist} must be at least METRICS_INTERVAL_LIVE (${live})` });
+    out.push({
+      field: 'collector.interval_persist',
+      variable: 'METRICS_INTERVAL_PERSIST',
+      from: persist,
+      to: live,
+      rule: `${persist} must be at least METRICS_INTERVAL_LIVE (${live})`,
+    });
     c.collector.persistSeconds = live;
   }
-  const raw = c.retentionDays, rollup = c.retention.rollupDays;
+  const raw = c.retentionDays,
+    rollup = c.retention.rollupDays;
   const wantedRollup = rollupRetentionDays(raw, rollup);
   if (wantedRollup !== rollup) {
-    const rule = raw === 0 ? `${rollup} must be 0 (forever) when METRICS_RETENTION_DAYS is 0 (forever)` : `${rollup} must be 0 (forever) or at least METRICS_RETENTION_DAYS (${raw})`;
-    out.push({ field: 'storage.rollup_retention_days', variable: 'ROLLUP_RETENTION_DAYS', from: rollup, to: wantedRollup, rule: `${rule}: queries read old ranges from the rollups` });
+    const rule =
+      raw === 0
+        ? `${rollup} must be 0 (forever) when METRICS_RETENTION_DAYS is 0 (forever)`
+        : `${rollup} must be 0 (forever) or at least METRICS_RETENTION_DAYS (${raw})`;
+    out.push({
+      field: 'storage.rollup_retention_days',
+      variable: 'ROLLUP_RETENTION_DAYS',
+      from: rollup,
+      to: wantedRollup,
+      rule: `${rule}: queries read old ranges from the rollups`,
+    });
     c.retention.rollupDays = wantedRollup;
   }
   return out;
@@ -349,7 +386,11 @@ export function fromEnv(e: Env): AppConfig {
     events: { retentionDays: e.EVENTS_RETENTION_DAYS },
     services: { ttlSeconds: e.SERVICE_TTL_SECONDS },
     alerts: { evaluationMs: e.ALERTS_EVALUATION_SECONDS * 1000 },
-    auth: { mode: e.AUTH, enabled: authEnabled(e.AUTH, e.DATABASE_URL, e.HOST), keyCacheMs: e.AUTH_KEY_CACHE_SECONDS * 1000 },
+    auth: {
+      mode: e.AUTH,
+      enabled: authEnabled(e.AUTH, e.DATABASE_URL, e.HOST),
+      keyCacheMs: e.AUTH_KEY_CACHE_SECONDS * 1000,
+    },
     rateLimits: {
       enabled: e.RATE_LIMIT_ENABLED,
       perMinute: {

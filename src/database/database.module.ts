@@ -11,15 +11,19 @@ import { migrate } from './migrator.js';
       provide: Database,
       inject: [AppConfig],
       useFactory: async (config: AppConfig) => {
-        if (!config.databaseUrl) throw new Error('DATABASE_URL is not set (main.ts starts the embedded PostgreSQL when it is unset)');
+        if (!config.databaseUrl)
+          throw new Error('DATABASE_URL is not set (main.ts starts the embedded PostgreSQL when it is unset)');
         const database = await Database.open(config, config.databaseUrl);
         try {
           if (config.migrateOnStart) {
             const { flavour } = await database.withWriteClient((c) => migrate(c, config.timescaledb));
             database.info.flavour = flavour;
           } else {
-            const r = await database.readPool.query<{ value: 'timescaledb' | 'postgresql' }>(`SELECT value FROM timescope_meta WHERE key = 'flavour'`);
-            if (!r.rows[0]) throw new Error('the database has no Timescope schema: run `make migrate` or set MIGRATE_ON_START=true');
+            const r = await database.readPool.query<{ value: 'timescaledb' | 'postgresql' }>(
+              `SELECT value FROM timescope_meta WHERE key = 'flavour'`,
+            );
+            if (!r.rows[0])
+              throw new Error('the database has no Timescope schema: run `make migrate` or set MIGRATE_ON_START=true');
             database.info.flavour = r.rows[0].value;
           }
         } catch (err) {

@@ -70,7 +70,8 @@ export class Database implements OnApplicationShutdown {
       writePool = guarded(new pg.Pool({ ...base, max: writers }));
     }
     const writeMethod = config.ingest.writeMethod === 'auto' ? (pglite ? 'unnest' : 'copy') : config.ingest.writeMethod;
-    if (pglite && writeMethod === 'copy') throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
+    if (pglite && writeMethod === 'copy')
+      throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
     return new Database(readPool, writePool, { flavour: 'postgresql', serverVersion, pglite, writeMethod }, base);
   }
 
@@ -133,7 +134,8 @@ export class Database implements OnApplicationShutdown {
   }
 
   async close(): Promise<void> {
-    for (const pool of new Set([this.readPool, this.writePool])) if (!pool.ended) await pool.end().catch(() => undefined);
+    for (const pool of new Set([this.readPool, this.writePool]))
+      if (!pool.ended) await pool.end().catch(() => undefined);
     this.logger.log('connections closed');
   }
 }
@@ -146,7 +148,10 @@ export class Database implements OnApplicationShutdown {
  */
 function guarded(pool: pg.Pool): pg.Pool {
   const logger = new Logger('database');
-  const report = (err: Error) => (pool.ending ? logger.debug(`connection error while closing: ${err.message}`) : logger.warn(`connection error: ${err.message}`));
+  const report = (err: Error) =>
+    pool.ending
+      ? logger.debug(`connection error while closing: ${err.message}`)
+      : logger.warn(`connection error: ${err.message}`);
   pool.on('connect', (client) => client.on('error', report));
   pool.on('error', () => undefined); // an idle connection's error, already logged by the listener above
   return pool;

@@ -88,7 +88,10 @@ const LOG_MAX_BYTES = 10 * 1024 * 1024;
  * of a former owner it stops the orphaned server (or removes a stale `postmaster.pid`) first.
  * Refuses when another live Timescope process owns this DATA_DIR.
  */
-export async function startEmbeddedPostgres(opts: EmbeddedOptions, logger = new Logger('embedded-postgres')): Promise<EmbeddedServer> {
+export async function startEmbeddedPostgres(
+  opts: EmbeddedOptions,
+  logger = new Logger('embedded-postgres'),
+): Promise<EmbeddedServer> {
   const files = embeddedFiles(opts.dataDir);
   mkdirSync(files.root, { recursive: true });
   const claim = await claimOwnership(files, opts.port);
@@ -102,7 +105,10 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions, logger = new 
  * guest (stop() does nothing, the server keeps serving the service); otherwise starts it and owns
  * it for the tool's lifetime (stop() stops it).
  */
-export async function useEmbeddedPostgres(opts: EmbeddedOptions, logger = new Logger('embedded-postgres')): Promise<EmbeddedServer> {
+export async function useEmbeddedPostgres(
+  opts: EmbeddedOptions,
+  logger = new Logger('embedded-postgres'),
+): Promise<EmbeddedServer> {
   const files = embeddedFiles(opts.dataDir);
   mkdirSync(files.root, { recursive: true });
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -140,7 +146,12 @@ export async function ensureDatabase(adminUrl: string, database: string): Promis
 
 // ---- owning the server
 
-async function startOwned(opts: EmbeddedOptions, files: Files, release: () => void, logger: Logger): Promise<EmbeddedServer> {
+async function startOwned(
+  opts: EmbeddedOptions,
+  files: Files,
+  release: () => void,
+  logger: Logger,
+): Promise<EmbeddedServer> {
   let server: Cluster | undefined;
   try {
     server = await Cluster.prepare(files, logger);
@@ -262,7 +273,9 @@ class Cluster {
     const pm = readPostmasterPid(pidFile);
     if (!pm) return;
     if (pm.pid > 0 && isPostmasterOf(pm.pid, this.files.cluster)) {
-      this.logger.warn(`PostgreSQL (pid ${pm.pid}) is still running on ${this.files.cluster} without its owner (it was killed): restarting it`);
+      this.logger.warn(
+        `PostgreSQL (pid ${pm.pid}) is still running on ${this.files.cluster} without its owner (it was killed): restarting it`,
+      );
       await this.stop('fast');
       return;
     }
@@ -272,12 +285,26 @@ class Cluster {
 
   async start(port: number, settings: Record<string, string>): Promise<void> {
     const from = this.prepareLog();
-    const options = ['-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])].map(shellQuote).join(' ');
+    const options = ['-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])]
+      .map(shellQuote)
+      .join(' ');
     // -t 300: after a crash, the server replays the WAL before it is ready.
     // A postmaster killed with -9 leaves backends that take a moment to notice: PostgreSQL refuses
     // to start while they still hold the old shared memory. Try again for a few seconds.
     for (let attempt = 0; ; attempt++) {
-      const r = await this.run(this.bin.pg_ctl, ['start', '-D', this.files.cluster, '-w', '-t', '300', '-s', '-l', this.files.log, '-o', options]);
+      const r = await this.run(this.bin.pg_ctl, [
+        'start',
+        '-D',
+        this.files.cluster,
+        '-w',
+        '-t',
+        '300',
+        '-s',
+        '-l',
+        this.files.log,
+        '-o',
+        options,
+      ]);
       if (r.code === 0) return;
       const tail = this.logSince(from);
       if (attempt < 10 && /shared memory block .* is still in use/.test(tail)) {
@@ -289,7 +316,9 @@ class Cluster {
       if (left && left.pid > 0 && isPostmasterOf(left.pid, this.files.cluster)) this.stopNow();
       throw new Error(
         `embedded PostgreSQL failed to start (pg_ctl exit ${r.code}).` +
-          (/already in use|could not bind|could not create any TCP/i.test(tail) ? ` Port ${port} is taken: set EMBEDDED_PG_PORT.` : '') +
+          (/already in use|could not bind|could not create any TCP/i.test(tail)
+            ? ` Port ${port} is taken: set EMBEDDED_PG_PORT.`
+            : '') +
           `\n${(tail || r.output).trim()}\n(log: ${this.files.log})`,
       );
     }
@@ -355,7 +384,13 @@ class Cluster {
    */
   private run(cmd: string, args: string[]): Promise<{ code: number; output: string }> {
     return new Promise((resolveRun, reject) => {
-      const child = spawn(cmd, args, { ...this.runAs, cwd: this.files.root, env: this.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(cmd, args, {
+        ...this.runAs,
+        cwd: this.files.root,
+        env: this.env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let output = '';
       child.stdout.on('data', (c: Buffer) => (output += c.toString()));
       child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -391,7 +426,8 @@ async function loadBinaries(): Promise<Binaries> {
   const mod = (await import(pathToFileURL(entry).href)) as Partial<Binaries>;
   const bin = { initdb: mod.initdb, pg_ctl: mod.pg_ctl, postgres: mod.postgres };
   for (const [k, path] of Object.entries(bin)) {
-    if (typeof path !== 'string' || !existsSync(path)) throw new Error(`${name} has no ${k} binary (${path}): reinstall the dependencies`);
+    if (typeof path !== 'string' || !existsSync(path))
+      throw new Error(`${name} has no ${k} binary (${path}): reinstall the dependencies`);
     // The library made them executable when an unpacker lost the mode; so do we (not on a read-only tree that is fine).
     if ((statSync(path).mode & 0o555) !== 0o555) {
       try {
@@ -430,6 +466,7 @@ async function postgresUser(): Promise<RunAs> {
     throw new Error(
       `PostgreSQL refuses to run as root and there is no 'postgres' user to run it as; creating one failed ` +
         `(${(err as Error).message.trim()}). Create it (useradd postgres), run Timescope as another user, or set DATABASE_URL.`,
+      { cause: err },
     );
   }
 }
@@ -559,7 +596,12 @@ function inUse(files: Files, o: OwnerRecord): string {
   );
 }
 
-async function joinAsGuest(opts: EmbeddedOptions, files: Files, owner: OwnerRecord, logger: Logger): Promise<EmbeddedServer | undefined> {
+async function joinAsGuest(
+  opts: EmbeddedOptions,
+  files: Files,
+  owner: OwnerRecord,
+  logger: Logger,
+): Promise<EmbeddedServer | undefined> {
   const database = opts.database ?? 'timescope';
   // The owner may still be starting its server (or replacing a legacy password): wait for it.
   const deadline = Date.now() + 90_000;
@@ -569,7 +611,9 @@ async function joinAsGuest(opts: EmbeddedOptions, files: Files, owner: OwnerReco
     const password = readSecret(files.password);
     if (password && (await canConnect(owner.port, password))) {
       await ensureDatabase(adminUrl(owner.port, password, 'postgres'), database);
-      logger.log(`using the embedded PostgreSQL on 127.0.0.1:${owner.port} that Timescope pid ${owner.pid} runs (${files.cluster})`);
+      logger.log(
+        `using the embedded PostgreSQL on 127.0.0.1:${owner.port} that Timescope pid ${owner.pid} runs (${files.cluster})`,
+      );
       return {
         url: adminUrl(owner.port, password, database),
         dataDir: files.cluster,
@@ -580,7 +624,9 @@ async function joinAsGuest(opts: EmbeddedOptions, files: Files, owner: OwnerReco
       };
     }
     if (Date.now() > deadline) {
-      throw new Error(`Timescope pid ${owner.pid} owns ${files.root}, but its embedded PostgreSQL on port ${owner.port} did not accept connections within 90 s`);
+      throw new Error(
+        `Timescope pid ${owner.pid} owns ${files.root}, but its embedded PostgreSQL on port ${owner.port} did not accept connections within 90 s`,
+      );
     }
     if (!announced) logger.log(`waiting for the embedded PostgreSQL that Timescope pid ${owner.pid} is starting`);
     announced = true;
@@ -617,7 +663,13 @@ function argvOf(pid: number): string[] | null {
     /* no /proc (macOS) */
   }
   try {
-    return execFileSync('ps', ['-o', 'args=', '-p', String(pid)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(/\s+/).filter(Boolean);
+    return execFileSync('ps', ['-o', 'args=', '-p', String(pid)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
   } catch {
     return null;
   }
@@ -677,7 +729,10 @@ function readSecret(path: string): string | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
-    if (code === 'EACCES') throw new Error(`cannot read ${path}: run this as the user that runs Timescope (the file is private to it)`);
+    if (code === 'EACCES')
+      throw new Error(`cannot read ${path}: run this as the user that runs Timescope (the file is private to it)`, {
+        cause: err,
+      });
     throw err;
   }
   if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600); // only the node process reads it
@@ -714,6 +769,7 @@ async function replaceLegacyPassword(files: Files, port: number, logger: Logger)
         throw new Error(
           `${files.password} is missing and the cluster in ${files.cluster} does not take the former default password either: ` +
             `write its superuser password into ${files.password} (mode 0600)`,
+          { cause: err },
         );
       }
       throw err;
@@ -723,7 +779,9 @@ async function replaceLegacyPassword(files: Files, port: number, logger: Logger)
     } finally {
       await client.end();
     }
-    logger.log(`replaced the former constant superuser password of ${files.cluster} with a generated one (kept in ${files.password})`);
+    logger.log(
+      `replaced the former constant superuser password of ${files.cluster} with a generated one (kept in ${files.password})`,
+    );
   }
   renameSync(pending, files.password);
   return next;
@@ -731,7 +789,10 @@ async function replaceLegacyPassword(files: Files, port: number, logger: Logger)
 
 /** Whether the server takes this password; false while it is not up yet or refuses the password. */
 async function canConnect(port: number, password: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: adminUrl(port, password, 'postgres'), connectionTimeoutMillis: 5_000 });
+  const client = new pg.Client({
+    connectionString: adminUrl(port, password, 'postgres'),
+    connectionTimeoutMillis: 5_000,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -747,7 +808,9 @@ async function canConnect(port: number, password: string): Promise<boolean> {
 
 function passwordError(err: unknown, files: Files): Error | undefined {
   if ((err as { code?: string }).code !== '28P01') return undefined;
-  return new Error(`the embedded PostgreSQL in ${files.cluster} does not take the superuser password in ${files.password}: restore that file, or remove DATA_DIR to start afresh`);
+  return new Error(
+    `the embedded PostgreSQL in ${files.cluster} does not take the superuser password in ${files.password}: restore that file, or remove DATA_DIR to start afresh`,
+  );
 }
 
 // ---- small things

@@ -53,7 +53,11 @@ export interface MigrationResult {
  * Decides the flavour (once, remembered in `timescope_meta`), then applies what is pending.
  * `want`: TIMESCALEDB=auto|on|off.
  */
-export async function migrate(client: pg.ClientBase, want: 'auto' | 'on' | 'off', logger = new Logger('migrations')): Promise<MigrationResult> {
+export async function migrate(
+  client: pg.ClientBase,
+  want: 'auto' | 'on' | 'off',
+  logger = new Logger('migrations'),
+): Promise<MigrationResult> {
   await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
   try {
     await client.query(`CREATE TABLE IF NOT EXISTS timescope_meta (key text PRIMARY KEY, value text NOT NULL)`);
@@ -61,7 +65,9 @@ export async function migrate(client: pg.ClientBase, want: 'auto' | 'on' | 'off'
       `CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
     );
     const flavour = await decideFlavour(client, want, logger);
-    const done = new Set((await client.query<{ name: string }>('SELECT name FROM schema_migrations')).rows.map((r) => r.name));
+    const done = new Set(
+      (await client.query<{ name: string }>('SELECT name FROM schema_migrations')).rows.map((r) => r.name),
+    );
     const pending = loadScripts(`${DB_DIR}/migrations`, flavour).filter((m) => !done.has(m.name));
     const applied: string[] = [];
     for (const [i, m] of pending.entries()) {
@@ -74,7 +80,7 @@ export async function migrate(client: pg.ClientBase, want: 'auto' | 'on' | 'off'
         if (m.transactional) await client.query('COMMIT');
       } catch (err) {
         if (m.transactional) await client.query('ROLLBACK').catch(() => undefined);
-        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`);
+        throw new Error(`migration ${m.name} failed: ${(err as Error).message}`, { cause: err });
       }
       logger.log(`migration ${m.name} applied in ${Date.now() - t0} ms`);
       applied.push(m.name);
@@ -85,7 +91,7 @@ export async function migrate(client: pg.ClientBase, want: 'auto' | 'on' | 'off'
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      throw new Error(`idempotent schema failed: ${(err as Error).message}`);
+      throw new Error(`idempotent schema failed: ${(err as Error).message}`, { cause: err });
     }
     if (pending.length === 0) logger.log(`schema up to date (${flavour})`);
     return { flavour, applied };
@@ -95,12 +101,17 @@ export async function migrate(client: pg.ClientBase, want: 'auto' | 'on' | 'off'
 }
 
 async function decideFlavour(client: pg.ClientBase, want: 'auto' | 'on' | 'off', logger: Logger): Promise<Flavour> {
-  const stored = (await client.query<{ value: Flavour }>(`SELECT value FROM timescope_meta WHERE key = 'flavour'`)).rows[0]?.value;
+  const stored = (await client.query<{ value: Flavour }>(`SELECT value FROM timescope_meta WHERE key = 'flavour'`))
+    .rows[0]?.value;
   if (stored) {
     if (want === 'on' && stored !== 'timescaledb')
-      throw new Error('TIMESCALEDB=on, but this database was set up for plain PostgreSQL; use a new database to switch flavours');
+      throw new Error(
+        'TIMESCALEDB=on, but this database was set up for plain PostgreSQL; use a new database to switch flavours',
+      );
     if (want === 'off' && stored === 'timescaledb')
-      throw new Error('TIMESCALEDB=off, but this database was set up with TimescaleDB; use a new database to switch flavours');
+      throw new Error(
+        'TIMESCALEDB=off, but this database was set up with TimescaleDB; use a new database to switch flavours',
+      );
     return stored;
   }
   let flavour: Flavour = 'postgresql';
@@ -115,14 +126,21 @@ async function decideFlavour(client: pg.ClientBase, want: 'auto' | 'on' | 'off',
         await client.query('CREATE EXTENSION IF NOT EXISTS timescaledb');
         flavour = 'timescaledb';
       } catch (err) {
-        if (want === 'on') throw new Error(`TIMESCALEDB=on, but the extension cannot be created: ${(err as Error).message}`);
-        logger.warn(`timescaledb is available but cannot be created (${(err as Error).message}); using plain PostgreSQL`);
+        if (want === 'on')
+          throw new Error(`TIMESCALEDB=on, but the extension cannot be created: ${(err as Error).message}`, {
+            cause: err,
+          });
+        logger.warn(
+          `timescaledb is available but cannot be created (${(err as Error).message}); using plain PostgreSQL`,
+        );
       }
     } else if (want === 'on') {
       throw new Error('TIMESCALEDB=on, but the timescaledb extension is not available on this server');
     }
   }
   await client.query(`INSERT INTO timescope_meta (key, value) VALUES ('flavour', $1)`, [flavour]);
-  logger.log(`storage flavour: ${flavour === 'timescaledb' ? 'TimescaleDB (hypertables, continuous aggregates)' : 'PostgreSQL (native partitions, rollup tables)'}`);
+  logger.log(
+    `storage flavour: ${flavour === 'timescaledb' ? 'TimescaleDB (hypertables, continuous aggregates)' : 'PostgreSQL (native partitions, rollup tables)'}`,
+  );
   return flavour;
 }

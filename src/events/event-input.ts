@@ -1,5 +1,16 @@
 import { fieldErrors, invalidQuery, invalidRequest, payloadTooLarge } from '../common/errors.js';
-import { intParam, isObject, Json, jsonObject, listParam, name, Problems, text, timestamp, TimeWindow } from '../common/input.js';
+import {
+  intParam,
+  isObject,
+  Json,
+  jsonObject,
+  listParam,
+  name,
+  Problems,
+  text,
+  timestamp,
+  TimeWindow,
+} from '../common/input.js';
 import { parseQueryTime, toIso } from '../common/time.js';
 
 /**
@@ -11,14 +22,29 @@ export const EVENT_LEVELS = ['debug', 'info', 'warn', 'error', 'critical'] as co
 export type EventLevel = (typeof EVENT_LEVELS)[number];
 
 /** Kinds Timescope itself writes; clients may use any other lower-case kind too. */
-export const KINDS = { log: 'log', policy: 'policy', pipelineStatus: 'pipeline_status', serviceStatus: 'service_status', alert: 'alert' } as const;
+export const KINDS = {
+  log: 'log',
+  policy: 'policy',
+  pipelineStatus: 'pipeline_status',
+  serviceStatus: 'service_status',
+  alert: 'alert',
+} as const;
 
 const LEVEL_ALIASES: Record<string, EventLevel> = {
-  debug: 'debug', trace: 'debug',
-  info: 'info', information: 'info', notice: 'info',
-  warn: 'warn', warning: 'warn',
-  error: 'error', err: 'error',
-  critical: 'critical', crit: 'critical', fatal: 'critical', alert: 'critical', emergency: 'critical',
+  debug: 'debug',
+  trace: 'debug',
+  info: 'info',
+  information: 'info',
+  notice: 'info',
+  warn: 'warn',
+  warning: 'warn',
+  error: 'error',
+  err: 'error',
+  critical: 'critical',
+  crit: 'critical',
+  fatal: 'critical',
+  alert: 'critical',
+  emergency: 'critical',
 };
 
 const KIND = /^[a-z][a-z0-9_.-]{0,63}$/;
@@ -52,12 +78,17 @@ function level(p: Problems, v: unknown, field: string, def: EventLevel = 'info')
 
 /** One generic event: `{kind, source?|service?, level?, message?, attributes?|metadata?, timestamp?}`. */
 function event(p: Problems, b: unknown, path: string, w: TimeWindow, forced?: { kind: string }): NewEvent | undefined {
-  if (!isObject(b)) return p.add(path || 'body', 'must be an object {kind, source?, level?, message?, attributes?, timestamp?}');
+  if (!isObject(b))
+    return p.add(path || 'body', 'must be an object {kind, source?, level?, message?, attributes?, timestamp?}');
   const f = (k: string) => (path ? `${path}.${k}` : k);
   let kind: string | undefined = forced?.kind;
   if (!kind) {
     kind = text(p, b.kind, f('kind'), { max: 64, required: true });
-    if (kind !== undefined && !KIND.test(kind)) kind = p.add(f('kind'), 'must be lower case: a letter, then letters, digits, _ . - (log, policy, pipeline_status, …)');
+    if (kind !== undefined && !KIND.test(kind))
+      kind = p.add(
+        f('kind'),
+        'must be lower case: a letter, then letters, digits, _ . - (log, policy, pipeline_status, …)',
+      );
   }
   const sourceKey = b.source !== undefined ? 'source' : 'service';
   const source = name(p, b[sourceKey], f(sourceKey), 200, false) ?? null;
@@ -65,14 +96,20 @@ function event(p: Problems, b: unknown, path: string, w: TimeWindow, forced?: { 
   const message = text(p, b.message, f('message'), { max: MAX_MESSAGE }) ?? '';
   const attrKey = b.attributes !== undefined ? 'attributes' : b.metadata !== undefined ? 'metadata' : 'details';
   const attributes = jsonObject(p, b[attrKey], f(attrKey));
-  const time = timestamp(p, b.timestamp ?? b.time, f(b.timestamp !== undefined ? 'timestamp' : b.time !== undefined ? 'time' : 'timestamp'), w);
+  const time = timestamp(
+    p,
+    b.timestamp ?? b.time,
+    f(b.timestamp !== undefined ? 'timestamp' : b.time !== undefined ? 'time' : 'timestamp'),
+    w,
+  );
   if (kind === undefined || lvl === undefined || attributes === undefined || time === undefined) return undefined;
   return { time, kind, source, level: lvl, message, attributes };
 }
 
 /** A policy event as the collector reference shows it: `{timestamp, policy_id, event_type, target, result, details}`. */
 function policyEvent(p: Problems, b: unknown, path: string, w: TimeWindow): NewEvent | undefined {
-  if (!isObject(b)) return p.add(path || 'body', 'must be an object {policy_id, event_type, target?, result?, details?, timestamp?}');
+  if (!isObject(b))
+    return p.add(path || 'body', 'must be an object {policy_id, event_type, target?, result?, details?, timestamp?}');
   const f = (k: string) => (path ? `${path}.${k}` : k);
   const policyId = name(p, b.policy_id, f('policy_id'));
   const eventType = name(p, b.event_type, f('event_type'), 100);
@@ -83,7 +120,13 @@ function policyEvent(p: Problems, b: unknown, path: string, w: TimeWindow): NewE
   const time = timestamp(p, b.timestamp, f('timestamp'), w);
   const lvl = b.level !== undefined ? level(p, b.level, f('level')) : policyLevel(result);
   if (!policyId || !eventType || details === undefined || time === undefined || !lvl) return undefined;
-  const attributes: Json = { policy_id: policyId, event_type: eventType, target: target ?? null, result: result ?? null, details };
+  const attributes: Json = {
+    policy_id: policyId,
+    event_type: eventType,
+    target: target ?? null,
+    result: result ?? null,
+    details,
+  };
   const message = `${eventType} ${policyId}${target ? ` on ${target}` : ''}${result ? `: ${result}` : ''}`;
   return { time, kind: KINDS.policy, source: source ?? null, level: lvl, message, attributes };
 }
@@ -111,8 +154,12 @@ function decodeMany(body: unknown, listKey: string, w: TimeWindow, one: One): Ne
   const out: NewEvent[] = [];
   if (listKey in body) {
     const list = body[listKey];
-    if (!Array.isArray(list) || list.length === 0) throw fieldErrors([{ field: listKey, message: 'must be a non-empty array' }]);
-    if (list.length > MAX_EVENTS_PER_REQUEST) throw payloadTooLarge(`At most ${MAX_EVENTS_PER_REQUEST} entries per request (got ${list.length})`, { field: listKey });
+    if (!Array.isArray(list) || list.length === 0)
+      throw fieldErrors([{ field: listKey, message: 'must be a non-empty array' }]);
+    if (list.length > MAX_EVENTS_PER_REQUEST)
+      throw payloadTooLarge(`At most ${MAX_EVENTS_PER_REQUEST} entries per request (got ${list.length})`, {
+        field: listKey,
+      });
     list.forEach((b, i) => {
       const e = one(p, b, `${listKey}[${i}]`, w);
       if (e) out.push(e);
@@ -152,7 +199,11 @@ function decodeCursor(v: unknown): { time: number; id: number } {
 function time(v: unknown, param: string, now: number): number | undefined {
   if (v === undefined || v === '') return undefined;
   const t = typeof v === 'string' ? parseQueryTime(v, now) : NaN;
-  if (!Number.isFinite(t)) throw invalidQuery(param, `${param} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(v)})`);
+  if (!Number.isFinite(t))
+    throw invalidQuery(
+      param,
+      `${param} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(v)})`,
+    );
   return t;
 }
 
@@ -165,16 +216,29 @@ export interface EventQueryNames {
 }
 
 /** Query string → EventFilter. The views rename parameters (logs: `service`, `start_time`, `end_time`). */
-export function parseEventFilter(q: Record<string, unknown>, now: number, names: EventQueryNames, defaultLimit = 100): EventFilter {
+export function parseEventFilter(
+  q: Record<string, unknown>,
+  now: number,
+  names: EventQueryNames,
+  defaultLimit = 100,
+): EventFilter {
   const levels = listParam(q[names.level], names.level, 10)?.map((l) => {
     const n = normaliseLevel(l);
-    if (!n) throw invalidQuery(names.level, `${names.level} must be one of ${EVENT_LEVELS.join(', ')} (got ${JSON.stringify(l)})`);
+    if (!n)
+      throw invalidQuery(
+        names.level,
+        `${names.level} must be one of ${EVENT_LEVELS.join(', ')} (got ${JSON.stringify(l)})`,
+      );
     return n;
   });
   const since = time(q[names.since], names.since, now);
   const until = time(q[names.until], names.until, now);
   if (since !== undefined && until !== undefined && since > until) {
-    throw invalidQuery(names.since, 'Invalid time range', { issue: `${names.since} must be before ${names.until}`, [names.since]: toIso(since), [names.until]: toIso(until) });
+    throw invalidQuery(names.since, 'Invalid time range', {
+      issue: `${names.since} must be before ${names.until}`,
+      [names.since]: toIso(since),
+      [names.until]: toIso(until),
+    });
   }
   return {
     kinds: names.kind ? listParam(q[names.kind], names.kind) : undefined,

@@ -16,7 +16,10 @@ export class EventsController {
   @Post('api/v1/events')
   @Access('ingest')
   @HttpCode(201)
-  @ApiOperation({ summary: 'Record an event {kind, source?, level?, message?, attributes?, timestamp?} or {events: [...]} (up to 1000)' })
+  @ApiOperation({
+    summary:
+      'Record an event {kind, source?, level?, message?, attributes?, timestamp?} or {events: [...]} (up to 1000)',
+  })
   @ApiBody({ schema: { type: 'object' } })
   submit(@Body() body: unknown) {
     return this.events.submit(body);
@@ -38,7 +41,10 @@ export class EventsController {
 
   @Get(['policy/events', 'api/v1/policy/events'])
   @Access('read')
-  @ApiOperation({ summary: 'Policy events (collector reference): {events: [{timestamp, policy_id, event_type, target, result, details}], total, since}' })
+  @ApiOperation({
+    summary:
+      'Policy events (collector reference): {events: [{timestamp, policy_id, event_type, target, result, details}], total, since}',
+  })
   @ApiQuery({ name: 'limit', required: false, description: 'default 50' })
   @ApiQuery({ name: 'since', required: false })
   policyEvents(@Query() q: Record<string, unknown>) {
@@ -48,7 +54,9 @@ export class EventsController {
   @Post('api/v1/policy/events')
   @Access('ingest')
   @HttpCode(201)
-  @ApiOperation({ summary: 'Record policy events {policy_id, event_type, target?, result?, details?, timestamp?} or {events: [...]}' })
+  @ApiOperation({
+    summary: 'Record policy events {policy_id, event_type, target?, result?, details?, timestamp?} or {events: [...]}',
+  })
   @ApiBody({ schema: { type: 'object' } })
   submitPolicyEvents(@Body() body: unknown) {
     return this.events.submitPolicyEvents(body);
@@ -56,7 +64,9 @@ export class EventsController {
 
   @Get('api/v1/monitoring/logs')
   @Access('read', { rate: 'monitoring_logs' })
-  @ApiOperation({ summary: 'Logs (monitoring reference): {logs: [{timestamp, level, service, message, metadata}], total, query}' })
+  @ApiOperation({
+    summary: 'Logs (monitoring reference): {logs: [{timestamp, level, service, message, metadata}], total, query}',
+  })
   @ApiQuery({ name: 'level', required: false, description: 'error, warn, info, debug (comma-separated for several)' })
   @ApiQuery({ name: 'start_time', required: false })
   @ApiQuery({ name: 'end_time', required: false })

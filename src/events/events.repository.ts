@@ -14,7 +14,15 @@ interface EventRow {
 }
 
 const COLUMNS = `id, (extract(epoch FROM time) * 1000)::float8 AS t, kind, source, level, message, attributes`;
-const toEvent = (r: EventRow): StoredEvent => ({ id: r.id, time: r.t, kind: r.kind, source: r.source, level: r.level, message: r.message, attributes: r.attributes });
+const toEvent = (r: EventRow): StoredEvent => ({
+  id: r.id,
+  time: r.t,
+  kind: r.kind,
+  source: r.source,
+  level: r.level,
+  message: r.message,
+  attributes: r.attributes,
+});
 
 /** All SQL of the events table. */
 @Injectable()
@@ -59,7 +67,13 @@ export class EventsRepository {
   }
 
   /** Events of one kind about given sources in [from, to), oldest first, plus the last one before `from` for each source. */
-  async history(kind: string, sources: readonly string[], from: number, to: number, limit: number): Promise<StoredEvent[]> {
+  async history(
+    kind: string,
+    sources: readonly string[],
+    from: number,
+    to: number,
+    limit: number,
+  ): Promise<StoredEvent[]> {
     const r = await this.database.readPool.query<EventRow>(
       `SELECT * FROM (
          SELECT ${COLUMNS} FROM events WHERE kind = $1 AND source = ANY($2::text[]) AND time >= $3::timestamptz AND time < $4::timestamptz

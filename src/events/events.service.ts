@@ -72,7 +72,12 @@ export class EventsService implements OnModuleInit {
   }
 
   window(now = Date.now()): TimeWindow {
-    return { now, retentionDays: this.config.events.retentionDays, maxFutureMs: this.config.ingest.maxFutureMs, retentionSetting: 'EVENTS_RETENTION_DAYS' };
+    return {
+      now,
+      retentionDays: this.config.events.retentionDays,
+      maxFutureMs: this.config.ingest.maxFutureMs,
+      retentionSetting: 'EVENTS_RETENTION_DAYS',
+    };
   }
 
   /**
@@ -103,14 +108,25 @@ export class EventsService implements OnModuleInit {
 
   /** GET /api/v1/events: newest first, paged by `next_cursor`. */
   async list(q: Record<string, unknown>) {
-    const filter = parseEventFilter(q, Date.now(), { kind: 'kind', source: 'source', level: 'level', since: 'since', until: 'until' });
+    const filter = parseEventFilter(q, Date.now(), {
+      kind: 'kind',
+      source: 'source',
+      level: 'level',
+      since: 'since',
+      until: 'until',
+    });
     const { rows, next_cursor } = await this.page(filter);
     return { events: rows.map(eventView), total: rows.length, next_cursor };
   }
 
   /** GET /policy/events (collector-api.md "Policy Events"): `limit` (default 50) and `since`. */
   async policyEvents(q: Record<string, unknown>) {
-    const filter = parseEventFilter(q, Date.now(), { source: 'source', level: 'level', since: 'since', until: 'until' }, 50);
+    const filter = parseEventFilter(
+      q,
+      Date.now(),
+      { source: 'source', level: 'level', since: 'since', until: 'until' },
+      50,
+    );
     filter.kinds = [KINDS.policy];
     const { rows, next_cursor } = await this.page(filter);
     const events = rows.map((e) => {
@@ -128,15 +144,32 @@ export class EventsService implements OnModuleInit {
         message: e.message,
       };
     });
-    return { events, total: events.length, since: filter.since !== undefined ? toIso(filter.since) : null, next_cursor };
+    return {
+      events,
+      total: events.length,
+      since: filter.since !== undefined ? toIso(filter.since) : null,
+      next_cursor,
+    };
   }
 
   /** GET /api/v1/monitoring/logs (monitoring-api.md "Logs"): `level`, `start_time`, `end_time`, `service`, `limit`. */
   async logs(q: Record<string, unknown>) {
-    const filter = parseEventFilter(q, Date.now(), { source: 'service', level: 'level', since: 'start_time', until: 'end_time' });
+    const filter = parseEventFilter(q, Date.now(), {
+      source: 'service',
+      level: 'level',
+      since: 'start_time',
+      until: 'end_time',
+    });
     filter.kinds = [KINDS.log];
     const { rows, next_cursor } = await this.page(filter);
-    const logs = rows.map((e) => ({ id: e.id, timestamp: toIso(e.time), level: e.level, service: e.source, message: e.message, metadata: e.attributes }));
+    const logs = rows.map((e) => ({
+      id: e.id,
+      timestamp: toIso(e.time),
+      level: e.level,
+      service: e.source,
+      message: e.message,
+      metadata: e.attributes,
+    }));
     return {
       logs,
       total: logs.length,

@@ -11,7 +11,10 @@ export class PipelineStatusController {
   @Post()
   @Access('ingest')
   @HttpCode(201)
-  @ApiOperation({ summary: 'Report a pipeline status {pipeline_type, status, metadata?, pipeline_id?, service?} (system-monitor reference)' })
+  @ApiOperation({
+    summary:
+      'Report a pipeline status {pipeline_type, status, metadata?, pipeline_id?, service?} (system-monitor reference)',
+  })
   @ApiBody({ schema: { type: 'object' } })
   report(@Body() body: unknown) {
     return this.status.report(body);

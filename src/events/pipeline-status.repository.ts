@@ -23,7 +23,11 @@ export class PipelineStatusRepository {
   constructor(private readonly database: Database) {}
 
   async lock(client: Queryable, pipeline: string): Promise<PipelineStatusRow | undefined> {
-    return (await client.query<PipelineStatusRow>(`SELECT ${COLUMNS} FROM pipeline_status WHERE pipeline = $1 FOR UPDATE`, [pipeline])).rows[0];
+    return (
+      await client.query<PipelineStatusRow>(`SELECT ${COLUMNS} FROM pipeline_status WHERE pipeline = $1 FOR UPDATE`, [
+        pipeline,
+      ])
+    ).rows[0];
   }
 
   /** Applies a report unless a newer one is already stored (reports may arrive out of order). */

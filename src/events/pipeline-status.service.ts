@@ -46,7 +46,9 @@ export class PipelineStatusService {
 
   async list(q: Record<string, unknown>) {
     const statuses = listParam(q.status, 'status');
-    for (const s of statuses ?? []) if (!(PIPELINE_STATUSES as readonly string[]).includes(s)) throw invalidQuery('status', `status must be one of ${PIPELINE_STATUSES.join(', ')}`);
+    for (const s of statuses ?? [])
+      if (!(PIPELINE_STATUSES as readonly string[]).includes(s))
+        throw invalidQuery('status', `status must be one of ${PIPELINE_STATUSES.join(', ')}`);
     const rows = await this.repo.list({ statuses, types: listParam(q.pipeline_type, 'pipeline_type') });
     const counts = Object.fromEntries(PIPELINE_STATUSES.map((s) => [s, rows.filter((x) => x.status === s).length]));
     return { pipelines: rows.map(view), total: rows.length, counts };

@@ -12,11 +12,23 @@ export const PIPELINE_STATUSES = ['pending', 'running', 'completed', 'failed', '
 export type PipelineStatus = (typeof PIPELINE_STATUSES)[number];
 
 const STATUS_ALIASES: Record<string, PipelineStatus> = {
-  pending: 'pending', queued: 'pending', scheduled: 'pending',
-  running: 'running', started: 'running', in_progress: 'running',
-  completed: 'completed', complete: 'completed', succeeded: 'completed', success: 'completed', done: 'completed',
-  failed: 'failed', failure: 'failed', error: 'failed',
-  cancelled: 'cancelled', canceled: 'cancelled', aborted: 'cancelled',
+  pending: 'pending',
+  queued: 'pending',
+  scheduled: 'pending',
+  running: 'running',
+  started: 'running',
+  in_progress: 'running',
+  completed: 'completed',
+  complete: 'completed',
+  succeeded: 'completed',
+  success: 'completed',
+  done: 'completed',
+  failed: 'failed',
+  failure: 'failed',
+  error: 'failed',
+  cancelled: 'cancelled',
+  canceled: 'cancelled',
+  aborted: 'cancelled',
 };
 
 export interface StatusReport {
@@ -35,16 +47,29 @@ export function decodeStatusReport(body: unknown, w: TimeWindow): StatusReport {
   const p = new Problems();
   const pipelineType = name(p, body.pipeline_type, 'pipeline_type', 100);
   const rawStatus = text(p, body.status, 'status', { max: 32, required: true });
-  const status = rawStatus === undefined ? undefined : STATUS_ALIASES[rawStatus.toLowerCase()] ?? p.add('status', `must be one of ${PIPELINE_STATUSES.join(', ')} (got ${JSON.stringify(rawStatus)})`);
+  const status =
+    rawStatus === undefined
+      ? undefined
+      : (STATUS_ALIASES[rawStatus.toLowerCase()] ??
+        p.add('status', `must be one of ${PIPELINE_STATUSES.join(', ')} (got ${JSON.stringify(rawStatus)})`));
   const idKey = body.pipeline_id !== undefined ? 'pipeline_id' : 'name';
   const rawId = typeof body[idKey] === 'number' ? String(body[idKey]) : body[idKey];
   const id = name(p, rawId, idKey, 200, false);
-  const service = name(p, body.service ?? body.source, body.service !== undefined ? 'service' : 'source', 200, false) ?? null;
+  const service =
+    name(p, body.service ?? body.source, body.service !== undefined ? 'service' : 'source', 200, false) ?? null;
   const message = text(p, body.message, 'message', { max: 8_192 }) ?? null;
   const metadata = jsonObject(p, body.metadata, 'metadata');
   const time = timestamp(p, body.timestamp, 'timestamp', w);
   p.throwIfAny();
-  return { pipeline: id ?? pipelineType!, pipelineType: pipelineType!, status: status!, service, message, metadata: metadata!, time: time! };
+  return {
+    pipeline: id ?? pipelineType!,
+    pipelineType: pipelineType!,
+    status: status!,
+    service,
+    message,
+    metadata: metadata!,
+    time: time!,
+  };
 }
 
 export function statusLevel(s: PipelineStatus): EventLevel {
@@ -60,6 +85,12 @@ export function statusEvent(r: StatusReport, previous: PipelineStatus | null): N
     source: r.service ?? r.pipeline,
     level: statusLevel(r.status),
     message: r.message ?? `pipeline ${r.pipeline} ${r.status}${change}`,
-    attributes: { pipeline: r.pipeline, pipeline_type: r.pipelineType, status: r.status, previous_status: previous, metadata: r.metadata },
+    attributes: {
+      pipeline: r.pipeline,
+      pipeline_type: r.pipelineType,
+      status: r.status,
+      previous_status: previous,
+      metadata: r.metadata,
+    },
   };
 }

@@ -23,7 +23,7 @@ export class CopyBinaryDecoder {
 
   /** Rows decoded from `chunk` (plus what was left over from the previous one). */
   push(chunk: Buffer): PointColumns {
-    let buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    const buf = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     let o = 0;
     if (!this.headerDone) {
       if (buf.length < SIGNATURE_BYTES + 8) {
@@ -36,7 +36,9 @@ export class CopyBinaryDecoder {
       this.headerDone = true;
     }
     const capacity = Math.max(0, Math.floor((buf.length - o) / ROW_BYTES));
-    const seriesIds = new Int32Array(capacity), times = new Float64Array(capacity), values = new Float64Array(capacity);
+    const seriesIds = new Int32Array(capacity),
+      times = new Float64Array(capacity),
+      values = new Float64Array(capacity);
     let n = 0;
     while (buf.length - o >= 2) {
       const fields = buf.readInt16BE(o);
@@ -49,15 +51,21 @@ export class CopyBinaryDecoder {
       if (buf.length - o < ROW_BYTES) break;
       // Lengths are fixed (4, 8, 8) and no column is nullable.
       seriesIds[n] = buf.readInt32BE(o + 6);
-      const hi = buf.readInt32BE(o + 14), lo = buf.readUInt32BE(o + 18);
+      const hi = buf.readInt32BE(o + 14),
+        lo = buf.readUInt32BE(o + 18);
       times[n] = (hi * TWO_32 + lo) / 1000 + PG_EPOCH_MS;
       values[n] = buf.readDoubleBE(o + 26);
       n++;
       o += ROW_BYTES;
     }
     this.pending = o < buf.length ? Buffer.from(buf.subarray(o)) : Buffer.alloc(0);
-    buf = Buffer.alloc(0);
-    return { seriesIds: seriesIds.subarray(0, n), times: times.subarray(0, n), values: values.subarray(0, n), length: n };
+
+    return {
+      seriesIds: seriesIds.subarray(0, n),
+      times: times.subarray(0, n),
+      values: values.subarray(0, n),
+      length: n,
+    };
   }
 
   /** True once the trailer was read and nothing is left over. */
@@ -66,4 +74,9 @@ export class CopyBinaryDecoder {
   }
 }
 
-const empty = (): PointColumns => ({ seriesIds: new Int32Array(0), times: new Float64Array(0), values: new Float64Array(0), length: 0 });
+const empty = (): PointColumns => ({
+  seriesIds: new Int32Array(0),
+  times: new Float64Array(0),
+  values: new Float64Array(0),
+  length: 0,
+});

@@ -158,13 +158,23 @@ class ParquetEncoder implements ExportEncoder {
   begin(): Buffer {
     const names = columnNames(this.layout);
     const fixed = this.layout.withMetric ? 4 : 3;
-    const str = (name: string, required: boolean) => ({ name, type: 'BYTE_ARRAY' as const, converted_type: 'UTF8' as const, repetition_type: required ? ('REQUIRED' as const) : ('OPTIONAL' as const) });
+    const str = (name: string, required: boolean) => ({
+      name,
+      type: 'BYTE_ARRAY' as const,
+      converted_type: 'UTF8' as const,
+      repetition_type: required ? ('REQUIRED' as const) : ('OPTIONAL' as const),
+    });
     this.parquet = new ParquetWriter({
       writer: this.writer,
       createdBy: 'timescope',
       schema: [
         { name: 'root', num_children: names.length },
-        { name: 'timestamp', type: 'INT64', repetition_type: 'REQUIRED', logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' } },
+        {
+          name: 'timestamp',
+          type: 'INT64',
+          repetition_type: 'REQUIRED',
+          logical_type: { type: 'TIMESTAMP', isAdjustedToUTC: true, unit: 'MICROS' },
+        },
         ...(this.layout.withMetric ? [str('metric', true)] : []),
         { name: 'value', type: 'DOUBLE', repetition_type: 'REQUIRED' },
         str('source', true),

@@ -1,5 +1,15 @@
 import { invalidQuery, invalidRequest } from '../common/errors.js';
-import { AGGREGATIONS, Aggregation, parseEnum, parseGranularity, parseRange, parseTags, QueryLimits, TagFilter, TimeRange } from '../query/query-spec.js';
+import {
+  AGGREGATIONS,
+  Aggregation,
+  parseEnum,
+  parseGranularity,
+  parseRange,
+  parseTags,
+  QueryLimits,
+  TagFilter,
+  TimeRange,
+} from '../query/query-spec.js';
 import { ExportFormat, FORMATS } from './encoders.js';
 
 /** What to export: one metric or several (or all), filters, a required range, optionally buckets. */
@@ -12,7 +22,8 @@ export interface ExportSpec extends TimeRange {
   buckets?: { granularityMs: number; granularity: string; aggregation: Aggregation };
 }
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+const str = (v: unknown): string | undefined =>
+  typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
 const MAX_METRICS = 100;
 
 /**
@@ -21,15 +32,26 @@ const MAX_METRICS = 100;
  * `granularity` + `aggregation`. Names may be given as the reference's first half spells them:
  * `start_date`, `end_date`.
  */
-export function parseExportSpec(input: Record<string, unknown>, now: number, limits: QueryLimits, opts: { defaultFormat: ExportFormat; allowAllMetrics: boolean; rangeNames?: [string, string] }): ExportSpec {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw invalidRequest('Expected an object of export parameters');
+export function parseExportSpec(
+  input: Record<string, unknown>,
+  now: number,
+  limits: QueryLimits,
+  opts: { defaultFormat: ExportFormat; allowAllMetrics: boolean; rangeNames?: [string, string] },
+): ExportSpec {
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    throw invalidRequest('Expected an object of export parameters');
   const from = input.from ?? input.start_date;
   const to = input.to ?? input.end_date;
   const [defaultFrom, defaultTo] = opts.rangeNames ?? ['from', 'to'];
   const fromName = input.from !== undefined ? 'from' : input.start_date !== undefined ? 'start_date' : defaultFrom;
   const toName = input.to !== undefined ? 'to' : input.end_date !== undefined ? 'end_date' : defaultTo;
-  if (from === undefined || from === '') throw invalidQuery(fromName, `${fromName} is required for an export (ISO 8601 with a zone, epoch ms or now-<duration>)`);
-  if (to === undefined || to === '') throw invalidQuery(toName, `${toName} is required for an export (ISO 8601 with a zone, epoch ms or now)`);
+  if (from === undefined || from === '')
+    throw invalidQuery(
+      fromName,
+      `${fromName} is required for an export (ISO 8601 with a zone, epoch ms or now-<duration>)`,
+    );
+  if (to === undefined || to === '')
+    throw invalidQuery(toName, `${toName} is required for an export (ISO 8601 with a zone, epoch ms or now)`);
   let range: TimeRange;
   try {
     range = parseRange({ from, to }, now);
@@ -45,19 +67,27 @@ export function parseExportSpec(input: Record<string, unknown>, now: number, lim
   const one = str(input.metric);
   if (one) metrics = [one];
   else if (input.metrics !== undefined && input.metrics !== '') {
-    const list = (Array.isArray(input.metrics) ? input.metrics : [input.metrics]).flatMap((m) => (typeof m === 'string' ? m.split(',') : [m]));
-    if (!list.every((m) => typeof m === 'string' && m.trim() !== '')) throw invalidQuery('metrics', 'metrics must be metric names, comma-separated or as a list');
+    const list = (Array.isArray(input.metrics) ? input.metrics : [input.metrics]).flatMap((m) =>
+      typeof m === 'string' ? m.split(',') : [m],
+    );
+    if (!list.every((m) => typeof m === 'string' && m.trim() !== ''))
+      throw invalidQuery('metrics', 'metrics must be metric names, comma-separated or as a list');
     metrics = [...new Set((list as string[]).map((m) => m.trim()))];
     if (metrics.length > MAX_METRICS) throw invalidQuery('metrics', `at most ${MAX_METRICS} metrics per export`);
   } else if (opts.allowAllMetrics) metrics = null;
   else throw invalidQuery('metric', 'metric is required');
   if (input.metric !== undefined && !one) throw invalidQuery('metric', 'metric must be a string');
   const source = input.source === undefined || input.source === '' ? undefined : str(input.source);
-  if (input.source !== undefined && input.source !== '' && source === undefined) throw invalidQuery('source', 'source must be a string');
+  if (input.source !== undefined && input.source !== '' && source === undefined)
+    throw invalidQuery('source', 'source must be a string');
   let buckets: ExportSpec['buckets'];
   if (input.granularity !== undefined && input.granularity !== '') {
     const g = parseGranularity(input.granularity, range, limits);
-    buckets = { granularityMs: g.ms, granularity: g.label, aggregation: parseEnum(input.aggregation, AGGREGATIONS, 'aggregation', 'avg') };
+    buckets = {
+      granularityMs: g.ms,
+      granularity: g.label,
+      aggregation: parseEnum(input.aggregation, AGGREGATIONS, 'aggregation', 'avg'),
+    };
   } else if (input.aggregation !== undefined && input.aggregation !== '') {
     throw invalidQuery('aggregation', 'aggregation applies to buckets: give a granularity too (granularity=5m)');
   }

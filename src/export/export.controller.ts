@@ -10,7 +10,10 @@ export class ExportController {
   constructor(private readonly exports: ExportService) {}
 
   private send(reply: FastifyReply, x: StreamedExport): void {
-    reply.header('Content-Type', x.contentType).header('Content-Disposition', `attachment; filename="${x.fileName}"`).send(x.body);
+    reply
+      .header('Content-Type', x.contentType)
+      .header('Content-Disposition', `attachment; filename="${x.fileName}"`)
+      .send(x.body);
     this.exports.watch(x, reply.raw, `${reply.request.ip}:${reply.request.socket.remotePort ?? '?'}`);
   }
 
@@ -32,7 +35,10 @@ export class ExportController {
   @Post('metrics/exports')
   @Access('read')
   @HttpCode(202)
-  @ApiOperation({ summary: 'Starts an asynchronous export (same parameters as GET /metrics/export, or metrics: [...]); follow status_url, then download_url' })
+  @ApiOperation({
+    summary:
+      'Starts an asynchronous export (same parameters as GET /metrics/export, or metrics: [...]); follow status_url, then download_url',
+  })
   start(@Body() body: unknown) {
     return this.exports.start(body);
   }
@@ -60,7 +66,10 @@ export class ExportController {
 
   @Get('export/metrics')
   @Access('read')
-  @ApiOperation({ summary: 'The reference form (collector-api.md, first half): start_date, end_date, format (json|csv|ndjson|parquet), metrics (comma-separated; all when absent)' })
+  @ApiOperation({
+    summary:
+      'The reference form (collector-api.md, first half): start_date, end_date, format (json|csv|ndjson|parquet), metrics (comma-separated; all when absent)',
+  })
   @ApiQuery({ name: 'start_date', required: true })
   @ApiQuery({ name: 'end_date', required: true })
   @ApiQuery({ name: 'format', required: false })

@@ -5,5 +5,10 @@ import { ExportRepository } from './export.repository.js';
 import { ExportService } from './export.service.js';
 import { PointReader } from './point-reader.js';
 
-@Module({ imports: [QueryModule], controllers: [ExportController], providers: [PointReader, ExportRepository, ExportService], exports: [PointReader] })
+@Module({
+  imports: [QueryModule],
+  controllers: [ExportController],
+  providers: [PointReader, ExportRepository, ExportService],
+  exports: [PointReader],
+})
 export class ExportModule {}

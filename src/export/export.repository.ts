@@ -18,7 +18,8 @@ export interface ExportRow {
   expires_at: Date | null;
 }
 
-const COLUMNS = 'id, status, format, request, instance, file_name, records_count, file_size_bytes, progress, error, created_at, started_at, finished_at, expires_at';
+const COLUMNS =
+  'id, status, format, request, instance, file_name, records_count, file_size_bytes, progress, error, created_at, started_at, finished_at, expires_at';
 
 /** The `exports` table (asynchronous exports) and the series lookups exports need. */
 @Injectable()
@@ -27,11 +28,19 @@ export class ExportRepository {
 
   /** Every series id, for an export of all metrics (at most `limit` + 1). */
   async allSeriesIds(limit: number): Promise<number[]> {
-    const r = await this.database.readPool.query<{ id: number }>('SELECT id FROM series ORDER BY id LIMIT $1', [limit + 1]);
+    const r = await this.database.readPool.query<{ id: number }>('SELECT id FROM series ORDER BY id LIMIT $1', [
+      limit + 1,
+    ]);
     return r.rows.map((x) => x.id);
   }
 
-  async create(id: string, format: string, request: Record<string, unknown>, instance: string, fileName: string): Promise<ExportRow> {
+  async create(
+    id: string,
+    format: string,
+    request: Record<string, unknown>,
+    instance: string,
+    fileName: string,
+  ): Promise<ExportRow> {
     const r = await this.database.readPool.query<ExportRow>(
       `INSERT INTO exports (id, status, format, request, instance, file_name) VALUES ($1, 'pending', $2, $3, $4, $5) RETURNING ${COLUMNS}`,
       [id, format, JSON.stringify(request), instance, fileName],
@@ -45,7 +54,10 @@ export class ExportRepository {
   }
 
   async list(limit: number): Promise<ExportRow[]> {
-    const r = await this.database.readPool.query<ExportRow>(`SELECT ${COLUMNS} FROM exports ORDER BY created_at DESC LIMIT $1`, [limit]);
+    const r = await this.database.readPool.query<ExportRow>(
+      `SELECT ${COLUMNS} FROM exports ORDER BY created_at DESC LIMIT $1`,
+      [limit],
+    );
     return r.rows;
   }
 
@@ -54,7 +66,11 @@ export class ExportRepository {
   }
 
   async progress(id: string, records: number, progress: number): Promise<void> {
-    await this.database.readPool.query('UPDATE exports SET records_count = $2, progress = $3 WHERE id = $1', [id, records, progress]);
+    await this.database.readPool.query('UPDATE exports SET records_count = $2, progress = $3 WHERE id = $1', [
+      id,
+      records,
+      progress,
+    ]);
   }
 
   async completed(id: string, records: number, bytes: number, ttlMs: number): Promise<void> {

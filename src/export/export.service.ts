@@ -83,7 +83,9 @@ export class ExportService implements OnModuleInit {
       every: () => 3_600_000,
       run: async ({ client }) => {
         const gone = await this.repo.deleteExpired(client);
-        for (const g of gone) if (g.file_name && g.instance.startsWith(`${hostname()}:`)) await fs.rm(this.filePath(g.id, g.file_name), { force: true });
+        for (const g of gone)
+          if (g.file_name && g.instance.startsWith(`${hostname()}:`))
+            await fs.rm(this.filePath(g.id, g.file_name), { force: true });
         return { deleted: gone.length };
       },
     });
@@ -93,13 +95,23 @@ export class ExportService implements OnModuleInit {
 
   /** `headersOnly` (HEAD): what GET would answer, validated the same way, without running the export. */
   async stream(input: Record<string, unknown>, opts: { headersOnly?: boolean } = {}): Promise<StreamedExport> {
-    const spec = parseExportSpec(input, Date.now(), this.queries.limits, { defaultFormat: 'csv', allowAllMetrics: false });
+    const spec = parseExportSpec(input, Date.now(), this.queries.limits, {
+      defaultFormat: 'csv',
+      allowAllMetrics: false,
+    });
     const sel = await this.select(spec);
-    if (opts.headersOnly) return { fileName: sel.fileName, contentType: sel.encoder.contentType, body: Readable.from([]) };
+    if (opts.headersOnly)
+      return { fileName: sel.fileName, contentType: sel.encoder.contentType, body: Readable.from([]) };
     if (!this.tryAcquire()) {
-      throw serviceUnavailable(`${this.config.analytics.exportMaxConcurrent} exports are running (EXPORT_MAX_CONCURRENT); retry shortly or use POST /api/v1/metrics/exports`, 5);
+      throw serviceUnavailable(
+        `${this.config.analytics.exportMaxConcurrent} exports are running (EXPORT_MAX_CONCURRENT); retry shortly or use POST /api/v1/metrics/exports`,
+        5,
+      );
     }
-    const body = releasingStream((signal) => this.bytes(sel, () => undefined, signal), () => this.release());
+    const body = releasingStream(
+      (signal) => this.bytes(sel, () => undefined, signal),
+      () => this.release(),
+    );
     return { fileName: sel.fileName, contentType: sel.encoder.contentType, body };
   }
 
@@ -112,7 +124,9 @@ export class ExportService implements OnModuleInit {
     const limitMs = this.config.analytics.exportStallMs;
     cutOffWhenStalled(res, limitMs, (sent) => {
       this.cutOff++;
-      this.logger.warn(`download of ${x.fileName} to ${client} cut off: the client took no bytes for ${limitMs / 1000} s (EXPORT_STALL_SECONDS) after ${sent} bytes`);
+      this.logger.warn(
+        `download of ${x.fileName} to ${client} cut off: the client took no bytes for ${limitMs / 1000} s (EXPORT_STALL_SECONDS) after ${sent} bytes`,
+      );
       x.body.destroy();
     });
   }
@@ -121,14 +135,23 @@ export class ExportService implements OnModuleInit {
 
   /** POST /metrics/exports: starts an export and answers at once (202) with where to follow it. */
   async start(body: unknown) {
-    const spec = parseExportSpec((body ?? {}) as Record<string, unknown>, Date.now(), this.queries.limits, { defaultFormat: 'csv', allowAllMetrics: true });
+    const spec = parseExportSpec((body ?? {}) as Record<string, unknown>, Date.now(), this.queries.limits, {
+      defaultFormat: 'csv',
+      allowAllMetrics: true,
+    });
     const row = await this.launch(spec, body as Record<string, unknown>);
     return this.describe(row);
   }
 
   /** The reference's GET /export/metrics: starts an export, waits a few seconds; completed → 200, else 202 with progress. */
-  async startAndWait(query: Record<string, unknown>): Promise<{ status: number; body: ReturnType<ExportService['describe']> }> {
-    const spec = parseExportSpec(query, Date.now(), this.queries.limits, { defaultFormat: 'json', allowAllMetrics: true, rangeNames: ['start_date', 'end_date'] });
+  async startAndWait(
+    query: Record<string, unknown>,
+  ): Promise<{ status: number; body: ReturnType<ExportService['describe']> }> {
+    const spec = parseExportSpec(query, Date.now(), this.queries.limits, {
+      defaultFormat: 'json',
+      allowAllMetrics: true,
+      rangeNames: ['start_date', 'end_date'],
+    });
     const row = await this.launch(spec, query);
     const run = this.running.get(row.id);
     if (run) await Promise.race([run, new Promise((r) => setTimeout(r, SYNC_WAIT_MS).unref())]);
@@ -150,13 +173,22 @@ export class ExportService implements OnModuleInit {
   async download(id: string): Promise<StreamedExport> {
     const row = await this.repo.get(id);
     if (!row) throw notFound(`No export ${id}`, { export_id: id });
-    if (row.status === 'failed') throw new ApiError(409, 'CONFLICT', `Export ${id} failed: ${row.error}`, { export_id: id, status: row.status });
-    if (row.status !== 'completed') throw new ApiError(409, 'CONFLICT', `Export ${id} is ${row.status} (${Math.round(row.progress * 100)}%); download it once completed`, { export_id: id, status: row.status, progress: row.progress });
+    if (row.status === 'failed')
+      throw new ApiError(409, 'CONFLICT', `Export ${id} failed: ${row.error}`, { export_id: id, status: row.status });
+    if (row.status !== 'completed')
+      throw new ApiError(
+        409,
+        'CONFLICT',
+        `Export ${id} is ${row.status} (${Math.round(row.progress * 100)}%); download it once completed`,
+        { export_id: id, status: row.status, progress: row.progress },
+      );
     const path = this.filePath(row.id, row.file_name!);
     try {
       await fs.access(path);
     } catch {
-      throw notFound(`The file of export ${id} is not on this instance (${row.instance}) or has expired`, { export_id: id });
+      throw notFound(`The file of export ${id} is not on this instance (${row.instance}) or has expired`, {
+        export_id: id,
+      });
     }
     const encoder = encoderFor(row.format as ExportSpec['format'], { withMetric: false, tagKeys: [] });
     return { fileName: row.file_name!, contentType: encoder.contentType, body: createReadStream(path) };
@@ -235,14 +267,23 @@ export class ExportService implements OnModuleInit {
     if (spec.metrics === null) {
       ids = await this.repo.allSeriesIds(max);
     } else {
-      const parts = await Promise.all(spec.metrics.map((metric) => this.queries.matchingSeries({ metric, source: spec.source, tags: spec.tags })));
+      const parts = await Promise.all(
+        spec.metrics.map((metric) => this.queries.matchingSeries({ metric, source: spec.source, tags: spec.tags })),
+      );
       ids = [...new Set(parts.flat())].sort((a, b) => a - b);
     }
-    if (ids.length > max) throw invalidQuery('metric', `The export matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`, { max_series: max });
+    if (ids.length > max)
+      throw invalidQuery(
+        'metric',
+        `The export matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`,
+        { max_series: max },
+      );
     const series = ids.length ? await this.reader.seriesInfo(ids) : new Map<number, SeriesInfo>();
     if (spec.metrics === null) {
       // Every metric: the same source and tag filters as a selector, applied to the series rows.
-      const keep = (s: SeriesInfo) => (spec.source === undefined || s.source === spec.source) && spec.tags.every((f) => f.values.includes(s.tags[f.key]));
+      const keep = (s: SeriesInfo) =>
+        (spec.source === undefined || s.source === spec.source) &&
+        spec.tags.every((f) => f.values.includes(s.tags[f.key]));
       ids = ids.filter((id) => series.has(id) && keep(series.get(id)!));
       const kept = new Set(ids);
       for (const id of [...series.keys()]) if (!kept.has(id)) series.delete(id);
@@ -254,13 +295,21 @@ export class ExportService implements OnModuleInit {
   }
 
   /** The export's bytes, chunk by chunk; `progress(records, fraction)` after each chunk. */
-  private async *bytes(sel: Selection, progress: (records: number, fraction: number) => void, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  private async *bytes(
+    sel: Selection,
+    progress: (records: number, fraction: number) => void,
+    signal?: AbortSignal,
+  ): AsyncGenerator<Buffer> {
     const { spec, ids, series, encoder } = sel;
     yield encoder.begin();
     let records = 0;
     const span = Math.max(1, spec.to - spec.from);
     if (!spec.buckets) {
-      for await (const chunk of this.reader.stream(ids, spec.from, spec.to, { order: 'time', timeoutMs: this.config.analytics.exportTimeoutMs, signal })) {
+      for await (const chunk of this.reader.stream(ids, spec.from, spec.to, {
+        order: 'time',
+        timeoutMs: this.config.analytics.exportTimeoutMs,
+        signal,
+      })) {
         records += chunk.length;
         const out = encoder.encode(chunk, series);
         progress(records, Math.min(1, (chunk.times[chunk.length - 1] - spec.from) / span));
@@ -306,7 +355,8 @@ export class ExportService implements OnModuleInit {
 
   private release(): void {
     const next = this.waiting.shift();
-    if (next) next(); // the slot passes straight to the next waiting export
+    if (next)
+      next(); // the slot passes straight to the next waiting export
     else this.active--;
   }
 }

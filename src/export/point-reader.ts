@@ -35,7 +35,10 @@ export class PointReader {
   constructor(private readonly database: Database) {}
 
   async seriesInfo(ids: readonly number[]): Promise<Map<number, SeriesInfo>> {
-    const r = await this.database.readPool.query<SeriesInfo>('SELECT id, metric, source, tags, unit FROM series WHERE id = ANY($1::int[]) ORDER BY id', [ids]);
+    const r = await this.database.readPool.query<SeriesInfo>(
+      'SELECT id, metric, source, tags, unit FROM series WHERE id = ANY($1::int[]) ORDER BY id',
+      [ids],
+    );
     return new Map(r.rows.map((s) => [s.id, s]));
   }
 
@@ -57,7 +60,8 @@ export class PointReader {
     try {
       signal?.throwIfAborted();
       await client.query('BEGIN READ ONLY');
-      if (opts.timeoutMs !== undefined && !this.database.info.pglite) await client.query(`SET LOCAL statement_timeout = ${Math.floor(opts.timeoutMs)}`);
+      if (opts.timeoutMs !== undefined && !this.database.info.pglite)
+        await client.query(`SET LOCAL statement_timeout = ${Math.floor(opts.timeoutMs)}`);
       signal?.throwIfAborted();
       const decoder = new CopyBinaryDecoder();
       const copy = client.query(copyTo(sql));

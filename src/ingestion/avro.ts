@@ -51,16 +51,24 @@ const MAGIC = Buffer.from('Obj\x01', 'latin1');
 /** The Content-Types of Avro bodies: `avro/binary` (the Avro specification's HTTP transport) and `application/avro`. */
 export const AVRO_CONTENT_TYPES = ['avro/binary', 'application/avro'];
 
-const bad = (message: string, details: Record<string, unknown> = {}) => invalidRequest(`Avro body: ${message}`, { field: 'body', format: 'avro', ...details });
+const bad = (message: string, details: Record<string, unknown> = {}) =>
+  invalidRequest(`Avro body: ${message}`, { field: 'body', format: 'avro', ...details });
 
 /** An Avro body (either form) → the records it holds, at most INGEST_MAX_POINTS_PER_REQUEST of them. */
 export function readAvroMetrics(body: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecodedBytes: number): unknown[] {
   if (body.length === 0) throw bad('the body is empty');
-  return body.length >= 4 && body.subarray(0, 4).equals(MAGIC) ? readContainer(body, ctx, maxDecodedBytes) : readArray(body, ctx);
+  return body.length >= 4 && body.subarray(0, 4).equals(MAGIC)
+    ? readContainer(body, ctx, maxDecodedBytes)
+    : readArray(body, ctx);
 }
 
 /** The records of an Avro body for app `appId` → a PointBatch, with the JSON body's rules and error fields (`metrics[3].value`). */
-export function decodeAvroMetrics(appId: string, body: Buffer, ctx: DecodeContext, maxDecodedBytes: number): PointBatch {
+export function decodeAvroMetrics(
+  appId: string,
+  body: Buffer,
+  ctx: DecodeContext,
+  maxDecodedBytes: number,
+): PointBatch {
   return decodeAppMetrics(appId, { metrics: readAvroMetrics(body, ctx, maxDecodedBytes) }, ctx);
 }
 
@@ -75,7 +83,11 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>): unknown[] {
   const records: unknown[] = [];
   let pos = 0;
   for (;;) {
-    const c = readLong(buf, pos, 'an array block count (is this an array of Metric records, or an object container file?)');
+    const c = readLong(
+      buf,
+      pos,
+      'an array block count (is this an array of Metric records, or an object container file?)',
+    );
     pos = c.offset;
     let count = c.value;
     if (count === 0) break;
@@ -86,12 +98,19 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>): unknown[] {
     if (records.length + count > ctx.limits.maxPoints) throw tooManyPoints(records.length + count, ctx.limits);
     for (let i = 0; i < count; i++) {
       const r = metricType.decode(buf, pos);
-      if (r.offset < 0) throw bad(`record ${records.length} is truncated or is not a Metric record (an array of Metric records is expected, or an object container file)`, { record: records.length, offset: pos });
+      if (r.offset < 0)
+        throw bad(
+          `record ${records.length} is truncated or is not a Metric record (an array of Metric records is expected, or an object container file)`,
+          { record: records.length, offset: pos },
+        );
       records.push(r.value);
       pos = r.offset;
     }
   }
-  if (pos !== buf.length) throw bad(`${buf.length - pos} bytes follow the end of the array of ${records.length} Metric records`, { offset: pos });
+  if (pos !== buf.length)
+    throw bad(`${buf.length - pos} bytes follow the end of the array of ${records.length} Metric records`, {
+      offset: pos,
+    });
   return records;
 }
 
@@ -102,13 +121,16 @@ function readContainer(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecod
   const meta = h.value.meta as Record<string, Buffer>;
   const sync = h.value.sync as Buffer;
   const codec = (meta['avro.codec'] ?? Buffer.from('null')).toString();
-  if (codec !== 'null' && codec !== 'deflate' && codec !== 'snappy') throw bad(`codec ${JSON.stringify(codec)} is not supported (null, deflate or snappy)`);
+  if (codec !== 'null' && codec !== 'deflate' && codec !== 'snappy')
+    throw bad(`codec ${JSON.stringify(codec)} is not supported (null, deflate or snappy)`);
   let resolver: ReturnType<typeof metricType.createResolver>;
   try {
     const writer = avro.Type.forSchema(JSON.parse((meta['avro.schema'] ?? Buffer.from('')).toString()));
     resolver = metricType.createResolver(writer);
   } catch (err) {
-    throw bad(`the file's schema cannot be read as the Metric schema (name, value, timestamp, tags, profileId): ${(err as Error).message}`);
+    throw bad(
+      `the file's schema cannot be read as the Metric schema (name, value, timestamp, tags, profileId): ${(err as Error).message}`,
+    );
   }
   const records: unknown[] = [];
   let decoded = 0;
@@ -119,9 +141,11 @@ function readContainer(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecod
     const count = c.value;
     const size = s.value;
     const start = s.offset;
-    if (count < 0 || size < 0 || start + size + 16 > buf.length) throw bad(`block ${block} is truncated`, { block, offset: pos });
+    if (count < 0 || size < 0 || start + size + 16 > buf.length)
+      throw bad(`block ${block} is truncated`, { block, offset: pos });
     if (records.length + count > ctx.limits.maxPoints) throw tooManyPoints(records.length + count, ctx.limits);
-    if (!buf.subarray(start + size, start + size + 16).equals(sync)) throw bad(`block ${block} does not end with the file's sync marker`, { block });
+    if (!buf.subarray(start + size, start + size + 16).equals(sync))
+      throw bad(`block ${block} does not end with the file's sync marker`, { block });
     const data = decompress(codec, buf.subarray(start, start + size), maxDecodedBytes - decoded, block);
     decoded += data.length;
     let at = 0;
@@ -131,7 +155,8 @@ function readContainer(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecod
       records.push(r.value);
       at = r.offset;
     }
-    if (at !== data.length) throw bad(`block ${block} holds ${data.length - at} bytes after its ${count} records`, { block });
+    if (at !== data.length)
+      throw bad(`block ${block} holds ${data.length - at} bytes after its ${count} records`, { block });
     pos = start + size + 16;
   }
   return records;
@@ -139,7 +164,12 @@ function readContainer(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecod
 
 function decompress(codec: string, data: Buffer, room: number, block: number): Buffer {
   const tooLarge = () =>
-    new ApiError(413, 'PAYLOAD_TOO_LARGE', `Avro body decompresses to more than ${Math.max(0, room)} more bytes in block ${block} (INGEST_MAX_BODY_BYTES)`, { limit: 'INGEST_MAX_BODY_BYTES' });
+    new ApiError(
+      413,
+      'PAYLOAD_TOO_LARGE',
+      `Avro body decompresses to more than ${Math.max(0, room)} more bytes in block ${block} (INGEST_MAX_BODY_BYTES)`,
+      { limit: 'INGEST_MAX_BODY_BYTES' },
+    );
   if (codec === 'null') return data;
   if (codec === 'deflate') {
     try {
@@ -158,6 +188,7 @@ function decompress(codec: string, data: Buffer, room: number, block: number): B
     if (/too big/.test((err as Error).message)) throw tooLarge();
     throw bad(`block ${block} is not valid snappy data: ${(err as Error).message}`, { block });
   }
-  if ((crc32(out) >>> 0) !== data.readUInt32BE(data.length - 4)) throw bad(`block ${block} fails its snappy CRC-32 check`, { block });
+  if (crc32(out) >>> 0 !== data.readUInt32BE(data.length - 4))
+    throw bad(`block ${block} fails its snappy CRC-32 check`, { block });
   return out;
 }

@@ -22,4 +22,5 @@ export function installBinaryBodies(fastify: FastifyInstance): void {
  * decoded size bounded by INGEST_MAX_BODY_BYTES): the preParsing hook passes it through on that
  * route only, and refuses it elsewhere like any other unknown encoding.
  */
-export const passesSnappy = (req: FastifyRequest, encoding: string): boolean => encoding === 'snappy' && req.routeOptions?.url === REMOTE_WRITE_ROUTE;
+export const passesSnappy = (req: FastifyRequest, encoding: string): boolean =>
+  encoding === 'snappy' && req.routeOptions?.url === REMOTE_WRITE_ROUTE;

@@ -2,7 +2,17 @@ import { FieldProblem, fieldErrors } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
 import { BoundedCache } from '../common/bounded-cache.js';
 import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } from '../storage/point-batch.js';
-import { DecodeContext, MAX_PROBLEMS, nameProblem, sourceProblem, tagKeyProblem, tagValueProblem, timeProblem, timeWindow, tooManyPoints } from './decode.js';
+import {
+  DecodeContext,
+  MAX_PROBLEMS,
+  nameProblem,
+  sourceProblem,
+  tagKeyProblem,
+  tagValueProblem,
+  timeProblem,
+  timeWindow,
+  tooManyPoints,
+} from './decode.js';
 
 const MAX_UNIT_LENGTH = 64;
 
@@ -51,7 +61,13 @@ export class PointCollector {
    * The batch index of a series, or undefined when it is refused (the problem is noted under
    * `field`). `tags` are given as pairs, in the sender's order; a key given twice is a problem.
    */
-  series(name: string, source: string, tags: ReadonlyArray<readonly [string, string]>, unit: string | null, field: () => string): number | undefined {
+  series(
+    name: string,
+    source: string,
+    tags: ReadonlyArray<readonly [string, string]>,
+    unit: string | null,
+    field: () => string,
+  ): number | undefined {
     const l = this.ctx.limits;
     if (tags.length > l.maxTags) {
       // Counted before the key is built: a series with 100,000 labels costs nothing more.
@@ -100,7 +116,12 @@ export class PointCollector {
   }
 
   /** Why a series is refused; undefined when valid. */
-  private seriesProblem(name: string, source: string, tags: ReadonlyArray<readonly [string, string]>, unit: string | null): string | undefined {
+  private seriesProblem(
+    name: string,
+    source: string,
+    tags: ReadonlyArray<readonly [string, string]>,
+    unit: string | null,
+  ): string | undefined {
     const l = this.ctx.limits;
     const badName = nameProblem(name, l);
     if (badName) return `metric name ${JSON.stringify(name.slice(0, 80))} ${badName}`;
@@ -115,7 +136,8 @@ export class PointCollector {
       const badValue = tagValueProblem(v, l);
       if (badValue) return `tag ${JSON.stringify(k)} ${badValue}`;
     }
-    if (unit !== null && (unit.length > MAX_UNIT_LENGTH || !isCleanText(unit))) return `unit must be a string of at most ${MAX_UNIT_LENGTH} characters`;
+    if (unit !== null && (unit.length > MAX_UNIT_LENGTH || !isCleanText(unit)))
+      return `unit must be a string of at most ${MAX_UNIT_LENGTH} characters`;
     return undefined;
   }
 }

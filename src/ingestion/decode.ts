@@ -95,8 +95,8 @@ export class KnownSeriesIndex {
 
 let batchCounter = 0;
 
-const NAME = /^[A-Za-z_][A-Za-z0-9_.:\-]*$/;
-const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.\-]*$/;
+const NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
+const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const RESERVED_TAG_KEYS = new Set(['constructor', 'prototype']);
 const MAX_UNIT_LENGTH = 64;
 export const MAX_PROBLEMS = 20;
@@ -126,14 +126,16 @@ export function tagKeyProblem(k: string, l: IngestLimits): string | undefined {
 
 /** Why a tag value is refused; undefined when valid. */
 export function tagValueProblem(v: string, l: IngestLimits): string | undefined {
-  if (v.length === 0 || v.length > l.maxTagValueLength || !isCleanText(v)) return `must be 1 to ${l.maxTagValueLength} characters of valid Unicode without NUL`;
+  if (v.length === 0 || v.length > l.maxTagValueLength || !isCleanText(v))
+    return `must be 1 to ${l.maxTagValueLength} characters of valid Unicode without NUL`;
   return undefined;
 }
 
 /** Why a source is refused; undefined when valid. */
 export function sourceProblem(v: string, l: IngestLimits): string | undefined {
   if (v.length === 0) return 'is required and must be a non-empty string';
-  if (v.length > l.maxNameLength || !isCleanText(v)) return `must be at most ${l.maxNameLength} characters of valid Unicode without control characters`;
+  if (v.length > l.maxNameLength || !isCleanText(v))
+    return `must be at most ${l.maxNameLength} characters of valid Unicode without control characters`;
   return undefined;
 }
 
@@ -153,10 +155,13 @@ export function timeProblem(ms: number, window: { min: number; max: number }, l:
 
 /** 413 when a request holds more points than INGEST_MAX_POINTS_PER_REQUEST. */
 export function tooManyPoints(n: number, limits: IngestLimits) {
-  return payloadTooLarge(`Too many points in one request: ${n} > ${limits.maxPoints} (INGEST_MAX_POINTS_PER_REQUEST); split the request`, {
-    points: n,
-    limit: limits.maxPoints,
-  });
+  return payloadTooLarge(
+    `Too many points in one request: ${n} > ${limits.maxPoints} (INGEST_MAX_POINTS_PER_REQUEST); split the request`,
+    {
+      points: n,
+      limit: limits.maxPoints,
+    },
+  );
 }
 
 class Decoder {
@@ -201,14 +206,22 @@ class Decoder {
       return;
     }
     if (source === undefined || this.problems.length > 0) return;
-    for (let i = 0; i < metrics.length && !this.full; i++) this.point(metrics[i], `${path}metrics`, i, source, batchTime);
+    for (let i = 0; i < metrics.length && !this.full; i++)
+      this.point(metrics[i], `${path}metrics`, i, source, batchTime);
   }
 
   /** `{service, metric_type, value, unit?, tags?, timestamp?}` (system-monitor-integration.md "Metrics Reporting"). */
   simple(body: Json, path: string): void {
     const source = this.source(body.service, `${path}service`);
     if (source === undefined) return;
-    this.point({ name: body.metric_type, value: body.value, unit: body.unit, tags: body.tags, timestamp: body.timestamp }, path.replace(/\.$/, ''), -1, source, this.ctx.now, 'metric_type');
+    this.point(
+      { name: body.metric_type, value: body.value, unit: body.unit, tags: body.tags, timestamp: body.timestamp },
+      path.replace(/\.$/, ''),
+      -1,
+      source,
+      this.ctx.now,
+      'metric_type',
+    );
   }
 
   /** Names a field of point `index` (-1: a single point at `prefix`) for an error message. */
@@ -231,7 +244,12 @@ class Decoder {
       return;
     }
     if (typeof value !== 'number' || !Number.isFinite(value)) {
-      this.problem(this.field(prefix, index, 'value'), typeof value === 'number' ? 'must be a finite number' : 'is required and must be a number (strings are not converted)');
+      this.problem(
+        this.field(prefix, index, 'value'),
+        typeof value === 'number'
+          ? 'must be a finite number'
+          : 'is required and must be a number (strings are not converted)',
+      );
       return;
     }
     const ts = m.timestamp;
@@ -256,7 +274,10 @@ class Decoder {
       for (const k in tags) {
         // Checked before walking the series trie: a point with 100,000 tags costs 65 steps, not 100,000 nodes.
         if (++count > this.ctx.limits.maxTags) {
-          this.problem(this.field(prefix, index, 'tags'), `has more than ${this.ctx.limits.maxTags} tags (INGEST_MAX_TAGS)`);
+          this.problem(
+            this.field(prefix, index, 'tags'),
+            `has more than ${this.ctx.limits.maxTags} tags (INGEST_MAX_TAGS)`,
+          );
           return;
         }
         const v = tags[k];
@@ -275,7 +296,15 @@ class Decoder {
         return;
       }
       const c = canonicalTags((tags as Record<string, string> | null) ?? undefined);
-      known = node.known = { key: seriesKey(name, source, c.tagsKey), metric: name, source, tags: c.tags, tagsKey: c.tagsKey, batch: 0, idx: 0 };
+      known = node.known = {
+        key: seriesKey(name, source, c.tagsKey),
+        metric: name,
+        source,
+        tags: c.tags,
+        tagsKey: c.tagsKey,
+        batch: 0,
+        idx: 0,
+      };
     }
     if (known.batch !== this.batch) {
       known.batch = this.batch;
@@ -296,7 +325,8 @@ class Decoder {
   }
 
   source(v: unknown, field: string): string | undefined {
-    const problem = typeof v === 'string' ? sourceProblem(v, this.ctx.limits) : 'is required and must be a non-empty string';
+    const problem =
+      typeof v === 'string' ? sourceProblem(v, this.ctx.limits) : 'is required and must be a non-empty string';
     if (problem) {
       this.problem(field, problem);
       return undefined;
@@ -308,13 +338,15 @@ class Decoder {
   time(v: unknown): number | string {
     let ms: number;
     if (typeof v === 'string') {
-      if (v === this.lastTsText) ms = this.lastTsMs; // points of one scrape share their timestamp
+      if (v === this.lastTsText)
+        ms = this.lastTsMs; // points of one scrape share their timestamp
       else {
         ms = parseIsoTimestamp(v);
         this.lastTsText = v;
         this.lastTsMs = ms;
       }
-      if (Number.isNaN(ms)) return 'must be an ISO 8601 date-time with a zone (2024-01-15T10:30:00Z) or epoch milliseconds';
+      if (Number.isNaN(ms))
+        return 'must be an ISO 8601 date-time with a zone (2024-01-15T10:30:00Z) or epoch milliseconds';
     } else if (typeof v === 'number') {
       const r = epochToMs(v, this.ctx.precision);
       if (typeof r === 'string') return r;
@@ -326,7 +358,11 @@ class Decoder {
   }
 
   /** Why a new series is refused, as [field relative to the point, message]; undefined when valid. */
-  private seriesProblem(name: string, tags: Record<string, string> | undefined | null, nameField: string): [string, string] | undefined {
+  private seriesProblem(
+    name: string,
+    tags: Record<string, string> | undefined | null,
+    nameField: string,
+  ): [string, string] | undefined {
     const l = this.ctx.limits;
     const bad = nameProblem(name, l);
     if (bad) return [nameField, bad];
@@ -411,7 +447,8 @@ export function decodeAppMetrics(appId: string, body: unknown, ctx: DecodeContex
       const m = metrics[i];
       if (isObject(m) && m.profileId !== undefined) {
         if (typeof m.profileId !== 'string') d.problem(`metrics[${i}].profileId`, 'must be a string');
-        else if (m.tags === undefined || m.tags === null || isObject(m.tags)) m.tags = { ...(m.tags ?? {}), profileId: m.profileId };
+        else if (m.tags === undefined || m.tags === null || isObject(m.tags))
+          m.tags = { ...(m.tags ?? {}), profileId: m.profileId };
       }
       d.point(m, 'metrics', i, source, ctx.now);
     }

@@ -4,7 +4,12 @@ import { IngestionService } from './ingestion.service.js';
 import { Access } from '../auth/access.js';
 import { AVRO_CONTENT_TYPES } from './avro.js';
 
-const precisionDoc = { name: 'precision', required: false, enum: ['s', 'ms', 'us', 'ns'], description: 'Unit of numeric timestamps (default ms)' };
+const precisionDoc = {
+  name: 'precision',
+  required: false,
+  enum: ['s', 'ms', 'us', 'ns'],
+  description: 'Unit of numeric timestamps (default ms)',
+};
 
 @ApiTags('ingest')
 @Controller()
@@ -14,7 +19,10 @@ export class IngestionController {
   @Post('api/v1/metrics')
   @Access('ingest')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Submit metrics: {source, timestamp?, metrics: [{name, value, unit?, tags?, timestamp?}]} or {service, metric_type, value}' })
+  @ApiOperation({
+    summary:
+      'Submit metrics: {source, timestamp?, metrics: [{name, value, unit?, tags?, timestamp?}]} or {service, metric_type, value}',
+  })
   @ApiQuery(precisionDoc)
   @ApiBody({ schema: { type: 'object' } })
   submit(@Body() body: unknown, @Query('precision') precision?: string) {

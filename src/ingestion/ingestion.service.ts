@@ -11,7 +11,15 @@ import { decodeAvroMetrics } from './avro.js';
 import type { ValidatedSeries } from './collect.js';
 import { decodeOtlp, otlpProtobufToJson, otlpResponse } from './otlp.js';
 import { decodeRemoteWrite, remoteWriteVersionProblem, unsnappy } from './remote-write.js';
-import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext, IngestLimits, KnownSeriesIndex, sourceProblem } from './decode.js';
+import {
+  decodeAppMetrics,
+  decodeBatches,
+  decodeSubmission,
+  DecodeContext,
+  IngestLimits,
+  KnownSeriesIndex,
+  sourceProblem,
+} from './decode.js';
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
 
 /** What a line-protocol write stored (InfluxDB answers 204 without a body; these go in headers). */
@@ -70,7 +78,8 @@ export class IngestionService {
   /** JSON (`app_v2`), or Avro when the body came as bytes (`avro`: avro.ts). */
   submitApp(appId: string, body: unknown): Promise<IngestReply> {
     const ctx = this.context('ms');
-    if (Buffer.isBuffer(body)) return this.store(decodeAvroMetrics(appId, body, ctx, this.config.ingest.maxBodyBytes), ctx.now, 'avro');
+    if (Buffer.isBuffer(body))
+      return this.store(decodeAvroMetrics(appId, body, ctx, this.config.ingest.maxBodyBytes), ctx.now, 'avro');
     return this.store(decodeAppMetrics(appId, body, ctx), ctx.now, 'app_v2');
   }
 
@@ -78,7 +87,13 @@ export class IngestionService {
    * InfluxDB line protocol (`/api/v2/write`, `/write`): `source` is the bucket or database,
    * `parameter` its query parameter's name for errors. Resolves after the commit.
    */
-  async writeLineProtocol(body: string | Buffer, source: string, parameter: string, precision: LineProtocolPrecision, protocol: 'influx_v2' | 'influx_v1'): Promise<LineProtocolReply> {
+  async writeLineProtocol(
+    body: string | Buffer,
+    source: string,
+    parameter: string,
+    precision: LineProtocolPrecision,
+    protocol: 'influx_v2' | 'influx_v1',
+  ): Promise<LineProtocolReply> {
     const bad = sourceProblem(source, this.limits);
     if (bad) throw invalidQuery(parameter, `${parameter} ${bad}`);
     const ctx = this.context(undefined);
@@ -98,9 +113,17 @@ export class IngestionService {
     if (version) throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', version, { header: 'content-type' });
     const encoding = header('content-encoding');
     if (encoding !== undefined && encoding !== 'snappy') {
-      throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', `Remote write bodies are snappy-compressed (Content-Encoding: snappy), not ${encoding}`, { header: 'content-encoding' });
+      throw new ApiError(
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        `Remote write bodies are snappy-compressed (Content-Encoding: snappy), not ${encoding}`,
+        { header: 'content-encoding' },
+      );
     }
-    if (!Buffer.isBuffer(body) || body.length === 0) throw invalidRequest('Remote write body is empty: a snappy-compressed prometheus.WriteRequest is expected', { field: 'body' });
+    if (!Buffer.isBuffer(body) || body.length === 0)
+      throw invalidRequest('Remote write body is empty: a snappy-compressed prometheus.WriteRequest is expected', {
+        field: 'body',
+      });
     const ctx = this.context(undefined);
     const { batch, skipped } = decodeRemoteWrite(unsnappy(body, this.config.ingest.maxBodyBytes), ctx, this.validated);
     await this.store(batch, ctx.now, 'remote_write');
@@ -112,7 +135,7 @@ export class IngestionService {
    * ExportMetricsServiceResponse in the request's encoding (partial_success for points not stored).
    */
   async otlp(body: unknown, protobuf: boolean): Promise<Buffer | Json> {
-    const request = protobuf ? otlpProtobufToJson(Buffer.isBuffer(body) ? body : Buffer.alloc(0)) : body ?? {};
+    const request = protobuf ? otlpProtobufToJson(Buffer.isBuffer(body) ? body : Buffer.alloc(0)) : (body ?? {});
     const ctx = this.context(undefined);
     const result = decodeOtlp(request, ctx, this.validated);
     await this.store(result.batch, ctx.now, 'otlp');
@@ -126,7 +149,10 @@ export class IngestionService {
       throw invalidQuery('precision', `precision must be one of ${PRECISIONS.join(', ')}`);
     }
     // Retention follows PUT /api/v1/config: read it per request.
-    const limits = this.limits.retentionDays === this.config.retentionDays ? this.limits : { ...this.limits, retentionDays: this.config.retentionDays };
+    const limits =
+      this.limits.retentionDays === this.config.retentionDays
+        ? this.limits
+        : { ...this.limits, retentionDays: this.config.retentionDays };
     return { now: Date.now(), precision: precision as Precision | undefined, limits, known: this.known };
   }
 

@@ -19,7 +19,8 @@ function param(q: QueryParams, name: string): string | undefined {
 
 function required(q: QueryParams, name: string, what: string): string {
   const v = param(q, name);
-  if (v === undefined || v === '') throw invalidQuery(name, `${name} is required: the ${what} to write to (it becomes the source of the points)`);
+  if (v === undefined || v === '')
+    throw invalidQuery(name, `${name} is required: the ${what} to write to (it becomes the source of the points)`);
   return v;
 }
 
@@ -27,7 +28,11 @@ function precision(q: QueryParams, accepted: Readonly<Record<string, LineProtoco
   const v = param(q, 'precision');
   if (v === undefined || v === '') return 'ns';
   const p = Object.hasOwn(accepted, v) ? accepted[v] : undefined;
-  if (!p) throw invalidQuery('precision', `precision must be one of ${Object.keys(accepted).join(', ')} (got ${JSON.stringify(v.slice(0, 16))})`);
+  if (!p)
+    throw invalidQuery(
+      'precision',
+      `precision must be one of ${Object.keys(accepted).join(', ')} (got ${JSON.stringify(v.slice(0, 16))})`,
+    );
   return p;
 }
 
@@ -43,7 +48,12 @@ function done(reply: FastifyReply, r: LineProtocolReply): void {
   if (r.skippedStringFields > 0) reply.header('X-Timescope-String-Fields-Skipped', String(r.skippedStringFields));
 }
 
-const precisionDoc = (values: string[]) => ({ name: 'precision', required: false, enum: values, description: 'Unit of the timestamps (default ns)' });
+const precisionDoc = (values: string[]) => ({
+  name: 'precision',
+  required: false,
+  enum: values,
+  description: 'Unit of the timestamps (default ns)',
+});
 
 /**
  * InfluxDB's write endpoints (v2 and 1.x), for Telegraf, the InfluxDB client libraries and
@@ -58,29 +68,46 @@ export class LineProtocolController {
   @Post('api/v2/write')
   @Access('ingest', { contentTypes: LINE_PROTOCOL_CONTENT_TYPES })
   @HttpCode(204)
-  @ApiOperation({ summary: 'InfluxDB v2 write: line protocol; the bucket is the source; metric = <measurement>_<field>. Authorization: Token <key>' })
+  @ApiOperation({
+    summary:
+      'InfluxDB v2 write: line protocol; the bucket is the source; metric = <measurement>_<field>. Authorization: Token <key>',
+  })
   @ApiQuery({ name: 'bucket', required: true, description: 'Becomes the source of every point' })
   @ApiQuery({ name: 'org', required: false, description: 'Accepted and ignored' })
   @ApiQuery(precisionDoc(Object.keys(V2_PRECISIONS)))
   @ApiConsumes('text/plain')
   @ApiBody({ schema: { type: 'string', example: 'cpu,host=a usage_user=12.5,usage_system=3i 1705314600000000000' } })
   @ApiResponse({ status: 204, description: 'Committed' })
-  async writeV2(@Body() body: unknown, @Query() q: QueryParams, @Res({ passthrough: true }) reply: FastifyReply): Promise<void> {
+  async writeV2(
+    @Body() body: unknown,
+    @Query() q: QueryParams,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<void> {
     const bucket = required(q, 'bucket', 'bucket');
-    done(reply, await this.ingestion.writeLineProtocol(text(body), bucket, 'bucket', precision(q, V2_PRECISIONS), 'influx_v2'));
+    done(
+      reply,
+      await this.ingestion.writeLineProtocol(text(body), bucket, 'bucket', precision(q, V2_PRECISIONS), 'influx_v2'),
+    );
   }
 
   @Post('write')
   @Access('ingest', { contentTypes: LINE_PROTOCOL_CONTENT_TYPES })
   @HttpCode(204)
-  @ApiOperation({ summary: 'InfluxDB 1.x write: line protocol; the database is the source. Key as Basic password or Token; ?u=&p= are not read' })
+  @ApiOperation({
+    summary:
+      'InfluxDB 1.x write: line protocol; the database is the source. Key as Basic password or Token; ?u=&p= are not read',
+  })
   @ApiQuery({ name: 'db', required: true, description: 'Becomes the source of every point' })
   @ApiQuery({ name: 'rp', required: false, description: 'Accepted and ignored (retention is METRICS_RETENTION_DAYS)' })
   @ApiQuery(precisionDoc(Object.keys(V1_PRECISIONS)))
   @ApiConsumes('text/plain')
   @ApiBody({ schema: { type: 'string', example: 'cpu,host=a value=12.5 1705314600' } })
   @ApiResponse({ status: 204, description: 'Committed' })
-  async writeV1(@Body() body: unknown, @Query() q: QueryParams, @Res({ passthrough: true }) reply: FastifyReply): Promise<void> {
+  async writeV1(
+    @Body() body: unknown,
+    @Query() q: QueryParams,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<void> {
     const db = required(q, 'db', 'database');
     done(reply, await this.ingestion.writeLineProtocol(text(body), db, 'db', precision(q, V1_PRECISIONS), 'influx_v1'));
   }

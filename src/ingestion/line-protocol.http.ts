@@ -10,7 +10,12 @@ export const LINE_PROTOCOL_ROUTES: ReadonlySet<string> = new Set(['/api/v2/write
  * `application/octet-stream`. '' stands for no Content-Type header. These routes take nothing
  * else (415 from the front door, before the body is read).
  */
-export const LINE_PROTOCOL_CONTENT_TYPES = ['text/plain', 'application/octet-stream', 'application/x-www-form-urlencoded', ''];
+export const LINE_PROTOCOL_CONTENT_TYPES = [
+  'text/plain',
+  'application/octet-stream',
+  'application/x-www-form-urlencoded',
+  '',
+];
 
 /** InfluxDB's error codes (`{"code": "invalid", "message": …}`), which its clients and Telegraf read. */
 const INFLUX_CODES: Record<number, string> = {
@@ -37,7 +42,8 @@ const isLineProtocolRoute = (req: FastifyRequest) => LINE_PROTOCOL_ROUTES.has(re
 export function installLineProtocol(fastify: FastifyInstance): void {
   const parse = (req: FastifyRequest, body: string | Buffer, done: (err: Error | null, body?: unknown) => void) => {
     // The front door already refused these types on other routes; this is the second lock.
-    if (!isLineProtocolRoute(req)) return done(new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'This route takes application/json bodies'));
+    if (!isLineProtocolRoute(req))
+      return done(new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'This route takes application/json bodies'));
     done(null, body);
   };
   for (const type of LINE_PROTOCOL_CONTENT_TYPES) {
@@ -57,10 +63,18 @@ export function installLineProtocol(fastify: FastifyInstance): void {
       let message = body.error.message;
       const query = req.query as Record<string, unknown> | undefined;
       if (status === 401 && query?.p !== undefined) {
-        message += '. Credentials in ?u=&p= are not read (URLs end up in logs): send the key as the password of Basic auth, or as "Authorization: Token <key>"';
+        message +=
+          '. Credentials in ?u=&p= are not read (URLs end up in logs): send the key as the password of Basic auth, or as "Authorization: Token <key>"';
         body.error.message = message;
       }
-      done(null, JSON.stringify({ code: INFLUX_CODES[status] ?? (status >= 500 ? 'internal error' : 'invalid'), message, ...body }));
+      done(
+        null,
+        JSON.stringify({
+          code: INFLUX_CODES[status] ?? (status >= 500 ? 'internal error' : 'invalid'),
+          message,
+          ...body,
+        }),
+      );
     } catch {
       done(null, payload);
     }

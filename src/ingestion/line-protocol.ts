@@ -1,7 +1,18 @@
 import { ApiError } from '../common/errors.js';
 import { guessPrecision } from '../common/time.js';
 import { canonicalTags, PointBatch, PointBatchBuilder, seriesKey } from '../storage/point-batch.js';
-import { DecodeContext, IngestLimits, KnownSeries, MAX_PROBLEMS, nameProblem, tagKeyProblem, tagValueProblem, timeProblem, timeWindow, tooManyPoints } from './decode.js';
+import {
+  DecodeContext,
+  IngestLimits,
+  KnownSeries,
+  MAX_PROBLEMS,
+  nameProblem,
+  tagKeyProblem,
+  tagValueProblem,
+  timeProblem,
+  timeWindow,
+  tooManyPoints,
+} from './decode.js';
 
 /**
  * InfluxDB line protocol → one PointBatch, all or nothing. Pure: no NestJS, no database.
@@ -27,7 +38,16 @@ export type LineProtocolPrecision = 'ns' | 'us' | 'ms' | 's' | 'm' | 'h';
 /** The precisions of InfluxDB's v2 write API (`/api/v2/write`). */
 export const V2_PRECISIONS: Readonly<Record<string, LineProtocolPrecision>> = { ns: 'ns', us: 'us', ms: 'ms', s: 's' };
 /** The precisions of InfluxDB 1.x `/write` (`n`, `u`, `us` as InfluxDB 1.x also reads them). */
-export const V1_PRECISIONS: Readonly<Record<string, LineProtocolPrecision>> = { ns: 'ns', n: 'ns', u: 'us', us: 'us', ms: 'ms', s: 's', m: 'm', h: 'h' };
+export const V1_PRECISIONS: Readonly<Record<string, LineProtocolPrecision>> = {
+  ns: 'ns',
+  n: 'ns',
+  u: 'us',
+  us: 'us',
+  ms: 'ms',
+  s: 's',
+  m: 'm',
+  h: 'h',
+};
 
 /** Epoch milliseconds per unit of a timestamp (ns is handled apart, to keep microseconds exact). */
 const MS_PER_UNIT: Record<LineProtocolPrecision, number> = { ns: 1e-6, us: 1e-3, ms: 1, s: 1e3, m: 6e4, h: 3.6e6 };
@@ -85,18 +105,52 @@ export class LineSeriesIndex {
 const own = (s: string): string => (s.length < 13 ? s : Buffer.from(s, 'utf8').toString('utf8'));
 
 // Character codes.
-const TAB = 9, NL = 10, CR = 13, SP = 32, QUOTE = 34, HASH = 35, COMMA = 44, MINUS = 45, DOT = 46;
-const D0 = 48, D9 = 57, EQ = 61, BSL = 92, UPPER_E = 69, LOWER_E = 101, LOWER_I = 105, LOWER_U = 117;
+const TAB = 9,
+  NL = 10,
+  CR = 13,
+  SP = 32,
+  QUOTE = 34,
+  HASH = 35,
+  COMMA = 44,
+  MINUS = 45,
+  DOT = 46;
+const D0 = 48,
+  D9 = 57,
+  EQ = 61,
+  BSL = 92,
+  UPPER_E = 69,
+  LOWER_E = 101,
+  LOWER_I = 105,
+  LOWER_U = 117;
 
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
-const BOOLEANS: Readonly<Record<string, number>> = { t: 1, T: 1, true: 1, True: 1, TRUE: 1, f: 0, F: 0, false: 0, False: 0, FALSE: 0 };
+const BOOLEANS: Readonly<Record<string, number>> = {
+  t: 1,
+  T: 1,
+  true: 1,
+  True: 1,
+  TRUE: 1,
+  f: 0,
+  F: 0,
+  false: 0,
+  False: 0,
+  FALSE: 0,
+};
 const INT64_MAX = '9223372036854775807';
 const INT64_MIN_ABS = '9223372036854775808';
 const UINT64_MAX = '18446744073709551615';
 
 /** The character may stand in a metric name (tag keys: without `:`). */
 function nameChar(c: number, colon: boolean): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= D0 && c <= D9) || c === 95 || c === DOT || c === MINUS || (colon && c === 58);
+  return (
+    (c >= 97 && c <= 122) ||
+    (c >= 65 && c <= 90) ||
+    (c >= D0 && c <= D9) ||
+    c === 95 ||
+    c === DOT ||
+    c === MINUS ||
+    (colon && c === 58)
+  );
 }
 
 /**
@@ -124,7 +178,8 @@ export function toName(s: string, colon: boolean, leading = true): string {
 }
 
 /** The metric of a field: `<measurement>_<field>`, or the measurement alone for the field `value`. */
-export const metricName = (measurement: string, field: string): string => (field === 'value' ? measurement : `${measurement}_${toName(field, true, false)}`);
+export const metricName = (measurement: string, field: string): string =>
+  field === 'value' ? measurement : `${measurement}_${toName(field, true, false)}`;
 
 interface Problem {
   line: number;
@@ -216,7 +271,8 @@ class LineParser {
 
   /** Reads the point starting at `p` (its line starts at `lineStart`); returns where the next line starts. */
   private point(p: number, lineStart: number): number {
-    const s = this.s, n = s.length;
+    const s = this.s,
+      n = s.length;
     this.lines++;
     this.pointLine = this.line;
 
@@ -231,10 +287,16 @@ class LineParser {
       } else if (c === SP || c === NL) break;
       else if (c === COMMA) commas++;
     }
-    if (p >= n || c === NL) return this.fail(lineStart, keyStart, 'no fields: a point is `measurement[,tag=value...] field=value[,field=value...] [timestamp]`');
+    if (p >= n || c === NL)
+      return this.fail(
+        lineStart,
+        keyStart,
+        'no fields: a point is `measurement[,tag=value...] field=value[,field=value...] [timestamp]`',
+      );
     let ls = this.known.get(s.slice(keyStart, p));
     if (ls === undefined) {
-      if (commas > this.limits.maxTags) return this.fail(lineStart, keyStart, `more than ${this.limits.maxTags} tags (INGEST_MAX_TAGS)`);
+      if (commas > this.limits.maxTags)
+        return this.fail(lineStart, keyStart, `more than ${this.limits.maxTags} tags (INGEST_MAX_TAGS)`);
       const made = this.newSeries(keyStart, p);
       if (typeof made === 'string') return this.fail(lineStart, keyStart, made);
       ls = made;
@@ -244,7 +306,12 @@ class LineParser {
     // Fields.
     let count = 0;
     for (let j = 0; ; j++) {
-      if (p >= n || c === NL || c === CR) return this.fail(lineStart, p, j === 0 ? 'no fields after the measurement and tags' : 'a field is missing after a comma');
+      if (p >= n || c === NL || c === CR)
+        return this.fail(
+          lineStart,
+          p,
+          j === 0 ? 'no fields after the measurement and tags' : 'a field is missing after a comma',
+        );
       const keyAt = p;
       let fs = ls.fields[j];
       if (fs !== undefined && s.startsWith(fs.raw, p) && s.charCodeAt(p + fs.raw.length) === EQ) p += fs.raw.length;
@@ -256,7 +323,8 @@ class LineParser {
             if (p + 1 < n && s.charCodeAt(p + 1) !== NL) p++;
           } else if (c === EQ || c === SP || c === COMMA || c === NL) break;
         }
-        if (p >= n || c !== EQ) return this.fail(lineStart, keyAt, `field ${quote(s.slice(keyAt, p))} has no value (field=value)`);
+        if (p >= n || c !== EQ)
+          return this.fail(lineStart, keyAt, `field ${quote(s.slice(keyAt, p))} has no value (field=value)`);
         if (p === keyAt) return this.fail(lineStart, keyAt, 'a field key is empty');
       }
       const keyEnd = p++;
@@ -272,7 +340,8 @@ class LineParser {
         this.skipped++;
       } else {
         const v = this.value(p);
-        if (Number.isNaN(v)) return this.fail(lineStart, keyAt, `field ${quote(s.slice(keyAt, keyEnd))}: ${this.error}`);
+        if (Number.isNaN(v))
+          return this.fail(lineStart, keyAt, `field ${quote(s.slice(keyAt, keyEnd))}: ${this.error}`);
         if (fs === undefined) {
           const raw = s.slice(keyAt, keyEnd);
           fs = ls.byField.get(raw);
@@ -305,17 +374,23 @@ class LineParser {
         p = this.end;
         c = s.charCodeAt(p);
         const problem = timeProblem(time, this.window, this.limits);
-        if (problem) return this.fail(lineStart, tsAt, `timestamp ${s.slice(tsAt, p)} ${problem}${this.precisionHint(tsAt, p)}`);
+        if (problem)
+          return this.fail(lineStart, tsAt, `timestamp ${s.slice(tsAt, p)} ${problem}${this.precisionHint(tsAt, p)}`);
         while (c === SP || c === TAB) c = s.charCodeAt(++p);
         after = 'the timestamp';
       } else if (!(p >= n || c === NL || (c === CR && (p + 1 === n || s.charCodeAt(p + 1) === NL)))) {
-        return this.fail(lineStart, p, `expected a timestamp (an integer) after the fields, found ${quote(token(s, p))}`);
+        return this.fail(
+          lineStart,
+          p,
+          `expected a timestamp (an integer) after the fields, found ${quote(token(s, p))}`,
+        );
       }
     }
     if (c === CR && (p + 1 === n || s.charCodeAt(p + 1) === NL)) c = s.charCodeAt(++p);
     if (p < n && c !== NL) return this.fail(lineStart, p, `unexpected ${quote(token(s, p))} after ${after}`);
     if (this.problems.length > 0) return p + 1; // nothing is kept once the request is refused
-    if (this.builder.length + count > this.limits.maxPoints) throw tooManyPoints(this.builder.length + count, this.limits);
+    if (this.builder.length + count > this.limits.maxPoints)
+      throw tooManyPoints(this.builder.length + count, this.limits);
     for (let k = 0; k < count; k++) {
       const f = this.lineRefs[k];
       if (f.batch !== this.batch) {
@@ -329,7 +404,8 @@ class LineParser {
 
   /** A new measurement and tag set: unescaped, mapped to names, validated, remembered. Returns the problem as text. */
   private newSeries(from: number, to: number): LineSeries | string {
-    const s = this.s, l = this.limits;
+    const s = this.s,
+      l = this.limits;
     let p = from;
     const measurement = this.unescape(p, (p = this.scanTo(p, to, COMMA, -1)), false);
     if (measurement === '') return 'the measurement is empty';
@@ -341,7 +417,8 @@ class LineParser {
       if (eq >= to || s.charCodeAt(eq) !== EQ) return `tag ${quote(s.slice(k0, eq))} has no value (tag=value)`;
       const v0 = eq + 1;
       p = this.scanTo(v0, to, COMMA, EQ);
-      if (p < to && s.charCodeAt(p) === EQ) return `tag ${quote(s.slice(k0, p))}: an = in a tag value must be escaped (\\=)`;
+      if (p < to && s.charCodeAt(p) === EQ)
+        return `tag ${quote(s.slice(k0, p))}: an = in a tag value must be escaped (\\=)`;
       const rawKey = this.unescape(k0, eq, true);
       const value = this.unescape(v0, p, true);
       if (rawKey === '') return 'a tag key is empty';
@@ -349,7 +426,8 @@ class LineParser {
       const key = toName(rawKey, false);
       const badKey = tagKeyProblem(key, l);
       if (badKey) return `tag ${quote(rawKey)}: ${badKey}`;
-      if (keys.includes(key)) return `tag ${quote(key)} is given twice${key === rawKey ? '' : ` (as ${quote(rawKey)}, mapped to ${quote(key)})`}`;
+      if (keys.includes(key))
+        return `tag ${quote(key)} is given twice${key === rawKey ? '' : ` (as ${quote(rawKey)}, mapped to ${quote(key)})`}`;
       const badValue = tagValueProblem(value, l);
       if (badValue) return `tag ${quote(rawKey)}: the value ${badValue}`;
       keys.push(key);
@@ -358,7 +436,13 @@ class LineParser {
     const tags: Record<string, string> = {};
     for (let i = 0; i < keys.length; i++) tags[own(keys[i])] = own(values[i]);
     const c = canonicalTags(tags);
-    const ls: LineSeries = { measurement: own(toName(measurement, true)), tags: c.tags, tagsKey: c.tagsKey, fields: [], byField: new Map() };
+    const ls: LineSeries = {
+      measurement: own(toName(measurement, true)),
+      tags: c.tags,
+      tagsKey: c.tagsKey,
+      fields: [],
+      byField: new Map(),
+    };
     if (this.index.grow()) this.known = this.index.forSource(this.source);
     this.known.set(own(s.slice(from, to)), ls);
     return ls;
@@ -371,7 +455,16 @@ class LineParser {
     const bad = nameProblem(metric, this.limits);
     if (bad) return `the metric name ${quote(metric)} (from the measurement and the field ${quote(field)}) ${bad}`;
     const key = own(raw);
-    const fs: FieldSeries = { raw: key, key: seriesKey(metric, this.source, ls.tagsKey), metric, source: this.source, tags: ls.tags, tagsKey: ls.tagsKey, batch: 0, idx: 0 };
+    const fs: FieldSeries = {
+      raw: key,
+      key: seriesKey(metric, this.source, ls.tagsKey),
+      metric,
+      source: this.source,
+      tags: ls.tags,
+      tagsKey: ls.tagsKey,
+      batch: 0,
+      idx: 0,
+    };
     if (this.index.grow()) this.known = this.index.forSource(this.source);
     ls.byField.set(key, fs);
     return fs;
@@ -412,7 +505,8 @@ class LineParser {
 
   /** A string field value starting at the quote `p`; sets `end` after the closing quote. Newlines inside count as lines. */
   private stringField(p: number): boolean {
-    const s = this.s, n = s.length;
+    const s = this.s,
+      n = s.length;
     const line = this.line;
     for (p++; p < n; p++) {
       const c = s.charCodeAt(p);
@@ -430,11 +524,20 @@ class LineParser {
 
   /** A number or boolean field value at `p`; sets `end`. NaN (and `error`) when it is neither. */
   private value(p: number): number {
-    const s = this.s, n = s.length;
+    const s = this.s,
+      n = s.length;
     const from = p;
     let c = s.charCodeAt(p);
     // The token: up to the next comma, space or end of line.
-    while (p < n && c !== COMMA && c !== SP && c !== NL && c !== TAB && !(c === CR && (p + 1 === n || s.charCodeAt(p + 1) === NL))) c = s.charCodeAt(++p);
+    while (
+      p < n &&
+      c !== COMMA &&
+      c !== SP &&
+      c !== NL &&
+      c !== TAB &&
+      !(c === CR && (p + 1 === n || s.charCodeAt(p + 1) === NL))
+    )
+      c = s.charCodeAt(++p);
     this.end = p;
     if (p === from) return this.bad('the value is empty');
     const last = s.charCodeAt(p - 1);
@@ -446,11 +549,13 @@ class LineParser {
       if (digits === 0) return this.bad(`${quote(s.slice(from, p))} is not a number`);
       for (let k = i; k < p - 1; k++) {
         const d = s.charCodeAt(k);
-        if (d < D0 || d > D9) return this.bad(`${quote(s.slice(from, p))} is not an integer (12i) or unsigned integer (12u)`);
+        if (d < D0 || d > D9)
+          return this.bad(`${quote(s.slice(from, p))} is not an integer (12i) or unsigned integer (12u)`);
       }
       if (last === LOWER_U) {
         if (neg) return this.bad(`${quote(s.slice(from, p))}: an unsigned integer cannot be negative`);
-        if (outOfRange(s, i, p - 1, UINT64_MAX)) return this.bad(`${s.slice(from, p)} is out of the range of a uint64 (0u to ${UINT64_MAX}u)`);
+        if (outOfRange(s, i, p - 1, UINT64_MAX))
+          return this.bad(`${s.slice(from, p)} is out of the range of a uint64 (0u to ${UINT64_MAX}u)`);
       } else if (outOfRange(s, i, p - 1, neg ? INT64_MIN_ABS : INT64_MAX)) {
         return this.bad(`${s.slice(from, p)} is out of the range of an int64 (-${INT64_MIN_ABS}i to ${INT64_MAX}i)`);
       }
@@ -462,7 +567,10 @@ class LineParser {
       return Number(s.slice(from, p - 1)) + 0; // beyond 2^53: the nearest double
     }
     // A float: -?digits[.digits][e[+-]digits], at least one digit before the exponent.
-    let m = 0, digits = 0, frac = 0, dot = false;
+    let m = 0,
+      digits = 0,
+      frac = 0,
+      dot = false;
     for (; i < p; i++) {
       const d = s.charCodeAt(i);
       if (d >= D0 && d <= D9) {
@@ -475,7 +583,9 @@ class LineParser {
     if (digits === 0) {
       const b = BOOLEANS[s.slice(from, p)];
       if (b !== undefined && Object.hasOwn(BOOLEANS, s.slice(from, p))) return b;
-      return this.bad(`${quote(s.slice(from, p))} is not a number, integer (12i), unsigned integer (12u), boolean or "string"`);
+      return this.bad(
+        `${quote(s.slice(from, p))} is not a number, integer (12i), unsigned integer (12u), boolean or "string"`,
+      );
     }
     if (i === p && digits <= 15) {
       // Exact: both integers below 2^53 and 10^frac are doubles, so the division rounds once, as parsing does.
@@ -500,7 +610,8 @@ class LineParser {
 
   /** The timestamp at `p` in the request's precision, as epoch ms (microseconds kept, finer truncated); sets `end`. */
   private timestamp(p: number): number {
-    const s = this.s, n = s.length;
+    const s = this.s,
+      n = s.length;
     const from = p;
     const neg = s.charCodeAt(p) === MINUS;
     if (neg) p++;
@@ -513,11 +624,13 @@ class LineParser {
       return this.bad(`the timestamp ${quote(s.slice(from, p))} is not an integer`);
     }
     if (p === d0) return this.bad('the timestamp has no digits');
-    if (outOfRange(s, d0, p, neg ? INT64_MIN_ABS : INT64_MAX)) return this.bad(`the timestamp ${s.slice(from, p)} is out of the range of an int64`);
+    if (outOfRange(s, d0, p, neg ? INT64_MIN_ABS : INT64_MAX))
+      return this.bad(`the timestamp ${s.slice(from, p)} is out of the range of an int64`);
     if (this.precision === 'ns') {
       // Whole microseconds, then the nanoseconds below them: exact for every time Timescope accepts.
       const cut = Math.max(d0, p - 3);
-      let us = 0, rest = 0;
+      let us = 0,
+        rest = 0;
       for (let k = d0; k < cut; k++) us = us * 10 + (s.charCodeAt(k) - D0);
       for (let k = cut; k < p; k++) rest = rest * 10 + (s.charCodeAt(k) - D0);
       return (neg ? -(us + (rest > 0 ? 1 : 0)) : us) / 1000; // floor: 1 ns before the epoch is the microsecond before it
@@ -531,7 +644,9 @@ class LineParser {
   /** ` (looks like epoch ns: is precision=ns missing?)` when the number's magnitude suggests another precision. */
   private precisionHint(from: number, to: number): string {
     const guess = guessPrecision(Number(this.s.slice(from, to)));
-    return guess !== this.precision && ['ns', 'us', 'ms', 's'].includes(this.precision) ? ` (read with precision=${this.precision}; it looks like epoch ${guess})` : '';
+    return guess !== this.precision && ['ns', 'us', 'ms', 's'].includes(this.precision)
+      ? ` (read with precision=${this.precision}; it looks like epoch ${guess})`
+      : '';
   }
 
   private bad(message: string): number {
@@ -549,7 +664,8 @@ class LineParser {
   private fail(lineStart: number, at: number, message: string): number {
     const end = this.s.indexOf('\n', at);
     const stop = end < 0 ? this.s.length : end;
-    if (this.problems.length < MAX_PROBLEMS) this.problems.push({ line: this.pointLine, message, text: snippet(this.s, lineStart, stop) });
+    if (this.problems.length < MAX_PROBLEMS)
+      this.problems.push({ line: this.pointLine, message, text: snippet(this.s, lineStart, stop) });
     return stop + 1;
   }
 

@@ -85,21 +85,34 @@ message KeyValueList { repeated KeyValue values = 1; }
 const root = protobuf.parse(OTLP, { keepCase: false }).root;
 const Request = root.lookupType('otlp.ExportMetricsServiceRequest');
 const Response = root.lookupType('otlp.ExportMetricsServiceResponse');
-const TO_JSON_SHAPE: protobuf.IConversionOptions = { longs: String, enums: Number, bytes: String, defaults: false, arrays: false };
+const TO_JSON_SHAPE: protobuf.IConversionOptions = {
+  longs: String,
+  enums: Number,
+  bytes: String,
+  defaults: false,
+  arrays: false,
+};
 
 /** A protobuf `ExportMetricsServiceRequest` → the OTLP JSON shape that `decodeOtlp` reads. */
 export function otlpProtobufToJson(body: Uint8Array): Json {
   try {
     return Request.toObject(Request.decode(body), TO_JSON_SHAPE);
   } catch (err) {
-    throw invalidRequest(`OTLP body is not a protobuf ExportMetricsServiceRequest: ${(err as Error).message}`, { field: 'body' });
+    throw invalidRequest(`OTLP body is not a protobuf ExportMetricsServiceRequest: ${(err as Error).message}`, {
+      field: 'body',
+    });
   }
 }
 
 /** The reply: empty when everything was stored, else `partial_success` with the count and why. */
-export function otlpResponse(result: Pick<OtlpResult, 'rejected' | 'message'>, encoding: 'protobuf' | 'json'): Buffer | Json {
-  const partial = result.rejected > 0 ? { rejectedDataPoints: result.rejected, errorMessage: result.message } : undefined;
-  if (encoding === 'json') return partial ? { partialSuccess: { ...partial, rejectedDataPoints: String(partial.rejectedDataPoints) } } : {};
+export function otlpResponse(
+  result: Pick<OtlpResult, 'rejected' | 'message'>,
+  encoding: 'protobuf' | 'json',
+): Buffer | Json {
+  const partial =
+    result.rejected > 0 ? { rejectedDataPoints: result.rejected, errorMessage: result.message } : undefined;
+  if (encoding === 'json')
+    return partial ? { partialSuccess: { ...partial, rejectedDataPoints: String(partial.rejectedDataPoints) } } : {};
   return Buffer.from(Response.encode(Response.fromObject(partial ? { partialSuccess: partial } : {})).finish());
 }
 
@@ -124,7 +137,8 @@ export interface OtlpResult {
 
 type Reason = 'exponential_histogram' | 'non_finite' | 'no_value' | 'no_time';
 const REASONS: Record<Reason, string> = {
-  exponential_histogram: 'exponential histogram points (not stored: configure an explicit bucket histogram aggregation)',
+  exponential_histogram:
+    'exponential histogram points (not stored: configure an explicit bucket histogram aggregation)',
   non_finite: 'NaN or infinite values (only finite values are stored)',
   no_value: 'number points without as_double or as_int',
   no_time: 'points without time_unix_nano',
@@ -142,7 +156,10 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
  * else wrong (names, tags, times out of range, limits, malformed fields) refuses the request (400).
  */
 export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: ValidatedSeries): OtlpResult {
-  if (!isObject(body)) throw invalidRequest('Request body must be an OTLP ExportMetricsServiceRequest: {"resourceMetrics": [...]}', { field: 'body' });
+  if (!isObject(body))
+    throw invalidRequest('Request body must be an OTLP ExportMetricsServiceRequest: {"resourceMetrics": [...]}', {
+      field: 'body',
+    });
   if (body.resourceMetrics !== undefined && !Array.isArray(body.resourceMetrics)) {
     throw invalidRequest('resourceMetrics must be an array', { field: 'resourceMetrics' });
   }
@@ -159,7 +176,9 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
       c.problem(rPath, 'must be an object');
       continue;
     }
-    const resourceAttrs = isObject(rm.resource) ? attributes(c, rm.resource.attributes, `${rPath}.resource.attributes`) : [];
+    const resourceAttrs = isObject(rm.resource)
+      ? attributes(c, rm.resource.attributes, `${rPath}.resource.attributes`)
+      : [];
     let source = DEFAULT_SOURCE;
     const resourceTags: Array<[string, string]> = [];
     for (const [k, v] of resourceAttrs) {
@@ -179,7 +198,9 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
         }
         const name = metric.name;
         const unit = typeof metric.unit === 'string' && metric.unit !== '' ? metric.unit : null;
-        const kind = (['gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary'] as const).find((k) => isObject(metric[k]));
+        const kind = (['gauge', 'sum', 'histogram', 'exponentialHistogram', 'summary'] as const).find((k) =>
+          isObject(metric[k]),
+        );
         if (kind === undefined) continue; // no data: nothing to store
         const points = arr((metric[kind] as Json).dataPoints);
         if (kind === 'exponentialHistogram') {
@@ -210,7 +231,8 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
           const field = () => at;
           const timeField = () => `${at}.timeUnixNano`;
           if (kind === 'gauge' || kind === 'sum') {
-            const v = dp.asDouble !== undefined ? double(dp.asDouble) : dp.asInt !== undefined ? int64(dp.asInt) : undefined;
+            const v =
+              dp.asDouble !== undefined ? double(dp.asDouble) : dp.asInt !== undefined ? int64(dp.asInt) : undefined;
             if (v === undefined) reject('no_value');
             else if (typeof v === 'string') c.problem(`${at}.${dp.asDouble !== undefined ? 'asDouble' : 'asInt'}`, v);
             else if (!Number.isFinite(v)) reject('non_finite');
@@ -229,7 +251,10 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
               continue;
             }
             if (counts.length > 0 && counts.length !== bounds.length + 1) {
-              c.problem(`${at}.bucketCounts`, `has ${counts.length} counts for ${bounds.length} explicitBounds (must be one more)`);
+              c.problem(
+                `${at}.bucketCounts`,
+                `has ${counts.length} counts for ${bounds.length} explicitBounds (must be one more)`,
+              );
               continue;
             }
             if (![count, sum ?? 0, ...bounds].every((x) => Number.isFinite(x as number))) {
@@ -247,7 +272,9 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
           } else {
             const count = int64(dp.count ?? 0);
             const sum = double(dp.sum ?? 0);
-            const quantiles = arr(dp.quantileValues).map((q) => (isObject(q) ? [double(q.quantile ?? 0), double(q.value ?? 0)] : ['must be an object', 0]));
+            const quantiles = arr(dp.quantileValues).map((q) =>
+              isObject(q) ? [double(q.quantile ?? 0), double(q.value ?? 0)] : ['must be an object', 0],
+            );
             const bad = [count, sum, ...quantiles.flat()].find((x) => typeof x === 'string');
             if (bad !== undefined) {
               c.problem(at, `count, sum and quantileValues must be numbers (${bad})`);
@@ -259,7 +286,18 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
             }
             emit(c, `${name}_count`, source, tags, null, time, count as number, field, timeField);
             emit(c, `${name}_sum`, source, tags, unit, time, sum as number, field, timeField);
-            for (const [q, v] of quantiles) emit(c, name, source, withTags([['quantile', formatBound(q as number)]], tags), unit, time, v as number, field, timeField);
+            for (const [q, v] of quantiles)
+              emit(
+                c,
+                name,
+                source,
+                withTags([['quantile', formatBound(q as number)]], tags),
+                unit,
+                time,
+                v as number,
+                field,
+                timeField,
+              );
           }
         }
       }
@@ -272,10 +310,26 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
     total += n;
     parts.push(`${n} ${REASONS[reason]}`);
   }
-  return { batch, rejected: total, message: total ? `${total} data points not stored: ${parts.join('; ')}` : '', rejectedBy: Object.fromEntries(rejected), noRecordedValue };
+  return {
+    batch,
+    rejected: total,
+    message: total ? `${total} data points not stored: ${parts.join('; ')}` : '',
+    rejectedBy: Object.fromEntries(rejected),
+    noRecordedValue,
+  };
 }
 
-function emit(c: PointCollector, name: string, source: string, tags: Array<[string, string]>, unit: string | null, time: number, value: number, field: () => string, timeField: () => string): void {
+function emit(
+  c: PointCollector,
+  name: string,
+  source: string,
+  tags: Array<[string, string]>,
+  unit: string | null,
+  time: number,
+  value: number,
+  field: () => string,
+  timeField: () => string,
+): void {
   const idx = c.series(name, source, tags, unit, field);
   if (idx !== undefined) c.point(idx, time, value, timeField);
 }
@@ -291,8 +345,10 @@ function countPoints(resources: unknown[]): number {
         if (!isObject(m)) continue;
         if (isObject(m.gauge)) n += arr(m.gauge.dataPoints).length;
         else if (isObject(m.sum)) n += arr(m.sum.dataPoints).length;
-        else if (isObject(m.histogram)) for (const dp of arr(m.histogram.dataPoints)) n += 2 + (isObject(dp) ? arr(dp.bucketCounts).length : 0);
-        else if (isObject(m.summary)) for (const dp of arr(m.summary.dataPoints)) n += 2 + (isObject(dp) ? arr(dp.quantileValues).length : 0);
+        else if (isObject(m.histogram))
+          for (const dp of arr(m.histogram.dataPoints)) n += 2 + (isObject(dp) ? arr(dp.bucketCounts).length : 0);
+        else if (isObject(m.summary))
+          for (const dp of arr(m.summary.dataPoints)) n += 2 + (isObject(dp) ? arr(dp.quantileValues).length : 0);
       }
     }
   }
@@ -323,7 +379,10 @@ function attributes(c: PointCollector, list: unknown, path: string): Array<[stri
     }
     const v = anyValueText(kv.value);
     if (v === undefined) {
-      c.problem(`${path}[${i}].value`, 'must be an AnyValue ({stringValue}, {intValue}, {doubleValue}, {boolValue}, {arrayValue}, {kvlistValue} or {bytesValue})');
+      c.problem(
+        `${path}[${i}].value`,
+        'must be an AnyValue ({stringValue}, {intValue}, {doubleValue}, {boolValue}, {arrayValue}, {kvlistValue} or {bytesValue})',
+      );
       continue;
     }
     if (v !== '') out.push([kv.key, v]);
@@ -358,7 +417,9 @@ function anyValuePlain(v: unknown, depth: number): unknown {
   if (isObject(v.arrayValue)) return arr(v.arrayValue.values).map((x) => anyValuePlain(x, depth + 1) ?? null);
   if (isObject(v.kvlistValue)) {
     const o: Record<string, unknown> = {};
-    for (const kv of arr(v.kvlistValue.values)) if (isObject(kv) && typeof kv.key === 'string') Object.defineProperty(o, kv.key, { value: anyValuePlain(kv.value, depth + 1) ?? null, enumerable: true });
+    for (const kv of arr(v.kvlistValue.values))
+      if (isObject(kv) && typeof kv.key === 'string')
+        Object.defineProperty(o, kv.key, { value: anyValuePlain(kv.value, depth + 1) ?? null, enumerable: true });
     return o;
   }
   if (v.intValue !== undefined) return int64Text(v.intValue);

@@ -87,18 +87,28 @@ export function unsnappy(body: Buffer, maxBytes: number): Buffer {
   try {
     length = uncompressedLength(body);
   } catch (err) {
-    throw invalidRequest(`Remote write body is not snappy block-compressed data (Content-Encoding: snappy): ${(err as Error).message}`, { field: 'body' });
+    throw invalidRequest(
+      `Remote write body is not snappy block-compressed data (Content-Encoding: snappy): ${(err as Error).message}`,
+      { field: 'body' },
+    );
   }
   if (length > maxBytes) {
-    throw new ApiError(413, 'PAYLOAD_TOO_LARGE', `Remote write body decompresses to ${length} bytes, more than ${maxBytes} (INGEST_MAX_BODY_BYTES); lower queue_config.max_samples_per_send`, {
-      limit: 'INGEST_MAX_BODY_BYTES',
-      bytes: length,
-    });
+    throw new ApiError(
+      413,
+      'PAYLOAD_TOO_LARGE',
+      `Remote write body decompresses to ${length} bytes, more than ${maxBytes} (INGEST_MAX_BODY_BYTES); lower queue_config.max_samples_per_send`,
+      {
+        limit: 'INGEST_MAX_BODY_BYTES',
+        bytes: length,
+      },
+    );
   }
   try {
     return Buffer.from(snappy.uncompress(body, maxBytes));
   } catch (err) {
-    throw invalidRequest(`Remote write body is not valid snappy block-compressed data: ${(err as Error).message}`, { field: 'body' });
+    throw invalidRequest(`Remote write body is not valid snappy block-compressed data: ${(err as Error).message}`, {
+      field: 'body',
+    });
   }
 }
 
@@ -121,12 +131,18 @@ function uncompressedLength(b: Buffer): number {
  * other NaNs, infinities and native histograms are skipped and counted; everything else follows
  * the JSON path's rules, and one bad series or sample refuses the whole request (400).
  */
-export function decodeRemoteWrite(protobufBytes: Uint8Array, ctx: DecodeContext, validated?: ValidatedSeries): RemoteWriteResult {
+export function decodeRemoteWrite(
+  protobufBytes: Uint8Array,
+  ctx: DecodeContext,
+  validated?: ValidatedSeries,
+): RemoteWriteResult {
   let req: { timeseries: RwSeries[] };
   try {
     req = WriteRequest.decode(protobufBytes) as unknown as { timeseries: RwSeries[] };
   } catch (err) {
-    throw invalidRequest(`Remote write body is not a protobuf prometheus.WriteRequest: ${(err as Error).message}`, { field: 'body' });
+    throw invalidRequest(`Remote write body is not a protobuf prometheus.WriteRequest: ${(err as Error).message}`, {
+      field: 'body',
+    });
   }
   const all = req.timeseries;
   let total = 0;
@@ -175,9 +191,14 @@ export function decodeRemoteWrite(protobufBytes: Uint8Array, ctx: DecodeContext,
 }
 
 /** Remote write 2.0 announces itself in the Content-Type (`proto=io.prometheus.write.v2.Request`) and a version header. */
-export function remoteWriteVersionProblem(contentType: string | undefined, versionHeader: string | undefined): string | undefined {
+export function remoteWriteVersionProblem(
+  contentType: string | undefined,
+  versionHeader: string | undefined,
+): string | undefined {
   const proto = /;\s*proto=([^;\s]+)/i.exec(contentType ?? '')?.[1];
-  if (proto !== undefined && proto !== 'prometheus.WriteRequest') return `proto=${proto} is not supported: Timescope takes remote write 1.0 (prometheus.WriteRequest)`;
-  if (versionHeader !== undefined && !versionHeader.startsWith('0.1')) return `X-Prometheus-Remote-Write-Version ${versionHeader} is not supported: Timescope takes remote write 1.0 (0.1.0)`;
+  if (proto !== undefined && proto !== 'prometheus.WriteRequest')
+    return `proto=${proto} is not supported: Timescope takes remote write 1.0 (prometheus.WriteRequest)`;
+  if (versionHeader !== undefined && !versionHeader.startsWith('0.1'))
+    return `X-Prometheus-Remote-Write-Version ${versionHeader} is not supported: Timescope takes remote write 1.0 (0.1.0)`;
   return undefined;
 }

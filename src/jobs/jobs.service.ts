@@ -92,7 +92,8 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
   register(spec: JobSpec): void {
     if (this.jobs.has(spec.name)) throw new Error(`job ${spec.name} registered twice`);
     const clash = [...this.jobs.keys()].find((n) => jobLockKey(n) === jobLockKey(spec.name));
-    if (clash) throw new Error(`jobs ${clash} and ${spec.name} would share an advisory lock (src/database/advisory-locks.ts)`);
+    if (clash)
+      throw new Error(`jobs ${clash} and ${spec.name} would share an advisory lock (src/database/advisory-locks.ts)`);
     const state: JobState = { spec, runs: 0, failures: 0, outcomes: { ok: 0, failed: 0, skipped: 0 } };
     this.jobs.set(spec.name, state);
     if (this.started && !spec.perInstance) this.schedule(state, 1_000);
@@ -126,7 +127,12 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   /** Every job's runs by outcome since start, whether it runs now, and its last run on this instance. */
   stats(): JobStats[] {
-    return [...this.jobs.values()].map((s) => ({ name: s.spec.name, outcomes: s.outcomes, running: Boolean(s.running), last: s.last }));
+    return [...this.jobs.values()].map((s) => ({
+      name: s.spec.name,
+      outcomes: s.outcomes,
+      running: Boolean(s.running),
+      last: s.last,
+    }));
   }
 
   /** Runs a job now (or joins the run in progress) and returns what happened. */
@@ -158,7 +164,9 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
       /* history unavailable while the database is down: show this instance's view */
     }
     return [...this.jobs.values()].map((s) => {
-      const last = [s.last, latest.get(s.spec.name)].filter(Boolean).sort((a, b) => (a!.started_at < b!.started_at ? 1 : -1))[0];
+      const last = [s.last, latest.get(s.spec.name)]
+        .filter(Boolean)
+        .sort((a, b) => (a!.started_at < b!.started_at ? 1 : -1))[0];
       const every = s.spec.every();
       return {
         name: s.spec.name,
@@ -202,14 +210,16 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     const started = new Date();
     const t0 = performance.now();
     let outcome: JobOutcome = 'ok';
-    let details: Record<string, unknown> = {};
+    let details: Record<string, unknown>;
     if (s.spec.enabled && !s.spec.enabled()) {
       outcome = 'skipped';
       details = { reason: 'disabled' };
     } else if (s.spec.perInstance) {
       // It writes through the PointWriter: holding a connection here could starve it (PGlite has one).
       try {
-        details = (await s.spec.run({ client: undefined as unknown as pg.PoolClient, logger: new Logger(`job:${name}`) })) ?? {};
+        details =
+          (await s.spec.run({ client: undefined as unknown as pg.PoolClient, logger: new Logger(`job:${name}`) })) ??
+          {};
       } catch (err) {
         outcome = 'failed';
         details = { error: (err as Error)?.message ?? String(err) };
@@ -256,10 +266,19 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   private async record(run: JobRun): Promise<void> {
     try {
-      if (++this.recorded % 500 === 0) await this.database.writePool.query(`DELETE FROM job_runs WHERE started_at < now() - interval '7 days'`);
+      if (++this.recorded % 500 === 0)
+        await this.database.writePool.query(`DELETE FROM job_runs WHERE started_at < now() - interval '7 days'`);
       await this.database.writePool.query(
         `INSERT INTO job_runs (job, instance, started_at, finished_at, duration_ms, outcome, details) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [run.job, run.instance, run.started_at, run.finished_at, run.duration_ms, run.outcome, JSON.stringify(run.details)],
+        [
+          run.job,
+          run.instance,
+          run.started_at,
+          run.finished_at,
+          run.duration_ms,
+          run.outcome,
+          JSON.stringify(run.details),
+        ],
       );
     } catch {
       /* the database may be down; the in-memory record stands */
@@ -279,7 +298,10 @@ class AdvisoryLocks {
   }
 
   async tryLock(key: number): Promise<boolean> {
-    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [JOB_LOCK_NAMESPACE, key]);
+    const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [
+      JOB_LOCK_NAMESPACE,
+      key,
+    ]);
     return r.rows[0].ok;
   }
 
@@ -299,7 +321,9 @@ class LazyClient implements Queryable {
   constructor(private readonly pool: pg.Pool) {}
 
   query = ((...args: unknown[]) =>
-    (this.acquired ??= this.pool.connect()).then((c) => (c.query as (...a: unknown[]) => Promise<unknown>)(...args))) as Queryable['query'];
+    (this.acquired ??= this.pool.connect()).then((c) =>
+      (c.query as (...a: unknown[]) => Promise<unknown>)(...args),
+    )) as Queryable['query'];
 
   release(broken: boolean): void {
     void this.acquired?.then(

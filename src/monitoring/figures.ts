@@ -14,7 +14,8 @@ export type StatusClass = (typeof STATUS_CLASSES)[number];
 /** Where persisted self-metrics live: source `timescope`, one `instance` tag per process. */
 export const SELF_SOURCE = 'timescope';
 
-export const statusClass = (status: number): StatusClass => STATUS_CLASSES[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))];
+export const statusClass = (status: number): StatusClass =>
+  STATUS_CLASSES[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))];
 
 /** Index of the latency bucket `seconds` falls in (the last one is +Inf). */
 export function bucketIndex(seconds: number): number {
@@ -23,7 +24,8 @@ export function bucketIndex(seconds: number): number {
 }
 
 /** One HTTP error kind: `${method}\0${route}\0${status}\0${code}`. */
-export const errorKey = (method: string, route: string, status: number, code: string) => `${method}\u0000${route}\u0000${status}\u0000${code}`;
+export const errorKey = (method: string, route: string, status: number, code: string) =>
+  `${method}\u0000${route}\u0000${status}\u0000${code}`;
 export function parseErrorKey(key: string): { method: string; route: string; status: number; code: string } {
   const [method, route, status, code] = key.split('\u0000');
   return { method, route, status: Number(status), code };
@@ -79,7 +81,14 @@ export function emptySample(): Sample {
 }
 
 export function cloneFigures(f: Figures): Figures {
-  return { ...f, requests: { ...f.requests }, buckets: [...f.buckets], errors: new Map(f.errors), jobRuns: new Map(f.jobRuns), webhooks: new Map(f.webhooks) };
+  return {
+    ...f,
+    requests: { ...f.requests },
+    buckets: [...f.buckets],
+    errors: new Map(f.errors),
+    jobRuns: new Map(f.jobRuns),
+    webhooks: new Map(f.webhooks),
+  };
 }
 
 function mapDelta(now: Map<string, number>, before: Map<string, number>): Map<string, number> {
@@ -171,7 +180,8 @@ export function samplePoints(s: Sample, instance: string): SelfPoint[] {
     if (Number.isFinite(value)) out.push({ metric, unit, value, tags: { instance, ...tags } });
   };
   add(SELF_SERIES.interval, 's', s.seconds);
-  for (const c of STATUS_CLASSES) if (s.requests[c] > 0) add(SELF_SERIES.requests, 'requests', s.requests[c], { status_class: c });
+  for (const c of STATUS_CLASSES)
+    if (s.requests[c] > 0) add(SELF_SERIES.requests, 'requests', s.requests[c], { status_class: c });
   const n = s.buckets.reduce((a, b) => a + b, 0);
   if (n > 0) {
     let cumulative = 0;
@@ -187,7 +197,12 @@ export function samplePoints(s: Sample, instance: string): SelfPoint[] {
   if (s.responseBytes > 0) add(SELF_SERIES.responseBytes, 'bytes', s.responseBytes);
   for (const [key, v] of s.errors) {
     const e = parseErrorKey(key);
-    add(SELF_SERIES.errors, 'requests', v, { method: e.method, route: e.route, status: String(e.status), code: e.code });
+    add(SELF_SERIES.errors, 'requests', v, {
+      method: e.method,
+      route: e.route,
+      status: String(e.status),
+      code: e.code,
+    });
   }
   if (s.ingestPoints > 0) add(SELF_SERIES.ingest, 'points', s.ingestPoints);
   if (s.streamMessages > 0) add(SELF_SERIES.streamMessages, 'messages', s.streamMessages);
@@ -220,7 +235,10 @@ export class StoredReader {
         break;
       }
       case SELF_SERIES.bucket: {
-        const i = tags.le === '+Inf' ? LATENCY_BUCKETS.length : LATENCY_BUCKETS.indexOf(Number(tags.le) as (typeof LATENCY_BUCKETS)[number]);
+        const i =
+          tags.le === '+Inf'
+            ? LATENCY_BUCKETS.length
+            : LATENCY_BUCKETS.indexOf(Number(tags.le) as (typeof LATENCY_BUCKETS)[number]);
         if (i >= 0) this.cumulative[i] += sum;
         break;
       }
@@ -293,7 +311,8 @@ export function quantile(q: number, buckets: readonly number[], min: number, max
   return Number.isFinite(max) ? max : LATENCY_BUCKETS[LATENCY_BUCKETS.length - 1];
 }
 
-const ms = (seconds: number | null) => (seconds === null || !Number.isFinite(seconds) ? null : Math.round(seconds * 1e5) / 100);
+const ms = (seconds: number | null) =>
+  seconds === null || !Number.isFinite(seconds) ? null : Math.round(seconds * 1e5) / 100;
 const ratio = (n: number, d: number) => (d > 0 ? Math.round((n / d) * 1e6) / 1e6 : null);
 const perSecond = (n: number, seconds: number) => (seconds > 0 ? Math.round((n / seconds) * 1000) / 1000 : null);
 

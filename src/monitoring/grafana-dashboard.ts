@@ -16,7 +16,11 @@ interface PanelSpec {
 }
 
 const PANELS: PanelSpec[] = [
-  { title: 'Request rate by route', unit: 'reqps', exprs: [['sum by (route) (rate(timescope_http_request_duration_seconds_count[5m]))', '{{route}}']] },
+  {
+    title: 'Request rate by route',
+    unit: 'reqps',
+    exprs: [['sum by (route) (rate(timescope_http_request_duration_seconds_count[5m]))', '{{route}}']],
+  },
   {
     title: 'Request latency',
     unit: 's',
@@ -34,7 +38,9 @@ const PANELS: PanelSpec[] = [
   {
     title: 'Query latency (p95) by route',
     unit: 's',
-    exprs: [['histogram_quantile(0.95, sum by (le, route) (rate(timescope_query_duration_seconds_bucket[5m])))', '{{route}}']],
+    exprs: [
+      ['histogram_quantile(0.95, sum by (le, route) (rate(timescope_query_duration_seconds_bucket[5m])))', '{{route}}'],
+    ],
   },
   {
     title: 'Points ingested per second',
@@ -68,7 +74,11 @@ const PANELS: PanelSpec[] = [
       ['sum(increase(timescope_stream_clients_cut_off_total[5m]))', 'cut off (5 min)'],
     ],
   },
-  { title: 'Job runs', unit: 'short', exprs: [['sum by (job, outcome) (increase(timescope_job_runs_total[15m]))', '{{job}} {{outcome}}']] },
+  {
+    title: 'Job runs',
+    unit: 'short',
+    exprs: [['sum by (job, outcome) (increase(timescope_job_runs_total[15m]))', '{{job}} {{outcome}}']],
+  },
   {
     title: 'Webhook deliveries',
     unit: 'short',
@@ -101,7 +111,11 @@ const PANELS: PanelSpec[] = [
       ['process_resident_memory_bytes{job=~"$job"} / 2^30', 'RSS GiB {{instance}}'],
     ],
   },
-  { title: 'Event loop lag (p99)', unit: 's', exprs: [['nodejs_eventloop_lag_p99_seconds{job=~"$job"}', '{{instance}}']] },
+  {
+    title: 'Event loop lag (p99)',
+    unit: 's',
+    exprs: [['nodejs_eventloop_lag_p99_seconds{job=~"$job"}', '{{instance}}']],
+  },
 ];
 
 /** Every Prometheus expression of the dashboard (for tests). */
@@ -134,7 +148,18 @@ export function grafanaDashboard(datasourceUid = '${DS_PROMETHEUS}') {
   }));
   return {
     ...(datasourceUid === '${DS_PROMETHEUS}'
-      ? { __inputs: [{ name: 'DS_PROMETHEUS', label: 'Prometheus', description: 'The Prometheus that scrapes Timescope', type: 'datasource', pluginId: 'prometheus', pluginName: 'Prometheus' }] }
+      ? {
+          __inputs: [
+            {
+              name: 'DS_PROMETHEUS',
+              label: 'Prometheus',
+              description: 'The Prometheus that scrapes Timescope',
+              type: 'datasource',
+              pluginId: 'prometheus',
+              pluginName: 'Prometheus',
+            },
+          ],
+        }
       : {}),
     uid: 'timescope-self',
     title: 'Timescope self-metrics',

@@ -16,7 +16,10 @@ export class MonitoringController {
 
   @Get('health/detailed')
   @Access('read')
-  @ApiOperation({ summary: 'Health of every component in the reference shape (database, cache, storage, llm: null) and Timescope\'s own; 503 when the database is unreachable' })
+  @ApiOperation({
+    summary:
+      "Health of every component in the reference shape (database, cache, storage, llm: null) and Timescope's own; 503 when the database is unreachable",
+  })
   async healthDetailed(@Res({ passthrough: true }) reply: FastifyReply) {
     const h = await this.monitoring.healthDetailed();
     if (h.status === 'unhealthy') reply.status(503);
@@ -25,16 +28,31 @@ export class MonitoringController {
 
   @Get('metrics/application')
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: 'This instance since it started: uptime, requests (total, rate, latency), sessions (live streams), errors, ingestion, jobs' })
+  @ApiOperation({
+    summary:
+      'This instance since it started: uptime, requests (total, rate, latency), sessions (live streams), errors, ingestion, jobs',
+  })
   application() {
     return this.monitoring.application();
   }
 
   @Get('metrics/performance')
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: 'Response times (p50/p95/p99/mean/min/max), throughput and error rates over a period, per bucket, from the stored self-metrics' })
-  @ApiQuery({ name: 'period', required: false, description: '1h, 24h (default), 7d, 30d, or any N(m|h|d|w) up to 400d' })
-  @ApiQuery({ name: 'resolution', required: false, enum: ['minute', 'hour', 'day'], description: 'default: minute up to 6h, hour up to 7d, day beyond' })
+  @ApiOperation({
+    summary:
+      'Response times (p50/p95/p99/mean/min/max), throughput and error rates over a period, per bucket, from the stored self-metrics',
+  })
+  @ApiQuery({
+    name: 'period',
+    required: false,
+    description: '1h, 24h (default), 7d, 30d, or any N(m|h|d|w) up to 400d',
+  })
+  @ApiQuery({
+    name: 'resolution',
+    required: false,
+    enum: ['minute', 'hour', 'day'],
+    description: 'default: minute up to 6h, hour up to 7d, day beyond',
+  })
   performance(@Query() q: Record<string, unknown>) {
     return this.monitoring.performance(q);
   }
@@ -49,15 +67,25 @@ export class MonitoringController {
 
   @Get('metrics/grafana')
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: 'A Grafana dashboard of the self-metrics over a Prometheus datasource: {dashboard} (the body of Grafana\'s POST /api/dashboards/db, with overwrite)' })
-  @ApiQuery({ name: 'datasource_uid', required: false, description: 'uid of the Prometheus datasource; default ${DS_PROMETHEUS}, asked for by Grafana\'s import' })
+  @ApiOperation({
+    summary:
+      "A Grafana dashboard of the self-metrics over a Prometheus datasource: {dashboard} (the body of Grafana's POST /api/dashboards/db, with overwrite)",
+  })
+  @ApiQuery({
+    name: 'datasource_uid',
+    required: false,
+    description: "uid of the Prometheus datasource; default ${DS_PROMETHEUS}, asked for by Grafana's import",
+  })
   grafana(@Query() q: Record<string, unknown>) {
     return this.monitoring.grafana(q);
   }
 
   @Get('resources/database')
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: 'Connection pools (max, active, idle, waiting, created, closed) and statements: running now, slow, average duration' })
+  @ApiOperation({
+    summary:
+      'Connection pools (max, active, idle, waiting, created, closed) and statements: running now, slow, average duration',
+  })
   database() {
     return this.monitoring.databaseResources();
   }
@@ -71,15 +99,25 @@ export class MonitoringController {
 
   @Get('errors/summary')
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: 'Errors over a period: HTTP 4xx/5xx by code, status and route, failed job runs and webhook deliveries, error rate' })
-  @ApiQuery({ name: 'period', required: false, description: '1h, 24h (default), 7d, 30d, or any N(m|h|d|w) up to 400d' })
+  @ApiOperation({
+    summary:
+      'Errors over a period: HTTP 4xx/5xx by code, status and route, failed job runs and webhook deliveries, error rate',
+  })
+  @ApiQuery({
+    name: 'period',
+    required: false,
+    description: '1h, 24h (default), 7d, 30d, or any N(m|h|d|w) up to 400d',
+  })
   errors(@Query() q: Record<string, unknown>) {
     return this.monitoring.errorsSummary(q);
   }
 
   @Get('debug/info')
   @Access('admin')
-  @ApiOperation({ summary: 'Versions, process figures (GC runs, open files, memory, active resources) and a configuration summary without secrets' })
+  @ApiOperation({
+    summary:
+      'Versions, process figures (GC runs, open files, memory, active resources) and a configuration summary without secrets',
+  })
   debug() {
     return this.monitoring.debugInfo();
   }

@@ -13,7 +13,16 @@ import { PointWriter } from '../storage/point-writer.js';
 import { SeriesResolver } from '../storage/series-resolver.js';
 import { StreamHub } from '../streaming/stream-hub.js';
 import { ComponentHealth, HealthService } from '../system/health.service.js';
-import { addSample, emptySample, parseErrorKey, performanceOf, Sample, SELF_SERIES, StoredReader, totalRequests } from './figures.js';
+import {
+  addSample,
+  emptySample,
+  parseErrorKey,
+  performanceOf,
+  Sample,
+  SELF_SERIES,
+  StoredReader,
+  totalRequests,
+} from './figures.js';
 import { grafanaDashboard } from './grafana-dashboard.js';
 import { processRegistry, SelfMetrics } from './self-metrics.service.js';
 import { SelfMetricsRepository, SelfSeries } from './self-metrics.repository.js';
@@ -32,19 +41,26 @@ export function parsePeriod(v: unknown, def = '24h'): { label: string; ms: numbe
   const text = v === undefined || v === '' ? def : String(v);
   const ms = parseDuration(text);
   if (!Number.isFinite(ms) || ms < MINUTE || ms > MAX_PERIOD_MS) {
-    throw invalidQuery('period', 'period must be a duration such as 1h, 24h, 7d or 30d (from 1m to 400d)', { period: text });
+    throw invalidQuery('period', 'period must be a duration such as 1h, 24h, 7d or 30d (from 1m to 400d)', {
+      period: text,
+    });
   }
   return { label: text, ms };
 }
 
 /** `resolution`: minute, hour or day; by default the one that gives one to a few hundred buckets. */
 export function parseResolution(v: unknown, periodMs: number, maxBuckets: number): { label: string; ms: number } {
-  const label = v === undefined || v === '' ? (periodMs <= 6 * HOUR ? 'minute' : periodMs <= 7 * DAY ? 'hour' : 'day') : String(v);
+  const label =
+    v === undefined || v === '' ? (periodMs <= 6 * HOUR ? 'minute' : periodMs <= 7 * DAY ? 'hour' : 'day') : String(v);
   const ms = RESOLUTIONS[label];
   if (!ms) throw invalidQuery('resolution', 'resolution must be one of minute, hour, day', { resolution: label });
   const buckets = Math.ceil(periodMs / ms) + 1;
   if (buckets > maxBuckets) {
-    throw invalidQuery('resolution', `${formatDuration(periodMs)} by ${label} is ${buckets} buckets, more than ${maxBuckets} (QUERY_MAX_BUCKETS): use a coarser resolution`, { buckets, max: maxBuckets });
+    throw invalidQuery(
+      'resolution',
+      `${formatDuration(periodMs)} by ${label} is ${buckets} buckets, more than ${maxBuckets} (QUERY_MAX_BUCKETS): use a coarser resolution`,
+      { buckets, max: maxBuckets },
+    );
   }
   return { label, ms };
 }
@@ -56,7 +72,9 @@ function libraryVersions(): Record<string, string | null> {
     packageVersions = {};
     for (const name of ['@nestjs/core', '@nestjs/platform-fastify', 'fastify', 'pg', 'kysely', 'prom-client', 'zod']) {
       try {
-        packageVersions[name] = JSON.parse(readFileSync(new URL(`../../../node_modules/${name}/package.json`, import.meta.url), 'utf8')).version ?? null;
+        packageVersions[name] =
+          JSON.parse(readFileSync(new URL(`../../../node_modules/${name}/package.json`, import.meta.url), 'utf8'))
+            .version ?? null;
       } catch {
         packageVersions[name] = null;
       }
@@ -106,7 +124,10 @@ export class MonitoringService {
     const cache = this.seriesCache();
     const others = components
       .filter(([name]) => name !== 'database')
-      .map(([name, { status: state, level, ...rest }]: [string, ComponentHealth]) => [name, { status: level, state, ...rest }]);
+      .map(([name, { status: state, level, ...rest }]: [string, ComponentHealth]) => [
+        name,
+        { status: level, state, ...rest },
+      ]);
     return {
       status,
       components: {
@@ -140,7 +161,8 @@ export class MonitoringService {
   /** The database's disk: size from the server; the filesystem's free space when the data directory is on this machine. */
   private async storage(db: ComponentHealth) {
     const size = typeof db.database_size_bytes === 'number' ? db.database_size_bytes : null;
-    let available: number | null = null, total: number | null = null;
+    let available: number | null = null,
+      total: number | null = null;
     const dir = this.isLocalDatabase() ? await this.repo.dataDirectory().catch(() => null) : null;
     if (dir && existsSync(dir)) {
       try {
@@ -182,7 +204,8 @@ export class MonitoringService {
     const isToday = s.day === today;
     const summary = this.hub.summary();
     const jobs = this.self.snapshot().jobRuns;
-    let jobRuns = 0, jobFailures = 0;
+    let jobRuns = 0,
+      jobFailures = 0;
     for (const [key, n] of jobs) {
       jobRuns += n;
       if (key.endsWith('\u0000failed')) jobFailures += n;
@@ -201,7 +224,8 @@ export class MonitoringService {
         sessions: {
           active: summary.connections,
           total_today: isToday ? s.openedToday : 0,
-          average_duration_minutes: isToday && s.closedToday > 0 ? round(s.closedTodayMs / s.closedToday / MINUTE) : null,
+          average_duration_minutes:
+            isToday && s.closedToday > 0 ? round(s.closedTodayMs / s.closedToday / MINUTE) : null,
           websocket: summary.websocket_connections,
           sse: summary.sse_connections,
         },
@@ -213,7 +237,11 @@ export class MonitoringService {
           last_error: this.self.lastServerErrorAt === null ? null : toIso(this.self.lastServerErrorAt),
           client_errors: f.requests['4xx'],
         },
-        ingestion: { points_committed: f.ingestPoints, points_per_second: round(this.writer.meter.rate(), 2), queue_points: this.writer.pendingPoints },
+        ingestion: {
+          points_committed: f.ingestPoints,
+          points_per_second: round(this.writer.meter.rate(), 2),
+          queue_points: this.writer.pendingPoints,
+        },
         jobs: { runs: jobRuns, failures: jobFailures },
         streams: { messages_sent: this.hub.stats.delivered, clients_cut_off: this.hub.stats.cutOff },
       },
@@ -230,7 +258,9 @@ export class MonitoringService {
     const { buckets, instances } = await this.read(from, now, resolution.ms);
     const total = emptySample();
     for (const b of buckets.values()) addSample(total, b);
-    const series = [...buckets].sort(([a], [b]) => a - b).map(([t, sample]) => ({ timestamp: toIso(t), ...performanceOf(sample) }));
+    const series = [...buckets]
+      .sort(([a], [b]) => a - b)
+      .map(([t, sample]) => ({ timestamp: toIso(t), ...performanceOf(sample) }));
     const { requests, covered_seconds, ...performance } = performanceOf(total);
     return {
       performance,
@@ -250,10 +280,18 @@ export class MonitoringService {
     const period = parsePeriod(q.period);
     const now = Date.now();
     const from = now - period.ms;
-    const { buckets, instances } = await this.read(from, now, period.ms >= 2 * DAY ? DAY : HOUR, [SELF_SERIES.errors, SELF_SERIES.requests, SELF_SERIES.jobRuns, SELF_SERIES.webhooks, SELF_SERIES.interval]);
+    const { buckets, instances } = await this.read(from, now, period.ms >= 2 * DAY ? DAY : HOUR, [
+      SELF_SERIES.errors,
+      SELF_SERIES.requests,
+      SELF_SERIES.jobRuns,
+      SELF_SERIES.webhooks,
+      SELF_SERIES.interval,
+    ]);
     const s = emptySample();
     for (const b of buckets.values()) addSample(s, b);
-    const byType: Record<string, number> = {}, byStatus: Record<string, number> = {}, byJob: Record<string, number> = {};
+    const byType: Record<string, number> = {},
+      byStatus: Record<string, number> = {},
+      byJob: Record<string, number> = {};
     const byRoute: Array<{ method: string; route: string; status: number; code: string; count: number }> = [];
     let http = 0;
     for (const [key, n] of s.errors) {
@@ -271,7 +309,8 @@ export class MonitoringService {
       jobs += n;
       byJob[job] = (byJob[job] ?? 0) + n;
     }
-    const webhookFailed = s.webhooks.get('failed') ?? 0, webhookRefused = s.webhooks.get('refused') ?? 0;
+    const webhookFailed = s.webhooks.get('failed') ?? 0,
+      webhookRefused = s.webhooks.get('refused') ?? 0;
     if (jobs > 0) byType.JOB_FAILED = jobs;
     if (webhookFailed > 0) byType.WEBHOOK_FAILED = webhookFailed;
     if (webhookRefused > 0) byType.WEBHOOK_REFUSED = webhookRefused;
@@ -300,7 +339,12 @@ export class MonitoringService {
    * Stored self-metrics over [from, now] in buckets of `stepMs`, with this instance's interval not
    * stored yet added to the current bucket.
    */
-  private async read(from: number, now: number, stepMs: number, metrics?: string[]): Promise<{ buckets: Map<number, Sample>; instances: string[] }> {
+  private async read(
+    from: number,
+    now: number,
+    stepMs: number,
+    metrics?: string[],
+  ): Promise<{ buckets: Map<number, Sample>; instances: string[] }> {
     const series = await this.repo.series(metrics);
     const byId = new Map<number, SelfSeries>(series.map((s) => [s.id, s]));
     const rows = await this.repo.buckets([...byId.keys()], from, now + 1, stepMs);
@@ -333,12 +377,21 @@ export class MonitoringService {
   /** GET /metrics/grafana */
   grafana(q: { datasource_uid?: unknown }) {
     const uid = typeof q.datasource_uid === 'string' && q.datasource_uid !== '' ? q.datasource_uid : undefined;
-    if (uid !== undefined && !/^[A-Za-z0-9_-]{1,40}$/.test(uid)) throw invalidQuery('datasource_uid', 'datasource_uid must be a Grafana uid (letters, digits, - and _, at most 40)');
+    if (uid !== undefined && !/^[A-Za-z0-9_-]{1,40}$/.test(uid))
+      throw invalidQuery(
+        'datasource_uid',
+        'datasource_uid must be a Grafana uid (letters, digits, - and _, at most 40)',
+      );
     return { dashboard: grafanaDashboard(uid) };
   }
 
   private poolTotals() {
-    let max = 0, active = 0, idle = 0, waiting = 0, created = 0, closed = 0;
+    let max = 0,
+      active = 0,
+      idle = 0,
+      waiting = 0,
+      created = 0,
+      closed = 0;
     for (const p of this.self.pools) {
       max += p.pool.options.max ?? 10;
       active += p.pool.totalCount - p.pool.idleCount;
@@ -353,7 +406,10 @@ export class MonitoringService {
   /** GET /resources/database: the connection pools and the statements of Timescope's connections. */
   async databaseResources() {
     const t = this.poolTotals();
-    const [statements, queries] = await Promise.all([this.repo.activeStatements(SLOW_QUERY_MS).catch(() => null), this.self.queryFigures()]);
+    const [statements, queries] = await Promise.all([
+      this.repo.activeStatements(SLOW_QUERY_MS).catch(() => null),
+      this.self.queryFigures(),
+    ]);
     return {
       pool: {
         max_connections: t.max,
@@ -392,7 +448,14 @@ export class MonitoringService {
   private seriesCache() {
     const c = this.resolver.cache;
     const lookups = c.hits + c.misses;
-    return { hits: c.hits, misses: c.misses, hit_rate: lookups > 0 ? round(c.hits / lookups, 4) : null, evictions: c.evictions, keys_count: c.size, capacity: c.capacity };
+    return {
+      hits: c.hits,
+      misses: c.misses,
+      hit_rate: lookups > 0 ? round(c.hits / lookups, 4) : null,
+      evictions: c.evictions,
+      keys_count: c.size,
+      capacity: c.capacity,
+    };
   }
 
   /** GET /resources/cache: the writer's series id cache (the only cache Timescope keeps). */
@@ -458,9 +521,17 @@ export class MonitoringService {
           retention_days: c.retentionDays,
           rollup_retention_days: rollupRetentionDays(c.retentionDays, c.retention.rollupDays),
           series: { cache_size: c.series.cacheSize, max_series: c.series.maxSeries },
-          query: { max_buckets: c.query.maxBuckets, max_series: c.query.maxSeries, statement_timeout_ms: c.db.statementTimeoutMs },
+          query: {
+            max_buckets: c.query.maxBuckets,
+            max_series: c.query.maxSeries,
+            statement_timeout_ms: c.db.statementTimeoutMs,
+          },
           streams: { max_connections: c.streams.maxConnections, max_subscriptions: c.streams.maxSubscriptions },
-          webhooks: { timeout_ms: c.webhooks.timeoutMs, max_attempts: c.webhooks.maxAttempts, allow_private: c.webhooks.allowPrivate },
+          webhooks: {
+            timeout_ms: c.webhooks.timeoutMs,
+            max_attempts: c.webhooks.maxAttempts,
+            allow_private: c.webhooks.allowPrivate,
+          },
           collector: { enabled: c.collector.enabled, hostname: c.collector.hostname ?? null },
           data_dir: c.dataDir,
         },
@@ -483,8 +554,18 @@ export class MonitoringService {
           platform: platform(),
           arch: arch(),
           cpus: cpus().length,
-          memory: { rss_bytes: mem.rss, heap_used_bytes: mem.heapUsed, heap_total_bytes: mem.heapTotal, external_bytes: mem.external, array_buffers_bytes: mem.arrayBuffers },
-          heap: { size_limit_bytes: heap.heap_size_limit, total_available_bytes: heap.total_available_size, native_contexts: heap.number_of_native_contexts },
+          memory: {
+            rss_bytes: mem.rss,
+            heap_used_bytes: mem.heapUsed,
+            heap_total_bytes: mem.heapTotal,
+            external_bytes: mem.external,
+            array_buffers_bytes: mem.arrayBuffers,
+          },
+          heap: {
+            size_limit_bytes: heap.heap_size_limit,
+            total_available_bytes: heap.total_available_size,
+            native_contexts: heap.number_of_native_contexts,
+          },
           active_resources: { total: resources.length, by_type: byType },
         },
       },
@@ -496,7 +577,9 @@ export class MonitoringService {
     const gc = processRegistry().getSingleMetric('nodejs_gc_duration_seconds');
     if (!gc) return null;
     const m = await gc.get();
-    return (m.values as Array<{ value: number; metricName?: string }>).filter((v) => v.metricName === 'nodejs_gc_duration_seconds_count').reduce((n, v) => n + v.value, 0);
+    return (m.values as Array<{ value: number; metricName?: string }>)
+      .filter((v) => v.metricName === 'nodejs_gc_duration_seconds_count')
+      .reduce((n, v) => n + v.value, 0);
   }
 
   private openFiles(): number | null {

@@ -12,7 +12,10 @@ export class PrometheusController {
 
   @Get()
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: "Timescope's own metrics in the Prometheus text format 0.0.4 (scrape with a read key: authorization.credentials or basic_auth.password)" })
+  @ApiOperation({
+    summary:
+      "Timescope's own metrics in the Prometheus text format 0.0.4 (scrape with a read key: authorization.credentials or basic_auth.password)",
+  })
   async get(@Res({ passthrough: true }) reply: FastifyReply) {
     reply.header('content-type', this.self.contentType);
     return this.self.exposition();

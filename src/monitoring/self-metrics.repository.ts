@@ -33,7 +33,10 @@ export class SelfMetricsRepository {
 
   /** Every stored self-metrics series (of every instance), or only those of the given metrics. */
   async series(metrics: readonly string[] = Object.values(SELF_SERIES)): Promise<SelfSeries[]> {
-    const r = await this.database.readPool.query<SelfSeries>(`SELECT id, metric, tags FROM series WHERE source = $1 AND metric = ANY($2::text[]) ORDER BY id`, [SELF_SOURCE, metrics]);
+    const r = await this.database.readPool.query<SelfSeries>(
+      `SELECT id, metric, tags FROM series WHERE source = $1 AND metric = ANY($2::text[]) ORDER BY id`,
+      [SELF_SOURCE, metrics],
+    );
     return r.rows;
   }
 
@@ -43,7 +46,8 @@ export class SelfMetricsRepository {
     const segments = await this.rollups.cover(ids, from, to, stepMs, 'sum'); // tiers and raw edges, as the query API reads them
     if (segments.length === 0) return [];
     const params: unknown[] = [`${stepMs / 1000} seconds`, ids];
-    const within = (col: string, a: number, b: number) => `${col} >= $${params.push(toIso(a))}::timestamptz AND ${col} < $${params.push(toIso(b))}::timestamptz`;
+    const within = (col: string, a: number, b: number) =>
+      `${col} >= $${params.push(toIso(a))}::timestamptz AND ${col} < $${params.push(toIso(b))}::timestamptz`;
     const parts = segments.map((s) =>
       s.tier
         ? `SELECT series_id, date_bin($1::interval, bucket, timestamptz 'epoch') AS b, sum AS s, min AS mn, max AS mx FROM ${s.tier.table}
@@ -84,7 +88,9 @@ export class SelfMetricsRepository {
 
   /** The TimescaleDB extension's version, when installed. */
   async timescaleVersion(): Promise<string | null> {
-    const r = await this.database.readPool.query<{ v: string }>(`SELECT extversion AS v FROM pg_extension WHERE extname = 'timescaledb'`);
+    const r = await this.database.readPool.query<{ v: string }>(
+      `SELECT extversion AS v FROM pg_extension WHERE extname = 'timescaledb'`,
+    );
     return r.rows[0]?.v ?? null;
   }
 }

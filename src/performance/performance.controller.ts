@@ -10,7 +10,10 @@ export class PerformanceController {
 
   @Get()
   @Access('read')
-  @ApiOperation({ summary: 'Ingestion rate/peak/total/queue, storage size/compression/retention/oldest data, query rate and latency, crossed thresholds' })
+  @ApiOperation({
+    summary:
+      'Ingestion rate/peak/total/queue, storage size/compression/retention/oldest data, query rate and latency, crossed thresholds',
+  })
   get() {
     return this.performance.performance();
   }

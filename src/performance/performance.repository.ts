@@ -7,6 +7,7 @@ export class PerformanceRepository {
   constructor(private readonly database: Database) {}
 
   async databaseSize(): Promise<number> {
-    return (await this.database.readPool.query<{ n: number }>(`SELECT pg_database_size(current_database()) AS n`)).rows[0].n;
+    return (await this.database.readPool.query<{ n: number }>(`SELECT pg_database_size(current_database()) AS n`))
+      .rows[0].n;
   }
 }

@@ -90,17 +90,30 @@ export class PerformanceService implements OnModuleInit {
     if (!a.enabled) return [];
     const out: Array<{ threshold: string; value: number; limit: number; message: string }> = [];
     const queue = this.writer.pendingPoints;
-    if (a.queueSize > 0 && queue > a.queueSize) out.push({ threshold: 'queue_size', value: queue, limit: a.queueSize, message: `${queue} points wait to be written (threshold ${a.queueSize})` });
+    if (a.queueSize > 0 && queue > a.queueSize)
+      out.push({
+        threshold: 'queue_size',
+        value: queue,
+        limit: a.queueSize,
+        message: `${queue} points wait to be written (threshold ${a.queueSize})`,
+      });
     if (a.ingestionRate > 0 && rate > a.ingestionRate) {
-      out.push({ threshold: 'ingestion_rate', value: Math.round(rate), limit: a.ingestionRate, message: `ingesting ${Math.round(rate)} points/s (threshold ${a.ingestionRate})` });
+      out.push({
+        threshold: 'ingestion_rate',
+        value: Math.round(rate),
+        limit: a.ingestionRate,
+        message: `ingesting ${Math.round(rate)} points/s (threshold ${a.ingestionRate})`,
+      });
     }
     return out;
   }
 
   private async storage() {
-    if (!this.storageCache || Date.now() - this.storageCache.at > STORAGE_CACHE_MS) this.storageCache = { at: Date.now(), value: await this.loadStorage() };
+    if (!this.storageCache || Date.now() - this.storageCache.at > STORAGE_CACHE_MS)
+      this.storageCache = { at: Date.now(), value: await this.loadStorage() };
     // Retention is a live setting: never served from the cache.
-    const days = this.config.retentionDays, rollup = rollupRetentionDays(days, this.config.retention.rollupDays);
+    const days = this.config.retentionDays,
+      rollup = rollupRetentionDays(days, this.config.retention.rollupDays);
     return {
       ...this.storageCache.value,
       retention_policy: days > 0 ? `${days} days` : 'forever',
@@ -109,7 +122,11 @@ export class PerformanceService implements OnModuleInit {
   }
 
   private async loadStorage() {
-    const [size, ratio, oldest] = await Promise.all([this.repo.databaseSize(), this.catalog.compressionRatio(), this.catalog.oldestPoint()]);
+    const [size, ratio, oldest] = await Promise.all([
+      this.repo.databaseSize(),
+      this.catalog.compressionRatio(),
+      this.catalog.oldestPoint(),
+    ]);
     return {
       total_size: formatBytes(size),
       total_size_bytes: size,

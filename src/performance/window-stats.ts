@@ -28,7 +28,8 @@ export class WindowStats {
   /** Events and their total over the last `windowSeconds` seconds, the current one included. */
   totals(): { count: number; sum: number } {
     const sec = Math.floor(this.now() / 1000);
-    let count = 0, sum = 0;
+    let count = 0,
+      sum = 0;
     for (let k = 0; k < this.windowSeconds; k++) {
       const s = sec - k;
       const i = ((s % this.windowSeconds) + this.windowSeconds) % this.windowSeconds;

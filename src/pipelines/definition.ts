@@ -20,7 +20,19 @@ import type { Step } from './stages.js';
  * stages name (`avg_cpu` → metric `cpu`); with no names at all, every metric of the matching series.
  */
 
-export const AGG_FUNCTIONS = ['avg', 'sum', 'min', 'max', 'count', 'first', 'last', 'p50', 'p90', 'p95', 'p99'] as const;
+export const AGG_FUNCTIONS = [
+  'avg',
+  'sum',
+  'min',
+  'max',
+  'count',
+  'first',
+  'last',
+  'p50',
+  'p90',
+  'p95',
+  'p99',
+] as const;
 export type AggFunction = (typeof AGG_FUNCTIONS)[number];
 export const PERCENTILES: Readonly<Record<string, number>> = { p50: 0.5, p90: 0.9, p95: 0.95, p99: 0.99 };
 
@@ -50,7 +62,14 @@ export interface StageJson {
 
 export type OutputJson =
   | { destination: 'none' }
-  | { destination: 'metric'; metric: string; column: string; source: string | null; tags: Record<string, string>; unit: string | null }
+  | {
+      destination: 'metric';
+      metric: string;
+      column: string;
+      source: string | null;
+      tags: Record<string, string>;
+      unit: string | null;
+    }
   | { destination: 'webhook'; url: string };
 
 export interface ScheduleJson {

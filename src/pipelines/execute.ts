@@ -37,7 +37,16 @@ export function assemble(plan: PipelinePlan, ends: number[], cells: AggregateRow
     base.set(m, aggColumns.length);
     for (const fn of fns) {
       const c = columnFor(fn, m);
-      if (owner.has(c)) throw fieldErrors([{ field: 'pipeline', message: `metrics ${owner.get(c)} and ${m} both give column ${c}; name the metrics in the filter` }], 'INVALID_REQUEST');
+      if (owner.has(c))
+        throw fieldErrors(
+          [
+            {
+              field: 'pipeline',
+              message: `metrics ${owner.get(c)} and ${m} both give column ${c}; name the metrics in the filter`,
+            },
+          ],
+          'INVALID_REQUEST',
+        );
       owner.set(c, m);
       aggColumns.push(c);
     }
@@ -99,7 +108,13 @@ export function derivedPoints(plan: PipelinePlan, exec: Execution): { points: De
   const out = plan.definition.output;
   if (out.destination !== 'metric') return { points: [], skippedNulls: 0 };
   const col = exec.columns.indexOf(out.column);
-  if (col < 0) throw fieldErrors([{ field: 'output.column', message: `names column ${out.column}, which the pipeline does not produce (it produces ${exec.columns.join(', ')})` }]);
+  if (col < 0)
+    throw fieldErrors([
+      {
+        field: 'output.column',
+        message: `names column ${out.column}, which the pipeline does not produce (it produces ${exec.columns.join(', ')})`,
+      },
+    ]);
   const source = out.source ?? derivedSource(plan);
   const points: DerivedPoint[] = [];
   let skippedNulls = 0;
@@ -127,7 +142,8 @@ export function toBatches(points: DerivedPoint[], unit: string | null, chunk: nu
   const batches: PointBatch[] = [];
   for (let i = 0; i < points.length; i += chunk) {
     const b = new PointBatchBuilder(Math.min(chunk, points.length - i));
-    for (const p of points.slice(i, i + chunk)) b.push(b.addSeries(p.metric, p.source, p.tags, unit), p.timestamp, p.value);
+    for (const p of points.slice(i, i + chunk))
+      b.push(b.addSeries(p.metric, p.source, p.tags, unit), p.timestamp, p.value);
     batches.push(b.build());
   }
   return batches;

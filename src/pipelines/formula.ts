@@ -52,7 +52,10 @@ interface FunctionDef {
 }
 
 function strict(f: (...xs: number[]) => number | null): Pick<FunctionDef, 'apply' | 'strict'> {
-  return { strict: f, apply: (args) => (args.some((x) => x === null) ? null : nullIfInfinite(f(...(args as number[])))) };
+  return {
+    strict: f,
+    apply: (args) => (args.some((x) => x === null) ? null : nullIfInfinite(f(...(args as number[])))),
+  };
 }
 const nullIfInfinite = (r: number | null): Value => (r === null ? null : fin(r));
 
@@ -70,15 +73,40 @@ export const FUNCTIONS = {
   pow: { min: 2, max: 2, ...strict(Math.pow), doc: 'pow(x, y)' },
   min: { min: 1, max: 32, ...strict(Math.min), doc: 'min(x, ...)' },
   max: { min: 1, max: 32, ...strict(Math.max), doc: 'max(x, ...)' },
-  clamp: { min: 3, max: 3, ...strict((x, lo, hi) => (lo > hi ? null : Math.min(Math.max(x, lo), hi))), doc: 'clamp(x, low, high)' },
-  coalesce: { min: 1, max: 32, apply: (args) => args.find((x) => x !== null) ?? null, doc: 'coalesce(x, ...): the first that is not null' },
+  clamp: {
+    min: 3,
+    max: 3,
+    ...strict((x, lo, hi) => (lo > hi ? null : Math.min(Math.max(x, lo), hi))),
+    doc: 'clamp(x, low, high)',
+  },
+  coalesce: {
+    min: 1,
+    max: 32,
+    apply: (args) => args.find((x) => x !== null) ?? null,
+    doc: 'coalesce(x, ...): the first that is not null',
+  },
 } satisfies Record<string, FunctionDef>;
 
 export type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_TABLE: ReadonlyMap<string, FunctionDef> = new Map(Object.entries(FUNCTIONS));
 export const FUNCTION_NAMES = [...FUNCTION_TABLE.keys()];
 
-const BINARY: ReadonlySet<string> = new Set<BinaryOp>(['+', '-', '*', '/', '%', '==', '!=', '<', '<=', '>', '>=', '&&', '||', '??']);
+const BINARY: ReadonlySet<string> = new Set<BinaryOp>([
+  '+',
+  '-',
+  '*',
+  '/',
+  '%',
+  '==',
+  '!=',
+  '<',
+  '<=',
+  '>',
+  '>=',
+  '&&',
+  '||',
+  '??',
+]);
 const UNARY: ReadonlySet<string> = new Set<UnaryOp>(['-', '+', '!']);
 const HINTS: Readonly<Record<string, string>> = {
   '^': 'use pow(x, y) for powers',
@@ -106,7 +134,9 @@ export function parseFormula(text: unknown): ParsedFormula {
   } catch (err) {
     const e = err as { description?: string; index?: number; message?: string };
     if (err instanceof RangeError) throw new FormulaError('is nested too deeply');
-    throw new FormulaError(`does not parse: ${e.description ?? e.message}${e.index !== undefined ? ` at character ${e.index + 1}` : ''}`);
+    throw new FormulaError(
+      `does not parse: ${e.description ?? e.message}${e.index !== undefined ? ` at character ${e.index + 1}` : ''}`,
+    );
   }
   const columns: string[] = [];
   let nodes = 0;
@@ -133,21 +163,37 @@ export function parseFormula(text: unknown): ParsedFormula {
       }
       case 'BinaryExpression': {
         const b = n as jsep.BinaryExpression;
-        if (!BINARY.has(b.operator)) throw new FormulaError(`operator ${b.operator} is not allowed${HINTS[b.operator] ? `: ${HINTS[b.operator]}` : ''}`);
-        return { kind: 'binary', op: b.operator as BinaryOp, left: build(b.left, depth + 1), right: build(b.right, depth + 1) };
+        if (!BINARY.has(b.operator))
+          throw new FormulaError(
+            `operator ${b.operator} is not allowed${HINTS[b.operator] ? `: ${HINTS[b.operator]}` : ''}`,
+          );
+        return {
+          kind: 'binary',
+          op: b.operator as BinaryOp,
+          left: build(b.left, depth + 1),
+          right: build(b.right, depth + 1),
+        };
       }
       case 'ConditionalExpression': {
         const c = n as jsep.ConditionalExpression;
-        return { kind: 'conditional', test: build(c.test, depth + 1), then: build(c.consequent, depth + 1), else: build(c.alternate, depth + 1) };
+        return {
+          kind: 'conditional',
+          test: build(c.test, depth + 1),
+          then: build(c.consequent, depth + 1),
+          else: build(c.alternate, depth + 1),
+        };
       }
       case 'CallExpression': {
         const c = n as jsep.CallExpression;
-        if (c.callee.type !== 'Identifier') throw new FormulaError('only the allow-listed functions may be called, by name');
+        if (c.callee.type !== 'Identifier')
+          throw new FormulaError('only the allow-listed functions may be called, by name');
         const name = (c.callee as jsep.Identifier).name;
         const def = FUNCTION_TABLE.get(name);
         if (!def) throw new FormulaError(`unknown function ${name}(); allowed: ${FUNCTION_NAMES.join(', ')}`);
         if (c.arguments.length < def.min || c.arguments.length > def.max) {
-          throw new FormulaError(`${name}() takes ${def.min === def.max ? def.min : `${def.min} to ${def.max}`} argument(s): ${def.doc}`);
+          throw new FormulaError(
+            `${name}() takes ${def.min === def.max ? def.min : `${def.min} to ${def.max}`} argument(s): ${def.doc}`,
+          );
         }
         return { kind: 'call', fn: name as FunctionName, args: c.arguments.map((a) => build(a, depth + 1)) };
       }
@@ -192,10 +238,11 @@ export function compileFormula(f: ParsedFormula, slots: ReadonlyMap<string, numb
       case 'unary': {
         const a = compile(n.arg);
         if (n.op === '+') return a;
-        if (n.op === '-') return (r) => {
-          const x = a(r);
-          return x === null ? null : -x;
-        };
+        if (n.op === '-')
+          return (r) => {
+            const x = a(r);
+            return x === null ? null : -x;
+          };
         return (r) => {
           const x = a(r);
           return x === null ? null : x === 0 ? 1 : 0;
@@ -204,7 +251,9 @@ export function compileFormula(f: ParsedFormula, slots: ReadonlyMap<string, numb
       case 'binary':
         return binary(n.op, compile(n.left), compile(n.right));
       case 'conditional': {
-        const t = compile(n.test), a = compile(n.then), b = compile(n.else);
+        const t = compile(n.test),
+          a = compile(n.then),
+          b = compile(n.else);
         return (r) => (truthy(t(r)) ? a(r) : b(r));
       }
       case 'call': {
@@ -236,42 +285,58 @@ export function compileFormula(f: ParsedFormula, slots: ReadonlyMap<string, numb
 }
 
 function binary(op: BinaryOp, a: Compiled, b: Compiled): Compiled {
-  const num = (f: (x: number, y: number) => number | null): Compiled => (r) => {
-    const x = a(r);
-    if (x === null) return null;
-    const y = b(r);
-    if (y === null) return null;
-    const z = f(x, y);
-    return z === null ? null : fin(z);
-  };
+  const num =
+    (f: (x: number, y: number) => number | null): Compiled =>
+    (r) => {
+      const x = a(r);
+      if (x === null) return null;
+      const y = b(r);
+      if (y === null) return null;
+      const z = f(x, y);
+      return z === null ? null : fin(z);
+    };
   switch (op) {
-    case '+': return num((x, y) => x + y);
-    case '-': return num((x, y) => x - y);
-    case '*': return num((x, y) => x * y);
-    case '/': return num((x, y) => (y === 0 ? null : x / y));
-    case '%': return num((x, y) => (y === 0 ? null : x % y));
-    case '==': return num((x, y) => (x === y ? 1 : 0));
-    case '!=': return num((x, y) => (x !== y ? 1 : 0));
-    case '<': return num((x, y) => (x < y ? 1 : 0));
-    case '<=': return num((x, y) => (x <= y ? 1 : 0));
-    case '>': return num((x, y) => (x > y ? 1 : 0));
-    case '>=': return num((x, y) => (x >= y ? 1 : 0));
-    case '??': return (r) => a(r) ?? b(r);
+    case '+':
+      return num((x, y) => x + y);
+    case '-':
+      return num((x, y) => x - y);
+    case '*':
+      return num((x, y) => x * y);
+    case '/':
+      return num((x, y) => (y === 0 ? null : x / y));
+    case '%':
+      return num((x, y) => (y === 0 ? null : x % y));
+    case '==':
+      return num((x, y) => (x === y ? 1 : 0));
+    case '!=':
+      return num((x, y) => (x !== y ? 1 : 0));
+    case '<':
+      return num((x, y) => (x < y ? 1 : 0));
+    case '<=':
+      return num((x, y) => (x <= y ? 1 : 0));
+    case '>':
+      return num((x, y) => (x > y ? 1 : 0));
+    case '>=':
+      return num((x, y) => (x >= y ? 1 : 0));
+    case '??':
+      return (r) => a(r) ?? b(r);
     // Three-valued logic as in SQL: false wins over null in AND, true wins over null in OR.
-    case '&&': return (r) => {
-      const x = a(r);
-      if (x === 0) return 0;
-      const y = b(r);
-      if (y === 0) return 0;
-      return x === null || y === null ? null : 1;
-    };
-    case '||': return (r) => {
-      const x = a(r);
-      if (x !== null && x !== 0) return 1;
-      const y = b(r);
-      if (y !== null && y !== 0) return 1;
-      return x === null || y === null ? null : 0;
-    };
+    case '&&':
+      return (r) => {
+        const x = a(r);
+        if (x === 0) return 0;
+        const y = b(r);
+        if (y === 0) return 0;
+        return x === null || y === null ? null : 1;
+      };
+    case '||':
+      return (r) => {
+        const x = a(r);
+        if (x !== null && x !== 0) return 1;
+        const y = b(r);
+        if (y !== null && y !== 0) return 1;
+        return x === null || y === null ? null : 0;
+      };
   }
 }
 

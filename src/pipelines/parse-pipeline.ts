@@ -1,6 +1,13 @@
 import { fieldErrors } from '../common/errors.js';
 import { isObject, Json, Problems } from '../common/input.js';
-import { DefinitionLimits, OPERATIONS, ParsedPipeline, PipelineDefinition, PipelinePlan, StageJson } from './definition.js';
+import {
+  DefinitionLimits,
+  OPERATIONS,
+  ParsedPipeline,
+  PipelineDefinition,
+  PipelinePlan,
+  StageJson,
+} from './definition.js';
 import { AggregateSpec, parseAggregate } from './parsers/aggregate.js';
 import { aggregateColumns, inferMetrics } from './parsers/columns.js';
 import type { StageContext } from './parsers/common.js';
@@ -17,7 +24,10 @@ import { bindSteps, Step } from './stages.js';
 const MAX_STAGES = 20;
 
 /** The stages that work on aggregated rows, each with its parser. */
-const ROW_STAGES: Record<'transform' | 'rename' | 'threshold' | 'select', (params: Json, s: StageContext) => { step: Step; stage: StageJson } | undefined> = {
+const ROW_STAGES: Record<
+  'transform' | 'rename' | 'threshold' | 'select',
+  (params: Json, s: StageContext) => { step: Step; stage: StageJson } | undefined
+> = {
   transform: parseTransform,
   rename: parseRename,
   threshold: parseThreshold,
@@ -33,7 +43,8 @@ const ROW_STAGES: Record<'transform' | 'rename' | 'threshold' | 'select', (param
  * stages use, then every reference bound), the output's fields, the schedule.
  */
 export function parsePipeline(body: unknown, limits: DefinitionLimits): ParsedPipeline {
-  if (!isObject(body)) throw fieldErrors([{ field: 'body', message: 'must be a JSON object {name, pipeline: [...], output, schedule}' }]);
+  if (!isObject(body))
+    throw fieldErrors([{ field: 'body', message: 'must be a JSON object {name, pipeline: [...], output, schedule}' }]);
   const problems = new Problems();
   const { name, description, enabled } = parseHeader(body, problems);
   const { stages, steps, filter, aggregate } = parseStages(body.pipeline, problems, limits);
@@ -90,7 +101,9 @@ function parseStages(raw: unknown, problems: Problems, limits: DefinitionLimits)
   raw.forEach((stage: unknown, index: number) => {
     const at = `pipeline[${index}]`;
     if (!isObject(stage)) return problems.add(at, 'must be an object {operation, params}');
-    for (const k of Object.keys(stage)) if (k !== 'operation' && k !== 'params') problems.add(`${at}.${k}`, 'unknown field (a stage has operation and params)');
+    for (const k of Object.keys(stage))
+      if (k !== 'operation' && k !== 'params')
+        problems.add(`${at}.${k}`, 'unknown field (a stage has operation and params)');
     const op = stage.operation;
     if (typeof op !== 'string' || !(OPERATIONS as readonly string[]).includes(op)) {
       seen.unknownOperation = true;
@@ -117,11 +130,22 @@ function parseStages(raw: unknown, problems: Problems, limits: DefinitionLimits)
       }
     }
   });
-  if (!seen.aggregate && !seen.unknownOperation) problems.add('pipeline', 'needs an aggregate stage {"operation": "aggregate", "params": {"window": "5m", "functions": ["avg"]}}');
+  if (!seen.aggregate && !seen.unknownOperation)
+    problems.add(
+      'pipeline',
+      'needs an aggregate stage {"operation": "aggregate", "params": {"window": "5m", "functions": ["avg"]}}',
+    );
   return { stages, steps, filter, aggregate };
 }
 
 /** The system-monitor client's pipeline STATUS report, which a trailing slash brings to the create route. */
 export function isStatusReport(body: unknown): boolean {
-  return typeof body === 'object' && body !== null && !Array.isArray(body) && !('pipeline' in body) && 'pipeline_type' in body && 'status' in body;
+  return (
+    typeof body === 'object' &&
+    body !== null &&
+    !Array.isArray(body) &&
+    !('pipeline' in body) &&
+    'pipeline_type' in body &&
+    'status' in body
+  );
 }

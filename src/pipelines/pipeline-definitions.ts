@@ -21,7 +21,12 @@ export class PipelineDefinitions {
     config: AppConfig,
   ) {
     const i = config.ingest;
-    this.limits = { maxNameLength: i.maxNameLength, maxTags: i.maxTags, maxTagKeyLength: i.maxTagKeyLength, maxTagValueLength: i.maxTagValueLength };
+    this.limits = {
+      maxNameLength: i.maxNameLength,
+      maxTags: i.maxTags,
+      maxTagKeyLength: i.maxTagKeyLength,
+      maxTagValueLength: i.maxTagValueLength,
+    };
   }
 
   /** Parses a definition; a webhook URL must also pass the SSRF guard (400 naming output.url). */

@@ -22,7 +22,10 @@ export class PipelineLocks {
     this.held.add(id);
     try {
       if (!this.database.info.pglite) {
-        const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [PIPELINE_LOCK_NAMESPACE, pipelineLockKey(id)]);
+        const r = await this.session.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [
+          PIPELINE_LOCK_NAMESPACE,
+          pipelineLockKey(id),
+        ]);
         if (!r.rows[0].ok) {
           this.held.delete(id);
           return false;
@@ -47,7 +50,9 @@ export class PipelineLocks {
 
   async release(id: number): Promise<void> {
     if (!this.held.delete(id) || this.database.info.pglite) return;
-    await this.session.query('SELECT pg_advisory_unlock($1, $2)', [PIPELINE_LOCK_NAMESPACE, pipelineLockKey(id)]).catch(() => undefined);
+    await this.session
+      .query('SELECT pg_advisory_unlock($1, $2)', [PIPELINE_LOCK_NAMESPACE, pipelineLockKey(id)])
+      .catch(() => undefined);
   }
 
   close(): Promise<void> {

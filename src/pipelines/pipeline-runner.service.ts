@@ -109,7 +109,13 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
   /** When the next window of a scheduled, enabled pipeline ends (null: none is scheduled). */
   nextWindowEnd(row: PipelineRow, plan: PipelinePlan | null): string | null {
     if (!plan || !row.definition.schedule || !row.enabled) return null;
-    const due = dueWindows(row.last_window_end?.getTime() ?? null, this.clock(), plan.stepMs, plan.delayMs, this.config.pipelines.maxCatchupWindows);
+    const due = dueWindows(
+      row.last_window_end?.getTime() ?? null,
+      this.clock(),
+      plan.stepMs,
+      plan.delayMs,
+      this.config.pipelines.maxCatchupWindows,
+    );
     return toIso(due.ends.length ? due.ends[0] : due.nextDueAt - plan.delayMs);
   }
 
@@ -121,12 +127,20 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
     const range = resolveRange(plan, input, now, this.config.pipelines.maxWindows);
     const ends = windowEnds(range.from, range.to, plan.stepMs, now);
     if (!(await this.locks.acquire(row.id, MANUAL_LOCK_WAIT_MS))) {
-      throw new ApiError(409, 'CONFLICT', `Pipeline ${row.id} is running; retry when that run has finished`, { pipeline_id: row.id });
+      throw new ApiError(409, 'CONFLICT', `Pipeline ${row.id} is running; retry when that run has finished`, {
+        pipeline_id: row.id,
+      });
     }
     try {
       const r = await this.perform(row, plan, ends, range, { trigger: 'manual' });
       if (r.error) throw withRun(r.error, r.run);
-      return { run: r.run && (await this.runWithDeliveries(r.run, row)), columns: r.exec!.columns, rollup: r.exec!.rollup ?? null, windows: r.windowsJson, output: r.output };
+      return {
+        run: r.run && (await this.runWithDeliveries(r.run, row)),
+        columns: r.exec!.columns,
+        rollup: r.exec!.rollup ?? null,
+        windows: r.windowsJson,
+        output: r.output,
+      };
     } finally {
       await this.locks.release(row.id);
     }
@@ -140,7 +154,10 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
 
   /** POST /pipelines/dry-run: the same for a definition that is not saved yet (tuning before saving). */
   async dryRunDefinition(body: unknown, input: RangeInput) {
-    const b = (typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {}) as Record<string, unknown>;
+    const b = (typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {}) as Record<
+      string,
+      unknown
+    >;
     const { from, to, ...definition } = b;
     const parsed = await this.definitions.check({ name: 'dry-run', ...definition }); // a draft needs no name yet
     return this.preview(parsed.plan, { from: input.from ?? from, to: input.to ?? to }, null);
@@ -150,7 +167,8 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
   async runs(id: string, limitRaw: unknown) {
     const row = await this.definitions.find(id);
     const limit = limitRaw === undefined || limitRaw === '' ? 100 : Number(limitRaw);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidQuery('limit', 'limit must be an integer from 1 to 1000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw invalidQuery('limit', 'limit must be an integer from 1 to 1000');
     const runs = await this.repo.runs(row.id, limit);
     const deliveries = await this.deliveryStatuses(row, runs);
     return { pipeline_id: Number(row.id), runs: runs.map((r) => runView(r, deliveries)), total: runs.length };
@@ -191,13 +209,21 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
       try {
         // The watermark as it is now that the lock is held: a run that just finished has moved it.
         const fresh = await this.repo.get(row.id);
-        if (!fresh || !fresh.enabled || fresh.version !== row.version || (fresh.retry_at && fresh.retry_at.getTime() > now)) continue;
+        if (
+          !fresh ||
+          !fresh.enabled ||
+          fresh.version !== row.version ||
+          (fresh.retry_at && fresh.retry_at.getTime() > now)
+        )
+          continue;
         const lastEnd = fresh.last_window_end?.getTime() ?? null;
         const due = dueWindows(lastEnd, now, plan.stepMs, plan.delayMs, maxCatchup);
         if (due.ends.length === 0) continue;
         const range = { from: due.ends[0] - plan.stepMs, to: due.ends[due.ends.length - 1] };
         if (due.skipped > 0) {
-          this.logger.warn(`pipeline ${row.id} (${row.name}): ${due.skipped} window(s) ending in (${toIso(due.skippedFrom!)}, ${toIso(due.skippedTo!)}] were missed and are skipped (PIPELINE_MAX_CATCHUP_WINDOWS); POST /api/v1/pipelines/${row.id}/run?from=…&to=… replays them`);
+          this.logger.warn(
+            `pipeline ${row.id} (${row.name}): ${due.skipped} window(s) ending in (${toIso(due.skippedFrom!)}, ${toIso(due.skippedTo!)}] were missed and are skipped (PIPELINE_MAX_CATCHUP_WINDOWS); POST /api/v1/pipelines/${row.id}/run?from=…&to=… replays them`,
+          );
         }
         const r = await this.perform(row, plan, due.ends, range, {
           trigger: 'schedule',
@@ -210,7 +236,8 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
           report.failed++;
           failing++;
           // A moved watermark (another run covered these windows) is no reason to wait.
-          if (r.error.getStatus() !== 409) await this.repo.backOff(row.id, now + backoffMs(plan.stepMs, fresh.failures + 1));
+          if (r.error.getStatus() !== 409)
+            await this.repo.backOff(row.id, now + backoffMs(plan.stepMs, fresh.failures + 1));
         } else {
           report.windows += due.ends.length;
           report.rows += r.exec!.rowCount;
@@ -234,7 +261,12 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
     const ids = await this.repo.seriesIds(plan, maxSeries);
     if (ids.length > maxSeries) {
       const at = plan.definition.pipeline.findIndex((s) => s.operation === 'filter');
-      throw fieldErrors([{ field: at >= 0 ? `pipeline[${at}].params` : 'pipeline', message: `the filter matches more than ${maxSeries} series (QUERY_MAX_SERIES); narrow it by metrics, sources or tags` }]);
+      throw fieldErrors([
+        {
+          field: at >= 0 ? `pipeline[${at}].params` : 'pipeline',
+          message: `the filter matches more than ${maxSeries} series (QUERY_MAX_SERIES); narrow it by metrics, sources or tags`,
+        },
+      ]);
     }
     const maxRows = this.config.pipelines.maxRows;
     // A row holds one cell per metric: bound the cells read before assembling rows.
@@ -242,20 +274,56 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
     // Tumbling windows of functions a rollup answers exactly read rollup tiers where the query planner would.
     let fromRollups: Awaited<ReturnType<RollupReader['groupedBuckets']>>;
     if (plan.stepMs === plan.windowMs && plan.functions.every((f) => ROLLUP_AGGREGATIONS.has(f))) {
-      const segments = await this.rollups.cover(ids, ends[0] - plan.windowMs, ends[ends.length - 1], plan.windowMs, 'avg');
-      const groupBy = plan.groupBy.map((k) => (k === SOURCE_KEY ? { by: 'source' as const } : { by: 'tag' as const, key: k }));
-      fromRollups = await this.rollups.groupedBuckets({ seriesIds: ids, widthMs: plan.windowMs, functions: plan.functions as RollupAggregation[], groupBy, limit: maxCells }, segments);
+      const segments = await this.rollups.cover(
+        ids,
+        ends[0] - plan.windowMs,
+        ends[ends.length - 1],
+        plan.windowMs,
+        'avg',
+      );
+      const groupBy = plan.groupBy.map((k) =>
+        k === SOURCE_KEY ? { by: 'source' as const } : { by: 'tag' as const, key: k },
+      );
+      fromRollups = await this.rollups.groupedBuckets(
+        {
+          seriesIds: ids,
+          widthMs: plan.windowMs,
+          functions: plan.functions as RollupAggregation[],
+          groupBy,
+          limit: maxCells,
+        },
+        segments,
+      );
     }
     const tier = fromRollups?.tier;
-    const cells = fromRollups?.rows ?? (await this.repo.aggregate({ seriesIds: ids, windowMs: plan.windowMs, stepMs: plan.stepMs, ends, functions: plan.functions, groupBy: plan.groupBy, limit: maxCells }));
+    const cells =
+      fromRollups?.rows ??
+      (await this.repo.aggregate({
+        seriesIds: ids,
+        windowMs: plan.windowMs,
+        stepMs: plan.stepMs,
+        ends,
+        functions: plan.functions,
+        groupBy: plan.groupBy,
+        limit: maxCells,
+      }));
     const exec = cells.length > maxCells ? undefined : assemble(plan, ends, cells);
     if (!exec || exec.rowCount > maxRows) {
-      throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `The pipeline produces more than ${maxRows} rows over this range (PIPELINE_MAX_ROWS); narrow the range or the filter`, { max_rows: maxRows });
+      throw new ApiError(
+        422,
+        'UNPROCESSABLE_ENTITY',
+        `The pipeline produces more than ${maxRows} rows over this range (PIPELINE_MAX_ROWS); narrow the range or the filter`,
+        { max_rows: maxRows },
+      );
     }
     return { ...exec, rollup: tier?.label ?? null };
   }
 
-  private async preview(plan: PipelinePlan, input: RangeInput, pipeline: { id: number; name: string; version: number } | null) {
+  private async preview(
+    plan: PipelinePlan,
+    input: RangeInput,
+    pipeline: { id: number; name: string; version: number } | null,
+  ) {
     const now = this.clock();
     const range = resolveRange(plan, input, now, this.config.pipelines.maxWindows);
     const ends = windowEnds(range.from, range.to, plan.stepMs, now);
@@ -270,14 +338,22 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
    * a retry neither sends a part twice nor loses one. Derived points are written before (an
    * idempotent upsert: a retry rewrites the same points).
    */
-  private async perform(row: PipelineRow, plan: PipelinePlan, ends: number[], range: { from: number; to: number }, opts: RunOptions) {
+  private async perform(
+    row: PipelineRow,
+    plan: PipelinePlan,
+    ends: number[],
+    range: { from: number; to: number },
+    opts: RunOptions,
+  ) {
     const startedAt = Date.now();
     let exec: Execution | undefined;
     let output: Record<string, unknown> = { destination: plan.definition.output.destination };
     let windowsJson: unknown[] = [];
     let run: RunRow | undefined;
     let error: ApiError | undefined;
-    const skipped = opts.skipped && { skipped: { windows: opts.skipped.windows, from: toIso(opts.skipped.from), to: toIso(opts.skipped.to) } };
+    const skipped = opts.skipped && {
+      skipped: { windows: opts.skipped.windows, from: toIso(opts.skipped.from), to: toIso(opts.skipped.to) },
+    };
     const record = (status: 'ok' | 'failed', out: Record<string, unknown>): RunRecord => ({
       pipelineId: row.id,
       version: row.version,
@@ -297,14 +373,19 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
     try {
       exec = await this.evaluate(plan, ends);
       const staged = await this.stage(row, plan, exec, opts.trigger, range);
-      const committed = await this.commit(row.id, staged.notifications, opts.watermark, (deliveries) => record('ok', staged.output(deliveries)));
+      const committed = await this.commit(row.id, staged.notifications, opts.watermark, (deliveries) =>
+        record('ok', staged.output(deliveries)),
+      );
       run = committed.run;
       output = committed.output;
       const byStart = staged.points ? pointsByStart(staged.points) : undefined;
       windowsJson = exec.windows.map((w) => windowJson(w, exec!, plan, byStart));
     } catch (err) {
       error = toApiError(err);
-      if (error.getStatus() >= 500) this.logger.warn(`pipeline ${row.id} (${row.name}) ${opts.trigger} run failed: ${(err as Error)?.message ?? err}`);
+      if (error.getStatus() >= 500)
+        this.logger.warn(
+          `pipeline ${row.id} (${row.name}) ${opts.trigger} run failed: ${(err as Error)?.message ?? err}`,
+        );
       output = { ...output, ...skipped };
       run = await this.repo.insertRun(record('failed', output)).catch((e: unknown) => {
         this.logger.warn(`pipeline ${row.id}: the run could not be recorded: ${(e as Error).message}`);
@@ -315,11 +396,20 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /** In one transaction: queue the webhook parts, move the watermark (scheduled runs), record the run. */
-  private async commit(pipelineId: number, notifications: Notification[], watermark: RunOptions['watermark'], record: (deliveries: number[]) => RunRecord) {
+  private async commit(
+    pipelineId: number,
+    notifications: Notification[],
+    watermark: RunOptions['watermark'],
+    record: (deliveries: number[]) => RunRecord,
+  ) {
     const committed = await this.database.generalTransaction(async (c) => {
       // First: its row lock orders concurrent runs of this pipeline until COMMIT.
       if (watermark && !(await this.repo.advance(pipelineId, watermark.from, watermark.to, c))) {
-        throw new ApiError(409, 'CONFLICT', `The watermark of pipeline ${pipelineId} moved during the run (another run covered these windows); nothing was delivered`);
+        throw new ApiError(
+          409,
+          'CONFLICT',
+          `The watermark of pipeline ${pipelineId} moved during the run (another run covered these windows); nothing was delivered`,
+        );
       }
       const deliveries: number[] = [];
       for (const n of notifications) deliveries.push(Number((await this.webhooks.enqueueIn(c, n)).id));
@@ -336,7 +426,13 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
    * What a run delivers: derived points are written now; webhook parts are built here and queued by
    * commit(). `output` makes the run's output record from the queued delivery ids.
    */
-  private async stage(row: PipelineRow, plan: PipelinePlan, exec: Execution, trigger: Trigger, range: { from: number; to: number }) {
+  private async stage(
+    row: PipelineRow,
+    plan: PipelinePlan,
+    exec: Execution,
+    trigger: Trigger,
+    range: { from: number; to: number },
+  ) {
     const out = plan.definition.output;
     if (out.destination === 'metric') {
       const { points, skippedNulls } = derivedPoints(plan, exec);
@@ -352,7 +448,11 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
         secret: row.webhook_secret,
         payload,
       }));
-      return { points: undefined, notifications, output: (deliveries: number[]) => ({ destination: 'webhook', url: out.url, deliveries }) };
+      return {
+        points: undefined,
+        notifications,
+        output: (deliveries: number[]) => ({ destination: 'webhook', url: out.url, deliveries }),
+      };
     }
     return { points: undefined, notifications: [], output: () => ({ destination: 'none' }) };
   }
@@ -388,7 +488,13 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
     const map = new Map<number, DeliveryStatus>();
     if (!runs.some((r) => Array.isArray(r.output.deliveries) && r.output.deliveries.length > 0)) return map;
     for (const d of await this.webhooks.list({ subject: `pipeline:${row.id}`, limit: 1000 })) {
-      map.set(Number(d.id), { id: Number(d.id), status: d.status, attempts: d.attempts, response_status: d.response_status, last_error: d.last_error });
+      map.set(Number(d.id), {
+        id: Number(d.id),
+        status: d.status,
+        attempts: d.attempts,
+        response_status: d.response_status,
+        last_error: d.last_error,
+      });
     }
     return map;
   }
@@ -396,5 +502,11 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
 
 function withRun(err: ApiError, run: RunRow | undefined): ApiError {
   if (!run) return err;
-  return new ApiError(err.getStatus(), err.code, err.message, { ...(err.details ?? {}), run_id: Number(run.id) }, err.retryAfter);
+  return new ApiError(
+    err.getStatus(),
+    err.code,
+    err.message,
+    { ...(err.details ?? {}), run_id: Number(run.id) },
+    err.retryAfter,
+  );
 }

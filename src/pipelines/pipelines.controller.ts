@@ -9,8 +9,16 @@ import { Access } from '../auth/access.js';
 
 /** Only digits: `/api/v1/pipelines/status` (pipeline status reports) and other words never reach these routes. */
 const ID = ':id(^\\d+$)';
-const rangeDoc = { required: false, description: 'ISO 8601 with zone, epoch ms, now or now-<duration>; a window belongs to the range holding its end' };
-const definitionBody = { schema: { type: 'object', description: '{name, description?, enabled?, pipeline: [{operation, params}], output?, schedule?}' } };
+const rangeDoc = {
+  required: false,
+  description: 'ISO 8601 with zone, epoch ms, now or now-<duration>; a window belongs to the range holding its end',
+};
+const definitionBody = {
+  schema: {
+    type: 'object',
+    description: '{name, description?, enabled?, pipeline: [{operation, params}], output?, schedule?}',
+  },
+};
 
 @ApiTags('pipelines')
 @Controller()
@@ -23,7 +31,10 @@ export class PipelinesController {
 
   @Post('api/v1/metrics/pipeline')
   @Access('admin')
-  @ApiOperation({ summary: 'Saves a pipeline (the reference route, collector-api.md "Custom Data Pipeline"); same as POST /api/v1/pipelines' })
+  @ApiOperation({
+    summary:
+      'Saves a pipeline (the reference route, collector-api.md "Custom Data Pipeline"); same as POST /api/v1/pipelines',
+  })
   @ApiBody(definitionBody)
   createReference(@Body() body: unknown) {
     return this.pipelines.create(body);
@@ -83,7 +94,9 @@ export class PipelinesController {
   @Post(`api/v1/pipelines/${ID}/run`)
   @Access('admin')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Runs now over from/to (default: the last window), delivers, records the run, returns the rows' })
+  @ApiOperation({
+    summary: 'Runs now over from/to (default: the last window), delivers, records the run, returns the rows',
+  })
   @ApiQuery({ name: 'from', ...rangeDoc })
   @ApiQuery({ name: 'to', ...rangeDoc })
   run(@Param('id') id: string, @Query() q: Record<string, unknown>, @Body() body: unknown) {
@@ -93,7 +106,10 @@ export class PipelinesController {
   @Post(`api/v1/pipelines/${ID}/dry-run`)
   @Access('read')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Replays the pipeline over history and returns what it would have emitted, window by window; delivers nothing' })
+  @ApiOperation({
+    summary:
+      'Replays the pipeline over history and returns what it would have emitted, window by window; delivers nothing',
+  })
   @ApiQuery({ name: 'from', ...rangeDoc })
   @ApiQuery({ name: 'to', ...rangeDoc })
   dryRun(@Param('id') id: string, @Query() q: Record<string, unknown>, @Body() body: unknown) {

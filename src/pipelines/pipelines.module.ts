@@ -7,5 +7,10 @@ import { PipelinesRepository } from './pipelines.repository.js';
 import { PipelinesService } from './pipelines.service.js';
 
 /** Saved data pipelines: filter, aggregate in PostgreSQL, transform, deliver; scheduled and dry-runnable. */
-@Module({ imports: [EventsModule], controllers: [PipelinesController], providers: [PipelinesRepository, PipelineDefinitions, PipelineRunner, PipelinesService], exports: [PipelinesService, PipelineRunner] })
+@Module({
+  imports: [EventsModule],
+  controllers: [PipelinesController],
+  providers: [PipelinesRepository, PipelineDefinitions, PipelineRunner, PipelinesService],
+  exports: [PipelinesService, PipelineRunner],
+})
 export class PipelinesModule {}

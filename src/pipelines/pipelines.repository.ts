@@ -106,7 +106,10 @@ export class PipelinesRepository {
   }
 
   async nameTaken(name: string, exceptId: number): Promise<boolean> {
-    const r = await this.database.readPool.query('SELECT 1 FROM pipelines WHERE name = $1 AND id <> $2', [name, exceptId]);
+    const r = await this.database.readPool.query('SELECT 1 FROM pipelines WHERE name = $1 AND id <> $2', [
+      name,
+      exceptId,
+    ]);
     return (r.rowCount ?? 0) > 0;
   }
 
@@ -159,7 +162,10 @@ export class PipelinesRepository {
 
   /** Records a failed scheduled run: the watermark stays, the next try waits until `retryAt`. */
   async backOff(id: number, retryAt: number): Promise<void> {
-    await this.database.readPool.query(`UPDATE pipelines SET failures = failures + 1, retry_at = $2 WHERE id = $1`, [id, toIso(retryAt)]);
+    await this.database.readPool.query(`UPDATE pipelines SET failures = failures + 1, retry_at = $2 WHERE id = $1`, [
+      id,
+      toIso(retryAt),
+    ]);
   }
 
   async insertRun(run: RunRecord, c: Queryable = this.database.readPool): Promise<RunRow | undefined> {
@@ -211,12 +217,18 @@ export class PipelinesRepository {
 
   /** The run history is an operational log: entries older than `days` go. */
   async pruneRuns(days: number): Promise<number> {
-    const r = await this.database.readPool.query(`DELETE FROM pipeline_runs WHERE started_at < now() - $1 * interval '1 day'`, [days]);
+    const r = await this.database.readPool.query(
+      `DELETE FROM pipeline_runs WHERE started_at < now() - $1 * interval '1 day'`,
+      [days],
+    );
     return r.rowCount ?? 0;
   }
 
   /** Ids of the series a filter selects (same tag semantics as the query API), at most `limit` + 1. */
-  async seriesIds(filter: { metrics: string[] | null; sources: string[]; tags: TagFilter[] }, limit: number): Promise<number[]> {
+  async seriesIds(
+    filter: { metrics: string[] | null; sources: string[]; tags: TagFilter[] },
+    limit: number,
+  ): Promise<number[]> {
     const params: unknown[] = [];
     const conds: string[] = [];
     if (filter.metrics) conds.push(`metric = ANY($${params.push(filter.metrics)}::text[])`);
@@ -240,13 +252,18 @@ export class PipelinesRepository {
     const p = (v: unknown) => `$${params.push(v)}`;
     const ids = p(q.seriesIds);
     // Group values are read once per series (not once per point), and buckets become epoch ms after grouping.
-    const groupCols = q.groupBy.map((k, i) => `, ${k === SOURCE_KEY ? 'source' : `tags ->> ${p(k)}`} AS g${i}`).join('');
+    const groupCols = q.groupBy
+      .map((k, i) => `, ${k === SOURCE_KEY ? 'source' : `tags ->> ${p(k)}`} AS g${i}`)
+      .join('');
     const groupRefs = q.groupBy.map((_, i) => `, s.g${i}`).join('');
     const plain = q.functions.filter((f) => !(f in PERCENTILES)) as Array<keyof typeof AGG_SQL>;
     const pcts = q.functions.filter((f) => f in PERCENTILES);
     const aggs = plain.map((f) => `${AGG_SQL[f]} AS "${f}"`);
     // Fractions from the closed set above, written as literals; one sort serves every percentile.
-    if (pcts.length) aggs.push(`percentile_cont(ARRAY[${pcts.map((f) => PERCENTILES[f]).join(', ')}]::float8[]) WITHIN GROUP (ORDER BY p.value) AS pct`);
+    if (pcts.length)
+      aggs.push(
+        `percentile_cont(ARRAY[${pcts.map((f) => PERCENTILES[f]).join(', ')}]::float8[]) WITHIN GROUP (ORDER BY p.value) AS pct`,
+      );
     const range = `p.series_id = ANY(${ids}::int[]) AND p.time >= ${p(toIso(q.ends[0] - q.windowMs))}::timestamptz AND p.time < ${p(toIso(q.ends[q.ends.length - 1]))}::timestamptz`;
     const interval = p(`${q.windowMs / 1000} seconds`);
     const groupBy = ['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ');
@@ -255,7 +272,11 @@ export class PipelinesRepository {
     const [bucket, from, shift] =
       q.stepMs === q.windowMs
         ? [`date_bin(${interval}::interval, p.time, timestamptz 'epoch')`, 'points p', '0']
-        : ['e.t', `unnest(${p(q.ends.map(toIso))}::timestamptz[]) AS e(t) JOIN points p ON p.time >= e.t - ${interval}::interval AND p.time < e.t`, `${p(q.windowMs)}::float8`];
+        : [
+            'e.t',
+            `unnest(${p(q.ends.map(toIso))}::timestamptz[]) AS e(t) JOIN points p ON p.time >= e.t - ${interval}::interval AND p.time < e.t`,
+            `${p(q.windowMs)}::float8`,
+          ];
     const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[]))
       SELECT (extract(epoch FROM x.b) * 1000)::float8 - ${shift} AS t, x.* FROM (
         SELECT ${bucket} AS b, s.metric AS m${groupRefs}, ${aggs.join(', ')}

@@ -22,7 +22,12 @@ export class PipelinesService {
 
   async create(body: unknown) {
     const parsed = await this.definitions.check(body);
-    const secret = parsed.definition.output.destination !== 'webhook' ? null : parsed.secret === undefined ? newSecret() : parsed.secret;
+    const secret =
+      parsed.definition.output.destination !== 'webhook'
+        ? null
+        : parsed.secret === undefined
+          ? newSecret()
+          : parsed.secret;
     let row: PipelineRow | undefined;
     try {
       row = await this.repo.insert(parsed.definition, secret);
@@ -43,7 +48,13 @@ export class PipelinesService {
     const wasWebhook = existing.definition.output.destination === 'webhook';
     const generated = parsed.definition.output.destination === 'webhook' && parsed.secret === undefined && !wasWebhook;
     const secret =
-      parsed.definition.output.destination !== 'webhook' ? null : parsed.secret !== undefined ? parsed.secret : wasWebhook ? existing.webhook_secret : newSecret();
+      parsed.definition.output.destination !== 'webhook'
+        ? null
+        : parsed.secret !== undefined
+          ? parsed.secret
+          : wasWebhook
+            ? existing.webhook_secret
+            : newSecret();
     if (await this.repo.nameTaken(parsed.definition.name, existing.id)) throw nameConflict(parsed.definition.name);
     let row: PipelineRow | undefined;
     try {
@@ -82,7 +93,8 @@ export class PipelinesService {
 
 const newSecret = () => `whsec_${randomBytes(24).toString('base64url')}`;
 
-const nameConflict = (name: string) => new ApiError(409, 'CONFLICT', `A pipeline named ${name} already exists`, { field: 'name', name });
+const nameConflict = (name: string) =>
+  new ApiError(409, 'CONFLICT', `A pipeline named ${name} already exists`, { field: 'name', name });
 
 /** A unique violation that slipped past the check (two saves of one name at once) is the same 409. */
 function uniqueName(err: unknown, name: string): unknown {

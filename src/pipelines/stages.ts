@@ -44,7 +44,11 @@ export function references(step: Step): Array<{ name: string; field: string }> {
     case 'rename':
       return step.pairs.map(([from]) => ({ name: from, field: `${p}.columns.${from}` }));
     case 'threshold':
-      return step.condition ? step.condition.columns.map((name) => ({ name, field: `${p}.condition` })) : step.column ? [{ name: step.column, field: `${p}.column` }] : [];
+      return step.condition
+        ? step.condition.columns.map((name) => ({ name, field: `${p}.condition` }))
+        : step.column
+          ? [{ name: step.column, field: `${p}.column` }]
+          : [];
     case 'select':
       return step.columns.map((name, i) => ({ name, field: `${p}.columns[${i}]` }));
   }
@@ -56,20 +60,36 @@ export function defines(step: Step): string[] {
 }
 
 const compare = (op: Comparison, x: number, y: number): boolean =>
-  op === '>' ? x > y : op === '>=' ? x >= y : op === '<' ? x < y : op === '<=' ? x <= y : op === '==' ? x === y : x !== y;
+  op === '>'
+    ? x > y
+    : op === '>='
+      ? x >= y
+      : op === '<'
+        ? x < y
+        : op === '<='
+          ? x <= y
+          : op === '=='
+            ? x === y
+            : x !== y;
 
 /**
  * Binds steps to the aggregate columns: checks every reference against the columns available at
  * that point and compiles formulas. Problems name the stage's field; with problems, `apply` is not
  * meant to be called.
  */
-export function bindSteps(steps: Step[], aggregateColumns: readonly string[]): BoundSteps & { problems: FieldProblem[] } {
+export function bindSteps(
+  steps: Step[],
+  aggregateColumns: readonly string[],
+): BoundSteps & { problems: FieldProblem[] } {
   const problems: FieldProblem[] = [];
   let columns = [...aggregateColumns];
   const ops: Array<(rows: Row[]) => Row[]> = [];
   const slotsOf = () => new Map(columns.map((c, i) => [c, i]));
   const missing = (name: string, field: string) =>
-    problems.push({ field, message: `names column ${name}, which no earlier stage produces (available: ${columns.join(', ') || 'none'})` });
+    problems.push({
+      field,
+      message: `names column ${name}, which no earlier stage produces (available: ${columns.join(', ') || 'none'})`,
+    });
 
   for (const step of steps) {
     const p = `pipeline[${step.index}].params`;
@@ -130,7 +150,8 @@ export function bindSteps(steps: Step[], aggregateColumns: readonly string[]): B
           ops.push((rows) => rows.filter((r) => truthy(f(r.values))));
         } else {
           const i = slots.get(step.column!)!;
-          const op = step.op!, value = step.value!;
+          const op = step.op!,
+            value = step.value!;
           ops.push((rows) => rows.filter((r) => r.values[i] !== null && compare(op, r.values[i]!, value)));
         }
         break;

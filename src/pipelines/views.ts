@@ -53,14 +53,20 @@ export function pipelineView(row: PipelineRow, plan: PipelinePlan | null, nextWi
 export function runView(r: RunRow, deliveries: ReadonlyMap<number, unknown>) {
   let output: Record<string, unknown> = r.output;
   if (Array.isArray(r.output.deliveries)) {
-    const list = (r.output.deliveries as number[]).map((id) => deliveries.get(id) ?? { id, status: 'unknown' }) as Array<{ status: string }>;
+    const list = (r.output.deliveries as number[]).map(
+      (id) => deliveries.get(id) ?? { id, status: 'unknown' },
+    ) as Array<{ status: string }>;
     const statuses = new Set(list.map((d) => d.status));
     const delivery =
-      list.length === 0 ? 'nothing to send'
-      : statuses.has('failed') || statuses.has('refused') ? 'failed'
-      : statuses.has('pending') ? 'pending'
-      : statuses.has('unknown') ? 'unknown'
-      : 'delivered';
+      list.length === 0
+        ? 'nothing to send'
+        : statuses.has('failed') || statuses.has('refused')
+          ? 'failed'
+          : statuses.has('pending')
+            ? 'pending'
+            : statuses.has('unknown')
+              ? 'unknown'
+              : 'delivered';
     output = { ...r.output, deliveries: list, delivery };
   }
   return {
@@ -87,7 +93,12 @@ export function runView(r: RunRow, deliveries: ReadonlyMap<number, unknown>) {
 export function rowJson(r: Row, windowMs: number, columns: readonly string[]) {
   const values: Record<string, Value> = Object.create(null);
   columns.forEach((c, i) => (values[c] = r.values[i] ?? null));
-  return { window_start: new Date(r.start).toISOString(), window_end: new Date(r.start + windowMs).toISOString(), group: r.group, values };
+  return {
+    window_start: new Date(r.start).toISOString(),
+    window_end: new Date(r.start + windowMs).toISOString(),
+    group: r.group,
+    values,
+  };
 }
 
 /** A window as the API shows it; `points` (by window start) only for `output: metric`. */
@@ -104,7 +115,13 @@ export function windowJson(w: WindowResult, exec: Execution, plan: PipelinePlan,
   return json;
 }
 
-export const pointJson = (p: DerivedPoint) => ({ metric: p.metric, source: p.source, tags: p.tags, timestamp: toIso(p.timestamp), value: p.value });
+export const pointJson = (p: DerivedPoint) => ({
+  metric: p.metric,
+  source: p.source,
+  tags: p.tags,
+  timestamp: toIso(p.timestamp),
+  value: p.value,
+});
 
 /** How many series the points go to. */
 export function seriesCount(points: DerivedPoint[]): number {
@@ -112,27 +129,63 @@ export function seriesCount(points: DerivedPoint[]): number {
 }
 
 /** What a dry-run says its output would be: points and series for `metric`, deliveries for `webhook`. */
-export function previewOutput(plan: PipelinePlan, exec: Execution, derived: { points: DerivedPoint[]; skippedNulls: number }): Record<string, unknown> {
+export function previewOutput(
+  plan: PipelinePlan,
+  exec: Execution,
+  derived: { points: DerivedPoint[]; skippedNulls: number },
+): Record<string, unknown> {
   const out = plan.definition.output;
   if (out.destination === 'metric') {
-    return { destination: 'metric', metric: out.metric, source: out.source ?? derivedSource(plan), column: out.column, points: derived.points.length, series: seriesCount(derived.points), skipped_nulls: derived.skippedNulls };
+    return {
+      destination: 'metric',
+      metric: out.metric,
+      source: out.source ?? derivedSource(plan),
+      column: out.column,
+      points: derived.points.length,
+      series: seriesCount(derived.points),
+      skipped_nulls: derived.skippedNulls,
+    };
   }
-  if (out.destination === 'webhook') return { destination: 'webhook', url: out.url, deliveries: Math.ceil(exec.rowCount / ROWS_PER_DELIVERY), rows: exec.rowCount };
+  if (out.destination === 'webhook')
+    return {
+      destination: 'webhook',
+      url: out.url,
+      deliveries: Math.ceil(exec.rowCount / ROWS_PER_DELIVERY),
+      rows: exec.rowCount,
+    };
   return { destination: 'none' };
 }
 
 /** The output record of a run that wrote derived points (stored with the run). */
-export function metricRunOutput(plan: PipelinePlan, points: DerivedPoint[], skippedNulls: number): Record<string, unknown> {
+export function metricRunOutput(
+  plan: PipelinePlan,
+  points: DerivedPoint[],
+  skippedNulls: number,
+): Record<string, unknown> {
   const out = plan.definition.output;
   if (out.destination !== 'metric') throw new Error('metricRunOutput: not a metric output');
-  return { destination: 'metric', metric: out.metric, source: out.source ?? derivedSource(plan), column: out.column, points_written: points.length, series: seriesCount(points), skipped_nulls: skippedNulls };
+  return {
+    destination: 'metric',
+    metric: out.metric,
+    source: out.source ?? derivedSource(plan),
+    column: out.column,
+    points_written: points.length,
+    series: seriesCount(points),
+    skipped_nulls: skippedNulls,
+  };
 }
 
 /**
  * The bodies of a run's webhook deliveries: its rows, at most ROWS_PER_DELIVERY per part (none when
  * it has no rows), each part numbered.
  */
-export function webhookPayloads(pipeline: { id: number; name: string; version: number }, plan: PipelinePlan, exec: Execution, trigger: string, range: { from: number; to: number }): Array<Record<string, unknown>> {
+export function webhookPayloads(
+  pipeline: { id: number; name: string; version: number },
+  plan: PipelinePlan,
+  exec: Execution,
+  trigger: string,
+  range: { from: number; to: number },
+): Array<Record<string, unknown>> {
   const rows = exec.windows.flatMap((w) => w.rows.map((r) => rowJson(r, plan.windowMs, exec.columns)));
   const parts = Math.ceil(rows.length / ROWS_PER_DELIVERY);
   const payloads: Array<Record<string, unknown>> = [];
@@ -153,7 +206,13 @@ export function webhookPayloads(pipeline: { id: number; name: string; version: n
 }
 
 /** The reply of a dry-run: range, windows, columns, rows window by window, and what the output would be. */
-export function dryRunView(plan: PipelinePlan, exec: Execution, range: { from: number; to: number }, pipeline: { id: number; name: string; version: number } | null, derived: { points: DerivedPoint[]; skippedNulls: number }) {
+export function dryRunView(
+  plan: PipelinePlan,
+  exec: Execution,
+  range: { from: number; to: number },
+  pipeline: { id: number; name: string; version: number } | null,
+  derived: { points: DerivedPoint[]; skippedNulls: number },
+) {
   const byStart = plan.definition.output.destination === 'metric' ? pointsByStart(derived.points) : undefined;
   return {
     dry_run: true,

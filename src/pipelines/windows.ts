@@ -47,7 +47,13 @@ export interface DueWindows {
  * latest window. After downtime, at most `maxCatchup` windows are caught up (the most recent
  * ones); older ones are reported as skipped rather than replayed without bound.
  */
-export function dueWindows(lastEnd: number | null, now: number, stepMs: number, delayMs: number, maxCatchup: number): DueWindows {
+export function dueWindows(
+  lastEnd: number | null,
+  now: number,
+  stepMs: number,
+  delayMs: number,
+  maxCatchup: number,
+): DueWindows {
   const latest = Math.floor((now - delayMs) / stepMs) * stepMs;
   const nextDueAt = latest + stepMs + delayMs;
   if (lastEnd === null) return { ends: [latest], skipped: 0, nextDueAt };
@@ -59,11 +65,14 @@ export function dueWindows(lastEnd: number | null, now: number, stepMs: number, 
   const ends: number[] = [];
   for (let e = start; e <= latest; e += stepMs) ends.push(e);
   const skipped = count - keep;
-  return skipped > 0 ? { ends, skipped, skippedFrom: lastEnd, skippedTo: start - stepMs, nextDueAt } : { ends, skipped: 0, nextDueAt };
+  return skipped > 0
+    ? { ends, skipped, skippedFrom: lastEnd, skippedTo: start - stepMs, nextDueAt }
+    : { ends, skipped: 0, nextDueAt };
 }
 
 /** The longest wait after failed scheduled runs (and after a stored definition that no longer validates). */
 export const MAX_BACKOFF_MS = 3_600_000;
 
 /** Doubling back-off after failed scheduled runs, from one step (at least 5 s) up to an hour. */
-export const backoffMs = (stepMs: number, failures: number) => Math.min(MAX_BACKOFF_MS, Math.max(5_000, stepMs) * 2 ** Math.min(failures - 1, 20));
+export const backoffMs = (stepMs: number, failures: number) =>
+  Math.min(MAX_BACKOFF_MS, Math.max(5_000, stepMs) * 2 ** Math.min(failures - 1, 20));

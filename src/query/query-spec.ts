@@ -1,6 +1,16 @@
 import { invalidQuery } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
-import { DAY, formatDuration, HOUR, isSupportedTime, MINUTE, parseDuration, parseQueryTime, SECOND, toIso } from '../common/time.js';
+import {
+  DAY,
+  formatDuration,
+  HOUR,
+  isSupportedTime,
+  MINUTE,
+  parseDuration,
+  parseQueryTime,
+  SECOND,
+  toIso,
+} from '../common/time.js';
 
 /**
  * Query parameters → a validated QuerySpec. Pure. Every bad parameter is a 400 INVALID_QUERY that
@@ -58,12 +68,14 @@ export interface QueryInput {
 
 const DEFAULT_RANGE = HOUR;
 /** Steps `auto` chooses from: the smallest that keeps the bucket count under QUERY_AUTO_BUCKETS. */
-const NICE_STEPS = [1, 2, 5, 10, 15, 30].map((s) => s * SECOND)
+const NICE_STEPS = [1, 2, 5, 10, 15, 30]
+  .map((s) => s * SECOND)
   .concat([1, 2, 5, 10, 15, 30].map((m) => m * MINUTE))
   .concat([1, 2, 3, 6, 12].map((h) => h * HOUR))
   .concat([1, 2, 7, 14, 30].map((d) => d * DAY));
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined);
+const str = (v: unknown): string | undefined =>
+  typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
 
 /**
  * A text parameter that goes to SQL: NUL and lone surrogates are refused here with a 400 naming
@@ -78,7 +90,8 @@ export function parseSelector(input: QueryInput, prefix = ''): SeriesSelector {
   const metric = str(input.metric);
   if (!metric) throw invalidQuery(`${prefix}metric`, `${prefix}metric is required`);
   const source = input.source === undefined || input.source === '' ? undefined : str(input.source);
-  if (input.source !== undefined && input.source !== '' && source === undefined) throw invalidQuery(`${prefix}source`, `${prefix}source must be a string`);
+  if (input.source !== undefined && input.source !== '' && source === undefined)
+    throw invalidQuery(`${prefix}source`, `${prefix}source must be a string`);
   checkText(metric, `${prefix}metric`);
   if (source !== undefined) checkText(source, `${prefix}source`);
   return { metric, source, tags: parseTags(input.tags, `${prefix}tags`) };
@@ -94,11 +107,12 @@ export function parseTags(v: unknown, name = 'tags'): TagFilter[] {
   const tooMany = () => invalidQuery(name, `${name} may hold at most ${MAX_TAG_FILTER_VALUES} key:value filters`);
   if (typeof v === 'object' && !Array.isArray(v)) {
     let n = 0;
-    for (const k in v as Record<string, unknown>) if (++n > MAX_TAG_FILTER_VALUES) throw tooMany();
+    for (const _k in v as Record<string, unknown>) if (++n > MAX_TAG_FILTER_VALUES) throw tooMany();
     for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
       if (Array.isArray(val) && val.length > MAX_TAG_FILTER_VALUES) throw tooMany();
       if (typeof val === 'string') pairs.push([k, val]);
-      else if (Array.isArray(val) && val.length > 0 && val.every((x) => typeof x === 'string')) for (const x of val) pairs.push([k, x as string]);
+      else if (Array.isArray(val) && val.length > 0 && val.every((x) => typeof x === 'string'))
+        for (const x of val) pairs.push([k, x as string]);
       else throw invalidQuery(name, `${name}.${k} must be a string or a non-empty array of strings`);
     }
   } else {
@@ -129,7 +143,10 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
     const s = str(raw) ?? (typeof raw === 'number' ? String(raw) : undefined);
     const t = s === undefined ? NaN : parseQueryTime(s, now);
     if (!isSupportedTime(t)) {
-      throw invalidQuery(`${prefix}${name}`, `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`);
+      throw invalidQuery(
+        `${prefix}${name}`,
+        `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`,
+      );
     }
     return t;
   };
@@ -138,13 +155,22 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
   to ??= from !== undefined && from > now ? from + DEFAULT_RANGE : now;
   from ??= to - DEFAULT_RANGE;
   if (from > to) {
-    throw invalidQuery(`${prefix}from`, 'Invalid time range', { issue: 'Start time must be before end time', from: toIso(from), to: toIso(to) });
+    throw invalidQuery(`${prefix}from`, 'Invalid time range', {
+      issue: 'Start time must be before end time',
+      from: toIso(from),
+      to: toIso(to),
+    });
   }
   return { from, to };
 }
 
-export function parseGranularity(v: unknown, range: TimeRange, limits: QueryLimits, name = 'granularity'): { ms: number; label: string } {
-  const s = v === undefined || v === null || v === '' ? 'auto' : str(v) ?? String(v);
+export function parseGranularity(
+  v: unknown,
+  range: TimeRange,
+  limits: QueryLimits,
+  name = 'granularity',
+): { ms: number; label: string } {
+  const s = v === undefined || v === null || v === '' ? 'auto' : (str(v) ?? String(v));
   const span = Math.max(range.to - range.from, 1);
   if (s === 'auto') {
     const want = span / Math.min(limits.autoBuckets, limits.maxBuckets); // auto never exceeds QUERY_MAX_BUCKETS
@@ -152,13 +178,21 @@ export function parseGranularity(v: unknown, range: TimeRange, limits: QueryLimi
     return { ms, label: formatDuration(ms) };
   }
   const ms = /^\d+[smhdw]$/.test(s) ? parseDuration(s) : NaN;
-  if (!Number.isFinite(ms)) throw invalidQuery(name, `${name} must be auto or a whole number of s, m, h, d or w (1m, 5m, 1h, 1d); got ${JSON.stringify(s)}`);
+  if (!Number.isFinite(ms))
+    throw invalidQuery(
+      name,
+      `${name} must be auto or a whole number of s, m, h, d or w (1m, 5m, 1h, 1d); got ${JSON.stringify(s)}`,
+    );
   const buckets = Math.ceil(span / ms);
   if (buckets > limits.maxBuckets) {
-    throw invalidQuery(name, `${name} ${s} over this range gives ${buckets} buckets, more than ${limits.maxBuckets} (QUERY_MAX_BUCKETS); use a coarser granularity or auto`, {
-      buckets,
-      max_buckets: limits.maxBuckets,
-    });
+    throw invalidQuery(
+      name,
+      `${name} ${s} over this range gives ${buckets} buckets, more than ${limits.maxBuckets} (QUERY_MAX_BUCKETS); use a coarser granularity or auto`,
+      {
+        buckets,
+        max_buckets: limits.maxBuckets,
+      },
+    );
   }
   return { ms, label: s };
 }
@@ -166,7 +200,8 @@ export function parseGranularity(v: unknown, range: TimeRange, limits: QueryLimi
 export function parseEnum<T extends string>(v: unknown, allowed: readonly T[], name: string, fallback: T): T {
   if (v === undefined || v === '') return fallback;
   const s = str(v);
-  if (s === undefined || !allowed.includes(s as T)) throw invalidQuery(name, `${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+  if (s === undefined || !allowed.includes(s as T))
+    throw invalidQuery(name, `${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
   return s as T;
 }
 

@@ -14,12 +14,21 @@ export class QueryController {
   @ApiOperation({ summary: 'Time-series query: buckets of one metric with aggregation, fill and tag filters' })
   @ApiQuery({ name: 'metric', required: true })
   @ApiQuery({ name: 'source', required: false })
-  @ApiQuery({ name: 'from', required: false, description: 'ISO 8601 with zone, epoch ms, now or now-1h (default: to - 1h)' })
+  @ApiQuery({
+    name: 'from',
+    required: false,
+    description: 'ISO 8601 with zone, epoch ms, now or now-1h (default: to - 1h)',
+  })
   @ApiQuery({ name: 'to', required: false, description: 'exclusive (default: now)' })
   @ApiQuery({ name: 'granularity', required: false, description: 'auto (default) or Ns, Nm, Nh, Nd, Nw' })
   @ApiQuery({ name: 'aggregation', required: false, enum: ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] })
   @ApiQuery({ name: 'fill', required: false, enum: ['none', 'null', 'zero', 'previous', 'linear'] })
-  @ApiQuery({ name: 'tags', required: false, isArray: true, description: 'key:value, repeatable; the same key twice means either value' })
+  @ApiQuery({
+    name: 'tags',
+    required: false,
+    isArray: true,
+    description: 'key:value, repeatable; the same key twice means either value',
+  })
   query(@Query() q: QueryInput) {
     return this.queries.query(q);
   }

@@ -40,7 +40,10 @@ export class QueryRepository {
   async seriesIds(sel: SeriesSelector, limit: number): Promise<number[]> {
     const params: unknown[] = [];
     const where = seriesConditions(sel, params);
-    const r = await this.database.readPool.query<{ id: number }>(`SELECT id FROM series WHERE ${where} ORDER BY id LIMIT ${limit + 1}`, params);
+    const r = await this.database.readPool.query<{ id: number }>(
+      `SELECT id FROM series WHERE ${where} ORDER BY id LIMIT ${limit + 1}`,
+      params,
+    );
     return r.rows.map((x) => x.id);
   }
 
@@ -50,7 +53,13 @@ export class QueryRepository {
   }
 
   async metricNames(search: string | undefined, limit: number) {
-    const r = await this.database.readPool.query<{ name: string; units: string[]; series_count: number; sources_count: number; last_seen: Date | null }>(
+    const r = await this.database.readPool.query<{
+      name: string;
+      units: string[];
+      series_count: number;
+      sources_count: number;
+      last_seen: Date | null;
+    }>(
       `SELECT metric AS name, array_remove(array_agg(DISTINCT unit), NULL) AS units, count(*) AS series_count,
               count(DISTINCT source) AS sources_count, max(last_seen) AS last_seen
        FROM series ${search ? `WHERE metric ILIKE $2 ESCAPE '\\'` : ''}
@@ -61,7 +70,12 @@ export class QueryRepository {
   }
 
   async sources(metric: string | undefined, limit: number) {
-    const r = await this.database.readPool.query<{ name: string; series_count: number; metrics_count: number; last_seen: Date | null }>(
+    const r = await this.database.readPool.query<{
+      name: string;
+      series_count: number;
+      metrics_count: number;
+      last_seen: Date | null;
+    }>(
       `SELECT source AS name, count(*) AS series_count, count(DISTINCT metric) AS metrics_count, max(last_seen) AS last_seen
        FROM series ${metric ? 'WHERE metric = $2' : ''} GROUP BY source ORDER BY source LIMIT $1`,
       metric ? [limit, metric] : [limit],

@@ -6,7 +6,21 @@ import { Bucket, fillBuckets } from './fill.js';
 import { coarsestTier, Segment } from '../storage/rollup-plan.js';
 import { RollupReader } from '../storage/rollup-reader.js';
 import { QueryRepository } from './query.repository.js';
-import { Aggregation, checkText, parseEnum, parseGranularity, parseQuerySpec, parseRange, parseSelector, QueryInput, QueryLimits, QuerySpec, SeriesSelector, AGGREGATIONS, FILLS } from './query-spec.js';
+import {
+  Aggregation,
+  checkText,
+  parseEnum,
+  parseGranularity,
+  parseQuerySpec,
+  parseRange,
+  parseSelector,
+  QueryInput,
+  QueryLimits,
+  QuerySpec,
+  SeriesSelector,
+  AGGREGATIONS,
+  FILLS,
+} from './query-spec.js';
 
 export interface DataPoint {
   timestamp: string;
@@ -52,32 +66,50 @@ export class QueryService {
   /** POST /metrics/query/multi: shared from/to/granularity/fill, per-query overrides; run concurrently. */
   async multi(body: unknown) {
     const t0 = performance.now();
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalidRequest('Request body must be a JSON object {queries: [...], from, to, granularity}');
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      throw invalidRequest('Request body must be a JSON object {queries: [...], from, to, granularity}');
     const b = body as Record<string, unknown>;
-    if (!Array.isArray(b.queries) || b.queries.length === 0) throw invalidQuery('queries', 'queries must be a non-empty array');
-    if (b.queries.length > MAX_MULTI_QUERIES) throw invalidQuery('queries', `at most ${MAX_MULTI_QUERIES} queries per request`);
+    if (!Array.isArray(b.queries) || b.queries.length === 0)
+      throw invalidQuery('queries', 'queries must be a non-empty array');
+    if (b.queries.length > MAX_MULTI_QUERIES)
+      throw invalidQuery('queries', `at most ${MAX_MULTI_QUERIES} queries per request`);
     const now = Date.now();
     const shared = parseRange(b, now);
     const specs = b.queries.map((q: unknown, i: number): QuerySpec => {
       const p = `queries[${i}].`;
-      if (typeof q !== 'object' || q === null || Array.isArray(q)) throw invalidQuery(`queries[${i}]`, `queries[${i}] must be an object`);
+      if (typeof q !== 'object' || q === null || Array.isArray(q))
+        throw invalidQuery(`queries[${i}]`, `queries[${i}] must be an object`);
       const qi = q as QueryInput;
       // A query may override one bound; the other stays the shared one.
-      const range = qi.from !== undefined || qi.to !== undefined ? parseRange({ from: qi.from ?? b.from, to: qi.to ?? b.to }, now, p) : shared;
-      const g = parseGranularity(qi.granularity ?? b.granularity, range, this.limits, qi.granularity !== undefined ? `${p}granularity` : 'granularity');
+      const range =
+        qi.from !== undefined || qi.to !== undefined
+          ? parseRange({ from: qi.from ?? b.from, to: qi.to ?? b.to }, now, p)
+          : shared;
+      const g = parseGranularity(
+        qi.granularity ?? b.granularity,
+        range,
+        this.limits,
+        qi.granularity !== undefined ? `${p}granularity` : 'granularity',
+      );
       return {
         ...parseSelector(qi, p),
         ...range,
         granularityMs: g.ms,
         granularity: g.label,
-        aggregation: parseEnum(qi.aggregation ?? b.aggregation, AGGREGATIONS, qi.aggregation !== undefined ? `${p}aggregation` : 'aggregation', 'avg'),
+        aggregation: parseEnum(
+          qi.aggregation ?? b.aggregation,
+          AGGREGATIONS,
+          qi.aggregation !== undefined ? `${p}aggregation` : 'aggregation',
+          'avg',
+        ),
         fill: parseEnum(qi.fill ?? b.fill, FILLS, qi.fill !== undefined ? `${p}fill` : 'fill', 'none'),
       };
     });
     const results = await Promise.all(
       specs.map((s) =>
         this.run(s).catch((err: unknown) => {
-          if (err instanceof ApiError && err.code === 'RESOURCE_NOT_FOUND') return { ...emptyResult(s), error: err.body() };
+          if (err instanceof ApiError && err.code === 'RESOURCE_NOT_FOUND')
+            return { ...emptyResult(s), error: err.body() };
           throw err;
         }),
       ),
@@ -92,14 +124,26 @@ export class QueryService {
     const { rows, segments } = await this.bucketsOf(ids, spec.from, spec.to, spec.granularityMs, spec.aggregation);
     const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
     const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
-    return { ...base, data_points, total_points: data_points.length, series_count: ids.length, rollup: coarsestTier(segments)?.label ?? null };
+    return {
+      ...base,
+      data_points,
+      total_points: data_points.length,
+      series_count: ids.length,
+      rollup: coarsestTier(segments)?.label ?? null,
+    };
   }
 
   /**
    * Buckets of the given series over [from, to), planned over raw points and rollups exactly as
    * `run` plans them (no fill). For callers that select series themselves (anomalies, exports).
    */
-  bucketsOf(ids: number[], from: number, to: number, granularityMs: number, aggregation: Aggregation): Promise<{ rows: Bucket[]; segments: Segment[] }> {
+  bucketsOf(
+    ids: number[],
+    from: number,
+    to: number,
+    granularityMs: number,
+    aggregation: Aggregation,
+  ): Promise<{ rows: Bucket[]; segments: Segment[] }> {
     return this.rollups.buckets(ids, from, to, granularityMs, aggregation);
   }
 
@@ -108,7 +152,11 @@ export class QueryService {
     const max = this.config.query.maxSeries;
     const ids = await this.repo.seriesIds(sel, max);
     if (ids.length > max) {
-      throw invalidQuery('metric', `${sel.metric} matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`, { max_series: max });
+      throw invalidQuery(
+        'metric',
+        `${sel.metric} matches more than ${max} series (QUERY_MAX_SERIES); filter by source or tags`,
+        { max_series: max },
+      );
     }
     if (ids.length === 0 && !(await this.repo.metricExists(sel.metric))) {
       throw notFound(`Requested metric not available: ${sel.metric}`, { metric: sel.metric });
@@ -117,21 +165,35 @@ export class QueryService {
   }
 
   async names(search?: unknown) {
-    if (search !== undefined && typeof search !== 'string') throw invalidQuery('search', 'search must be given once, as a string');
+    if (search !== undefined && typeof search !== 'string')
+      throw invalidQuery('search', 'search must be given once, as a string');
     if (search) checkText(search, 'search');
     const rows = await this.repo.metricNames(search || undefined, CATALOGUE_LIMIT);
     return {
-      metrics: rows.map((r) => ({ name: r.name, unit: r.units[0] ?? null, units: r.units, series_count: r.series_count, sources_count: r.sources_count, last_seen: r.last_seen?.toISOString() ?? null })),
+      metrics: rows.map((r) => ({
+        name: r.name,
+        unit: r.units[0] ?? null,
+        units: r.units,
+        series_count: r.series_count,
+        sources_count: r.sources_count,
+        last_seen: r.last_seen?.toISOString() ?? null,
+      })),
       total: rows.length,
     };
   }
 
   async sources(metric?: unknown) {
-    if (metric !== undefined && typeof metric !== 'string') throw invalidQuery('metric', 'metric must be given once, as a string');
+    if (metric !== undefined && typeof metric !== 'string')
+      throw invalidQuery('metric', 'metric must be given once, as a string');
     if (metric) checkText(metric, 'metric');
     const rows = await this.repo.sources(metric || undefined, CATALOGUE_LIMIT);
     return {
-      sources: rows.map((r) => ({ name: r.name, series_count: r.series_count, metrics_count: r.metrics_count, last_seen: r.last_seen?.toISOString() ?? null })),
+      sources: rows.map((r) => ({
+        name: r.name,
+        series_count: r.series_count,
+        metrics_count: r.metrics_count,
+        last_seen: r.last_seen?.toISOString() ?? null,
+      })),
       total: rows.length,
     };
   }
@@ -143,7 +205,8 @@ export class QueryService {
     if (source) checkText(source, 'source');
     const perKey = 1000;
     const rows = await this.repo.tags(metric, source || undefined, perKey);
-    if (rows.length === 0 && !(await this.repo.metricExists(metric))) throw notFound(`Requested metric not available: ${metric}`, { metric });
+    if (rows.length === 0 && !(await this.repo.metricExists(metric)))
+      throw notFound(`Requested metric not available: ${metric}`, { metric });
     return {
       metric,
       source: source || null,

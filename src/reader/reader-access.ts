@@ -99,7 +99,13 @@ export async function probeReader(client: Queryable, role: string): Promise<Read
   };
 }
 
-const DEFAULT_ACL_OBJECTS: Record<string, string> = { r: 'TABLES', S: 'SEQUENCES', f: 'FUNCTIONS', T: 'TYPES', n: 'SCHEMAS' };
+const DEFAULT_ACL_OBJECTS: Record<string, string> = {
+  r: 'TABLES',
+  S: 'SEQUENCES',
+  f: 'FUNCTIONS',
+  T: 'TYPES',
+  n: 'SCHEMAS',
+};
 
 /**
  * The statements that bring the reader's grants to what it should have: USAGE on the read schema
@@ -112,7 +118,8 @@ export function reconcileStatements(p: ReaderProbe): string[] {
   const schema = pg.escapeIdentifier(READ_SCHEMA);
   const out: string[] = [];
   if (!p.readUsage) out.push(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`);
-  if (p.missing.length > 0) out.push(`GRANT SELECT ON ${p.missing.map((v) => `${schema}.${pg.escapeIdentifier(v)}`).join(', ')} TO ${role}`);
+  if (p.missing.length > 0)
+    out.push(`GRANT SELECT ON ${p.missing.map((v) => `${schema}.${pg.escapeIdentifier(v)}`).join(', ')} TO ${role}`);
   for (const s of p.directGrantSchemas) {
     out.push(`REVOKE ALL ON ALL TABLES IN SCHEMA ${pg.escapeIdentifier(s)} FROM ${role}`);
     out.push(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${pg.escapeIdentifier(s)} FROM ${role}`);
@@ -122,7 +129,9 @@ export function reconcileStatements(p: ReaderProbe): string[] {
     const [s, type] = [entry.slice(0, entry.lastIndexOf(':')), entry.slice(entry.lastIndexOf(':') + 1)];
     const objects = DEFAULT_ACL_OBJECTS[type];
     if (!objects || (s && objects === 'SCHEMAS')) continue;
-    out.push(`ALTER DEFAULT PRIVILEGES${s ? ` IN SCHEMA ${pg.escapeIdentifier(s)}` : ''} REVOKE ALL ON ${objects} FROM ${role}`);
+    out.push(
+      `ALTER DEFAULT PRIVILEGES${s ? ` IN SCHEMA ${pg.escapeIdentifier(s)}` : ''} REVOKE ALL ON ${objects} FROM ${role}`,
+    );
   }
   return out;
 }
@@ -132,20 +141,30 @@ export function assess(p: ReaderProbe, timeoutSeconds: number): { problems: stri
   const problems: string[] = [];
   const warnings: string[] = [];
   const role = p.role;
-  if (p.superuser) problems.push(`${role} is a superuser: it can read every table and lift any limit; make it an ordinary role (ALTER ROLE ${role} NOSUPERUSER)`);
+  if (p.superuser)
+    problems.push(
+      `${role} is a superuser: it can read every table and lift any limit; make it an ordinary role (ALTER ROLE ${role} NOSUPERUSER)`,
+    );
   else if (p.bypassrls) warnings.push(`${role} has BYPASSRLS`);
   if (!p.superuser && p.exposed.length > 0)
     problems.push(
       `${role} can read ${p.exposed.join(', ')}${p.exposed.length >= 20 ? ', …' : ''} outside ${READ_SCHEMA} (through PUBLIC or a role it is a member of, which Timescope does not revoke)`,
     );
-  if (!p.readUsage || p.missing.length > 0) problems.push(`${role} lacks USAGE on ${READ_SCHEMA} or SELECT on ${p.missing.join(', ') || 'its views'}`);
+  if (!p.readUsage || p.missing.length > 0)
+    problems.push(`${role} lacks USAGE on ${READ_SCHEMA} or SELECT on ${p.missing.join(', ') || 'its views'}`);
   if (timeoutSeconds > 0 && !(p.canSeeQueries && p.canSignal))
     problems.push(
       `the statement limit of ${role} is not enforced: Timescope's role may not ${p.canSeeQueries ? '' : 'see its queries nor '}cancel them; run GRANT ${pg.escapeIdentifier(role)} TO ${pg.escapeIdentifier(p.self)} as a superuser`,
     );
-  if (p.publicUsage) warnings.push(`${role} has USAGE on schema public (through PUBLIC by default): it can resolve names there but read no table; REVOKE ALL ON SCHEMA public FROM PUBLIC closes it`);
+  if (p.publicUsage)
+    warnings.push(
+      `${role} has USAGE on schema public (through PUBLIC by default): it can resolve names there but read no table; REVOKE ALL ON SCHEMA public FROM PUBLIC closes it`,
+    );
   const searchPath = p.settings.find((s) => s.startsWith('search_path='));
-  if (!searchPath || !searchPath.includes(READ_SCHEMA)) warnings.push(`${role} has no role-level search_path with ${READ_SCHEMA}: unqualified Grafana queries (FROM metrics) will not find the views; ALTER ROLE ${pg.escapeIdentifier(role)} SET search_path = ${READ_SCHEMA}`);
+  if (!searchPath || !searchPath.includes(READ_SCHEMA))
+    warnings.push(
+      `${role} has no role-level search_path with ${READ_SCHEMA}: unqualified Grafana queries (FROM metrics) will not find the views; ALTER ROLE ${pg.escapeIdentifier(role)} SET search_path = ${READ_SCHEMA}`,
+    );
   return { problems, warnings };
 }
 

@@ -4,7 +4,15 @@ import { AppConfig } from '../config/config.js';
 import { Database, Queryable } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { ComponentHealth, HealthService } from '../system/health.service.js';
-import { assess, findReader, probeReader, READ_SCHEMA, ReaderProbe, reconcileStatements, runawayBackends } from './reader-access.js';
+import {
+  assess,
+  findReader,
+  probeReader,
+  READ_SCHEMA,
+  ReaderProbe,
+  reconcileStatements,
+  runawayBackends,
+} from './reader-access.js';
 
 type ReaderStatus = 'off' | 'no read schema' | 'role not found' | 'enforcing' | 'not enforcing' | 'unchecked';
 
@@ -98,18 +106,24 @@ export class ReaderService implements OnModuleInit, OnApplicationBootstrap {
           seen.set(b.pid, started);
           this.cancelledTotal++;
           cancelled.push(report);
-          this.logger.warn(`cancelled a statement of ${role} running ${b.seconds} s, past READER_STATEMENT_TIMEOUT_SECONDS=${limit} (${where}): ${b.query}`);
+          this.logger.warn(
+            `cancelled a statement of ${role} running ${b.seconds} s, past READER_STATEMENT_TIMEOUT_SECONDS=${limit} (${where}): ${b.query}`,
+          );
         } else {
-          const ok = (await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [b.pid])).rows[0]?.ok;
+          const ok = (await client.query<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [b.pid])).rows[0]
+            ?.ok;
           if (!ok) continue;
           this.terminatedTotal++;
           terminated.push(report);
-          const why = b.state === 'active' ? 'its statement outlived a cancel' : `idle in a transaction for ${b.seconds} s`;
-          this.logger.warn(`terminated a session of ${role} (${why}, READER_STATEMENT_TIMEOUT_SECONDS=${limit}; ${where}): ${b.query}`);
+          const why =
+            b.state === 'active' ? 'its statement outlived a cancel' : `idle in a transaction for ${b.seconds} s`;
+          this.logger.warn(
+            `terminated a session of ${role} (${why}, READER_STATEMENT_TIMEOUT_SECONDS=${limit}; ${where}): ${b.query}`,
+          );
         }
       } catch (err) {
         // Privileges changed since the probe: the next run's probe says so.
-        throw new Error(`cannot signal pid ${b.pid} of ${role}: ${(err as Error).message}`);
+        throw new Error(`cannot signal pid ${b.pid} of ${role}: ${(err as Error).message}`, { cause: err });
       }
     }
     this.cancelled = seen;
@@ -121,7 +135,12 @@ export class ReaderService implements OnModuleInit, OnApplicationBootstrap {
     const role = this.config.reader.role!;
     this.lastCheck = toIso(Date.now());
     const found = await findReader(client, role);
-    if (!found.schema) return this.settle('no read schema', [`the ${READ_SCHEMA} schema is missing: apply the migrations (make migrate)`], []);
+    if (!found.schema)
+      return this.settle(
+        'no read schema',
+        [`the ${READ_SCHEMA} schema is missing: apply the migrations (make migrate)`],
+        [],
+      );
     if (found.oid === null) {
       this.probe = undefined;
       return this.settle('role not found', [], []);
@@ -144,7 +163,9 @@ export class ReaderService implements OnModuleInit, OnApplicationBootstrap {
     const { problems, warnings } = assess(p, this.config.reader.statementTimeoutSeconds);
     problems.push(...failed);
     if (this.config.reader.statementTimeoutSeconds > 0 && !this.config.jobsEnabled)
-      warnings.push('JOBS_ENABLED=false: the watchdog runs only when triggered (POST /api/v1/system/jobs/reader-watchdog/run)');
+      warnings.push(
+        'JOBS_ENABLED=false: the watchdog runs only when triggered (POST /api/v1/system/jobs/reader-watchdog/run)',
+      );
     const enforcing = this.config.reader.statementTimeoutSeconds === 0 || (p.canSeeQueries && p.canSignal);
     this.settle(enforcing ? 'enforcing' : 'not enforcing', problems, warnings);
   }
@@ -153,7 +174,10 @@ export class ReaderService implements OnModuleInit, OnApplicationBootstrap {
   private settle(status: ReaderStatus, problems: string[], warnings: string[]): void {
     const role = this.config.reader.role;
     if (status !== this.status) {
-      if (status === 'role not found') this.logger.log(`no role ${role} in this database cluster: nothing to grant or watch until it exists (GRAFANA_READER_ROLE=none turns this off)`);
+      if (status === 'role not found')
+        this.logger.log(
+          `no role ${role} in this database cluster: nothing to grant or watch until it exists (GRAFANA_READER_ROLE=none turns this off)`,
+        );
       else if (status === 'enforcing')
         this.logger.log(
           `${role} is granted the ${READ_SCHEMA} views; ${this.config.reader.statementTimeoutSeconds > 0 ? `its statements are cancelled after ${this.config.reader.statementTimeoutSeconds} s` : 'no statement limit (READER_STATEMENT_TIMEOUT_SECONDS=0)'}`,

@@ -31,10 +31,10 @@ export class RetentionRepository {
 
   /** TimescaleDB drops every chunk that ends at or before `cutoff`; returns their names. */
   async dropChunks(client: Queryable, table: string, cutoff: number): Promise<string[]> {
-    const r = await client.query<{ chunk: string }>(`SELECT drop_chunks($1::regclass, older_than => $2::timestamptz) AS chunk`, [
-      table,
-      new Date(cutoff).toISOString(),
-    ]);
+    const r = await client.query<{ chunk: string }>(
+      `SELECT drop_chunks($1::regclass, older_than => $2::timestamptz) AS chunk`,
+      [table, new Date(cutoff).toISOString()],
+    );
     return r.rows.map((x) => x.chunk.replace(/^.*\./, ''));
   }
 
@@ -49,11 +49,16 @@ export class RetentionRepository {
       [partition, parent],
     );
     try {
-      if (attached.rows[0]?.pending) await client.query(`ALTER TABLE ${ident(parent)} DETACH PARTITION ${ident(partition)} FINALIZE`);
-      else if (attached.rows[0]) await client.query(`ALTER TABLE ${ident(parent)} DETACH PARTITION ${ident(partition)} CONCURRENTLY`);
+      if (attached.rows[0]?.pending)
+        await client.query(`ALTER TABLE ${ident(parent)} DETACH PARTITION ${ident(partition)} FINALIZE`);
+      else if (attached.rows[0])
+        await client.query(`ALTER TABLE ${ident(parent)} DETACH PARTITION ${ident(partition)} CONCURRENTLY`);
     } catch (err) {
       // Lost a race with another dropper: the partition is gone or no longer attached.
-      const still = await client.query(`SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)`, [partition, parent]);
+      const still = await client.query(
+        `SELECT 1 FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = to_regclass($2)`,
+        [partition, parent],
+      );
       if ((still.rowCount ?? 0) > 0) throw err;
     }
     const r = await client.query<{ existed: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS existed`, [partition]);

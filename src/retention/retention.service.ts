@@ -65,14 +65,19 @@ export class RetentionService implements OnModuleInit {
     }
     this.jobs.register({
       name: 'retention',
-      description: 'Drops whole chunks/partitions past their retention: raw points after METRICS_RETENTION_DAYS, rollups after ROLLUP_RETENTION_DAYS',
+      description:
+        'Drops whole chunks/partitions past their retention: raw points after METRICS_RETENTION_DAYS, rollups after ROLLUP_RETENTION_DAYS',
       every: () => this.config.retention.intervalSeconds * 1000,
       run: ({ client }) => this.apply(client),
     });
   }
 
   list(): Array<{ table: string; retention_days: number; description: string | null }> {
-    return [...this.targets.values()].map((t) => ({ table: t.table, retention_days: t.retentionDays(), description: t.description ?? null }));
+    return [...this.targets.values()].map((t) => ({
+      table: t.table,
+      retention_days: t.retentionDays(),
+      description: t.description ?? null,
+    }));
   }
 
   /**
@@ -88,7 +93,13 @@ export class RetentionService implements OnModuleInit {
     try {
       for (const target of this.targets.values()) {
         const report = await this.applyOne(client, target, now).catch((err: unknown): TargetReport => ({
-          table: target.table, layout: 'unknown', retention_days: target.retentionDays(), cutoff: null, dropped: [], remaining: 0, error: (err as Error).message,
+          table: target.table,
+          layout: 'unknown',
+          retention_days: target.retentionDays(),
+          cutoff: null,
+          dropped: [],
+          remaining: 0,
+          error: (err as Error).message,
         }));
         if (report.layout === 'partitioned' && report.dropped.length > 0) droppedPartitions = true;
         reports.push(report);
@@ -103,7 +114,13 @@ export class RetentionService implements OnModuleInit {
     }
     const dropped = reports.reduce((n, r) => n + r.dropped.length, 0);
     const failed = reports.filter((r) => r.error);
-    if (dropped > 0) this.logger.log(`dropped ${dropped} chunk(s)/partition(s): ${reports.filter((r) => r.dropped.length).map((r) => `${r.table} ${r.dropped.length}`).join(', ')}`);
+    if (dropped > 0)
+      this.logger.log(
+        `dropped ${dropped} chunk(s)/partition(s): ${reports
+          .filter((r) => r.dropped.length)
+          .map((r) => `${r.table} ${r.dropped.length}`)
+          .join(', ')}`,
+      );
     if (failed.length > 0) {
       // Recorded as a failed run (with what was done) so that it shows in GET /api/v1/system/jobs.
       throw new Error(failed.map((r) => `${r.table}: ${r.error}`).join('; '));
@@ -116,8 +133,17 @@ export class RetentionService implements OnModuleInit {
     const cutoff = retentionCutoff(now, days);
     const layout = await this.catalog.layout(client, target.table);
     const base = { table: target.table, layout, retention_days: days, cutoff: cutoff === null ? null : toIso(cutoff) };
-    if (layout === 'none') return { ...base, dropped: [], remaining: 0, error: 'not a hypertable, continuous aggregate or partitioned table' };
-    const ranges = layout === 'partitioned' ? await this.repo.partitionsOf(client, target.table) : await this.repo.chunks(client, target.table, layout);
+    if (layout === 'none')
+      return {
+        ...base,
+        dropped: [],
+        remaining: 0,
+        error: 'not a hypertable, continuous aggregate or partitioned table',
+      };
+    const ranges =
+      layout === 'partitioned'
+        ? await this.repo.partitionsOf(client, target.table)
+        : await this.repo.chunks(client, target.table, layout);
     const expired = expiredRanges(ranges, cutoff);
     const dropped: string[] = [];
     if (expired.length > 0 && cutoff !== null) {

@@ -6,7 +6,14 @@ import { Database } from '../database/database.js';
 import { KINDS } from '../events/event-input.js';
 import { EventsService } from '../events/events.service.js';
 import { JobsService } from '../jobs/jobs.service.js';
-import { availability, decodeServiceReport, endpointPort, serviceEvent, ServiceStatus, StatusChange } from './service-status.js';
+import {
+  availability,
+  decodeServiceReport,
+  endpointPort,
+  serviceEvent,
+  ServiceStatus,
+  StatusChange,
+} from './service-status.js';
 import { ServiceRow, ServiceStatusRepository } from './service-status.repository.js';
 
 const REFERENCE_STATUS: Record<ServiceStatus, string> = { up: 'running', down: 'stopped', unknown: 'unknown' };
@@ -51,9 +58,22 @@ export class ServiceRegistry implements OnModuleInit {
       const row = await this.repo.upsert(c, r, r.ttlSeconds ?? before?.ttl_seconds ?? this.config.services.ttlSeconds);
       const changed = !before || before.status !== row.status;
       if (changed) {
-        await this.events.record([serviceEvent(row.name, row.status, before?.status ?? null, before ? 'reported' : 'registered', r.time, { endpoint: row.endpoint })], c);
+        await this.events.record(
+          [
+            serviceEvent(row.name, row.status, before?.status ?? null, before ? 'reported' : 'registered', r.time, {
+              endpoint: row.endpoint,
+            }),
+          ],
+          c,
+        );
       }
-      return { status: 'success', created: !before, changed, previous_status: before?.status ?? null, service: this.view(row, this.clock()) };
+      return {
+        status: 'success',
+        created: !before,
+        changed,
+        previous_status: before?.status ?? null,
+        service: this.view(row, this.clock()),
+      };
     });
   }
 
@@ -64,7 +84,13 @@ export class ServiceRegistry implements OnModuleInit {
     return this.database.generalTransaction(async (c) => {
       const expired = await this.repo.expire(c, now);
       await this.events.record(
-        expired.map((s) => serviceEvent(s.name, 'unknown', s.previous, 'ttl_expired', now, { endpoint: s.endpoint, last_seen: s.last_seen.toISOString(), ttl_seconds: s.ttl_seconds })),
+        expired.map((s) =>
+          serviceEvent(s.name, 'unknown', s.previous, 'ttl_expired', now, {
+            endpoint: s.endpoint,
+            last_seen: s.last_seen.toISOString(),
+            ttl_seconds: s.ttl_seconds,
+          }),
+        ),
         c,
       );
       return expired.length;
@@ -74,7 +100,10 @@ export class ServiceRegistry implements OnModuleInit {
   async list() {
     const now = this.clock();
     const rows = await this.repo.list();
-    const avail = await this.availability(rows.map((r) => r.name), now);
+    const avail = await this.availability(
+      rows.map((r) => r.name),
+      now,
+    );
     const services = rows.map((r) => ({ ...this.view(r, now), availability_24h: avail.get(r.name) ?? null }));
     const counts = { up: 0, down: 0, unknown: 0 };
     for (const s of rows) counts[s.status]++;

@@ -11,7 +11,9 @@ export class ServiceStatusController {
   @Post('api/v1/services')
   @Access('ingest')
   @HttpCode(200)
-  @ApiOperation({ summary: 'Register or update a service {name, status: up|down|unknown, endpoint?, ttl_seconds?, metadata?}' })
+  @ApiOperation({
+    summary: 'Register or update a service {name, status: up|down|unknown, endpoint?, ttl_seconds?, metadata?}',
+  })
   @ApiBody({ schema: { type: 'object' } })
   report(@Body() body: unknown) {
     return this.registry.report(body);
@@ -41,7 +43,10 @@ export class ServiceStatusController {
 
   @Get('api/v1/monitoring/status')
   @Access('read', { rate: 'monitoring_metrics' })
-  @ApiOperation({ summary: 'Service status in the monitoring reference shape: {services: [{name, status: running|stopped|unknown, uptime_seconds, port}]}' })
+  @ApiOperation({
+    summary:
+      'Service status in the monitoring reference shape: {services: [{name, status: running|stopped|unknown, uptime_seconds, port}]}',
+  })
   monitoringStatus() {
     return this.registry.monitoringStatus();
   }

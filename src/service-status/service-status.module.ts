@@ -5,5 +5,10 @@ import { ServiceStatusController } from './service-status.controller.js';
 import { ServiceStatusRepository } from './service-status.repository.js';
 
 /** Service status: registration, TTL expiry to unknown, status-change events, uptime. */
-@Module({ imports: [EventsModule], controllers: [ServiceStatusController], providers: [ServiceStatusRepository, ServiceRegistry], exports: [ServiceRegistry] })
+@Module({
+  imports: [EventsModule],
+  controllers: [ServiceStatusController],
+  providers: [ServiceStatusRepository, ServiceRegistry],
+  exports: [ServiceRegistry],
+})
 export class ServiceStatusModule {}

@@ -23,7 +23,8 @@ export class ServiceStatusRepository {
   constructor(private readonly database: Database) {}
 
   async lock(client: Queryable, name: string): Promise<ServiceRow | undefined> {
-    return (await client.query<ServiceRow>(`SELECT ${COLUMNS} FROM services WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+    return (await client.query<ServiceRow>(`SELECT ${COLUMNS} FROM services WHERE name = $1 FOR UPDATE`, [name]))
+      .rows[0];
   }
 
   /** Registers or updates a service; a report older than the last one only counts as a report. */
@@ -41,7 +42,14 @@ export class ServiceStatusRepository {
          reports = services.reports + 1
        WHERE services.last_seen <= EXCLUDED.last_seen
        RETURNING ${COLUMNS}`,
-      [r.name, r.status, r.endpoint, r.metadata === null ? null : JSON.stringify(r.metadata), ttlSeconds, toIso(r.time)],
+      [
+        r.name,
+        r.status,
+        r.endpoint,
+        r.metadata === null ? null : JSON.stringify(r.metadata),
+        ttlSeconds,
+        toIso(r.time),
+      ],
     );
     if (res.rows[0]) return res.rows[0];
     await client.query(`UPDATE services SET reports = reports + 1 WHERE name = $1`, [r.name]);
@@ -57,21 +65,26 @@ export class ServiceStatusRepository {
          FOR UPDATE SKIP LOCKED)
        UPDATE services s SET status = 'unknown', status_since = $1::timestamptz
        FROM expired e WHERE s.name = e.name
-       RETURNING ${COLUMNS.split(', ').map((c) => `s.${c}`).join(', ')}, e.status AS previous`,
+       RETURNING ${COLUMNS.split(', ')
+         .map((c) => `s.${c}`)
+         .join(', ')}, e.status AS previous`,
       [toIso(now)],
     );
     return r.rows;
   }
 
   async list(): Promise<ServiceRow[]> {
-    return (await this.database.readPool.query<ServiceRow>(`SELECT ${COLUMNS} FROM services ORDER BY name LIMIT 10000`)).rows;
+    return (await this.database.readPool.query<ServiceRow>(`SELECT ${COLUMNS} FROM services ORDER BY name LIMIT 10000`))
+      .rows;
   }
 
   async get(name: string): Promise<ServiceRow | undefined> {
-    return (await this.database.readPool.query<ServiceRow>(`SELECT ${COLUMNS} FROM services WHERE name = $1`, [name])).rows[0];
+    return (await this.database.readPool.query<ServiceRow>(`SELECT ${COLUMNS} FROM services WHERE name = $1`, [name]))
+      .rows[0];
   }
 
   async delete(client: Queryable, name: string): Promise<ServiceRow | undefined> {
-    return (await client.query<ServiceRow>(`DELETE FROM services WHERE name = $1 RETURNING ${COLUMNS}`, [name])).rows[0];
+    return (await client.query<ServiceRow>(`DELETE FROM services WHERE name = $1 RETURNING ${COLUMNS}`, [name]))
+      .rows[0];
   }
 }

@@ -26,12 +26,22 @@ export function decodeServiceReport(body: unknown, w: TimeWindow): ServiceReport
   const p = new Problems();
   const n = name(p, body.name, 'name');
   const raw = text(p, body.status, 'status', { max: 16, required: true });
-  const status = raw === undefined ? undefined : (SERVICE_STATUSES as readonly string[]).includes(raw.toLowerCase()) ? (raw.toLowerCase() as ServiceStatus) : p.add('status', `must be one of up, down, unknown (got ${JSON.stringify(raw)})`);
+  const status =
+    raw === undefined
+      ? undefined
+      : (SERVICE_STATUSES as readonly string[]).includes(raw.toLowerCase())
+        ? (raw.toLowerCase() as ServiceStatus)
+        : p.add('status', `must be one of up, down, unknown (got ${JSON.stringify(raw)})`);
   // Not fetched by Timescope, so not a URL check: the reference's own example (`http://your-service:port`) is no valid URL.
   const endpoint = text(p, body.endpoint, 'endpoint', { max: 2_048 }) ?? null;
   let ttl: number | null = null;
   if (body.ttl_seconds !== undefined && body.ttl_seconds !== null) {
-    if (typeof body.ttl_seconds !== 'number' || !Number.isInteger(body.ttl_seconds) || body.ttl_seconds < 1 || body.ttl_seconds > MAX_TTL_SECONDS) {
+    if (
+      typeof body.ttl_seconds !== 'number' ||
+      !Number.isInteger(body.ttl_seconds) ||
+      body.ttl_seconds < 1 ||
+      body.ttl_seconds > MAX_TTL_SECONDS
+    ) {
       p.add('ttl_seconds', `must be an integer from 1 to ${MAX_TTL_SECONDS}`);
     } else ttl = body.ttl_seconds;
   }
@@ -54,17 +64,26 @@ export function serviceEvent(
   extra: Json = {},
 ): NewEvent {
   const message =
-    reason === 'removed' ? `service ${service} removed (was ${previous})`
-    : reason === 'ttl_expired' ? `service ${service} is unknown: not heard from within its TTL (was ${previous})`
-    : previous ? `service ${service} is ${status} (was ${previous})`
-    : `service ${service} registered: ${status}`;
+    reason === 'removed'
+      ? `service ${service} removed (was ${previous})`
+      : reason === 'ttl_expired'
+        ? `service ${service} is unknown: not heard from within its TTL (was ${previous})`
+        : previous
+          ? `service ${service} is ${status} (was ${previous})`
+          : `service ${service} registered: ${status}`;
   return {
     time,
     kind: KINDS.serviceStatus,
     source: service,
     level: reason === 'removed' ? 'info' : LEVEL[status],
     message,
-    attributes: { service, status: reason === 'removed' ? 'removed' : status, previous_status: previous, reason, ...extra },
+    attributes: {
+      service,
+      status: reason === 'removed' ? 'removed' : status,
+      previous_status: previous,
+      reason,
+      ...extra,
+    },
   };
 }
 
@@ -89,7 +108,8 @@ export interface Availability {
  * past the TTL) counts as neither up nor down, so a service is not blamed for our own blind spot.
  */
 export function availability(changes: readonly StatusChange[], from: number, to: number): Availability {
-  let up = 0, known = 0;
+  let up = 0,
+    known = 0;
   let state: StatusChange['status'] | null = null;
   let since = from;
   const close = (until: number) => {
@@ -104,7 +124,11 @@ export function availability(changes: readonly StatusChange[], from: number, to:
     since = Math.max(c.time, from);
   }
   close(to);
-  return { up_seconds: Math.round(up / 1000), known_seconds: Math.round(known / 1000), ratio: known > 0 ? Math.round((up / known) * 1e6) / 1e6 : null };
+  return {
+    up_seconds: Math.round(up / 1000),
+    known_seconds: Math.round(known / 1000),
+    ratio: known > 0 ? Math.round((up / known) * 1e6) / 1e6 : null,
+  };
 }
 
 /** `http://host:8080/x` → 8080; the scheme's default port; null when there is no telling. */

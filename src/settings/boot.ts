@@ -19,11 +19,15 @@ export function baselineOf(config: AppConfig): AppConfig | undefined {
 export async function withStoredSettings(config: AppConfig): Promise<AppConfig> {
   let effective = config;
   if (config.databaseUrl) {
-    const stored = await readOnce(config).catch(() => sleep(250).then(() => readOnce(config))).catch(() => ({}) as StoredSettings);
+    const stored = await readOnce(config)
+      .catch(() => sleep(250).then(() => readOnce(config)))
+      .catch(() => ({}) as StoredSettings);
     if (Object.keys(stored).length > 0) {
       effective = effectiveConfig(config, stored);
       settleConfig(effective); // logged when the settings service adopts the same document
-      new Logger('settings').log(`stored settings applied over the environment: ${Object.keys(stored).sort().join(', ')}`);
+      new Logger('settings').log(
+        `stored settings applied over the environment: ${Object.keys(stored).sort().join(', ')}`,
+      );
     }
   }
   if (effective === config) effective = structuredClone(config);
@@ -33,7 +37,10 @@ export async function withStoredSettings(config: AppConfig): Promise<AppConfig> 
 
 /** One short connection. A failure is retried once (a server that serves one session at a time may still be closing the last one). */
 async function readOnce(config: AppConfig): Promise<StoredSettings> {
-  const client = new pg.Client({ connectionString: config.databaseUrl, connectionTimeoutMillis: config.db.connectTimeoutMs });
+  const client = new pg.Client({
+    connectionString: config.databaseUrl,
+    connectionTimeoutMillis: config.db.connectTimeoutMs,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();

@@ -40,99 +40,205 @@ const durationSeconds = (v: SettingValue) => parseDuration(String(v)) / SECOND;
 
 export const SETTINGS: readonly Setting[] = [
   {
-    path: 'storage.retention_days', type: 'integer', min: 0, max: 100_000, apply: 'live', env: 'METRICS_RETENTION_DAYS',
-    description: 'days raw points are kept (0: forever); older points are refused at ingest and dropped by the retention job',
-    get: (c) => c.retentionDays, set: (c, v) => (c.retentionDays = int(v)),
+    path: 'storage.retention_days',
+    type: 'integer',
+    min: 0,
+    max: 100_000,
+    apply: 'live',
+    env: 'METRICS_RETENTION_DAYS',
+    description:
+      'days raw points are kept (0: forever); older points are refused at ingest and dropped by the retention job',
+    get: (c) => c.retentionDays,
+    set: (c, v) => (c.retentionDays = int(v)),
   },
   {
-    path: 'storage.rollup_retention_days', type: 'integer', min: 0, max: 100_000, apply: 'live', env: 'ROLLUP_RETENTION_DAYS',
+    path: 'storage.rollup_retention_days',
+    type: 'integer',
+    min: 0,
+    max: 100_000,
+    apply: 'live',
+    env: 'ROLLUP_RETENTION_DAYS',
     description: 'days the 1m/5m/1h/1d rollups are kept (0: forever); at least retention_days',
-    get: (c) => c.retention.rollupDays, set: (c, v) => (c.retention.rollupDays = int(v)),
+    get: (c) => c.retention.rollupDays,
+    set: (c, v) => (c.retention.rollupDays = int(v)),
   },
   {
-    path: 'storage.compression_enabled', type: 'boolean', apply: 'live', env: 'COMPRESSION_ENABLED',
+    path: 'storage.compression_enabled',
+    type: 'boolean',
+    apply: 'live',
+    env: 'COMPRESSION_ENABLED',
     description: 'TimescaleDB: compress chunks older than two days (always false on plain PostgreSQL)',
-    get: (c, flavour) => compressesChunks(flavour) && c.maintenance.compressionEnabled, set: (c, v) => (c.maintenance.compressionEnabled = v as boolean),
+    get: (c, flavour) => compressesChunks(flavour) && c.maintenance.compressionEnabled,
+    set: (c, v) => (c.maintenance.compressionEnabled = v as boolean),
   },
   {
-    path: 'storage.batch_size', type: 'integer', min: 100, max: 10_000_000, apply: 'live', env: 'INGEST_FLUSH_MAX_POINTS',
+    path: 'storage.batch_size',
+    type: 'integer',
+    min: 100,
+    max: 10_000_000,
+    apply: 'live',
+    env: 'INGEST_FLUSH_MAX_POINTS',
     description: 'points per write transaction (concurrent requests are grouped up to this)',
-    get: (c) => c.ingest.flushMaxPoints, set: (c, v) => (c.ingest.flushMaxPoints = int(v)),
+    get: (c) => c.ingest.flushMaxPoints,
+    set: (c, v) => (c.ingest.flushMaxPoints = int(v)),
   },
   {
-    path: 'processing.buffer_size', type: 'integer', min: 1_000, max: 100_000_000, apply: 'live', env: 'INGEST_QUEUE_MAX_POINTS',
+    path: 'processing.buffer_size',
+    type: 'integer',
+    min: 1_000,
+    max: 100_000_000,
+    apply: 'live',
+    env: 'INGEST_QUEUE_MAX_POINTS',
     description: 'points accepted and not yet committed; past it ingest answers 503 + Retry-After',
-    get: (c) => c.ingest.queueMaxPoints, set: (c, v) => (c.ingest.queueMaxPoints = int(v)),
+    get: (c) => c.ingest.queueMaxPoints,
+    set: (c, v) => (c.ingest.queueMaxPoints = int(v)),
   },
   {
-    path: 'processing.flush_interval', type: 'duration', apply: 'read-only',
+    path: 'processing.flush_interval',
+    type: 'duration',
+    apply: 'read-only',
     description: 'always 0s: every write is committed before the reply (group commit, no flush timer)',
     get: () => '0s',
   },
   {
-    path: 'processing.worker_threads', type: 'integer', min: 1, max: 32, apply: 'restart', env: 'DB_WRITE_CONNECTIONS',
+    path: 'processing.worker_threads',
+    type: 'integer',
+    min: 1,
+    max: 32,
+    apply: 'restart',
+    env: 'DB_WRITE_CONNECTIONS',
     description: 'concurrent write transactions (connections of the write pool); used from the next start',
-    get: (c) => c.db.writeConnections, set: (c, v) => (c.db.writeConnections = int(v)),
+    get: (c) => c.db.writeConnections,
+    set: (c, v) => (c.db.writeConnections = int(v)),
   },
   {
-    path: 'alerting.enabled', type: 'boolean', apply: 'live', env: 'ALERTING_ENABLED',
+    path: 'alerting.enabled',
+    type: 'boolean',
+    apply: 'live',
+    env: 'ALERTING_ENABLED',
     description: 'flag the service itself in GET /api/v1/system/performance when a threshold is crossed',
-    get: (c) => c.alerting.enabled, set: (c, v) => (c.alerting.enabled = v as boolean),
+    get: (c) => c.alerting.enabled,
+    set: (c, v) => (c.alerting.enabled = v as boolean),
   },
   {
-    path: 'alerting.thresholds.queue_size', type: 'integer', min: 0, max: 1_000_000_000, apply: 'live', env: 'ALERT_QUEUE_SIZE',
+    path: 'alerting.thresholds.queue_size',
+    type: 'integer',
+    min: 0,
+    max: 1_000_000_000,
+    apply: 'live',
+    env: 'ALERT_QUEUE_SIZE',
     description: 'points waiting in the ingest buffer above which the service is flagged (0: never)',
-    get: (c) => c.alerting.queueSize, set: (c, v) => (c.alerting.queueSize = int(v)),
+    get: (c) => c.alerting.queueSize,
+    set: (c, v) => (c.alerting.queueSize = int(v)),
   },
   {
-    path: 'alerting.thresholds.ingestion_rate', type: 'integer', min: 0, max: 1_000_000_000, apply: 'live', env: 'ALERT_INGESTION_RATE',
+    path: 'alerting.thresholds.ingestion_rate',
+    type: 'integer',
+    min: 0,
+    max: 1_000_000_000,
+    apply: 'live',
+    env: 'ALERT_INGESTION_RATE',
     description: 'points per second above which the service is flagged (0: never)',
-    get: (c) => c.alerting.ingestionRate, set: (c, v) => (c.alerting.ingestionRate = int(v)),
+    get: (c) => c.alerting.ingestionRate,
+    set: (c, v) => (c.alerting.ingestionRate = int(v)),
   },
   {
-    path: 'collector.enabled', type: 'boolean', apply: 'live', env: 'COLLECTOR_ENABLED',
+    path: 'collector.enabled',
+    type: 'boolean',
+    apply: 'live',
+    env: 'COLLECTOR_ENABLED',
     description: 'sample this host (and its NVIDIA GPUs) and persist the samples',
-    get: (c) => c.collector.enabled, set: (c, v) => (c.collector.enabled = v as boolean),
+    get: (c) => c.collector.enabled,
+    set: (c, v) => (c.collector.enabled = v as boolean),
   },
   {
-    path: 'collector.interval_live', type: 'duration', min: 1, max: 3_600, apply: 'live', env: 'METRICS_INTERVAL_LIVE',
+    path: 'collector.interval_live',
+    type: 'duration',
+    min: 1,
+    max: 3_600,
+    apply: 'live',
+    env: 'METRICS_INTERVAL_LIVE',
     description: 'how often the host and GPUs are sampled into the live cache',
-    get: (c) => seconds(c.collector.liveSeconds), set: (c, v) => (c.collector.liveSeconds = durationSeconds(v)),
+    get: (c) => seconds(c.collector.liveSeconds),
+    set: (c, v) => (c.collector.liveSeconds = durationSeconds(v)),
   },
   {
-    path: 'collector.interval_persist', type: 'duration', min: 1, max: 86_400, apply: 'live', env: 'METRICS_INTERVAL_PERSIST',
+    path: 'collector.interval_persist',
+    type: 'duration',
+    min: 1,
+    max: 86_400,
+    apply: 'live',
+    env: 'METRICS_INTERVAL_PERSIST',
     description: 'how often the samples gathered since the last persist are written; at least interval_live',
-    get: (c) => seconds(c.collector.persistSeconds), set: (c, v) => (c.collector.persistSeconds = durationSeconds(v)),
+    get: (c) => seconds(c.collector.persistSeconds),
+    set: (c, v) => (c.collector.persistSeconds = durationSeconds(v)),
   },
   {
-    path: 'collector.buffer_max_points', type: 'integer', min: 1_000, max: 100_000_000, apply: 'live', env: 'COLLECTOR_BUFFER_MAX_POINTS',
+    path: 'collector.buffer_max_points',
+    type: 'integer',
+    min: 1_000,
+    max: 100_000_000,
+    apply: 'live',
+    env: 'COLLECTOR_BUFFER_MAX_POINTS',
     description: 'samples kept while the database is unreachable; past it the oldest are dropped (and counted)',
-    get: (c) => c.collector.bufferMaxPoints, set: (c, v) => (c.collector.bufferMaxPoints = int(v)),
+    get: (c) => c.collector.bufferMaxPoints,
+    set: (c, v) => (c.collector.bufferMaxPoints = int(v)),
   },
   {
-    path: 'jobs.rollup_refresh_interval', type: 'duration', min: 1, max: 86_400, apply: 'live', env: 'ROLLUP_REFRESH_SECONDS',
+    path: 'jobs.rollup_refresh_interval',
+    type: 'duration',
+    min: 1,
+    max: 86_400,
+    apply: 'live',
+    env: 'ROLLUP_REFRESH_SECONDS',
     description: 'schedule of the rollup-refresh job',
-    get: (c) => seconds(c.rollups.refreshSeconds), set: (c, v) => (c.rollups.refreshSeconds = durationSeconds(v)),
+    get: (c) => seconds(c.rollups.refreshSeconds),
+    set: (c, v) => (c.rollups.refreshSeconds = durationSeconds(v)),
   },
   {
-    path: 'jobs.retention_interval', type: 'duration', min: 1, max: 86_400, apply: 'live', env: 'RETENTION_INTERVAL_SECONDS',
+    path: 'jobs.retention_interval',
+    type: 'duration',
+    min: 1,
+    max: 86_400,
+    apply: 'live',
+    env: 'RETENTION_INTERVAL_SECONDS',
     description: 'schedule of the retention job',
-    get: (c) => seconds(c.retention.intervalSeconds), set: (c, v) => (c.retention.intervalSeconds = durationSeconds(v)),
+    get: (c) => seconds(c.retention.intervalSeconds),
+    set: (c, v) => (c.retention.intervalSeconds = durationSeconds(v)),
   },
   {
-    path: 'jobs.partition_premake_interval', type: 'duration', min: 1, max: 86_400, apply: 'live', env: 'PARTITION_PREMAKE_INTERVAL_SECONDS',
+    path: 'jobs.partition_premake_interval',
+    type: 'duration',
+    min: 1,
+    max: 86_400,
+    apply: 'live',
+    env: 'PARTITION_PREMAKE_INTERVAL_SECONDS',
     description: 'schedule of the partition-premake job (plain PostgreSQL)',
-    get: (c) => seconds(c.maintenance.partitionPremakeSeconds), set: (c, v) => (c.maintenance.partitionPremakeSeconds = durationSeconds(v)),
+    get: (c) => seconds(c.maintenance.partitionPremakeSeconds),
+    set: (c, v) => (c.maintenance.partitionPremakeSeconds = durationSeconds(v)),
   },
   {
-    path: 'jobs.compression_interval', type: 'duration', min: 1, max: 86_400, apply: 'live', env: 'COMPRESSION_INTERVAL_SECONDS',
+    path: 'jobs.compression_interval',
+    type: 'duration',
+    min: 1,
+    max: 86_400,
+    apply: 'live',
+    env: 'COMPRESSION_INTERVAL_SECONDS',
     description: 'schedule of the compression job (TimescaleDB)',
-    get: (c) => seconds(c.maintenance.compressionSeconds), set: (c, v) => (c.maintenance.compressionSeconds = durationSeconds(v)),
+    get: (c) => seconds(c.maintenance.compressionSeconds),
+    set: (c, v) => (c.maintenance.compressionSeconds = durationSeconds(v)),
   },
 ];
 
 const BY_PATH = new Map(SETTINGS.map((s) => [s.path, s]));
-const GROUPS = new Set(SETTINGS.flatMap((s) => s.path.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+const GROUPS = new Set(
+  SETTINGS.flatMap((s) =>
+    s.path
+      .split('.')
+      .slice(0, -1)
+      .map((_, i, parts) => parts.slice(0, i + 1).join('.')),
+  ),
+);
 
 export const settingByPath = (path: string) => BY_PATH.get(path);
 
@@ -153,7 +259,8 @@ export function parseValue(s: Setting, raw: unknown): { value: SettingValue } | 
   if (s.type === 'boolean') return typeof raw === 'boolean' ? { value: raw } : { problem: 'must be true or false' };
   if (s.type === 'integer') {
     if (typeof raw !== 'number' || !Number.isInteger(raw)) return { problem: 'must be an integer' };
-    if ((s.min !== undefined && raw < s.min) || (s.max !== undefined && raw > s.max)) return { problem: `must be between ${s.min} and ${s.max}` };
+    if ((s.min !== undefined && raw < s.min) || (s.max !== undefined && raw > s.max))
+      return { problem: `must be between ${s.min} and ${s.max}` };
     return { value: raw };
   }
   // Durations: a number of seconds, or text such as "30s", "5m", "1h".
@@ -161,7 +268,8 @@ export function parseValue(s: Setting, raw: unknown): { value: SettingValue } | 
   if (typeof raw === 'number') ms = Number.isFinite(raw) ? raw * SECOND : NaN;
   else if (typeof raw === 'string') ms = parseDuration(raw);
   else return { problem: 'must be a duration such as "30s", "5m" or a number of seconds' };
-  if (!Number.isInteger(ms) || ms <= 0 || ms % SECOND !== 0) return { problem: 'must be a whole number of seconds, such as "30s", "5m" or 30' };
+  if (!Number.isInteger(ms) || ms <= 0 || ms % SECOND !== 0)
+    return { problem: 'must be a whole number of seconds, such as "30s", "5m" or 30' };
   const sec = ms / SECOND;
   if ((s.min !== undefined && sec < s.min) || (s.max !== undefined && sec > s.max)) {
     return { problem: `must be between ${seconds(s.min ?? 1)} and ${seconds(s.max ?? sec)}` };
@@ -225,14 +333,23 @@ export function effectiveConfig(baseline: AppConfig, stored: StoredSettings): Ap
  * Problems with a whole configuration: read-only fields changed, and rules between fields.
  * `patch` names the fields the request set, so the problem points at what the caller sent.
  */
-export function checkConfig(next: AppConfig, current: AppConfig, flavour: Flavour, patch: ReadonlyMap<string, SettingValue | null>): FieldProblem[] {
+export function checkConfig(
+  next: AppConfig,
+  current: AppConfig,
+  flavour: Flavour,
+  patch: ReadonlyMap<string, SettingValue | null>,
+): FieldProblem[] {
   const problems = readOnlyProblems(patch, current, flavour);
   // A rule is checked only when the request sets one of its fields: an unrelated change is never refused for the environment's values.
   const named = (...paths: string[]) => paths.find((p) => patch.has(p));
   if (!compressesChunks(flavour) && patch.get('storage.compression_enabled') === true) {
-    problems.push({ field: 'storage.compression_enabled', message: 'needs TimescaleDB; this database is plain PostgreSQL' });
+    problems.push({
+      field: 'storage.compression_enabled',
+      message: 'needs TimescaleDB; this database is plain PostgreSQL',
+    });
   }
-  const raw = next.retentionDays, rollup = next.retention.rollupDays;
+  const raw = next.retentionDays,
+    rollup = next.retention.rollupDays;
   const retentionField = named('storage.rollup_retention_days', 'storage.retention_days');
   if (retentionField && rollupRetentionDays(raw, rollup) !== rollup) {
     problems.push({
@@ -251,11 +368,16 @@ export function checkConfig(next: AppConfig, current: AppConfig, flavour: Flavou
 }
 
 /** Read-only fields sent with another value than they have (sending them back unchanged is fine). */
-export function readOnlyProblems(patch: ReadonlyMap<string, SettingValue | null>, current: AppConfig, flavour: Flavour): FieldProblem[] {
+export function readOnlyProblems(
+  patch: ReadonlyMap<string, SettingValue | null>,
+  current: AppConfig,
+  flavour: Flavour,
+): FieldProblem[] {
   const problems: FieldProblem[] = [];
   for (const [path, v] of patch) {
     const s = BY_PATH.get(path)!;
-    if (s.apply === 'read-only' && v !== null && v !== s.get(current, flavour)) problems.push({ field: path, message: `is read-only: ${s.description}` });
+    if (s.apply === 'read-only' && v !== null && v !== s.get(current, flavour))
+      problems.push({ field: path, message: `is read-only: ${s.description}` });
   }
   return problems;
 }
@@ -270,7 +392,8 @@ export interface Change {
 export function diffConfig(before: AppConfig, after: AppConfig, flavour: Flavour): Change[] {
   const out: Change[] = [];
   for (const s of SETTINGS) {
-    const b = s.get(before, flavour), a = s.get(after, flavour);
+    const b = s.get(before, flavour),
+      a = s.get(after, flavour);
     if (a !== b) out.push({ field: s.path, before: b, after: a });
   }
   return out;
@@ -282,11 +405,20 @@ export function applyLive(into: AppConfig, from: AppConfig): void {
 }
 
 /** Where each field's value comes from: the stored settings, the environment, or the default. */
-export function settingSources(stored: StoredSettings, baseline: AppConfig, defaults: AppConfig): Record<string, 'stored' | 'environment' | 'default'> {
+export function settingSources(
+  stored: StoredSettings,
+  baseline: AppConfig,
+  defaults: AppConfig,
+): Record<string, 'stored' | 'environment' | 'default'> {
   const out: Record<string, 'stored' | 'environment' | 'default'> = {};
   for (const s of SETTINGS) {
     if (s.apply === 'read-only') continue;
-    out[s.path] = s.path in stored ? 'stored' : s.get(baseline, 'timescaledb') !== s.get(defaults, 'timescaledb') ? 'environment' : 'default';
+    out[s.path] =
+      s.path in stored
+        ? 'stored'
+        : s.get(baseline, 'timescaledb') !== s.get(defaults, 'timescaledb')
+          ? 'environment'
+          : 'default';
   }
   return out;
 }

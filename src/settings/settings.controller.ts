@@ -12,15 +12,22 @@ export class SettingsController {
 
   @Get()
   @Access('read')
-  @ApiOperation({ summary: 'The running configuration: storage, processing, alerting, collector, jobs; where each value comes from' })
+  @ApiOperation({
+    summary: 'The running configuration: storage, processing, alerting, collector, jobs; where each value comes from',
+  })
   get() {
     return this.settings.document();
   }
 
   @Put()
   @Access('admin')
-  @ApiOperation({ summary: 'Changes settings from a partial document; all valid or nothing applied; stored, applied live and recorded' })
-  @ApiBody({ schema: { type: 'object', example: { storage: { retention_days: 14 }, collector: { interval_live: '10s' } } } })
+  @ApiOperation({
+    summary:
+      'Changes settings from a partial document; all valid or nothing applied; stored, applied live and recorded',
+  })
+  @ApiBody({
+    schema: { type: 'object', example: { storage: { retention_days: 14 }, collector: { interval_live: '10s' } } },
+  })
   put(@Body() body: unknown, @Req() req: FastifyRequest) {
     return this.settings.update(body, actorOf(req));
   }

@@ -5,5 +5,9 @@ import { SettingsService } from './settings.service.js';
 
 /** Runtime configuration (GET/PUT /api/v1/config). Global: modules subscribe to changes with onChange(). */
 @Global()
-@Module({ controllers: [SettingsController], providers: [SettingsRepository, SettingsService], exports: [SettingsService] })
+@Module({
+  controllers: [SettingsController],
+  providers: [SettingsRepository, SettingsService],
+  exports: [SettingsService],
+})
 export class SettingsModule {}

@@ -44,7 +44,9 @@ export class SettingsRepository {
    * (it may also throw to refuse, which rolls back).
    */
   async update(
-    decide: (current: StoredRow) => { document: StoredSettings; by: string; client: Record<string, unknown>; changes: Change[] } | null,
+    decide: (
+      current: StoredRow,
+    ) => { document: StoredSettings; by: string; client: Record<string, unknown>; changes: Change[] } | null,
   ): Promise<StoredRow> {
     return this.database.writeTransaction(async (tx: pg.PoolClient) => {
       const current = (await tx.query<StoredRow>(`${SELECT_ROW} FOR UPDATE`)).rows[0];
@@ -59,7 +61,14 @@ export class SettingsRepository {
       );
       await tx.query(
         `INSERT INTO settings_history (version, changed_by, client, changes, before, after) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [r.rows[0].version, next.by, JSON.stringify(next.client), JSON.stringify(next.changes), JSON.stringify(before), JSON.stringify(after)],
+        [
+          r.rows[0].version,
+          next.by,
+          JSON.stringify(next.client),
+          JSON.stringify(next.changes),
+          JSON.stringify(before),
+          JSON.stringify(after),
+        ],
       );
       return r.rows[0];
     });
@@ -87,4 +96,3 @@ export async function readStoredSettings(client: pg.ClientBase): Promise<StoredS
     throw err;
   }
 }
-

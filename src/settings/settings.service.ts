@@ -115,7 +115,10 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
       if (changes.length === 0 && !storedChanged) return null;
       return { document, by: actor.by, client: actor.client, changes };
     });
-    if (changes.length > 0) this.logger.log(`configuration v${row.version} by ${actor.by}: ${changes.map((c) => `${c.field} ${c.before} → ${c.after}`).join(', ')}`);
+    if (changes.length > 0)
+      this.logger.log(
+        `configuration v${row.version} by ${actor.by}: ${changes.map((c) => `${c.field} ${c.before} → ${c.after}`).join(', ')}`,
+      );
     this.adopt(row);
     return {
       ...this.document(),
@@ -126,9 +129,11 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
 
   async history(limitText?: string, beforeText?: string) {
     const limit = limitText === undefined ? 50 : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidQuery('limit', 'limit must be an integer between 1 and 1000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw invalidQuery('limit', 'limit must be an integer between 1 and 1000');
     const before = beforeText === undefined ? undefined : Number(beforeText);
-    if (before !== undefined && (!Number.isInteger(before) || before < 1)) throw invalidQuery('before', 'before must be a positive version number');
+    if (before !== undefined && (!Number.isInteger(before) || before < 1))
+      throw invalidQuery('before', 'before must be a positive version number');
     const rows = await this.repo.history(limit, before);
     return {
       history: rows.map((r) => ({
@@ -178,5 +183,9 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
 }
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]]),
+  );
 }

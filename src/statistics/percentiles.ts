@@ -16,7 +16,11 @@ export function parsePercentiles(v: unknown): number[] {
   for (const item of items) {
     const s = typeof item === 'string' ? item.trim().replace(/^p/i, '') : '';
     const p = /^\d+(\.\d+)?$/.test(s) ? Number(s) : NaN;
-    if (!(p >= 0 && p <= 100)) throw invalidQuery('percentiles', `percentiles must be numbers from 0 to 100 such as 75 or 99.9 (got ${JSON.stringify(item)})`);
+    if (!(p >= 0 && p <= 100))
+      throw invalidQuery(
+        'percentiles',
+        `percentiles must be numbers from 0 to 100 such as 75 or 99.9 (got ${JSON.stringify(item)})`,
+      );
     out.add(p);
   }
   return [...out].sort((a, b) => a - b);

@@ -4,5 +4,9 @@ import { StatisticsController } from './statistics.controller.js';
 import { StatisticsRepository } from './statistics.repository.js';
 import { StatisticsService } from './statistics.service.js';
 
-@Module({ imports: [QueryModule], controllers: [StatisticsController], providers: [StatisticsRepository, StatisticsService] })
+@Module({
+  imports: [QueryModule],
+  controllers: [StatisticsController],
+  providers: [StatisticsRepository, StatisticsService],
+})
 export class StatisticsModule {}

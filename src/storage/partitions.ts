@@ -112,7 +112,8 @@ export class PartitionService {
 
   /** Days (partition lower bounds) touched by points in [min, max]; walks the points only when they span days. */
   static daysOf(times: Float64Array, length: number, min: number, max: number): number[] {
-    const first = floorTo(min, POINTS_PARTITION_MS), last = floorTo(max, POINTS_PARTITION_MS);
+    const first = floorTo(min, POINTS_PARTITION_MS),
+      last = floorTo(max, POINTS_PARTITION_MS);
     if (first === last) return [first];
     const days = new Set<number>();
     for (let i = 0; i < length; i++) days.add(floorTo(times[i], POINTS_PARTITION_MS));

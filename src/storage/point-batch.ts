@@ -34,7 +34,10 @@ export interface PointBatch {
 }
 
 /** Canonical tags: keys sorted, as the JSON text stored in `series.tags_key`. Tags must already be valid. */
-export function canonicalTags(tags: Readonly<Record<string, string>> | undefined): { tags: Record<string, string>; tagsKey: string } {
+export function canonicalTags(tags: Readonly<Record<string, string>> | undefined): {
+  tags: Record<string, string>;
+  tagsKey: string;
+} {
   if (!tags) return { tags: {}, tagsKey: '{}' };
   const keys = Object.keys(tags);
   if (keys.length === 0) return { tags: {}, tagsKey: '{}' };
@@ -44,7 +47,8 @@ export function canonicalTags(tags: Readonly<Record<string, string>> | undefined
   return { tags: sorted, tagsKey: JSON.stringify(sorted) };
 }
 
-export const seriesKey = (metric: string, source: string, tagsKey: string) => `${metric}\u0000${source}\u0000${tagsKey}`;
+export const seriesKey = (metric: string, source: string, tagsKey: string) =>
+  `${metric}\u0000${source}\u0000${tagsKey}`;
 
 export class PointBatchBuilder {
   private readonly series: SeriesRef[] = [];
@@ -70,7 +74,12 @@ export class PointBatchBuilder {
   }
 
   /** Index of a series in this batch, adding it if new. `tags` must be valid; they are canonicalised here. */
-  addSeries(metric: string, source: string, tags: Readonly<Record<string, string>> | undefined, unit: string | null): number {
+  addSeries(
+    metric: string,
+    source: string,
+    tags: Readonly<Record<string, string>> | undefined,
+    unit: string | null,
+  ): number {
     const c = canonicalTags(tags);
     const key = seriesKey(metric, source, c.tagsKey);
     let idx = this.byKey.get(key);
@@ -92,7 +101,14 @@ export class PointBatchBuilder {
    */
   addCanonical(ref: Omit<SeriesRef, 'unit'>): number {
     const idx = this.series.length;
-    this.series.push({ key: ref.key, metric: ref.metric, source: ref.source, tags: ref.tags, tagsKey: ref.tagsKey, unit: null });
+    this.series.push({
+      key: ref.key,
+      metric: ref.metric,
+      source: ref.source,
+      tags: ref.tags,
+      tagsKey: ref.tagsKey,
+      unit: null,
+    });
     this.sMin.push(Infinity);
     this.sMax.push(-Infinity);
     return idx;
@@ -131,7 +147,9 @@ export class PointBatchBuilder {
 
   private grow(): void {
     const c = this.times.length * 2;
-    const si = new Int32Array(c), t = new Float64Array(c), v = new Float64Array(c);
+    const si = new Int32Array(c),
+      t = new Float64Array(c),
+      v = new Float64Array(c);
     si.set(this.seriesIndex);
     t.set(this.times);
     v.set(this.values);

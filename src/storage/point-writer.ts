@@ -62,7 +62,14 @@ export class PointWriter implements BeforeApplicationShutdown {
   private observers: WriteObserver[] = [];
 
   readonly meter = new RateMeter(10);
-  readonly stats = { transactions: 0, requests: 0, upserts: 0, failures: 0, lastError: null as string | null, lastCommitAt: null as string | null };
+  readonly stats = {
+    transactions: 0,
+    requests: 0,
+    upserts: 0,
+    failures: 0,
+    lastError: null as string | null,
+    lastCommitAt: null as string | null,
+  };
 
   constructor(
     private readonly database: Database,
@@ -113,11 +120,14 @@ export class PointWriter implements BeforeApplicationShutdown {
     if (batch.length > this.config.ingest.queueMaxPoints) {
       this.noteRejected(batch.length, origin, 'too_large');
       // It would never fit: a 503 would have the client retry for ever.
-      throw payloadTooLarge(`Too many points in one write: ${batch.length} > ${this.config.ingest.queueMaxPoints} (INGEST_QUEUE_MAX_POINTS); split the request`, {
-        points: batch.length,
-        limit: 'INGEST_QUEUE_MAX_POINTS',
-        max: this.config.ingest.queueMaxPoints,
-      });
+      throw payloadTooLarge(
+        `Too many points in one write: ${batch.length} > ${this.config.ingest.queueMaxPoints} (INGEST_QUEUE_MAX_POINTS); split the request`,
+        {
+          points: batch.length,
+          limit: 'INGEST_QUEUE_MAX_POINTS',
+          max: this.config.ingest.queueMaxPoints,
+        },
+      );
     }
     if (this.reserved + batch.length > this.config.ingest.queueMaxPoints) {
       this.noteRejected(batch.length, origin, 'queue_full');
@@ -136,7 +146,11 @@ export class PointWriter implements BeforeApplicationShutdown {
       try {
         ids = await this.resolver.resolve(batch);
       } catch (err) {
-        this.noteRejected(batch.length, origin, (err as { code?: unknown }).code === 'UNPROCESSABLE_ENTITY' ? 'series_limit' : 'write_failed');
+        this.noteRejected(
+          batch.length,
+          origin,
+          (err as { code?: unknown }).code === 'UNPROCESSABLE_ENTITY' ? 'series_limit' : 'write_failed',
+        );
         throw err;
       }
       await new Promise<void>((resolve, reject) => {
@@ -179,7 +193,10 @@ export class PointWriter implements BeforeApplicationShutdown {
     while (this.active < this.lanes && this.queue.length > 0) {
       const group: Pending[] = [];
       let n = 0;
-      while (this.queue.length > 0 && (group.length === 0 || n + this.queue[0].batch.length <= this.config.ingest.flushMaxPoints)) {
+      while (
+        this.queue.length > 0 &&
+        (group.length === 0 || n + this.queue[0].batch.length <= this.config.ingest.flushMaxPoints)
+      ) {
         const p = this.queue.shift()!;
         group.push(p);
         n += p.batch.length;
@@ -240,13 +257,15 @@ export class PointWriter implements BeforeApplicationShutdown {
     const ensurePartitions = async () => {
       if (!this.partitions.enabled) return;
       const days = new Set<number>();
-      for (const { batch } of group) for (const d of PartitionService.daysOf(batch.times, batch.length, batch.minTime, batch.maxTime)) days.add(d);
+      for (const { batch } of group)
+        for (const d of PartitionService.daysOf(batch.times, batch.length, batch.minTime, batch.maxTime)) days.add(d);
       await this.partitions.ensure('points', days);
     };
     await ensurePartitions();
     await this.database.withWriteClient(async (client) => {
       // Each remedy at most once, in whichever order the errors come (a missing partition, then a duplicate).
-      let upsert = false, reloaded = false;
+      let upsert = false,
+        reloaded = false;
       for (;;) {
         try {
           return await this.writeOnce(client, group, min, upsert);
@@ -319,7 +338,9 @@ export class PointWriter implements BeforeApplicationShutdown {
 
   /** For servers without COPY FROM STDIN (PGlite): one parameterised INSERT from arrays. */
   private async insertUnnest(client: pg.PoolClient, group: Pending[]): Promise<void> {
-    const times: number[] = [], ids: number[] = [], values: Array<number | string> = [];
+    const times: number[] = [],
+      ids: number[] = [],
+      values: Array<number | string> = [];
     for (const { batch, ids: seriesIds } of group) {
       for (let i = 0; i < batch.length; i++) {
         times.push(batch.times[i]);
@@ -341,7 +362,8 @@ export class PointWriter implements BeforeApplicationShutdown {
   /** Points below the rollup watermark: tell the refresh job to re-aggregate those series there. */
   private async invalidateRollups(client: pg.PoolClient, group: Pending[], watermark: number): Promise<void> {
     const series = new Set<number>();
-    let from = Infinity, to = -Infinity;
+    let from = Infinity,
+      to = -Infinity;
     for (const { batch, ids } of group) {
       for (let i = 0; i < batch.series.length; i++) {
         if (batch.seriesMinTime[i] < watermark) {

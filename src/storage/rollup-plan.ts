@@ -27,9 +27,17 @@ export interface RollupState {
 }
 
 /** `aggregation`: avg, sum, min, max and count may read rollups; anything else (first, last) reads raw points only. */
-export function planSegments(from: number, to: number, granularityMs: number, aggregation: string, state: RollupState): Segment[] {
+export function planSegments(
+  from: number,
+  to: number,
+  granularityMs: number,
+  aggregation: string,
+  state: RollupState,
+): Segment[] {
   if (from >= to) return [];
-  const tiers = ROLLUP_AGGREGATIONS.has(aggregation) ? ROLLUP_TIERS.filter((t) => granularityMs % t.ms === 0).reverse() : [];
+  const tiers = ROLLUP_AGGREGATIONS.has(aggregation)
+    ? ROLLUP_TIERS.filter((t) => granularityMs % t.ms === 0).reverse()
+    : [];
   const split = Math.max(from, Math.min(to, state.materialisedUntil));
   const out: Segment[] = [];
   cover(from, split, tiers, out);
@@ -45,7 +53,8 @@ function cover(a: number, b: number, tiers: readonly RollupTier[], out: Segment[
     return;
   }
   const [t, ...finer] = tiers;
-  const ta = ceilTo(a, t.ms), tb = floorTo(b, t.ms);
+  const ta = ceilTo(a, t.ms),
+    tb = floorTo(b, t.ms);
   if (ta >= tb) return cover(a, b, finer, out);
   cover(a, ta, finer, out);
   out.push({ tier: t, from: ta, to: tb });

@@ -43,7 +43,12 @@ export interface GroupedBucket {
  * single raw one are rollup rows or short raw edges).
  */
 const FRAGMENTS: Record<RollupAggregation, { raw: string; rollup: string; outer: string; direct: string }> = {
-  avg: { raw: '1::bigint AS c, value AS s', rollup: 'count AS c, sum AS s', outer: 'sum(s) / sum(c)', direct: 'avg(value)' },
+  avg: {
+    raw: '1::bigint AS c, value AS s',
+    rollup: 'count AS c, sum AS s',
+    outer: 'sum(s) / sum(c)',
+    direct: 'avg(value)',
+  },
   sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)' },
   count: { raw: '1::bigint AS c', rollup: 'count AS c', outer: 'sum(c)', direct: 'count(*)' },
   min: { raw: 'value AS m', rollup: 'min AS m', outer: 'min(m)', direct: 'min(value)' },
@@ -51,7 +56,13 @@ const FRAGMENTS: Record<RollupAggregation, { raw: string; rollup: string; outer:
 };
 
 /** How per-series partials (c, sm, mn, mx) merge into each function of a grouped read. */
-const MERGE: Record<RollupAggregation, string> = { avg: 'sum(q.sm) / sum(q.c)', sum: 'sum(q.sm)', min: 'min(q.mn)', max: 'max(q.mx)', count: 'sum(q.c)::float8' };
+const MERGE: Record<RollupAggregation, string> = {
+  avg: 'sum(q.sm) / sum(q.c)',
+  sum: 'sum(q.sm)',
+  min: 'min(q.mn)',
+  max: 'max(q.mx)',
+  count: 'sum(q.c)::float8',
+};
 
 /**
  * The one read path for bucketed aggregates over raw points and rollups, used by the query API
@@ -70,13 +81,28 @@ export class RollupReader {
    * the buckets in the middle, finer tiers and raw points at the edges, raw points past what is
    * materialised (see rollup-plan.ts).
    */
-  async cover(seriesIds: number[], from: number, to: number, widthMs: number, aggregation: BucketAggregation): Promise<Segment[]> {
-    const state = this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation) ? await this.rollupState(seriesIds, from, to) : { materialisedUntil: Infinity };
+  async cover(
+    seriesIds: number[],
+    from: number,
+    to: number,
+    widthMs: number,
+    aggregation: BucketAggregation,
+  ): Promise<Segment[]> {
+    const state =
+      this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation)
+        ? await this.rollupState(seriesIds, from, to)
+        : { materialisedUntil: Infinity };
     return planSegments(from, to, widthMs, aggregation, state);
   }
 
   /** One value per bucket that has points, over all the series together, in time order; and the cover it was read from. */
-  async buckets(seriesIds: number[], from: number, to: number, widthMs: number, aggregation: BucketAggregation): Promise<{ rows: BucketValue[]; segments: Segment[] }> {
+  async buckets(
+    seriesIds: number[],
+    from: number,
+    to: number,
+    widthMs: number,
+    aggregation: BucketAggregation,
+  ): Promise<{ rows: BucketValue[]; segments: Segment[] }> {
     const segments = await this.cover(seriesIds, from, to, widthMs, aggregation);
     return { rows: await this.readBuckets(seriesIds, widthMs, aggregation, segments), segments };
   }
@@ -87,7 +113,10 @@ export class RollupReader {
    * edges, then merged per bucket, metric and group. Undefined when the cover uses no tier: the
    * caller aggregates raw points its own way (percentiles, overlapping windows).
    */
-  async groupedBuckets(q: GroupedBucketQuery, segments: readonly Segment[]): Promise<{ rows: GroupedBucket[]; tier: RollupTier } | undefined> {
+  async groupedBuckets(
+    q: GroupedBucketQuery,
+    segments: readonly Segment[],
+  ): Promise<{ rows: GroupedBucket[]; tier: RollupTier } | undefined> {
     const tier = coarsestTier(segments);
     if (!tier) return undefined;
     if (q.seriesIds.length === 0 || segments.length === 0) return { rows: [], tier };
@@ -95,11 +124,14 @@ export class RollupReader {
     const p = (v: unknown) => `$${params.push(v)}`;
     const ids = p(q.seriesIds);
     // Group values are read once per series (not once per point), and buckets become epoch ms after grouping.
-    const groupCols = q.groupBy.map((g, i) => `, ${g.by === 'source' ? 'source' : `tags ->> ${p(g.key)}`} AS g${i}`).join('');
+    const groupCols = q.groupBy
+      .map((g, i) => `, ${g.by === 'source' ? 'source' : `tags ->> ${p(g.key)}`} AS g${i}`)
+      .join('');
     const groupRefs = q.groupBy.map((_, i) => `, s.g${i}`).join('');
     const interval = p(`${q.widthMs / 1000} seconds`);
     const parts = segments.map((seg) => {
-      const within = (col: string) => `${col} >= ${p(toIso(seg.from))}::timestamptz AND ${col} < ${p(toIso(seg.to))}::timestamptz`;
+      const within = (col: string) =>
+        `${col} >= ${p(toIso(seg.from))}::timestamptz AND ${col} < ${p(toIso(seg.to))}::timestamptz`;
       return seg.tier
         ? `SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch') AS b, r.series_id, sum(r.count) AS c, sum(r.sum) AS sm, min(r.min) AS mn, max(r.max) AS mx
            FROM ${seg.tier.table} r WHERE r.series_id = ANY(${ids}::int[]) AND ${within('r.bucket')} GROUP BY 1, 2`
@@ -145,7 +177,12 @@ export class RollupReader {
   }
 
   /** One value per bucket that has points, in time order, merged over the segments. */
-  private async readBuckets(ids: number[], widthMs: number, aggregation: BucketAggregation, segments: readonly Segment[]): Promise<BucketValue[]> {
+  private async readBuckets(
+    ids: number[],
+    widthMs: number,
+    aggregation: BucketAggregation,
+    segments: readonly Segment[],
+  ): Promise<BucketValue[]> {
     if (segments.length === 0) return [];
     const params: unknown[] = [`${widthMs / 1000} seconds`, ids];
     const within = (col: string, s: Segment) =>

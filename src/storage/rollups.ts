@@ -38,13 +38,17 @@ export class RollupService {
   /** Runs on the job's own connection (which holds the job's advisory lock). */
   async refresh(client: Queryable, now = Date.now()): Promise<RefreshReport> {
     const target = floorTo(now - this.config.rollups.lagSeconds * 1000, MINUTE);
-    return this.database.info.flavour === 'timescaledb' ? this.refreshContinuousAggregates(client, target) : this.refreshTables(client, target);
+    return this.database.info.flavour === 'timescaledb'
+      ? this.refreshContinuousAggregates(client, target)
+      : this.refreshTables(client, target);
   }
 
   /** Epoch ms below which plain-PostgreSQL rollups are complete; null before the first refresh. */
   async watermark(q: Queryable = this.database.readPool): Promise<number | null> {
     if (this.database.info.flavour !== 'postgresql') return null;
-    const r = await q.query<{ w: number | null }>(`SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`);
+    const r = await q.query<{ w: number | null }>(
+      `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
+    );
     return r.rows[0]?.w ?? null;
   }
 
@@ -61,7 +65,8 @@ export class RollupService {
   }
 
   private async refreshTables(client: Queryable, target: number): Promise<RefreshReport> {
-    let steps = 0, rows = 0;
+    let steps = 0,
+      rows = 0;
     let w = (await this.watermark(client)) ?? -Infinity;
     try {
       do {
@@ -79,7 +84,10 @@ export class RollupService {
             await this.ensureRollupPartitions(tx, start, end);
             n = await this.aggregate(tx, start, end, end);
           }
-          await tx.query(`UPDATE rollup_state SET watermark = to_timestamp($1::float8 / 1000), refreshed_at = now() WHERE id = 1`, [end]);
+          await tx.query(
+            `UPDATE rollup_state SET watermark = to_timestamp($1::float8 / 1000), refreshed_at = now() WHERE id = 1`,
+            [end],
+          );
           return { end, n };
         });
         w = r.end;
@@ -98,7 +106,8 @@ export class RollupService {
 
   /** Re-aggregates where late points landed below the watermark (only this job deletes these rows). */
   private async processInvalidations(client: Queryable, watermark: number): Promise<{ count: number; rows: number }> {
-    let count = 0, rows = 0;
+    let count = 0,
+      rows = 0;
     for (;;) {
       const r = await client.query<{ id: string; f: number; t: number; ids: number[] }>(
         `SELECT id, (extract(epoch FROM from_time) * 1000)::float8 AS f, (extract(epoch FROM to_time) * 1000)::float8 AS t, series_ids AS ids
@@ -127,7 +136,13 @@ export class RollupService {
    * Re-aggregates every tier over the buckets touching [from, to), from source rows below `limit`
    * (the watermark): bucket b of tier T is rebuilt from all rows of the tier below inside b.
    */
-  private async aggregate(tx: Queryable, from: number, to: number, limit: number, seriesIds?: number[]): Promise<number> {
+  private async aggregate(
+    tx: Queryable,
+    from: number,
+    to: number,
+    limit: number,
+    seriesIds?: number[],
+  ): Promise<number> {
     let rows = 0;
     let source = { table: 'points', time: 'time', cols: 'count(*), sum(value), min(value), max(value)' };
     for (const tier of ROLLUP_TIERS) {
@@ -151,7 +166,8 @@ export class RollupService {
   }
 
   private async ensureRollupPartitions(client: Queryable, from: number, to: number): Promise<void> {
-    for (const tier of ROLLUP_TIERS) await this.partitions.ensure(tier.table, steps(floorTo(from, tier.ms), to, tier.partitionMs), client);
+    for (const tier of ROLLUP_TIERS)
+      await this.partitions.ensure(tier.table, steps(floorTo(from, tier.ms), to, tier.partitionMs), client);
   }
 }
 

@@ -65,7 +65,8 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
     for (let i = 0; i < batch.series.length; i++) {
       const e = this.cache.peek(batch.series[i].key); // not a lookup: the hit rate counts resolve() only
       if (!e) continue;
-      const f = batch.seriesMinTime[i], l = batch.seriesMaxTime[i];
+      const f = batch.seriesMinTime[i],
+        l = batch.seriesMaxTime[i];
       if (f < e.firstSeen || l > e.lastSeen) {
         e.firstSeen = Math.min(f, e.firstSeen);
         e.lastSeen = Math.max(l, e.lastSeen);
@@ -85,7 +86,11 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
     this.dirtySeen.clear();
     this.flushing = true;
     try {
-      await this.repo.updateSeen(entries.map(([id]) => id), entries.map(([, e]) => e.firstSeen), entries.map(([, e]) => e.lastSeen));
+      await this.repo.updateSeen(
+        entries.map(([id]) => id),
+        entries.map(([, e]) => e.firstSeen),
+        entries.map(([, e]) => e.lastSeen),
+      );
       return entries.length;
     } catch (err) {
       for (const [id, e] of entries) if (!this.dirtySeen.has(id)) this.dirtySeen.set(id, e);
@@ -117,11 +122,16 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
     }
     if (toCreate.length > 0) {
       if (this.knownSeries + toCreate.length > this.config.series.maxSeries) {
-        throw new ApiError(422, 'UNPROCESSABLE_ENTITY', `series limit reached: this request would create ${toCreate.length} new series beyond MAX_SERIES=${this.config.series.maxSeries}`, {
-          limit: 'MAX_SERIES',
-          max_series: this.config.series.maxSeries,
-          new_series: toCreate.length,
-        });
+        throw new ApiError(
+          422,
+          'UNPROCESSABLE_ENTITY',
+          `series limit reached: this request would create ${toCreate.length} new series beyond MAX_SERIES=${this.config.series.maxSeries}`,
+          {
+            limit: 'MAX_SERIES',
+            max_series: this.config.series.maxSeries,
+            new_series: toCreate.length,
+          },
+        );
       }
       const created = await this.repo.insert(
         toCreate.map((i) => batch.series[i]),
@@ -134,7 +144,8 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
       }
       this.logger.debug(`created ${created.filter((r) => r.inserted).length} series`);
     }
-    const unitIds: number[] = [], units: string[] = [];
+    const unitIds: number[] = [],
+      units: string[] = [];
     for (const i of missing) {
       const ref: SeriesRef = batch.series[i];
       const row = found.get(ref.key);

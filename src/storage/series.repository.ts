@@ -40,14 +40,25 @@ export class SeriesRepository {
   }
 
   /** Inserts these series (or returns them if another writer just did). */
-  async insert(refs: readonly SeriesRef[], firstSeen: number[], lastSeen: number[]): Promise<Array<SeriesRow & { inserted: boolean }>> {
+  async insert(
+    refs: readonly SeriesRef[],
+    firstSeen: number[],
+    lastSeen: number[],
+  ): Promise<Array<SeriesRow & { inserted: boolean }>> {
     const r = await this.database.writePool.query<SeriesRow & { inserted: boolean }>(
       `INSERT INTO series (metric, source, tags, tags_key, unit, first_seen, last_seen)
        SELECT t.metric, t.source, t.tags_key::jsonb, t.tags_key, t.unit, to_timestamp(t.f / 1000), to_timestamp(t.l / 1000)
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[]) AS t(metric, source, tags_key, unit, f, l)
        ON CONFLICT (metric, source, md5(tags_key)) DO UPDATE SET unit = COALESCE(EXCLUDED.unit, series.unit)
        RETURNING ${RETURNING}, (xmax = 0) AS inserted`,
-      [refs.map((s) => s.metric), refs.map((s) => s.source), refs.map((s) => s.tagsKey), refs.map((s) => s.unit), firstSeen, lastSeen],
+      [
+        refs.map((s) => s.metric),
+        refs.map((s) => s.source),
+        refs.map((s) => s.tagsKey),
+        refs.map((s) => s.unit),
+        firstSeen,
+        lastSeen,
+      ],
     );
     return r.rows;
   }

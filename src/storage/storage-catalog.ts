@@ -51,7 +51,9 @@ export class StorageCatalog {
       return (await this.database.readPool.query<{ t: Date | null }>(`SELECT min(time) AS t FROM points`)).rows[0].t;
     }
     for (const p of await this.partitions.list('points')) {
-      const r = await this.database.readPool.query<{ t: Date | null }>(`SELECT min(time) AS t FROM ${pg.escapeIdentifier(p.name)}`);
+      const r = await this.database.readPool.query<{ t: Date | null }>(
+        `SELECT min(time) AS t FROM ${pg.escapeIdentifier(p.name)}`,
+      );
       if (r.rows[0].t) return r.rows[0].t;
     }
     return null;

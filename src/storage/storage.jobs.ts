@@ -24,7 +24,8 @@ export class StorageJobs implements OnModuleInit {
     await this.partitions.load();
     this.jobs.register({
       name: ROLLUP_REFRESH_JOB,
-      description: 'Materialises the 1m/5m/1h/1d rollups up to now minus ROLLUP_LAG_SECONDS and re-aggregates late points',
+      description:
+        'Materialises the 1m/5m/1h/1d rollups up to now minus ROLLUP_LAG_SECONDS and re-aggregates late points',
       every: () => this.config.rollups.refreshSeconds * 1000,
       run: ({ client }) => this.rollups.refresh(client),
     });
@@ -38,7 +39,8 @@ export class StorageJobs implements OnModuleInit {
           const made: Record<string, number> = {};
           for (const { table, widthMs } of this.partitions.partitioned) {
             const times: number[] = [];
-            for (let t = now; t <= now + this.config.rollups.partitionPremakeDays * DAY; t += Math.min(widthMs, DAY)) times.push(t);
+            for (let t = now; t <= now + this.config.rollups.partitionPremakeDays * DAY; t += Math.min(widthMs, DAY))
+              times.push(t);
             made[table] = await this.partitions.ensure(table, times, client);
           }
           return { created: made };

@@ -11,7 +11,16 @@ import { StorageJobs } from './storage.jobs.js';
 /** Series cache, the one point writer, partitions, rollups and the one read path over them. Global: every producer writes through it. */
 @Global()
 @Module({
-  providers: [SeriesRepository, SeriesResolver, PartitionService, PointWriter, RollupService, RollupReader, StorageCatalog, StorageJobs],
+  providers: [
+    SeriesRepository,
+    SeriesResolver,
+    PartitionService,
+    PointWriter,
+    RollupService,
+    RollupReader,
+    StorageCatalog,
+    StorageJobs,
+  ],
   exports: [PointWriter, SeriesResolver, PartitionService, RollupService, RollupReader, StorageCatalog],
 })
 export class StorageModule {}

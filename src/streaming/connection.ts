@@ -144,6 +144,9 @@ export class StreamConnection {
 
   private cutOff(): void {
     this.onCutOff(this);
-    this.close(CLOSE_TOO_SLOW, `too slow: more than ${this.limits.bufferBytes} bytes queued for ${this.limits.slowClientMs / 1000} s`);
+    this.close(
+      CLOSE_TOO_SLOW,
+      `too slow: more than ${this.limits.bufferBytes} bytes queued for ${this.limits.slowClientMs / 1000} s`,
+    );
   }
 }

@@ -27,7 +27,10 @@ interface Template {
 }
 
 function template(s: StreamSeries): Template {
-  const source = JSON.stringify(s.source), name = JSON.stringify(s.metric), unit = JSON.stringify(s.unit), tags = JSON.stringify(s.tags);
+  const source = JSON.stringify(s.source),
+    name = JSON.stringify(s.metric),
+    unit = JSON.stringify(s.unit),
+    tags = JSON.stringify(s.tags);
   return {
     unit: s.unit,
     wsHead: `{"type":"metric_update","source":${source},"timestamp":"`,

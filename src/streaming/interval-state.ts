@@ -42,7 +42,9 @@ export class IntervalState {
   ) {}
 
   get seriesCount(): number {
-    return this.aggregation === 'last' ? this.latest.size : Math.max(0, ...[...this.buckets.values()].map((b) => b.size));
+    return this.aggregation === 'last'
+      ? this.latest.size
+      : Math.max(0, ...[...this.buckets.values()].map((b) => b.size));
   }
 
   add(seriesId: number, series: StreamSeries, time: number, value: number, now: number): void {
@@ -71,17 +73,20 @@ export class IntervalState {
       acc.sum += value;
       if (value < acc.min) acc.min = value;
       if (value > acc.max) acc.max = value;
-    } else if (bucket.size < this.maxSeries) bucket.set(seriesId, { series, count: 1, sum: value, min: value, max: value });
+    } else if (bucket.size < this.maxSeries)
+      bucket.set(seriesId, { series, count: 1, sum: value, min: value, max: value });
     else this.dropped++;
   }
 
   /** `last`: every known series. Aggregates: every bucket that ends at or before `end`, then closed. */
   take(end: number): Emission[] {
-    if (this.aggregation === 'last') return [...this.latest].map(([seriesId, l]) => ({ series: l.series, seriesId, time: l.time, value: l.value }));
+    if (this.aggregation === 'last')
+      return [...this.latest].map(([seriesId, l]) => ({ series: l.series, seriesId, time: l.time, value: l.value }));
     const out: Emission[] = [];
     for (const start of [...this.buckets.keys()].sort((a, b) => a - b)) {
       if (start + this.intervalMs > end) break;
-      for (const [seriesId, a] of this.buckets.get(start)!) out.push({ series: a.series, seriesId, time: start, value: aggregate(this.aggregation, a), count: a.count });
+      for (const [seriesId, a] of this.buckets.get(start)!)
+        out.push({ series: a.series, seriesId, time: start, value: aggregate(this.aggregation, a), count: a.count });
       this.buckets.delete(start);
     }
     this.closeBefore(end);

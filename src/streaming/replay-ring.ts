@@ -61,7 +61,10 @@ export class ReplayRing {
   }
 
   /** Calls `fn` for each held point after `seq`, oldest first, until it returns false. */
-  forEachAfter(seq: number, fn: (seq: number, series: StreamSeries, seriesId: number, time: number, value: number) => boolean): void {
+  forEachAfter(
+    seq: number,
+    fn: (seq: number, series: StreamSeries, seriesId: number, time: number, value: number) => boolean,
+  ): void {
     for (let q = Math.max(seq + 1, this.first); q <= this.last; q++) {
       const slot = q % this.capacity;
       const id = this.ids[slot];

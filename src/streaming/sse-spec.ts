@@ -25,21 +25,37 @@ export interface SseSpec {
 const one = (v: unknown) => (Array.isArray(v) ? v.join(',') : v);
 
 export function parseSseSpec(q: Record<string, unknown>, lastEventIdHeader: string | undefined): SseSpec {
-  const filter = parseFilter({ metrics: one(q.metrics ?? q.metric), sources: one(q.sources ?? q.source), tags: q.tags }, 'INVALID_QUERY');
+  const filter = parseFilter(
+    { metrics: one(q.metrics ?? q.metric), sources: one(q.sources ?? q.source), tags: q.tags },
+    'INVALID_QUERY',
+  );
   let intervalMs: number | null = null;
   const iv = Array.isArray(q.interval) ? q.interval[0] : q.interval;
   if (iv !== undefined && iv !== '') {
     const s = String(iv).trim();
     intervalMs = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : parseDuration(s);
-    if (!Number.isFinite(intervalMs) || intervalMs < MIN_INTERVAL_MS || intervalMs > MAX_INTERVAL_MS || intervalMs % 1000 !== 0) {
-      throw invalidQuery('interval', `interval must be whole seconds from ${MIN_INTERVAL_MS / 1000} to ${MAX_INTERVAL_MS / 1000} (5, 5s, 1m); got ${JSON.stringify(iv)}`);
+    if (
+      !Number.isFinite(intervalMs) ||
+      intervalMs < MIN_INTERVAL_MS ||
+      intervalMs > MAX_INTERVAL_MS ||
+      intervalMs % 1000 !== 0
+    ) {
+      throw invalidQuery(
+        'interval',
+        `interval must be whole seconds from ${MIN_INTERVAL_MS / 1000} to ${MAX_INTERVAL_MS / 1000} (5, 5s, 1m); got ${JSON.stringify(iv)}`,
+      );
     }
   }
   const agg = Array.isArray(q.aggregation) ? q.aggregation[0] : q.aggregation;
   let aggregation: StreamAggregation = 'last';
   if (agg !== undefined && agg !== '') {
-    if (!(STREAM_AGGREGATIONS as readonly unknown[]).includes(agg)) throw invalidQuery('aggregation', `aggregation must be one of ${STREAM_AGGREGATIONS.join(', ')}`);
-    if (intervalMs === null) throw invalidQuery('aggregation', 'aggregation needs an interval (without one, every point is sent as it commits)');
+    if (!(STREAM_AGGREGATIONS as readonly unknown[]).includes(agg))
+      throw invalidQuery('aggregation', `aggregation must be one of ${STREAM_AGGREGATIONS.join(', ')}`);
+    if (intervalMs === null)
+      throw invalidQuery(
+        'aggregation',
+        'aggregation needs an interval (without one, every point is sent as it commits)',
+      );
     aggregation = agg as StreamAggregation;
   }
   const id = lastEventIdHeader ?? (typeof q.last_event_id === 'string' ? q.last_event_id : undefined);

@@ -88,7 +88,11 @@ export class SseService {
     let seeds: Emission[] = [];
     if (spec.intervalMs !== null) {
       if ((await this.repo.countSeries(spec.filter, maxSeries)) > maxSeries) {
-        throw invalidQuery('metrics', `the filter matches more than ${maxSeries} series; an interval stream follows at most ${maxSeries}: narrow it with sources or tags`, { max_series: maxSeries });
+        throw invalidQuery(
+          'metrics',
+          `the filter matches more than ${maxSeries} series; an interval stream follows at most ${maxSeries}: narrow it with sources or tags`,
+          { max_series: maxSeries },
+        );
       }
       if (spec.aggregation === 'last') seeds = (await this.repo.latest(spec.filter, maxSeries)).map((r) => ({ ...r }));
     }
@@ -96,12 +100,20 @@ export class SseService {
     const connection = this.hub.admit(
       'sse',
       `${req.ip}:${req.socket.remotePort ?? '?'}`,
-      { bufferedAmount: () => raw.writableLength, send: (d) => void raw.write(d), close: () => raw.end(), cork: () => raw.cork(), uncork: () => raw.uncork() },
+      {
+        bufferedAmount: () => raw.writableLength,
+        send: (d) => void raw.write(d),
+        close: () => raw.end(),
+        cork: () => raw.cork(),
+        uncork: () => raw.uncork(),
+      },
       (count) => sseEvent(JSON.stringify({ count, reason: 'the client did not keep up' }), undefined, 'skipped'),
     );
     reply.hijack();
     raw.writeHead(200, HEADERS);
-    raw.write(`retry: 3000\n: connected to Timescope (${spec.intervalMs === null ? 'every point' : `${spec.aggregation} every ${spec.intervalMs / 1000} s`})\n\n`);
+    raw.write(
+      `retry: 3000\n: connected to Timescope (${spec.intervalMs === null ? 'every point' : `${spec.aggregation} every ${spec.intervalMs / 1000} s`})\n\n`,
+    );
     if (spec.intervalMs === null) this.live(connection, spec, raw);
     else this.interval(connection, spec, raw, seeds);
   }
@@ -117,8 +129,24 @@ export class SseService {
         this.hub.replay(last.seq, spec.filter, (_p, enc) => connection.deliver(enc.sseMessage(), Date.now()));
       if (held) complete = connection.skippedTotal === 0;
       if (!complete) {
-        const reason = !last ? 'unknown event id' : last.boot !== this.hub.boot ? 'the server restarted since' : !held ? 'older than the replay window (STREAM_REPLAY_POINTS)' : 'more to replay than fits the client buffer';
-        connection.reply(sseEvent(JSON.stringify({ reason, last_event_id: spec.lastEventId, missed: 'points committed since may not all be replayed' }), undefined, 'gap'));
+        const reason = !last
+          ? 'unknown event id'
+          : last.boot !== this.hub.boot
+            ? 'the server restarted since'
+            : !held
+              ? 'older than the replay window (STREAM_REPLAY_POINTS)'
+              : 'more to replay than fits the client buffer';
+        connection.reply(
+          sseEvent(
+            JSON.stringify({
+              reason,
+              last_event_id: spec.lastEventId,
+              missed: 'points committed since may not all be replayed',
+            }),
+            undefined,
+            'gap',
+          ),
+        );
       }
     }
     const entry = this.hub.subscribe(spec.filter, target);
@@ -142,9 +170,19 @@ export class SseService {
       const resume = parseIntervalId(spec.lastEventId);
       const open = floorTo(connectedAt, I);
       state.closeBefore(open);
-      fromStorage = resume !== undefined && resume < open ? Math.max(floorTo(resume, I), open - MAX_RESUME_BUCKETS * I) : open;
+      fromStorage =
+        resume !== undefined && resume < open ? Math.max(floorTo(resume, I), open - MAX_RESUME_BUCKETS * I) : open;
       if (resume !== undefined && resume < open - MAX_RESUME_BUCKETS * I) {
-        connection.reply(sseEvent(JSON.stringify({ reason: `resuming at most ${MAX_RESUME_BUCKETS} intervals back`, last_event_id: spec.lastEventId }), undefined, 'gap'));
+        connection.reply(
+          sseEvent(
+            JSON.stringify({
+              reason: `resuming at most ${MAX_RESUME_BUCKETS} intervals back`,
+              last_event_id: spec.lastEventId,
+            }),
+            undefined,
+            'gap',
+          ),
+        );
       }
     }
     const grace = spec.aggregation === 'last' ? 0 : Math.min(1_000, I / 2);
@@ -156,7 +194,14 @@ export class SseService {
           const from = fromStorage;
           fromStorage = null;
           const rows = await this.repo.buckets(spec.filter, from, end, I, MAX_INTERVAL_SERIES, MAX_RESUME_ROWS);
-          if (rows.length === MAX_RESUME_ROWS) connection.reply(sseEvent(JSON.stringify({ reason: `more than ${MAX_RESUME_ROWS} stored buckets to resume; some were left out` }), undefined, 'gap'));
+          if (rows.length === MAX_RESUME_ROWS)
+            connection.reply(
+              sseEvent(
+                JSON.stringify({ reason: `more than ${MAX_RESUME_ROWS} stored buckets to resume; some were left out` }),
+                undefined,
+                'gap',
+              ),
+            );
           let t = NaN;
           let batch: Emission[] = [];
           const flush = () => batch.length && target.emit(batch, t + I);
@@ -166,7 +211,13 @@ export class SseService {
               batch = [];
               t = r.time;
             }
-            batch.push({ series: r.series, seriesId: r.seriesId, time: r.time, value: aggregate(spec.aggregation, r), count: r.count });
+            batch.push({
+              series: r.series,
+              seriesId: r.seriesId,
+              time: r.time,
+              value: aggregate(spec.aggregation, r),
+              count: r.count,
+            });
           }
           flush();
           state.closeBefore(end);
@@ -175,7 +226,9 @@ export class SseService {
         }
       } catch (err) {
         this.logger.warn(`interval stream #${connection.id}: ${(err as Error).message}`);
-        connection.reply(sseEvent(JSON.stringify({ reason: 'storage unavailable; retrying next interval' }), undefined, 'error'));
+        connection.reply(
+          sseEvent(JSON.stringify({ reason: 'storage unavailable; retrying next interval' }), undefined, 'error'),
+        );
       }
       schedule();
     };
@@ -188,7 +241,11 @@ export class SseService {
     schedule();
   }
 
-  private attach(raw: ServerResponse, target: StreamTarget & { timer?: NodeJS.Timeout }, entry: IndexEntry<StreamTarget>): void {
+  private attach(
+    raw: ServerResponse,
+    target: StreamTarget & { timer?: NodeJS.Timeout },
+    entry: IndexEntry<StreamTarget>,
+  ): void {
     this.hub.addTarget(target);
     raw.once('close', () => {
       clearTimeout(target.timer);

@@ -49,10 +49,15 @@ function list(v: unknown, field: string, code: 'INVALID_REQUEST' | 'INVALID_QUER
     if (typeof item !== 'string') throw fieldErrors([{ field: `${field}[${i}]`, message: 'must be a string' }], code);
     const s = typeof v === 'string' ? item.trim() : item;
     if (!s) continue;
-    if (s.length > MAX_NAME || !isCleanText(s)) throw fieldErrors([{ field: `${field}[${i}]`, message: `must be 1 to ${MAX_NAME} characters of valid Unicode` }], code);
+    if (s.length > MAX_NAME || !isCleanText(s))
+      throw fieldErrors(
+        [{ field: `${field}[${i}]`, message: `must be 1 to ${MAX_NAME} characters of valid Unicode` }],
+        code,
+      );
     out.add(s);
   }
-  if (out.size > MAX_FILTER_VALUES) throw fieldErrors([{ field, message: `lists more than ${MAX_FILTER_VALUES} values` }], code);
+  if (out.size > MAX_FILTER_VALUES)
+    throw fieldErrors([{ field, message: `lists more than ${MAX_FILTER_VALUES} values` }], code);
   return out.size ? [...out] : null;
 }
 
@@ -60,11 +65,17 @@ function list(v: unknown, field: string, code: 'INVALID_REQUEST' | 'INVALID_QUER
  * A filter from a WebSocket subscribe message (`code` INVALID_REQUEST) or SSE query parameters
  * (`INVALID_QUERY`); a 400 naming the field otherwise.
  */
-export function parseFilter(input: FilterInput, code: 'INVALID_REQUEST' | 'INVALID_QUERY' = 'INVALID_REQUEST'): StreamFilter {
+export function parseFilter(
+  input: FilterInput,
+  code: 'INVALID_REQUEST' | 'INVALID_QUERY' = 'INVALID_REQUEST',
+): StreamFilter {
   const metrics = list(input.metrics, 'metrics', code);
   const sources = list(input.sources, 'sources', code);
   if (filterPairs({ metrics, sources }) > MAX_FILTER_PAIRS) {
-    throw fieldErrors([{ field: 'sources', message: `metrics × sources must be at most ${MAX_FILTER_PAIRS} pairs per connection` }], code);
+    throw fieldErrors(
+      [{ field: 'sources', message: `metrics × sources must be at most ${MAX_FILTER_PAIRS} pairs per connection` }],
+      code,
+    );
   }
   let tags: TagFilter[];
   try {
@@ -73,13 +84,16 @@ export function parseFilter(input: FilterInput, code: 'INVALID_REQUEST' | 'INVAL
     const details = (err as { details?: { parameter?: string } }).details;
     throw fieldErrors([{ field: details?.parameter ?? 'tags', message: (err as Error).message }], code);
   }
-  if (tags.length > MAX_TAG_KEYS) throw fieldErrors([{ field: 'tags', message: `has more than ${MAX_TAG_KEYS} keys` }], code);
-  if (tags.reduce((n, t) => n + t.values.length, 0) > MAX_TAG_VALUES) throw fieldErrors([{ field: 'tags', message: `lists more than ${MAX_TAG_VALUES} values in all` }], code);
+  if (tags.length > MAX_TAG_KEYS)
+    throw fieldErrors([{ field: 'tags', message: `has more than ${MAX_TAG_KEYS} keys` }], code);
+  if (tags.reduce((n, t) => n + t.values.length, 0) > MAX_TAG_VALUES)
+    throw fieldErrors([{ field: 'tags', message: `lists more than ${MAX_TAG_VALUES} values in all` }], code);
   return { metrics, sources, tags };
 }
 
 /** Entries a filter takes in the subscription index. */
-export const filterPairs = (f: Pick<StreamFilter, 'metrics' | 'sources'>) => (f.metrics?.length ?? 1) * (f.sources?.length ?? 1);
+export const filterPairs = (f: Pick<StreamFilter, 'metrics' | 'sources'>) =>
+  (f.metrics?.length ?? 1) * (f.sources?.length ?? 1);
 
 export function tagsMatch(filters: readonly TagFilter[], tags: Readonly<Record<string, string>>): boolean {
   for (const f of filters) {
@@ -90,12 +104,20 @@ export function tagsMatch(filters: readonly TagFilter[], tags: Readonly<Record<s
 }
 
 export function matches(f: StreamFilter, s: SeriesIdentity): boolean {
-  return (f.metrics === null || f.metrics.includes(s.metric)) && (f.sources === null || f.sources.includes(s.source)) && tagsMatch(f.tags, s.tags);
+  return (
+    (f.metrics === null || f.metrics.includes(s.metric)) &&
+    (f.sources === null || f.sources.includes(s.source)) &&
+    tagsMatch(f.tags, s.tags)
+  );
 }
 
 /** The filter as it is echoed to clients (`tags` as an object of value lists). */
 export function describeFilter(f: StreamFilter) {
-  return { metrics: f.metrics, sources: f.sources, tags: Object.fromEntries(f.tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values])) };
+  return {
+    metrics: f.metrics,
+    sources: f.sources,
+    tags: Object.fromEntries(f.tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values])),
+  };
 }
 
 const ANY = '\u0000'; // no metric or source can be NUL

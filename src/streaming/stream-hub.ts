@@ -41,7 +41,10 @@ export class PointEncoder {
   }
 
   sseMessage(): string {
-    return (this.sse ??= sseEvent(sseData(this.templates.get(this.p.series), this.iso.iso(this.p.time), this.p.value), `${this.boot}.${this.p.seq}`));
+    return (this.sse ??= sseEvent(
+      sseData(this.templates.get(this.p.series), this.iso.iso(this.p.time), this.p.value),
+      `${this.boot}.${this.p.seq}`,
+    ));
   }
 }
 
@@ -73,7 +76,13 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   readonly boot = randomBytes(4).toString('hex');
   readonly encoder: PointEncoder;
   readonly ring: ReplayRing;
-  private readonly point: CommittedPoint = { series: undefined as unknown as StreamSeries, seriesId: 0, time: 0, value: 0, seq: 0 };
+  private readonly point: CommittedPoint = {
+    series: undefined as unknown as StreamSeries,
+    seriesId: 0,
+    time: 0,
+    value: 0,
+    seq: 0,
+  };
   private readonly unlisten: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private nextConnectionId = 1;
@@ -81,7 +90,15 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   private closing = false;
   readonly stats = { pointsSeen: 0, delivered: 0, refused: 0, cutOff: 0, fanOutMs: 0, batches: 0 };
   /** Connections opened and closed since start, and today's (UTC) for the monitoring API's sessions. */
-  readonly sessions = { opened: { ws: 0, sse: 0 }, closed: 0, closedMs: 0, day: '', openedToday: 0, closedToday: 0, closedTodayMs: 0 };
+  readonly sessions = {
+    opened: { ws: 0, sse: 0 },
+    closed: 0,
+    closedMs: 0,
+    day: '',
+    openedToday: 0,
+    closedToday: 0,
+    closedTodayMs: 0,
+  };
 
   constructor(
     writer: PointWriter,
@@ -103,13 +120,27 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
     if (this.closing) throw serviceUnavailable('Timescope is shutting down', 5);
     if (this.connections.size >= max) {
       this.stats.refused++;
-      throw serviceUnavailable(`Too many stream connections (${max}, STREAM_MAX_CONNECTIONS); retry later`, 10, { limit: 'STREAM_MAX_CONNECTIONS', max });
+      throw serviceUnavailable(`Too many stream connections (${max}, STREAM_MAX_CONNECTIONS); retry later`, 10, {
+        limit: 'STREAM_MAX_CONNECTIONS',
+        max,
+      });
     }
     const { bufferBytes, slowClientMs } = this.config.streams;
-    const c = new StreamConnection(this.nextConnectionId++, kind, remote, sink, { bufferBytes, slowClientMs }, skipNotice, (slow) => {
-      this.stats.cutOff++;
-      this.logger.warn(`${slow.kind} client ${slow.remote} (#${slow.id}) cut off: too slow (${slow.skippedTotal} updates skipped)`);
-    }, this.corks);
+    const c = new StreamConnection(
+      this.nextConnectionId++,
+      kind,
+      remote,
+      sink,
+      { bufferBytes, slowClientMs },
+      skipNotice,
+      (slow) => {
+        this.stats.cutOff++;
+        this.logger.warn(
+          `${slow.kind} client ${slow.remote} (#${slow.id}) cut off: too slow (${slow.skippedTotal} updates skipped)`,
+        );
+      },
+      this.corks,
+    );
     this.connections.add(c);
     const s = this.sessions;
     s.opened[kind]++;
@@ -121,7 +152,8 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   /** Forgets a connection and every subscription of its targets. */
   release(c: StreamConnection): void {
     if (!this.connections.delete(c)) return;
-    const now = Date.now(), s = this.sessions;
+    const now = Date.now(),
+      s = this.sessions;
     s.closed++;
     s.closedMs += now - c.openedAt;
     this.rollDay(now);
@@ -218,7 +250,8 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
       if (targets[i].length) any = true;
     }
     if (!any) return;
-    const p = this.point, enc = this.encoder;
+    const p = this.point,
+      enc = this.encoder;
     let delivered = 0;
     for (let i = 0; i < batch.length; i++) {
       const s = batch.seriesIndex[i];

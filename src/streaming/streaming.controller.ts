@@ -12,15 +12,25 @@ export class StreamingController {
   @Get('stream')
   @Access('read', { rate: 'stream', tokenInQuery: true })
   @ApiOperation({
-    summary: 'Server-Sent Events: every matching point as it commits, or with `interval` the latest value (or a bucket aggregate) per series every interval',
+    summary:
+      'Server-Sent Events: every matching point as it commits, or with `interval` the latest value (or a bucket aggregate) per series every interval',
   })
   @ApiProduces('text/event-stream')
   @ApiQuery({ name: 'metrics', required: false, description: 'comma-separated metric names (default: all)' })
   @ApiQuery({ name: 'sources', required: false, description: 'comma-separated sources (default: all)' })
   @ApiQuery({ name: 'tags', required: false, isArray: true, description: 'key:value, repeatable' })
   @ApiQuery({ name: 'interval', required: false, description: 'seconds (1 to 3600) or 5s, 1m; absent: every point' })
-  @ApiQuery({ name: 'aggregation', required: false, enum: ['last', 'avg', 'min', 'max', 'sum', 'count'], description: 'with interval; default last' })
-  @ApiQuery({ name: 'last_event_id', required: false, description: 'as the Last-Event-ID header, for clients that cannot set it' })
+  @ApiQuery({
+    name: 'aggregation',
+    required: false,
+    enum: ['last', 'avg', 'min', 'max', 'sum', 'count'],
+    description: 'with interval; default last',
+  })
+  @ApiQuery({
+    name: 'last_event_id',
+    required: false,
+    description: 'as the Last-Event-ID header, for clients that cannot set it',
+  })
   stream(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Query() q: Record<string, unknown>) {
     return this.sse.open(req, reply, q);
   }

@@ -32,7 +32,13 @@ export interface BucketRow {
   max: number;
 }
 
-const toSeries = (r: SeriesRow): StreamSeries => ({ key: seriesKey(r.metric, r.source, r.tags_key), metric: r.metric, source: r.source, tags: r.tags, unit: r.unit });
+const toSeries = (r: SeriesRow): StreamSeries => ({
+  key: seriesKey(r.metric, r.source, r.tags_key),
+  metric: r.metric,
+  source: r.source,
+  tags: r.tags,
+  unit: r.unit,
+});
 
 /** `WHERE` conditions on the series table for a stream filter; appends to `params`. */
 export function filterConditions(f: StreamFilter, params: unknown[]): string {
@@ -52,7 +58,10 @@ export class StreamingRepository {
   async countSeries(f: StreamFilter, limit: number): Promise<number> {
     const params: unknown[] = [];
     const where = filterConditions(f, params);
-    const r = await this.database.readPool.query<{ n: number }>(`SELECT count(*) AS n FROM (SELECT 1 FROM series WHERE ${where} LIMIT ${limit + 1}) s`, params);
+    const r = await this.database.readPool.query<{ n: number }>(
+      `SELECT count(*) AS n FROM (SELECT 1 FROM series WHERE ${where} LIMIT ${limit + 1}) s`,
+      params,
+    );
     return r.rows[0].n;
   }
 
@@ -70,10 +79,19 @@ export class StreamingRepository {
   }
 
   /** Per matching series, count/sum/min/max of the points in each `intervalMs` bucket of [from, to), oldest first. */
-  async buckets(f: StreamFilter, from: number, to: number, intervalMs: number, maxSeries: number, maxRows: number): Promise<BucketRow[]> {
+  async buckets(
+    f: StreamFilter,
+    from: number,
+    to: number,
+    intervalMs: number,
+    maxSeries: number,
+    maxRows: number,
+  ): Promise<BucketRow[]> {
     const params: unknown[] = [`${intervalMs / 1000} seconds`, toIso(from), toIso(to)];
     const where = filterConditions(f, params);
-    const r = await this.database.readPool.query<SeriesRow & { t: number; count: number; sum: number; min: number; max: number }>(
+    const r = await this.database.readPool.query<
+      SeriesRow & { t: number; count: number; sum: number; min: number; max: number }
+    >(
       `SELECT s.id, s.metric, s.source, s.tags, s.tags_key, s.unit, (extract(epoch FROM b.bucket) * 1000)::float8 AS t, b.count, b.sum, b.min, b.max
        FROM (SELECT id, metric, source, tags, tags_key, unit FROM series WHERE ${where} ORDER BY id LIMIT ${maxSeries}) s
        CROSS JOIN LATERAL (
@@ -82,6 +100,14 @@ export class StreamingRepository {
        ORDER BY t, s.id LIMIT ${maxRows}`,
       params,
     );
-    return r.rows.map((x) => ({ series: toSeries(x), seriesId: x.id, time: x.t, count: x.count, sum: x.sum, min: x.min, max: x.max }));
+    return r.rows.map((x) => ({
+      series: toSeries(x),
+      seriesId: x.id,
+      time: x.t,
+      count: x.count,
+      sum: x.sum,
+      min: x.min,
+      max: x.max,
+    }));
   }
 }

@@ -15,7 +15,12 @@ const MESSAGE_RATE = { max: 100, windowMs: 10_000 };
 const OPEN = 1;
 
 const errorMessage = (err: ApiError, action: unknown, requestId: unknown) =>
-  JSON.stringify({ type: 'error', ...(typeof action === 'string' ? { action } : {}), ...(requestId !== undefined ? { request_id: requestId } : {}), error: err.body() });
+  JSON.stringify({
+    type: 'error',
+    ...(typeof action === 'string' ? { action } : {}),
+    ...(requestId !== undefined ? { request_id: requestId } : {}),
+    error: err.body(),
+  });
 
 /**
  * One WebSocket client of /ws/metrics. Messages (collector-api.md "Real-time Streaming"):
@@ -96,23 +101,44 @@ export class WsSession implements StreamTarget {
       if (isBinary) throw new Error('binary frames are not understood; send JSON text');
       msg = JSON.parse(data.toString());
     } catch (err) {
-      this.fail(new ApiError(400, 'INVALID_REQUEST', `Message must be a JSON object: ${(err as Error).message}`), undefined, undefined);
+      this.fail(
+        new ApiError(400, 'INVALID_REQUEST', `Message must be a JSON object: ${(err as Error).message}`),
+        undefined,
+        undefined,
+      );
       return;
     }
     const m = isObject(msg) ? msg : undefined;
     try {
-      if (!m) throw new ApiError(400, 'INVALID_REQUEST', 'Message must be a JSON object {"action": "subscribe" | "unsubscribe" | "list" | "ping", ...}', { field: 'action' });
+      if (!m)
+        throw new ApiError(
+          400,
+          'INVALID_REQUEST',
+          'Message must be a JSON object {"action": "subscribe" | "unsubscribe" | "list" | "ping", ...}',
+          { field: 'action' },
+        );
       switch (m.action) {
         case 'subscribe':
           return this.subscribe(m);
         case 'unsubscribe':
           return this.unsubscribe(m);
         case 'list':
-          return this.send({ type: 'subscriptions', subscriptions: [...this.subs].map(([id, e]) => ({ subscription_id: id, ...describeFilter(e.filter) })) }, m.id);
+          return this.send(
+            {
+              type: 'subscriptions',
+              subscriptions: [...this.subs].map(([id, e]) => ({ subscription_id: id, ...describeFilter(e.filter) })),
+            },
+            m.id,
+          );
         case 'ping':
           return this.send({ type: 'pong', timestamp: new Date(now).toISOString() }, m.id);
         default:
-          throw new ApiError(400, 'INVALID_REQUEST', `action must be one of subscribe, unsubscribe, list, ping (got ${JSON.stringify(m.action)})`, { field: 'action' });
+          throw new ApiError(
+            400,
+            'INVALID_REQUEST',
+            `action must be one of subscribe, unsubscribe, list, ping (got ${JSON.stringify(m.action)})`,
+            { field: 'action' },
+          );
       }
     } catch (err) {
       if (err instanceof ApiError) this.fail(err, m?.action, m?.id);
@@ -127,17 +153,27 @@ export class WsSession implements StreamTarget {
     const filter = parseFilter(m);
     const max = this.config.streams.maxSubscriptions;
     if (this.subs.size >= max) {
-      throw new ApiError(400, 'INVALID_REQUEST', `At most ${max} subscriptions per connection (STREAM_MAX_SUBSCRIPTIONS); unsubscribe first or combine filters`, {
-        limit: 'STREAM_MAX_SUBSCRIPTIONS',
-        max,
-      });
+      throw new ApiError(
+        400,
+        'INVALID_REQUEST',
+        `At most ${max} subscriptions per connection (STREAM_MAX_SUBSCRIPTIONS); unsubscribe first or combine filters`,
+        {
+          limit: 'STREAM_MAX_SUBSCRIPTIONS',
+          max,
+        },
+      );
     }
     const pairs = [...this.subs.values()].reduce((n, e) => n + filterPairs(e.filter), 0) + filterPairs(filter);
     if (pairs > MAX_FILTER_PAIRS) {
-      throw new ApiError(400, 'INVALID_REQUEST', `A connection watches at most ${MAX_FILTER_PAIRS} (metric, source) pairs in all its subscriptions (this one would make ${pairs}); combine or unsubscribe`, {
-        field: 'metrics',
-        max_pairs: MAX_FILTER_PAIRS,
-      });
+      throw new ApiError(
+        400,
+        'INVALID_REQUEST',
+        `A connection watches at most ${MAX_FILTER_PAIRS} (metric, source) pairs in all its subscriptions (this one would make ${pairs}); combine or unsubscribe`,
+        {
+          field: 'metrics',
+          max_pairs: MAX_FILTER_PAIRS,
+        },
+      );
     }
     const id = this.nextSubscription++;
     this.subs.set(id, this.hub.subscribe(filter, this));
@@ -148,7 +184,13 @@ export class WsSession implements StreamTarget {
     let ids: number[];
     if (m.subscription_id === undefined || m.subscription_id === null) ids = [...this.subs.keys()];
     else if (typeof m.subscription_id === 'number' && this.subs.has(m.subscription_id)) ids = [m.subscription_id];
-    else throw new ApiError(404, 'RESOURCE_NOT_FOUND', `No subscription ${JSON.stringify(m.subscription_id)} on this connection`, { field: 'subscription_id' });
+    else
+      throw new ApiError(
+        404,
+        'RESOURCE_NOT_FOUND',
+        `No subscription ${JSON.stringify(m.subscription_id)} on this connection`,
+        { field: 'subscription_id' },
+      );
     for (const id of ids) {
       this.hub.unsubscribe(this.subs.get(id)!);
       this.subs.delete(id);

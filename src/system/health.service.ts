@@ -25,7 +25,12 @@ const HEALTH_STATEMENT_TIMEOUT_MS = 2_000;
  * `stallMs` or longer (a lock on points, a stuck disk, a backlog that deep); `saturated` when the
  * ingest buffer is 90% full. Both degrade the service; neither makes it unhealthy.
  */
-export function writerState(pendingPoints: number, capacity: number, oldestPendingMs: number, stallMs: number): { status: string; level: ComponentStatus } {
+export function writerState(
+  pendingPoints: number,
+  capacity: number,
+  oldestPendingMs: number,
+  stallMs: number,
+): { status: string; level: ComponentStatus } {
   if (pendingPoints > 0 && oldestPendingMs >= stallMs) return { status: 'stalled', level: 'degraded' };
   if (pendingPoints >= capacity * 0.9) return { status: 'saturated', level: 'degraded' };
   return { status: 'running', level: 'healthy' };
@@ -80,7 +85,11 @@ export class HealthService {
       }),
     );
     const levels = entries.map(([, c]) => c.level);
-    const status: ComponentStatus = levels.includes('unhealthy') ? 'unhealthy' : levels.includes('degraded') ? 'degraded' : 'healthy';
+    const status: ComponentStatus = levels.includes('unhealthy')
+      ? 'unhealthy'
+      : levels.includes('degraded')
+        ? 'degraded'
+        : 'healthy';
     return { status, components: entries };
   }
 
@@ -97,7 +106,13 @@ export class HealthService {
     const info = this.database.info;
     const probe = this.probeDatabase();
     probe.catch(() => undefined); // answered below, or after the pool wait
-    const early = await Promise.race([probe.then(() => true, () => true), new Promise<false>((r) => setTimeout(r, POOL_WAIT_MS, false).unref())]);
+    const early = await Promise.race([
+      probe.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((r) => setTimeout(r, POOL_WAIT_MS, false).unref()),
+    ]);
     if (!early && this.database.readPool.waitingCount > 0) {
       // Every read connection is taken (queries waiting behind a lock, long exports): the database
       // may be fine, the service is not answering reads promptly.
@@ -128,7 +143,13 @@ export class HealthService {
       // The server answered, with an error of its own (a health query past its timeout): slow, not down.
       const code = (err as { code?: unknown }).code;
       if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !isDatabaseUnavailable(err)) {
-        return { status: 'slow', level: 'degraded', flavour: info.flavour, error: (err as Error).message, pool: this.database.poolStats() };
+        return {
+          status: 'slow',
+          level: 'degraded',
+          flavour: info.flavour,
+          error: (err as Error).message,
+          pool: this.database.poolStats(),
+        };
       }
       return { status: 'unreachable', level: 'unhealthy', flavour: info.flavour, error: (err as Error).message };
     }
@@ -143,9 +164,13 @@ export class HealthService {
       await client.query('SELECT 1');
       const ms = performance.now() - t0;
       // One round trip; PGlite serves one session and has no timeouts to set.
-      const limits = this.database.info.pglite ? '' : `SET LOCAL statement_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS}; SET LOCAL lock_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS};`;
+      const limits = this.database.info.pglite
+        ? ''
+        : `SET LOCAL statement_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS}; SET LOCAL lock_timeout = ${HEALTH_STATEMENT_TIMEOUT_MS};`;
       const t1 = performance.now();
-      const results = (await client.query(`BEGIN READ ONLY; ${limits} SELECT pg_database_size(current_database()) AS bytes; COMMIT`)) as unknown as pg.QueryResult<{ bytes: number }>[];
+      const results = (await client.query(
+        `BEGIN READ ONLY; ${limits} SELECT pg_database_size(current_database()) AS bytes; COMMIT`,
+      )) as unknown as pg.QueryResult<{ bytes: number }>[];
       return { ms, bytes: results.find((r) => r.command === 'SELECT')!.rows[0].bytes, sizeMs: performance.now() - t1 };
     } catch (err) {
       broken = err as Error; // maybe inside the failed transaction: not handed to the next caller

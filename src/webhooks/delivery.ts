@@ -27,7 +27,13 @@ export function isRetryable(status: number | undefined): boolean {
  * with full jitter so that many failing webhooks do not retry in lockstep; a receiver's
  * Retry-After (seconds) wins when it asks for longer.
  */
-export function retryDelayMs(attempt: number, baseMs: number, capMs: number, retryAfterSeconds?: number, random: () => number = Math.random): number {
+export function retryDelayMs(
+  attempt: number,
+  baseMs: number,
+  capMs: number,
+  retryAfterSeconds?: number,
+  random: () => number = Math.random,
+): number {
   const exp = Math.min(capMs, baseMs * 2 ** (attempt - 1));
   const jittered = exp / 2 + random() * (exp / 2);
   return retryAfterSeconds !== undefined ? Math.min(Math.max(jittered, retryAfterSeconds * 1000), 3_600_000) : jittered;
@@ -58,14 +64,24 @@ export type WebhookTransport = (req: WebhookRequest) => Promise<WebhookResponse>
 export const nodeTransport: WebhookTransport = (req) =>
   new Promise((resolve, reject) => {
     const pinned: LookupFunction = (_hostname, options, callback) => {
-      const cb = callback as (err: Error | null, address: string | Array<{ address: string; family: number }>, family?: number) => void;
+      const cb = callback as (
+        err: Error | null,
+        address: string | Array<{ address: string; family: number }>,
+        family?: number,
+      ) => void;
       if ((options as { all?: boolean }).all) cb(null, [{ address: req.address.address, family: req.address.family }]);
       else cb(null, req.address.address, req.address.family);
     };
     const mod = req.url.protocol === 'https:' ? https : http;
     const r = mod.request(
       req.url,
-      { method: 'POST', headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) }, timeout: req.timeoutMs, lookup: pinned, agent: false },
+      {
+        method: 'POST',
+        headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
+        timeout: req.timeoutMs,
+        lookup: pinned,
+        agent: false,
+      },
       (res) => {
         let seen = 0;
         res.on('data', (chunk: Buffer) => {

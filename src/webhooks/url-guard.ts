@@ -26,7 +26,10 @@ export interface ResolvedAddress {
 export type Resolver = (hostname: string) => Promise<ResolvedAddress[]>;
 
 export const systemResolver: Resolver = async (hostname) =>
-  (await dnsLookup(hostname, { all: true, verbatim: true })).map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
+  (await dnsLookup(hostname, { all: true, verbatim: true })).map((a) => ({
+    address: a.address,
+    family: a.family === 6 ? 6 : 4,
+  }));
 
 export class UnsafeUrlError extends Error {}
 
@@ -52,7 +55,14 @@ const METADATA_RANGES: Array<[string, number, string]> = [
 ];
 const METADATA = METADATA_RANGES.map(([a, bits, what]) => ({ range: ipaddr.parseCIDR(`${a}/${bits}`), what }));
 /** Names of metadata endpoints, refused before any DNS (a resolver may answer them differently). */
-const METADATA_NAMES = new Set(['metadata', 'metadata.google.internal', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal', 'metadata.tencentyun.com']);
+const METADATA_NAMES = new Set([
+  'metadata',
+  'metadata.google.internal',
+  'metadata.goog',
+  'instance-data',
+  'instance-data.ec2.internal',
+  'metadata.tencentyun.com',
+]);
 
 /** Ranges WEBHOOK_ALLOW_PRIVATE opens (metadata endpoints inside them stay closed). */
 const PRIVATE_RANGES = new Set(['private', 'loopback', 'uniqueLocal', 'carrierGradeNat']);
@@ -78,15 +88,19 @@ export function addressProblem(address: string, opts: GuardOptions): string | un
   if (v6.isIPv4MappedAddress()) return ipv4Problem(address, v6.toIPv4Address(), opts);
   if (v6.match(NAT64_WELL_KNOWN)) return ipv4Problem(address, inner(), opts);
   const range = v6.range();
-  if (range === 'loopback' || range === 'unspecified') return opts.allowPrivate && range === 'loopback' ? undefined : `${address} is a ${range} address`;
+  if (range === 'loopback' || range === 'unspecified')
+    return opts.allowPrivate && range === 'loopback' ? undefined : `${address} is a ${range} address`;
   // ::/96 is the deprecated IPv4-compatible form (`[::127.0.0.1]` is written `[::7f00:1]`).
-  if (bytes.slice(0, 12).every((b) => b === 0)) return `${address} is an IPv4-compatible address (${inner()}), a deprecated form that is never allowed`;
+  if (bytes.slice(0, 12).every((b) => b === 0))
+    return `${address} is an IPv4-compatible address (${inner()}), a deprecated form that is never allowed`;
   if (range === 'rfc6145') return `${address} is an IPv4-translated address (${inner()})`;
   if (range === 'rfc6052') return `${address} is a local-use NAT64 address`;
-  if (range === '6to4') return `${address} is a 6to4 address (it tunnels to ${ipaddr.IPv4.parse(bytes.slice(2, 6).join('.'))}), never allowed`;
+  if (range === '6to4')
+    return `${address} is a 6to4 address (it tunnels to ${ipaddr.IPv4.parse(bytes.slice(2, 6).join('.'))}), never allowed`;
   if (range === 'teredo') return `${address} is a Teredo address (it tunnels to an IPv4 host), never allowed`;
   if (opts.allowPrivate && PRIVATE_RANGES.has(range)) return undefined;
-  if (range !== 'unicast' || !v6.match(GLOBAL_UNICAST_V6)) return `${address} is ${range === 'unicast' ? 'outside global unicast (2000::/3)' : `a ${range} address`}`;
+  if (range !== 'unicast' || !v6.match(GLOBAL_UNICAST_V6))
+    return `${address} is ${range === 'unicast' ? 'outside global unicast (2000::/3)' : `a ${range} address`}`;
   return undefined;
 }
 
@@ -108,16 +122,23 @@ export function parseWebhookUrl(text: string, opts: GuardOptions): URL {
   } catch {
     throw new UnsafeUrlError('is not a valid URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UnsafeUrlError(`scheme ${url.protocol.replace(':', '')} is not allowed (http or https only)`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UnsafeUrlError(`scheme ${url.protocol.replace(':', '')} is not allowed (http or https only)`);
   if (url.username || url.password) throw new UnsafeUrlError('must not carry credentials; use the webhook secret');
-  const host = url.hostname.replace(/^\[|\]$/g, '').replace(/\.$/, '').toLowerCase();
+  const host = url.hostname
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '')
+    .toLowerCase();
   if (!host) throw new UnsafeUrlError('has no host');
   if (isIP(host)) {
     const problem = addressProblem(host, opts);
     if (problem) throw new UnsafeUrlError(`points to an internal address (${problem})`);
   } else if (METADATA_NAMES.has(host)) {
     throw new UnsafeUrlError(`points to a cloud metadata name (${host})`);
-  } else if (!opts.allowPrivate && (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.internal') || host.endsWith('.local'))) {
+  } else if (
+    !opts.allowPrivate &&
+    (host === 'localhost' || host.endsWith('.localhost') || host.endsWith('.internal') || host.endsWith('.local'))
+  ) {
     throw new UnsafeUrlError(`points to an internal name (${host})`);
   }
   return url;
@@ -127,14 +148,20 @@ export function parseWebhookUrl(text: string, opts: GuardOptions): URL {
  * The addresses to connect to for `url`: every address the name resolves to must be public,
  * otherwise the URL is refused (a name with one internal address among public ones is refused).
  */
-export async function resolveWebhookTarget(url: URL, opts: GuardOptions, resolver: Resolver): Promise<ResolvedAddress[]> {
+export async function resolveWebhookTarget(
+  url: URL,
+  opts: GuardOptions,
+  resolver: Resolver,
+): Promise<ResolvedAddress[]> {
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (isIP(host)) return [{ address: host, family: isIP(host) === 6 ? 6 : 4 }];
   let addresses: ResolvedAddress[];
   try {
     addresses = await resolver(host);
   } catch (err) {
-    throw new UnsafeUrlError(`host ${host} does not resolve (${(err as { code?: string }).code ?? (err as Error).message})`);
+    throw new UnsafeUrlError(
+      `host ${host} does not resolve (${(err as { code?: string }).code ?? (err as Error).message})`,
+    );
   }
   if (addresses.length === 0) throw new UnsafeUrlError(`host ${host} does not resolve`);
   for (const a of addresses) {

@@ -52,7 +52,16 @@ export class WebhookRepository {
     const r = await c.query<DeliveryRow>(
       `INSERT INTO webhook_deliveries (subject, event, url, secret, payload, max_attempts, status, last_error, finished_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $7 = 'refused' THEN now() END) RETURNING ${COLUMNS}`,
-      [d.subject, d.event, d.url, d.secret, JSON.stringify(d.payload), d.maxAttempts, d.status ?? 'pending', d.error ?? null],
+      [
+        d.subject,
+        d.event,
+        d.url,
+        d.secret,
+        JSON.stringify(d.payload),
+        d.maxAttempts,
+        d.status ?? 'pending',
+        d.error ?? null,
+      ],
     );
     return r.rows[0];
   }
@@ -71,7 +80,12 @@ export class WebhookRepository {
 
   async recordAttempt(
     id: string,
-    outcome: { status: DeliveryRow['status']; responseStatus: number | null; error: string | null; nextAttemptAt: Date | null },
+    outcome: {
+      status: DeliveryRow['status'];
+      responseStatus: number | null;
+      error: string | null;
+      nextAttemptAt: Date | null;
+    },
     attempt: AttemptRecord,
   ): Promise<void> {
     await this.database.writePool.query(
@@ -83,11 +97,17 @@ export class WebhookRepository {
     );
   }
 
-  async list(filter: { subject?: string; subjectPrefix?: string; status?: string; limit: number }): Promise<DeliveryRow[]> {
+  async list(filter: {
+    subject?: string;
+    subjectPrefix?: string;
+    status?: string;
+    limit: number;
+  }): Promise<DeliveryRow[]> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (filter.subject) where.push(`subject = $${params.push(filter.subject)}`);
-    if (filter.subjectPrefix) where.push(`subject LIKE $${params.push(`${filter.subjectPrefix.replace(/[\\%_]/g, '\\$&')}%`)}`);
+    if (filter.subjectPrefix)
+      where.push(`subject LIKE $${params.push(`${filter.subjectPrefix.replace(/[\\%_]/g, '\\$&')}%`)}`);
     if (filter.status) where.push(`status = $${params.push(filter.status)}`);
     params.push(filter.limit);
     const r = await this.database.readPool.query<DeliveryRow>(
@@ -98,13 +118,19 @@ export class WebhookRepository {
   }
 
   async get(id: string): Promise<DeliveryRow | undefined> {
-    const r = await this.database.readPool.query<DeliveryRow>(`SELECT ${COLUMNS} FROM webhook_deliveries WHERE id = $1`, [id]);
+    const r = await this.database.readPool.query<DeliveryRow>(
+      `SELECT ${COLUMNS} FROM webhook_deliveries WHERE id = $1`,
+      [id],
+    );
     return r.rows[0];
   }
 
   /** The log is operational history, not metrics: finished entries older than `days` go. */
   async prune(days: number): Promise<number> {
-    const r = await this.database.writePool.query(`DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < now() - $1 * interval '1 day'`, [days]);
+    const r = await this.database.writePool.query(
+      `DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < now() - $1 * interval '1 day'`,
+      [days],
+    );
     return r.rowCount ?? 0;
   }
 }

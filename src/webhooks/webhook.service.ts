@@ -4,8 +4,23 @@ import { VERSION } from '../common/version.js';
 import { AppConfig } from '../config/config.js';
 import type { Queryable } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
-import { isRetryable, nodeTransport, retryDelayMs, SIGNATURE_HEADER, signPayload, WebhookTransport } from './delivery.js';
-import { checkWebhookUrl, GuardOptions, parseWebhookUrl, resolveWebhookTarget, Resolver, systemResolver, UnsafeUrlError } from './url-guard.js';
+import {
+  isRetryable,
+  nodeTransport,
+  retryDelayMs,
+  SIGNATURE_HEADER,
+  signPayload,
+  WebhookTransport,
+} from './delivery.js';
+import {
+  checkWebhookUrl,
+  GuardOptions,
+  parseWebhookUrl,
+  resolveWebhookTarget,
+  Resolver,
+  systemResolver,
+  UnsafeUrlError,
+} from './url-guard.js';
 import { DeliveryRow, NewDelivery, WebhookRepository } from './webhook.repository.js';
 
 export interface Notification {
@@ -82,11 +97,13 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
 
   /** The save-time check: 400 naming `field` unless the URL is an allowed, resolvable, public target. */
   async assertSafeUrl(url: unknown, field: string): Promise<string> {
-    if (typeof url !== 'string' || url === '') throw new ApiError(400, 'INVALID_REQUEST', `${field}: is required and must be a URL`, { field });
+    if (typeof url !== 'string' || url === '')
+      throw new ApiError(400, 'INVALID_REQUEST', `${field}: is required and must be a URL`, { field });
     try {
       return (await checkWebhookUrl(url, this.guard, this.resolver)).toString();
     } catch (err) {
-      if (err instanceof UnsafeUrlError) throw new ApiError(400, 'INVALID_REQUEST', `${field}: ${err.message}`, { field });
+      if (err instanceof UnsafeUrlError)
+        throw new ApiError(400, 'INVALID_REQUEST', `${field}: ${err.message}`, { field });
       throw err;
     }
   }
@@ -112,7 +129,8 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
 
   async list(query: { subject?: unknown; status?: unknown; limit?: unknown }): Promise<PublicDelivery[]> {
     const limit = query.limit === undefined ? 100 : Number(query.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidQuery('limit', 'limit must be an integer from 1 to 1000');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw invalidQuery('limit', 'limit must be an integer from 1 to 1000');
     if (query.status !== undefined && !['pending', 'delivered', 'failed', 'refused'].includes(String(query.status))) {
       throw invalidQuery('status', 'status must be one of pending, delivered, failed, refused');
     }
@@ -211,12 +229,22 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
         'x-timescope-attempt': String(attempt),
       };
       if (row.secret) headers[SIGNATURE_HEADER] = signPayload(row.secret, Math.floor(Date.now() / 1000), body);
-      const res = await this.transport({ url, address, headers, body, timeoutMs: this.config.webhooks.timeoutMs, maxResponseBytes: 64 * 1024 });
+      const res = await this.transport({
+        url,
+        address,
+        headers,
+        body,
+        timeoutMs: this.config.webhooks.timeoutMs,
+        maxResponseBytes: 64 * 1024,
+      });
       responseStatus = res.status;
       retryAfter = res.retryAfterSeconds;
       if (res.status >= 200 && res.status < 300) status = 'delivered';
       else {
-        error = res.status >= 300 && res.status < 400 ? `answered ${res.status}: redirects are not followed` : `answered ${res.status}`;
+        error =
+          res.status >= 300 && res.status < 400
+            ? `answered ${res.status}: redirects are not followed`
+            : `answered ${res.status}`;
         status = isRetryable(res.status) && attempt < row.max_attempts ? 'pending' : 'failed';
       }
     } catch (err) {
@@ -224,7 +252,8 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
       status = err instanceof UnsafeUrlError ? 'refused' : attempt < row.max_attempts ? 'pending' : 'failed';
     }
     const { retryBaseMs, retryMaxMs } = this.config.webhooks;
-    const next = status === 'pending' ? new Date(Date.now() + retryDelayMs(attempt, retryBaseMs, retryMaxMs, retryAfter)) : null;
+    const next =
+      status === 'pending' ? new Date(Date.now() + retryDelayMs(attempt, retryBaseMs, retryMaxMs, retryAfter)) : null;
     const duration = Math.round((performance.now() - t0) * 100) / 100;
     this.stats[status === 'pending' ? 'retries' : status]++;
     await this.repo.recordAttempt(
@@ -232,7 +261,10 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
       { status, responseStatus, error, nextAttemptAt: next },
       { attempt, at: new Date().toISOString(), status: responseStatus, error, duration_ms: duration },
     );
-    if (status !== 'delivered') this.logger.warn(`delivery ${row.id} (${row.event}) attempt ${attempt}: ${error}${status === 'pending' ? `; retrying at ${next!.toISOString()}` : `; ${status}`}`);
+    if (status !== 'delivered')
+      this.logger.warn(
+        `delivery ${row.id} (${row.event}) attempt ${attempt}: ${error}${status === 'pending' ? `; retrying at ${next!.toISOString()}` : `; ${status}`}`,
+      );
     if (status === 'pending') setTimeout(() => this.kick(), next!.getTime() - Date.now() + 10).unref();
     return status;
   }

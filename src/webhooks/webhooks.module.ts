@@ -5,5 +5,9 @@ import { WebhooksController } from './webhooks.controller.js';
 
 /** Signed, retried, SSRF-guarded outgoing webhooks, shared by alerts and pipelines. */
 @Global()
-@Module({ providers: [WebhookRepository, WebhookService], controllers: [WebhooksController], exports: [WebhookService] })
+@Module({
+  providers: [WebhookRepository, WebhookService],
+  controllers: [WebhooksController],
+  exports: [WebhookService],
+})
 export class WebhooksModule {}

@@ -29,7 +29,8 @@ describeEachFlavour(
       ctx.t.app.get(AlertsService).useClock(() => now);
       const webhooks = ctx.t.app.get(WebhookService);
       // Stubs: no test resolves a real name or opens a socket.
-      webhooks.useResolver((async (host: string) => (dns[host] ? [{ address: dns[host], family: 4 }] : [])) as Resolver);
+      webhooks.useResolver((async (host: string) =>
+        dns[host] ? [{ address: dns[host], family: 4 }] : []) as Resolver);
       webhooks.useTransport(async (req) => {
         sent.push(req);
         if (failResolvedOnce && req.headers['x-timescope-event'] === 'alert.resolved') {
@@ -40,8 +41,18 @@ describeEachFlavour(
       });
     });
 
-    const points = async (metric: string, source: string, tags: Record<string, string>, from: number, values: number[], step = 10 * S) => {
-      const r = await ctx.t.post('/api/v1/metrics', { source, metrics: values.map((value, i) => ({ name: metric, value, tags, timestamp: iso(from + i * step) })) });
+    const points = async (
+      metric: string,
+      source: string,
+      tags: Record<string, string>,
+      from: number,
+      values: number[],
+      step = 10 * S,
+    ) => {
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source,
+        metrics: values.map((value, i) => ({ name: metric, value, tags, timestamp: iso(from + i * step) })),
+      });
       assert.equal(r.status, 200, r.body);
     };
     const evaluate = async (at: number) => {
@@ -83,8 +94,24 @@ describeEachFlavour(
       assert.deepEqual({ a: list.active_count, c: list.critical_count, w: list.warning_count }, { a: 1, c: 1, w: 0 });
       const alert = list.alerts[0];
       assert.deepEqual(
-        { state: alert.state, severity: alert.severity, type: alert.type, value: alert.current_value, threshold: alert.threshold, tags: alert.tags, at: alert.triggered_at },
-        { state: 'firing', severity: 'critical', type: 'high_cpu', value: 95, threshold: 90, tags: { host: 'a' }, at: iso(T0 + 60 * S) },
+        {
+          state: alert.state,
+          severity: alert.severity,
+          type: alert.type,
+          value: alert.current_value,
+          threshold: alert.threshold,
+          tags: alert.tags,
+          at: alert.triggered_at,
+        },
+        {
+          state: 'firing',
+          severity: 'critical',
+          type: 'high_cpu',
+          value: 95,
+          threshold: 90,
+          tags: { host: 'a' },
+          at: iso(T0 + 60 * S),
+        },
       );
       assert.match(alert.alert_id, /^alt_\d+$/);
       assert.match(alert.message, /cpu_usage\{source=web,host=a\} > 90 for 1m/);
@@ -106,7 +133,10 @@ describeEachFlavour(
       assert.equal(body.alert.id, alertId);
       assert.equal(body.rule.name, 'high_cpu');
       const ev = (await ctx.t.get('/api/v1/events?kind=alert')).json.events[0];
-      assert.deepEqual({ level: ev.level, state: ev.attributes.state, id: ev.attributes.alert_id }, { level: 'critical', state: 'firing', id: alertId });
+      assert.deepEqual(
+        { level: ev.level, state: ev.attributes.state, id: ev.attributes.alert_id },
+        { level: 'critical', state: 'firing', id: alertId },
+      );
     });
 
     it('does not resolve on a single point back below the threshold', async () => {
@@ -116,16 +146,34 @@ describeEachFlavour(
     });
 
     it('acknowledges a firing alert once', async () => {
-      const r = await ctx.t.post(`/api/v1/alerts/alt_${alertId}/acknowledge`, { acknowledged_by: 'admin', notes: 'Investigating the issue' });
+      const r = await ctx.t.post(`/api/v1/alerts/alt_${alertId}/acknowledge`, {
+        acknowledged_by: 'admin',
+        notes: 'Investigating the issue',
+      });
       assert.equal(r.status, 200, r.body);
-      assert.deepEqual({ s: r.json.alert.state, by: r.json.alert.acknowledged_by, n: r.json.alert.notes }, { s: 'acknowledged', by: 'admin', n: 'Investigating the issue' });
-      assert.equal((await ctx.t.post(`/api/v1/monitoring/alerts/${alertId}/acknowledge`, { acknowledged_by: 'other' })).status, 409);
-      assert.equal((await ctx.t.post(`/api/v1/alerts/${alertId}/acknowledge`, {})).json.error.details.field, 'acknowledged_by');
+      assert.deepEqual(
+        { s: r.json.alert.state, by: r.json.alert.acknowledged_by, n: r.json.alert.notes },
+        { s: 'acknowledged', by: 'admin', n: 'Investigating the issue' },
+      );
+      assert.equal(
+        (await ctx.t.post(`/api/v1/monitoring/alerts/${alertId}/acknowledge`, { acknowledged_by: 'other' })).status,
+        409,
+      );
+      assert.equal(
+        (await ctx.t.post(`/api/v1/alerts/${alertId}/acknowledge`, {})).json.error.details.field,
+        'acknowledged_by',
+      );
       assert.equal((await ctx.t.post('/api/v1/alerts/999999/acknowledge', { acknowledged_by: 'x' })).status, 404);
       const list = await active();
-      assert.deepEqual({ a: list.active_count, f: list.firing_count, k: list.acknowledged_count }, { a: 1, f: 0, k: 1 });
+      assert.deepEqual(
+        { a: list.active_count, f: list.firing_count, k: list.acknowledged_count },
+        { a: 1, f: 0, k: 1 },
+      );
       const ev = (await ctx.t.get('/api/v1/events?kind=alert')).json.events[0];
-      assert.deepEqual({ state: ev.attributes.state, prev: ev.attributes.previous_state, by: ev.attributes.acknowledged_by }, { state: 'acknowledged', prev: 'firing', by: 'admin' });
+      assert.deepEqual(
+        { state: ev.attributes.state, prev: ev.attributes.previous_state, by: ev.attributes.acknowledged_by },
+        { state: 'acknowledged', prev: 'firing', by: 'admin' },
+      );
     });
 
     it('resolves once the condition stopped holding for the recovery time, and says so by webhook (retried)', async () => {
@@ -144,10 +192,17 @@ describeEachFlavour(
         const n = (await ctx.t.get(`/api/v1/alerts/${alertId}/notifications`)).json;
         return n.deliveries.every((d: { status: string }) => d.status === 'delivered') && n.total === 2 && n;
       });
-      assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), ['alert.firing', 'alert.resolved']);
+      assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), [
+        'alert.firing',
+        'alert.resolved',
+      ]);
       assert.ok(log.deliveries.every((d: { signed: boolean }) => d.signed));
       const resolvedDelivery = log.deliveries.find((d: { event: string }) => d.event === 'alert.resolved');
-      assert.deepEqual(resolvedDelivery.history.map((h: { status: number }) => h.status), [503, 200], 'the receiver failed once: retried with backoff');
+      assert.deepEqual(
+        resolvedDelivery.history.map((h: { status: number }) => h.status),
+        [503, 200],
+        'the receiver failed once: retried with backoff',
+      );
       assert.equal((await ctx.t.get('/api/v1/alerts?state=resolved')).json.alerts[0].id, alertId);
     });
 
@@ -165,21 +220,46 @@ describeEachFlavour(
       const rand = prng(7);
       const t2 = T0 + 1_800 * S;
       // An hour of noise around 20, then five minutes near 60.
-      await points('latency_ms', 'api', {}, t2 - 3_600 * S, Array.from({ length: 360 }, () => 20 + rand() * 2));
+      await points(
+        'latency_ms',
+        'api',
+        {},
+        t2 - 3_600 * S,
+        Array.from({ length: 360 }, () => 20 + rand() * 2),
+      );
       const rule = await ctx.t.post('/api/v1/alert-rules', {
-        name: 'latency_anomaly', type: 'anomaly', metric: 'latency_ms', source: 'api', algorithm: 'mad', sensitivity: 0.5, window_seconds: 3_600,
-        duration_seconds: 30, severity: 'warning',
+        name: 'latency_anomaly',
+        type: 'anomaly',
+        metric: 'latency_ms',
+        source: 'api',
+        algorithm: 'mad',
+        sensitivity: 0.5,
+        window_seconds: 3_600,
+        duration_seconds: 30,
+        severity: 'warning',
       });
       assert.equal(rule.status, 201, rule.body);
       assert.equal(rule.json.webhook_secret, undefined, 'no webhook, no secret');
       assert.equal((await evaluate(t2)).fired, 0, 'noise is not an anomaly');
-      await points('latency_ms', 'api', {}, t2, Array.from({ length: 30 }, () => 60 + rand()));
+      await points(
+        'latency_ms',
+        'api',
+        {},
+        t2,
+        Array.from({ length: 30 }, () => 60 + rand()),
+      );
       assert.equal((await evaluate(t2 + 20 * S)).fired, 0, 'not yet for 30 s');
       assert.equal((await evaluate(t2 + 40 * S)).fired, 1);
       const a = (await ctx.t.get(`/api/v1/alerts?rule_id=${rule.json.id}`)).json.alerts[0];
       assert.equal(a.severity, 'warning');
       assert.match(a.message, /anomalous \(mad, sensitivity 0.5\)/);
-      await points('latency_ms', 'api', {}, t2 + 300 * S, Array.from({ length: 12 }, () => 20 + rand() * 2));
+      await points(
+        'latency_ms',
+        'api',
+        {},
+        t2 + 300 * S,
+        Array.from({ length: 12 }, () => 20 + rand() * 2),
+      );
       assert.equal((await evaluate(t2 + 420 * S)).resolved, 1);
     });
 
@@ -209,12 +289,24 @@ describeEachFlavour(
     });
 
     it('replaces rules (configure by name, PUT by id), rotates secrets, and resolves alerts of a deleted rule', async () => {
-      let r = await ctx.t.post('/api/v1/monitoring/alerts/configure', { name: 'high_cpu', metric: 'cpu_usage', tags: { host: 'a' }, condition: '>', threshold: 80, duration_seconds: 0, notify: { webhook: 'https://hooks.example.com/alerts' } });
+      let r = await ctx.t.post('/api/v1/monitoring/alerts/configure', {
+        name: 'high_cpu',
+        metric: 'cpu_usage',
+        tags: { host: 'a' },
+        condition: '>',
+        threshold: 80,
+        duration_seconds: 0,
+        notify: { webhook: 'https://hooks.example.com/alerts' },
+      });
       assert.equal(r.status, 200, r.body);
       assert.equal(r.json.id, ruleId);
       assert.equal(r.json.threshold, 80);
       assert.equal(r.json.webhook_secret, undefined, 'the secret is kept and not shown again');
-      r = await ctx.t.request('PUT', `/api/v1/alert-rules/${ruleId}`, { ...r.json, threshold: 96, rotate_webhook_secret: true });
+      r = await ctx.t.request('PUT', `/api/v1/alert-rules/${ruleId}`, {
+        ...r.json,
+        threshold: 96,
+        rotate_webhook_secret: true,
+      });
       assert.equal(r.status, 200, r.body);
       assert.match(r.json.webhook_secret, /^whsec_/);
       assert.notEqual(r.json.webhook_secret, secret);
@@ -223,7 +315,14 @@ describeEachFlavour(
       assert.ok(!JSON.stringify(got).includes('whsec_'), 'secrets are never listed');
       assert.equal(got.status.error, null);
       // host a is at 40: with duration 0 and "< 50" it fires at once; deleting the rule resolves it.
-      r = await ctx.t.request('PUT', `/api/v1/alert-rules/${ruleId}`, { name: 'high_cpu', metric: 'cpu_usage', tags: { host: 'a' }, condition: 'lt', threshold: 50, duration_seconds: 0 });
+      r = await ctx.t.request('PUT', `/api/v1/alert-rules/${ruleId}`, {
+        name: 'high_cpu',
+        metric: 'cpu_usage',
+        tags: { host: 'a' },
+        condition: 'lt',
+        threshold: 50,
+        duration_seconds: 0,
+      });
       assert.equal(r.status, 200, r.body);
       assert.equal((await evaluate(T0 + 250 * S)).fired, 1);
       const firing = (await ctx.t.get(`/api/v1/alerts?rule_id=${ruleId}`)).json.alerts[0];
@@ -233,10 +332,18 @@ describeEachFlavour(
     });
 
     it('takes alerts raised by clients, counts repeats, and resolves them by hand', async () => {
-      const body = { title: 'High CPU Usage', message: 'CPU usage above 90%', severity: 2, service: 'your-service-name' };
+      const body = {
+        title: 'High CPU Usage',
+        message: 'CPU usage above 90%',
+        severity: 2,
+        service: 'your-service-name',
+      };
       let r = await ctx.t.post('/api/v1/alerts/', body);
       assert.equal(r.status, 201, r.body);
-      assert.deepEqual({ s: r.json.alert.state, sev: r.json.alert.severity, svc: r.json.alert.service, o: r.json.alert.origin }, { s: 'firing', sev: 'warning', svc: 'your-service-name', o: 'client' });
+      assert.deepEqual(
+        { s: r.json.alert.state, sev: r.json.alert.severity, svc: r.json.alert.service, o: r.json.alert.origin },
+        { s: 'firing', sev: 'warning', svc: 'your-service-name', o: 'client' },
+      );
       r = await ctx.t.post('/api/v1/alerts', { ...body, message: 'CPU usage above 95%' });
       assert.equal(r.status, 200);
       assert.equal(r.json.alert.occurrences, 2);
@@ -252,16 +359,26 @@ describeEachFlavour(
       assert.equal((await ctx.t.get('/api/v1/alerts?state=sideways')).status, 400);
     });
 
-    it('queues the webhook in the transition\'s transaction: a failed enqueue rolls the transition back, and each transition is notified once', async () => {
+    it("queues the webhook in the transition's transaction: a failed enqueue rolls the transition back, and each transition is notified once", async () => {
       const t3 = T0 + 3_000 * S;
       const rule = await ctx.t.post('/api/v1/alert-rules', {
-        name: 'disk_full', metric: 'disk_used', source: 'db', condition: 'gt', threshold: 90, duration_seconds: 0, notify: { webhook: 'https://hooks.example.com/disk' },
+        name: 'disk_full',
+        metric: 'disk_used',
+        source: 'db',
+        condition: 'gt',
+        threshold: 90,
+        duration_seconds: 0,
+        notify: { webhook: 'https://hooks.example.com/disk' },
       });
       assert.equal(rule.status, 201, rule.body);
       await points('disk_used', 'db', {}, t3, [95, 95, 95]);
       // The delivery queue refuses every row: the firing must not commit without its notification.
-      await ctx.t.sql.query(`CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'delivery queue unavailable'; END $$`);
-      await ctx.t.sql.query(`CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_delivery()`);
+      await ctx.t.sql.query(
+        `CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'delivery queue unavailable'; END $$`,
+      );
+      await ctx.t.sql.query(
+        `CREATE TRIGGER refuse_delivery BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_delivery()`,
+      );
       let failed;
       try {
         failed = await evaluate(t3 + 20 * S);
@@ -270,9 +387,16 @@ describeEachFlavour(
         await ctx.t.sql.query('DROP FUNCTION refuse_delivery()');
       }
       assert.deepEqual({ fired: failed.fired, errors: failed.errors }, { fired: 0, errors: 1 });
-      const ofRule = async () => (await ctx.t.get(`/api/v1/alerts?rule_id=${rule.json.id}&state=all`)).json.alerts as Array<{ id: number; state: string }>;
+      const ofRule = async () =>
+        (await ctx.t.get(`/api/v1/alerts?rule_id=${rule.json.id}&state=all`)).json.alerts as Array<{
+          id: number;
+          state: string;
+        }>;
       assert.deepEqual(await ofRule(), [], 'no alert without its notification');
-      assert.match((await ctx.t.get(`/api/v1/alert-rules/${rule.json.id}`)).json.status.error, /delivery queue unavailable/);
+      assert.match(
+        (await ctx.t.get(`/api/v1/alert-rules/${rule.json.id}`)).json.status.error,
+        /delivery queue unavailable/,
+      );
 
       // Two evaluations at once (two instances, or a manual trigger during the job): one alert, one event, one delivery per transition.
       const evaluator = ctx.t.app.get(RuleEvaluator);
@@ -286,23 +410,48 @@ describeEachFlavour(
       const [alert, ...others] = await ofRule();
       assert.equal(others.length, 0);
       assert.equal(alert.state, 'resolved');
-      const events = (await ctx.t.get('/api/v1/events?kind=alert&since=now-1d&limit=1000')).json.events.filter((e: { attributes: { alert_id: number } }) => e.attributes.alert_id === alert.id);
-      assert.deepEqual(events.map((e: { attributes: { state: string } }) => e.attributes.state).sort(), ['firing', 'resolved']);
+      const events = (await ctx.t.get('/api/v1/events?kind=alert&since=now-1d&limit=1000')).json.events.filter(
+        (e: { attributes: { alert_id: number } }) => e.attributes.alert_id === alert.id,
+      );
+      assert.deepEqual(events.map((e: { attributes: { state: string } }) => e.attributes.state).sort(), [
+        'firing',
+        'resolved',
+      ]);
       const log = await waitFor(async () => {
         const n = (await ctx.t.get(`/api/v1/alerts/${alert.id}/notifications`)).json;
         return n.deliveries.every((d: { status: string }) => d.status === 'delivered') && n;
       });
-      assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), ['alert.firing', 'alert.resolved']);
+      assert.deepEqual(log.deliveries.map((d: { event: string }) => d.event).sort(), [
+        'alert.firing',
+        'alert.resolved',
+      ]);
       assert.equal(sent.filter((x) => JSON.parse(x.body).alert.id === alert.id).length, 2, 'sent once each');
     });
 
     it('reads at most MAX_EVALUATION_POINTS of a series per anomaly evaluation, however long the rule looks back', async (t) => {
       if (ctx.flavour === 'timescaledb') return t.skip('volume test: plain PostgreSQL only');
       // 24,000 points a second apart, all inside the duration (7 h) of the rule below.
-      const start = T0 - 30_000 * S, n = 24_000;
+      const start = T0 - 30_000 * S,
+        n = 24_000;
       const rand = prng(11);
-      for (let i = 0; i < n; i += 4_000) await points('queue_depth', 'q', {}, start + i * S, Array.from({ length: 4_000 }, () => 10 + rand()), S);
-      const rule = await ctx.t.post('/api/v1/alert-rules', { name: 'queue_anomaly', type: 'anomaly', metric: 'queue_depth', source: 'q', algorithm: 'mad', window_seconds: 3_600, duration_seconds: 25_200 });
+      for (let i = 0; i < n; i += 4_000)
+        await points(
+          'queue_depth',
+          'q',
+          {},
+          start + i * S,
+          Array.from({ length: 4_000 }, () => 10 + rand()),
+          S,
+        );
+      const rule = await ctx.t.post('/api/v1/alert-rules', {
+        name: 'queue_anomaly',
+        type: 'anomaly',
+        metric: 'queue_depth',
+        source: 'q',
+        algorithm: 'mad',
+        window_seconds: 3_600,
+        duration_seconds: 25_200,
+      });
       assert.equal(rule.status, 201, rule.body);
       const repo = ctx.t.app.get(AlertsRepository);
       const read = repo.points.bind(repo);

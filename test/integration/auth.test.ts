@@ -10,14 +10,20 @@ import { sseClient } from '../support/stream-clients.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 /** A raw request through the real fastify app, with a chosen client address. */
-async function inject(t: TestApp, opts: { method?: string; url: string; headers?: Record<string, string>; payload?: string; ip?: string }) {
-  const res = await t.app.getHttpAdapter().getInstance().inject({
-    method: (opts.method ?? 'GET') as 'GET',
-    url: opts.url,
-    headers: opts.headers ?? {},
-    payload: opts.payload,
-    remoteAddress: opts.ip ?? '127.0.0.1',
-  });
+async function inject(
+  t: TestApp,
+  opts: { method?: string; url: string; headers?: Record<string, string>; payload?: string; ip?: string },
+) {
+  const res = await t.app
+    .getHttpAdapter()
+    .getInstance()
+    .inject({
+      method: (opts.method ?? 'GET') as 'GET',
+      url: opts.url,
+      headers: opts.headers ?? {},
+      payload: opts.payload,
+      remoteAddress: opts.ip ?? '127.0.0.1',
+    });
   let json: any;
   try {
     json = JSON.parse(res.body);
@@ -30,7 +36,12 @@ async function inject(t: TestApp, opts: { method?: string; url: string; headers?
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 /** A concrete URL for a route pattern: path parameters that match no stored object. */
-const concrete = (url: string) => url.replace(/:id\([^)]*\)/g, '999999').replace(/:id/g, '999999').replace(/:name/g, 'nothing-here').replace(/:appId/g, 'app');
+const concrete = (url: string) =>
+  url
+    .replace(/:id\([^)]*\)/g, '999999')
+    .replace(/:id/g, '999999')
+    .replace(/:name/g, 'nothing-here')
+    .replace(/:appId/g, 'app');
 
 /** Opens a WebSocket; resolves with 'open' or the HTTP status the upgrade was refused with. */
 function wsOutcome(url: string, headers: Record<string, string> = {}): Promise<number | 'open'> {
@@ -62,7 +73,9 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
       const url = concrete(r.url);
       const body = r.method === 'POST' || r.method === 'PUT' ? '{}' : undefined;
       // A body of the route's first declared type (JSON unless it says otherwise: line protocol is text).
-      const headers: Record<string, string> = body ? { 'content-type': r.access.contentTypes?.[0] ?? 'application/json' } : {};
+      const headers: Record<string, string> = body
+        ? { 'content-type': r.access.contentTypes?.[0] ?? 'application/json' }
+        : {};
       const label = `${r.method} ${r.url}`;
       if (r.access.access === 'public') {
         assert.notEqual((await inject(ctx.t, { method: r.method, url, headers, payload: body })).status, 401, label);
@@ -73,14 +86,28 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
       assert.equal(none.status, 401, label);
       assert.equal(none.json.error.code, 'UNAUTHORIZED', label);
       assert.match(String(none.headers['www-authenticate']), /^Bearer/, label);
-      const forged = await inject(ctx.t, { method: r.method, url, headers: { ...headers, ...bearer(`tsk_${'A'.repeat(43)}`) }, payload: body });
+      const forged = await inject(ctx.t, {
+        method: r.method,
+        url,
+        headers: { ...headers, ...bearer(`tsk_${'A'.repeat(43)}`) },
+        payload: body,
+      });
       assert.equal(forged.status, 401, label);
       for (const scope of SCOPES) {
         const allowed = r.access.access === 'any' || grants([scope], r.access.access);
         // A stream that is let in would stay open: its admission is checked over a real socket below.
         if (allowed && r.access.rate === 'stream') continue;
-        const res = await inject(ctx.t, { method: r.method, url, headers: { ...headers, ...bearer(keys[scope]) }, payload: body });
-        if (allowed) assert.ok(res.status !== 401 && res.status !== 403, `${label} with a ${scope} key: ${res.status} ${res.body}`);
+        const res = await inject(ctx.t, {
+          method: r.method,
+          url,
+          headers: { ...headers, ...bearer(keys[scope]) },
+          payload: body,
+        });
+        if (allowed)
+          assert.ok(
+            res.status !== 401 && res.status !== 403,
+            `${label} with a ${scope} key: ${res.status} ${res.body}`,
+          );
         else {
           assert.equal(res.status, 403, `${label} with a ${scope} key: ${res.body}`);
           assert.equal(res.json.error.code, 'FORBIDDEN');
@@ -89,7 +116,10 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
       }
     }
     // Every scope guards something.
-    assert.ok((groups.get('read') ?? 0) > 20 && (groups.get('ingest') ?? 0) >= 8 && (groups.get('admin') ?? 0) > 15, JSON.stringify([...groups]));
+    assert.ok(
+      (groups.get('read') ?? 0) > 20 && (groups.get('ingest') ?? 0) >= 8 && (groups.get('admin') ?? 0) > 15,
+      JSON.stringify([...groups]),
+    );
   });
 
   it('keeps /health, /health/live, /health/ready and the API documents open', async () => {
@@ -120,7 +150,12 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
 
     const who = await ctx.t.request('GET', '/api/v1/auth/whoami', undefined, bearer(key));
     assert.deepEqual(who.json, { name: 'collector-eu1', key_id: id, scopes: ['ingest', 'read'] });
-    const ingest = await ctx.t.request('POST', '/api/v1/metrics', { source: 's', metrics: [{ name: 'auth_probe', value: 1 }] }, bearer(key));
+    const ingest = await ctx.t.request(
+      'POST',
+      '/api/v1/metrics',
+      { source: 's', metrics: [{ name: 'auth_probe', value: 1 }] },
+      bearer(key),
+    );
     assert.equal(ingest.status, 200, ingest.body);
 
     assert.equal((await ctx.t.request('DELETE', `/api/v1/auth/keys/${id}`)).status, 204);
@@ -148,9 +183,13 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
     assert.equal((await ctx.t.post('/api/v1/auth/keys', { name: 'only-read', scopes: ['read'] })).status, 409);
 
     // Revoke every admin key but the test's own: the last one is refused.
-    const admins = (await ctx.t.get('/api/v1/auth/keys')).json.keys.filter((k: { scopes: string[]; name: string }) => k.scopes.includes('admin') && k.name !== 'test-admin');
+    const admins = (await ctx.t.get('/api/v1/auth/keys')).json.keys.filter(
+      (k: { scopes: string[]; name: string }) => k.scopes.includes('admin') && k.name !== 'test-admin',
+    );
     for (const k of admins) assert.equal((await ctx.t.request('DELETE', `/api/v1/auth/keys/${k.id}`)).status, 204);
-    const self = (await ctx.t.get('/api/v1/auth/keys')).json.keys.find((k: { name: string }) => k.name === 'test-admin');
+    const self = (await ctx.t.get('/api/v1/auth/keys')).json.keys.find(
+      (k: { name: string }) => k.name === 'test-admin',
+    );
     const last = await ctx.t.request('DELETE', `/api/v1/auth/keys/${self.id}`);
     assert.equal(last.status, 409);
     assert.match(last.json.error.message, /last live admin key/);
@@ -166,26 +205,50 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
     assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, bearer(fresh))).status, 200);
     await ctx.t.sql.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = 'fresh'`);
     assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, bearer(fresh))).status, 200);
-    const basic = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: 'Basic dXNlcjpwYXNz' });
+    const basic = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, {
+      authorization: 'Basic dXNlcjpwYXNz',
+    });
     assert.equal(basic.status, 401, 'a password that is not a key');
-    const digest = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: 'Digest username="x"' });
+    const digest = await ctx.t.request('GET', '/api/v1/metrics/names', undefined, {
+      authorization: 'Digest username="x"',
+    });
     assert.equal(digest.status, 401);
     assert.match(digest.json.error.message, /Bearer/);
     // What InfluxDB and Prometheus clients send: Token <key>, or Basic with the key as the password.
-    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: `Token ${keys.read}` })).status, 200);
+    assert.equal(
+      (await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: `Token ${keys.read}` })).status,
+      200,
+    );
     const asBasic = `Basic ${Buffer.from(`prometheus:${keys.read}`).toString('base64')}`;
-    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: asBasic })).status, 200);
-    assert.equal((await ctx.t.request('GET', `/api/v1/metrics/names?access_token=${keys.read}`, undefined, { authorization: '' })).status, 401);
+    assert.equal(
+      (await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: asBasic })).status,
+      200,
+    );
+    assert.equal(
+      (await ctx.t.request('GET', `/api/v1/metrics/names?access_token=${keys.read}`, undefined, { authorization: '' }))
+        .status,
+      401,
+    );
   });
 
   it('takes only JSON bodies on POST, PUT and DELETE: a form or text body gets 415 before any handler, and a bodyless POST needs a key', async () => {
     for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x']) {
-      const r = await inject(ctx.t, { method: 'POST', url: '/api/v1/config', headers: { ...bearer(keys.admin), 'content-type': type }, payload: 'a=1' });
+      const r = await inject(ctx.t, {
+        method: 'POST',
+        url: '/api/v1/config',
+        headers: { ...bearer(keys.admin), 'content-type': type },
+        payload: 'a=1',
+      });
       assert.equal(r.status, 415, type);
       assert.equal(r.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
       assert.equal(r.json.error.details.header, 'content-type');
     }
-    const form = await inject(ctx.t, { method: 'PUT', url: '/api/v1/config', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'storage.retention_days=1' });
+    const form = await inject(ctx.t, {
+      method: 'PUT',
+      url: '/api/v1/config',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'storage.retention_days=1',
+    });
     assert.equal(form.status, 415);
     const bodyless = await inject(ctx.t, { method: 'POST', url: '/api/v1/system/jobs/retention/run' });
     assert.equal(bodyless.status, 401);
@@ -213,7 +276,10 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
       assert.equal(JSON.parse(none.body!).error.code, 'UNAUTHORIZED');
       const wrong = await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(keys.ingest));
       assert.equal(wrong.status, 403);
-      for (const s of [await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(keys.read)), await sseClient(`http://${base}/api/v1/metrics/stream?access_token=${keys.read}`)]) {
+      for (const s of [
+        await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(keys.read)),
+        await sseClient(`http://${base}/api/v1/metrics/stream?access_token=${keys.read}`),
+      ]) {
         assert.equal(s.status, 200);
         s.close();
       }
@@ -224,14 +290,26 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
 describe('front door: rate limits', () => {
   let t: TestApp;
   before(async () => {
-    t = await startApp('postgresql', { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_INGEST: '3', RATE_LIMIT_QUERY: '5', RATE_LIMIT_AUTH_FAILURES: '3', RATE_LIMIT_MONITORING_ALERTS: '2' });
+    t = await startApp('postgresql', {
+      RATE_LIMIT_ENABLED: 'true',
+      RATE_LIMIT_INGEST: '3',
+      RATE_LIMIT_QUERY: '5',
+      RATE_LIMIT_AUTH_FAILURES: '3',
+      RATE_LIMIT_MONITORING_ALERTS: '2',
+    });
   });
   after(() => t?.close());
 
   const ingest = (headers: Record<string, string>, ip = '10.0.0.1') =>
-    inject(t, { method: 'POST', url: '/api/v1/metrics', headers: { ...headers, 'content-type': 'application/json' }, payload: JSON.stringify({ source: 's', metrics: [{ name: 'rl', value: 1 }] }), ip });
+    inject(t, {
+      method: 'POST',
+      url: '/api/v1/metrics',
+      headers: { ...headers, 'content-type': 'application/json' },
+      payload: JSON.stringify({ source: 's', metrics: [{ name: 'rl', value: 1 }] }),
+      ip,
+    });
 
-  it('answers 429 with Retry-After and the reference body past a key\'s limit, per key and per class', async () => {
+  it("answers 429 with Retry-After and the reference body past a key's limit, per key and per class", async () => {
     const a = await t.key(['ingest', 'read'], 'rl-a');
     const b = await t.key(['ingest'], 'rl-b');
     for (let i = 0; i < 3; i++) {
@@ -252,13 +330,14 @@ describe('front door: rate limits', () => {
     assert.equal((await inject(t, { url: '/api/v1/metrics/names', headers: bearer(a) })).status, 200);
     assert.equal((await ingest(bearer(b))).status, 200);
     // The seed's alert-listing limit applies to its path only.
-    for (let i = 0; i < 2; i++) assert.equal((await inject(t, { url: '/api/v1/monitoring/alerts', headers: bearer(a) })).status, 200);
+    for (let i = 0; i < 2; i++)
+      assert.equal((await inject(t, { url: '/api/v1/monitoring/alerts', headers: bearer(a) })).status, 200);
     assert.equal((await inject(t, { url: '/api/v1/monitoring/alerts', headers: bearer(a) })).status, 429);
     // Health is never limited.
     for (let i = 0; i < 20; i++) assert.equal((await inject(t, { url: '/health/live' })).status, 200);
   });
 
-  it('honours a key\'s own limits (0: unlimited)', async () => {
+  it("honours a key's own limits (0: unlimited)", async () => {
     const bulk = await t.key(['ingest'], 'rl-bulk', { rate_limits: { ingest: 0 } });
     for (let i = 0; i < 10; i++) assert.equal((await ingest(bearer(bulk))).status, 200);
   });
@@ -314,13 +393,31 @@ describe('front door: AUTH=off (local play)', () => {
       ['rebound host', { ...json, host: 'evil.example:8080' }],
     ];
     for (const [what, headers] of cases) {
-      const r = await inject(t, { method: 'PUT', url: '/api/v1/config', headers, payload: headers['content-type'] ? '{"storage":{"retention_days":1}}' : undefined, ip: '127.0.0.5' });
+      const r = await inject(t, {
+        method: 'PUT',
+        url: '/api/v1/config',
+        headers,
+        payload: headers['content-type'] ? '{"storage":{"retention_days":1}}' : undefined,
+        ip: '127.0.0.5',
+      });
       assert.equal(r.status, 403, what);
       assert.equal(r.json.error.code, 'FORBIDDEN', what);
     }
-    const form = await inject(t, { method: 'POST', url: '/api/v1/pipelines', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'name=x', ip: '127.0.0.5' });
+    const form = await inject(t, {
+      method: 'POST',
+      url: '/api/v1/pipelines',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'name=x',
+      ip: '127.0.0.5',
+    });
     assert.equal(form.status, 415);
-    const same = await inject(t, { method: 'PUT', url: '/api/v1/config', headers: { 'content-type': 'application/json', origin: 'http://localhost:80', host: 'localhost:80' }, payload: '{}', ip: '127.0.0.6' });
+    const same = await inject(t, {
+      method: 'PUT',
+      url: '/api/v1/config',
+      headers: { 'content-type': 'application/json', origin: 'http://localhost:80', host: 'localhost:80' },
+      payload: '{}',
+      ip: '127.0.0.6',
+    });
     assert.equal(same.status, 200, same.body);
     assert.equal((await t.get('/api/v1/config')).json.storage.retention_days, 7);
   });

@@ -20,7 +20,14 @@ const SCHEMA = {
 };
 const Metrics = avro.Type.forSchema({ type: 'array', items: SCHEMA } as avro.Schema);
 const T0 = Date.now() - 600_000;
-const metric = (name: string, i: number, over: Record<string, unknown> = {}) => ({ name, value: i + 0.5, timestamp: T0 + i * 1000, tags: { host: 'server1' }, profileId: 'profile123', ...over });
+const metric = (name: string, i: number, over: Record<string, unknown> = {}) => ({
+  name,
+  value: i + 0.5,
+  timestamp: T0 + i * 1000,
+  tags: { host: 'server1' },
+  profileId: 'profile123',
+  ...over,
+});
 
 /** An object container file written by avsc's BlockEncoder (deflate). */
 async function containerFile(records: unknown[]): Promise<Buffer> {
@@ -35,12 +42,21 @@ async function containerFile(records: unknown[]): Promise<Buffer> {
 }
 
 describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
-  const send = (body: Buffer, type = 'avro/binary', headers: Record<string, string> = {}) => ctx.t.request('POST', '/api/v2/app/avro-app/metrics', body, { ...ctx.t.authHeaders, 'content-type': type, ...headers });
+  const send = (body: Buffer, type = 'avro/binary', headers: Record<string, string> = {}) =>
+    ctx.t.request('POST', '/api/v2/app/avro-app/metrics', body, {
+      ...ctx.t.authHeaders,
+      'content-type': type,
+      ...headers,
+    });
   const rows = async (metric: string) =>
-    (await ctx.t.sql.query(`SELECT source, tags, time, value FROM metrics WHERE metric = $1 ORDER BY time`, [metric])).rows.map((r) => [r.source, r.tags, r.time.getTime(), r.value]);
+    (
+      await ctx.t.sql.query(`SELECT source, tags, time, value FROM metrics WHERE metric = $1 ORDER BY time`, [metric])
+    ).rows.map((r) => [r.source, r.tags, r.time.getTime(), r.value]);
 
   it('stores an Avro array of Metric records (avro/binary) as the JSON body: app id → source, profileId → tag, ms timestamps', async () => {
-    const r = await send(Metrics.toBuffer([metric('avro_cpu', 0), metric('avro_cpu', 1, { tags: {}, profileId: 'p2' })]));
+    const r = await send(
+      Metrics.toBuffer([metric('avro_cpu', 0), metric('avro_cpu', 1, { tags: {}, profileId: 'p2' })]),
+    );
     assert.equal(r.status, 200, r.body);
     assert.equal(r.json.status, 'success');
     assert.equal(r.json.metrics_accepted, 2);
@@ -57,7 +73,11 @@ describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
   it('stores an object container file (application/avro), one record or many, also gzipped', async () => {
     let r = await send(await containerFile([metric('avro_file', 0)]), 'application/avro');
     assert.equal(r.status, 200, r.body);
-    r = await send(gzipSync(await containerFile(Array.from({ length: 50 }, (_, i) => metric('avro_file', i + 1)))), 'application/avro', { 'content-encoding': 'gzip' });
+    r = await send(
+      gzipSync(await containerFile(Array.from({ length: 50 }, (_, i) => metric('avro_file', i + 1)))),
+      'application/avro',
+      { 'content-encoding': 'gzip' },
+    );
     assert.equal(r.status, 200, r.body);
     assert.equal(r.json.metrics_accepted, 50);
     assert.equal((await rows('avro_file')).length, 51);
@@ -71,7 +91,10 @@ describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
     const t = await send(truncated.subarray(0, truncated.length - 4));
     assert.equal(t.status, 400);
     assert.match(t.json.error.message, /^Avro body: record 1 is truncated/);
-    assert.equal(Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE metric = 'avro_atomic'`)).rows[0].n), 0);
+    assert.equal(
+      Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE metric = 'avro_atomic'`)).rows[0].n),
+      0,
+    );
   });
 
   it('needs an ingest key (403 for a read key), and answers 415 for a type the route does not take', async () => {
@@ -84,12 +107,19 @@ describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
     assert.equal(other.status, 415);
     assert.deepEqual(other.json.error.details.accepted, ['application/json', 'avro/binary', 'application/avro']);
     // Avro is for this route only.
-    assert.equal((await ctx.t.request('POST', '/api/v1/metrics', body, { ...ctx.t.authHeaders, 'content-type': 'avro/binary' })).status, 415);
+    assert.equal(
+      (await ctx.t.request('POST', '/api/v1/metrics', body, { ...ctx.t.authHeaders, 'content-type': 'avro/binary' }))
+        .status,
+      415,
+    );
   });
 
   it('labels its points avro in the self-metrics (JSON bodies of the route stay app_v2)', async () => {
     const families = parseExposition((await ctx.t.get('/prometheus-metrics')).body);
-    assert.equal(sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'avro' }), 2 + 1 + 50 + 1);
+    assert.equal(
+      sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'avro' }),
+      2 + 1 + 50 + 1,
+    );
     assert.equal(sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'app_v2' }), 1);
   });
 });

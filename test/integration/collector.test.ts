@@ -16,85 +16,109 @@ writeFileSync(fakeSmi, `#!/bin/sh\ncat "${fixtures}four-gpus.csv"\n`);
 chmodSync(fakeSmi, 0o755);
 
 // Long intervals: the test polls and persists by hand, nothing runs behind its back.
-const env = { COLLECTOR_ENABLED: 'true', COLLECTOR_HOSTNAME: 'test-host', METRICS_INTERVAL_LIVE: '3600', METRICS_INTERVAL_PERSIST: '3600', NVIDIA_SMI_PATH: fakeSmi };
+const env = {
+  COLLECTOR_ENABLED: 'true',
+  COLLECTOR_HOSTNAME: 'test-host',
+  METRICS_INTERVAL_LIVE: '3600',
+  METRICS_INTERVAL_PERSIST: '3600',
+  NVIDIA_SMI_PATH: fakeSmi,
+};
 
-describeEachFlavour('collector', (ctx) => {
-  const collector = () => ctx.t.app.get(CollectorService);
+describeEachFlavour(
+  'collector',
+  (ctx) => {
+    const collector = () => ctx.t.app.get(CollectorService);
 
-  it('answers the reference shapes from the live cache', async () => {
-    await collector().sampleNow();
-    const m = await ctx.t.get('/api/v1/collector/metrics');
-    assert.equal(m.status, 200, m.body);
-    assert.deepEqual(Object.keys(m.json).sort(), ['cpu', 'disk', 'gpu', 'host', 'ram', 'temperature', 'timestamp']);
-    assert.ok(m.json.ram > 0 && m.json.ram <= 100);
-    assert.equal(m.json.gpu, 40.25, 'mean utilization of the four recorded A100s');
-    assert.deepEqual(Object.keys(m.json.disk).sort(), ['free', 'percent', 'total', 'used']);
-    assert.ok(m.json.disk.total > 0);
-    const g = await ctx.t.get('/api/v1/collector/gpu');
-    assert.equal(g.json.available, true);
-    assert.equal(g.json.count, 4);
-    assert.equal(g.json.gpus[0].name, 'NVIDIA A100-SXM4-40GB');
-    assert.equal(g.json.gpus[0].memory_total, 40960 * 1024 * 1024);
-    const s = await ctx.t.get('/api/v1/monitoring/metrics');
-    assert.ok(s.json.system.memory.total_gb > 0);
-    assert.equal(s.json.system.cpu.load_average.length, 3);
-  });
+    it('answers the reference shapes from the live cache', async () => {
+      await collector().sampleNow();
+      const m = await ctx.t.get('/api/v1/collector/metrics');
+      assert.equal(m.status, 200, m.body);
+      assert.deepEqual(Object.keys(m.json).sort(), ['cpu', 'disk', 'gpu', 'host', 'ram', 'temperature', 'timestamp']);
+      assert.ok(m.json.ram > 0 && m.json.ram <= 100);
+      assert.equal(m.json.gpu, 40.25, 'mean utilization of the four recorded A100s');
+      assert.deepEqual(Object.keys(m.json.disk).sort(), ['free', 'percent', 'total', 'used']);
+      assert.ok(m.json.disk.total > 0);
+      const g = await ctx.t.get('/api/v1/collector/gpu');
+      assert.equal(g.json.available, true);
+      assert.equal(g.json.count, 4);
+      assert.equal(g.json.gpus[0].name, 'NVIDIA A100-SXM4-40GB');
+      assert.equal(g.json.gpus[0].memory_total, 40960 * 1024 * 1024);
+      const s = await ctx.t.get('/api/v1/monitoring/metrics');
+      assert.ok(s.json.system.memory.total_gb > 0);
+      assert.equal(s.json.system.cpu.load_average.length, 3);
+    });
 
-  it('persists the samples as ordinary series of the host, queryable like any metric', async () => {
-    // The collector's own first poll is due 1 s after the start (the next one in an hour): wait
-    // until it has answered (each sampler polled twice, with the previous test's), so that it does
-    // not add to the buffer between the count below and the persist.
-    const c = collector().collector;
-    await waitFor(() => c.stats.polls >= 2 && c.samplerStates().every((s) => s.samples + s.failures + s.overlaps_skipped >= 2), 10_000, 'the first scheduled poll');
-    await collector().sampleNow();
-    const pending = collector().collector.buffer.size;
-    assert.ok(pending > 0);
-    const run = await ctx.t.runJob('collector-persist');
-    assert.equal(run.details.points, pending);
-    assert.equal(run.details.pending, 0);
-    const q = await ctx.t.get('/api/v1/metrics/query?metric=host.memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max');
-    assert.equal(q.status, 200, q.body);
-    assert.equal(q.json.series_count, 1);
-    assert.ok(q.json.data_points.length >= 1);
-    const gpu = await ctx.t.get('/api/v1/metrics/query?metric=host.gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max');
-    assert.equal(gpu.json.data_points[0].value, 301.5);
-    const tags = await ctx.t.get('/api/v1/metrics/tags?metric=host.gpu_utilization');
-    // The collector's names never mix with a user's own metric of the same name.
-    assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&from=now-1h')).status, 404);
-    assert.deepEqual(tags.json.tags.gpu.sort(), ['0', '1', '2', '3']);
-    const jobs = await ctx.t.get('/api/v1/system/jobs');
-    const job = jobs.json.jobs.find((j: { name: string }) => j.name === 'collector-persist');
-    assert.equal(job.schedule, 'every 1h');
-    assert.equal(job.last_run.outcome, 'ok');
-  });
+    it('persists the samples as ordinary series of the host, queryable like any metric', async () => {
+      // The collector's own first poll is due 1 s after the start (the next one in an hour): wait
+      // until it has answered (each sampler polled twice, with the previous test's), so that it does
+      // not add to the buffer between the count below and the persist.
+      const c = collector().collector;
+      await waitFor(
+        () => c.stats.polls >= 2 && c.samplerStates().every((s) => s.samples + s.failures + s.overlaps_skipped >= 2),
+        10_000,
+        'the first scheduled poll',
+      );
+      await collector().sampleNow();
+      const pending = collector().collector.buffer.size;
+      assert.ok(pending > 0);
+      const run = await ctx.t.runJob('collector-persist');
+      assert.equal(run.details.points, pending);
+      assert.equal(run.details.pending, 0);
+      const q = await ctx.t.get(
+        '/api/v1/metrics/query?metric=host.memory_usage&source=test-host&from=now-1h&granularity=1m&aggregation=max',
+      );
+      assert.equal(q.status, 200, q.body);
+      assert.equal(q.json.series_count, 1);
+      assert.ok(q.json.data_points.length >= 1);
+      const gpu = await ctx.t.get(
+        '/api/v1/metrics/query?metric=host.gpu_power_draw_watts&source=test-host&tags=gpu:2&from=now-1h&granularity=1h&aggregation=max',
+      );
+      assert.equal(gpu.json.data_points[0].value, 301.5);
+      const tags = await ctx.t.get('/api/v1/metrics/tags?metric=host.gpu_utilization');
+      // The collector's names never mix with a user's own metric of the same name.
+      assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=memory_usage&from=now-1h')).status, 404);
+      assert.deepEqual(tags.json.tags.gpu.sort(), ['0', '1', '2', '3']);
+      const jobs = await ctx.t.get('/api/v1/system/jobs');
+      const job = jobs.json.jobs.find((j: { name: string }) => j.name === 'collector-persist');
+      assert.equal(job.schedule, 'every 1h');
+      assert.equal(job.last_run.outcome, 'ok');
+    });
 
-  it('reports itself in /health', async () => {
-    const h = await ctx.t.get('/health');
-    const c = h.json.components.collector;
-    assert.equal(c.status, 'running');
-    assert.ok(c.last_sample);
-    assert.ok(c.last_persist);
-    assert.equal(c.samples_pending, 0);
-    assert.equal(c.gpu, '4 GPU(s)');
-  });
+    it('reports itself in /health', async () => {
+      const h = await ctx.t.get('/health');
+      const c = h.json.components.collector;
+      assert.equal(c.status, 'running');
+      assert.ok(c.last_sample);
+      assert.ok(c.last_persist);
+      assert.equal(c.samples_pending, 0);
+      assert.equal(c.gpu, '4 GPU(s)');
+    });
 
-  it('follows PUT /api/v1/config: new intervals, then off', async () => {
-    const r = await ctx.t.request('PUT', '/api/v1/config', { collector: { interval_live: '2s', interval_persist: '1m' } });
-    assert.equal(r.status, 200, r.body);
-    const s = (await ctx.t.get('/api/v1/collector/status')).json;
-    assert.equal(s.interval_live_seconds, 2);
-    assert.equal(s.interval_persist_seconds, 60);
-    const before = s.samplers[0].samples;
-    // The new 2 s cadence, without a restart: a sample within 2.6 s (the old cadence was an hour).
-    await waitFor(async () => (await ctx.t.get('/api/v1/collector/status')).json.samplers[0].samples > before, 2_600, 'a sample at the new cadence');
-    await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled: false } });
-    const off = await ctx.t.get('/api/v1/collector/metrics');
-    assert.equal(off.status, 503);
-    assert.equal(off.json.error.code, 'SERVICE_UNAVAILABLE');
-    assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'disabled');
-    assert.equal((await ctx.t.get('/api/v1/collector/status')).json.running, false);
-  });
-}, env);
+    it('follows PUT /api/v1/config: new intervals, then off', async () => {
+      const r = await ctx.t.request('PUT', '/api/v1/config', {
+        collector: { interval_live: '2s', interval_persist: '1m' },
+      });
+      assert.equal(r.status, 200, r.body);
+      const s = (await ctx.t.get('/api/v1/collector/status')).json;
+      assert.equal(s.interval_live_seconds, 2);
+      assert.equal(s.interval_persist_seconds, 60);
+      const before = s.samplers[0].samples;
+      // The new 2 s cadence, without a restart: a sample within 2.6 s (the old cadence was an hour).
+      await waitFor(
+        async () => (await ctx.t.get('/api/v1/collector/status')).json.samplers[0].samples > before,
+        2_600,
+        'a sample at the new cadence',
+      );
+      await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled: false } });
+      const off = await ctx.t.get('/api/v1/collector/metrics');
+      assert.equal(off.status, 503);
+      assert.equal(off.json.error.code, 'SERVICE_UNAVAILABLE');
+      assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'disabled');
+      assert.equal((await ctx.t.get('/api/v1/collector/status')).json.running, false);
+    });
+  },
+  env,
+);
 
 describeEachFlavour(
   'collector while PostgreSQL is unreachable',
@@ -138,7 +162,7 @@ function holdPrime(c: CollectorService): () => void {
 }
 
 async function until(what: string, check: () => boolean, ms = 3_000): Promise<void> {
-  for (const end = Date.now() + ms; !check(); ) {
+  for (const end = Date.now() + ms; !check();) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -148,7 +172,8 @@ describeEachFlavour(
   'collector switched on and off, without nvidia-smi',
   (ctx) => {
     const collector = () => ctx.t.app.get(CollectorService);
-    const setEnabled = async (enabled: boolean) => assert.equal((await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled } })).status, 200);
+    const setEnabled = async (enabled: boolean) =>
+      assert.equal((await ctx.t.request('PUT', '/api/v1/config', { collector: { enabled } })).status, 200);
     const health = async () => (await ctx.t.get('/health')).json;
 
     it('is "starting" in /health until its first sample, then "running"; the service stays healthy', async () => {
@@ -161,7 +186,11 @@ describeEachFlavour(
       release();
       await until('the collector to run', () => collector().collector.isRunning);
       h = await health();
-      assert.equal(h.components.collector.status, 'starting', 'running, no sample yet (the first poll is a second away)');
+      assert.equal(
+        h.components.collector.status,
+        'starting',
+        'running, no sample yet (the first poll is a second away)',
+      );
       assert.equal(h.components.collector.last_sample, null);
       assert.equal(h.status, 'healthy');
       await collector().sampleNow();
@@ -196,6 +225,11 @@ describeEachFlavour(
       await until('the collector to run again', () => collector().collector.isRunning);
     });
   },
-  { COLLECTOR_ENABLED: 'true', METRICS_INTERVAL_LIVE: '3600', METRICS_INTERVAL_PERSIST: '3600', NVIDIA_SMI_PATH: join(dir, 'no-such-nvidia-smi') },
+  {
+    COLLECTOR_ENABLED: 'true',
+    METRICS_INTERVAL_LIVE: '3600',
+    METRICS_INTERVAL_PERSIST: '3600',
+    NVIDIA_SMI_PATH: join(dir, 'no-such-nvidia-smi'),
+  },
   { flavours: ['postgresql'] },
 );

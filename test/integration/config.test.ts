@@ -15,7 +15,10 @@ describeEachFlavour('runtime configuration', (ctx) => {
   const actorKeys = new Map<string, string>();
   const put = async (body: unknown, actor = 'ops@example') => {
     if (!actorKeys.has(actor)) actorKeys.set(actor, await ctx.t.key(['admin'], actor));
-    return ctx.t.request('PUT', '/api/v1/config', body, { authorization: `Bearer ${actorKeys.get(actor)}`, 'x-actor': 'mallory' });
+    return ctx.t.request('PUT', '/api/v1/config', body, {
+      authorization: `Bearer ${actorKeys.get(actor)}`,
+      'x-actor': 'mallory',
+    });
   };
 
   it('answers the reference shape plus collector and job schedules', async () => {
@@ -34,14 +37,24 @@ describeEachFlavour('runtime configuration', (ctx) => {
   });
 
   it('refuses a document with bad fields, naming every one, and applies none of it', async () => {
-    const r = await put({ storage: { retention_days: 3, batch_size: 'big' }, collector: { interval_live: '0s', colour: 'red' }, processing: { flush_interval: '5s' } });
+    const r = await put({
+      storage: { retention_days: 3, batch_size: 'big' },
+      collector: { interval_live: '0s', colour: 'red' },
+      processing: { flush_interval: '5s' },
+    });
     assert.equal(r.status, 400);
     assert.equal(r.json.error.code, 'INVALID_REQUEST');
-    assert.deepEqual(r.json.error.details.errors.map((e: { field: string }) => e.field), ['storage.batch_size', 'collector.interval_live', 'collector.colour', 'processing.flush_interval']);
+    assert.deepEqual(
+      r.json.error.details.errors.map((e: { field: string }) => e.field),
+      ['storage.batch_size', 'collector.interval_live', 'collector.colour', 'processing.flush_interval'],
+    );
     const rule = await put({ storage: { retention_days: 400 } });
     assert.equal(rule.status, 400, 'raw retention beyond the rollups');
     assert.equal(rule.json.error.details.field, 'storage.retention_days');
-    assert.equal((await ctx.t.request('PUT', '/api/v1/config', '{"storage": ', { 'content-type': 'application/json' })).status, 400);
+    assert.equal(
+      (await ctx.t.request('PUT', '/api/v1/config', '{"storage": ', { 'content-type': 'application/json' })).status,
+      400,
+    );
     assert.equal((await put([1, 2])).json.error.details.field, '(body)');
     const now = await ctx.t.get('/api/v1/config');
     assert.equal(now.json.storage.retention_days, 7);
@@ -50,13 +63,27 @@ describeEachFlavour('runtime configuration', (ctx) => {
   });
 
   it('names a broken rule between fields alongside bad values, and applies none of it', async () => {
-    const r = await put({ storage: { batch_size: 'big' }, collector: { interval_live: '2m', interval_persist: '1m' }, alerting: { colour: 'red' } });
+    const r = await put({
+      storage: { batch_size: 'big' },
+      collector: { interval_live: '2m', interval_persist: '1m' },
+      alerting: { colour: 'red' },
+    });
     assert.equal(r.status, 400);
     assert.equal(r.json.error.code, 'INVALID_REQUEST');
-    assert.deepEqual(r.json.error.details.errors.map((e: { field: string }) => e.field), ['storage.batch_size', 'alerting.colour', 'collector.interval_persist']);
-    assert.equal(r.json.error.details.field, 'storage.batch_size', 'the envelope of ingest: the first field, then every one');
+    assert.deepEqual(
+      r.json.error.details.errors.map((e: { field: string }) => e.field),
+      ['storage.batch_size', 'alerting.colour', 'collector.interval_persist'],
+    );
+    assert.equal(
+      r.json.error.details.field,
+      'storage.batch_size',
+      'the envelope of ingest: the first field, then every one',
+    );
     assert.match(r.json.error.message, /^storage\.batch_size: must be an integer \(and 2 more\)$/);
-    assert.match(r.json.error.details.errors[2].message, /interval_persist \(1m\) must be at least interval_live \(2m\)/);
+    assert.match(
+      r.json.error.details.errors[2].message,
+      /interval_persist \(1m\) must be at least interval_live \(2m\)/,
+    );
     const now = await ctx.t.get('/api/v1/config');
     assert.equal(now.json.collector.interval_live, '5s');
     assert.equal(now.json.version, 0);
@@ -66,13 +93,20 @@ describeEachFlavour('runtime configuration', (ctx) => {
     const old = new Date(Date.now() - 3 * DAY).toISOString();
     const body = { source: 's', metrics: [{ name: 'm', value: 1, timestamp: old }] };
     assert.equal((await ctx.t.post('/api/v1/metrics', body)).status, 200);
-    const r = await put({ storage: { retention_days: 2 }, jobs: { rollup_refresh_interval: '2m' }, processing: { worker_threads: 4 } });
+    const r = await put({
+      storage: { retention_days: 2 },
+      jobs: { rollup_refresh_interval: '2m' },
+      processing: { worker_threads: 4 },
+    });
     assert.equal(r.status, 200, r.body);
     assert.equal(r.json.storage.retention_days, 2);
     assert.deepEqual(r.json.restart_required, ['processing.worker_threads']);
     assert.equal(r.json.processing.worker_threads, 2, 'the running value until a restart');
     assert.deepEqual(r.json.pending_restart, { 'processing.worker_threads': 4 });
-    assert.deepEqual(r.json.changes.map((c: { field: string }) => c.field), ['storage.retention_days', 'processing.worker_threads', 'jobs.rollup_refresh_interval']);
+    assert.deepEqual(
+      r.json.changes.map((c: { field: string }) => c.field),
+      ['storage.retention_days', 'processing.worker_threads', 'jobs.rollup_refresh_interval'],
+    );
     const refused = await ctx.t.post('/api/v1/metrics', body);
     assert.equal(refused.status, 400);
     assert.match(refused.body, /older than the retention of 2 days/);
@@ -115,10 +149,26 @@ describe('runtime configuration across a restart', () => {
       try {
         let app = await createApp(loadConfig(env), false);
         const settings = app.get(SettingsService);
-        await settings.update({ storage: { retention_days: 21 }, collector: { interval_live: '15s', enabled: false }, processing: { worker_threads: 3 } }, { by: 'test', client: {} });
+        await settings.update(
+          {
+            storage: { retention_days: 21 },
+            collector: { interval_live: '15s', enabled: false },
+            processing: { worker_threads: 3 },
+          },
+          { by: 'test', client: {} },
+        );
         await app.close();
         // The environment now says otherwise; the stored settings still win.
-        app = await createApp(loadConfig({ ...env, METRICS_RETENTION_DAYS: '10', ROLLUP_RETENTION_DAYS: '14', METRICS_INTERVAL_PERSIST: '60', COLLECTOR_ENABLED: 'true' }), false);
+        app = await createApp(
+          loadConfig({
+            ...env,
+            METRICS_RETENTION_DAYS: '10',
+            ROLLUP_RETENTION_DAYS: '14',
+            METRICS_INTERVAL_PERSIST: '60',
+            COLLECTOR_ENABLED: 'true',
+          }),
+          false,
+        );
         try {
           const config = app.get(AppConfig);
           assert.equal(config.retentionDays, 21);
@@ -126,9 +176,17 @@ describe('runtime configuration across a restart', () => {
           assert.equal(config.collector.persistSeconds, 60, 'the environment over the default');
           assert.equal(config.db.writeConnections, 3, 'a restart-only setting is in force after the restart');
           assert.equal(config.collector.enabled, false);
-          assert.equal(app.get(CollectorService).collector.isRunning, false, 'switched off in the stored settings: never started');
+          assert.equal(
+            app.get(CollectorService).collector.isRunning,
+            false,
+            'switched off in the stored settings: never started',
+          );
           const doc = app.get(SettingsService).document();
-          assert.equal((doc as any).storage.rollup_retention_days, 21, 'the environment\'s 14 days raised to the stored raw retention, as shown');
+          assert.equal(
+            (doc as any).storage.rollup_retention_days,
+            21,
+            "the environment's 14 days raised to the stored raw retention, as shown",
+          );
           assert.deepEqual(doc.pending_restart, {});
           assert.equal(doc.sources['collector.interval_persist'], 'environment');
           assert.equal(doc.version, 1);
@@ -144,7 +202,15 @@ describe('runtime configuration across a restart', () => {
   it('another instance on the same database picks a change up', async () => {
     const a = await startApp('postgresql');
     try {
-      const b = await createApp(loadConfig({ DATABASE_URL: a.database.url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error' }), false);
+      const b = await createApp(
+        loadConfig({
+          DATABASE_URL: a.database.url,
+          JOBS_ENABLED: 'false',
+          COLLECTOR_ENABLED: 'false',
+          LOG_LEVEL: 'error',
+        }),
+        false,
+      );
       try {
         await a.request('PUT', '/api/v1/config', { storage: { batch_size: 1234 } });
         await b.get(SettingsService).refresh(); // what its 10-second poll does

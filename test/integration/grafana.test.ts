@@ -38,7 +38,10 @@ function readmeRoleSql(database: string, owner: string): string {
 }
 
 /** Grafana's backend expansion of the macros and variables these queries use (ecosystem.md §1.2, §1.4). */
-function expand(sql: string, o: { from: string; to: string; interval: string; timescaledb: boolean; vars: Record<string, string[]> }): string {
+function expand(
+  sql: string,
+  o: { from: string; to: string; interval: string; timescaledb: boolean; vars: Record<string, string[]> },
+): string {
   const seconds = (iv: string) => {
     const m = /^'?(\d+)(s|m|h|d)'?$/.exec(iv.trim())!;
     return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's']!;
@@ -46,7 +49,9 @@ function expand(sql: string, o: { from: string; to: string; interval: string; ti
   return sql
     .replace(/\$__interval\b/g, o.interval)
     .replace(/\$__timeGroupAlias\(([^,)]+),([^)]+)\)/g, (_, col: string, iv: string) =>
-      o.timescaledb ? `time_bucket('${seconds(iv).toFixed(3)}s',${col.trim()}) AS "time"` : `floor(extract(epoch from ${col.trim()})/${seconds(iv)})*${seconds(iv)} AS "time"`,
+      o.timescaledb
+        ? `time_bucket('${seconds(iv).toFixed(3)}s',${col.trim()}) AS "time"`
+        : `floor(extract(epoch from ${col.trim()})/${seconds(iv)})*${seconds(iv)} AS "time"`,
     )
     .replace(/\$__timeFilter\(([^)]+)\)/g, (_, col: string) => `${col.trim()} BETWEEN '${o.from}' AND '${o.to}'`)
     .replace(/'\$(\w+)'/g, (_, v: string) => `'${o.vars[v][0].replace(/'/g, "''")}'`)
@@ -64,7 +69,8 @@ describeEachFlavour(
       points.push({ metric: 'cpu_usage', source: 'a', tags: { host: 'h1' }, t, v: (t / 10_000) % 50 });
       points.push({ metric: 'cpu_usage', source: 'b', tags: { host: 'h2' }, t, v: 100 - ((t / 10_000) % 30) });
     }
-    const from = new Date(H0).toISOString().replace('.000', ''), to = new Date(H0 + 2 * 3_600_000 - 1).toISOString();
+    const from = new Date(H0).toISOString().replace('.000', ''),
+      to = new Date(H0 + 2 * 3_600_000 - 1).toISOString();
     let database = '';
     const ident = pg.escapeIdentifier(READER);
 
@@ -137,7 +143,11 @@ describeEachFlavour(
       assert.equal(run.details.status, 'enforcing', JSON.stringify(run.details));
       // The README's SQL leaves nothing to report but that the test runs with JOBS_ENABLED=false.
       const health = (await ctx.t.get('/health')).json.components.grafana_reader;
-      assert.deepEqual([health.problems, health.warnings.length, health.watchdog.can_cancel], [[], 1, true], JSON.stringify(health));
+      assert.deepEqual(
+        [health.problems, health.warnings.length, health.watchdog.can_cancel],
+        [[], 1, true],
+        JSON.stringify(health),
+      );
       assert.match(health.warnings[0], /JOBS_ENABLED=false/);
     });
     after(async () => {
@@ -148,7 +158,10 @@ describeEachFlavour(
       const admin = new pg.Client({ connectionString: process.env.TIMESCOPE_TEST_ADMIN_URL });
       await admin.connect();
       try {
-        for (const role of [READER, LIMITED]) await admin.query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`).catch((err) => console.error(`# ${role}: ${err.message}`));
+        for (const role of [READER, LIMITED])
+          await admin
+            .query(`DROP ROLE IF EXISTS ${pg.escapeIdentifier(role)}`)
+            .catch((err) => console.error(`# ${role}: ${err.message}`));
       } finally {
         await admin.end();
       }
@@ -181,38 +194,69 @@ describeEachFlavour(
         );
         assert.deepEqual(
           rollup.rows.map((x) => [x.metric, x.value]),
-          [...r.rows].sort((x, y) => x.time - y.time || x.metric.localeCompare(y.metric)).map((x) => [x.metric, x.value]),
+          [...r.rows]
+            .sort((x, y) => x.time - y.time || x.metric.localeCompare(y.metric))
+            .map((x) => [x.metric, x.value]),
           tier,
         );
       }
       const day = await asReader(`SELECT sum(count)::int AS n FROM metrics_1d WHERE metric = 'cpu_usage'`);
       assert.equal(day.rows[0].n, points.length);
-      const raw = await asReader(`SELECT count(*)::int AS n FROM points p JOIN series s ON s.id = p.series_id WHERE s.metric = 'cpu_usage'`);
+      const raw = await asReader(
+        `SELECT count(*)::int AS n FROM points p JOIN series s ON s.id = p.series_id WHERE s.metric = 'cpu_usage'`,
+      );
       assert.equal(raw.rows[0].n, points.length);
       if (ctx.flavour === 'timescaledb') {
         // Compressed chunks read through the views too (the rest of the suite reads them compressed).
         await ctx.t.sql.query(`SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('points') c`);
-        assert.equal((await asReader(`SELECT count(*)::int AS n FROM metrics WHERE metric = 'cpu_usage'`)).rows[0].n, points.length);
-        assert.equal((await asReader(`SELECT sum(count)::int AS n FROM metrics_1m WHERE metric = 'cpu_usage'`)).rows[0].n, points.length);
+        assert.equal(
+          (await asReader(`SELECT count(*)::int AS n FROM metrics WHERE metric = 'cpu_usage'`)).rows[0].n,
+          points.length,
+        );
+        assert.equal(
+          (await asReader(`SELECT sum(count)::int AS n FROM metrics_1m WHERE metric = 'cpu_usage'`)).rows[0].n,
+          points.length,
+        );
       }
     });
 
     it('serves the dashboard annotation query from events', async () => {
-      const r = await ctx.t.post('/api/v1/events', { kind: 'alert', source: 'a', level: 'warn', message: 'cpu_usage above 90' });
+      const r = await ctx.t.post('/api/v1/events', {
+        kind: 'alert',
+        source: 'a',
+        level: 'warn',
+        message: 'cpu_usage above 90',
+      });
       assert.equal(r.status, 201, r.body);
-      const since = new Date(Date.now() - 60_000).toISOString(), until = new Date(Date.now() + 60_000).toISOString();
+      const since = new Date(Date.now() - 60_000).toISOString(),
+        until = new Date(Date.now() + 60_000).toISOString();
       const a = await asReader(
         `SELECT time, message AS text, kind || ',' || level AS tags FROM events WHERE time BETWEEN '${since}' AND '${until}' AND kind IN ('alert', 'service_status') ORDER BY time`,
       );
-      assert.deepEqual(a.rows.map((x) => [x.text, x.tags]), [['cpu_usage above 90', 'alert,warn']]);
+      assert.deepEqual(
+        a.rows.map((x) => [x.text, x.tags]),
+        [['cpu_usage above 90', 'alert,warn']],
+      );
     });
 
     it('serves variable queries', async () => {
-      assert.deepEqual((await asReader(`SELECT DISTINCT metric FROM series ORDER BY 1`)).rows, [{ metric: 'cpu_usage' }]);
-      const sources = await asReader(`SELECT DISTINCT source FROM series WHERE metric = 'cpu_usage' AND source IN ('a','b') ORDER BY 1`);
-      assert.deepEqual(sources.rows.map((x) => x.source), ['a', 'b']);
-      const hosts = await asReader(`SELECT DISTINCT tags->>'host' AS __value FROM series WHERE metric = 'cpu_usage' ORDER BY 1`);
-      assert.deepEqual(hosts.rows.map((x) => x.__value), ['h1', 'h2']);
+      assert.deepEqual((await asReader(`SELECT DISTINCT metric FROM series ORDER BY 1`)).rows, [
+        { metric: 'cpu_usage' },
+      ]);
+      const sources = await asReader(
+        `SELECT DISTINCT source FROM series WHERE metric = 'cpu_usage' AND source IN ('a','b') ORDER BY 1`,
+      );
+      assert.deepEqual(
+        sources.rows.map((x) => x.source),
+        ['a', 'b'],
+      );
+      const hosts = await asReader(
+        `SELECT DISTINCT tags->>'host' AS __value FROM series WHERE metric = 'cpu_usage' ORDER BY 1`,
+      );
+      assert.deepEqual(
+        hosts.rows.map((x) => x.__value),
+        ['h1', 'h2'],
+      );
     });
 
     it("runs every query of the provisioned dashboard (grafana/dashboards) as the reader, as its datasource's TimescaleDB toggle expands them", async () => {
@@ -220,14 +264,33 @@ describeEachFlavour(
       const timescaledb = /^\s*timescaledb:\s*true\b/m.test(datasource);
       const dashboard = JSON.parse(readFileSync(new URL('grafana/dashboards/timescope-overview.json', ROOT), 'utf8'));
       const queries: Array<[string, string]> = [
-        ...dashboard.templating.list.map((v: { name: string; query: string | { query: string } }) => [`variable ${v.name}`, typeof v.query === 'string' ? v.query : v.query.query]),
-        ...dashboard.annotations.list.filter((a: { rawQuery?: string; target?: { rawSql?: string } }) => a.rawQuery ?? a.target?.rawSql).map((a: { name: string; rawQuery?: string; target?: { rawSql?: string } }) => [`annotation ${a.name}`, a.rawQuery ?? a.target!.rawSql!]),
-        ...dashboard.panels.flatMap((p: { title: string; targets?: Array<{ rawSql: string }> }) => (p.targets ?? []).map((t) => [`panel ${p.title}`, t.rawSql])),
+        ...dashboard.templating.list.map((v: { name: string; query: string | { query: string } }) => [
+          `variable ${v.name}`,
+          typeof v.query === 'string' ? v.query : v.query.query,
+        ]),
+        ...dashboard.annotations.list
+          .filter((a: { rawQuery?: string; target?: { rawSql?: string } }) => a.rawQuery ?? a.target?.rawSql)
+          .map((a: { name: string; rawQuery?: string; target?: { rawSql?: string } }) => [
+            `annotation ${a.name}`,
+            a.rawQuery ?? a.target!.rawSql!,
+          ]),
+        ...dashboard.panels.flatMap((p: { title: string; targets?: Array<{ rawSql: string }> }) =>
+          (p.targets ?? []).map((t) => [`panel ${p.title}`, t.rawSql]),
+        ),
       ];
       assert.ok(queries.length >= 6, `${queries.length} queries`);
-      const since = new Date(H0).toISOString(), until = new Date(Date.now() + 60_000).toISOString();
+      const since = new Date(H0).toISOString(),
+        until = new Date(Date.now() + 60_000).toISOString();
       for (const [what, sql] of queries) {
-        const r = await asReader(expand(sql, { from: since, to: until, interval: '1m', timescaledb, vars: { metric: ['cpu_usage'], source: ['a', 'b'] } })).catch((err) => {
+        const r = await asReader(
+          expand(sql, {
+            from: since,
+            to: until,
+            interval: '1m',
+            timescaledb,
+            vars: { metric: ['cpu_usage'], source: ['a', 'b'] },
+          }),
+        ).catch((err) => {
           throw new Error(`${what}: ${(err as Error).message}\n${sql}`);
         });
         assert.ok(r.rows.length > 0, `${what} returned rows`);
@@ -236,7 +299,18 @@ describeEachFlavour(
 
     it('reads nothing outside timescope_read: no table, partition or chunk of public, no webhook secret, no way to create', async () => {
       const one = await aPartition();
-      for (const rel of ['public.alert_rules', 'public.settings_history', 'public.webhook_deliveries', 'public.pipelines', 'public.points', 'public.series', 'public.events', 'public.metrics', 'public.rollup_1h', one])
+      for (const rel of [
+        'public.alert_rules',
+        'public.settings_history',
+        'public.webhook_deliveries',
+        'public.pipelines',
+        'public.points',
+        'public.series',
+        'public.events',
+        'public.metrics',
+        'public.rollup_1h',
+        one,
+      ])
         await refused(`SELECT * FROM ${rel} LIMIT 1`);
       await refused(`SELECT * FROM alert_rules`, ['42P01']); // not on its search_path
       await refused(`CREATE VIEW ${READ_SCHEMA}.mine AS SELECT 1`);
@@ -246,11 +320,23 @@ describeEachFlavour(
       );
       assert.deepEqual(privileges.rows[0], { public_usage: false, create_here: false, path: READ_SCHEMA });
       // The secret is stored (Timescope signs with it) but no row the reader can read holds it.
-      const stored = await ctx.t.sql.query(`SELECT count(*)::int AS n FROM alert_rules WHERE webhook_secret = $1`, [SECRET]);
+      const stored = await ctx.t.sql.query(`SELECT count(*)::int AS n FROM alert_rules WHERE webhook_secret = $1`, [
+        SECRET,
+      ]);
       assert.equal(stored.rows[0].n, 1);
-      const views = await asReader(`SELECT table_name AS v FROM information_schema.views WHERE table_schema = '${READ_SCHEMA}' ORDER BY 1`);
-      assert.deepEqual(views.rows.map((x) => x.v), ['events', 'metrics', 'metrics_1d', 'metrics_1h', 'metrics_1m', 'metrics_5m', 'points', 'series']);
-      for (const { v } of views.rows) assert.equal((await asReader(`SELECT count(*)::int AS n FROM ${v} t WHERE t::text LIKE '%${SECRET}%'`)).rows[0].n, 0, v);
+      const views = await asReader(
+        `SELECT table_name AS v FROM information_schema.views WHERE table_schema = '${READ_SCHEMA}' ORDER BY 1`,
+      );
+      assert.deepEqual(
+        views.rows.map((x) => x.v),
+        ['events', 'metrics', 'metrics_1d', 'metrics_1h', 'metrics_1m', 'metrics_5m', 'points', 'series'],
+      );
+      for (const { v } of views.rows)
+        assert.equal(
+          (await asReader(`SELECT count(*)::int AS n FROM ${v} t WHERE t::text LIKE '%${SECRET}%'`)).rows[0].n,
+          0,
+          v,
+        );
     });
 
     it('takes back what the earlier setup granted the reader on public (tables, partitions, chunks, default privileges)', async () => {
@@ -258,10 +344,16 @@ describeEachFlavour(
         `GRANT USAGE ON SCHEMA public TO ${ident}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${ident};
          ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${ident}`,
       );
-      assert.equal((await asReader(`SELECT count(*)::int AS n FROM public.alert_rules WHERE webhook_secret = '${SECRET}'`)).rows[0].n, 1, 'the old setup exposed the secret');
+      assert.equal(
+        (await asReader(`SELECT count(*)::int AS n FROM public.alert_rules WHERE webhook_secret = '${SECRET}'`)).rows[0]
+          .n,
+        1,
+        'the old setup exposed the secret',
+      );
       const run = await ctx.t.runJob('reader-watchdog');
       assert.equal(run.details.status, 'enforcing', JSON.stringify(run.details));
-      for (const rel of ['public.alert_rules', 'public.settings_history', 'public.points', await aPartition()]) await refused(`SELECT * FROM ${rel} LIMIT 1`);
+      for (const rel of ['public.alert_rules', 'public.settings_history', 'public.points', await aPartition()])
+        await refused(`SELECT * FROM ${rel} LIMIT 1`);
       await ctx.t.sql.query(`CREATE TABLE public.made_later (x int)`);
       try {
         await refused(`SELECT * FROM public.made_later`);
@@ -303,7 +395,12 @@ describeEachFlavour(
         await idle.query('BEGIN; SELECT count(*) FROM points');
         await delay(WATCHDOG_LIMIT_S * 1000 + 300);
         const run = await ctx.t.runJob('reader-watchdog');
-        assert.ok(run.details.terminated.some((x: { pid: number; state: string }) => x.pid === pid && x.state === 'idle in transaction'), JSON.stringify(run.details));
+        assert.ok(
+          run.details.terminated.some(
+            (x: { pid: number; state: string }) => x.pid === pid && x.state === 'idle in transaction',
+          ),
+          JSON.stringify(run.details),
+        );
         await assert.rejects(idle.query('SELECT 1'));
         await idle.end().catch(() => undefined);
         const health = (await ctx.t.get('/health')).json.components.grafana_reader;
@@ -326,7 +423,9 @@ describeEachFlavour(
       });
 
       it("knows when Timescope's role may not see or cancel the reader's statements, and names the GRANT that fixes it", async () => {
-        await ctx.t.sql.query(`CREATE ROLE ${pg.escapeIdentifier(LIMITED)} LOGIN PASSWORD '${PASSWORD}'; GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(database)} TO ${pg.escapeIdentifier(LIMITED)}`);
+        await ctx.t.sql.query(
+          `CREATE ROLE ${pg.escapeIdentifier(LIMITED)} LOGIN PASSWORD '${PASSWORD}'; GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(database)} TO ${pg.escapeIdentifier(LIMITED)}`,
+        );
         const url = new URL(ctx.t.database.url);
         url.username = LIMITED;
         url.password = PASSWORD;
@@ -335,7 +434,10 @@ describeEachFlavour(
         try {
           let p = (await probeReader(c, READER))!;
           assert.deepEqual([p.canSeeQueries, p.canSignal], [false, false]);
-          assert.match(assess(p, 30).problems.join('\n'), new RegExp(`not enforced.*GRANT ${ident} TO ${pg.escapeIdentifier(LIMITED)}`));
+          assert.match(
+            assess(p, 30).problems.join('\n'),
+            new RegExp(`not enforced.*GRANT ${ident} TO ${pg.escapeIdentifier(LIMITED)}`),
+          );
           assert.deepEqual(assess(p, 0).problems, [], 'no limit, nothing to enforce');
           await ctx.t.sql.query(`GRANT ${ident} TO ${pg.escapeIdentifier(LIMITED)}`);
           p = (await probeReader(c, READER))!;
@@ -343,7 +445,9 @@ describeEachFlavour(
           assert.deepEqual(assess(p, 30).problems, []);
         } finally {
           await c.end();
-          await ctx.t.sql.query(`DROP OWNED BY ${pg.escapeIdentifier(LIMITED)}; DROP ROLE ${pg.escapeIdentifier(LIMITED)}`);
+          await ctx.t.sql.query(
+            `DROP OWNED BY ${pg.escapeIdentifier(LIMITED)}; DROP ROLE ${pg.escapeIdentifier(LIMITED)}`,
+          );
         }
       });
     }

@@ -8,295 +8,445 @@ import { describeEachFlavour } from '../support/suite.js';
 const iso = (ms: number) => new Date(ms).toISOString();
 const T0 = Date.now() - 3_600_000;
 
-describeEachFlavour('ingest', (ctx) => {
-  const count = async (where = 'true', params: unknown[] = []) =>
-    Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE ${where}`, params)).rows[0].n);
+describeEachFlavour(
+  'ingest',
+  (ctx) => {
+    const count = async (where = 'true', params: unknown[] = []) =>
+      Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE ${where}`, params)).rows[0].n);
 
-  it('stores the reference submission and answers the reference shape', async () => {
-    const r = await ctx.t.post('/api/v1/metrics', {
-      source: 'fl_server',
-      timestamp: iso(T0),
-      metrics: [
-        { name: 'cpu_usage', value: 45.2, unit: 'percent', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
-        { name: 'memory_usage', value: 512.5, unit: 'MB', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
-        { name: 'active_clients', value: 5, unit: 'count', tags: { experiment_id: 'exp_001' } },
-      ],
+    it('stores the reference submission and answers the reference shape', async () => {
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'fl_server',
+        timestamp: iso(T0),
+        metrics: [
+          { name: 'cpu_usage', value: 45.2, unit: 'percent', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
+          { name: 'memory_usage', value: 512.5, unit: 'MB', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
+          { name: 'active_clients', value: 5, unit: 'count', tags: { experiment_id: 'exp_001' } },
+        ],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.json.status, 'success');
+      assert.equal(r.json.metrics_accepted, 3);
+      assert.match(r.json.batch_id, /^batch_/);
+      assert.ok(!Number.isNaN(Date.parse(r.json.timestamp)));
+      const rows = (
+        await ctx.t.sql.query(
+          `SELECT metric, source, tags, unit, value, time FROM metrics WHERE source = 'fl_server' ORDER BY metric`,
+        )
+      ).rows;
+      assert.deepEqual(
+        rows.map((x) => [x.metric, x.unit, x.value, x.tags, x.time.getTime()]),
+        [
+          ['active_clients', 'count', 5, { experiment_id: 'exp_001' }, T0],
+          ['cpu_usage', 'percent', 45.2, { host: 'fl-server-01', experiment_id: 'exp_001' }, T0],
+          ['memory_usage', 'MB', 512.5, { host: 'fl-server-01', experiment_id: 'exp_001' }, T0],
+        ],
+      );
     });
-    assert.equal(r.status, 200, r.body);
-    assert.equal(r.json.status, 'success');
-    assert.equal(r.json.metrics_accepted, 3);
-    assert.match(r.json.batch_id, /^batch_/);
-    assert.ok(!Number.isNaN(Date.parse(r.json.timestamp)));
-    const rows = (await ctx.t.sql.query(`SELECT metric, source, tags, unit, value, time FROM metrics WHERE source = 'fl_server' ORDER BY metric`)).rows;
-    assert.deepEqual(
-      rows.map((x) => [x.metric, x.unit, x.value, x.tags, x.time.getTime()]),
-      [
-        ['active_clients', 'count', 5, { experiment_id: 'exp_001' }, T0],
-        ['cpu_usage', 'percent', 45.2, { host: 'fl-server-01', experiment_id: 'exp_001' }, T0],
-        ['memory_usage', 'MB', 512.5, { host: 'fl-server-01', experiment_id: 'exp_001' }, T0],
-      ],
-    );
-  });
 
-  it('accepts batches, the system-monitor shape with a trailing slash, and the v2 app shape', async () => {
-    let r = await ctx.t.post('/api/v1/metrics/batch', {
-      batches: [
-        { source: 'policy_engine', timestamp: iso(T0), metrics: [{ name: 'policies_evaluated', value: 150, unit: 'count' }] },
-        { source: 'sdn_controller', timestamp: iso(T0), metrics: [{ name: 'flows_installed', value: 25, unit: 'count' }] },
-      ],
+    it('accepts batches, the system-monitor shape with a trailing slash, and the v2 app shape', async () => {
+      let r = await ctx.t.post('/api/v1/metrics/batch', {
+        batches: [
+          {
+            source: 'policy_engine',
+            timestamp: iso(T0),
+            metrics: [{ name: 'policies_evaluated', value: 150, unit: 'count' }],
+          },
+          {
+            source: 'sdn_controller',
+            timestamp: iso(T0),
+            metrics: [{ name: 'flows_installed', value: 25, unit: 'count' }],
+          },
+        ],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(r.json.metrics_accepted, 2);
+      r = await ctx.t.post('/api/v1/metrics/', { service: 'climate-api', metric_type: 'cpu', value: 45.2 });
+      assert.equal(r.status, 200, r.body);
+      r = await ctx.t.post('/api/v2/app/my-app/metrics', {
+        metrics: [
+          { name: 'cpu_usage', value: 75.5, timestamp: T0, tags: { host: 'server1' }, profileId: 'profile123' },
+        ],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(await count(`source IN ('policy_engine', 'sdn_controller', 'climate-api')`), 3);
+      const app = (await ctx.t.sql.query(`SELECT tags FROM metrics WHERE source = 'my-app'`)).rows[0];
+      assert.deepEqual(app.tags, { host: 'server1', profileId: 'profile123' });
     });
-    assert.equal(r.status, 200, r.body);
-    assert.equal(r.json.metrics_accepted, 2);
-    r = await ctx.t.post('/api/v1/metrics/', { service: 'climate-api', metric_type: 'cpu', value: 45.2 });
-    assert.equal(r.status, 200, r.body);
-    r = await ctx.t.post('/api/v2/app/my-app/metrics', { metrics: [{ name: 'cpu_usage', value: 75.5, timestamp: T0, tags: { host: 'server1' }, profileId: 'profile123' }] });
-    assert.equal(r.status, 200, r.body);
-    assert.equal(await count(`source IN ('policy_engine', 'sdn_controller', 'climate-api')`), 3);
-    const app = (await ctx.t.sql.query(`SELECT tags FROM metrics WHERE source = 'my-app'`)).rows[0];
-    assert.deepEqual(app.tags, { host: 'server1', profileId: 'profile123' });
-  });
 
-  it('is idempotent: a retried batch stores each point once, last write wins', async () => {
-    const body = (v: number) => ({ source: 'retry', metrics: [0, 1, 2].map((i) => ({ name: 'req', value: v + i, timestamp: T0 + i * 1000 })) });
-    for (const v of [1, 1, 10]) assert.equal((await ctx.t.post('/api/v1/metrics', body(v))).status, 200);
-    const rows = (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'retry' ORDER BY time`)).rows;
-    assert.deepEqual(rows.map((x) => x.value), [10, 11, 12]);
-  });
-
-  it('keeps the last of two points with the same series and time in one request', async () => {
-    const r = await ctx.t.post('/api/v1/metrics', { source: 'dup', metrics: [{ name: 'd', value: 1, timestamp: T0 }, { name: 'd', value: 2, timestamp: T0 }] });
-    assert.equal(r.status, 200, r.body);
-    assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'dup'`)).rows, [{ value: 2 }]);
-  });
-
-  it('accepts out-of-order points within a series', async () => {
-    const r = await ctx.t.post('/api/v1/metrics', { source: 'ooo', metrics: [3, 1, 2].map((i) => ({ name: 'o', value: i, timestamp: T0 + i * 1000 })) });
-    assert.equal(r.status, 200);
-    assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'ooo' ORDER BY time`)).rows.map((x) => x.value), [1, 2, 3]);
-  });
-
-  it('rejects a request with one bad point and stores none of it', async () => {
-    const r = await ctx.t.post('/api/v1/metrics', { source: 'atomic', metrics: [{ name: 'a', value: 1 }, { name: 'a', value: 2 }, { name: 'a', value: '3' }] });
-    assert.equal(r.status, 400);
-    assert.equal(r.json.error.code, 'INVALID_REQUEST');
-    assert.equal(r.json.error.details.field, 'metrics[2].value');
-    assert.ok(r.json.error.timestamp);
-    assert.equal(await count(`source = 'atomic'`), 0);
-    assert.equal(Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE source = 'atomic'`)).rows[0].n), 0);
-  });
-
-  it('stores edge values bit-exact', async () => {
-    // JSON.stringify(-0) gives "0": write the body by hand to send a real -0.
-    const values = ['-0', '5e-324', '1.7976931348623157e308'];
-    const body = `{"source":"edge","metrics":[${values.map((v, i) => `{"name":"e","value":${v},"timestamp":${T0 + i}}`).join(',')}]}`;
-    const r = await ctx.t.request('POST', '/api/v1/metrics', body, { 'content-type': 'application/json' });
-    assert.equal(r.status, 200, r.body);
-    const rows = (await ctx.t.sql.query(`SELECT encode(float8send(value), 'hex') AS bits FROM metrics WHERE source = 'edge' ORDER BY time`)).rows;
-    const bits = values.map((v) => {
-      const b = Buffer.alloc(8);
-      b.writeDoubleBE(Number(v));
-      return b.toString('hex');
+    it('is idempotent: a retried batch stores each point once, last write wins', async () => {
+      const body = (v: number) => ({
+        source: 'retry',
+        metrics: [0, 1, 2].map((i) => ({ name: 'req', value: v + i, timestamp: T0 + i * 1000 })),
+      });
+      for (const v of [1, 1, 10]) assert.equal((await ctx.t.post('/api/v1/metrics', body(v))).status, 200);
+      const rows = (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'retry' ORDER BY time`)).rows;
+      assert.deepEqual(
+        rows.map((x) => x.value),
+        [10, 11, 12],
+      );
     });
-    assert.deepEqual(rows.map((x) => x.bits), bits);
-  });
 
-  it('refuses 1e309 (Infinity after parsing) and keeps the documented precision of integers past 2^53', async () => {
-    const inf = await ctx.t.request('POST', '/api/v1/metrics', '{"source":"big","metrics":[{"name":"b","value":1e309}]}', { 'content-type': 'application/json' });
-    assert.equal(inf.status, 400);
-    assert.equal(inf.json.error.details.field, 'metrics[0].value');
-    const big = await ctx.t.request('POST', '/api/v1/metrics', `{"source":"big","metrics":[{"name":"b","value":9007199254740993,"timestamp":${T0}}]}`, { 'content-type': 'application/json' });
-    assert.equal(big.status, 200);
-    // Values are IEEE-754 doubles (README): the nearest double is stored.
-    assert.equal((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'big'`)).rows[0].value, 9007199254740992);
-  });
+    it('keeps the last of two points with the same series and time in one request', async () => {
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'dup',
+        metrics: [
+          { name: 'd', value: 1, timestamp: T0 },
+          { name: 'd', value: 2, timestamp: T0 },
+        ],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'dup'`)).rows, [{ value: 2 }]);
+    });
 
-  it('stores unicode and SQL metacharacters literally', async () => {
-    const tags = { who: '👩‍💻\u202E', q: `'; DROP TABLE metrics;-- " \\ % _` };
-    const r = await ctx.t.post('/api/v1/metrics', { source: "o'brien", metrics: [{ name: 'u', value: 1, tags }] });
-    assert.equal(r.status, 200, r.body);
-    assert.deepEqual((await ctx.t.sql.query(`SELECT tags FROM metrics WHERE source = $1`, ["o'brien"])).rows[0].tags, tags);
-  });
+    it('accepts out-of-order points within a series', async () => {
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'ooo',
+        metrics: [3, 1, 2].map((i) => ({ name: 'o', value: i, timestamp: T0 + i * 1000 })),
+      });
+      assert.equal(r.status, 200);
+      assert.deepEqual(
+        (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'ooo' ORDER BY time`)).rows.map(
+          (x) => x.value,
+        ),
+        [1, 2, 3],
+      );
+    });
 
-  it('takes gzip bodies', async () => {
-    const body = gzipSync(JSON.stringify({ source: 'gz', metrics: [{ name: 'g', value: 1 }] }));
-    const r = await ctx.t.request('POST', '/api/v1/metrics', body, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
-    assert.equal(r.status, 200, r.body);
-    assert.equal(await count(`source = 'gz'`), 1);
-  });
-
-  it('converts ?precision=s', async () => {
-    const sec = Math.floor(T0 / 1000);
-    const r = await ctx.t.post('/api/v1/metrics?precision=s', { source: 'prec', metrics: [{ name: 'p', value: 1, timestamp: sec }] });
-    assert.equal(r.status, 200, r.body);
-    assert.equal((await ctx.t.sql.query(`SELECT time FROM metrics WHERE source = 'prec'`)).rows[0].time.getTime(), sec * 1000);
-    const bad = await ctx.t.post('/api/v1/metrics?precision=minutes', { source: 'prec', metrics: [] });
-    assert.equal(bad.status, 400);
-    assert.equal(bad.json.error.details.parameter, 'precision');
-  });
-
-  it('keeps first_seen/last_seen of each series, written after the fact', async () => {
-    const times = [T0 - 600_000, T0, T0 - 1_200_000];
-    for (const t of times) assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'seen', metrics: [{ name: 's', value: 1, timestamp: t }] })).status, 200);
-    await ctx.t.app.get(SeriesResolver).flushSeen();
-    const row = (await ctx.t.sql.query(`SELECT first_seen, last_seen FROM series WHERE source = 'seen'`)).rows[0];
-    assert.equal(row.first_seen.getTime(), T0 - 1_200_000);
-    assert.equal(row.last_seen.getTime(), T0);
-  });
-
-  it('stores backfilled days (partitions made on demand) within retention', async () => {
-    const days = [1, 3, 6].map((d) => Date.now() - d * 86_400_000);
-    const r = await ctx.t.post('/api/v1/metrics', { source: 'backfill', metrics: days.map((t) => ({ name: 'b', value: 1, timestamp: t })) });
-    assert.equal(r.status, 200, r.body);
-    assert.equal(await count(`source = 'backfill'`), 3);
-  });
-}, { METRICS_RETENTION_DAYS: '7' });
-
-describeEachFlavour('ingest limits and bad input', (ctx) => {
-  const post = (body: unknown, headers?: Record<string, string>) => ctx.t.post('/api/v1/metrics', body, headers);
-  const stored = async () => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM points`)).rows[0].n);
-
-  it('answers malformed JSON with 400 in the envelope', async () => {
-    for (const raw of ['[{"name":"a"', '{"source": NaN}', '{"value": Infinity}', '']) {
-      const r = await ctx.t.request('POST', '/api/v1/metrics', raw, { 'content-type': 'application/json' });
-      assert.equal(r.status, 400, raw);
+    it('rejects a request with one bad point and stores none of it', async () => {
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'atomic',
+        metrics: [
+          { name: 'a', value: 1 },
+          { name: 'a', value: 2 },
+          { name: 'a', value: '3' },
+        ],
+      });
+      assert.equal(r.status, 400);
       assert.equal(r.json.error.code, 'INVALID_REQUEST');
-    }
-  });
-
-  it('answers null, {} and "x" with 400', async () => {
-    for (const raw of ['null', '{}', '"x"', '[]']) {
-      const r = await ctx.t.request('POST', '/api/v1/metrics', raw, { 'content-type': 'application/json' });
-      assert.equal(r.status, 400, raw);
-    }
-  });
-
-  it('refuses __proto__ in the body', async () => {
-    const r = await ctx.t.request('POST', '/api/v1/metrics', '{"source":"s","metrics":[{"name":"a","value":1,"tags":{"__proto__":{"x":"1"}}}]}', { 'content-type': 'application/json' });
-    assert.equal(r.status, 400);
-    assert.equal(({} as Record<string, unknown>).x, undefined);
-  });
-
-  it('answers a body over INGEST_MAX_BODY_BYTES with 413, also when gzipped', async () => {
-    const big = JSON.stringify({ source: 's', metrics: [{ name: 'a', value: 1, tags: { pad: 'x'.repeat(100) } }] }).padEnd(3_000_000, ' ');
-    let r = await ctx.t.request('POST', '/api/v1/metrics', big, { 'content-type': 'application/json' });
-    assert.equal(r.status, 413);
-    assert.equal(r.json.error.code, 'PAYLOAD_TOO_LARGE');
-    r = await ctx.t.request('POST', '/api/v1/metrics', gzipSync(big), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
-    assert.equal(r.status, 413);
-  });
-
-  it('answers 413 for a streamed body without Content-Length past the limit, and for a gzip bomb', async () => {
-    const chunk = Buffer.alloc(64 * 1024, ' ');
-    let sent = 0;
-    const payload = new Readable({
-      read() {
-        sent += chunk.length;
-        this.push(sent > 8 * 1024 * 1024 ? null : chunk); // 8 MiB of whitespace, no length announced
-      },
+      assert.equal(r.json.error.details.field, 'metrics[2].value');
+      assert.ok(r.json.error.timestamp);
+      assert.equal(await count(`source = 'atomic'`), 0);
+      assert.equal(
+        Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE source = 'atomic'`)).rows[0].n),
+        0,
+      );
     });
-    const res = await ctx.t.app.getHttpAdapter().getInstance().inject({ method: 'POST', url: '/api/v1/metrics', headers: { ...ctx.t.authHeaders, 'content-type': 'application/json' }, payload });
-    assert.equal(res.statusCode, 413, res.body);
-    assert.equal(JSON.parse(res.body).error.code, 'PAYLOAD_TOO_LARGE');
-    // 64 KiB of gzip that inflates to 64 MiB: refused at the decoded limit.
-    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, ' '), { level: 9 });
-    const t0 = Date.now();
-    const r = await ctx.t.request('POST', '/api/v1/metrics', bomb, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
-    assert.equal(r.status, 413);
-    assert.ok(Date.now() - t0 < 2_000, `took ${Date.now() - t0} ms`);
-    assert.equal(await stored(), 0);
-  });
 
-  it('answers too many points with 413', async () => {
-    const r = await post({ source: 's', metrics: Array.from({ length: 101 }, (_, i) => ({ name: 'a', value: i })) });
-    assert.equal(r.status, 413);
-  });
+    it('stores edge values bit-exact', async () => {
+      // JSON.stringify(-0) gives "0": write the body by hand to send a real -0.
+      const values = ['-0', '5e-324', '1.7976931348623157e308'];
+      const body = `{"source":"edge","metrics":[${values.map((v, i) => `{"name":"e","value":${v},"timestamp":${T0 + i}}`).join(',')}]}`;
+      const r = await ctx.t.request('POST', '/api/v1/metrics', body, { 'content-type': 'application/json' });
+      assert.equal(r.status, 200, r.body);
+      const rows = (
+        await ctx.t.sql.query(
+          `SELECT encode(float8send(value), 'hex') AS bits FROM metrics WHERE source = 'edge' ORDER BY time`,
+        )
+      ).rows;
+      const bits = values.map((v) => {
+        const b = Buffer.alloc(8);
+        b.writeDoubleBE(Number(v));
+        return b.toString('hex');
+      });
+      assert.deepEqual(
+        rows.map((x) => x.bits),
+        bits,
+      );
+    });
 
-  it('answers 415 for another media type or encoding', async () => {
-    let r = await ctx.t.request('POST', '/api/v1/metrics', 'cpu value=1', { 'content-type': 'text/plain' });
-    assert.equal(r.status, 415);
-    assert.equal(r.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
-    r = await ctx.t.request('POST', '/api/v1/metrics', '{}', { 'content-type': 'application/json', 'content-encoding': 'br' });
-    assert.equal(r.status, 415);
-  });
+    it('refuses 1e309 (Infinity after parsing) and keeps the documented precision of integers past 2^53', async () => {
+      const inf = await ctx.t.request(
+        'POST',
+        '/api/v1/metrics',
+        '{"source":"big","metrics":[{"name":"b","value":1e309}]}',
+        { 'content-type': 'application/json' },
+      );
+      assert.equal(inf.status, 400);
+      assert.equal(inf.json.error.details.field, 'metrics[0].value');
+      const big = await ctx.t.request(
+        'POST',
+        '/api/v1/metrics',
+        `{"source":"big","metrics":[{"name":"b","value":9007199254740993,"timestamp":${T0}}]}`,
+        { 'content-type': 'application/json' },
+      );
+      assert.equal(big.status, 200);
+      // Values are IEEE-754 doubles (README): the nearest double is stored.
+      assert.equal(
+        (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'big'`)).rows[0].value,
+        9007199254740992,
+      );
+    });
 
-  it('refuses deep nesting without crashing', async () => {
-    const deep = '['.repeat(10_000) + ']'.repeat(10_000);
-    const r = await ctx.t.request('POST', '/api/v1/metrics', `{"source":"s","metrics":${deep}}`, { 'content-type': 'application/json' });
-    assert.equal(r.status, 400);
-  });
+    it('stores unicode and SQL metacharacters literally', async () => {
+      const tags = { who: '👩‍💻\u202E', q: `'; DROP TABLE metrics;-- " \\ % _` };
+      const r = await ctx.t.post('/api/v1/metrics', { source: "o'brien", metrics: [{ name: 'u', value: 1, tags }] });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual(
+        (await ctx.t.sql.query(`SELECT tags FROM metrics WHERE source = $1`, ["o'brien"])).rows[0].tags,
+        tags,
+      );
+    });
 
-  it('refuses 100k tags fast', async () => {
-    const tags = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 'v']));
-    const t0 = Date.now();
-    const r = await post({ source: 's', metrics: [{ name: 'a', value: 1, tags }] });
-    assert.equal(r.status, 400);
-    assert.equal(r.json.error.details.field, 'metrics[0].tags');
-    assert.ok(Date.now() - t0 < 2_000);
-  });
+    it('takes gzip bodies', async () => {
+      const body = gzipSync(JSON.stringify({ source: 'gz', metrics: [{ name: 'g', value: 1 }] }));
+      const r = await ctx.t.request('POST', '/api/v1/metrics', body, {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(await count(`source = 'gz'`), 1);
+    });
 
-  it('refuses names, tags and timestamps past their limits', async () => {
-    const cases: Array<[unknown, string]> = [
-      [{ source: 's', metrics: [{ name: 'a'.repeat(10_000), value: 1 }] }, 'metrics[0].name'],
-      [{ source: 's', metrics: [{ name: 'a', value: 1, tags: { k: 'x'.repeat(1_000_000) } }] }, 'metrics[0].tags.k'],
-      [{ source: 's', metrics: [{ name: 'a', value: 1, timestamp: Date.now() + 10 * 365 * 86_400_000 }] }, 'metrics[0].timestamp'],
-      [{ source: 's', metrics: [{ name: 'a', value: 1, timestamp: '1970-01-01T00:00:00Z' }] }, 'metrics[0].timestamp'],
-      [{ source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x\u0000' } }] }, 'metrics[0].tags.a'],
-    ];
-    for (const [body, field] of cases) {
-      const r = await post(body);
-      assert.equal(r.status, 400, field);
-      assert.equal(r.json.error.details.field, field);
-    }
-    assert.equal(await stored(), 0);
-  });
+    it('converts ?precision=s', async () => {
+      const sec = Math.floor(T0 / 1000);
+      const r = await ctx.t.post('/api/v1/metrics?precision=s', {
+        source: 'prec',
+        metrics: [{ name: 'p', value: 1, timestamp: sec }],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(
+        (await ctx.t.sql.query(`SELECT time FROM metrics WHERE source = 'prec'`)).rows[0].time.getTime(),
+        sec * 1000,
+      );
+      const bad = await ctx.t.post('/api/v1/metrics?precision=minutes', { source: 'prec', metrics: [] });
+      assert.equal(bad.status, 400);
+      assert.equal(bad.json.error.details.parameter, 'precision');
+    });
 
-  it('answers 422 past MAX_SERIES and stores nothing of that request', async () => {
-    const metrics = Array.from({ length: 6 }, (_, i) => ({ name: `m${i}`, value: 1 }));
-    const r = await post({ source: 'card', metrics });
-    assert.equal(r.status, 422);
-    assert.equal(r.json.error.details.limit, 'MAX_SERIES');
-    assert.equal(await stored(), 0);
-  });
-}, { INGEST_MAX_BODY_BYTES: String(2 * 1024 * 1024), INGEST_MAX_POINTS_PER_REQUEST: '100', MAX_SERIES: '5' });
+    it('keeps first_seen/last_seen of each series, written after the fact', async () => {
+      const times = [T0 - 600_000, T0, T0 - 1_200_000];
+      for (const t of times)
+        assert.equal(
+          (await ctx.t.post('/api/v1/metrics', { source: 'seen', metrics: [{ name: 's', value: 1, timestamp: t }] }))
+            .status,
+          200,
+        );
+      await ctx.t.app.get(SeriesResolver).flushSeen();
+      const row = (await ctx.t.sql.query(`SELECT first_seen, last_seen FROM series WHERE source = 'seen'`)).rows[0];
+      assert.equal(row.first_seen.getTime(), T0 - 1_200_000);
+      assert.equal(row.last_seen.getTime(), T0);
+    });
 
-describeEachFlavour('ingest buffer limit', (ctx) => {
-  const request = (source: string, n: number) => ({ source, metrics: Array.from({ length: n }, (_, i) => ({ name: 'q', value: i, timestamp: Date.now() - 60_000 + i })) });
-  const stored = async (source: string) => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE source = $1`, [source])).rows[0].n);
+    it('stores backfilled days (partitions made on demand) within retention', async () => {
+      const days = [1, 3, 6].map((d) => Date.now() - d * 86_400_000);
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'backfill',
+        metrics: days.map((t) => ({ name: 'b', value: 1, timestamp: t })),
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal(await count(`source = 'backfill'`), 3);
+    });
+  },
+  { METRICS_RETENTION_DAYS: '7' },
+);
 
-  it('answers 413 naming INGEST_QUEUE_MAX_POINTS for a request that could never fit the buffer, instead of 503 for ever', async () => {
-    const r = await ctx.t.post('/api/v1/metrics', request('huge', 1_500));
-    assert.equal(r.status, 413, r.body);
-    assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
-    assert.equal(await stored('huge'), 0);
-  });
+describeEachFlavour(
+  'ingest limits and bad input',
+  (ctx) => {
+    const post = (body: unknown, headers?: Record<string, string>) => ctx.t.post('/api/v1/metrics', body, headers);
+    const stored = async () => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM points`)).rows[0].n);
 
-  it('answers 503 + Retry-After while the buffer is full, and stores exactly what it acknowledged', async () => {
-    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => ctx.t.post('/api/v1/metrics', request(`full${i}`, 600))));
-    const refused = replies.filter((r) => r.status === 503);
-    assert.ok(refused.length > 0, replies.map((r) => r.status).join());
-    for (const r of refused) {
+    it('answers malformed JSON with 400 in the envelope', async () => {
+      for (const raw of ['[{"name":"a"', '{"source": NaN}', '{"value": Infinity}', '']) {
+        const r = await ctx.t.request('POST', '/api/v1/metrics', raw, { 'content-type': 'application/json' });
+        assert.equal(r.status, 400, raw);
+        assert.equal(r.json.error.code, 'INVALID_REQUEST');
+      }
+    });
+
+    it('answers null, {} and "x" with 400', async () => {
+      for (const raw of ['null', '{}', '"x"', '[]']) {
+        const r = await ctx.t.request('POST', '/api/v1/metrics', raw, { 'content-type': 'application/json' });
+        assert.equal(r.status, 400, raw);
+      }
+    });
+
+    it('refuses __proto__ in the body', async () => {
+      const r = await ctx.t.request(
+        'POST',
+        '/api/v1/metrics',
+        '{"source":"s","metrics":[{"name":"a","value":1,"tags":{"__proto__":{"x":"1"}}}]}',
+        { 'content-type': 'application/json' },
+      );
+      assert.equal(r.status, 400);
+      assert.equal(({} as Record<string, unknown>).x, undefined);
+    });
+
+    it('answers a body over INGEST_MAX_BODY_BYTES with 413, also when gzipped', async () => {
+      const big = JSON.stringify({
+        source: 's',
+        metrics: [{ name: 'a', value: 1, tags: { pad: 'x'.repeat(100) } }],
+      }).padEnd(3_000_000, ' ');
+      let r = await ctx.t.request('POST', '/api/v1/metrics', big, { 'content-type': 'application/json' });
+      assert.equal(r.status, 413);
+      assert.equal(r.json.error.code, 'PAYLOAD_TOO_LARGE');
+      r = await ctx.t.request('POST', '/api/v1/metrics', gzipSync(big), {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+      });
+      assert.equal(r.status, 413);
+    });
+
+    it('answers 413 for a streamed body without Content-Length past the limit, and for a gzip bomb', async () => {
+      const chunk = Buffer.alloc(64 * 1024, ' ');
+      let sent = 0;
+      const payload = new Readable({
+        read() {
+          sent += chunk.length;
+          this.push(sent > 8 * 1024 * 1024 ? null : chunk); // 8 MiB of whitespace, no length announced
+        },
+      });
+      const res = await ctx.t.app
+        .getHttpAdapter()
+        .getInstance()
+        .inject({
+          method: 'POST',
+          url: '/api/v1/metrics',
+          headers: { ...ctx.t.authHeaders, 'content-type': 'application/json' },
+          payload,
+        });
+      assert.equal(res.statusCode, 413, res.body);
+      assert.equal(JSON.parse(res.body).error.code, 'PAYLOAD_TOO_LARGE');
+      // 64 KiB of gzip that inflates to 64 MiB: refused at the decoded limit.
+      const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024, ' '), { level: 9 });
+      const t0 = Date.now();
+      const r = await ctx.t.request('POST', '/api/v1/metrics', bomb, {
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+      });
+      assert.equal(r.status, 413);
+      assert.ok(Date.now() - t0 < 2_000, `took ${Date.now() - t0} ms`);
+      assert.equal(await stored(), 0);
+    });
+
+    it('answers too many points with 413', async () => {
+      const r = await post({ source: 's', metrics: Array.from({ length: 101 }, (_, i) => ({ name: 'a', value: i })) });
+      assert.equal(r.status, 413);
+    });
+
+    it('answers 415 for another media type or encoding', async () => {
+      let r = await ctx.t.request('POST', '/api/v1/metrics', 'cpu value=1', { 'content-type': 'text/plain' });
+      assert.equal(r.status, 415);
+      assert.equal(r.json.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+      r = await ctx.t.request('POST', '/api/v1/metrics', '{}', {
+        'content-type': 'application/json',
+        'content-encoding': 'br',
+      });
+      assert.equal(r.status, 415);
+    });
+
+    it('refuses deep nesting without crashing', async () => {
+      const deep = '['.repeat(10_000) + ']'.repeat(10_000);
+      const r = await ctx.t.request('POST', '/api/v1/metrics', `{"source":"s","metrics":${deep}}`, {
+        'content-type': 'application/json',
+      });
+      assert.equal(r.status, 400);
+    });
+
+    it('refuses 100k tags fast', async () => {
+      const tags = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 'v']));
+      const t0 = Date.now();
+      const r = await post({ source: 's', metrics: [{ name: 'a', value: 1, tags }] });
+      assert.equal(r.status, 400);
+      assert.equal(r.json.error.details.field, 'metrics[0].tags');
+      assert.ok(Date.now() - t0 < 2_000);
+    });
+
+    it('refuses names, tags and timestamps past their limits', async () => {
+      const cases: Array<[unknown, string]> = [
+        [{ source: 's', metrics: [{ name: 'a'.repeat(10_000), value: 1 }] }, 'metrics[0].name'],
+        [{ source: 's', metrics: [{ name: 'a', value: 1, tags: { k: 'x'.repeat(1_000_000) } }] }, 'metrics[0].tags.k'],
+        [
+          { source: 's', metrics: [{ name: 'a', value: 1, timestamp: Date.now() + 10 * 365 * 86_400_000 }] },
+          'metrics[0].timestamp',
+        ],
+        [
+          { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '1970-01-01T00:00:00Z' }] },
+          'metrics[0].timestamp',
+        ],
+        [{ source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x\u0000' } }] }, 'metrics[0].tags.a'],
+      ];
+      for (const [body, field] of cases) {
+        const r = await post(body);
+        assert.equal(r.status, 400, field);
+        assert.equal(r.json.error.details.field, field);
+      }
+      assert.equal(await stored(), 0);
+    });
+
+    it('answers 422 past MAX_SERIES and stores nothing of that request', async () => {
+      const metrics = Array.from({ length: 6 }, (_, i) => ({ name: `m${i}`, value: 1 }));
+      const r = await post({ source: 'card', metrics });
+      assert.equal(r.status, 422);
+      assert.equal(r.json.error.details.limit, 'MAX_SERIES');
+      assert.equal(await stored(), 0);
+    });
+  },
+  { INGEST_MAX_BODY_BYTES: String(2 * 1024 * 1024), INGEST_MAX_POINTS_PER_REQUEST: '100', MAX_SERIES: '5' },
+);
+
+describeEachFlavour(
+  'ingest buffer limit',
+  (ctx) => {
+    const request = (source: string, n: number) => ({
+      source,
+      metrics: Array.from({ length: n }, (_, i) => ({ name: 'q', value: i, timestamp: Date.now() - 60_000 + i })),
+    });
+    const stored = async (source: string) =>
+      Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE source = $1`, [source])).rows[0].n);
+
+    it('answers 413 naming INGEST_QUEUE_MAX_POINTS for a request that could never fit the buffer, instead of 503 for ever', async () => {
+      const r = await ctx.t.post('/api/v1/metrics', request('huge', 1_500));
+      assert.equal(r.status, 413, r.body);
       assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
-      assert.ok(Number(r.headers['retry-after']) > 0);
-    }
-    for (const [i, r] of replies.entries()) {
-      assert.ok(r.status === 200 || r.status === 503, r.body);
-      assert.equal(await stored(`full${i}`), r.status === 200 ? 600 : 0);
-    }
-  });
-}, { INGEST_QUEUE_MAX_POINTS: '1000', INGEST_MAX_POINTS_PER_REQUEST: '5000' });
+      assert.equal(await stored('huge'), 0);
+    });
+
+    it('answers 503 + Retry-After while the buffer is full, and stores exactly what it acknowledged', async () => {
+      const replies = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => ctx.t.post('/api/v1/metrics', request(`full${i}`, 600))),
+      );
+      const refused = replies.filter((r) => r.status === 503);
+      assert.ok(refused.length > 0, replies.map((r) => r.status).join());
+      for (const r of refused) {
+        assert.equal(r.json.error.details.limit, 'INGEST_QUEUE_MAX_POINTS');
+        assert.ok(Number(r.headers['retry-after']) > 0);
+      }
+      for (const [i, r] of replies.entries()) {
+        assert.ok(r.status === 200 || r.status === 503, r.body);
+        assert.equal(await stored(`full${i}`), r.status === 200 ? 600 : 0);
+      }
+    });
+  },
+  { INGEST_QUEUE_MAX_POINTS: '1000', INGEST_MAX_POINTS_PER_REQUEST: '5000' },
+);
 
 describeEachFlavour(
   'ingest into a partition dropped behind the writer',
   (ctx) => {
     it('remakes the partition and still keeps the last of two points with the same series and time', async () => {
       const T = Math.floor((Date.now() - 2 * 86_400_000) / 86_400_000) * 86_400_000 + 3_600_000;
-      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 0, timestamp: T }] })).status, 200);
+      assert.equal(
+        (await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 0, timestamp: T }] }))
+          .status,
+        200,
+      );
       // The writer believes the day's partition exists; drop it (as retention on another instance would).
       const day = new Date(T).toISOString().slice(0, 10).replace(/-/g, '');
       await ctx.t.sql.query(`DROP TABLE points_p${day}`);
-      const r = await ctx.t.post('/api/v1/metrics', { source: 'gone', metrics: [{ name: 'g', value: 1, timestamp: T }, { name: 'g', value: 2, timestamp: T }] });
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'gone',
+        metrics: [
+          { name: 'g', value: 1, timestamp: T },
+          { name: 'g', value: 2, timestamp: T },
+        ],
+      });
       assert.equal(r.status, 200, r.body);
-      assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'gone'`)).rows.map((x) => x.value), [2]);
+      assert.deepEqual(
+        (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'gone'`)).rows.map((x) => x.value),
+        [2],
+      );
     });
   },
   { METRICS_RETENTION_DAYS: '7' },

@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +54,11 @@ function baseEnv(env: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Runs a script of dist/ to its end. */
-function runScript(script: string, env: Record<string, string>, timeoutMs = 60_000): Promise<{ code: number | null; output: string }> {
+function runScript(
+  script: string,
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script], { env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
@@ -64,7 +78,10 @@ function runScript(script: string, env: Record<string, string>, timeoutMs = 60_0
 /** Starts the service and resolves once it logs that it is listening. */
 async function startService(env: Record<string, string>): Promise<Service> {
   const port = await freePort();
-  const child = spawn(process.execPath, [MAIN], { env: baseEnv({ PORT: String(port), ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN], {
+    env: baseEnv({ PORT: String(port), ...env }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
@@ -90,7 +107,13 @@ async function exitOf(s: Service, timeoutMs = 30_000): Promise<number | null> {
   let timer: NodeJS.Timeout | undefined;
   const code = await Promise.race([
     s.exited,
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`the service did not exit within ${timeoutMs} ms:\n${s.output()}`)), timeoutMs))),
+    new Promise<never>(
+      (_, reject) =>
+        (timer = setTimeout(
+          () => reject(new Error(`the service did not exit within ${timeoutMs} ms:\n${s.output()}`)),
+          timeoutMs,
+        )),
+    ),
   ]);
   clearTimeout(timer);
   return code;
@@ -100,12 +123,22 @@ async function exitOf(s: Service, timeoutMs = 30_000): Promise<number | null> {
 function post(port: number, path: string, body: Buffer, opts: { splitAt?: number } = {}) {
   let sendRest = () => {};
   const reply = new Promise<{ status: number; body: string } | { error: string }>((resolve) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-      res.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
+      },
+    );
     req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code ?? err.message }));
     if (opts.splitAt === undefined) req.end(body);
     else {
@@ -133,7 +166,17 @@ async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: numbe
 const POINTS = 5_000;
 function batch(source: string): Buffer {
   const t0 = Date.now() - 120_000;
-  return Buffer.from(JSON.stringify({ source, metrics: Array.from({ length: POINTS }, (_, i) => ({ name: 'drain_m', value: i, timestamp: t0 + i, tags: { s: String(i % 20) } })) }));
+  return Buffer.from(
+    JSON.stringify({
+      source,
+      metrics: Array.from({ length: POINTS }, (_, i) => ({
+        name: 'drain_m',
+        value: i,
+        timestamp: t0 + i,
+        tags: { s: String(i % 20) },
+      })),
+    }),
+  );
 }
 
 describe('closeGracefully', () => {
@@ -143,7 +186,12 @@ describe('closeGracefully', () => {
       const fastify = t.app.getHttpAdapter().getInstance();
       const body = batch('inproc');
       const stream = new PassThrough();
-      const first = fastify.inject({ method: 'POST', url: '/api/v1/metrics', headers: { ...t.authHeaders, 'content-type': 'application/json' }, payload: stream });
+      const first = fastify.inject({
+        method: 'POST',
+        url: '/api/v1/metrics',
+        headers: { ...t.authHeaders, 'content-type': 'application/json' },
+        payload: stream,
+      });
       stream.write(body.subarray(0, body.length >> 1));
       await sleep(100);
       const closing = closeGracefully(t.app, { drainMs: 10_000 });
@@ -159,7 +207,10 @@ describe('closeGracefully', () => {
       await closing;
       const c = await sqlClient(t.database.url);
       try {
-        assert.equal((await c.query(`SELECT count(*)::int AS n FROM metrics WHERE source = 'inproc'`)).rows[0].n, POINTS);
+        assert.equal(
+          (await c.query(`SELECT count(*)::int AS n FROM metrics WHERE source = 'inproc'`)).rows[0].n,
+          POINTS,
+        );
       } finally {
         await c.end();
       }
@@ -192,7 +243,12 @@ describe('graceful stop with DATABASE_URL', () => {
         return post(service.port, '/api/v1/metrics', body, { splitAt: body.length >> 1 });
       });
       await waitFor(
-        async () => (await lock.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)).rows[0].n > 0,
+        async () =>
+          (
+            await lock.query(
+              `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`,
+            )
+          ).rows[0].n > 0,
         15_000,
         'the writer to wait on the lock',
       );
@@ -202,8 +258,14 @@ describe('graceful stop with DATABASE_URL', () => {
       await sleep(300);
       assert.equal(service.child.exitCode, null, 'the service waits for its requests');
       // A new connection is refused at once (not left hanging).
-      const late = await Promise.race([post(service.port, '/api/v1/metrics', batch('late')).reply, sleep(5_000).then(() => ({ error: 'hang' }))]);
-      assert.ok('error' in late ? late.error === 'ECONNREFUSED' || late.error === 'ECONNRESET' : late.status === 503, `late request: ${JSON.stringify(late)}`);
+      const late = await Promise.race([
+        post(service.port, '/api/v1/metrics', batch('late')).reply,
+        sleep(5_000).then(() => ({ error: 'hang' })),
+      ]);
+      assert.ok(
+        'error' in late ? late.error === 'ECONNREFUSED' || late.error === 'ECONNRESET' : late.status === 503,
+        `late request: ${JSON.stringify(late)}`,
+      );
 
       for (const h of halves) h.sendRest();
       await sleep(300);
@@ -218,7 +280,9 @@ describe('graceful stop with DATABASE_URL', () => {
       assert.equal(await exitOf(service), 0, service.output());
       assert.match(service.output(), /SIGTERM: shutting down/);
 
-      const counts = await lock.query(`SELECT source, count(*)::int AS n FROM metrics WHERE source LIKE 'drain%' OR source = 'late' GROUP BY source ORDER BY source`);
+      const counts = await lock.query(
+        `SELECT source, count(*)::int AS n FROM metrics WHERE source LIKE 'drain%' OR source = 'late' GROUP BY source ORDER BY source`,
+      );
       assert.deepEqual(
         counts.rows.map((row) => [row.source, row.n]),
         Array.from({ length: 6 }, (_, r) => [`drain${r}`, POINTS]),
@@ -289,7 +353,10 @@ describe('the embedded PostgreSQL', () => {
 
   it('refuses a second service on the same DATA_DIR, and lets a command-line tool join the running server as a guest', async () => {
     const pid = postmasterPid();
-    const [second, migrate] = await Promise.all([runScript(MAIN, { ...env(), PORT: String(await freePort()) }), runScript(MIGRATE, env())]);
+    const [second, migrate] = await Promise.all([
+      runScript(MAIN, { ...env(), PORT: String(await freePort()) }),
+      runScript(MIGRATE, env()),
+    ]);
     assert.equal(second.code, 1, second.output);
     assert.match(second.output, /is in use by another Timescope process \(pid \d+/);
     assert.equal(migrate.code, 0, migrate.output);
@@ -302,7 +369,11 @@ describe('the embedded PostgreSQL', () => {
     const orphan = postmasterPid();
     service!.child.kill('SIGKILL');
     await exitOf(service!);
-    assert.deepEqual(postgresOnCluster().includes(String(orphan)), true, 'postgres outlives a kill -9 of the service (its own session)');
+    assert.deepEqual(
+      postgresOnCluster().includes(String(orphan)),
+      true,
+      'postgres outlives a kill -9 of the service (its own session)',
+    );
     service = await startService(env());
     assert.equal(await ready(service.port), 200);
     assert.match(service.output(), /still running .* without its owner/);
@@ -322,10 +393,22 @@ describe('the embedded PostgreSQL', () => {
   it('starts over a stale postmaster.pid whose pid another process has now and a stale owner lock, and replaces the constant password of an older cluster', async () => {
     unlinkSync(join(dataDir, 'postgres.password')); // an older Timescope had none
     sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
-    writeFileSync(join(cluster, 'postmaster.pid'), `${sleeper.pid}\n${cluster}\n${Math.floor(Date.now() / 1000)}\n${pgPort}\n\n127.0.0.1\n  1234567  0\nready   \n`);
+    writeFileSync(
+      join(cluster, 'postmaster.pid'),
+      `${sleeper.pid}\n${cluster}\n${Math.floor(Date.now() / 1000)}\n${pgPort}\n\n127.0.0.1\n  1234567  0\nready   \n`,
+    );
     const gone = spawn('true');
     await new Promise((r) => gone.on('exit', r));
-    writeFileSync(join(dataDir, 'timescope.lock'), JSON.stringify({ pid: gone.pid, started: null, port: pgPort, command: 'node main.js', since: new Date().toISOString() }));
+    writeFileSync(
+      join(dataDir, 'timescope.lock'),
+      JSON.stringify({
+        pid: gone.pid,
+        started: null,
+        port: pgPort,
+        command: 'node main.js',
+        since: new Date().toISOString(),
+      }),
+    );
 
     service = await startService(env());
     assert.equal(await ready(service.port), 200);

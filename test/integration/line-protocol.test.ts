@@ -5,7 +5,6 @@ import { after, before, it } from 'node:test';
 import { HttpError, InfluxDB, Point, setLogger, WritePrecisionType } from '@influxdata/influxdb-client';
 import { describeEachFlavour } from '../support/suite.js';
 
-
 const SECOND = 1000;
 /** Whole seconds, ten minutes ago: inside the retention, and aligned to 1 s query buckets. */
 const base = () => Math.floor((Date.now() - 600 * SECOND) / SECOND) * SECOND;
@@ -28,7 +27,11 @@ describeEachFlavour(
 
     /** The official client, as an application configures it; no retries, so that errors surface at flush. */
     const writer = (token: string, bucket: string, precision: WritePrecisionType = 'ns') =>
-      new InfluxDB({ url, token }).getWriteApi('my-org', bucket, precision, { maxRetries: 0, flushInterval: 0, batchSize: 100_000 });
+      new InfluxDB({ url, token }).getWriteApi('my-org', bucket, precision, {
+        maxRetries: 0,
+        flushInterval: 0,
+        batchSize: 100_000,
+      });
 
     const flushError = async (flush: Promise<void>): Promise<HttpError> => {
       try {
@@ -41,11 +44,16 @@ describeEachFlavour(
     };
 
     const post = (path: string, body: string | Buffer, headers: Record<string, string> = {}) =>
-      fetch(`${url}${path}`, { method: 'POST', body, headers: { 'content-type': 'text/plain; charset=utf-8', ...ctx.t.authHeaders, ...headers } });
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      fetch(`${url}${path}`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'text/plain; charset=utf-8', ...ctx.t.authHeaders, ...headers },
+      });
+
     const json = async (r: Response): Promise<any> => r.json();
 
-    const count = async (source: string) => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE source = $1`, [source])).rows[0].n);
+    const count = async (source: string) =>
+      Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM metrics WHERE source = $1`, [source])).rows[0].n);
     const seriesCount = async () => Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series`)).rows[0].n);
     /** Points as stored, with their time in exact microseconds. */
     const stored = async (source: string) =>
@@ -75,31 +83,61 @@ describeEachFlavour(
               .timestamp(new Date(T0 + i * SECOND)),
           );
         }
-        points.push(new Point('load').tag('host', 'a').floatField('value', i / 10).timestamp(new Date(T0 + i * SECOND)));
+        points.push(
+          new Point('load')
+            .tag('host', 'a')
+            .floatField('value', i / 10)
+            .timestamp(new Date(T0 + i * SECOND)),
+        );
       }
       write.writePoints(points); // about 4 KB: the client gzips it (gzipThreshold 1000)
       await write.close();
       assert.equal(await count('telegraf'), 20 * (2 * 4 + 1));
 
       // Through the query API, per second: values and times exactly as written.
-      const q = await ctx.t.get(`/api/v1/metrics/query?metric=cpu_usage_user&source=telegraf&tags=host:b&from=${T0}&to=${T0 + 20 * SECOND}&granularity=1s&aggregation=last`);
+      const q = await ctx.t.get(
+        `/api/v1/metrics/query?metric=cpu_usage_user&source=telegraf&tags=host:b&from=${T0}&to=${T0 + 20 * SECOND}&granularity=1s&aggregation=last`,
+      );
       assert.equal(q.status, 200, q.body);
       assert.deepEqual(
         q.json.data_points.map((p: { timestamp: string; value: number }) => [p.timestamp, p.value]),
         Array.from({ length: 20 }, (_, i) => [new Date(T0 + i * SECOND).toISOString(), i + 0.5]),
       );
-      const sys = await ctx.t.get(`/api/v1/metrics/query?metric=cpu_usage_system&source=telegraf&tags=host:a&tags=cpu:cpu-total&from=${T0}&to=${T0 + 20 * SECOND}&granularity=1s&aggregation=last`);
-      assert.deepEqual(sys.json.data_points.map((p: { value: number }) => p.value), Array.from({ length: 20 }, (_, i) => i * 2));
-      const online = await ctx.t.get(`/api/v1/metrics/query?metric=cpu_online&tags=host:a&from=${T0}&to=${T0 + 4 * SECOND}&granularity=1s&aggregation=last`);
-      assert.deepEqual(online.json.data_points.map((p: { value: number }) => p.value), [1, 0, 1, 0]);
-      const load = await ctx.t.get(`/api/v1/metrics/query?metric=load&source=telegraf&from=${T0}&to=${T0 + 3 * SECOND}&granularity=1s&aggregation=last`);
-      assert.deepEqual(load.json.data_points.map((p: { value: number }) => p.value), [0, 0.1, 0.2]);
+      const sys = await ctx.t.get(
+        `/api/v1/metrics/query?metric=cpu_usage_system&source=telegraf&tags=host:a&tags=cpu:cpu-total&from=${T0}&to=${T0 + 20 * SECOND}&granularity=1s&aggregation=last`,
+      );
+      assert.deepEqual(
+        sys.json.data_points.map((p: { value: number }) => p.value),
+        Array.from({ length: 20 }, (_, i) => i * 2),
+      );
+      const online = await ctx.t.get(
+        `/api/v1/metrics/query?metric=cpu_online&tags=host:a&from=${T0}&to=${T0 + 4 * SECOND}&granularity=1s&aggregation=last`,
+      );
+      assert.deepEqual(
+        online.json.data_points.map((p: { value: number }) => p.value),
+        [1, 0, 1, 0],
+      );
+      const load = await ctx.t.get(
+        `/api/v1/metrics/query?metric=load&source=telegraf&from=${T0}&to=${T0 + 3 * SECOND}&granularity=1s&aggregation=last`,
+      );
+      assert.deepEqual(
+        load.json.data_points.map((p: { value: number }) => p.value),
+        [0, 0.1, 0.2],
+      );
       const names = (await ctx.t.get('/api/v1/metrics/names')).json;
       const listed = JSON.stringify(names);
-      for (const m of ['cpu_usage_user', 'cpu_usage_system', 'cpu_ctx_switches', 'cpu_online', 'load']) assert.ok(listed.includes(`"${m}"`), m);
+      for (const m of ['cpu_usage_user', 'cpu_usage_system', 'cpu_ctx_switches', 'cpu_online', 'load'])
+        assert.ok(listed.includes(`"${m}"`), m);
       assert.ok(!listed.includes('cpu_state'), 'string fields are not stored');
-      const tags = (await ctx.t.sql.query(`SELECT DISTINCT tags::text AS t FROM metrics WHERE metric = 'cpu_ctx_switches' ORDER BY 1`)).rows.map((r) => JSON.parse(r.t));
-      assert.deepEqual(tags, [{ cpu: 'cpu-total', host: 'a' }, { cpu: 'cpu-total', host: 'b' }]);
+      const tags = (
+        await ctx.t.sql.query(
+          `SELECT DISTINCT tags::text AS t FROM metrics WHERE metric = 'cpu_ctx_switches' ORDER BY 1`,
+        )
+      ).rows.map((r) => JSON.parse(r.t));
+      assert.deepEqual(tags, [
+        { cpu: 'cpu-total', host: 'a' },
+        { cpu: 'cpu-total', host: 'b' },
+      ]);
     });
 
     it('keeps microseconds of ns, us and ms timestamps, and reads the v2 precisions', async () => {
@@ -134,7 +172,11 @@ describeEachFlavour(
       const T0 = base();
       const before = await seriesCount();
       const write = writer(key, 'atomic', 'ms');
-      write.writeRecords([`good,host=a value=1 ${T0}`, `bad,host=a value=twelve ${T0}`, `new_series,host=z value=3 ${T0}`]);
+      write.writeRecords([
+        `good,host=a value=1 ${T0}`,
+        `bad,host=a value=twelve ${T0}`,
+        `new_series,host=z value=3 ${T0}`,
+      ]);
       const err = await flushError(write.flush());
       await write.close().catch(() => undefined);
       assert.equal(err.statusCode, 400);
@@ -149,7 +191,11 @@ describeEachFlavour(
 
     it('takes gzip bodies, counts retried requests once (last write wins), and tells what was written in headers', async () => {
       const T0 = base();
-      const lines = (v: number) => Array.from({ length: 50 }, (_, i) => `disk,host=a,path=/ used=${v + i}i,free=${v * 2}i,label="x" ${(T0 + i * SECOND) * 1e6}`).join('\n');
+      const lines = (v: number) =>
+        Array.from(
+          { length: 50 },
+          (_, i) => `disk,host=a,path=/ used=${v + i}i,free=${v * 2}i,label="x" ${(T0 + i * SECOND) * 1e6}`,
+        ).join('\n');
       let r = await post('/api/v2/write?bucket=retry&org=o', gzipSync(lines(1)), { 'content-encoding': 'gzip' });
       assert.equal(r.status, 204, await r.text());
       assert.equal(r.headers.get('x-timescope-points-written'), '100');
@@ -160,8 +206,15 @@ describeEachFlavour(
       r = await post('/api/v2/write?bucket=retry', lines(10));
       assert.equal(r.status, 204);
       assert.equal(await count('retry'), 100);
-      const used = (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'retry' AND metric = 'disk_used' ORDER BY time LIMIT 2`)).rows;
-      assert.deepEqual(used.map((x) => x.value), [10, 11]);
+      const used = (
+        await ctx.t.sql.query(
+          `SELECT value FROM metrics WHERE source = 'retry' AND metric = 'disk_used' ORDER BY time LIMIT 2`,
+        )
+      ).rows;
+      assert.deepEqual(
+        used.map((x) => x.value),
+        [10, 11],
+      );
     });
 
     it('serves InfluxDB 1.x /write: db is the source, its precisions, the key as Basic password; ?u=&p= are not read', async () => {
@@ -177,10 +230,18 @@ describeEachFlavour(
         ['h', String(Math.floor(T0 / 3_600_000))],
       ];
       for (const [precision, ts] of cases) {
-        const r = await post(`/write?db=telegraf_v1&rp=autogen&precision=${precision}`, `v1_${precision},host=a value=1 ${ts}\n`, basic);
+        const r = await post(
+          `/write?db=telegraf_v1&rp=autogen&precision=${precision}`,
+          `v1_${precision},host=a value=1 ${ts}\n`,
+          basic,
+        );
         assert.equal(r.status, 204, `${precision}: ${await r.text()}`);
       }
-      const times = (await ctx.t.sql.query(`SELECT metric, (extract(epoch FROM time) * 1000)::float8 AS ms FROM metrics WHERE source = 'telegraf_v1' ORDER BY metric`)).rows;
+      const times = (
+        await ctx.t.sql.query(
+          `SELECT metric, (extract(epoch FROM time) * 1000)::float8 AS ms FROM metrics WHERE source = 'telegraf_v1' ORDER BY metric`,
+        )
+      ).rows;
       assert.deepEqual(
         times.map((x) => [x.metric, x.ms]),
         [
@@ -193,7 +254,11 @@ describeEachFlavour(
         ],
       );
       // The v1 query-string credentials: refused, with the way that works.
-      const viaQuery = await fetch(`${url}/write?db=telegraf_v1&u=telegraf&p=${key}`, { method: 'POST', body: `q value=1`, headers: { 'content-type': 'text/plain' } });
+      const viaQuery = await fetch(`${url}/write?db=telegraf_v1&u=telegraf&p=${key}`, {
+        method: 'POST',
+        body: `q value=1`,
+        headers: { 'content-type': 'text/plain' },
+      });
       assert.equal(viaQuery.status, 401);
       const body = await json(viaQuery);
       assert.equal(body.code, 'unauthorized');
@@ -222,7 +287,11 @@ describeEachFlavour(
       assert.equal(err.statusCode, 403);
       assert.equal(err.json.code, 'forbidden');
       assert.match(err.message, /lacks the ingest scope/);
-      const anonymous = await fetch(`${url}/api/v2/write?bucket=x`, { method: 'POST', body: 'm value=1', headers: { 'content-type': 'text/plain' } });
+      const anonymous = await fetch(`${url}/api/v2/write?bucket=x`, {
+        method: 'POST',
+        body: 'm value=1',
+        headers: { 'content-type': 'text/plain' },
+      });
       assert.equal(anonymous.status, 401);
       assert.equal((await json(anonymous)).code, 'unauthorized');
       assert.equal(await count('forbidden'), 0);
@@ -244,12 +313,24 @@ describeEachFlavour(
 
     it('takes text/plain, octet-stream, form-encoded (curl --data-binary) and no Content-Type; JSON there, and text on JSON routes, get 415', async () => {
       const T0 = base();
-      for (const [i, type] of ['text/plain', 'application/octet-stream', 'application/x-www-form-urlencoded', ''].entries()) {
-        const r = await ctx.t.request('POST', '/api/v2/write?bucket=types', `m,type=${i} value=${i} ${T0 * 1e6}`, type ? { 'content-type': type } : {});
+      for (const [i, type] of [
+        'text/plain',
+        'application/octet-stream',
+        'application/x-www-form-urlencoded',
+        '',
+      ].entries()) {
+        const r = await ctx.t.request(
+          'POST',
+          '/api/v2/write?bucket=types',
+          `m,type=${i} value=${i} ${T0 * 1e6}`,
+          type ? { 'content-type': type } : {},
+        );
         assert.equal(r.status, 204, `${type}: ${r.body}`);
       }
       assert.equal(await count('types'), 4);
-      const asJson = await ctx.t.request('POST', '/api/v2/write?bucket=types', '{"m":1}', { 'content-type': 'application/json' });
+      const asJson = await ctx.t.request('POST', '/api/v2/write?bucket=types', '{"m":1}', {
+        'content-type': 'application/json',
+      });
       assert.equal(asJson.status, 415);
       assert.equal(asJson.json.code, 'unsupported media type');
       assert.match(asJson.json.error.message, /text\/plain or .* or none \(got application\/json\)/);
@@ -268,9 +349,14 @@ describeEachFlavour(
       assert.match(body.message, /INGEST_MAX_POINTS_PER_REQUEST/);
       r = await post('/api/v2/write?bucket=limits', `m value=1 ${T0 * 1e6}\n# ${'x'.repeat(300_000)}`);
       assert.equal(r.status, 413);
-      r = await post('/api/v2/write?bucket=limits', gzipSync(Buffer.alloc(5_000_000, 0x23)), { 'content-encoding': 'gzip' });
+      r = await post('/api/v2/write?bucket=limits', gzipSync(Buffer.alloc(5_000_000, 0x23)), {
+        'content-encoding': 'gzip',
+      });
       assert.equal(r.status, 413);
-      r = await post('/api/v2/write?bucket=limits&precision=s', `m value=1 ${T0 / SECOND}\nm value=2 ${T0 / SECOND + 86_400}\n`);
+      r = await post(
+        '/api/v2/write?bucket=limits&precision=s',
+        `m value=1 ${T0 / SECOND}\nm value=2 ${T0 / SECOND + 86_400}\n`,
+      );
       assert.equal(r.status, 400);
       body = await json(r);
       assert.match(body.message, /^line 2: timestamp \d+ is more than 600 s in the future/);

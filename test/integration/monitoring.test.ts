@@ -71,7 +71,8 @@ describeEachFlavour('monitoring API', (ctx) => {
     assert.equal(storage.status, 'healthy');
     assert.ok(storage.used_gb > 0 && storage.used_bytes > 1_000_000, JSON.stringify(storage));
     assert.ok(storage.latency_ms >= 0);
-    if (ctx.flavour === 'postgresql') assert.ok(storage.available_gb > 0, 'the test server runs on this machine: its filesystem is measured');
+    if (ctx.flavour === 'postgresql')
+      assert.ok(storage.available_gb > 0, 'the test server runs on this machine: its filesystem is measured');
     else assert.equal(storage.available_gb, null, 'PGlite keeps its files in memory');
     assert.equal(llm, null);
     assert.equal(metrics_processor.status, 'healthy');
@@ -79,7 +80,14 @@ describeEachFlavour('monitoring API', (ctx) => {
     assert.equal(streams.state, 'running');
     assert.ok(Date.parse(h.timestamp) > Date.now() - 60_000);
     const ingestOnly = await ctx.t.key(['ingest']);
-    assert.equal((await ctx.t.request('GET', '/api/v1/monitoring/health/detailed', undefined, { authorization: `Bearer ${ingestOnly}` })).status, 403);
+    assert.equal(
+      (
+        await ctx.t.request('GET', '/api/v1/monitoring/health/detailed', undefined, {
+          authorization: `Bearer ${ingestOnly}`,
+        })
+      ).status,
+      403,
+    );
   });
 
   it('GET /api/v1/monitoring/metrics/application counts every request, errors and live-stream sessions', async () => {
@@ -87,7 +95,11 @@ describeEachFlavour('monitoring API', (ctx) => {
     for (let i = 0; i < 5; i++) await get('/health');
     await get('/api/v1/nothing-here', 404);
     const after = (await get('/api/v1/monitoring/metrics/application')).application;
-    assert.equal(after.requests.total - before.requests.total, 5 + 1 + 1, 'five health checks, a 404 and the first application request');
+    assert.equal(
+      after.requests.total - before.requests.total,
+      5 + 1 + 1,
+      'five health checks, a 404 and the first application request',
+    );
     assert.equal(after.errors.client_errors - before.errors.client_errors, 1);
     assert.equal(after.errors.total, 0, 'no server error');
     assert.equal(after.errors.last_error, null);
@@ -101,12 +113,20 @@ describeEachFlavour('monitoring API', (ctx) => {
     const port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
     const sse = await sseClient(`http://127.0.0.1:${port}/api/v1/metrics/stream?metric=anything`, ctx.t.authHeaders);
     assert.equal(sse.status, 200);
-    await waitFor(async () => (await get('/api/v1/monitoring/metrics/application')).application.sessions.active === 1, 5_000, 'an open session');
+    await waitFor(
+      async () => (await get('/api/v1/monitoring/metrics/application')).application.sessions.active === 1,
+      5_000,
+      'an open session',
+    );
     sse.close();
-    const closed = await waitFor(async () => {
-      const a = (await get('/api/v1/monitoring/metrics/application')).application;
-      return a.sessions.active === 0 ? a : undefined;
-    }, 5_000, 'the session to end');
+    const closed = await waitFor(
+      async () => {
+        const a = (await get('/api/v1/monitoring/metrics/application')).application;
+        return a.sessions.active === 0 ? a : undefined;
+      },
+      5_000,
+      'the session to end',
+    );
     assert.equal(closed.sessions.total_today - before.sessions.total_today, 1);
     assert.ok(closed.sessions.average_duration_minutes >= 0 && closed.sessions.average_duration_minutes < 1);
   });
@@ -119,7 +139,9 @@ describeEachFlavour('monitoring API', (ctx) => {
     assert.equal(day.resolution, 'hour');
     assert.ok(day.source.instances.includes('other-host:8080'));
     assert.ok(day.source.instances.includes(ctx.t.app.get(SelfMetrics).instance));
-    const bucket = day.series.find((b: { timestamp: string }) => b.timestamp === new Date(floorTo(at, HOUR)).toISOString());
+    const bucket = day.series.find(
+      (b: { timestamp: string }) => b.timestamp === new Date(floorTo(at, HOUR)).toISOString(),
+    );
     assert.ok(bucket, JSON.stringify(day.series));
     assert.equal(bucket.requests, 100);
     // p50: the 50th request is the last of (5 ms, 10 ms], which starts at the fastest (6 ms); p95 and p99 in (500 ms, 1 s] capped at the slowest (900 ms).
@@ -141,14 +163,23 @@ describeEachFlavour('monitoring API', (ctx) => {
     assert.ok(!hour.series.some((b: { timestamp: string }) => Date.parse(b.timestamp) <= at));
     assert.ok(hour.performance.response_times === null || hour.performance.response_times.max < 900);
     const byMinute = await get('/api/v1/monitoring/metrics/performance?period=24h&resolution=minute');
-    assert.equal(byMinute.series.find((b: { timestamp: string }) => b.timestamp === new Date(at).toISOString())?.requests, 100);
+    assert.equal(
+      byMinute.series.find((b: { timestamp: string }) => b.timestamp === new Date(at).toISOString())?.requests,
+      100,
+    );
     assert.equal((await get('/api/v1/monitoring/metrics/performance?period=30d')).resolution, 'day');
 
     const bad = await ctx.t.get('/api/v1/monitoring/metrics/performance?period=30d&resolution=minute');
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.details.parameter, 'resolution');
-    assert.equal((await ctx.t.get('/api/v1/monitoring/metrics/performance?period=yesterday')).json.error.details.parameter, 'period');
-    assert.equal((await ctx.t.get('/api/v1/monitoring/metrics/performance?resolution=second')).json.error.details.parameter, 'resolution');
+    assert.equal(
+      (await ctx.t.get('/api/v1/monitoring/metrics/performance?period=yesterday')).json.error.details.parameter,
+      'period',
+    );
+    assert.equal(
+      (await ctx.t.get('/api/v1/monitoring/metrics/performance?resolution=second')).json.error.details.parameter,
+      'resolution',
+    );
   });
 
   it('stores its own figures with the self-metrics-persist job, and counts each request once across the store', async () => {
@@ -161,7 +192,10 @@ describeEachFlavour('monitoring API', (ctx) => {
       `SELECT metric, tags ->> 'status_class' AS class FROM series WHERE source = $1 AND tags ->> 'instance' = $2 AND metric = 'timescope_http_requests'`,
       [SELF_SOURCE, self.instance],
     );
-    assert.ok(stored.rows.some((r) => r.class === '2xx'), JSON.stringify(stored.rows));
+    assert.ok(
+      stored.rows.some((r) => r.class === '2xx'),
+      JSON.stringify(stored.rows),
+    );
     const second = await get('/api/v1/monitoring/metrics/performance?period=1h');
     assert.equal(second.requests, first.requests + 2, 'the first performance request and the job run, nothing twice');
     assert.ok(second.source.unsaved_seconds < 30);
@@ -171,7 +205,15 @@ describeEachFlavour('monitoring API', (ctx) => {
   it('GET /api/v1/monitoring/errors/summary counts 4xx/5xx by route and code, failed jobs and webhooks, over a period', async () => {
     const jobs = ctx.t.app.get(JobsService);
     if (!jobs.names().includes('always-fails')) {
-      jobs.register({ name: 'always-fails', description: 'test', every: () => 3_600_000, perInstance: true, run: async () => { throw new Error('boom'); } });
+      jobs.register({
+        name: 'always-fails',
+        description: 'test',
+        every: () => 3_600_000,
+        perInstance: true,
+        run: async () => {
+          throw new Error('boom');
+        },
+      });
     }
     const webhooks = ctx.t.app.get(WebhookService);
     webhooks.useResolver((async () => [{ address: '93.184.216.34', family: 4 }]) as Resolver);
@@ -182,14 +224,20 @@ describeEachFlavour('monitoring API', (ctx) => {
     await get('/api/v1/no-route-here', 404);
     assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: '' })).status, 401);
     assert.equal((await ctx.t.post('/api/v1/system/jobs/always-fails/run')).json.outcome, 'failed');
-    const d = await webhooks.enqueue({ subject: 'test:9', event: 'test', url: 'https://hooks.example.com/gone', payload: {} });
+    const d = await webhooks.enqueue({
+      subject: 'test:9',
+      event: 'test',
+      url: 'https://hooks.example.com/gone',
+      payload: {},
+    });
     await waitFor(async () => (await webhooks.get(d.id)).status === 'failed', 5_000, 'the delivery to fail');
 
     const check = async () => {
       const s = (await get('/api/v1/monitoring/errors/summary?period=24h')).summary;
       const route = (method: string, r: string, status: number) =>
         (s.errors_by_route.find((e: any) => e.method === method && e.route === r && e.status === status)?.count ?? 0) -
-        (before.errors_by_route.find((e: any) => e.method === method && e.route === r && e.status === status)?.count ?? 0);
+        (before.errors_by_route.find((e: any) => e.method === method && e.route === r && e.status === status)?.count ??
+          0);
       assert.equal(route('GET', '/api/v1/metrics/query', 400), 2);
       assert.equal(route('GET', 'unmatched', 404), 1);
       assert.equal(route('GET', '/api/v1/metrics/names', 401), 1);
@@ -230,8 +278,16 @@ describeEachFlavour('monitoring API', (ctx) => {
       for (const target of p.targets) assert.match(target.expr, /\{job=~"\$job"\}/, target.expr);
     }
     // Every Timescope metric the dashboard reads is one the service exposes.
-    const exposed = new Set([...parseExposition((await ctx.t.get('/prometheus-metrics')).body).values()].flatMap((f) => [f.name, `${f.name}_bucket`, `${f.name}_sum`, `${f.name}_count`]));
-    for (const expr of dashboardExpressions()) for (const [name] of expr.matchAll(/\btimescope_[a-z_]+/g)) assert.ok(exposed.has(name), `${name} in ${expr}`);
+    const exposed = new Set(
+      [...parseExposition((await ctx.t.get('/prometheus-metrics')).body).values()].flatMap((f) => [
+        f.name,
+        `${f.name}_bucket`,
+        `${f.name}_sum`,
+        `${f.name}_count`,
+      ]),
+    );
+    for (const expr of dashboardExpressions())
+      for (const [name] of expr.matchAll(/\btimescope_[a-z_]+/g)) assert.ok(exposed.has(name), `${name} in ${expr}`);
     const named = await get('/api/v1/monitoring/metrics/grafana?datasource_uid=prom-main');
     assert.equal(named.dashboard.__inputs, undefined);
     assert.equal(named.dashboard.panels[0].datasource.uid, 'prom-main');
@@ -258,7 +314,13 @@ describeEachFlavour('monitoring API', (ctx) => {
 
   it('GET /api/v1/monitoring/resources/cache: the series id cache', async () => {
     const before = (await get('/api/v1/monitoring/resources/cache')).cache;
-    const body = { source: 'cache-probe', metrics: [{ name: 'cache_probe_a', value: 1 }, { name: 'cache_probe_b', value: 2 }] };
+    const body = {
+      source: 'cache-probe',
+      metrics: [
+        { name: 'cache_probe_a', value: 1 },
+        { name: 'cache_probe_b', value: 2 },
+      ],
+    };
     assert.equal((await ctx.t.post('/api/v1/metrics', body)).status, 200);
     const mid = (await get('/api/v1/monitoring/resources/cache')).cache;
     assert.equal(mid.misses - before.misses, 2);
@@ -275,12 +337,22 @@ describeEachFlavour('monitoring API', (ctx) => {
   it('GET /api/v1/monitoring/debug/info: admin only; versions, process figures, configuration without secrets', async () => {
     const webhooks = ctx.t.app.get(WebhookService);
     webhooks.useResolver((async () => [{ address: '93.184.216.34', family: 4 }]) as Resolver);
-    const rule = await ctx.t.post('/api/v1/monitoring/alerts/configure', { name: 'debug_probe', metric: 'cpu_usage', condition: '>', threshold: 99, notify: { webhook: 'https://hooks.example.com/alerts' } });
+    const rule = await ctx.t.post('/api/v1/monitoring/alerts/configure', {
+      name: 'debug_probe',
+      metric: 'cpu_usage',
+      condition: '>',
+      threshold: 99,
+      notify: { webhook: 'https://hooks.example.com/alerts' },
+    });
     assert.equal(rule.status, 201, rule.body);
     const secret = rule.json.webhook_secret as string;
     assert.match(secret, /^whsec_/);
     const read = await ctx.t.key(['read']);
-    assert.equal((await ctx.t.request('GET', '/api/v1/monitoring/debug/info', undefined, { authorization: `Bearer ${read}` })).status, 403);
+    assert.equal(
+      (await ctx.t.request('GET', '/api/v1/monitoring/debug/info', undefined, { authorization: `Bearer ${read}` }))
+        .status,
+      403,
+    );
     const r = await ctx.t.get('/api/v1/monitoring/debug/info');
     assert.equal(r.status, 200, r.body);
     const { debug } = r.json;

@@ -7,7 +7,15 @@ import { OTLPMetricExporter as OTLPJsonExporter } from '@opentelemetry/exporter-
 import { OTLPMetricExporter as OTLPProtoExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AggregationTemporality, AggregationType, InstrumentType, MeterProvider, MetricReader, PeriodicExportingMetricReader, PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  AggregationType,
+  InstrumentType,
+  MeterProvider,
+  MetricReader,
+  PeriodicExportingMetricReader,
+  PushMetricExporter,
+} from '@opentelemetry/sdk-metrics';
 import { parseExposition, sampleValue } from '../support/prom-text.js';
 import { describeEachFlavour } from '../support/suite.js';
 
@@ -53,7 +61,9 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
       const url = `${base}/v1/metrics`;
       const headers = { authorization: `Bearer ${key}` };
       const { exporter, results } = recording(
-        encoding === 'protobuf' ? new OTLPProtoExporter({ url, headers, compression: 'gzip' as never }) : new OTLPJsonExporter({ url, headers }),
+        encoding === 'protobuf'
+          ? new OTLPProtoExporter({ url, headers, compression: 'gzip' as never })
+          : new OTLPJsonExporter({ url, headers }),
       );
       const source = `otel-${encoding}`;
       const provider = new MeterProvider({
@@ -68,11 +78,19 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
         const depth = meter.createUpDownCounter('otel.queue.depth');
         depth.add(5);
         depth.add(-2);
-        const latency = meter.createHistogram('otel.latency', { unit: 'ms', advice: { explicitBucketBoundaries: [10, 100] } });
+        const latency = meter.createHistogram('otel.latency', {
+          unit: 'ms',
+          advice: { explicitBucketBoundaries: [10, 100] },
+        });
         for (const v of [5, 50, 500]) latency.record(v);
-        meter.createObservableGauge('otel.temperature', { unit: 'Cel' }).addCallback((r) => r.observe(21.5, { room: 'lab' }));
+        meter
+          .createObservableGauge('otel.temperature', { unit: 'Cel' })
+          .addCallback((r) => r.observe(21.5, { room: 'lab' }));
         await provider.forceFlush();
-        assert.deepEqual(results.map((r) => [r.code, r.error?.message]), [[0, undefined]]);
+        assert.deepEqual(
+          results.map((r) => [r.code, r.error?.message]),
+          [[0, undefined]],
+        );
 
         const tags = { 'service.instance.id': 'i-1' };
         assert.equal(await last('otel.requests', source, { ...tags, 'http.route': '/a' }), 5);
@@ -83,8 +101,17 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
         assert.equal(await last('otel.latency_sum', source, tags), 555);
         assert.equal(await last('otel.latency_count', source, tags), 3);
         assert.equal(await last('otel.temperature', source, { ...tags, room: 'lab' }), 21.5);
-        const units = (await ctx.t.sql.query(`SELECT metric, unit FROM series WHERE source = $1 AND unit IS NOT NULL ORDER BY metric`, [source])).rows.map((r) => [r.metric, r.unit]);
-        assert.deepEqual(units, [['otel.latency_sum', 'ms'], ['otel.requests', '{request}'], ['otel.temperature', 'Cel']]);
+        const units = (
+          await ctx.t.sql.query(
+            `SELECT metric, unit FROM series WHERE source = $1 AND unit IS NOT NULL ORDER BY metric`,
+            [source],
+          )
+        ).rows.map((r) => [r.metric, r.unit]);
+        assert.deepEqual(units, [
+          ['otel.latency_sum', 'ms'],
+          ['otel.requests', '{request}'],
+          ['otel.temperature', 'Cel'],
+        ]);
 
         // Cumulative sums are stored as the cumulative value, as Prometheus does.
         requests.add(1, { 'http.route': '/a' });
@@ -100,16 +127,23 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
 
   it('counts what it stored under protocol "otlp" in the self-metrics', async () => {
     const families = parseExposition((await ctx.t.get('/prometheus-metrics')).body);
-    assert.ok((sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'otlp' }) ?? 0) >= 2 * (8 + 1));
+    assert.ok(
+      (sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'otlp' }) ?? 0) >= 2 * (8 + 1),
+    );
   });
 
   /** A payload of the SDK's own protobuf serializer, exponential histograms for histogram instruments. */
   async function exponentialPayload(): Promise<Uint8Array> {
     const reader = new OnDemandReader({
       aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE,
-      aggregationSelector: (type) => ({ type: type === InstrumentType.HISTOGRAM ? AggregationType.EXPONENTIAL_HISTOGRAM : AggregationType.DEFAULT }),
+      aggregationSelector: (type) => ({
+        type: type === InstrumentType.HISTOGRAM ? AggregationType.EXPONENTIAL_HISTOGRAM : AggregationType.DEFAULT,
+      }),
     });
-    const provider = new MeterProvider({ resource: resourceFromAttributes({ 'service.name': 'otel-partial' }), readers: [reader] });
+    const provider = new MeterProvider({
+      resource: resourceFromAttributes({ 'service.name': 'otel-partial' }),
+      readers: [reader],
+    });
     const meter = provider.getMeter('timescope-test');
     meter.createHistogram('otel.exp').record(3);
     meter.createCounter('otel.kept').add(1);
@@ -118,8 +152,12 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
     return ProtobufMetricsSerializer.serializeRequest(resourceMetrics)!;
   }
 
-  it('answers partial_success in the request\'s encoding for points it does not store, and stores the rest', async () => {
-    const proto = await fetch(`${base}/v1/metrics`, { method: 'POST', body: await exponentialPayload(), headers: { ...ctx.t.authHeaders, 'content-type': 'application/x-protobuf' } });
+  it("answers partial_success in the request's encoding for points it does not store, and stores the rest", async () => {
+    const proto = await fetch(`${base}/v1/metrics`, {
+      method: 'POST',
+      body: await exponentialPayload(),
+      headers: { ...ctx.t.authHeaders, 'content-type': 'application/x-protobuf' },
+    });
     assert.equal(proto.status, 200);
     assert.equal(proto.headers.get('content-type'), 'application/x-protobuf');
     const response = ProtobufMetricsSerializer.deserializeResponse(new Uint8Array(await proto.arrayBuffer()));
@@ -132,13 +170,32 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
       resourceMetrics: [
         {
           resource: { attributes: [{ key: 'service.name', value: { stringValue: 'otel-json-partial' } }] },
-          scopeMetrics: [{ metrics: [{ name: 'otel.nan', gauge: { dataPoints: [{ timeUnixNano: T, asDouble: 'NaN' }, { timeUnixNano: T, asDouble: 2 }] } }] }],
+          scopeMetrics: [
+            {
+              metrics: [
+                {
+                  name: 'otel.nan',
+                  gauge: {
+                    dataPoints: [
+                      { timeUnixNano: T, asDouble: 'NaN' },
+                      { timeUnixNano: T, asDouble: 2 },
+                    ],
+                  },
+                },
+              ],
+            },
+          ],
         },
       ],
     });
     assert.equal(json.status, 200, json.body);
     assert.match(String(json.headers['content-type']), /^application\/json/);
-    assert.deepEqual(json.json, { partialSuccess: { rejectedDataPoints: '1', errorMessage: '1 data points not stored: 1 NaN or infinite values (only finite values are stored)' } });
+    assert.deepEqual(json.json, {
+      partialSuccess: {
+        rejectedDataPoints: '1',
+        errorMessage: '1 data points not stored: 1 NaN or infinite values (only finite values are stored)',
+      },
+    });
     assert.equal(await last('otel.nan', 'otel-json-partial'), 2);
     // Fully stored: an empty response.
     const ok = await ctx.t.post('/v1/metrics', { resourceMetrics: [] });
@@ -151,32 +208,62 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
       resourceMetrics: [
         {
           resource: { attributes: [{ key: 'service.name', value: { stringValue: 'otel-atomic' } }] },
-          scopeMetrics: [{ metrics: [{ name: 'otel.good', gauge: { dataPoints: [{ timeUnixNano: T, asDouble: 1 }] } }, { name: 'otel/bad', gauge: { dataPoints: [{ timeUnixNano: T, asDouble: 1 }] } }] }],
+          scopeMetrics: [
+            {
+              metrics: [
+                { name: 'otel.good', gauge: { dataPoints: [{ timeUnixNano: T, asDouble: 1 }] } },
+                { name: 'otel/bad', gauge: { dataPoints: [{ timeUnixNano: T, asDouble: 1 }] } },
+              ],
+            },
+          ],
         },
       ],
     });
     assert.equal(r.status, 400);
     assert.equal(r.json.error.code, 'INVALID_REQUEST');
     assert.equal(r.json.error.details.field, 'resourceMetrics[0].scopeMetrics[0].metrics[1].gauge.dataPoints[0]');
-    assert.equal(Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE source = 'otel-atomic'`)).rows[0].n), 0);
+    assert.equal(
+      Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE source = 'otel-atomic'`)).rows[0].n),
+      0,
+    );
   });
 
   it('needs an ingest key (403 for a read key), takes gzip JSON, and refuses other types (415) and undecodable bodies (400)', async () => {
     const T = `${BigInt(Date.now()) * 1_000_000n}`;
-    const body = { resourceMetrics: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'otel-auth' } }] }, scopeMetrics: [{ metrics: [{ name: 'otel.g', gauge: { dataPoints: [{ timeUnixNano: T, asInt: '7' }] } }] }] }] };
+    const body = {
+      resourceMetrics: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'otel-auth' } }] },
+          scopeMetrics: [{ metrics: [{ name: 'otel.g', gauge: { dataPoints: [{ timeUnixNano: T, asInt: '7' }] } }] }],
+        },
+      ],
+    };
     const read = await ctx.t.key(['read']);
     const forbidden = await ctx.t.request('POST', '/v1/metrics', body, { authorization: `Bearer ${read}` });
     assert.equal(forbidden.status, 403);
     assert.equal((await ctx.t.request('POST', '/v1/metrics', body, { authorization: '' })).status, 401);
-    const gz = await ctx.t.request('POST', '/v1/metrics', gzipSync(JSON.stringify(body)), { ...ctx.t.authHeaders, 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    const gz = await ctx.t.request('POST', '/v1/metrics', gzipSync(JSON.stringify(body)), {
+      ...ctx.t.authHeaders,
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
     assert.equal(gz.status, 200, gz.body);
     assert.equal(await last('otel.g', 'otel-auth'), 7);
-    const text = await ctx.t.request('POST', '/v1/metrics', 'otel.g 1', { ...ctx.t.authHeaders, 'content-type': 'text/plain' });
+    const text = await ctx.t.request('POST', '/v1/metrics', 'otel.g 1', {
+      ...ctx.t.authHeaders,
+      'content-type': 'text/plain',
+    });
     assert.equal(text.status, 415);
-    const garbage = await ctx.t.request('POST', '/v1/metrics', Buffer.from([0x0a, 0xff, 0xff, 0xff]), { ...ctx.t.authHeaders, 'content-type': 'application/x-protobuf' });
+    const garbage = await ctx.t.request('POST', '/v1/metrics', Buffer.from([0x0a, 0xff, 0xff, 0xff]), {
+      ...ctx.t.authHeaders,
+      'content-type': 'application/x-protobuf',
+    });
     assert.equal(garbage.status, 400);
     assert.match(garbage.json.error.message, /not a protobuf ExportMetricsServiceRequest/);
-    const notJson = await ctx.t.request('POST', '/v1/metrics', '{"resourceMetrics": [', { ...ctx.t.authHeaders, 'content-type': 'application/json' });
+    const notJson = await ctx.t.request('POST', '/v1/metrics', '{"resourceMetrics": [', {
+      ...ctx.t.authHeaders,
+      'content-type': 'application/json',
+    });
     assert.equal(notJson.status, 400);
   });
 });

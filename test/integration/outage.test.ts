@@ -7,8 +7,14 @@ import { waitFor } from '../support/wait.js';
 describeEachFlavour(
   'database outage',
   (ctx) => {
-    const point = (v: number) => ({ source: 'outage', metrics: [{ name: 'm', value: v, timestamp: Date.now() - 60_000 + v }] });
-    const stored = async () => (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'outage' ORDER BY value`)).rows.map((r) => r.value);
+    const point = (v: number) => ({
+      source: 'outage',
+      metrics: [{ name: 'm', value: v, timestamp: Date.now() - 60_000 + v }],
+    });
+    const stored = async () =>
+      (await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'outage' ORDER BY value`)).rows.map(
+        (r) => r.value,
+      );
 
     it('answers 503 + Retry-After while the database is unreachable, stores nothing it did not acknowledge, and recovers', async () => {
       assert.equal((await ctx.t.post('/api/v1/metrics', point(1))).status, 200);
@@ -34,7 +40,15 @@ describeEachFlavour(
 
     it('keeps every acknowledged point when connections are reset in the middle of writes, and answers only 200 or 503', async () => {
       const t0 = Date.now() - 120_000;
-      const body = (r: number) => ({ source: `reset${r}`, metrics: Array.from({ length: 2_000 }, (_, i) => ({ name: 'm', value: i, timestamp: t0 + i, tags: { s: String(i % 50) } })) });
+      const body = (r: number) => ({
+        source: `reset${r}`,
+        metrics: Array.from({ length: 2_000 }, (_, i) => ({
+          name: 'm',
+          value: i,
+          timestamp: t0 + i,
+          tags: { s: String(i % 50) },
+        })),
+      });
       const inFlight = Array.from({ length: 24 }, (_, r) => ctx.t.post('/api/v1/metrics', body(r)));
       // Cut once the first transaction has committed: the others are being written or wait their turn.
       const writer = ctx.t.app.get(PointWriter);
@@ -45,7 +59,11 @@ describeEachFlavour(
       ctx.t.proxy!.restore();
       await waitFor(async () => (await ctx.t.get('/health')).status === 200, 15_000, 'health to recover');
       const counts = new Map<string, number>(
-        (await ctx.t.sql.query(`SELECT source, count(*)::int AS n FROM metrics WHERE source LIKE 'reset%' GROUP BY source`)).rows.map((r) => [r.source, r.n]),
+        (
+          await ctx.t.sql.query(
+            `SELECT source, count(*)::int AS n FROM metrics WHERE source LIKE 'reset%' GROUP BY source`,
+          )
+        ).rows.map((r) => [r.source, r.n]),
       );
       replies.forEach((reply, r) => {
         assert.ok(reply.status === 200 || reply.status === 503, `request ${r}: ${reply.status} ${reply.body}`);

@@ -18,11 +18,18 @@ it('query routes are everything under /api/v1/metrics/ but ingest', () => {
 
 describeEachFlavour('system performance', (ctx) => {
   const t0 = Math.floor((Date.now() - 2 * 24 * HOUR) / HOUR) * HOUR;
-  const points: KnownPoint[] = Array.from({ length: 500 }, (_, i) => ({ metric: 'perf', source: 's', tags: {}, t: t0 + i * 60_000, v: i }));
+  const points: KnownPoint[] = Array.from({ length: 500 }, (_, i) => ({
+    metric: 'perf',
+    source: 's',
+    tags: {},
+    t: t0 + i * 60_000,
+    v: i,
+  }));
 
   it('reports ingestion, storage and queries', async () => {
     await ingest(ctx.t, points);
-    for (let i = 0; i < 3; i++) assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=perf&from=now-3d&granularity=1h')).status, 200);
+    for (let i = 0; i < 3; i++)
+      assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=perf&from=now-3d&granularity=1h')).status, 200);
     await ctx.t.get('/api/v1/metrics/names');
     const r = await ctx.t.get('/api/v1/system/performance');
     assert.equal(r.status, 200, r.body);
@@ -42,11 +49,20 @@ describeEachFlavour('system performance', (ctx) => {
   });
 
   it('flags crossed thresholds from the runtime configuration', async () => {
-    assert.equal((await ctx.t.request('PUT', '/api/v1/config', { alerting: { thresholds: { ingestion_rate: 1 } } })).status, 200);
-    await ingest(ctx.t, points.map((p) => ({ ...p, metric: 'perf2' })));
+    assert.equal(
+      (await ctx.t.request('PUT', '/api/v1/config', { alerting: { thresholds: { ingestion_rate: 1 } } })).status,
+      200,
+    );
+    await ingest(
+      ctx.t,
+      points.map((p) => ({ ...p, metric: 'perf2' })),
+    );
     await new Promise((r) => setTimeout(r, 1_100)); // the rate counts whole seconds
     const r = await ctx.t.get('/api/v1/system/performance');
-    assert.deepEqual(r.json.alerts.map((a: { threshold: string }) => a.threshold), ['ingestion_rate']);
+    assert.deepEqual(
+      r.json.alerts.map((a: { threshold: string }) => a.threshold),
+      ['ingestion_rate'],
+    );
     assert.equal((await ctx.t.request('PUT', '/api/v1/config', { alerting: { enabled: false } })).status, 200);
     assert.deepEqual((await ctx.t.get('/api/v1/system/performance')).json.alerts, []);
   });

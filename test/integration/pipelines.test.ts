@@ -13,7 +13,8 @@ describeEachFlavour('pipeline definitions', (ctx) => {
   before(() => {
     // No test resolves a real name or opens a socket.
     const webhooks = ctx.t.app.get(WebhookService);
-    webhooks.useResolver((async (host: string) => (addresses[host] ? [{ address: addresses[host], family: 4 }] : [])) as Resolver);
+    webhooks.useResolver((async (host: string) =>
+      addresses[host] ? [{ address: addresses[host], family: 4 }] : []) as Resolver);
     webhooks.useTransport(async () => ({ status: 204 }));
   });
 
@@ -41,7 +42,10 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     assert.equal(got.json.last_run, null);
     const list = await ctx.t.get('/api/v1/pipelines/');
     assert.equal(list.status, 200);
-    assert.deepEqual(list.json.pipelines.map((p: { name: string }) => p.name), ['experiment_summary']);
+    assert.deepEqual(
+      list.json.pipelines.map((p: { name: string }) => p.name),
+      ['experiment_summary'],
+    );
   });
 
   it('refuses a second pipeline of the same name with 409', async () => {
@@ -54,12 +58,57 @@ describeEachFlavour('pipeline definitions', (ctx) => {
   it('answers 400 naming the stage index and field, and stores nothing', async () => {
     const before = await count();
     const cases: Array<[unknown, string]> = [
-      [{ ...reference(), name: 'hostile', pipeline: [...reference().pipeline.slice(0, 2), { operation: 'transform', params: { formula: "constructor.constructor('return process')()" } }] }, 'pipeline[2].params.formula'],
-      [{ ...reference(), name: 'unknown-stage', pipeline: [...reference().pipeline, { operation: 'sort', params: {} }] }, 'pipeline[3].operation'],
-      [{ ...reference(), name: 'bad-window', pipeline: [reference().pipeline[0], { operation: 'aggregate', params: { window: 'five', functions: ['avg', 'max'] } }, reference().pipeline[2]] }, 'pipeline[1].params.window'],
-      [{ ...reference(), name: 'ssrf', output: { destination: 'webhook', url: 'http://127.0.0.1:5432/' } }, 'output.url'],
-      [{ ...reference(), name: 'ssrf-dns', output: { destination: 'webhook', url: 'https://inside.example.com/hook' } }, 'output.url'],
-      [{ ...reference(), name: 'ssrf-metadata', output: { destination: 'webhook', url: 'http://169.254.169.254/latest/meta-data' } }, 'output.url'],
+      [
+        {
+          ...reference(),
+          name: 'hostile',
+          pipeline: [
+            ...reference().pipeline.slice(0, 2),
+            { operation: 'transform', params: { formula: "constructor.constructor('return process')()" } },
+          ],
+        },
+        'pipeline[2].params.formula',
+      ],
+      [
+        {
+          ...reference(),
+          name: 'unknown-stage',
+          pipeline: [...reference().pipeline, { operation: 'sort', params: {} }],
+        },
+        'pipeline[3].operation',
+      ],
+      [
+        {
+          ...reference(),
+          name: 'bad-window',
+          pipeline: [
+            reference().pipeline[0],
+            { operation: 'aggregate', params: { window: 'five', functions: ['avg', 'max'] } },
+            reference().pipeline[2],
+          ],
+        },
+        'pipeline[1].params.window',
+      ],
+      [
+        { ...reference(), name: 'ssrf', output: { destination: 'webhook', url: 'http://127.0.0.1:5432/' } },
+        'output.url',
+      ],
+      [
+        {
+          ...reference(),
+          name: 'ssrf-dns',
+          output: { destination: 'webhook', url: 'https://inside.example.com/hook' },
+        },
+        'output.url',
+      ],
+      [
+        {
+          ...reference(),
+          name: 'ssrf-metadata',
+          output: { destination: 'webhook', url: 'http://169.254.169.254/latest/meta-data' },
+        },
+        'output.url',
+      ],
     ];
     for (const [body, field] of cases) {
       const r = await ctx.t.post('/api/v1/pipelines', body);
@@ -68,14 +117,20 @@ describeEachFlavour('pipeline definitions', (ctx) => {
       assert.equal(r.json.error.details.field, field, r.body);
       assert.ok(r.json.error.message.startsWith(field), r.json.error.message);
     }
-    assert.equal((await ctx.t.post('/api/v1/pipelines', 'not json', { 'content-type': 'application/json' })).status, 400);
+    assert.equal(
+      (await ctx.t.post('/api/v1/pipelines', 'not json', { 'content-type': 'application/json' })).status,
+      400,
+    );
     assert.equal(await count(), before);
   });
 
   it('replaces a definition with PUT of its own GET document, and refuses a bad one without changing it', async () => {
     const created = await ctx.t.post('/api/v1/pipelines', {
       name: 'cpu-p95',
-      pipeline: [{ operation: 'filter', params: { metrics: ['cpu'] } }, { operation: 'aggregate', params: { window: '1m', functions: ['p95'] } }],
+      pipeline: [
+        { operation: 'filter', params: { metrics: ['cpu'] } },
+        { operation: 'aggregate', params: { window: '1m', functions: ['p95'] } },
+      ],
       output: { destination: 'metric', metric: 'cpu_p95' },
     });
     assert.equal(created.status, 201, created.body);
@@ -88,7 +143,10 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     assert.equal(r.json.description, 'p95 of cpu each minute');
     assert.ok(r.json.state.next_window_end);
 
-    const bad = await put(url, { ...doc, pipeline: [doc.pipeline[0], { operation: 'aggregate', params: { window: '1m', functions: ['p95', 'p42'] } }] });
+    const bad = await put(url, {
+      ...doc,
+      pipeline: [doc.pipeline[0], { operation: 'aggregate', params: { window: '1m', functions: ['p95', 'p42'] } }],
+    });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.details.field, 'pipeline[1].params.functions[1]');
     const after = (await ctx.t.get(url)).json;
@@ -134,11 +192,17 @@ describeEachFlavour('pipeline definitions', (ctx) => {
   });
 
   it('takes a status report sent to /pipelines/ (the system-monitor client) as a pipeline status report', async () => {
-    const r = await ctx.t.post('/api/v1/pipelines/', { pipeline_type: 'training', status: 'running', metadata: { epoch: 3 } });
+    const r = await ctx.t.post('/api/v1/pipelines/', {
+      pipeline_type: 'training',
+      status: 'running',
+      metadata: { epoch: 3 },
+    });
     assert.equal(r.status, 201, r.body);
     assert.equal(r.json.pipeline.pipeline_type, 'training');
     assert.equal(r.json.pipeline.status, 'running');
-    const latest = (await ctx.t.get('/api/v1/pipelines/status')).json.pipelines.find((p: { pipeline: string }) => p.pipeline === 'training');
+    const latest = (await ctx.t.get('/api/v1/pipelines/status')).json.pipelines.find(
+      (p: { pipeline: string }) => p.pipeline === 'training',
+    );
     assert.deepEqual(latest.metadata, { epoch: 3 });
   });
 
@@ -147,7 +211,10 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     const r = await ctx.t.post(`/api/v1/pipelines/${id}/run`, { form: 'now-1h' });
     assert.equal(r.status, 400);
     assert.equal(r.json.error.details.field, 'form');
-    assert.equal((await ctx.t.post(`/api/v1/pipelines/${id}/dry-run?from=yesterday`)).json.error.details.parameter, 'from');
+    assert.equal(
+      (await ctx.t.post(`/api/v1/pipelines/${id}/dry-run?from=yesterday`)).json.error.details.parameter,
+      'from',
+    );
     assert.equal((await ctx.t.get(`/api/v1/pipelines/${id}/runs?limit=0`)).status, 400);
   });
 
@@ -155,7 +222,10 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     const id = (await ctx.t.get('/api/v1/pipelines')).json.pipelines[0].id;
     await ctx.t.post(`/api/v1/pipelines/${id}/run`);
     await ctx.t.post(`/api/v1/pipelines/${id}/run`);
-    await ctx.t.sql.query(`UPDATE pipeline_runs SET started_at = now() - interval '31 days' WHERE id = (SELECT min(id) FROM pipeline_runs WHERE pipeline_id = $1)`, [id]);
+    await ctx.t.sql.query(
+      `UPDATE pipeline_runs SET started_at = now() - interval '31 days' WHERE id = (SELECT min(id) FROM pipeline_runs WHERE pipeline_id = $1)`,
+      [id],
+    );
     const job = await ctx.t.runJob('pipeline-runs-prune');
     assert.equal(job.details.deleted, 1);
     assert.equal((await ctx.t.get(`/api/v1/pipelines/${id}/runs`)).json.runs.length, 1);
@@ -172,7 +242,7 @@ describeEachFlavour('pipeline definitions', (ctx) => {
     await new Promise((r) => setTimeout(r, 50));
     const again = await ctx.t.post(`/api/v1/pipelines/${id}/run`);
     assert.equal(again.status, 200, again.body);
-    assert.equal((await ctx.t.runJob('pipeline-runs-prune')).outcome, 'ok', 'the jobs\' lock connection too');
+    assert.equal((await ctx.t.runJob('pipeline-runs-prune')).outcome, 'ok', "the jobs' lock connection too");
   });
 
   it('lists itself in the health components and the jobs', async () => {

@@ -7,7 +7,13 @@ import { dashboardExpressions } from '../../src/monitoring/grafana-dashboard.js'
 import { Resolver } from '../../src/webhooks/url-guard.js';
 import { WebhookService } from '../../src/webhooks/webhook.service.js';
 import { parseExposition, PromFamily, sampleSum, sampleValue } from '../support/prom-text.js';
-import { prometheusSkip, PROMTOOL, requirePrometheus, RunningPrometheus, startPrometheus } from '../support/prometheus.js';
+import {
+  prometheusSkip,
+  PROMTOOL,
+  requirePrometheus,
+  RunningPrometheus,
+  startPrometheus,
+} from '../support/prometheus.js';
 import { startApp, TestApp } from '../support/app.js';
 import { sseClient } from '../support/stream-clients.js';
 import { describeEachFlavour } from '../support/suite.js';
@@ -84,11 +90,23 @@ describeEachFlavour('self-metrics: Prometheus exposition', (ctx) => {
       }
       for (const f of families.values()) {
         assert.ok(f.help, `${f.name} has a HELP`);
-        assert.match(f.name, /^(timescope|process|nodejs)_/, `${f.name}: our metrics are prefixed timescope_, the process's are the defaults`);
+        assert.match(
+          f.name,
+          /^(timescope|process|nodejs)_/,
+          `${f.name}: our metrics are prefixed timescope_, the process's are the defaults`,
+        );
         if (f.type === 'counter') assert.match(f.name, /_total$/, `${f.name} is a counter`);
-        if (f.name.startsWith('timescope_')) assert.doesNotMatch(f.name, /_(ms|milliseconds|minutes|kb|mb)(_|$)/, `${f.name}: base units`);
+        if (f.name.startsWith('timescope_'))
+          assert.doesNotMatch(f.name, /_(ms|milliseconds|minutes|kb|mb)(_|$)/, `${f.name}: base units`);
       }
-      assert.equal(sampleValue(families, 'timescope_build_info', { version: VERSION, flavour: ctx.flavour, node_version: process.version }), 1);
+      assert.equal(
+        sampleValue(families, 'timescope_build_info', {
+          version: VERSION,
+          flavour: ctx.flavour,
+          node_version: process.version,
+        }),
+        1,
+      );
       assert.equal(sampleValue(families, 'timescope_ingest_queue_capacity_points'), 500_000);
     }
   });
@@ -96,20 +114,31 @@ describeEachFlavour('self-metrics: Prometheus exposition', (ctx) => {
   it('needs a read key; a Bearer key and the password of Basic auth are both accepted (Prometheus authorization and basic_auth)', async () => {
     assert.equal((await ctx.t.request('GET', '/prometheus-metrics', undefined, { authorization: '' })).status, 401);
     const ingestOnly = await ctx.t.key(['ingest']);
-    assert.equal((await ctx.t.request('GET', '/prometheus-metrics', undefined, { authorization: `Bearer ${ingestOnly}` })).status, 403);
+    assert.equal(
+      (await ctx.t.request('GET', '/prometheus-metrics', undefined, { authorization: `Bearer ${ingestOnly}` })).status,
+      403,
+    );
     const read = await ctx.t.key(['read']);
     await scrape(ctx.t, '/prometheus-metrics', { authorization: `Bearer ${read}` });
-    await scrape(ctx.t, '/api/v1/monitoring/metrics/prometheus', { authorization: `Basic ${Buffer.from(`prometheus:${read}`).toString('base64')}` });
+    await scrape(ctx.t, '/api/v1/monitoring/metrics/prometheus', {
+      authorization: `Basic ${Buffer.from(`prometheus:${read}`).toString('base64')}`,
+    });
   });
 
   it('moves with ingest, queries, errors, refused keys and job runs', async () => {
     const before = await scrape(ctx.t);
-    const v = (f: Map<string, PromFamily>, name: string, labels: Record<string, string> = {}) => sampleSum(f, name, labels);
+    const v = (f: Map<string, PromFamily>, name: string, labels: Record<string, string> = {}) =>
+      sampleSum(f, name, labels);
     // Ingest through two protocols.
     const now = Date.now();
-    let r = await ctx.t.post('/api/v1/metrics', { source: 'sm', metrics: [1, 2, 3].map((i) => ({ name: 'sm_cpu', value: i, timestamp: new Date(now - i * 1000).toISOString() })) });
+    let r = await ctx.t.post('/api/v1/metrics', {
+      source: 'sm',
+      metrics: [1, 2, 3].map((i) => ({ name: 'sm_cpu', value: i, timestamp: new Date(now - i * 1000).toISOString() })),
+    });
     assert.equal(r.status, 200, r.body);
-    r = await ctx.t.post('/api/v2/app/sm-app/metrics', { metrics: [{ name: 'sm_mem', value: 5, timestamp: now, tags: {}, profileId: 'p1' }] });
+    r = await ctx.t.post('/api/v2/app/sm-app/metrics', {
+      metrics: [{ name: 'sm_mem', value: 5, timestamp: now, tags: {}, profileId: 'p1' }],
+    });
     assert.equal(r.status, 200, r.body);
     // Queries, a 404 of the query API, an unknown route, a missing key, a key without the scope.
     assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=sm_cpu&from=now-1h')).status, 200);
@@ -117,40 +146,95 @@ describeEachFlavour('self-metrics: Prometheus exposition', (ctx) => {
     assert.equal((await ctx.t.get('/api/v1/metrics/query?metric=nothing_like_it&from=now-1h')).status, 404);
     assert.equal((await ctx.t.get('/api/v1/no-such-route')).status, 404);
     assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: '' })).status, 401);
-    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: `Bearer tsk_${'B'.repeat(43)}` })).status, 401);
+    assert.equal(
+      (
+        await ctx.t.request('GET', '/api/v1/metrics/names', undefined, {
+          authorization: `Bearer tsk_${'B'.repeat(43)}`,
+        })
+      ).status,
+      401,
+    );
     const ingestOnly = await ctx.t.key(['ingest']);
-    assert.equal((await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: `Bearer ${ingestOnly}` })).status, 403);
+    assert.equal(
+      (await ctx.t.request('GET', '/api/v1/metrics/names', undefined, { authorization: `Bearer ${ingestOnly}` }))
+        .status,
+      403,
+    );
     await ctx.t.runJob('rollup-refresh');
     const after = await scrape(ctx.t);
 
-    const moved = (name: string, labels: Record<string, string> = {}) => v(after, name, labels) - v(before, name, labels);
+    const moved = (name: string, labels: Record<string, string> = {}) =>
+      v(after, name, labels) - v(before, name, labels);
     assert.equal(moved('timescope_ingest_points_accepted_total', { protocol: 'json' }), 3);
     assert.equal(moved('timescope_ingest_points_committed_total', { protocol: 'json' }), 3);
     assert.equal(moved('timescope_ingest_points_committed_total', { protocol: 'app_v2' }), 1);
     assert.ok(moved('timescope_writer_transaction_duration_seconds_count', { outcome: 'committed' }) >= 2);
     assert.ok(moved('timescope_writer_transaction_points_sum') >= 4);
     assert.ok(moved('timescope_series_cache_misses_total') >= 2, 'two new series');
-    assert.equal(moved('timescope_query_duration_seconds_count', { route: '/api/v1/metrics/query', status_class: '2xx' }), 2);
-    assert.equal(moved('timescope_query_duration_seconds_count', { route: '/api/v1/metrics/query', status_class: '4xx' }), 1);
-    assert.equal(moved('timescope_http_request_duration_seconds_count', { method: 'POST', route: '/api/v1/metrics', status_class: '2xx' }), 1);
-    assert.equal(moved('timescope_http_request_duration_seconds_count', { method: 'POST', route: '/api/v2/app/:appId/metrics', status_class: '2xx' }), 1);
-    assert.equal(moved('timescope_http_errors_total', { route: '/api/v1/metrics/query', status: '404', code: 'RESOURCE_NOT_FOUND' }), 1);
+    assert.equal(
+      moved('timescope_query_duration_seconds_count', { route: '/api/v1/metrics/query', status_class: '2xx' }),
+      2,
+    );
+    assert.equal(
+      moved('timescope_query_duration_seconds_count', { route: '/api/v1/metrics/query', status_class: '4xx' }),
+      1,
+    );
+    assert.equal(
+      moved('timescope_http_request_duration_seconds_count', {
+        method: 'POST',
+        route: '/api/v1/metrics',
+        status_class: '2xx',
+      }),
+      1,
+    );
+    assert.equal(
+      moved('timescope_http_request_duration_seconds_count', {
+        method: 'POST',
+        route: '/api/v2/app/:appId/metrics',
+        status_class: '2xx',
+      }),
+      1,
+    );
+    assert.equal(
+      moved('timescope_http_errors_total', {
+        route: '/api/v1/metrics/query',
+        status: '404',
+        code: 'RESOURCE_NOT_FOUND',
+      }),
+      1,
+    );
     assert.equal(moved('timescope_http_errors_total', { route: 'unmatched', status: '404' }), 1);
-    assert.equal(moved('timescope_http_errors_total', { route: '/api/v1/metrics/names', status: '401', code: 'UNAUTHORIZED' }), 2);
-    assert.equal(moved('timescope_http_errors_total', { route: '/api/v1/metrics/names', status: '403', code: 'FORBIDDEN' }), 1);
+    assert.equal(
+      moved('timescope_http_errors_total', { route: '/api/v1/metrics/names', status: '401', code: 'UNAUTHORIZED' }),
+      2,
+    );
+    assert.equal(
+      moved('timescope_http_errors_total', { route: '/api/v1/metrics/names', status: '403', code: 'FORBIDDEN' }),
+      1,
+    );
     assert.equal(moved('timescope_auth_failures_total', { reason: 'missing_key' }), 1);
     assert.equal(moved('timescope_auth_failures_total', { reason: 'invalid_key' }), 1);
     assert.equal(moved('timescope_auth_failures_total', { reason: 'missing_scope' }), 1);
     assert.equal(moved('timescope_job_runs_total', { job: 'rollup-refresh', outcome: 'ok' }), 1);
     assert.ok(v(after, 'timescope_job_last_duration_seconds', { job: 'rollup-refresh' }) > 0);
-    assert.ok(Math.abs(v(after, 'timescope_job_last_run_timestamp_seconds', { job: 'rollup-refresh' }) - Date.now() / 1000) < 60);
+    assert.ok(
+      Math.abs(v(after, 'timescope_job_last_run_timestamp_seconds', { job: 'rollup-refresh' }) - Date.now() / 1000) <
+        60,
+    );
     assert.ok(moved('timescope_http_response_bytes_total') > 0);
     // No raw URL becomes a label value: the query strings above appear nowhere.
-    for (const f of after.values()) for (const s of f.samples) assert.ok(!Object.values(s.labels).some((l) => l.includes('?') || l.includes('sm_cpu')), JSON.stringify(s));
+    for (const f of after.values())
+      for (const s of f.samples)
+        assert.ok(!Object.values(s.labels).some((l) => l.includes('?') || l.includes('sm_cpu')), JSON.stringify(s));
     // The pools: what is open is what was opened minus what was closed.
     for (const pool of ctx.flavour === 'timescaledb' ? ['shared'] : ['read', 'write']) {
       const open = v(after, 'timescope_db_pool_connections', { pool });
-      assert.equal(v(after, 'timescope_db_pool_connections_created_total', { pool }) - v(after, 'timescope_db_pool_connections_closed_total', { pool }), open, pool);
+      assert.equal(
+        v(after, 'timescope_db_pool_connections_created_total', { pool }) -
+          v(after, 'timescope_db_pool_connections_closed_total', { pool }),
+        open,
+        pool,
+      );
       assert.ok(v(after, 'timescope_db_pool_max_connections', { pool }) >= 1);
     }
   });
@@ -162,19 +246,41 @@ describeEachFlavour('self-metrics: Prometheus exposition', (ctx) => {
     const sse = await sseClient(`http://127.0.0.1:${port}/api/v1/metrics/stream?metric=sm_live`, ctx.t.authHeaders);
     assert.equal(sse.status, 200);
     try {
-      await waitFor(async () => sampleValue(await scrape(ctx.t), 'timescope_stream_connections', { kind: 'sse' }) === 1, 5_000, 'an open SSE stream');
-      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'sm', metrics: [{ name: 'sm_live', value: 1 }] })).status, 200);
+      await waitFor(
+        async () => sampleValue(await scrape(ctx.t), 'timescope_stream_connections', { kind: 'sse' }) === 1,
+        5_000,
+        'an open SSE stream',
+      );
+      assert.equal(
+        (await ctx.t.post('/api/v1/metrics', { source: 'sm', metrics: [{ name: 'sm_live', value: 1 }] })).status,
+        200,
+      );
       await sse.next((e) => e.json?.metric === 'sm_live');
       const open = await scrape(ctx.t);
-      assert.equal(sampleValue(open, 'timescope_stream_connections_opened_total', { kind: 'sse' })! - sampleValue(before, 'timescope_stream_connections_opened_total', { kind: 'sse' })!, 1);
+      assert.equal(
+        sampleValue(open, 'timescope_stream_connections_opened_total', { kind: 'sse' })! -
+          sampleValue(before, 'timescope_stream_connections_opened_total', { kind: 'sse' })!,
+        1,
+      );
       assert.ok(sampleValue(open, 'timescope_stream_subscriptions')! >= 1);
-      assert.ok(sampleValue(open, 'timescope_stream_messages_total')! - sampleValue(before, 'timescope_stream_messages_total')! >= 1);
+      assert.ok(
+        sampleValue(open, 'timescope_stream_messages_total')! -
+          sampleValue(before, 'timescope_stream_messages_total')! >=
+          1,
+      );
       // The stream that was let in is a session, not an HTTP request.
-      assert.equal(sampleSum(open, 'timescope_http_request_duration_seconds_count', { route: '/api/v1/metrics/stream' }), 0);
+      assert.equal(
+        sampleSum(open, 'timescope_http_request_duration_seconds_count', { route: '/api/v1/metrics/stream' }),
+        0,
+      );
     } finally {
       sse.close();
     }
-    await waitFor(async () => sampleValue(await scrape(ctx.t), 'timescope_stream_connections', { kind: 'sse' }) === 0, 5_000, 'the stream to close');
+    await waitFor(
+      async () => sampleValue(await scrape(ctx.t), 'timescope_stream_connections', { kind: 'sse' }) === 0,
+      5_000,
+      'the stream to close',
+    );
   });
 
   it('counts webhook deliveries by outcome, and retries', async () => {
@@ -183,16 +289,27 @@ describeEachFlavour('self-metrics: Prometheus exposition', (ctx) => {
     const answers = [503, 200, 400];
     webhooks.useTransport(async () => ({ status: answers.shift() ?? 200 }));
     const before = await scrape(ctx.t);
-    const a = await webhooks.enqueue({ subject: 'test:1', event: 'test', url: 'https://hooks.example.com/a', payload: { n: 1 } });
+    const a = await webhooks.enqueue({
+      subject: 'test:1',
+      event: 'test',
+      url: 'https://hooks.example.com/a',
+      payload: { n: 1 },
+    });
     await webhooks.enqueue({ subject: 'test:2', event: 'test', url: 'http://127.0.0.1/internal', payload: { n: 2 } });
     // The 503 is retried after WEBHOOK_RETRY_BASE_MS (2 s, with jitter); drain now to not wait for it.
     await waitFor(async () => (await webhooks.get(a.id)).attempts >= 1, 5_000, 'the first attempt');
     await ctx.t.sql.query(`UPDATE webhook_deliveries SET next_attempt_at = now() WHERE id = $1`, [a.id]);
     await webhooks.drain();
-    const b = await webhooks.enqueue({ subject: 'test:3', event: 'test', url: 'https://hooks.example.com/b', payload: { n: 3 } });
+    const b = await webhooks.enqueue({
+      subject: 'test:3',
+      event: 'test',
+      url: 'https://hooks.example.com/b',
+      payload: { n: 3 },
+    });
     await waitFor(async () => (await webhooks.get(b.id)).status === 'failed', 5_000, 'a failed delivery');
     const after = await scrape(ctx.t);
-    const moved = (name: string, labels: Record<string, string> = {}) => sampleSum(after, name, labels) - sampleSum(before, name, labels);
+    const moved = (name: string, labels: Record<string, string> = {}) =>
+      sampleSum(after, name, labels) - sampleSum(before, name, labels);
     assert.equal(moved('timescope_webhook_deliveries_total', { outcome: 'delivered' }), 1);
     assert.equal(moved('timescope_webhook_deliveries_total', { outcome: 'failed' }), 1);
     assert.equal(moved('timescope_webhook_deliveries_total', { outcome: 'refused' }), 1);
@@ -220,7 +337,14 @@ describe('self-metrics: 429s by rate class', () => {
     const seen = await scrape(t, '/prometheus-metrics', as(b));
     assert.equal(sampleValue(seen, 'timescope_rate_limited_requests_total', { class: 'monitoring_metrics' }), 1);
     assert.equal(sampleValue(seen, 'timescope_rate_limited_requests_total', { class: 'ingest' }), 0);
-    assert.equal(sampleValue(seen, 'timescope_http_errors_total', { route: '/api/v1/monitoring/metrics/prometheus', status: '429', code: 'RATE_LIMIT_EXCEEDED' }), 1);
+    assert.equal(
+      sampleValue(seen, 'timescope_http_errors_total', {
+        route: '/api/v1/monitoring/metrics/prometheus',
+        status: '429',
+        code: 'RATE_LIMIT_EXCEEDED',
+      }),
+      1,
+    );
   });
 });
 
@@ -263,15 +387,24 @@ scrape_configs:
   const api = (path: string) => prom!.api(path);
   const query = (expr: string) => prom!.query(expr);
 
-  it('passes promtool check metrics (naming and format lints)', { skip: PROMTOOL ? false : 'promtool is not installed' }, async () => {
-    const body = (await t.get('/prometheus-metrics')).body;
-    const r = spawnSync(PROMTOOL, ['check', 'metrics'], { input: body, encoding: 'utf8' });
-    const problems = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '');
-    // prom-client's own default gauges nodejs_active_{handles,requests,resources}_total end in _total; ours must lint clean.
-    const ours = problems.filter((l) => !/^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/.test(l));
-    assert.deepEqual(ours, [], `promtool check metrics: ${problems.join('\n')}`);
-    assert.ok(r.status === 0 || problems.length > 0, `promtool failed without saying why (exit ${r.status})`);
-  });
+  it(
+    'passes promtool check metrics (naming and format lints)',
+    { skip: PROMTOOL ? false : 'promtool is not installed' },
+    async () => {
+      const body = (await t.get('/prometheus-metrics')).body;
+      const r = spawnSync(PROMTOOL, ['check', 'metrics'], { input: body, encoding: 'utf8' });
+      const problems = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '');
+      // prom-client's own default gauges nodejs_active_{handles,requests,resources}_total end in _total; ours must lint clean.
+      const ours = problems.filter(
+        (l) =>
+          !/^nodejs_active_(handles|requests|resources)_total non-counter metrics should not have "_total" suffix$/.test(
+            l,
+          ),
+      );
+      assert.deepEqual(ours, [], `promtool check metrics: ${problems.join('\n')}`);
+      assert.ok(r.status === 0 || problems.length > 0, `promtool failed without saying why (exit ${r.status})`);
+    },
+  );
 
   it('scrapes both paths with the key (authorization and basic_auth), and reads what the app reports', async () => {
     await waitFor(
@@ -283,12 +416,24 @@ scrape_configs:
       30_000,
       `both targets up (prometheus log: ${prom!.log()})`,
     );
-    for (const job of ['timescope', 'timescope-basic']) assert.equal((await query(`up{job="${job}"}`))[0]?.value[1], '1', job);
+    for (const job of ['timescope', 'timescope-basic'])
+      assert.equal((await query(`up{job="${job}"}`))[0]?.value[1], '1', job);
 
     const now = Date.now();
-    const r = await t.post('/api/v1/metrics', { source: 'scraped', metrics: [1, 2, 3, 4, 5].map((i) => ({ name: 'prom_probe', value: i, timestamp: new Date(now - i * 1000).toISOString() })) });
+    const r = await t.post('/api/v1/metrics', {
+      source: 'scraped',
+      metrics: [1, 2, 3, 4, 5].map((i) => ({
+        name: 'prom_probe',
+        value: i,
+        timestamp: new Date(now - i * 1000).toISOString(),
+      })),
+    });
     assert.equal(r.status, 200, r.body);
-    const expected = sampleValue(parseExposition((await t.get('/prometheus-metrics')).body), 'timescope_ingest_points_committed_total', { protocol: 'json' });
+    const expected = sampleValue(
+      parseExposition((await t.get('/prometheus-metrics')).body),
+      'timescope_ingest_points_committed_total',
+      { protocol: 'json' },
+    );
     assert.equal(expected, 5);
     // After the next scrape Prometheus holds what the app reports.
     const seen = await waitFor(
@@ -304,12 +449,19 @@ scrape_configs:
     assert.equal(info[0].metric.version, VERSION);
     assert.equal(info[0].metric.flavour, 'postgresql');
     // Histograms work as histograms: a quantile of the request latency is a number of seconds.
-    await waitFor(async () => (await query('sum(rate(timescope_http_request_duration_seconds_count{job="timescope"}[10s]))')).length === 1, 15_000, 'a rate over scrapes');
+    await waitFor(
+      async () =>
+        (await query('sum(rate(timescope_http_request_duration_seconds_count{job="timescope"}[10s]))')).length === 1,
+      15_000,
+      'a rate over scrapes',
+    );
   });
 
   it('evaluates every expression of the Grafana dashboard', async () => {
     for (const expr of dashboardExpressions()) await query(expr);
-    const latency = await query('histogram_quantile(0.5, sum by (le) (rate(timescope_http_request_duration_seconds_bucket{job="timescope"}[10s])))');
+    const latency = await query(
+      'histogram_quantile(0.5, sum by (le) (rate(timescope_http_request_duration_seconds_bucket{job="timescope"}[10s])))',
+    );
     assert.equal(latency.length, 1);
     const p50 = Number(latency[0].value[1]);
     assert.ok(p50 > 0 && p50 < 1, `p50 ${p50} s`);

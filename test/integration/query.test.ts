@@ -12,24 +12,48 @@ function dataset(): KnownPoint[] {
   const rnd = prng(42);
   const pts: KnownPoint[] = [];
   for (let t = H0; t < H0 + 3 * HOUR; t += 10_000) {
-    pts.push({ metric: 'temp', source: 'a', tags: { region: 'eu', host: 'h1' }, t, v: Math.round(rnd() * 10_000) / 100 });
-    pts.push({ metric: 'temp', source: 'b', tags: { region: 'us', host: 'h2' }, t: t + 5_000, v: Math.round(rnd() * 10_000) / 100 - 20 });
-    if (t % 30_000 === 0) pts.push({ metric: 'temp', source: 'b', tags: { region: 'eu', host: 'h3' }, t, v: Math.round(rnd() * 1000) / 10 });
-    if (t % 60_000 === 0 && (t < H0 + HOUR || t >= H0 + 2 * HOUR)) pts.push({ metric: 'humidity', source: 'a', tags: {}, t, v: 40 + Math.round(rnd() * 200) / 10 });
+    pts.push({
+      metric: 'temp',
+      source: 'a',
+      tags: { region: 'eu', host: 'h1' },
+      t,
+      v: Math.round(rnd() * 10_000) / 100,
+    });
+    pts.push({
+      metric: 'temp',
+      source: 'b',
+      tags: { region: 'us', host: 'h2' },
+      t: t + 5_000,
+      v: Math.round(rnd() * 10_000) / 100 - 20,
+    });
+    if (t % 30_000 === 0)
+      pts.push({
+        metric: 'temp',
+        source: 'b',
+        tags: { region: 'eu', host: 'h3' },
+        t,
+        v: Math.round(rnd() * 1000) / 10,
+      });
+    if (t % 60_000 === 0 && (t < H0 + HOUR || t >= H0 + 2 * HOUR))
+      pts.push({ metric: 'humidity', source: 'a', tags: {}, t, v: 40 + Math.round(rnd() * 200) / 10 });
   }
   return pts;
 }
 
 describeEachFlavour('queries', (ctx) => {
   const points = dataset();
-  const select = (metric: string, f: (p: KnownPoint) => boolean = () => true) => points.filter((p) => p.metric === metric && f(p));
+  const select = (metric: string, f: (p: KnownPoint) => boolean = () => true) =>
+    points.filter((p) => p.metric === metric && f(p));
 
   async function check(params: Record<string, string | string[]>, expected: Array<{ t: number; v: number | null }>) {
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) for (const x of [v].flat()) qs.append(k, x);
     const r = await ctx.t.get(`/api/v1/metrics/query?${qs}`);
     assert.equal(r.status, 200, r.body);
-    const got = r.json.data_points.map((d: { timestamp: string; value: number | null }) => ({ t: Date.parse(d.timestamp), v: d.value }));
+    const got = r.json.data_points.map((d: { timestamp: string; value: number | null }) => ({
+      t: Date.parse(d.timestamp),
+      v: d.value,
+    }));
     assert.equal(got.length, expected.length, `${qs}: ${got.length} buckets, expected ${expected.length}`);
     for (let i = 0; i < got.length; i++) {
       assert.equal(got[i].t, expected[i].t, `${qs}: bucket ${i}`);
@@ -69,23 +93,73 @@ describeEachFlavour('queries', (ctx) => {
   }
 
   it('serves whole buckets from the rollup tier once refreshed', async () => {
-    const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}&granularity=1h&aggregation=max`);
+    const r = await ctx.t.get(
+      `/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}&granularity=1h&aggregation=max`,
+    );
     assert.equal(r.json.rollup, '1h');
-    const raw = await ctx.t.get(`/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}&granularity=1h&aggregation=last`);
+    const raw = await ctx.t.get(
+      `/api/v1/metrics/query?metric=temp&from=${iso(H0)}&to=${iso(H0 + 3 * HOUR)}&granularity=1h&aggregation=last`,
+    );
     assert.equal(raw.json.rollup, null);
   });
 
   it('filters by source and tags, a repeated key meaning either value', async () => {
-    const from = H0, to = H0 + 3 * HOUR, step = 300_000;
-    await check({ metric: 'temp', source: 'b', from: iso(from), to: iso(to), granularity: '5m' }, expectedBuckets(select('temp', (p) => p.source === 'b'), from, to, step, 'avg'));
-    await check({ metric: 'temp', tags: 'region:eu', from: iso(from), to: iso(to), granularity: '5m' }, expectedBuckets(select('temp', (p) => p.tags.region === 'eu'), from, to, step, 'avg'));
+    const from = H0,
+      to = H0 + 3 * HOUR,
+      step = 300_000;
     await check(
-      { metric: 'temp', tags: ['region:eu', 'host:h3'], from: iso(from), to: iso(to), granularity: '5m', aggregation: 'max' },
-      expectedBuckets(select('temp', (p) => p.tags.host === 'h3'), from, to, step, 'max'),
+      { metric: 'temp', source: 'b', from: iso(from), to: iso(to), granularity: '5m' },
+      expectedBuckets(
+        select('temp', (p) => p.source === 'b'),
+        from,
+        to,
+        step,
+        'avg',
+      ),
     );
     await check(
-      { metric: 'temp', tags: ['host:h1', 'host:h2'], from: iso(from), to: iso(to), granularity: '5m', aggregation: 'count' },
-      expectedBuckets(select('temp', (p) => p.tags.host !== 'h3'), from, to, step, 'count'),
+      { metric: 'temp', tags: 'region:eu', from: iso(from), to: iso(to), granularity: '5m' },
+      expectedBuckets(
+        select('temp', (p) => p.tags.region === 'eu'),
+        from,
+        to,
+        step,
+        'avg',
+      ),
+    );
+    await check(
+      {
+        metric: 'temp',
+        tags: ['region:eu', 'host:h3'],
+        from: iso(from),
+        to: iso(to),
+        granularity: '5m',
+        aggregation: 'max',
+      },
+      expectedBuckets(
+        select('temp', (p) => p.tags.host === 'h3'),
+        from,
+        to,
+        step,
+        'max',
+      ),
+    );
+    await check(
+      {
+        metric: 'temp',
+        tags: ['host:h1', 'host:h2'],
+        from: iso(from),
+        to: iso(to),
+        granularity: '5m',
+        aggregation: 'count',
+      },
+      expectedBuckets(
+        select('temp', (p) => p.tags.host !== 'h3'),
+        from,
+        to,
+        step,
+        'count',
+      ),
     );
     const none = await ctx.t.get(`/api/v1/metrics/query?metric=temp&tags=region:mars&from=${iso(from)}&to=${iso(to)}`);
     assert.equal(none.status, 200);
@@ -93,25 +167,42 @@ describeEachFlavour('queries', (ctx) => {
   });
 
   it('fills gaps: none, null, zero, previous, linear', async () => {
-    const from = H0, to = H0 + 3 * HOUR, step = 15 * 60_000;
+    const from = H0,
+      to = H0 + 3 * HOUR,
+      step = 15 * 60_000;
     const data = expectedBuckets(select('humidity'), from, to, step, 'avg');
     const q = (fill: string) => ({ metric: 'humidity', from: iso(from), to: iso(to), granularity: '15m', fill });
     await check(q('none'), data);
     const all = Array.from({ length: 12 }, (_, i) => from + i * step);
     const at = (t: number) => data.find((d) => d.t === t)?.v ?? null;
-    await check(q('null'), all.map((t) => ({ t, v: at(t) })));
-    await check(q('zero'), all.map((t) => ({ t, v: at(t) ?? 0 })));
+    await check(
+      q('null'),
+      all.map((t) => ({ t, v: at(t) })),
+    );
+    await check(
+      q('zero'),
+      all.map((t) => ({ t, v: at(t) ?? 0 })),
+    );
     const last = data.filter((d) => d.t < H0 + HOUR).at(-1)!.v;
-    await check(q('previous'), all.map((t) => ({ t, v: at(t) ?? last })));
+    await check(
+      q('previous'),
+      all.map((t) => ({ t, v: at(t) ?? last })),
+    );
     const before = data.filter((d) => d.t < H0 + HOUR).at(-1)!;
     const after = data.find((d) => d.t >= H0 + 2 * HOUR)!;
-    await check(q('linear'), all.map((t) => ({ t, v: at(t) ?? before.v + ((after.v - before.v) * (t - before.t)) / (after.t - before.t) })));
+    await check(
+      q('linear'),
+      all.map((t) => ({ t, v: at(t) ?? before.v + ((after.v - before.v) * (t - before.t)) / (after.t - before.t) })),
+    );
   });
 
   it('answers the reference response shape', async () => {
-    const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&source=a&from=${iso(H0)}&to=${iso(H0 + HOUR)}&granularity=5m&aggregation=avg&tags=region:eu`);
+    const r = await ctx.t.get(
+      `/api/v1/metrics/query?metric=temp&source=a&from=${iso(H0)}&to=${iso(H0 + HOUR)}&granularity=5m&aggregation=avg&tags=region:eu`,
+    );
     assert.equal(r.status, 200);
-    for (const k of ['metric', 'source', 'granularity', 'aggregation', 'data_points', 'total_points', 'query_time_ms']) assert.ok(k in r.json, k);
+    for (const k of ['metric', 'source', 'granularity', 'aggregation', 'data_points', 'total_points', 'query_time_ms'])
+      assert.ok(k in r.json, k);
     assert.equal(r.json.source, 'a');
     assert.equal(r.json.granularity, '5m');
     assert.equal(r.json.data_points.length, 12);
@@ -143,18 +234,41 @@ describeEachFlavour('queries', (ctx) => {
       assert.equal(got.length, want.length);
       got.forEach((x, i) => assert.ok(close(x.value, want[i].v), `${x.value} != ${want[i].v}`));
     };
-    same(a.data_points, expectedBuckets(select('temp', (p) => p.source === 'a'), H0, H0 + HOUR, 300_000, 'avg'));
+    same(
+      a.data_points,
+      expectedBuckets(
+        select('temp', (p) => p.source === 'a'),
+        H0,
+        H0 + HOUR,
+        300_000,
+        'avg',
+      ),
+    );
     same(b.data_points, expectedBuckets(select('humidity'), H0, H0 + HOUR, 300_000, 'max'));
-    same(c.data_points, expectedBuckets(select('temp', (p) => p.tags.region === 'us'), H0, H0 + HOUR, 300_000, 'last'));
+    same(
+      c.data_points,
+      expectedBuckets(
+        select('temp', (p) => p.tags.region === 'us'),
+        H0,
+        H0 + HOUR,
+        300_000,
+        'last',
+      ),
+    );
     assert.equal(d.error.code, 'RESOURCE_NOT_FOUND');
-    const bad = await ctx.t.post('/api/v1/metrics/query/multi', { queries: [{ metric: 'temp' }, { metric: 'temp', aggregation: 'median' }] });
+    const bad = await ctx.t.post('/api/v1/metrics/query/multi', {
+      queries: [{ metric: 'temp' }, { metric: 'temp', aggregation: 'median' }],
+    });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.details.parameter, 'queries[1].aggregation');
   });
 
   it('takes a bound a multi query does not override from the shared range', async () => {
     const r = await ctx.t.post('/api/v1/metrics/query/multi', {
-      queries: [{ metric: 'temp', source: 'a', from: iso(H0 + HOUR) }, { metric: 'temp', source: 'a', to: iso(H0 + HOUR) }],
+      queries: [
+        { metric: 'temp', source: 'a', from: iso(H0 + HOUR) },
+        { metric: 'temp', source: 'a', to: iso(H0 + HOUR) },
+      ],
       from: iso(H0),
       to: iso(H0 + 3 * HOUR),
       granularity: '1h',
@@ -164,22 +278,40 @@ describeEachFlavour('queries', (ctx) => {
     assert.equal(r.status, 200, r.body);
     const [late, early] = r.json.results;
     const a = select('temp', (p) => p.source === 'a');
-    assert.deepEqual(late.data_points.map((d: { value: number }) => d.value), expectedBuckets(a, H0 + HOUR, H0 + 3 * HOUR, HOUR, 'count').map((b) => b.v));
-    assert.deepEqual(early.data_points.map((d: { value: number }) => d.value), expectedBuckets(a, H0, H0 + HOUR, HOUR, 'count').map((b) => b.v));
+    assert.deepEqual(
+      late.data_points.map((d: { value: number }) => d.value),
+      expectedBuckets(a, H0 + HOUR, H0 + 3 * HOUR, HOUR, 'count').map((b) => b.v),
+    );
+    assert.deepEqual(
+      early.data_points.map((d: { value: number }) => d.value),
+      expectedBuckets(a, H0, H0 + HOUR, HOUR, 'count').map((b) => b.v),
+    );
   });
 
   it('lists metric names with units, sources and tags', async () => {
-    await ctx.t.post('/api/v1/metrics', { source: 'a', metrics: [{ name: 'temp', value: 1, unit: 'celsius', tags: { region: 'eu', host: 'h1' } }] });
+    await ctx.t.post('/api/v1/metrics', {
+      source: 'a',
+      metrics: [{ name: 'temp', value: 1, unit: 'celsius', tags: { region: 'eu', host: 'h1' } }],
+    });
     const names = await ctx.t.get('/api/v1/metrics/names');
-    assert.deepEqual(names.json.metrics.map((m: { name: string }) => m.name), ['humidity', 'temp']);
+    assert.deepEqual(
+      names.json.metrics.map((m: { name: string }) => m.name),
+      ['humidity', 'temp'],
+    );
     assert.equal(names.json.metrics.find((m: { name: string }) => m.name === 'temp').unit, 'celsius');
     assert.equal(names.json.metrics.find((m: { name: string }) => m.name === 'temp').series_count, 3);
     const sources = await ctx.t.get('/api/v1/metrics/sources?metric=temp');
-    assert.deepEqual(sources.json.sources.map((s: { name: string }) => s.name), ['a', 'b']);
+    assert.deepEqual(
+      sources.json.sources.map((s: { name: string }) => s.name),
+      ['a', 'b'],
+    );
     const tags = await ctx.t.get('/api/v1/metrics/tags?metric=temp');
     assert.deepEqual(tags.json.tags, { host: ['h1', 'h2', 'h3'], region: ['eu', 'us'] });
     const search = await ctx.t.get('/api/v1/metrics/names?search=hum');
-    assert.deepEqual(search.json.metrics.map((m: { name: string }) => m.name), ['humidity']);
+    assert.deepEqual(
+      search.json.metrics.map((m: { name: string }) => m.name),
+      ['humidity'],
+    );
     // LIKE wildcards in the search are literal characters.
     assert.deepEqual((await ctx.t.get('/api/v1/metrics/names?search=%25')).json.metrics, []);
     assert.deepEqual((await ctx.t.get('/api/v1/metrics/names?search=_')).json.metrics, []);
@@ -203,7 +335,9 @@ describeEachFlavour('queries', (ctx) => {
       assert.equal(r.json.error.code, 'INVALID_QUERY', qs);
       assert.equal(r.json.error.details.parameter, parameter, qs);
     }
-    const inverted = await ctx.t.get('/api/v1/metrics/query?metric=temp&from=2024-01-15T11:00:00Z&to=2024-01-15T10:00:00Z');
+    const inverted = await ctx.t.get(
+      '/api/v1/metrics/query?metric=temp&from=2024-01-15T11:00:00Z&to=2024-01-15T10:00:00Z',
+    );
     assert.equal(inverted.json.error.details.issue, 'Start time must be before end time');
     const missing = await ctx.t.get('/api/v1/metrics/query');
     assert.equal(missing.json.error.details.parameter, 'metric');
@@ -249,40 +383,62 @@ describeEachFlavour('queries', (ctx) => {
   });
 });
 
-describeEachFlavour('query limits', (ctx) => {
-  const T = Math.floor((Date.now() - 2 * HOUR) / HOUR) * HOUR;
-  before(async () => {
-    const metrics = Array.from({ length: 3 }, (_, i) => ({ name: 'wide', value: i, tags: { host: `h${i}` }, timestamp: T + i }));
-    assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'lim', metrics })).status, 200);
-  });
+describeEachFlavour(
+  'query limits',
+  (ctx) => {
+    const T = Math.floor((Date.now() - 2 * HOUR) / HOUR) * HOUR;
+    before(async () => {
+      const metrics = Array.from({ length: 3 }, (_, i) => ({
+        name: 'wide',
+        value: i,
+        tags: { host: `h${i}` },
+        timestamp: T + i,
+      }));
+      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'lim', metrics })).status, 200);
+    });
 
-  it('answers 400 past QUERY_MAX_SERIES, asking for a filter; a filter brings it under', async () => {
-    const r = await ctx.t.get(`/api/v1/metrics/query?metric=wide&from=${iso(T)}&to=${iso(T + HOUR)}`);
-    assert.equal(r.status, 400, r.body);
-    assert.equal(r.json.error.details.max_series, 2);
-    assert.match(r.json.error.message, /QUERY_MAX_SERIES/);
-    const filtered = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&aggregation=sum`);
-    assert.equal(filtered.status, 200, filtered.body);
-    assert.equal(filtered.json.series_count, 1);
-  });
+    it('answers 400 past QUERY_MAX_SERIES, asking for a filter; a filter brings it under', async () => {
+      const r = await ctx.t.get(`/api/v1/metrics/query?metric=wide&from=${iso(T)}&to=${iso(T + HOUR)}`);
+      assert.equal(r.status, 400, r.body);
+      assert.equal(r.json.error.details.max_series, 2);
+      assert.match(r.json.error.message, /QUERY_MAX_SERIES/);
+      const filtered = await ctx.t.get(
+        `/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&aggregation=sum`,
+      );
+      assert.equal(filtered.status, 200, filtered.body);
+      assert.equal(filtered.json.series_count, 1);
+    });
 
-  it('answers 400 naming granularity past QUERY_MAX_BUCKETS, and auto stays under it even when QUERY_AUTO_BUCKETS is larger', async () => {
-    const over = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&granularity=1m`);
-    assert.equal(over.status, 400);
-    assert.equal(over.json.error.details.parameter, 'granularity');
-    assert.equal(over.json.error.details.max_buckets, 20);
-    const auto = await ctx.t.get(`/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&fill=null`);
-    assert.equal(auto.status, 200, auto.body);
-    assert.ok(auto.json.data_points.length <= 20, `${auto.json.granularity}: ${auto.json.data_points.length} buckets`);
-  });
-}, { QUERY_MAX_SERIES: '2', QUERY_MAX_BUCKETS: '20', QUERY_AUTO_BUCKETS: '100' });
+    it('answers 400 naming granularity past QUERY_MAX_BUCKETS, and auto stays under it even when QUERY_AUTO_BUCKETS is larger', async () => {
+      const over = await ctx.t.get(
+        `/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&granularity=1m`,
+      );
+      assert.equal(over.status, 400);
+      assert.equal(over.json.error.details.parameter, 'granularity');
+      assert.equal(over.json.error.details.max_buckets, 20);
+      const auto = await ctx.t.get(
+        `/api/v1/metrics/query?metric=wide&tags=host:h1&from=${iso(T)}&to=${iso(T + HOUR)}&fill=null`,
+      );
+      assert.equal(auto.status, 200, auto.body);
+      assert.ok(
+        auto.json.data_points.length <= 20,
+        `${auto.json.granularity}: ${auto.json.data_points.length} buckets`,
+      );
+    });
+  },
+  { QUERY_MAX_SERIES: '2', QUERY_MAX_BUCKETS: '20', QUERY_AUTO_BUCKETS: '100' },
+);
 
 describeEachFlavour(
   'query statement timeout',
   (ctx) => {
     it('answers 504 QUERY_TIMEOUT for a query past DB_STATEMENT_TIMEOUT_MS, and serves again afterwards', async () => {
       const T = Date.now() - 60_000;
-      assert.equal((await ctx.t.post('/api/v1/metrics', { source: 'slow', metrics: [{ name: 'slow', value: 1, timestamp: T }] })).status, 200);
+      assert.equal(
+        (await ctx.t.post('/api/v1/metrics', { source: 'slow', metrics: [{ name: 'slow', value: 1, timestamp: T }] }))
+          .status,
+        200,
+      );
       // Another session holds the series table, so the query waits past its statement timeout.
       const blocker = await sqlClient(ctx.t.database.url);
       try {

@@ -22,38 +22,50 @@ import { waitFor } from '../support/wait.js';
  * samples Prometheus holds: none lost while the service was down (Prometheus retried), none doubled
  * (a resend after a 5xx or a cut connection lands on the same (series, time)).
  */
-describe('remote write from a real Prometheus, across a restart of the service', { skip: prometheusSkip('remote write from a real Prometheus') }, () => {
-  let database: TestDatabase;
-  let client: pg.Client;
-  let app: NestFastifyApplication | undefined;
-  let port: number;
-  let target: Server;
-  let scrapes = 0;
-  let prom: RunningPrometheus | undefined;
+describe(
+  'remote write from a real Prometheus, across a restart of the service',
+  { skip: prometheusSkip('remote write from a real Prometheus') },
+  () => {
+    let database: TestDatabase;
+    let client: pg.Client;
+    let app: NestFastifyApplication | undefined;
+    let port: number;
+    let target: Server;
+    let scrapes = 0;
+    let prom: RunningPrometheus | undefined;
 
-  /** The service as main.ts runs it, on the fixed port and database. */
-  async function startService(): Promise<NestFastifyApplication> {
-    const config = loadConfig({ DATABASE_URL: database.url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error', AUTH: 'on', RATE_LIMIT_ENABLED: 'false' });
-    const a = await createApp(config, false);
-    await a.listen({ port, host: '127.0.0.1' });
-    return a;
-  }
+    /** The service as main.ts runs it, on the fixed port and database. */
+    async function startService(): Promise<NestFastifyApplication> {
+      const config = loadConfig({
+        DATABASE_URL: database.url,
+        JOBS_ENABLED: 'false',
+        COLLECTOR_ENABLED: 'false',
+        LOG_LEVEL: 'error',
+        AUTH: 'on',
+        RATE_LIMIT_ENABLED: 'false',
+      });
+      const a = await createApp(config, false);
+      await a.listen({ port, host: '127.0.0.1' });
+      return a;
+    }
 
-  before(async () => {
-    requirePrometheus('remote write from a real Prometheus');
-    database = await createTestDatabase('postgresql');
-    client = await sqlClient(database.url);
-    port = await freePort();
-    app = await startService();
-    const key = (await app.get(ApiKeysService).create({ name: 'prometheus', scopes: ['ingest'] }, 'test')).key;
-    target = createServer((req, res) => {
-      if (req.url !== '/metrics') return void res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(`# TYPE rwp_sequence counter\nrwp_sequence_total ${++scrapes}\n# TYPE rwp_constant gauge\nrwp_constant{kind="fixed"} 42\n`);
-    });
-    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-    const targetPort = (target.address() as AddressInfo).port;
-    prom = await startPrometheus(`global:
+    before(async () => {
+      requirePrometheus('remote write from a real Prometheus');
+      database = await createTestDatabase('postgresql');
+      client = await sqlClient(database.url);
+      port = await freePort();
+      app = await startService();
+      const key = (await app.get(ApiKeysService).create({ name: 'prometheus', scopes: ['ingest'] }, 'test')).key;
+      target = createServer((req, res) => {
+        if (req.url !== '/metrics') return void res.writeHead(404).end();
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+        res.end(
+          `# TYPE rwp_sequence counter\nrwp_sequence_total ${++scrapes}\n# TYPE rwp_constant gauge\nrwp_constant{kind="fixed"} 42\n`,
+        );
+      });
+      await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+      const targetPort = (target.address() as AddressInfo).port;
+      prom = await startPrometheus(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -74,67 +86,88 @@ remote_write:
     metadata_config:
       send: false
 `);
-  });
+    });
 
-  after(async () => {
-    await prom?.stop();
-    if (target) await new Promise((r) => target.close(r));
-    if (app) await app.close();
-    await client?.end();
-    await database?.drop();
-  });
+    after(async () => {
+      await prom?.stop();
+      if (target) await new Promise((r) => target.close(r));
+      if (app) await app.close();
+      await client?.end();
+      await database?.drop();
+    });
 
-  /** What Timescope stored of the sequence: [ms, value], by time. */
-  const stored = async () =>
-    (await client.query(`SELECT time, value FROM metrics WHERE metric = 'rwp_sequence_total' AND source = 'probe' ORDER BY time`)).rows.map((r) => [r.time.getTime(), r.value] as [number, number]);
-  /** What Prometheus holds of it, from its own TSDB: [ms, value], by time. */
-  const inPrometheus = async () => {
-    const r = (await prom!.api(`/api/v1/query?query=${encodeURIComponent('rwp_sequence_total[10m]')}`)).result as Array<{ values: Array<[number, string]> }>;
-    return (r[0]?.values ?? []).map(([t, v]) => [Math.round(t * 1000), Number(v)] as [number, number]);
-  };
+    /** What Timescope stored of the sequence: [ms, value], by time. */
+    const stored = async () =>
+      (
+        await client.query(
+          `SELECT time, value FROM metrics WHERE metric = 'rwp_sequence_total' AND source = 'probe' ORDER BY time`,
+        )
+      ).rows.map((r) => [r.time.getTime(), r.value] as [number, number]);
+    /** What Prometheus holds of it, from its own TSDB: [ms, value], by time. */
+    const inPrometheus = async () => {
+      const r = (await prom!.api(`/api/v1/query?query=${encodeURIComponent('rwp_sequence_total[10m]')}`))
+        .result as Array<{ values: Array<[number, string]> }>;
+      return (r[0]?.values ?? []).map(([t, v]) => [Math.round(t * 1000), Number(v)] as [number, number]);
+    };
 
-  it('stores every scraped sample exactly once, also those sent while the service restarted', async () => {
-    await waitFor(async () => (await stored()).length >= 3, 30_000, `the first samples through remote write (prometheus log: ${prom!.log()})`);
+    it('stores every scraped sample exactly once, also those sent while the service restarted', async () => {
+      await waitFor(
+        async () => (await stored()).length >= 3,
+        30_000,
+        `the first samples through remote write (prometheus log: ${prom!.log()})`,
+      );
 
-    // Restart: stop as on SIGTERM (requests in flight finish, then connections close), stay down
-    // for a few scrapes (Prometheus gets connection refused and retries), start again.
-    await closeGracefully(app!, { drainMs: 2_000 });
-    app = undefined;
-    const downSince = scrapes;
-    await waitFor(() => scrapes >= downSince + 3, 10_000, 'scrapes while the service is down');
-    app = await startService();
-    const upAt = scrapes;
-    await waitFor(() => scrapes >= upAt + 2, 10_000, 'scrapes after the restart');
+      // Restart: stop as on SIGTERM (requests in flight finish, then connections close), stay down
+      // for a few scrapes (Prometheus gets connection refused and retries), start again.
+      await closeGracefully(app!, { drainMs: 2_000 });
+      app = undefined;
+      const downSince = scrapes;
+      await waitFor(() => scrapes >= downSince + 3, 10_000, 'scrapes while the service is down');
+      app = await startService();
+      const upAt = scrapes;
+      await waitFor(() => scrapes >= upAt + 2, 10_000, 'scrapes after the restart');
 
-    // Everything Prometheus has (up to now) arrives; then the two sets are the same.
-    const expected = await inPrometheus();
-    assert.ok(expected.length >= 8, `${expected.length} samples in Prometheus`);
-    const last = expected[expected.length - 1][0];
-    const got = await waitFor(
-      async () => {
-        const s = await stored();
-        return s.length > 0 && s[s.length - 1][0] >= last ? s : undefined;
-      },
-      30_000,
-      `Timescope to catch up with Prometheus (prometheus log: ${prom!.log()})`,
-    );
-    const upTo = (xs: Array<[number, number]>) => xs.filter(([t]) => t <= last);
-    assert.deepEqual(upTo(got), expected);
-    // Known values: the sequence 1, 2, 3, … without a gap or a repeat, each at its own time.
-    assert.deepEqual(
-      upTo(got).map(([, v]) => v),
-      expected.map((_, i) => expected[0][1] + i),
-    );
-    assert.equal(new Set(got.map(([t]) => t)).size, got.length);
-    assert.ok(downSince > expected[0][1] && downSince < expected[expected.length - 1][1], `the restart (at scrape ${downSince}) lies inside the compared samples`);
-    // Prometheus did meet the outage: it retried samples (connection refused), and dropped none.
-    const own = parseExposition(await (await fetch(`${prom!.url}/metrics`)).text());
-    const retried = sampleSum(own, 'prometheus_remote_storage_samples_retried_total');
-    assert.ok(retried > 0, `samples retried: ${retried}`);
-    assert.equal(sampleSum(own, 'prometheus_remote_storage_samples_failed_total'), 0);
-    assert.equal(sampleSum(own, 'prometheus_remote_storage_samples_dropped_total'), 0);
-    // The constant series too: one point per scrape of the same samples.
-    const constant = (await client.query(`SELECT count(*) AS n, min(value) AS lo, max(value) AS hi, min(tags->>'kind') AS kind FROM metrics WHERE metric = 'rwp_constant' AND time <= $1`, [new Date(last)])).rows[0];
-    assert.deepEqual([Number(constant.n), constant.lo, constant.hi, constant.kind], [expected.length, 42, 42, 'fixed']);
-  });
-});
+      // Everything Prometheus has (up to now) arrives; then the two sets are the same.
+      const expected = await inPrometheus();
+      assert.ok(expected.length >= 8, `${expected.length} samples in Prometheus`);
+      const last = expected[expected.length - 1][0];
+      const got = await waitFor(
+        async () => {
+          const s = await stored();
+          return s.length > 0 && s[s.length - 1][0] >= last ? s : undefined;
+        },
+        30_000,
+        `Timescope to catch up with Prometheus (prometheus log: ${prom!.log()})`,
+      );
+      const upTo = (xs: Array<[number, number]>) => xs.filter(([t]) => t <= last);
+      assert.deepEqual(upTo(got), expected);
+      // Known values: the sequence 1, 2, 3, … without a gap or a repeat, each at its own time.
+      assert.deepEqual(
+        upTo(got).map(([, v]) => v),
+        expected.map((_, i) => expected[0][1] + i),
+      );
+      assert.equal(new Set(got.map(([t]) => t)).size, got.length);
+      assert.ok(
+        downSince > expected[0][1] && downSince < expected[expected.length - 1][1],
+        `the restart (at scrape ${downSince}) lies inside the compared samples`,
+      );
+      // Prometheus did meet the outage: it retried samples (connection refused), and dropped none.
+      const own = parseExposition(await (await fetch(`${prom!.url}/metrics`)).text());
+      const retried = sampleSum(own, 'prometheus_remote_storage_samples_retried_total');
+      assert.ok(retried > 0, `samples retried: ${retried}`);
+      assert.equal(sampleSum(own, 'prometheus_remote_storage_samples_failed_total'), 0);
+      assert.equal(sampleSum(own, 'prometheus_remote_storage_samples_dropped_total'), 0);
+      // The constant series too: one point per scrape of the same samples.
+      const constant = (
+        await client.query(
+          `SELECT count(*) AS n, min(value) AS lo, max(value) AS hi, min(tags->>'kind') AS kind FROM metrics WHERE metric = 'rwp_constant' AND time <= $1`,
+          [new Date(last)],
+        )
+      ).rows[0];
+      assert.deepEqual(
+        [Number(constant.n), constant.lo, constant.hi, constant.kind],
+        [expected.length, 42, 42, 'fixed'],
+      );
+    });
+  },
+);

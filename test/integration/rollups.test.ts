@@ -10,10 +10,13 @@ const iso = (ms: number) => new Date(ms).toISOString();
 describeEachFlavour('rollups', (ctx) => {
   const D0 = Math.floor((Date.now() - 3 * DAY) / DAY) * DAY;
   const points: KnownPoint[] = [];
-  for (let t = D0; t < D0 + 2 * DAY; t += 60_000) points.push({ metric: 'load', source: 'h', tags: {}, t, v: (t / 60_000) % 97 });
+  for (let t = D0; t < D0 + 2 * DAY; t += 60_000)
+    points.push({ metric: 'load', source: 'h', tags: {}, t, v: (t / 60_000) % 97 });
 
   const query = async (agg: string, g = '1h', from = D0, to = D0 + 2 * DAY) => {
-    const r = await ctx.t.get(`/api/v1/metrics/query?metric=load&from=${iso(from)}&to=${iso(to)}&granularity=${g}&aggregation=${agg}`);
+    const r = await ctx.t.get(
+      `/api/v1/metrics/query?metric=load&from=${iso(from)}&to=${iso(to)}&granularity=${g}&aggregation=${agg}`,
+    );
     assert.equal(r.status, 200, r.body);
     return r.json;
   };
@@ -31,7 +34,13 @@ describeEachFlavour('rollups', (ctx) => {
   it('equal raw numbers at every tier after a refresh', async () => {
     await ingest(ctx.t, points);
     await ctx.t.runJob('rollup-refresh');
-    for (const [g, step] of [['1m', 60_000], ['5m', 300_000], ['1h', HOUR], ['1d', DAY], ['2d', 2 * DAY]] as const) {
+    for (const [g, step] of [
+      ['1m', 60_000],
+      ['5m', 300_000],
+      ['1h', HOUR],
+      ['1d', DAY],
+      ['2d', 2 * DAY],
+    ] as const) {
       for (const agg of ['avg', 'sum', 'max', 'count'] as const) {
         const json = await matches(agg, g, step);
         assert.ok(json.rollup, `${g} should be served by a rollup`);
@@ -44,7 +53,8 @@ describeEachFlavour('rollups', (ctx) => {
   it('take late and backfilled points into account', async () => {
     // A late point inside the materialised range and a whole backfilled hour a day earlier.
     const late: KnownPoint[] = [{ metric: 'load', source: 'h', tags: {}, t: D0 + 5 * HOUR + 30_000, v: 1000 }];
-    for (let t = D0 + HOUR; t < D0 + 2 * HOUR; t += 60_000) late.push({ metric: 'load', source: 'h', tags: {}, t: t + 15_000, v: -5 });
+    for (let t = D0 + HOUR; t < D0 + 2 * HOUR; t += 60_000)
+      late.push({ metric: 'load', source: 'h', tags: {}, t: t + 15_000, v: -5 });
     await ingest(ctx.t, late);
     points.push(...late);
     if (ctx.flavour === 'postgresql') {

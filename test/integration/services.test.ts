@@ -9,7 +9,11 @@ describeEachFlavour('service status', (ctx) => {
 
   it('registers and updates services; status changes become events', async () => {
     ctx.t.app.get(ServiceRegistry).useClock(clock);
-    let r = await ctx.t.post('/api/v1/services/', { name: 'your-service-name', status: 'up', endpoint: 'http://your-service:8080' });
+    let r = await ctx.t.post('/api/v1/services/', {
+      name: 'your-service-name',
+      status: 'up',
+      endpoint: 'http://your-service:8080',
+    });
     assert.equal(r.status, 200, r.body);
     assert.equal(r.json.created, true);
     assert.equal(r.json.service.status, 'up');
@@ -25,7 +29,10 @@ describeEachFlavour('service status', (ctx) => {
     assert.equal(r.json.previous_status, 'up');
     assert.equal(r.json.service.uptime_seconds, 0);
     const events = (await ctx.t.get('/api/v1/events?kind=service_status&source=your-service-name')).json.events;
-    assert.deepEqual(events.map((e: { attributes: { status: string } }) => e.attributes.status), ['down', 'up']);
+    assert.deepEqual(
+      events.map((e: { attributes: { status: string } }) => e.attributes.status),
+      ['down', 'up'],
+    );
     assert.equal(events[0].level, 'error');
   });
 
@@ -58,12 +65,15 @@ describeEachFlavour('service status', (ctx) => {
     assert.deepEqual(r.json.counts, { up: 1, down: 1, unknown: 0 });
     const svc = r.json.services.find((s: { name: string }) => s.name === 'your-service-name');
     // Up for 120 s, then down until now: 120 of the known seconds were up.
-    const known = (now - (Date.parse(svc.registered_at))) / 1000;
+    const known = (now - Date.parse(svc.registered_at)) / 1000;
     assert.equal(svc.availability_24h.up_seconds, 120);
     assert.equal(svc.availability_24h.known_seconds, Math.round(known));
     const status = await ctx.t.get('/api/v1/monitoring/status');
     const row = status.json.services.find((s: { name: string }) => s.name === 'your-service-name');
-    assert.deepEqual({ status: row.status, port: row.port, uptime: row.uptime_seconds }, { status: 'stopped', port: 8080, uptime: 0 });
+    assert.deepEqual(
+      { status: row.status, port: row.port, uptime: row.uptime_seconds },
+      { status: 'stopped', port: 8080, uptime: 0 },
+    );
     const worker = status.json.services.find((s: { name: string }) => s.name === 'batch-worker');
     assert.equal(worker.status, 'running');
     assert.equal(worker.uptime_seconds, 0);

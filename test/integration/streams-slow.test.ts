@@ -26,15 +26,25 @@ describeEachFlavour(
       // The slow client stops reading: the kernel buffers fill, then the server-side queue.
       (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
       const hub = ctx.t.app.get(StreamHub);
-      const requests = 400, per = 200;
+      const requests = 400,
+        per = 200;
       const t0 = Date.now() - 600_000;
       let n = 0;
       for (let r = 0; r < requests; r++) {
-        const metrics = Array.from({ length: per }, (_, i) => ({ name: 'flood', value: r * per + i, tags: { k: `s${i}` } }));
-        const res = await ctx.t.post('/api/v1/metrics', { source: 'load', timestamp: new Date(t0 + r * 1000).toISOString(), metrics });
+        const metrics = Array.from({ length: per }, (_, i) => ({
+          name: 'flood',
+          value: r * per + i,
+          tags: { k: `s${i}` },
+        }));
+        const res = await ctx.t.post('/api/v1/metrics', {
+          source: 'load',
+          timestamp: new Date(t0 + r * 1000).toISOString(),
+          metrics,
+        });
         assert.equal(res.status, 200, res.body);
         n += per;
-        if (r % 50 === 0) await waitFor(() => fast.messages.length - 1 >= n - per, 10_000, 'the fast client to keep up');
+        if (r % 50 === 0)
+          await waitFor(() => fast.messages.length - 1 >= n - per, 10_000, 'the fast client to keep up');
       }
       await waitFor(() => hub.stats.cutOff === 1, 5_000, 'the slow client to be cut off');
       await waitFor(() => fast.messages.length - 1 === n, 10_000, 'every point at the fast client');
@@ -55,7 +65,15 @@ describeEachFlavour(
       const hub = ctx.t.app.get(StreamHub);
       const cutBefore = hub.stats.cutOff;
       // A real SSE client that reads the opening comment, then stops reading.
-      const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=trickle`, { headers: ctx.t.authHeaders }, resolve).on('error', reject));
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+        http
+          .get(
+            `http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=trickle`,
+            { headers: ctx.t.authHeaders },
+            resolve,
+          )
+          .on('error', reject),
+      );
       assert.equal(res.statusCode, 200);
       await new Promise((resolve) => res.once('data', resolve));
       res.pause();
@@ -64,7 +82,11 @@ describeEachFlavour(
       const send = async (n: number) => {
         const routed = hub.stats.delivered;
         const metrics = Array.from({ length: n }, (_, i) => ({ name: 'trickle', value: i, tags: { k: `s${i}` } }));
-        const res2 = await ctx.t.post('/api/v1/metrics', { source: 'load', timestamp: new Date(t0 + r++ * 1000).toISOString(), metrics });
+        const res2 = await ctx.t.post('/api/v1/metrics', {
+          source: 'load',
+          timestamp: new Date(t0 + r++ * 1000).toISOString(),
+          metrics,
+        });
         assert.equal(res2.status, 200, res2.body);
         await waitFor(() => hub.stats.delivered >= routed + n, 5_000, 'the fan-out');
       };

@@ -13,7 +13,11 @@ describeEachFlavour(
   (ctx) => {
     let port: number;
     let base: string;
-    const send = async (source: string, metrics: Array<{ name: string; value: number; unit?: string; tags?: Record<string, string> }>, timestamp = Date.now()) => {
+    const send = async (
+      source: string,
+      metrics: Array<{ name: string; value: number; unit?: string; tags?: Record<string, string> }>,
+      timestamp = Date.now(),
+    ) => {
       const r = await ctx.t.post('/api/v1/metrics', { source, timestamp: iso(timestamp), metrics });
       assert.equal(r.status, 200, r.body);
     };
@@ -26,17 +30,38 @@ describeEachFlavour(
 
     it('pushes every committed point that matches a WebSocket subscription, in the reference shape', async () => {
       const c = await wsClient(port, undefined, ctx.t.authHeaders);
-      c.send({ action: 'subscribe', id: 'r1', metrics: ['cpu_usage', 'memory_usage'], sources: ['fl_server'], tags: { experiment_id: 'exp_001' } });
+      c.send({
+        action: 'subscribe',
+        id: 'r1',
+        metrics: ['cpu_usage', 'memory_usage'],
+        sources: ['fl_server'],
+        tags: { experiment_id: 'exp_001' },
+      });
       const ack = await c.next((m) => m.type === 'subscribed');
-      assert.deepEqual(ack, { type: 'subscribed', subscription_id: 1, metrics: ['cpu_usage', 'memory_usage'], sources: ['fl_server'], tags: { experiment_id: 'exp_001' }, request_id: 'r1' });
+      assert.deepEqual(ack, {
+        type: 'subscribed',
+        subscription_id: 1,
+        metrics: ['cpu_usage', 'memory_usage'],
+        sources: ['fl_server'],
+        tags: { experiment_id: 'exp_001' },
+        request_id: 'r1',
+      });
       const t = Date.now() - 1000;
-      await send('fl_server', [
-        { name: 'cpu_usage', value: 47.8, unit: 'percent', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
-        { name: 'cpu_usage', value: 1, tags: { host: 'fl-server-01', experiment_id: 'exp_002' } }, // other experiment
-        { name: 'disk_usage', value: 2, tags: { experiment_id: 'exp_001' } }, // other metric
-      ], t);
+      await send(
+        'fl_server',
+        [
+          { name: 'cpu_usage', value: 47.8, unit: 'percent', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
+          { name: 'cpu_usage', value: 1, tags: { host: 'fl-server-01', experiment_id: 'exp_002' } }, // other experiment
+          { name: 'disk_usage', value: 2, tags: { experiment_id: 'exp_001' } }, // other metric
+        ],
+        t,
+      );
       await send('policy_engine', [{ name: 'cpu_usage', value: 3, tags: { experiment_id: 'exp_001' } }], t); // other source
-      await send('fl_server', [{ name: 'memory_usage', value: 512.5, unit: 'MB', tags: { experiment_id: 'exp_001' } }], t);
+      await send(
+        'fl_server',
+        [{ name: 'memory_usage', value: 512.5, unit: 'MB', tags: { experiment_id: 'exp_001' } }],
+        t,
+      );
       const mem = await c.next((m) => m.type === 'metric_update' && m.metric.name === 'memory_usage');
       const updates = c.messages.filter((m) => m.type === 'metric_update');
       assert.equal(updates.length, 2, JSON.stringify(updates));
@@ -44,7 +69,12 @@ describeEachFlavour(
         type: 'metric_update',
         source: 'fl_server',
         timestamp: iso(t),
-        metric: { name: 'cpu_usage', value: 47.8, unit: 'percent', tags: { experiment_id: 'exp_001', host: 'fl-server-01' } },
+        metric: {
+          name: 'cpu_usage',
+          value: 47.8,
+          unit: 'percent',
+          tags: { experiment_id: 'exp_001', host: 'fl-server-01' },
+        },
       });
       assert.equal(mem.metric.value, 512.5);
       await c.close();
@@ -59,7 +89,10 @@ describeEachFlavour(
       await c.next((m) => m.type === 'metric_update');
       c.send({ action: 'list' });
       const list = await c.next((m) => m.type === 'subscriptions');
-      assert.deepEqual(list.subscriptions.map((s: { subscription_id: number }) => s.subscription_id), [1, 2]);
+      assert.deepEqual(
+        list.subscriptions.map((s: { subscription_id: number }) => s.subscription_id),
+        [1, 2],
+      );
       c.send({ action: 'unsubscribe', subscription_id: 1 });
       assert.deepEqual((await c.next((m) => m.type === 'unsubscribed')).subscription_ids, [1]);
       c.send({ action: 'unsubscribe', subscription_id: 1 });
@@ -67,7 +100,10 @@ describeEachFlavour(
       await send('api', [{ name: 'req', value: 2 }]); // matched only the removed subscription
       await send('web', [{ name: 'other', value: 3 }]);
       await c.next((m) => m.type === 'metric_update' && m.metric.name === 'other');
-      assert.deepEqual(c.messages.filter((m) => m.type === 'metric_update').map((m) => m.metric.value), [1, 3]);
+      assert.deepEqual(
+        c.messages.filter((m) => m.type === 'metric_update').map((m) => m.metric.value),
+        [1, 3],
+      );
       c.send({ action: 'unsubscribe' });
       const all = c.messages.length;
       assert.deepEqual((await c.next((m) => m.type === 'unsubscribed', all - 1)).subscription_ids, [2]);
@@ -124,7 +160,10 @@ describeEachFlavour(
       wide.send({ action: 'subscribe', metrics: names('n', 20), sources: names('s', 30) });
       assert.equal((await wide.next((m) => m.type === 'error')).error.details.max_pairs, 1000);
       wide.send({ action: 'subscribe', metrics: names('m', 40), sources: names('s', 30) });
-      assert.equal((await wide.next((m) => m.type === 'error' && m.error.details.field === 'sources')).error.code, 'INVALID_REQUEST');
+      assert.equal(
+        (await wide.next((m) => m.type === 'error' && m.error.details.field === 'sources')).error.code,
+        'INVALID_REQUEST',
+      );
       await wide.close();
       const hub = ctx.t.app.get(StreamHub);
       await waitFor(() => hub.connectionCount === 1);
@@ -149,19 +188,38 @@ describeEachFlavour(
       await send('room3', [{ name: 'temp', value: 99 }], t);
       await send('room2', [{ name: 'temp', value: 19 }], t);
       await s.next((e) => e.json?.value === 19);
-      assert.deepEqual(s.events.map((e) => e.json.value), [21.5, 19]);
-      assert.deepEqual(s.events[0].json, { metric: 'temp', value: 21.5, timestamp: iso(t), source: 'room1', unit: 'C', tags: { floor: '1' } });
+      assert.deepEqual(
+        s.events.map((e) => e.json.value),
+        [21.5, 19],
+      );
+      assert.deepEqual(s.events[0].json, {
+        metric: 'temp',
+        value: 21.5,
+        timestamp: iso(t),
+        source: 'room1',
+        unit: 'C',
+        tags: { floor: '1' },
+      });
       assert.match(s.events[0].id!, /^[0-9a-f]{8}\.\d+$/);
       const lastId = s.events[1].id!;
       s.close();
       await s.ended;
       await send('room1', [{ name: 'temp', value: 22 }], t + 1000);
       await send('room1', [{ name: 'temp', value: 23 }], t + 2000);
-      const resumed = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&sources=room1,room2`, { ...ctx.t.authHeaders, 'last-event-id': lastId });
+      const resumed = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&sources=room1,room2`, {
+        ...ctx.t.authHeaders,
+        'last-event-id': lastId,
+      });
       await resumed.next((e) => e.json?.value === 23);
-      assert.deepEqual(resumed.events.map((e) => e.json.value), [22, 23]);
+      assert.deepEqual(
+        resumed.events.map((e) => e.json.value),
+        [22, 23],
+      );
       resumed.close();
-      const unknown = await sseClient(`${base}/api/v1/metrics/stream?metrics=temp&last_event_id=00000000.5`, ctx.t.authHeaders);
+      const unknown = await sseClient(
+        `${base}/api/v1/metrics/stream?metrics=temp&last_event_id=00000000.5`,
+        ctx.t.authHeaders,
+      );
       const gap = await unknown.next((e) => e.event === 'gap');
       assert.equal(gap.json.reason, 'the server restarted since');
       unknown.close();
@@ -192,9 +250,15 @@ describeEachFlavour(
       await send('host', [{ name: 'load', value: 1 }], b0 + 200);
       await send('host', [{ name: 'load', value: 3 }], b0 + 700);
       await send('host', [{ name: 'load', value: 10 }], b0 + I + 500);
-      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=load&interval=2s&aggregation=avg`, { ...ctx.t.authHeaders, 'last-event-id': String(b0) });
+      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=load&interval=2s&aggregation=avg`, {
+        ...ctx.t.authHeaders,
+        'last-event-id': String(b0),
+      });
       const e1 = await s.next((e) => e.json?.timestamp === iso(b0), 0, 6_000);
-      assert.deepEqual({ v: e1.json.value, c: e1.json.count, id: e1.id, agg: e1.json.aggregation, interval: e1.json.interval }, { v: 2, c: 2, id: String(b0 + I), agg: 'avg', interval: 2 });
+      assert.deepEqual(
+        { v: e1.json.value, c: e1.json.count, id: e1.id, agg: e1.json.aggregation, interval: e1.json.interval },
+        { v: 2, c: 2, id: String(b0 + I), agg: 'avg', interval: 2 },
+      );
       const e2 = await s.next((e) => e.json?.timestamp === iso(b0 + I), 0, 1_000);
       assert.equal(e2.json.value, 10);
       // A bucket that opens after the stream started is aggregated in memory from the commits.

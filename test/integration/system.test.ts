@@ -55,7 +55,10 @@ describeEachFlavour('system', (ctx) => {
   });
 
   it('runs a job once at a time: concurrent triggers join, another instance holding the lock means skipped', async () => {
-    const [a, b] = await Promise.all([ctx.t.post('/api/v1/system/jobs/rollup-refresh/run'), ctx.t.post('/api/v1/system/jobs/rollup-refresh/run')]);
+    const [a, b] = await Promise.all([
+      ctx.t.post('/api/v1/system/jobs/rollup-refresh/run'),
+      ctx.t.post('/api/v1/system/jobs/rollup-refresh/run'),
+    ]);
     assert.equal(a.json.started_at, b.json.started_at);
     if (ctx.flavour === 'timescaledb') return; // PGlite has one session: there is no "other instance"
     const other = await ctx.t.app.get(Database).dedicatedClient();
@@ -72,7 +75,8 @@ describeEachFlavour('system', (ctx) => {
 
   it('leaves the schema alone when started again (migrations are applied once)', async () => {
     if (ctx.flavour === 'timescaledb') return; // PGlite serves one connection: a second app cannot attach
-    const applied = async () => (await ctx.t.sql.query(`SELECT name, applied_at FROM schema_migrations ORDER BY name`)).rows;
+    const applied = async () =>
+      (await ctx.t.sql.query(`SELECT name, applied_at FROM schema_migrations ORDER BY name`)).rows;
     const before = await applied();
     assert.ok(before.some((x) => x.name === '0002_points'));
     const again = await createApp(loadConfig({ DATABASE_URL: ctx.t.database.url, JOBS_ENABLED: 'false' }), false);
@@ -87,7 +91,10 @@ describeEachFlavour(
     it('turns degraded while a lock on points holds a write, answers promptly throughout, and recovers once it commits', async () => {
       const iso = (ms: number) => new Date(ms).toISOString();
       const T = Date.now() - 60_000;
-      const point = (v: number) => ({ source: 'h', metrics: [{ name: 'locked', value: v, timestamp: iso(T + v * 1000) }] });
+      const point = (v: number) => ({
+        source: 'h',
+        metrics: [{ name: 'locked', value: v, timestamp: iso(T + v * 1000) }],
+      });
       assert.equal((await ctx.t.post('/api/v1/metrics', point(0))).status, 200);
       assert.equal((await ctx.t.get('/health')).json.status, 'healthy');
       /** GET /health, timed. */
@@ -128,7 +135,9 @@ describeEachFlavour(
         // Reads pile up behind the lock until every read connection is taken: /health says the
         // pool is busy after 1 s instead of waiting for a connection.
         const pool = ctx.t.sql;
-        const reads = Array.from({ length: 6 }, () => ctx.t.get(`/api/v1/metrics/query?metric=locked&from=${iso(T - 60_000)}&to=${iso(T + 60_000)}`));
+        const reads = Array.from({ length: 6 }, () =>
+          ctx.t.get(`/api/v1/metrics/query?metric=locked&from=${iso(T - 60_000)}&to=${iso(T + 60_000)}`),
+        );
         const blocked = async () => {
           // The locker's transaction would keep seeing its first snapshot of the activity: clear it.
           const [, r] = (await locker.query(
@@ -137,7 +146,11 @@ describeEachFlavour(
           return r.rows[0].n;
         };
         // The writer's COPY, and a read on each of the 5 read connections (DB_POOL_MAX 8 less 3 for writes); a 6th waits.
-        await waitFor(async () => (await blocked()) === 6 && pool.waitingCount > 0, 5_000, 'reads to take every read connection');
+        await waitFor(
+          async () => (await blocked()) === 6 && pool.waitingCount > 0,
+          5_000,
+          'reads to take every read connection',
+        );
         const busy = await health();
         assert.equal(busy.status, 200);
         assert.equal(busy.json.components.database.status, 'busy');
@@ -146,13 +159,20 @@ describeEachFlavour(
         await release();
         assert.equal((await write).status, 200);
         for (const r of await Promise.all(reads)) assert.equal(r.status, 200, r.body);
-        const back = await waitFor(async () => {
-          const r = await ctx.t.get('/health');
-          return r.json.status === 'healthy' && r;
-        }, 3_000, '/health to turn healthy');
+        const back = await waitFor(
+          async () => {
+            const r = await ctx.t.get('/health');
+            return r.json.status === 'healthy' && r;
+          },
+          3_000,
+          '/health to turn healthy',
+        );
         assert.equal(back.json.components.metrics_processor.status, 'running');
         assert.equal(back.json.components.metrics_processor.oldest_pending_seconds, 0);
-        assert.equal((await ctx.t.sql.query(`SELECT count(*)::int AS n FROM metrics WHERE metric = 'locked'`)).rows[0].n, 2);
+        assert.equal(
+          (await ctx.t.sql.query(`SELECT count(*)::int AS n FROM metrics WHERE metric = 'locked'`)).rows[0].n,
+          2,
+        );
       } finally {
         await release().catch(() => undefined);
         await locker.end();
@@ -171,9 +191,17 @@ describeEachFlavour(
   'migrations on an empty database',
   (ctx) => {
     it('applies every migration of the flavour at start and serves', async () => {
-      const applied = (await ctx.t.sql.query(`SELECT name FROM schema_migrations ORDER BY name`)).rows.map((r) => r.name);
-      assert.deepEqual(applied, loadScripts(`${DB_DIR}/migrations`, ctx.flavour).map((m) => m.name));
-      assert.equal((await ctx.t.sql.query(`SELECT value FROM timescope_meta WHERE key = 'flavour'`)).rows[0].value, ctx.flavour);
+      const applied = (await ctx.t.sql.query(`SELECT name FROM schema_migrations ORDER BY name`)).rows.map(
+        (r) => r.name,
+      );
+      assert.deepEqual(
+        applied,
+        loadScripts(`${DB_DIR}/migrations`, ctx.flavour).map((m) => m.name),
+      );
+      assert.equal(
+        (await ctx.t.sql.query(`SELECT value FROM timescope_meta WHERE key = 'flavour'`)).rows[0].value,
+        ctx.flavour,
+      );
       const r = await ctx.t.post('/api/v1/metrics', { source: 'm', metrics: [{ name: 'migrated', value: 1.5 }] });
       assert.equal(r.status, 200, r.body);
       assert.equal((await ctx.t.sql.query(`SELECT count(*)::int AS n FROM metrics WHERE source = 'm'`)).rows[0].n, 1);

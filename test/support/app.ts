@@ -39,7 +39,11 @@ export interface TestApp {
  * of the run's migrated template, or with `emptyDatabase` an empty one that the app migrates.
  * Scheduled jobs are off unless asked for: tests trigger them, so nothing runs behind their back.
  */
-export async function startApp(flavour: TestFlavour, env: Record<string, string> = {}, opts: { proxy?: boolean; emptyDatabase?: boolean } = {}): Promise<TestApp> {
+export async function startApp(
+  flavour: TestFlavour,
+  env: Record<string, string> = {},
+  opts: { proxy?: boolean; emptyDatabase?: boolean } = {},
+): Promise<TestApp> {
   const database = await createTestDatabase(flavour, { empty: opts.emptyDatabase });
   let proxy: FaultProxy | undefined;
   let url = database.url;
@@ -50,7 +54,15 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
     url = proxy.wrap(database.url);
   }
   // Keys are required as in production (AUTH=auto with DATABASE_URL); rate limits are tested on their own.
-  const config = loadConfig({ DATABASE_URL: url, JOBS_ENABLED: 'false', COLLECTOR_ENABLED: 'false', LOG_LEVEL: 'error', AUTH: 'on', RATE_LIMIT_ENABLED: 'false', ...env });
+  const config = loadConfig({
+    DATABASE_URL: url,
+    JOBS_ENABLED: 'false',
+    COLLECTOR_ENABLED: 'false',
+    LOG_LEVEL: 'error',
+    AUTH: 'on',
+    RATE_LIMIT_ENABLED: 'false',
+    ...env,
+  });
   let app: NestFastifyApplication;
   try {
     app = await createApp(config, false);
@@ -62,18 +74,35 @@ export async function startApp(flavour: TestFlavour, env: Record<string, string>
   const sql = app.get(Database).readPool;
   const keys = app.get(ApiKeysService);
   let n = 0;
-  const key = async (scopes: string[], name = `test-key-${++n}`, extra: Record<string, unknown> = {}) => (await keys.create({ name, scopes, ...extra }, 'test')).key;
+  const key = async (scopes: string[], name = `test-key-${++n}`, extra: Record<string, unknown> = {}) =>
+    (await keys.create({ name, scopes, ...extra }, 'test')).key;
   const adminKey = config.auth.enabled ? await key(['admin'], 'test-admin') : undefined;
   const authHeaders: Record<string, string> = adminKey ? { authorization: `Bearer ${adminKey}` } : {};
-  const request = async (method: string, url: string, body?: unknown, given: Record<string, string> = {}): Promise<InjectResult> => {
+  const request = async (
+    method: string,
+    url: string,
+    body?: unknown,
+    given: Record<string, string> = {},
+  ): Promise<InjectResult> => {
     const headers = 'authorization' in given ? { ...given } : { ...authHeaders, ...given };
     if (headers.authorization === '') delete headers.authorization;
-    const res = await app.getHttpAdapter().getInstance().inject({
-      method: method as 'GET',
-      url,
-      headers: body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body) ? { 'content-type': 'application/json', ...headers } : headers,
-      payload: body === undefined ? undefined : typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
-    });
+    const res = await app
+      .getHttpAdapter()
+      .getInstance()
+      .inject({
+        method: method as 'GET',
+        url,
+        headers:
+          body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)
+            ? { 'content-type': 'application/json', ...headers }
+            : headers,
+        payload:
+          body === undefined
+            ? undefined
+            : typeof body === 'string' || Buffer.isBuffer(body)
+              ? body
+              : JSON.stringify(body),
+      });
     let json: unknown;
     try {
       json = JSON.parse(res.body);

@@ -27,7 +27,8 @@ export interface TestDatabase {
 
 function adminUrl(): string {
   const url = process.env.TIMESCOPE_TEST_ADMIN_URL;
-  if (!url) throw new Error('TIMESCOPE_TEST_ADMIN_URL is unset: run the tests with `make test` (node dist/test/run.js)');
+  if (!url)
+    throw new Error('TIMESCOPE_TEST_ADMIN_URL is unset: run the tests with `make test` (node dist/test/run.js)');
   return url;
 }
 
@@ -79,7 +80,10 @@ function pgliteTemplateTar(file: string): Blob {
 async function startTimescaleDb(template: string | undefined): Promise<TestDatabase> {
   // Let go of both on drop: test processes run many files (support/worker.ts), and a suite's
   // context stays reachable after it ended; each PGlite holds hundreds of MB of WebAssembly memory.
-  let db: PGlite | undefined = await PGlite.create({ extensions: { timescaledb }, loadDataDir: template ? pgliteTemplateTar(template) : undefined });
+  let db: PGlite | undefined = await PGlite.create({
+    extensions: { timescaledb },
+    loadDataDir: template ? pgliteTemplateTar(template) : undefined,
+  });
   // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
   // (CREATE EXTENSION loads it in a fresh one; a server has it in shared_preload_libraries), and
   // without it the TSL functions (continuous aggregates, compression) refuse to run. Load it as

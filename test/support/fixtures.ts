@@ -32,7 +32,13 @@ export async function ingest(t: TestApp, points: KnownPoint[], chunk = 5_000): P
 export type Agg = 'avg' | 'sum' | 'min' | 'max' | 'count' | 'first' | 'last';
 
 /** The independent computation: bucket [from, to) by `step` from the epoch and aggregate in JS. */
-export function expectedBuckets(points: KnownPoint[], from: number, to: number, step: number, agg: Agg): Array<{ t: number; v: number }> {
+export function expectedBuckets(
+  points: KnownPoint[],
+  from: number,
+  to: number,
+  step: number,
+  agg: Agg,
+): Array<{ t: number; v: number }> {
   const groups = new Map<number, KnownPoint[]>();
   for (const p of points) {
     if (p.t < from || p.t >= to) continue;
@@ -46,13 +52,19 @@ export function expectedBuckets(points: KnownPoint[], from: number, to: number, 
       const vs = ps.map((p) => p.v);
       const byTime = [...ps].sort((x, y) => x.t - y.t || x.source.localeCompare(y.source));
       const v =
-        agg === 'avg' ? vs.reduce((s, x) => s + x, 0) / vs.length
-        : agg === 'sum' ? vs.reduce((s, x) => s + x, 0)
-        : agg === 'min' ? Math.min(...vs)
-        : agg === 'max' ? Math.max(...vs)
-        : agg === 'count' ? vs.length
-        : agg === 'first' ? byTime[0].v
-        : byTime[byTime.length - 1].v;
+        agg === 'avg'
+          ? vs.reduce((s, x) => s + x, 0) / vs.length
+          : agg === 'sum'
+            ? vs.reduce((s, x) => s + x, 0)
+            : agg === 'min'
+              ? Math.min(...vs)
+              : agg === 'max'
+                ? Math.max(...vs)
+                : agg === 'count'
+                  ? vs.length
+                  : agg === 'first'
+                    ? byTime[0].v
+                    : byTime[byTime.length - 1].v;
       return { t: b, v };
     });
 }

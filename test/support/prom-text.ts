@@ -27,7 +27,8 @@ const TYPES = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped']);
 function parseValue(text: string, where: string): number {
   if (/^[+-]?Inf$/i.test(text)) return text.startsWith('-') ? -Infinity : Infinity;
   if (/^NaN$/i.test(text)) return NaN;
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text)) throw new Error(`${where}: ${JSON.stringify(text)} is not a number`);
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text))
+    throw new Error(`${where}: ${JSON.stringify(text)} is not a number`);
   return Number(text);
 }
 
@@ -56,7 +57,8 @@ function parseSample(line: string, where: string): PromSample {
       const start = i;
       while (i < line.length && /[a-zA-Z0-9_]/.test(line[i])) i++;
       const label = line.slice(start, i);
-      if (!LABEL_NAME.test(label) || label.startsWith('__')) throw new Error(`${where}: bad label name ${JSON.stringify(label)}`);
+      if (!LABEL_NAME.test(label) || label.startsWith('__'))
+        throw new Error(`${where}: bad label name ${JSON.stringify(label)}`);
       if (label in labels) throw new Error(`${where}: label ${label} twice`);
       if (line[i] !== '=' || line[i + 1] !== '"') throw new Error(`${where}: expected ="…" after label ${label}`);
       i += 2;
@@ -87,7 +89,8 @@ function parseSample(line: string, where: string): PromSample {
   }
   if (line[i] !== ' ') throw new Error(`${where}: expected a space before the value`);
   const rest = line.slice(i + 1).split(' ');
-  if (rest.length < 1 || rest.length > 2 || rest.some((r) => r === '')) throw new Error(`${where}: expected "value [timestamp]", got ${JSON.stringify(line.slice(i + 1))}`);
+  if (rest.length < 1 || rest.length > 2 || rest.some((r) => r === ''))
+    throw new Error(`${where}: expected "value [timestamp]", got ${JSON.stringify(line.slice(i + 1))}`);
   const value = parseValue(rest[0], where);
   if (rest[1] !== undefined && !/^-?\d+$/.test(rest[1])) throw new Error(`${where}: bad timestamp ${rest[1]}`);
   return { name, labels, value };
@@ -106,7 +109,12 @@ function familyOf(name: string, types: Map<string, string>): string {
 }
 
 const labelKey = (labels: Record<string, string>, without?: string) =>
-  JSON.stringify(Object.keys(labels).filter((k) => k !== without).sort().map((k) => [k, labels[k]]));
+  JSON.stringify(
+    Object.keys(labels)
+      .filter((k) => k !== without)
+      .sort()
+      .map((k) => [k, labels[k]]),
+  );
 
 export function parseExposition(text: string): Map<string, PromFamily> {
   if (text.length > 0 && !text.endsWith('\n')) throw new Error('the exposition must end with a newline');
@@ -130,7 +138,8 @@ export function parseExposition(text: string): Map<string, PromFamily> {
       if (!m) return; // another comment
       const [, kind, name, rest = ''] = m;
       if (!METRIC_NAME.test(name)) throw new Error(`${where}: bad metric name ${name} in ${kind}`);
-      if (closed.has(name) || (families.get(name)?.samples.length ?? 0) > 0) throw new Error(`${where}: ${kind} of ${name} after its samples`);
+      if (closed.has(name) || (families.get(name)?.samples.length ?? 0) > 0)
+        throw new Error(`${where}: ${kind} of ${name} after its samples`);
       if (kind === 'HELP') {
         if (family(name).help !== undefined) throw new Error(`${where}: second HELP for ${name}`);
         family(name).help = unescapeHelp(rest, where);
@@ -153,8 +162,10 @@ export function parseExposition(text: string): Map<string, PromFamily> {
     if (seen.has(key)) throw new Error(`${where}: sample ${key} twice`);
     seen.add(key);
     const f = family(name);
-    if (f.type === 'counter' && !(sample.value >= 0 && Number.isFinite(sample.value))) throw new Error(`${where}: counter ${sample.name} is ${sample.value}`);
-    if (f.type === 'histogram' && sample.name === `${name}_bucket` && sample.labels.le === undefined) throw new Error(`${where}: bucket without le`);
+    if (f.type === 'counter' && !(sample.value >= 0 && Number.isFinite(sample.value)))
+      throw new Error(`${where}: counter ${sample.name} is ${sample.value}`);
+    if (f.type === 'histogram' && sample.name === `${name}_bucket` && sample.labels.le === undefined)
+      throw new Error(`${where}: bucket without le`);
     f.samples.push(sample);
   });
   for (const f of families.values()) if (f.type === 'histogram') checkHistogram(f);
@@ -188,7 +199,11 @@ function checkHistogram(f: PromFamily): void {
 }
 
 /** The value of one sample (labels must match exactly those given, others ignored), or undefined. */
-export function sampleValue(families: Map<string, PromFamily>, name: string, labels: Record<string, string> = {}): number | undefined {
+export function sampleValue(
+  families: Map<string, PromFamily>,
+  name: string,
+  labels: Record<string, string> = {},
+): number | undefined {
   for (const f of families.values()) {
     for (const s of f.samples) {
       if (s.name !== name) continue;
@@ -199,8 +214,14 @@ export function sampleValue(families: Map<string, PromFamily>, name: string, lab
 }
 
 /** Sum of every sample of `name` whose labels include `labels`. */
-export function sampleSum(families: Map<string, PromFamily>, name: string, labels: Record<string, string> = {}): number {
+export function sampleSum(
+  families: Map<string, PromFamily>,
+  name: string,
+  labels: Record<string, string> = {},
+): number {
   let n = 0;
-  for (const f of families.values()) for (const s of f.samples) if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) n += s.value;
+  for (const f of families.values())
+    for (const s of f.samples)
+      if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) n += s.value;
   return n;
 }

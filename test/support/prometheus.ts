@@ -17,7 +17,8 @@ export const PROMTOOL = which('promtool');
 /** Where a real Prometheus must be tested (CI that installs the package): fail instead of skipping. */
 export const REQUIRED = process.env.TIMESCOPE_TEST_REQUIRE_PROMETHEUS === '1';
 
-const notInstalled = (what: string) => `prometheus is not installed (Debian/Ubuntu: apt-get install prometheus): ${what} is not tested`;
+const notInstalled = (what: string) =>
+  `prometheus is not installed (Debian/Ubuntu: apt-get install prometheus): ${what} is not tested`;
 
 /**
  * The `skip` option of a describe() that needs Prometheus: false when it is installed (or required),
@@ -50,9 +51,18 @@ export async function startPrometheus(config: string): Promise<RunningPrometheus
   writeFileSync(join(dir, 'prometheus.yml'), config);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const prom = spawn(PROMETHEUS, [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const prom = spawn(
+    PROMETHEUS,
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let log = '';
   prom.stdout!.on('data', (d) => (log += d));
   prom.stderr!.on('data', (d) => (log += d));

@@ -19,21 +19,38 @@ export function writeRequest(series: RwSeries[]): Uint8Array {
   const w = protobuf.Writer.create();
   for (const s of series) {
     w.uint32((1 << 3) | 2).fork();
-    for (const [name, value] of s.labels) w.uint32((1 << 3) | 2).fork().uint32((1 << 3) | 2).string(name).uint32((2 << 3) | 2).string(value).ldelim();
+    for (const [name, value] of s.labels)
+      w.uint32((1 << 3) | 2)
+        .fork()
+        .uint32((1 << 3) | 2)
+        .string(name)
+        .uint32((2 << 3) | 2)
+        .string(value)
+        .ldelim();
     for (const [value, ts] of s.samples) {
-      w.uint32((2 << 3) | 2).fork().uint32((1 << 3) | 1);
+      w.uint32((2 << 3) | 2)
+        .fork()
+        .uint32((1 << 3) | 1);
       if (value === 'stale') w.fixed64(new protobuf.util.Long(0x00000002, 0x7ff00000, true));
       else w.double(value);
-      w.uint32((2 << 3) | 0).int64(ts).ldelim();
+      w.uint32((2 << 3) | 0)
+        .int64(ts)
+        .ldelim();
     }
-    for (let i = 0; i < (s.histograms ?? 0); i++) w.uint32((4 << 3) | 2).fork().uint32((1 << 3) | 0).uint64(3).ldelim();
+    for (let i = 0; i < (s.histograms ?? 0); i++)
+      w.uint32((4 << 3) | 2)
+        .fork()
+        .uint32((1 << 3) | 0)
+        .uint64(3)
+        .ldelim();
     w.ldelim();
   }
   return w.finish();
 }
 
 /** The body Prometheus sends: the WriteRequest, snappy block-compressed (snappyjs). */
-export const remoteWriteBody = (series: RwSeries[]): Buffer => Buffer.from(snappy.compress(Buffer.from(writeRequest(series))));
+export const remoteWriteBody = (series: RwSeries[]): Buffer =>
+  Buffer.from(snappy.compress(Buffer.from(writeRequest(series))));
 
 /** The headers Prometheus 2.x sends with it. */
 export const REMOTE_WRITE_HEADERS = {

@@ -13,11 +13,17 @@ export interface WsClient {
   close(): Promise<void>;
 }
 
-export async function wsClient(port: number, path = '/ws/metrics', headers: Record<string, string> = {}): Promise<WsClient> {
+export async function wsClient(
+  port: number,
+  path = '/ws/metrics',
+  headers: Record<string, string> = {},
+): Promise<WsClient> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { headers });
   const messages: any[] = [];
   ws.on('message', (data) => messages.push(JSON.parse(data.toString())));
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
   await new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
     ws.once('error', reject);
@@ -27,7 +33,8 @@ export async function wsClient(port: number, path = '/ws/metrics', headers: Reco
     messages,
     closed,
     send: (msg) => ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg)),
-    next: (pred, from = 0, timeoutMs = 5_000) => waitFor(() => messages.slice(from).find(pred), timeoutMs, 'a WebSocket message'),
+    next: (pred, from = 0, timeoutMs = 5_000) =>
+      waitFor(() => messages.slice(from).find(pred), timeoutMs, 'a WebSocket message'),
     async close() {
       if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close();
       await closed;
@@ -62,7 +69,8 @@ export async function sseClient(url: string, headers: Record<string, string> = {
     headers: res.headers,
     events,
     ended: Promise.resolve(),
-    next: (pred, from = 0, timeoutMs = 5_000) => waitFor(() => events.slice(from).find(pred), timeoutMs, 'an SSE event'),
+    next: (pred, from = 0, timeoutMs = 5_000) =>
+      waitFor(() => events.slice(from).find(pred), timeoutMs, 'an SSE event'),
     close: () => abort.abort(),
   };
   if (res.status !== 200) {

@@ -34,12 +34,15 @@ function claim(dir: string): { entry: string; file: string } | undefined {
 
 /** What is left in the queue after the workers have exited: files never started, and files whose worker died under them. */
 export function unfinished(dir: string): { notStarted: string[]; interrupted: string[] } {
-  const read = (d: string) => readdirSync(join(dir, d)).sort().map((e) => readFileSync(join(dir, d, e), 'utf8'));
+  const read = (d: string) =>
+    readdirSync(join(dir, d))
+      .sort()
+      .map((e) => readFileSync(join(dir, d, e), 'utf8'));
   return { notStarted: read('todo'), interrupted: read('taken') };
 }
 
 export function timings(dir: string): Array<{ ms: number; file: string; worker: number; endedAt: number }> {
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(join(dir, 'timings'), 'utf8');
   } catch {
@@ -67,8 +70,15 @@ export async function runQueue(dir: string, root: string): Promise<void> {
       await import(pathToFileURL(next.file).href);
     });
     // TIMESCOPE_TEST_MEMORY=<file>: each worker's RSS after each file, to spot what a file leaves reachable.
-    if (process.env.TIMESCOPE_TEST_MEMORY) appendFileSync(process.env.TIMESCOPE_TEST_MEMORY, `${process.pid} ${Math.round(process.memoryUsage().rss / 1e6)} MB after ${name}\n`);
-    appendFileSync(join(dir, 'timings'), `${Math.round(performance.now() - t0)} ${process.pid} ${Date.now()} ${name}\n`);
+    if (process.env.TIMESCOPE_TEST_MEMORY)
+      appendFileSync(
+        process.env.TIMESCOPE_TEST_MEMORY,
+        `${process.pid} ${Math.round(process.memoryUsage().rss / 1e6)} MB after ${name}\n`,
+      );
+    appendFileSync(
+      join(dir, 'timings'),
+      `${Math.round(performance.now() - t0)} ${process.pid} ${Date.now()} ${name}\n`,
+    );
     renameSync(join(dir, 'taken', next.entry), join(dir, 'done', next.entry));
   }
 }

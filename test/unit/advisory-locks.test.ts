@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ADVISORY_LOCKS, JOB_LOCK_NAMESPACE, jobLockKey, MIGRATION_LOCK, PIPELINE_LOCK_NAMESPACE, pipelineLockKey, ROLLUP_WATERMARK_LOCK } from '../../src/database/advisory-locks.js';
+import {
+  ADVISORY_LOCKS,
+  JOB_LOCK_NAMESPACE,
+  jobLockKey,
+  MIGRATION_LOCK,
+  PIPELINE_LOCK_NAMESPACE,
+  pipelineLockKey,
+  ROLLUP_WATERMARK_LOCK,
+} from '../../src/database/advisory-locks.js';
 
 const INT4 = 2 ** 31;
 

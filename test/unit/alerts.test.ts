@@ -9,8 +9,10 @@ const S = 1000;
 const t60: Timing = { durationMs: 60 * S, recoveryMs: 60 * S, staleMs: STALE_MS };
 
 /** Points every 10 s from `from`, holding where value > 90 (a threshold rule "greater_than 90"). */
-const series = (from: number, values: number[]) => values.map((value, i) => ({ time: from + i * 10 * S, value, holds: value > 90 }));
-const at = (points: ReturnType<typeof series>, now: number, active: boolean, t = t60) => decide(summarize(points, now, t), now, t, active);
+const series = (from: number, values: number[]) =>
+  values.map((value, i) => ({ time: from + i * 10 * S, value, holds: value > 90 }));
+const at = (points: ReturnType<typeof series>, now: number, active: boolean, t = t60) =>
+  decide(summarize(points, now, t), now, t, active);
 
 describe('alert evaluation', () => {
   const rising = series(0, [50, 50, 50, 50, 50, 95, 95, 95, 95, 95, 95, 95, 95, 95]); // 95 from t = 50 s
@@ -51,21 +53,33 @@ describe('alert evaluation', () => {
 
   it('needs the point in force at the start of the duration to be fresh', () => {
     // One high point long ago and one now: the gap means nothing is known about most of the window.
-    const sparse = [{ time: 0, value: 99, holds: true }, { time: 600 * S, value: 99, holds: true }];
+    const sparse = [
+      { time: 0, value: 99, holds: true },
+      { time: 600 * S, value: 99, holds: true },
+    ];
     assert.equal(at(sparse, 600 * S, false).action, 'none');
   });
 });
 
 describe('anomalous points for anomaly rules (src/anomalies detectors, each point against its trailing window)', () => {
   const S10 = 10_000;
-  const make = (values: number[]) => ({ times: Float64Array.from(values, (_, i) => i * S10), values: Float64Array.from(values) });
+  const make = (values: number[]) => ({
+    times: Float64Array.from(values, (_, i) => i * S10),
+    values: Float64Array.from(values),
+  });
   const noise = (n: number, seed = 3) => {
     const rand = prng(seed);
     return Array.from({ length: n }, () => 100 + rand() * 4 - 2);
   };
   const flagged = (values: number[], q: Partial<Parameters<typeof anomalousPoints>[2]> = {}) => {
     const { times, values: v } = make(values);
-    return anomalousPoints(times, v, { algorithm: 'mad', sensitivity: 0.5, direction: 'both', windowMs: 3_600_000, ...q }).map((a) => a.timestamp / S10);
+    return anomalousPoints(times, v, {
+      algorithm: 'mad',
+      sensitivity: 0.5,
+      direction: 'both',
+      windowMs: 3_600_000,
+      ...q,
+    }).map((a) => a.timestamp / S10);
   };
 
   it('flag a clear outlier and none of the noise around it', () => {
@@ -76,7 +90,10 @@ describe('anomalous points for anomaly rules (src/anomalies detectors, each poin
 
   it('flag every point of a sustained shift, which is what lets an alert hold for a duration', () => {
     const values = [...noise(360), ...Array(30).fill(160)];
-    assert.deepEqual(flagged(values), Array.from({ length: 30 }, (_, i) => 360 + i));
+    assert.deepEqual(
+      flagged(values),
+      Array.from({ length: 30 }, (_, i) => 360 + i),
+    );
   });
 
   it('respect the direction', () => {
@@ -98,28 +115,65 @@ describe('alert rule bodies', () => {
 
   it('read the monitoring reference example', () => {
     const spec = parseRuleSpec(
-      { name: 'high_memory_usage', type: 'threshold', metric: 'memory.usage_percent', condition: 'greater_than', threshold: 90, duration_seconds: 300, severity: 'warning', notify: { email: ['admin@example.com'], webhook: 'https://example.com/alerts' } },
+      {
+        name: 'high_memory_usage',
+        type: 'threshold',
+        metric: 'memory.usage_percent',
+        condition: 'greater_than',
+        threshold: 90,
+        duration_seconds: 300,
+        severity: 'warning',
+        notify: { email: ['admin@example.com'], webhook: 'https://example.com/alerts' },
+      },
       algorithms,
     );
     assert.deepEqual(
-      { c: spec.condition, t: spec.threshold, d: spec.durationSeconds, r: spec.recoverySeconds, s: spec.severity, n: spec.notify },
-      { c: 'greater_than', t: 90, d: 300, r: 300, s: 'warning', n: { webhook: 'https://example.com/alerts', email: ['admin@example.com'] } },
+      {
+        c: spec.condition,
+        t: spec.threshold,
+        d: spec.durationSeconds,
+        r: spec.recoverySeconds,
+        s: spec.severity,
+        n: spec.notify,
+      },
+      {
+        c: 'greater_than',
+        t: 90,
+        d: 300,
+        r: 300,
+        s: 'warning',
+        n: { webhook: 'https://example.com/alerts', email: ['admin@example.com'] },
+      },
     );
   });
 
   it('take condition aliases, severities by number, and anomaly defaults', () => {
-    assert.equal(parseRuleSpec({ name: 'a', metric: 'm', condition: '<=', threshold: 1 }, algorithms).condition, 'less_than_or_equal');
-    assert.equal(parseRuleSpec({ name: 'a', metric: 'm', condition: 'gt', threshold: 1, severity: 3 }, algorithms).severity, 'critical');
+    assert.equal(
+      parseRuleSpec({ name: 'a', metric: 'm', condition: '<=', threshold: 1 }, algorithms).condition,
+      'less_than_or_equal',
+    );
+    assert.equal(
+      parseRuleSpec({ name: 'a', metric: 'm', condition: 'gt', threshold: 1, severity: 3 }, algorithms).severity,
+      'critical',
+    );
     const a = parseRuleSpec({ name: 'a', metric: 'm', type: 'anomaly' }, algorithms);
-    assert.deepEqual({ alg: a.algorithm, s: a.sensitivity, w: a.windowSeconds, dir: a.direction, d: a.durationSeconds }, { alg: 'auto', s: 0.5, w: 3600, dir: 'both', d: 60 });
+    assert.deepEqual(
+      { alg: a.algorithm, s: a.sensitivity, w: a.windowSeconds, dir: a.direction, d: a.durationSeconds },
+      { alg: 'auto', s: 0.5, w: 3600, dir: 'both', d: 60 },
+    );
   });
 
   it('name every bad field at once', () => {
     try {
-      parseRuleSpec({ name: '', metric: 'm', condition: 'gt', threshold: Infinity, severity: 'x', extra: 1 }, algorithms);
+      parseRuleSpec(
+        { name: '', metric: 'm', condition: 'gt', threshold: Infinity, severity: 'x', extra: 1 },
+        algorithms,
+      );
       assert.fail('accepted');
     } catch (err) {
-      const fields = (err as { details: { errors: Array<{ field: string }> } }).details.errors.map((e) => e.field).sort();
+      const fields = (err as { details: { errors: Array<{ field: string }> } }).details.errors
+        .map((e) => e.field)
+        .sort();
       assert.deepEqual(fields, ['extra', 'name', 'severity', 'threshold']);
     }
   });

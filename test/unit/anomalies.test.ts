@@ -6,7 +6,15 @@ import { findEpisodes, isFlagged, severity } from '../../src/anomalies/episodes.
 import { forestThreshold } from '../../src/anomalies/forest-detector.js';
 import { averagePathLength, IsolationForest } from '../../src/anomalies/isolation-forest.js';
 import { detectSeasonality } from '../../src/anomalies/seasonal.js';
-import { chooseLevel, levelBaseline, localLevel, median, medianInPlace, prng, trailingBaseline } from '../../src/anomalies/robust.js';
+import {
+  chooseLevel,
+  levelBaseline,
+  localLevel,
+  median,
+  medianInPlace,
+  prng,
+  trailingBaseline,
+} from '../../src/anomalies/robust.js';
 
 /** Scenario fixtures: a 5-minute series with Gaussian noise, then what each scenario does to it. */
 const STEP = 300_000;
@@ -18,7 +26,8 @@ function gaussian(rnd: () => number): number {
 
 function series(n: number, f: (i: number, noise: number) => number, seed = 7) {
   const rnd = prng(seed);
-  const times = new Float64Array(n), values = new Float64Array(n);
+  const times = new Float64Array(n),
+    values = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     times[i] = T0 + i * STEP;
     values[i] = f(i, gaussian(rnd));
@@ -27,7 +36,13 @@ function series(n: number, f: (i: number, noise: number) => number, seed = 7) {
 }
 
 const daily = (i: number) => 50 + 20 * Math.sin((2 * Math.PI * i) / 288);
-const opts = (algorithm: Algorithm, extra: Partial<AnalysisOptions> = {}): AnalysisOptions => ({ algorithm, sensitivity: 0.5, seed: 42, direction: 'both', ...extra });
+const opts = (algorithm: Algorithm, extra: Partial<AnalysisOptions> = {}): AnalysisOptions => ({
+  algorithm,
+  sensitivity: 0.5,
+  seed: 42,
+  direction: 'both',
+  ...extra,
+});
 const at = (s: { times: Float64Array }, i: number) => new Date(s.times[i]).toISOString();
 
 describe('anomaly detectors on scenario fixtures', () => {
@@ -66,7 +81,9 @@ describe('anomaly detectors on scenario fixtures', () => {
   for (const algorithm of ['auto', 'mad', 'seasonal', 'isolation_forest'] as const) {
     it(`${algorithm}: a level shift is reported once, at its start`, () => {
       const a = analyseSeries(levelShift, opts(algorithm)).anomalies;
-      const hit = a.find((x) => Date.parse(x.timestamp) >= spike.times[2000] && Date.parse(x.timestamp) <= spike.times[2005]);
+      const hit = a.find(
+        (x) => Date.parse(x.timestamp) >= spike.times[2000] && Date.parse(x.timestamp) <= spike.times[2005],
+      );
       assert.ok(hit, `${algorithm}: ${JSON.stringify(a.map((x) => x.timestamp))}`);
       assert.ok(a.filter((x) => Date.parse(x.timestamp) > spike.times[2005]).length <= 1, 'the shift is one episode');
       assert.ok(hit.episode.flagged_points > 1);
@@ -75,8 +92,14 @@ describe('anomaly detectors on scenario fixtures', () => {
     if (algorithm !== 'isolation_forest') {
       it(`${algorithm}: a flat line does not explode, and a step out of it is found`, () => {
         const a = analyseSeries(flatThenSpike, opts(algorithm)).anomalies;
-        assert.deepEqual(a.map((x) => x.timestamp), [at(flatThenSpike, 1500)]);
-        assert.ok(a[0].score <= 1000 && a[0].severity === 'critical', 'a step out of a flat line is critical, its score capped');
+        assert.deepEqual(
+          a.map((x) => x.timestamp),
+          [at(flatThenSpike, 1500)],
+        );
+        assert.ok(
+          a[0].score <= 1000 && a[0].severity === 'critical',
+          'a step out of a flat line is critical, its score capped',
+        );
       });
     }
   }
@@ -86,7 +109,14 @@ describe('anomaly detectors on scenario fixtures', () => {
     for (const algorithm of ['seasonal', 'auto'] as const) {
       const a = analyseSeries(seasonalDip, opts(algorithm)).anomalies;
       const dipStart = 288 * 8 + 100;
-      assert.ok(a.some((x) => Date.parse(x.timestamp) >= seasonalDip.times[dipStart] && Date.parse(x.timestamp) < seasonalDip.times[dipStart + 24]), `${algorithm}: ${JSON.stringify(a.map((x) => x.timestamp))}`);
+      assert.ok(
+        a.some(
+          (x) =>
+            Date.parse(x.timestamp) >= seasonalDip.times[dipStart] &&
+            Date.parse(x.timestamp) < seasonalDip.times[dipStart + 24],
+        ),
+        `${algorithm}: ${JSON.stringify(a.map((x) => x.timestamp))}`,
+      );
       assert.ok(a.length <= 2, `${algorithm}: ${a.length} anomalies`);
     }
   });
@@ -100,8 +130,14 @@ describe('anomaly detectors on scenario fixtures', () => {
     const s = series(3000, (i, e) => 50 + e + (i === 1000 ? 30 : i === 2000 ? -30 : 0));
     const both = analyseSeries(s, opts('mad')).anomalies.map((x) => x.timestamp);
     assert.deepEqual(both, [at(s, 1000), at(s, 2000)]);
-    assert.deepEqual(analyseSeries(s, opts('mad', { direction: 'above' })).anomalies.map((x) => x.timestamp), [at(s, 1000)]);
-    assert.deepEqual(analyseSeries(s, opts('mad', { direction: 'below' })).anomalies.map((x) => x.timestamp), [at(s, 2000)]);
+    assert.deepEqual(
+      analyseSeries(s, opts('mad', { direction: 'above' })).anomalies.map((x) => x.timestamp),
+      [at(s, 1000)],
+    );
+    assert.deepEqual(
+      analyseSeries(s, opts('mad', { direction: 'below' })).anomalies.map((x) => x.timestamp),
+      [at(s, 2000)],
+    );
     assert.deepEqual(analyseSeries(s, opts('mad', { minDeviation: { kind: 'absolute', value: 40 } })).anomalies, []);
     assert.equal(analyseSeries(s, opts('mad', { minDeviation: { kind: 'relative', value: 0.5 } })).anomalies.length, 2);
   });
@@ -128,14 +164,16 @@ const SINE_SPIKES = [450, 720, 990];
 const sineLevel = (i: number) => 50 + 20 * Math.sin((2 * Math.PI * i) / 360);
 function issueSine(seed = 13, spikes = SINE_SPIKES) {
   const rnd = prng(seed);
-  const times = new Float64Array(1440), values = new Float64Array(1440);
+  const times = new Float64Array(1440),
+    values = new Float64Array(1440);
   for (let i = 0; i < 1440; i++) {
     times[i] = T0 + i * MINUTE;
     values[i] = sineLevel(i) + (rnd() * 4 - 2) + (spikes.includes(i) ? 45 : 0);
   }
   return { times, values };
 }
-const minutesOf = (s: { times: Float64Array }, a: Array<{ timestamp: string }>) => a.map((x) => (Date.parse(x.timestamp) - s.times[0]) / MINUTE);
+const minutesOf = (s: { times: Float64Array }, a: Array<{ timestamp: string }>) =>
+  a.map((x) => (Date.parse(x.timestamp) - s.times[0]) / MINUTE);
 
 describe('issue 13: spikes on a smooth sine, judged against its local level', () => {
   it('isolation_forest at sensitivity 0.1 (the reference body) reports exactly the three spikes, whatever the noise', () => {
@@ -146,16 +184,25 @@ describe('issue 13: spikes on a smooth sine, judged against its local level', ()
     }
   });
 
-  it('isolation_forest reports expected, baseline_avg and band around the local level of the sine, not a day\'s mean', () => {
+  it("isolation_forest reports expected, baseline_avg and band around the local level of the sine, not a day's mean", () => {
     const s = issueSine();
     const a = analyseSeries(s, opts('isolation_forest', { sensitivity: 0.1 }));
     assert.equal(a.used.level_block !== null && a.used.level_block !== undefined, true, JSON.stringify(a.used));
     for (const [k, x] of a.anomalies.entries()) {
       const i = SINE_SPIKES[k];
-      assert.ok(Math.abs(x.context.expected - sineLevel(i)) < 3, `expected ${x.context.expected} at minute ${i}, the sine is at ${sineLevel(i)}`);
-      assert.ok(Math.abs(x.context.baseline_avg - sineLevel(i)) < 3, `baseline_avg ${x.context.baseline_avg} at minute ${i}`);
+      assert.ok(
+        Math.abs(x.context.expected - sineLevel(i)) < 3,
+        `expected ${x.context.expected} at minute ${i}, the sine is at ${sineLevel(i)}`,
+      );
+      assert.ok(
+        Math.abs(x.context.baseline_avg - sineLevel(i)) < 3,
+        `baseline_avg ${x.context.baseline_avg} at minute ${i}`,
+      );
       assert.ok(Math.abs(x.context.deviation - 45) < 5, `deviation ${x.context.deviation}`);
-      assert.ok(x.context.band_high < x.value && x.context.band_high - x.context.band_low < 30, JSON.stringify(x.context));
+      assert.ok(
+        x.context.band_high < x.value && x.context.band_high - x.context.band_low < 30,
+        JSON.stringify(x.context),
+      );
       assert.ok(x.score >= 1.5 && x.episode.flagged_points === 1);
     }
   });
@@ -176,21 +223,29 @@ describe('issue 13: spikes on a smooth sine, judged against its local level', ()
         // errs most (leaving a trough or a crest) it may add a lone point, never at a crest or trough.
         assert.ok(SINE_SPIKES.every((x) => at05.includes(x)) && at05.length <= 4, `sensitivity 0.5: ${at05}`);
         assert.ok(smooth05.length <= 1, `no spikes, sensitivity 0.5: ${smooth05}`);
-        for (const i of [...at05, ...smooth05].filter((x) => !SINE_SPIKES.includes(x))) assert.ok(Math.abs(Math.sin((2 * Math.PI * i) / 360)) < 0.95, `minute ${i} is a crest or trough`);
+        for (const i of [...at05, ...smooth05].filter((x) => !SINE_SPIKES.includes(x)))
+          assert.ok(Math.abs(Math.sin((2 * Math.PI * i) / 360)) < 0.95, `minute ${i} is a crest or trough`);
       }
     });
 
     it(`${algorithm}: a flat series with noise only (50 ± 2, a day of minutes) gets nothing at sensitivity 0.1`, () => {
       for (let seed = 1; seed <= 5; seed++) {
         const rnd = prng(seed);
-        const flat = { times: Float64Array.from({ length: 1440 }, (_, i) => T0 + i * MINUTE), values: Float64Array.from({ length: 1440 }, () => 50 + rnd() * 4 - 2) };
+        const flat = {
+          times: Float64Array.from({ length: 1440 }, (_, i) => T0 + i * MINUTE),
+          values: Float64Array.from({ length: 1440 }, () => 50 + rnd() * 4 - 2),
+        };
         assert.deepEqual(analyseSeries(flat, opts(algorithm, { sensitivity: 0.1 })).anomalies, [], `seed ${seed}`);
       }
     });
   }
 
   it('higher sensitivity flags every point a lower one flags (all algorithms)', () => {
-    const cases = [issueSine(), series(3000, (i, e) => 50 + e + (i % 500 === 0 ? 4 + i / 500 : 0)), series(3000, (i, e) => (i >= 2000 ? 58 : 50) + e)];
+    const cases = [
+      issueSine(),
+      series(3000, (i, e) => 50 + e + (i % 500 === 0 ? 4 + i / 500 : 0)),
+      series(3000, (i, e) => (i >= 2000 ? 58 : 50) + e),
+    ];
     for (const s of cases) {
       for (const algorithm of ALGORITHMS) {
         let last: number[] = [];
@@ -204,7 +259,8 @@ describe('issue 13: spikes on a smooth sine, judged against its local level', ()
         }
       }
     }
-    for (let s = 0.1; s <= 1; s += 0.1) assert.ok(forestThreshold(s) < forestThreshold(s - 0.1) && forestThreshold(s) > 0.5);
+    for (let s = 0.1; s <= 1; s += 0.1)
+      assert.ok(forestThreshold(s) < forestThreshold(s - 0.1) && forestThreshold(s) > 0.5);
   });
 });
 
@@ -219,7 +275,10 @@ describe('the baseline: trailing median or local level', () => {
     for (let i = 60; i < 1440; i++) err.push(Math.abs(b.center[i] - sineLevel(i)));
     err.sort((x, y) => x - y);
     // The sine swings ±20 around the trailing median; the local level stays within the noise of it.
-    assert.ok(err[Math.floor(err.length / 2)] < 1.5 && err[Math.floor(err.length * 0.95)] < 4.5 && err[err.length - 1] < 8, `level errors: median ${err[Math.floor(err.length / 2)]}, max ${err[err.length - 1]}`);
+    assert.ok(
+      err[Math.floor(err.length / 2)] < 1.5 && err[Math.floor(err.length * 0.95)] < 4.5 && err[err.length - 1] < 8,
+      `level errors: median ${err[Math.floor(err.length / 2)]}, max ${err[err.length - 1]}`,
+    );
     assert.ok(b.sigma[1000] < 3, `sigma ${b.sigma[1000]}: the noise, not the swing of the sine`);
     const noise = series(5000, (_, e) => 50 + 5 * e);
     assert.equal(chooseLevel(noise.values, 288).levelBlock, null);
@@ -245,7 +304,10 @@ describe('the baseline: trailing median or local level', () => {
     assert.ok(l[150] < 1, 'causal: the step shows at its first point');
     assert.ok(l[200] > 9.5, 'and the level settles on the new one');
     const spiky = Float64Array.from({ length: 300 }, (_, i) => (i === 100 ? 1000 : 5));
-    assert.ok(localLevel(spiky, 3).every((x) => x === 5), 'a spike moves no level');
+    assert.ok(
+      localLevel(spiky, 3).every((x) => x === 5),
+      'a spike moves no level',
+    );
   });
 });
 
@@ -296,11 +358,20 @@ describe('episodes and severity', () => {
   it('merges flagged points closer than the gap into one episode reported at its start, with its peak', () => {
     const s = { times: Float64Array.from({ length: 20 }, (_, i) => i * 1000), values: new Float64Array(20) };
     const score = new Float64Array(20);
-    for (const [i, v] of [[3, 1.2], [5, 2.5], [6, 1.1], [15, 1.6]] as const) score[i] = v;
+    for (const [i, v] of [
+      [3, 1.2],
+      [5, 2.5],
+      [6, 1.1],
+      [15, 1.6],
+    ] as const)
+      score[i] = v;
     const det = { score, expected: new Float64Array(20), band: new Float64Array(20).fill(1), used: {} };
     s.values.set([0, 0, 0, 2, 0, 3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
     const eps = findEpisodes(s, det, { direction: 'both', gap: 2, loneScore: 1.5 });
-    assert.deepEqual(eps, [{ start: 3, peak: 5, end: 6, flagged: 3 }, { start: 15, peak: 15, end: 15, flagged: 1 }]);
+    assert.deepEqual(eps, [
+      { start: 3, peak: 5, end: 6, flagged: 3 },
+      { start: 15, peak: 15, end: 15, flagged: 1 },
+    ]);
     assert.deepEqual(findEpisodes(s, det, { direction: 'both', gap: 2, loneScore: 2 }).length, 1);
   });
 

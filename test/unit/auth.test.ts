@@ -53,17 +53,25 @@ describe('API keys', () => {
     };
     assert.deepEqual(fields([]), ['body']);
     assert.deepEqual(fields({ name: ' padded', scopes: 'admin' }), ['name', 'scopes']);
-    assert.deepEqual(fields({ name: 'x', scopes: ['read'], expires_at: '2025-06-01T00:00:00Z', rate_limits: { reads: 1, ingest: 1.5 } }), [
-      'expires_at',
-      'rate_limits.reads',
-      'rate_limits.ingest',
-    ]);
-    assert.deepEqual(fields({ name: 'x', scopes: ['read'], expires_at: '2026-06-01T00:00:00' }), ['expires_at'], 'a date-time without a zone');
+    assert.deepEqual(
+      fields({
+        name: 'x',
+        scopes: ['read'],
+        expires_at: '2025-06-01T00:00:00Z',
+        rate_limits: { reads: 1, ingest: 1.5 },
+      }),
+      ['expires_at', 'rate_limits.reads', 'rate_limits.ingest'],
+    );
+    assert.deepEqual(
+      fields({ name: 'x', scopes: ['read'], expires_at: '2026-06-01T00:00:00' }),
+      ['expires_at'],
+      'a date-time without a zone',
+    );
   });
 });
 
 describe('rate limiter', () => {
-  it('lets a client burst a minute\'s worth, then refills continuously, and says when to come back', () => {
+  it("lets a client burst a minute's worth, then refills continuously, and says when to come back", () => {
     let now = 0;
     const rl = new RateLimiter(1_000, () => now);
     for (let i = 0; i < 6; i++) assert.ok(rl.take('a', 6).allowed, `request ${i}`);
@@ -109,6 +117,11 @@ describe('AUTH=auto', () => {
     assert.equal(authEnabled('auto', 'postgres://db/x', '127.0.0.1'), true);
     assert.equal(authEnabled('off', 'postgres://db/x', '0.0.0.0'), false);
     assert.equal(authEnabled('on', undefined, '127.0.0.1'), true);
-    assert.ok(isLoopbackHost('127.0.0.53') && isLoopbackHost('[::1]') && !isLoopbackHost('10.0.0.1') && !isLoopbackHost('127.example.com'));
+    assert.ok(
+      isLoopbackHost('127.0.0.53') &&
+        isLoopbackHost('[::1]') &&
+        !isLoopbackHost('10.0.0.1') &&
+        !isLoopbackHost('127.example.com'),
+    );
   });
 });

@@ -11,7 +11,16 @@ const NOW = Date.UTC(2024, 0, 15, 10, 30);
 const ctx = (over: Partial<DecodeContext['limits']> = {}): DecodeContext => ({
   now: NOW,
   precision: 'ms',
-  limits: { maxPoints: 100, maxTags: 4, maxNameLength: 50, maxTagKeyLength: 16, maxTagValueLength: 32, maxFutureMs: 600_000, retentionDays: 7, ...over },
+  limits: {
+    maxPoints: 100,
+    maxTags: 4,
+    maxNameLength: 50,
+    maxTagKeyLength: 16,
+    maxTagValueLength: 32,
+    maxFutureMs: 600_000,
+    retentionDays: 7,
+    ...over,
+  },
 });
 
 /** The schema as the reference prints it (metrics-collection-api-v2.md), copied here on purpose: the decoder must read what a producer with it writes. */
@@ -29,9 +38,20 @@ const REFERENCE_SCHEMA = {
 };
 const Metric = avro.Type.forSchema(REFERENCE_SCHEMA as avro.Schema);
 const Metrics = avro.Type.forSchema({ type: 'array', items: REFERENCE_SCHEMA } as avro.Schema);
-const Batch = avro.Type.forSchema({ type: 'record', name: 'MetricBatch', fields: [{ name: 'metrics', type: { type: 'array', items: REFERENCE_SCHEMA } }] } as avro.Schema);
+const Batch = avro.Type.forSchema({
+  type: 'record',
+  name: 'MetricBatch',
+  fields: [{ name: 'metrics', type: { type: 'array', items: REFERENCE_SCHEMA } }],
+} as avro.Schema);
 
-const metric = (i: number, over: Record<string, unknown> = {}) => ({ name: 'cpu_usage', value: 70 + i, timestamp: NOW - i * 1000, tags: { host: 'server1' }, profileId: 'profile123', ...over });
+const metric = (i: number, over: Record<string, unknown> = {}) => ({
+  name: 'cpu_usage',
+  value: 70 + i,
+  timestamp: NOW - i * 1000,
+  tags: { host: 'server1' },
+  profileId: 'profile123',
+  ...over,
+});
 
 /** The Avro snappy codec: the block compressed, then the CRC-32 of the uncompressed bytes, big-endian (Avro specification). */
 const snappyCodec = (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void) => {
@@ -41,8 +61,19 @@ const snappyCodec = (buf: Buffer, cb: (err: Error | null, out?: Buffer) => void)
 };
 
 /** An object container file written by avsc's own BlockEncoder. */
-async function containerFile(schema: unknown, records: unknown[], opts: { codec?: string; blockSize?: number } = {}): Promise<Buffer> {
-  const encoder = new avro.streams.BlockEncoder(schema as avro.Schema, { codec: opts.codec ?? 'null', blockSize: opts.blockSize, codecs: { ...avro.streams.BlockEncoder.defaultCodecs(), snappy: snappyCodec } } as never);
+async function containerFile(
+  schema: unknown,
+  records: unknown[],
+  opts: { codec?: string; blockSize?: number } = {},
+): Promise<Buffer> {
+  const encoder = new avro.streams.BlockEncoder(
+    schema as avro.Schema,
+    {
+      codec: opts.codec ?? 'null',
+      blockSize: opts.blockSize,
+      codecs: { ...avro.streams.BlockEncoder.defaultCodecs(), snappy: snappyCodec },
+    } as never,
+  );
   const chunks: Buffer[] = [];
   encoder.on('data', (c: Buffer) => chunks.push(c));
   const done = new Promise((resolve, reject) => encoder.on('end', resolve).on('error', reject));
@@ -79,7 +110,7 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
     assert.deepEqual([...b.values], [70, 71, 72]);
   });
 
-  it('reads the same bytes as a record {metrics: [...]} (the JSON body\'s shape), and one metric as an array of one', () => {
+  it("reads the same bytes as a record {metrics: [...]} (the JSON body's shape), and one metric as an array of one", () => {
     const records = [metric(0), metric(1)];
     assert.deepEqual(Batch.toBuffer({ metrics: records }), Metrics.toBuffer(records));
     assert.equal(decode(Batch.toBuffer({ metrics: records })).length, 2);
@@ -99,11 +130,14 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
       const file = await containerFile(REFERENCE_SCHEMA, records, { codec, blockSize: 256 });
       const b = decode(file);
       assert.equal(b.length, 40);
-      assert.deepEqual([...b.values], records.map((r) => r.value));
+      assert.deepEqual(
+        [...b.values],
+        records.map((r) => r.value),
+      );
     });
   }
 
-  it('resolves a producer\'s evolved schema (fields reordered, one added, tags left to its default, int value promoted)', async () => {
+  it("resolves a producer's evolved schema (fields reordered, one added, tags left to its default, int value promoted)", async () => {
     const evolved = {
       type: 'record',
       name: 'Metric',
@@ -116,12 +150,22 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
         { name: 'region', type: 'string', default: 'eu' },
       ],
     };
-    const b = decode(await containerFile(evolved, [{ profileId: 'p', timestamp: NOW, name: 'requests', value: 12, region: 'us' }]));
+    const b = decode(
+      await containerFile(evolved, [{ profileId: 'p', timestamp: NOW, name: 'requests', value: 12, region: 'us' }]),
+    );
     assert.deepEqual([b.series[0].metric, b.series[0].tags, b.values[0]], ['requests', { profileId: 'p' }, 12]);
   });
 
   it('refuses a file whose schema cannot be read as Metric', async () => {
-    const other = { type: 'record', name: 'Metric', namespace: 'com.metrics.collection', fields: [{ name: 'name', type: 'string' }, { name: 'value', type: 'double' }] };
+    const other = {
+      type: 'record',
+      name: 'Metric',
+      namespace: 'com.metrics.collection',
+      fields: [
+        { name: 'name', type: 'string' },
+        { name: 'value', type: 'double' },
+      ],
+    };
     const e = rejects(() => decode(Buffer.alloc(0)));
     assert.match(e.message, /empty/);
     const f = await containerFile(other, [{ name: 'x', value: 1 }]);
@@ -130,7 +174,7 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
     assert.match(r.message, /cannot be read as the Metric schema/);
   });
 
-  it('applies the JSON route\'s rules, naming the record: all or nothing', () => {
+  it("applies the JSON route's rules, naming the record: all or nothing", () => {
     const cases: Array<[Record<string, unknown>, string, RegExp]> = [
       [{ value: NaN }, 'metrics[1].value', /finite/],
       [{ name: 'bad name' }, 'metrics[1].name', /must start with a letter/],
@@ -156,13 +200,20 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
   it('refuses truncated and trailing bytes, a wrong sync marker and a deflate bomb', async () => {
     const bytes = Metrics.toBuffer([metric(0), metric(1)]);
     assert.match(rejects(() => decode(bytes.subarray(0, bytes.length - 3))).message, /record 1 is truncated/);
-    assert.match(rejects(() => decode(Buffer.concat([bytes, Buffer.from([1, 2])]))).message, /2 bytes follow the end of the array of 2 Metric records/);
+    assert.match(
+      rejects(() => decode(Buffer.concat([bytes, Buffer.from([1, 2])]))).message,
+      /2 bytes follow the end of the array of 2 Metric records/,
+    );
     const file = await containerFile(REFERENCE_SCHEMA, [metric(0)]);
     assert.match(rejects(() => decode(file.subarray(0, file.length - 5))).message, /block 0 is truncated/);
     const bad = Buffer.from(file);
     bad[bad.length - 1] ^= 0xff;
     assert.match(rejects(() => decode(bad)).message, /sync marker/);
-    const bomb = await containerFile(REFERENCE_SCHEMA, Array.from({ length: 60 }, (_, i) => metric(i % 50, { name: `m${'x'.repeat(40)}` })), { codec: 'deflate', blockSize: 1 << 20 });
+    const bomb = await containerFile(
+      REFERENCE_SCHEMA,
+      Array.from({ length: 60 }, (_, i) => metric(i % 50, { name: `m${'x'.repeat(40)}` })),
+      { codec: 'deflate', blockSize: 1 << 20 },
+    );
     const e = rejects(() => decodeAvroMetrics('my-app', bomb, ctx(), 1000));
     assert.equal(e.getStatus(), 413);
     assert.match(e.message, /INGEST_MAX_BODY_BYTES/);

@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { Clock, Collector, collectorHealth, CollectorHealthInput, CollectorSettings } from '../../src/collector/collector.js';
+import {
+  Clock,
+  Collector,
+  collectorHealth,
+  CollectorHealthInput,
+  CollectorSettings,
+} from '../../src/collector/collector.js';
 import { GPU_RETRY_MS, GpuSampler } from '../../src/collector/gpu-sampler.js';
 import { HostSampler } from '../../src/collector/host-sampler.js';
 import { NVIDIA_SMI_ARGS } from '../../src/collector/nvidia-smi.js';
@@ -19,7 +25,10 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** A stand-in for nvidia-smi: checks it was asked the right query, then prints a recorded output. */
 function fakeSmi(name: string, body: string): string {
   const path = join(dir, name);
-  writeFileSync(path, `#!/bin/sh\n[ "$1" = "${NVIDIA_SMI_ARGS[0]}" ] && [ "$2" = "${NVIDIA_SMI_ARGS[1]}" ] || { echo "bad arguments: $*" >&2; exit 2; }\n${body}\n`);
+  writeFileSync(
+    path,
+    `#!/bin/sh\n[ "$1" = "${NVIDIA_SMI_ARGS[0]}" ] && [ "$2" = "${NVIDIA_SMI_ARGS[1]}" ] || { echo "bad arguments: $*" >&2; exit 2; }\n${body}\n`,
+  );
   chmodSync(path, 0o755);
   return path;
 }
@@ -52,12 +61,21 @@ describe('GPU sampler on a fake nvidia-smi', () => {
   });
 
   it('no devices and a driver failure are "not available" with nvidia-smi\'s own words', async () => {
-    await assert.rejects(sampleWith(fakeSmi('none', replay('no-devices.txt', 6))), (e: unknown) => e instanceof SamplerUnavailable && /exited with 6: No devices were found/.test(e.message));
-    await assert.rejects(sampleWith(fakeSmi('driver', replay('driver-failed.txt', 9))), (e: unknown) => e instanceof SamplerUnavailable && /couldn't communicate with the NVIDIA driver/.test(e.message));
+    await assert.rejects(
+      sampleWith(fakeSmi('none', replay('no-devices.txt', 6))),
+      (e: unknown) => e instanceof SamplerUnavailable && /exited with 6: No devices were found/.test(e.message),
+    );
+    await assert.rejects(
+      sampleWith(fakeSmi('driver', replay('driver-failed.txt', 9))),
+      (e: unknown) => e instanceof SamplerUnavailable && /couldn't communicate with the NVIDIA driver/.test(e.message),
+    );
   });
 
   it('garbage is an error that quotes the output', async () => {
-    await assert.rejects(sampleWith(fakeSmi('garbage', replay('garbage.txt'))), /unrecognised nvidia-smi output: line 1/);
+    await assert.rejects(
+      sampleWith(fakeSmi('garbage', replay('garbage.txt'))),
+      /unrecognised nvidia-smi output: line 1/,
+    );
   });
 
   it('a hung nvidia-smi is killed at the deadline, and the next poll can start', async () => {
@@ -98,7 +116,10 @@ describe('host sampler on this machine', { skip: process.platform !== 'linux' },
     assert.ok(s.cpu.usage !== null && s.cpu.usage >= 0 && s.cpu.usage <= 100);
     assert.equal(s.cpu.cores.length, s.cpu.count);
     assert.ok(s.memory.total > 0 && s.memory.used > 0 && s.memory.used <= s.memory.total);
-    assert.ok(s.filesystems.some((f) => f.total > 0), 'at least one filesystem');
+    assert.ok(
+      s.filesystems.some((f) => f.total > 0),
+      'at least one filesystem',
+    );
     assert.equal(s.cpu.loadAverage.length, 3);
     const again = await h.sample(AbortSignal.timeout(5_000));
     for (const n of again.network) assert.ok(n.bytesReceivedPerSec === null || n.bytesReceivedPerSec >= 0);
@@ -161,15 +182,28 @@ class FakeHost implements Sampler<HostSample> {
 class HangingGpu implements Sampler<GpuSample> {
   readonly name = 'gpu';
   started = 0;
-  constructor(private readonly clock: FakeClock, private readonly exitDelay = 0, private readonly hang = true) {}
+  constructor(
+    private readonly clock: FakeClock,
+    private readonly exitDelay = 0,
+    private readonly hang = true,
+  ) {}
   sample(signal: AbortSignal): Promise<GpuSample> {
     this.started++;
     if (!this.hang) return Promise.resolve({ time: this.clock.now(), gpus: [] });
-    return new Promise((_, reject) => signal.addEventListener('abort', () => this.clock.setTimeout(() => reject(new Error('killed')), this.exitDelay)));
+    return new Promise((_, reject) =>
+      signal.addEventListener('abort', () => this.clock.setTimeout(() => reject(new Error('killed')), this.exitDelay)),
+    );
   }
 }
 
-const settings = (over: Partial<CollectorSettings> = {}): CollectorSettings => ({ host: 'h1', liveMs: 5_000, persistMs: 30_000, bufferMaxPoints: 100_000, retentionDays: 7, ...over });
+const settings = (over: Partial<CollectorSettings> = {}): CollectorSettings => ({
+  host: 'h1',
+  liveMs: 5_000,
+  persistMs: 30_000,
+  bufferMaxPoints: 100_000,
+  retentionDays: 7,
+  ...over,
+});
 
 describe('collector cadence (fake timers)', () => {
   it('samples every 5 s and asks for a persist every 30 s; each persist writes what was gathered since the last', async () => {
@@ -177,18 +211,34 @@ describe('collector cadence (fake timers)', () => {
     const host = new FakeHost(clock);
     const written: PointBatch[] = [];
     const persistTimes: number[] = [];
-    let collector!: Collector;
-    collector = new Collector({ host, gpu: new HangingGpu(clock, 0, false) }, settings(), async () => {
-      persistTimes.push(clock.now());
-      await collector.persistWith(async (b) => void written.push(b));
-    }, clock);
+    const collector: Collector = new Collector(
+      { host, gpu: new HangingGpu(clock, 0, false) },
+      settings(),
+      async () => {
+        persistTimes.push(clock.now());
+        await collector.persistWith(async (b) => void written.push(b));
+      },
+      clock,
+    );
     const t0 = clock.now();
     collector.start(1_000);
     await clock.advance(61_000);
-    assert.deepEqual(host.calls.map((t) => t - t0), [1_000, 6_000, 11_000, 16_000, 21_000, 26_000, 31_000, 36_000, 41_000, 46_000, 51_000, 56_000, 61_000]);
-    assert.deepEqual(persistTimes.map((t) => t - t0), [30_000, 60_000]);
-    assert.deepEqual(written.map((b) => b.length), [6 * HOST_ROWS, 6 * HOST_ROWS]);
-    assert.deepEqual([...new Set(written[1].times)].map((t) => t - t0), [31_000, 36_000, 41_000, 46_000, 51_000, 56_000]);
+    assert.deepEqual(
+      host.calls.map((t) => t - t0),
+      [1_000, 6_000, 11_000, 16_000, 21_000, 26_000, 31_000, 36_000, 41_000, 46_000, 51_000, 56_000, 61_000],
+    );
+    assert.deepEqual(
+      persistTimes.map((t) => t - t0),
+      [30_000, 60_000],
+    );
+    assert.deepEqual(
+      written.map((b) => b.length),
+      [6 * HOST_ROWS, 6 * HOST_ROWS],
+    );
+    assert.deepEqual(
+      [...new Set(written[1].times)].map((t) => t - t0),
+      [31_000, 36_000, 41_000, 46_000, 51_000, 56_000],
+    );
     assert.equal(written[0].series[0].source, 'h1');
     assert.equal(collector.buffer.size, HOST_ROWS, 'the sample at 61 s waits for the next persist');
     collector.stop();
@@ -215,20 +265,31 @@ describe('collector cadence (fake timers)', () => {
     assert.equal(collector.samplerStates()[1].overlaps_skipped, 2, 'the polls at 10 s and 15 s were skipped');
     await clock.advance(5_000);
     assert.equal(gpu.started, 2, 'at 20 s the GPU is polled again');
-    assert.deepEqual(host.calls.map((t) => t - t0), [5_000, 10_000, 15_000, 20_000]);
+    assert.deepEqual(
+      host.calls.map((t) => t - t0),
+      [5_000, 10_000, 15_000, 20_000],
+    );
   });
 
   it('new intervals apply at once without a restart', async () => {
     const clock = new FakeClock();
     const host = new FakeHost(clock);
     let persists = 0;
-    const collector = new Collector({ host, gpu: new HangingGpu(clock, 0, false) }, settings(), async () => void persists++, clock);
+    const collector = new Collector(
+      { host, gpu: new HangingGpu(clock, 0, false) },
+      settings(),
+      async () => void persists++,
+      clock,
+    );
     const t0 = clock.now();
     collector.start(1_000);
     await clock.advance(12_000); // polls at 1 s, 6 s, 11 s
     collector.update(settings({ liveMs: 2_000, persistMs: 10_000 }));
     await clock.advance(10_000);
-    assert.deepEqual(host.calls.map((t) => t - t0), [1_000, 6_000, 11_000, 14_000, 16_000, 18_000, 20_000, 22_000]);
+    assert.deepEqual(
+      host.calls.map((t) => t - t0),
+      [1_000, 6_000, 11_000, 14_000, 16_000, 18_000, 20_000, 22_000],
+    );
     assert.equal(persists, 1, 'persist re-armed to 10 s from the change');
   });
 
@@ -236,12 +297,19 @@ describe('collector cadence (fake timers)', () => {
     const clock = new FakeClock();
     let down = true;
     const stored: number[] = [];
+    // eslint-disable-next-line prefer-const -- persist() closes over it before it is built
     let collector!: Collector;
-    const persist = () => collector.persistWith(async (b) => {
-      if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
-      stored.push(...b.times);
-    });
-    collector = new Collector({ host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) }, settings(), persist, clock);
+    const persist = () =>
+      collector.persistWith(async (b) => {
+        if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+        stored.push(...b.times);
+      });
+    collector = new Collector(
+      { host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) },
+      settings(),
+      persist,
+      clock,
+    );
     collector.start(1_000);
     await clock.advance(91_000); // three failed persists
     assert.equal(collector.stats.persist_failures, 3);
@@ -289,7 +357,15 @@ describe('collector without nvidia-smi', () => {
 describe('collector health', () => {
   const t0 = Date.parse('2026-01-01T00:00:00Z');
   const at = (over: Partial<CollectorHealthInput>) =>
-    collectorHealth({ enabled: true, cadence: { startedAt: t0, cadenceFrom: t0 }, lastSampleAt: null, liveMs: 5_000, persistFailing: false, now: t0, ...over }).status;
+    collectorHealth({
+      enabled: true,
+      cadence: { startedAt: t0, cadenceFrom: t0 },
+      lastSampleAt: null,
+      liveMs: 5_000,
+      persistFailing: false,
+      now: t0,
+      ...over,
+    }).status;
 
   it('starting until the first sample, not stalled', () => {
     assert.equal(at({}), 'starting');
@@ -302,8 +378,19 @@ describe('collector health', () => {
     const last = t0 + 1_000;
     assert.equal(at({ lastSampleAt: last, now: last + 17_000 }), 'running');
     assert.equal(at({ lastSampleAt: last, now: last + 17_001 }), 'stalled');
-    assert.equal(at({ lastSampleAt: last, now: last + 17_001, liveMs: 60_000 }), 'running', 'the threshold follows the live interval');
-    const health = collectorHealth({ enabled: true, cadence: { startedAt: t0, cadenceFrom: t0 }, lastSampleAt: last, liveMs: 5_000, persistFailing: false, now: last + 30_000 });
+    assert.equal(
+      at({ lastSampleAt: last, now: last + 17_001, liveMs: 60_000 }),
+      'running',
+      'the threshold follows the live interval',
+    );
+    const health = collectorHealth({
+      enabled: true,
+      cadence: { startedAt: t0, cadenceFrom: t0 },
+      lastSampleAt: last,
+      liveMs: 5_000,
+      persistFailing: false,
+      now: last + 30_000,
+    });
     assert.deepEqual(health, { status: 'stalled', level: 'degraded' });
   });
 
@@ -320,8 +407,24 @@ describe('collector health', () => {
 
   it('a new, shorter live interval counts from when it took effect', () => {
     const change = t0 + 600_000;
-    assert.equal(at({ cadence: { startedAt: t0, cadenceFrom: change }, lastSampleAt: change - 50_000, liveMs: 2_000, now: change + 1_000 }), 'running');
-    assert.equal(at({ cadence: { startedAt: t0, cadenceFrom: change }, lastSampleAt: change - 50_000, liveMs: 2_000, now: change + 8_001 }), 'stalled');
+    assert.equal(
+      at({
+        cadence: { startedAt: t0, cadenceFrom: change },
+        lastSampleAt: change - 50_000,
+        liveMs: 2_000,
+        now: change + 1_000,
+      }),
+      'running',
+    );
+    assert.equal(
+      at({
+        cadence: { startedAt: t0, cadenceFrom: change },
+        lastSampleAt: change - 50_000,
+        liveMs: 2_000,
+        now: change + 8_001,
+      }),
+      'stalled',
+    );
   });
 
   it('a failing persist is degraded', () => {
@@ -330,7 +433,12 @@ describe('collector health', () => {
 
   it('the collector says when it started and when its interval last changed', async () => {
     const clock = new FakeClock();
-    const collector = new Collector({ host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) }, settings(), async () => undefined, clock);
+    const collector = new Collector(
+      { host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) },
+      settings(),
+      async () => undefined,
+      clock,
+    );
     assert.equal(collector.cadence, null);
     const start = clock.now();
     collector.start(1_000);
@@ -344,7 +452,8 @@ describe('collector health', () => {
 });
 
 describe('sample buffer', () => {
-  const rows = (n: number) => Array.from({ length: n }, (_, i) => ({ metric: 'm', tags: { i: String(i % 3) }, unit: 'u', value: i }));
+  const rows = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ metric: 'm', tags: { i: String(i % 3) }, unit: 'u', value: i }));
 
   it('is bounded: the oldest rows are dropped and counted', () => {
     const b = new SampleBuffer(1_000);

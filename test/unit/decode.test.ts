@@ -6,7 +6,15 @@ import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext } from
 const NOW = Date.UTC(2024, 0, 15, 10, 30);
 const ctx = (over: Partial<DecodeContext> = {}): DecodeContext => ({
   now: NOW,
-  limits: { maxPoints: 100, maxTags: 4, maxNameLength: 50, maxTagKeyLength: 16, maxTagValueLength: 32, maxFutureMs: 600_000, retentionDays: 7 },
+  limits: {
+    maxPoints: 100,
+    maxTags: 4,
+    maxNameLength: 50,
+    maxTagKeyLength: 16,
+    maxTagValueLength: 32,
+    maxFutureMs: 600_000,
+    retentionDays: 7,
+  },
   ...over,
 });
 
@@ -38,7 +46,8 @@ describe('decodeSubmission', () => {
     assert.equal(b.length, 3);
     // Tags in another order are the same series (one key); the batch may list it twice.
     assert.deepEqual([...new Set(b.series.map((s) => s.key))].length, 2);
-    const cpu = b.series[b.seriesIndex[0]], cpu2 = b.series[b.seriesIndex[1]];
+    const cpu = b.series[b.seriesIndex[0]],
+      cpu2 = b.series[b.seriesIndex[1]];
     assert.equal(cpu.key, cpu2.key);
     assert.equal(cpu.tagsKey, '{"experiment_id":"exp_001","host":"fl-server-01"}');
     assert.equal(cpu.unit, 'percent');
@@ -48,7 +57,16 @@ describe('decodeSubmission', () => {
   });
 
   it('takes the point timestamp, else the batch one, else now', () => {
-    const b = decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1 }, { name: 'a', value: 2, timestamp: '2024-01-15T10:00:00Z' }] }, ctx());
+    const b = decodeSubmission(
+      {
+        source: 's',
+        metrics: [
+          { name: 'a', value: 1 },
+          { name: 'a', value: 2, timestamp: '2024-01-15T10:00:00Z' },
+        ],
+      },
+      ctx(),
+    );
     assert.deepEqual([...b.times], [NOW, Date.UTC(2024, 0, 15, 10)]);
   });
 
@@ -63,7 +81,18 @@ describe('decodeSubmission', () => {
   });
 
   it('names the index and field of a bad point, and rejects the whole request', () => {
-    const e = rejects(() => decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1 }, { name: 'b', value: '12.5' }] }, ctx()));
+    const e = rejects(() =>
+      decodeSubmission(
+        {
+          source: 's',
+          metrics: [
+            { name: 'a', value: 1 },
+            { name: 'b', value: '12.5' },
+          ],
+        },
+        ctx(),
+      ),
+    );
     assert.equal(e.status, 400);
     assert.equal(e.field, 'metrics[1].value');
   });
@@ -87,23 +116,67 @@ describe('decodeSubmission', () => {
     ['reserved name', { source: 's', metrics: [{ name: '__name__', value: 1 }] }, 'metrics[0].name'],
     ['long name', { source: 's', metrics: [{ name: 'a'.repeat(51), value: 1 }] }, 'metrics[0].name'],
     ['SQL in a name', { source: 's', metrics: [{ name: "a'; DROP TABLE points;--", value: 1 }] }, 'metrics[0].name'],
-    ['too many tags', { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: '1', b: '2', c: '3', d: '4', e: '5' } }] }, 'metrics[0].tags'],
-    ['long tag value', { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x'.repeat(33) } }] }, 'metrics[0].tags.a'],
-    ['long tag key', { source: 's', metrics: [{ name: 'a', value: 1, tags: { ['k'.repeat(17)]: 'x' } }] }, 'metrics[0].tags'],
+    [
+      'too many tags',
+      { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: '1', b: '2', c: '3', d: '4', e: '5' } }] },
+      'metrics[0].tags',
+    ],
+    [
+      'long tag value',
+      { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x'.repeat(33) } }] },
+      'metrics[0].tags.a',
+    ],
+    [
+      'long tag key',
+      { source: 's', metrics: [{ name: 'a', value: 1, tags: { ['k'.repeat(17)]: 'x' } }] },
+      'metrics[0].tags',
+    ],
     ['tag value number', { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 1 } }] }, 'metrics[0].tags.a'],
     ['empty tag value', { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: '' } }] }, 'metrics[0].tags.a'],
     ['NUL in a tag', { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x\u0000y' } }] }, 'metrics[0].tags.a'],
-    ['lone surrogate', { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x\uD800' } }] }, 'metrics[0].tags.a'],
+    [
+      'lone surrogate',
+      { source: 's', metrics: [{ name: 'a', value: 1, tags: { a: 'x\uD800' } }] },
+      'metrics[0].tags.a',
+    ],
     ['NUL in a source', { source: 'a\u0000b', metrics: [{ name: 'a', value: 1 }] }, 'source'],
     ['tags as array', { source: 's', metrics: [{ name: 'a', value: 1, tags: ['x'] }] }, 'metrics[0].tags'],
-    ['constructor tag key', { source: 's', metrics: [{ name: 'a', value: 1, tags: JSON.parse('{"constructor":"x"}') }] }, 'metrics[0].tags'],
-    ['__proto__ tag key', { source: 's', metrics: [{ name: 'a', value: 1, tags: JSON.parse('{"__proto__":"x"}') }] }, 'metrics[0].tags'],
-    ['timestamp without zone', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '2024-01-15T10:00:00' }] }, 'metrics[0].timestamp'],
-    ['impossible date', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '2024-02-30T00:00:00Z' }] }, 'metrics[0].timestamp'],
-    ['timestamp in seconds', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: 1_705_314_600 }] }, 'metrics[0].timestamp'],
+    [
+      'constructor tag key',
+      { source: 's', metrics: [{ name: 'a', value: 1, tags: JSON.parse('{"constructor":"x"}') }] },
+      'metrics[0].tags',
+    ],
+    [
+      '__proto__ tag key',
+      { source: 's', metrics: [{ name: 'a', value: 1, tags: JSON.parse('{"__proto__":"x"}') }] },
+      'metrics[0].tags',
+    ],
+    [
+      'timestamp without zone',
+      { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '2024-01-15T10:00:00' }] },
+      'metrics[0].timestamp',
+    ],
+    [
+      'impossible date',
+      { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '2024-02-30T00:00:00Z' }] },
+      'metrics[0].timestamp',
+    ],
+    [
+      'timestamp in seconds',
+      { source: 's', metrics: [{ name: 'a', value: 1, timestamp: 1_705_314_600 }] },
+      'metrics[0].timestamp',
+    ],
     ['timestamp 1e30', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: 1e30 }] }, 'metrics[0].timestamp'],
-    ['timestamp 10 years ahead', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: NOW + 10 * 365 * 86_400_000 }] }, 'metrics[0].timestamp'],
-    ['timestamp older than retention', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '2023-01-01T00:00:00Z' }] }, 'metrics[0].timestamp'],
+    [
+      'timestamp 10 years ahead',
+      { source: 's', metrics: [{ name: 'a', value: 1, timestamp: NOW + 10 * 365 * 86_400_000 }] },
+      'metrics[0].timestamp',
+    ],
+    [
+      'timestamp older than retention',
+      { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '2023-01-01T00:00:00Z' }] },
+      'metrics[0].timestamp',
+    ],
     ['timestamp negative', { source: 's', metrics: [{ name: 'a', value: 1, timestamp: -5 }] }, 'metrics[0].timestamp'],
     ['batch timestamp bad', { source: 's', timestamp: 'soon', metrics: [{ name: 'a', value: 1 }] }, 'timestamp'],
     ['unit not a string', { source: 's', metrics: [{ name: 'a', value: 1, unit: 5 }] }, 'metrics[0].unit'],
@@ -118,32 +191,57 @@ describe('decodeSubmission', () => {
 
   it('accepts edge values exactly', () => {
     const values = [-0, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308];
-    const b = decodeSubmission({ source: 's', metrics: values.map((value, i) => ({ name: 'edge', value, timestamp: NOW - i })) }, ctx());
+    const b = decodeSubmission(
+      { source: 's', metrics: values.map((value, i) => ({ name: 'edge', value, timestamp: NOW - i })) },
+      ctx(),
+    );
     assert.ok(Object.is(b.values[0], -0));
     assert.deepEqual([...b.values], values);
   });
 
   it('stores unicode names of sources and tags as given', () => {
-    const b = decodeSubmission({ source: 'héllo 🚀', metrics: [{ name: 'a', value: 1, tags: { who: '\u202Eevil\u200D👩‍💻', nfc: 'é', nfd: 'e\u0301' } }] }, ctx());
+    const b = decodeSubmission(
+      {
+        source: 'héllo 🚀',
+        metrics: [{ name: 'a', value: 1, tags: { who: '\u202Eevil\u200D👩‍💻', nfc: 'é', nfd: 'e\u0301' } }],
+      },
+      ctx(),
+    );
     assert.equal(b.series[0].source, 'héllo 🚀');
     assert.equal(b.series[0].tags.who, '\u202Eevil\u200D👩‍💻');
     assert.notEqual(b.series[0].tags.nfc, b.series[0].tags.nfd);
   });
 
   it('keeps SQL metacharacters in tags literally', () => {
-    const b = decodeSubmission({ source: "o'brien", metrics: [{ name: 'a', value: 1, tags: { q: `'; DROP TABLE metrics;-- " \\ % _` } }] }, ctx());
+    const b = decodeSubmission(
+      { source: "o'brien", metrics: [{ name: 'a', value: 1, tags: { q: `'; DROP TABLE metrics;-- " \\ % _` } }] },
+      ctx(),
+    );
     assert.equal(b.series[0].tags.q, `'; DROP TABLE metrics;-- " \\ % _`);
   });
 
   it('refuses epoch seconds, microseconds and nanoseconds without a precision, with a hint, and converts each with one', () => {
     const sec = NOW / 1000;
-    for (const [precision, n] of [['s', sec], ['us', NOW * 1000], ['ns', NOW * 1e6]] as const) {
-      const e = rejects(() => decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: n }] }, ctx()));
+    for (const [precision, n] of [
+      ['s', sec],
+      ['us', NOW * 1000],
+      ['ns', NOW * 1e6],
+    ] as const) {
+      const e = rejects(() =>
+        decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: n }] }, ctx()),
+      );
       assert.equal(e.field, 'metrics[0].timestamp');
       assert.match(e.message, new RegExp(`precision=${precision}`));
-      assert.equal(decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: n }] }, ctx({ precision })).times[0], NOW);
+      assert.equal(
+        decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: n }] }, ctx({ precision }))
+          .times[0],
+        NOW,
+      );
     }
-    assert.equal(decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: NOW }] }, ctx()).times[0], NOW);
+    assert.equal(
+      decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: NOW }] }, ctx()).times[0],
+      NOW,
+    );
   });
 
   it('refuses times outside the years 1 to 9999 also when retention is off (no crash in the writer)', () => {
@@ -158,11 +256,20 @@ describe('decodeSubmission', () => {
       assert.equal(e.status, 400);
       assert.equal(e.field, 'metrics[0].timestamp', String(timestamp));
     }
-    assert.equal(decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: '0001-01-01T00:00:00Z' }] }, keepForever).length, 1);
+    assert.equal(
+      decodeSubmission(
+        { source: 's', metrics: [{ name: 'a', value: 1, timestamp: '0001-01-01T00:00:00Z' }] },
+        keepForever,
+      ).length,
+      1,
+    );
   });
 
   it('converts an explicit precision', () => {
-    const b = decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, timestamp: 1_705_314_600 }] }, ctx({ precision: 's' }));
+    const b = decodeSubmission(
+      { source: 's', metrics: [{ name: 'a', value: 1, timestamp: 1_705_314_600 }] },
+      ctx({ precision: 's' }),
+    );
     assert.equal(b.times[0], 1_705_314_600_000);
   });
 
@@ -182,19 +289,39 @@ describe('decodeSubmission', () => {
   });
 
   it('rejects tag sets made of a valid and an invalid key in any order', () => {
-    rejects(() => decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, tags: { ok: 'x', 'bad key': 'y' } }] }, ctx()));
+    rejects(() =>
+      decodeSubmission({ source: 's', metrics: [{ name: 'a', value: 1, tags: { ok: 'x', 'bad key': 'y' } }] }, ctx()),
+    );
   });
 });
 
 describe('decodeBatches', () => {
   it('merges batches and names nested fields', () => {
     const b = decodeBatches(
-      { batches: [{ source: 'a', metrics: [{ name: 'x', value: 1 }] }, { source: 'b', timestamp: '2024-01-15T10:00:00Z', metrics: [{ name: 'y', value: 2 }] }] },
+      {
+        batches: [
+          { source: 'a', metrics: [{ name: 'x', value: 1 }] },
+          { source: 'b', timestamp: '2024-01-15T10:00:00Z', metrics: [{ name: 'y', value: 2 }] },
+        ],
+      },
       ctx(),
     );
     assert.equal(b.length, 2);
-    assert.deepEqual(b.series.map((s) => s.source), ['a', 'b']);
-    const e = rejects(() => decodeBatches({ batches: [{ source: 'a', metrics: [] }, { source: 'b', metrics: [{ name: 'x', value: 'no' }] }] }, ctx()));
+    assert.deepEqual(
+      b.series.map((s) => s.source),
+      ['a', 'b'],
+    );
+    const e = rejects(() =>
+      decodeBatches(
+        {
+          batches: [
+            { source: 'a', metrics: [] },
+            { source: 'b', metrics: [{ name: 'x', value: 'no' }] },
+          ],
+        },
+        ctx(),
+      ),
+    );
     assert.equal(e.field, 'batches[1].metrics[0].value');
     assert.equal(rejects(() => decodeBatches({ batches: 'x' }, ctx())).field, 'batches');
   });
@@ -206,7 +333,11 @@ describe('decodeBatches', () => {
 
 describe('decodeAppMetrics', () => {
   it('uses the app id as source and profileId as a tag', () => {
-    const b = decodeAppMetrics('app1', { metrics: [{ name: 'cpu_usage', value: 75.5, timestamp: NOW, tags: { host: 'server1' }, profileId: 'p1' }] }, ctx({ precision: 'ms' }));
+    const b = decodeAppMetrics(
+      'app1',
+      { metrics: [{ name: 'cpu_usage', value: 75.5, timestamp: NOW, tags: { host: 'server1' }, profileId: 'p1' }] },
+      ctx({ precision: 'ms' }),
+    );
     assert.equal(b.series[0].source, 'app1');
     assert.deepEqual(b.series[0].tags, { host: 'server1', profileId: 'p1' });
   });

@@ -23,7 +23,13 @@ describe('CSV cells', () => {
     assert.equal(csvCell('two\nlines'), '"two\nlines"');
   });
   it('names tag columns after the fixed ones, prefixing a key that collides', () => {
-    assert.deepEqual(columnNames({ withMetric: false, tagKeys: ['host', 'value'] }), ['timestamp', 'value', 'source', 'host', 'tag_value']);
+    assert.deepEqual(columnNames({ withMetric: false, tagKeys: ['host', 'value'] }), [
+      'timestamp',
+      'value',
+      'source',
+      'host',
+      'tag_value',
+    ]);
     assert.deepEqual(columnNames({ withMetric: true, tagKeys: [] }), ['timestamp', 'metric', 'value', 'source']);
   });
   it('names the file as the reference does', () => {
@@ -48,7 +54,9 @@ describe('binary COPY decoding', () => {
     }
     for (const size of [1, 7, 34, 1000]) {
       const d = new CopyBinaryDecoder();
-      const times: number[] = [], values: number[] = [], ids: number[] = [];
+      const times: number[] = [],
+        values: number[] = [],
+        ids: number[] = [];
       for (let o = 0; o < swapped.length; o += size) {
         const c = d.push(swapped.subarray(o, o + size));
         times.push(...c.times);
@@ -175,14 +183,26 @@ describe('Parquet row groups', () => {
     parts.push(enc.end());
     const buf = Buffer.concat(parts);
     const file = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
-    return { meta: parquetMetadata(file), rows: (await parquetReadObjects({ file, parsers: { timestampFromMicroseconds: (us: bigint) => us } })) as Array<Record<string, unknown>> };
+    return {
+      meta: parquetMetadata(file),
+      rows: (await parquetReadObjects({ file, parsers: { timestampFromMicroseconds: (us: bigint) => us } })) as Array<
+        Record<string, unknown>
+      >,
+    };
   }
 
-  for (const [rows, groups] of [[PARQUET_ROW_GROUP, [PARQUET_ROW_GROUP]], [PARQUET_ROW_GROUP + 1, [PARQUET_ROW_GROUP, 1]]] as const) {
+  for (const [rows, groups] of [
+    [PARQUET_ROW_GROUP, [PARQUET_ROW_GROUP]],
+    [PARQUET_ROW_GROUP + 1, [PARQUET_ROW_GROUP, 1]],
+  ] as const) {
     it(`reads back ${rows} rows (${groups.length} row group(s)) exactly, whatever the chunking`, async () => {
       for (const chunk of [rows, 4096, 33_333]) {
         const { meta, rows: got } = await roundTrip(rows, chunk);
-        assert.deepEqual(meta.row_groups.map((g) => Number(g.num_rows)), groups, `chunks of ${chunk}`);
+        assert.deepEqual(
+          meta.row_groups.map((g) => Number(g.num_rows)),
+          groups,
+          `chunks of ${chunk}`,
+        );
         assert.equal(got.length, rows);
         for (const i of [0, 1, PARQUET_ROW_GROUP - 1, rows - 1]) {
           const r = got[i];

@@ -9,11 +9,30 @@ const rows = [
 
 describe('fillBuckets over [0, 60) by 10', () => {
   it('none keeps only buckets with data', () => assert.deepEqual(fillBuckets(rows, 0, 60, 10, 'none'), rows));
-  it('null', () => assert.deepEqual(fillBuckets(rows, 0, 60, 10, 'null').map((b) => b.v), [null, 1, null, null, 4, null]));
-  it('zero', () => assert.deepEqual(fillBuckets(rows, 0, 60, 10, 'zero').map((b) => b.v), [0, 1, 0, 0, 4, 0]));
-  it('previous', () => assert.deepEqual(fillBuckets(rows, 0, 60, 10, 'previous').map((b) => b.v), [null, 1, 1, 1, 4, 4]));
-  it('linear', () => assert.deepEqual(fillBuckets(rows, 0, 60, 10, 'linear').map((b) => b.v), [null, 1, 2, 3, 4, null]));
+  it('null', () =>
+    assert.deepEqual(
+      fillBuckets(rows, 0, 60, 10, 'null').map((b) => b.v),
+      [null, 1, null, null, 4, null],
+    ));
+  it('zero', () =>
+    assert.deepEqual(
+      fillBuckets(rows, 0, 60, 10, 'zero').map((b) => b.v),
+      [0, 1, 0, 0, 4, 0],
+    ));
+  it('previous', () =>
+    assert.deepEqual(
+      fillBuckets(rows, 0, 60, 10, 'previous').map((b) => b.v),
+      [null, 1, 1, 1, 4, 4],
+    ));
+  it('linear', () =>
+    assert.deepEqual(
+      fillBuckets(rows, 0, 60, 10, 'linear').map((b) => b.v),
+      [null, 1, 2, 3, 4, null],
+    ));
   it('labels buckets by their start, starting at the bucket holding from', () => {
-    assert.deepEqual(fillBuckets([], 15, 40, 10, 'null').map((b) => b.t), [10, 20, 30]);
+    assert.deepEqual(
+      fillBuckets([], 15, 40, 10, 'null').map((b) => b.t),
+      [10, 20, 30],
+    );
   });
 });

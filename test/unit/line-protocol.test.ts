@@ -10,7 +10,16 @@ const NOW = Date.UTC(2024, 0, 15, 10, 30);
 const T = Date.UTC(2024, 0, 15, 10, 0); // 1705312800000
 const ctx = (over: Partial<DecodeContext['limits']> = {}): DecodeContext => ({
   now: NOW,
-  limits: { maxPoints: 100, maxTags: 4, maxNameLength: 50, maxTagKeyLength: 16, maxTagValueLength: 32, maxFutureMs: 600_000, retentionDays: 7, ...over },
+  limits: {
+    maxPoints: 100,
+    maxTags: 4,
+    maxNameLength: 50,
+    maxTagKeyLength: 16,
+    maxTagValueLength: 32,
+    maxFutureMs: 600_000,
+    retentionDays: 7,
+    ...over,
+  },
 });
 
 interface P {
@@ -30,12 +39,21 @@ function points(body: string, precision: LineProtocolPrecision = 'ns', c = ctx()
 }
 
 /** The 400's first line and message, or fails if the body was accepted. */
-function rejects(body: string, precision: LineProtocolPrecision = 'ns', c = ctx()): { status: number; line?: number; message: string; errors: Array<{ line: number; message: string; text: string }> } {
+function rejects(
+  body: string,
+  precision: LineProtocolPrecision = 'ns',
+  c = ctx(),
+): { status: number; line?: number; message: string; errors: Array<{ line: number; message: string; text: string }> } {
   try {
     parseLineProtocol(body, 'telegraf', precision, c);
   } catch (e) {
     assert.ok(e instanceof ApiError, `expected ApiError, got ${e}`);
-    return { status: e.getStatus(), line: e.details?.line as number | undefined, message: e.message, errors: (e.details?.errors ?? []) as never };
+    return {
+      status: e.getStatus(),
+      line: e.details?.line as number | undefined,
+      message: e.message,
+      errors: (e.details?.errors ?? []) as never,
+    };
   }
   assert.fail(`accepted: ${JSON.stringify(body)}`);
 }
@@ -44,7 +62,9 @@ const ns = (ms: number) => `${ms}000000`;
 
 describe('line protocol: mapping', () => {
   it('maps measurement and field to <measurement>_<field>, the field `value` to the measurement, tags to tags, the bucket to the source', () => {
-    const ps = points(`cpu,host=a,cpu=cpu-total usage_user=12.5,usage_system=3 ${ns(T)}\nload,host=a value=0.7 ${ns(T)}\n`);
+    const ps = points(
+      `cpu,host=a,cpu=cpu-total usage_user=12.5,usage_system=3 ${ns(T)}\nload,host=a value=0.7 ${ns(T)}\n`,
+    );
     assert.deepEqual(ps, [
       { metric: 'cpu_usage_user', source: 'telegraf', tags: { cpu: 'cpu-total', host: 'a' }, time: T, value: 12.5 },
       { metric: 'cpu_usage_system', source: 'telegraf', tags: { cpu: 'cpu-total', host: 'a' }, time: T, value: 3 },
@@ -53,7 +73,9 @@ describe('line protocol: mapping', () => {
   });
 
   it('replaces characters outside Timescope names with _ and puts _ before a leading digit, as Telegraf does for Prometheus', () => {
-    const ps = points(`disk\\ io,path=/var\\ log,dev\\ name=sda1 read\\ bytes=1,ops/s=2,ütil=3,ok:x=4 ${ns(T)}\n1m\\ load v=5 ${ns(T)}`);
+    const ps = points(
+      `disk\\ io,path=/var\\ log,dev\\ name=sda1 read\\ bytes=1,ops/s=2,ütil=3,ok:x=4 ${ns(T)}\n1m\\ load v=5 ${ns(T)}`,
+    );
     assert.deepEqual(
       ps.map((p) => [p.metric, p.tags]),
       [
@@ -69,7 +91,12 @@ describe('line protocol: mapping', () => {
   it('keeps tag values exactly as sent (Unicode, spaces, quotes), tags in any order are one series', () => {
     const ps = points(`m,a=1,b=x\\ y\\,z\\=w"é😀 v=1 ${ns(T)}\nm,b=x\\ y\\,z\\=w"é😀,a=1 v=2 ${ns(T + 1000)}`);
     assert.deepEqual(ps[0].tags, { a: '1', b: 'x y,z=w"é😀' });
-    const { batch } = parseLineProtocol(`m,a=1,b=2 v=1 ${ns(T)}\nm,b=2,a=1 v=2 ${ns(T + 1000)}`, 'telegraf', 'ns', ctx());
+    const { batch } = parseLineProtocol(
+      `m,a=1,b=2 v=1 ${ns(T)}\nm,b=2,a=1 v=2 ${ns(T + 1000)}`,
+      'telegraf',
+      'ns',
+      ctx(),
+    );
     assert.equal(new Set(batch.series.map((s) => s.key)).size, 1);
   });
 });
@@ -126,6 +153,7 @@ describe('line protocol: field types', () => {
       ['1.7976931348623157e308', 1.7976931348623157e308],
       ['5e-324', 5e-324],
       ['0.30000000000000004', 0.30000000000000004],
+      // eslint-disable-next-line no-loss-of-precision -- the parser must round exactly as this literal does
       ['12345678901234567890', 12345678901234567890],
     ];
     for (const [text, v] of cases) assert.equal(value(text), v, text);
@@ -137,13 +165,25 @@ describe('line protocol: field types', () => {
     assert.equal(value('12i'), 12);
     assert.equal(value('-12i'), -12);
     assert.ok(Object.is(value('-0i'), 0));
+    // eslint-disable-next-line no-loss-of-precision -- int64 max read as the nearest double
     assert.equal(value('9223372036854775807i'), 9223372036854775807);
     assert.equal(value('-9223372036854775808i'), -9223372036854775808);
     assert.equal(value('9007199254740993i'), 9007199254740992);
     assert.equal(value('12u'), 12);
+    // eslint-disable-next-line no-loss-of-precision -- uint64 max read as the nearest double
     assert.equal(value('18446744073709551615u'), 18446744073709551615);
     assert.equal(value('0000000000000000000012u'), 12);
-    for (const bad of ['9223372036854775808i', '-9223372036854775809i', '18446744073709551616u', '-1u', '1.5i', 'i', '-i', '1e3i', '0x10i']) {
+    for (const bad of [
+      '9223372036854775808i',
+      '-9223372036854775809i',
+      '18446744073709551616u',
+      '-1u',
+      '1.5i',
+      'i',
+      '-i',
+      '1e3i',
+      '0x10i',
+    ]) {
       const r = rejects(`m f=${bad}`);
       assert.equal(r.status, 400, bad);
       assert.match(r.message, /^line 1: field "f": /, bad);
@@ -157,7 +197,26 @@ describe('line protocol: field types', () => {
   });
 
   it('refuses NaN, infinities, overflow and malformed numbers', () => {
-    for (const bad of ['NaN', 'nan', 'Inf', '-Inf', '+Inf', 'Infinity', '1e309', '-1e309', '+1', '1.2.3', '1e', '1e+', '--1', '-', '.', '1_000', '0x10', '1,5']) {
+    for (const bad of [
+      'NaN',
+      'nan',
+      'Inf',
+      '-Inf',
+      '+Inf',
+      'Infinity',
+      '1e309',
+      '-1e309',
+      '+1',
+      '1.2.3',
+      '1e',
+      '1e+',
+      '--1',
+      '-',
+      '.',
+      '1_000',
+      '0x10',
+      '1,5',
+    ]) {
       const r = rejects(`m f=${bad} ${ns(T)}`);
       assert.equal(r.status, 400, bad);
       assert.equal(r.line, 1, bad);
@@ -186,7 +245,10 @@ describe('line protocol: timestamps', () => {
 
   it('uses the time of receipt when a line has none, one time for the whole request', () => {
     const ps = points('m v=1\nm,h=a v=2\n');
-    assert.deepEqual(ps.map((p) => p.time), [NOW, NOW]);
+    assert.deepEqual(
+      ps.map((p) => p.time),
+      [NOW, NOW],
+    );
   });
 
   it('refuses times outside the window, with a hint when the precision looks wrong', () => {
@@ -276,7 +338,10 @@ describe('line protocol: lines', () => {
 
   it('refuses more than INGEST_MAX_POINTS_PER_REQUEST points with 413', () => {
     const body = Array.from({ length: 30 }, (_, i) => `m a=${i},b=${i},c=${i},d=${i} ${ns(T + i * 1000)}`).join('\n');
-    assert.throws(() => parseLineProtocol(body, 'b', 'ns', ctx()), (e: ApiError) => e.getStatus() === 413 && /INGEST_MAX_POINTS_PER_REQUEST/.test(e.message));
+    assert.throws(
+      () => parseLineProtocol(body, 'b', 'ns', ctx()),
+      (e: ApiError) => e.getStatus() === 413 && /INGEST_MAX_POINTS_PER_REQUEST/.test(e.message),
+    );
   });
 });
 
@@ -286,7 +351,11 @@ describe('line protocol: bodies as bytes, read in pieces', () => {
     try {
       const r = parseLineProtocol(body, 'telegraf', 'ns', ctx(), new LineSeriesIndex(1000), piece);
       const b = r.batch;
-      return { lines: r.lines, skipped: r.skippedStringFields, points: Array.from({ length: b.length }, (_, i) => [b.series[b.seriesIndex[i]].key, b.times[i], b.values[i]]) };
+      return {
+        lines: r.lines,
+        skipped: r.skippedStringFields,
+        points: Array.from({ length: b.length }, (_, i) => [b.series[b.seriesIndex[i]].key, b.times[i], b.values[i]]),
+      };
     } catch (e) {
       assert.ok(e instanceof ApiError, String(e));
       return { status: e.getStatus(), message: e.message, details: e.details };
@@ -295,15 +364,21 @@ describe('line protocol: bodies as bytes, read in pieces', () => {
 
   it('gives what the text gives, for any piece size: multi-byte characters, strings across lines, CRLF, BOM, errors', () => {
     const bodies = [
-      `\ufeffcpu,host=é😀 v=1 ${ns(T)}\r\n# c\r\nmem,host=ü s="a\nb\n\"c\"",v=2 ${ns(T)}\nm v=3\n`,
+      `\ufeffcpu,host=é😀 v=1 ${ns(T)}\r\n# c\r\nmem,host=ü s="a\nb\n"c"",v=2 ${ns(T)}\nm v=3\n`,
       `m s="one\ntwo\nthree" ${ns(T)}\nm v=oops\nm,t=€ v=1 ${ns(T)}\nm s="never closed\nm v=1\n`,
       `m v=1 ${ns(T)}\n`.repeat(40) + `m,k=${'x'.repeat(40)} v=1 ${ns(T)}\nm v=bad`,
     ];
     for (const body of bodies) {
       const expected = outcome(body);
-      for (const piece of [1, 2, 3, 5, 8, 13, 21, 64, 1_000_000]) assert.deepEqual(outcome(Buffer.from(body), piece), expected, `${piece}: ${JSON.stringify(body)}`);
+      for (const piece of [1, 2, 3, 5, 8, 13, 21, 64, 1_000_000])
+        assert.deepEqual(outcome(Buffer.from(body), piece), expected, `${piece}: ${JSON.stringify(body)}`);
     }
-    assert.deepEqual((outcome(bodies[1]) as unknown as { details: { errors: Array<{ line: number }> } }).details.errors.map((e) => e.line), [4, 6]);
+    assert.deepEqual(
+      (outcome(bodies[1]) as unknown as { details: { errors: Array<{ line: number }> } }).details.errors.map(
+        (e) => e.line,
+      ),
+      [4, 6],
+    );
   });
 });
 
@@ -323,7 +398,10 @@ describe('line protocol: known series', () => {
     }
     // A known measurement does not make a bad field good, nor a known field a bad value.
     assert.match(rejects(`cpu,host=a ${'x'.repeat(60)}=1 ${ns(T)}`).message, /longer than 50/);
-    assert.throws(() => parseLineProtocol(`cpu,host=a user=x ${ns(T)}`, 'telegraf', 'ns', ctx(), index), /field "user"/);
+    assert.throws(
+      () => parseLineProtocol(`cpu,host=a user=x ${ns(T)}`, 'telegraf', 'ns', ctx(), index),
+      /field "user"/,
+    );
   });
 
   it('stays within its capacity', () => {
@@ -358,15 +436,30 @@ describe('line protocol: what the InfluxDB client writes', () => {
   });
 
   it('round-trips points written with Point.toLineProtocol', () => {
-    const limits = { maxPoints: 1000, maxTags: 8, maxNameLength: 100, maxTagKeyLength: 50, maxTagValueLength: 100, maxFutureMs: 600_000, retentionDays: 7 };
+    const limits = {
+      maxPoints: 1000,
+      maxTags: 8,
+      maxNameLength: 100,
+      maxTagKeyLength: 50,
+      maxTagValueLength: 100,
+      maxFutureMs: 600_000,
+      retentionDays: 7,
+    };
     fc.assert(
       fc.property(fc.array(point, { minLength: 1, maxLength: 6 }), (ps) => {
         const expected: P[] = [];
         const lines: string[] = [];
         for (const p of ps) {
           const tagKeys = Object.keys(p.tags).map((k) => expectedName(k, false));
-          fc.pre(new Set(tagKeys).size === tagKeys.length && tagKeys.every((k) => !k.startsWith('__') && k !== 'constructor' && k !== 'prototype'));
-          const names = Object.keys(p.fields).map((f) => (f === 'value' ? expectedName(p.measurement, true) : `${expectedName(p.measurement, true)}_${f.replace(/[^A-Za-z0-9_.:-]/gu, '_')}`));
+          fc.pre(
+            new Set(tagKeys).size === tagKeys.length &&
+              tagKeys.every((k) => !k.startsWith('__') && k !== 'constructor' && k !== 'prototype'),
+          );
+          const names = Object.keys(p.fields).map((f) =>
+            f === 'value'
+              ? expectedName(p.measurement, true)
+              : `${expectedName(p.measurement, true)}_${f.replace(/[^A-Za-z0-9_.:-]/gu, '_')}`,
+          );
           fc.pre(new Set(names).size === names.length && names.every((n) => !n.startsWith('__'))); // `é` + `a` is `__a`: reserved, a 400
           const pt = new Point(p.measurement).timestamp(String(p.ns));
           const tags: Record<string, string> = {};
@@ -382,21 +475,45 @@ describe('line protocol: what the InfluxDB client writes', () => {
             else if (f.type === 'uint') pt.uintField(k, f.v);
             else if (f.type === 'bool') pt.booleanField(k, f.v);
             else pt.stringField(k, f.v);
-            if (f.type !== 'string') expected.push({ metric, source: 'bucket-1', tags, time, value: f.type === 'bool' ? Number(f.v) : f.v === 0 ? 0 : f.v });
+            if (f.type !== 'string')
+              expected.push({
+                metric,
+                source: 'bucket-1',
+                tags,
+                time,
+                value: f.type === 'bool' ? Number(f.v) : f.v === 0 ? 0 : f.v,
+              });
           }
           lines.push(pt.toLineProtocol()!);
         }
         const text = lines.join('\n');
         const { batch: b } = parseLineProtocol(text, 'bucket-1', 'ns', { now: NOW, limits });
         // The same body as bytes, read in small pieces, gives the same batch.
-        const bytes = parseLineProtocol(Buffer.from(text), 'bucket-1', 'ns', { now: NOW, limits }, undefined, 1 + (text.length % 97)).batch;
-        assert.deepEqual([Array.from(bytes.values), Array.from(bytes.times), bytes.series.map((x) => x.key)], [Array.from(b.values), Array.from(b.times), b.series.map((x) => x.key)]);
+        const bytes = parseLineProtocol(
+          Buffer.from(text),
+          'bucket-1',
+          'ns',
+          { now: NOW, limits },
+          undefined,
+          1 + (text.length % 97),
+        ).batch;
+        assert.deepEqual(
+          [Array.from(bytes.values), Array.from(bytes.times), bytes.series.map((x) => x.key)],
+          [Array.from(b.values), Array.from(b.times), b.series.map((x) => x.key)],
+        );
         const got: P[] = Array.from({ length: b.length }, (_, i) => {
           const s = b.series[b.seriesIndex[i]];
-          return { metric: s.metric, source: s.source, tags: { ...s.tags }, time: b.times[i], value: b.values[i] === 0 ? 0 : b.values[i] };
+          return {
+            metric: s.metric,
+            source: s.source,
+            tags: { ...s.tags },
+            time: b.times[i],
+            value: b.values[i] === 0 ? 0 : b.values[i],
+          };
         });
         const sortKey = (x: P) => JSON.stringify([x.metric, x.tags, x.time, x.value]);
-        const order = (x: P[]) => [...x].sort((a, c) => (sortKey(a) < sortKey(c) ? -1 : sortKey(a) > sortKey(c) ? 1 : 0));
+        const order = (x: P[]) =>
+          [...x].sort((a, c) => (sortKey(a) < sortKey(c) ? -1 : sortKey(a) > sortKey(c) ? 1 : 0));
         assert.deepEqual(order(got), order(expected), lines.join('\n'));
       }),
       { numRuns: 300 },
@@ -404,8 +521,21 @@ describe('line protocol: what the InfluxDB client writes', () => {
   });
 
   it('answers any text with points or a 4xx, never another error', () => {
-    const limits = { maxPoints: 50, maxTags: 4, maxNameLength: 50, maxTagKeyLength: 16, maxTagValueLength: 32, maxFutureMs: 600_000, retentionDays: 0 };
-    const lp = fc.array(fc.constantFrom('m', ',', '=', ' ', '\\', '"', '\n', '\r', '#', '1', 'i', 'u', 't', '.', 'e', '-', 'é', 'x'), { maxLength: 60 }).map((a) => a.join(''));
+    const limits = {
+      maxPoints: 50,
+      maxTags: 4,
+      maxNameLength: 50,
+      maxTagKeyLength: 16,
+      maxTagValueLength: 32,
+      maxFutureMs: 600_000,
+      retentionDays: 0,
+    };
+    const lp = fc
+      .array(
+        fc.constantFrom('m', ',', '=', ' ', '\\', '"', '\n', '\r', '#', '1', 'i', 'u', 't', '.', 'e', '-', 'é', 'x'),
+        { maxLength: 60 },
+      )
+      .map((a) => a.join(''));
     fc.assert(
       fc.property(fc.oneof(lp, fc.string({ unit: 'binary', maxLength: 60 })), (body) => {
         try {

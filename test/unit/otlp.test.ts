@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { JsonMetricsSerializer, ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AggregationTemporality, AggregationType, InstrumentType, MeterProvider, MetricReader, ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  AggregationType,
+  InstrumentType,
+  MeterProvider,
+  MetricReader,
+  ResourceMetrics,
+} from '@opentelemetry/sdk-metrics';
 import { ApiError } from '../../src/common/errors.js';
 import type { DecodeContext } from '../../src/ingestion/decode.js';
 import { decodeOtlp, nanosToMs, otlpProtobufToJson, otlpResponse } from '../../src/ingestion/otlp.js';
@@ -16,7 +23,16 @@ import type { PointBatch } from '../../src/storage/point-batch.js';
 
 const ctx = (now = Date.now(), over: Partial<DecodeContext['limits']> = {}): DecodeContext => ({
   now,
-  limits: { maxPoints: 1000, maxTags: 8, maxNameLength: 80, maxTagKeyLength: 32, maxTagValueLength: 64, maxFutureMs: 600_000, retentionDays: 7, ...over },
+  limits: {
+    maxPoints: 1000,
+    maxTags: 8,
+    maxNameLength: 80,
+    maxTagKeyLength: 32,
+    maxTagValueLength: 64,
+    maxFutureMs: 600_000,
+    retentionDays: 7,
+    ...over,
+  },
 });
 
 /** A reader collected on demand (what PeriodicExportingMetricReader does on its timer). */
@@ -25,13 +41,24 @@ class OnDemandReader extends MetricReader {
   protected override async onShutdown(): Promise<void> {}
 }
 
-async function sdkPayload(temporality = AggregationTemporality.CUMULATIVE, exponential = false): Promise<ResourceMetrics> {
+async function sdkPayload(
+  temporality = AggregationTemporality.CUMULATIVE,
+  exponential = false,
+): Promise<ResourceMetrics> {
   const reader = new OnDemandReader({
     aggregationTemporalitySelector: () => temporality,
-    aggregationSelector: (type) => (exponential && type === InstrumentType.HISTOGRAM ? { type: AggregationType.EXPONENTIAL_HISTOGRAM } : { type: AggregationType.DEFAULT }),
+    aggregationSelector: (type) =>
+      exponential && type === InstrumentType.HISTOGRAM
+        ? { type: AggregationType.EXPONENTIAL_HISTOGRAM }
+        : { type: AggregationType.DEFAULT },
   });
   const provider = new MeterProvider({
-    resource: resourceFromAttributes({ 'service.name': 'checkout', 'service.namespace': 'shop', 'host.name': 'h1', 'process.pid': 1234 }),
+    resource: resourceFromAttributes({
+      'service.name': 'checkout',
+      'service.namespace': 'shop',
+      'host.name': 'h1',
+      'process.pid': 1234,
+    }),
     readers: [reader],
   });
   const meter = provider.getMeter('unit-test', '1.0.0');
@@ -124,17 +151,46 @@ describe('OTLP metrics decoder', () => {
 
   const NOW = Date.UTC(2024, 0, 15, 10, 30);
   const T = `${BigInt(NOW) * 1_000_000n + 123_456n}`; // 123.456 µs after NOW
-  const body = (metrics: unknown[], resource: unknown[] = [{ key: 'service.name', value: { stringValue: 'svc' } }]) => ({
+  const body = (
+    metrics: unknown[],
+    resource: unknown[] = [{ key: 'service.name', value: { stringValue: 'svc' } }],
+  ) => ({
     resourceMetrics: [{ resource: { attributes: resource }, scopeMetrics: [{ scope: { name: 's' }, metrics }] }],
   });
-  const gauge = (name: string, dp: Record<string, unknown>) => ({ name, gauge: { dataPoints: [{ timeUnixNano: T, ...dp }] } });
+  const gauge = (name: string, dp: Record<string, unknown>) => ({
+    name,
+    gauge: { dataPoints: [{ timeUnixNano: T, ...dp }] },
+  });
 
   it('reads summaries as Prometheus does: {quantile} series, _sum and _count', () => {
     const r = decodeOtlp(
-      body([{ name: 'rpc.duration', unit: 's', summary: { dataPoints: [{ timeUnixNano: T, count: '4', sum: 2.5, quantileValues: [{ quantile: 0.5, value: 0.4 }, { quantile: 0.99, value: 1.2 }] }] } }]),
+      body([
+        {
+          name: 'rpc.duration',
+          unit: 's',
+          summary: {
+            dataPoints: [
+              {
+                timeUnixNano: T,
+                count: '4',
+                sum: 2.5,
+                quantileValues: [
+                  { quantile: 0.5, value: 0.4 },
+                  { quantile: 0.99, value: 1.2 },
+                ],
+              },
+            ],
+          },
+        },
+      ]),
       ctx(NOW),
     );
-    assert.deepEqual(rows(r.batch), ['rpc.duration_count{}@svc = 4', 'rpc.duration_sum{}@svc[s] = 2.5', 'rpc.duration{"quantile":"0.5"}@svc[s] = 0.4', 'rpc.duration{"quantile":"0.99"}@svc[s] = 1.2']);
+    assert.deepEqual(rows(r.batch), [
+      'rpc.duration_count{}@svc = 4',
+      'rpc.duration_sum{}@svc[s] = 2.5',
+      'rpc.duration{"quantile":"0.5"}@svc[s] = 0.4',
+      'rpc.duration{"quantile":"0.99"}@svc[s] = 1.2',
+    ]);
   });
 
   it('keeps the microseconds of timeUnixNano exactly, as strings or numbers', () => {
@@ -174,7 +230,15 @@ describe('OTLP metrics decoder', () => {
       ),
       ctx(NOW),
     );
-    assert.deepEqual(r.batch.series[0].tags, { arr: '["x","1"]', b: 'false', bytes: 'AAE=', d: '0.25', i: '9007199254740993', kv: '{"k":"true"}', 'service.instance.id': 'from-point' });
+    assert.deepEqual(r.batch.series[0].tags, {
+      arr: '["x","1"]',
+      b: 'false',
+      bytes: 'AAE=',
+      d: '0.25',
+      i: '9007199254740993',
+      kv: '{"k":"true"}',
+      'service.instance.id': 'from-point',
+    });
     assert.equal(r.batch.values[0], 42);
   });
 
@@ -187,7 +251,12 @@ describe('OTLP metrics decoder', () => {
         gauge('none', {}),
         { name: 'notime', gauge: { dataPoints: [{ asDouble: 1 }] } },
         gauge('flagged', { asDouble: 0, flags: 1 }),
-        { name: 'h', histogram: { dataPoints: [{ timeUnixNano: T, count: '1', sum: 'NaN', bucketCounts: ['1'], explicitBounds: [] }] } },
+        {
+          name: 'h',
+          histogram: {
+            dataPoints: [{ timeUnixNano: T, count: '1', sum: 'NaN', bucketCounts: ['1'], explicitBounds: [] }],
+          },
+        },
       ]),
       ctx(NOW),
     );
@@ -202,18 +271,57 @@ describe('OTLP metrics decoder', () => {
     const cases: Array<[unknown, RegExp, RegExp]> = [
       [null, /^body$/, /ExportMetricsServiceRequest/],
       [{ resourceMetrics: {} }, /^resourceMetrics$/, /array/],
-      [body([gauge('ok', { asDouble: 1 }), gauge('bad/name', { asDouble: 1 })]), /metrics\[1\]\.gauge\.dataPoints\[0\]/, /metric name "bad\/name" must start/],
+      [
+        body([gauge('ok', { asDouble: 1 }), gauge('bad/name', { asDouble: 1 })]),
+        /metrics\[1\]\.gauge\.dataPoints\[0\]/,
+        /metric name "bad\/name" must start/,
+      ],
       [body([{ unit: 'x', gauge: { dataPoints: [] } }]), /metrics\[0\]\.name$/, /required/],
-      [body([gauge('g', { asDouble: 1, attributes: [{ key: '__x', value: { stringValue: 'v' } }] })]), /dataPoints\[0\]/, /reserved/],
-      [body([gauge('g', { asDouble: 1, attributes: [{ key: 'k', value: { stringValue: 'v'.repeat(65) } }] })]), /dataPoints\[0\]/, /1 to 64 characters/],
-      [body([gauge('g', { asDouble: 1, attributes: [{ key: 'k' }, { value: {} }] })]), /attributes\[1\]$/, /key: string/],
-      [body([gauge('g', { asDouble: 1, attributes: [{ key: 'k', value: { stringValue: 5 } }] })]), /attributes\[0\]\.value$/, /AnyValue/],
+      [
+        body([gauge('g', { asDouble: 1, attributes: [{ key: '__x', value: { stringValue: 'v' } }] })]),
+        /dataPoints\[0\]/,
+        /reserved/,
+      ],
+      [
+        body([gauge('g', { asDouble: 1, attributes: [{ key: 'k', value: { stringValue: 'v'.repeat(65) } }] })]),
+        /dataPoints\[0\]/,
+        /1 to 64 characters/,
+      ],
+      [
+        body([gauge('g', { asDouble: 1, attributes: [{ key: 'k' }, { value: {} }] })]),
+        /attributes\[1\]$/,
+        /key: string/,
+      ],
+      [
+        body([gauge('g', { asDouble: 1, attributes: [{ key: 'k', value: { stringValue: 5 } }] })]),
+        /attributes\[0\]\.value$/,
+        /AnyValue/,
+      ],
       [body([gauge('g', { asDouble: 'one' })]), /dataPoints\[0\]\.asDouble$/, /not a number/],
       [body([gauge('g', { asInt: '1.5' })]), /dataPoints\[0\]\.asInt$/, /64-bit integer/],
       [body([gauge('g', { asDouble: 1, timeUnixNano: 'yesterday' })]), /timeUnixNano$/, /nanoseconds/],
-      [body([gauge('g', { asDouble: 1, timeUnixNano: `${BigInt(NOW + 3_600_000) * 1_000_000n}` })]), /timeUnixNano$/, /in the future/],
-      [body([{ name: 'h', histogram: { dataPoints: [{ timeUnixNano: T, count: '2', bucketCounts: ['1', '1'], explicitBounds: [1, 2] }] } }]), /bucketCounts$/, /2 counts for 2 explicitBounds/],
-      [body([gauge('g', { asDouble: 1 })], [{ key: 'service.name', value: { stringValue: 'x'.repeat(81) } }]), /dataPoints\[0\]/, /source "x+" must be at most 80/],
+      [
+        body([gauge('g', { asDouble: 1, timeUnixNano: `${BigInt(NOW + 3_600_000) * 1_000_000n}` })]),
+        /timeUnixNano$/,
+        /in the future/,
+      ],
+      [
+        body([
+          {
+            name: 'h',
+            histogram: {
+              dataPoints: [{ timeUnixNano: T, count: '2', bucketCounts: ['1', '1'], explicitBounds: [1, 2] }],
+            },
+          },
+        ]),
+        /bucketCounts$/,
+        /2 counts for 2 explicitBounds/,
+      ],
+      [
+        body([gauge('g', { asDouble: 1 })], [{ key: 'service.name', value: { stringValue: 'x'.repeat(81) } }]),
+        /dataPoints\[0\]/,
+        /source "x+" must be at most 80/,
+      ],
     ];
     for (const [b, field, message] of cases) {
       const e = rejects(() => decodeOtlp(b, ctx(NOW)));
@@ -224,7 +332,12 @@ describe('OTLP metrics decoder', () => {
   });
 
   it('answers 413 past INGEST_MAX_POINTS_PER_REQUEST, counting histogram buckets, before any work', () => {
-    const h = { name: 'h', histogram: { dataPoints: [{ timeUnixNano: T, count: '3', bucketCounts: ['1', '1', '1'], explicitBounds: [1, 2] }] } };
+    const h = {
+      name: 'h',
+      histogram: {
+        dataPoints: [{ timeUnixNano: T, count: '3', bucketCounts: ['1', '1', '1'], explicitBounds: [1, 2] }],
+      },
+    };
     // Counted as buckets + _sum + _count (5) before decoding; stored: 3 buckets and _count (no sum was sent).
     assert.equal(decodeOtlp(body([h]), ctx(NOW, { maxPoints: 5 })).batch.length, 4);
     const e = rejects(() => decodeOtlp(body([h, gauge('g', { asDouble: 1 })]), ctx(NOW, { maxPoints: 5 })));

@@ -4,7 +4,12 @@ import fc from 'fast-check';
 import { compileFormula, evaluateFormula, FormulaError, parseFormula, Value } from '../../src/pipelines/formula.js';
 
 const ev = (text: string, columns: Record<string, Value> = {}) => evaluateFormula(text, columns);
-const rejects = (text: string, pattern: RegExp) => assert.throws(() => parseFormula(text), (e: unknown) => e instanceof FormulaError && pattern.test(e.message), text);
+const rejects = (text: string, pattern: RegExp) =>
+  assert.throws(
+    () => parseFormula(text),
+    (e: unknown) => e instanceof FormulaError && pattern.test(e.message),
+    text,
+  );
 
 describe('formula: precedence and associativity', () => {
   it('multiplies before adding, and parentheses win', () => {
@@ -117,20 +122,58 @@ describe('formula: what is refused at save', () => {
 // ---- properties
 
 type Tree = { op: string; l: Tree; r: Tree } | { n: number } | { c: 'x' | 'y' };
-const PREC: Record<string, number> = { '||': 1, '&&': 2, '==': 6, '!=': 6, '<': 7, '>': 7, '<=': 7, '>=': 7, '+': 9, '-': 9, '*': 10, '/': 10, '%': 10 };
+const PREC: Record<string, number> = {
+  '||': 1,
+  '&&': 2,
+  '==': 6,
+  '!=': 6,
+  '<': 7,
+  '>': 7,
+  '<=': 7,
+  '>=': 7,
+  '+': 9,
+  '-': 9,
+  '*': 10,
+  '/': 10,
+  '%': 10,
+};
 
 /** The reference semantics, straight from the tree (no parser involved). */
 function evalTree(t: Tree, env: Record<string, Value>): Value {
   if ('n' in t) return t.n;
   if ('c' in t) return env[t.c];
-  const a = evalTree(t.l, env), b = evalTree(t.r, env);
+  const a = evalTree(t.l, env),
+    b = evalTree(t.r, env);
   if (t.op === '&&') return a === 0 || b === 0 ? 0 : a === null || b === null ? null : 1;
-  if (t.op === '||') return (a !== null && a !== 0) || (b !== null && b !== 0) ? 1 : a === null || b === null ? null : 0;
+  if (t.op === '||')
+    return (a !== null && a !== 0) || (b !== null && b !== 0) ? 1 : a === null || b === null ? null : 0;
   if (a === null || b === null) return null;
   const v =
-    t.op === '+' ? a + b : t.op === '-' ? a - b : t.op === '*' ? a * b
-    : t.op === '/' ? (b === 0 ? NaN : a / b) : t.op === '%' ? (b === 0 ? NaN : a % b)
-    : t.op === '==' ? +(a === b) : t.op === '!=' ? +(a !== b) : t.op === '<' ? +(a < b) : t.op === '>' ? +(a > b) : t.op === '<=' ? +(a <= b) : +(a >= b);
+    t.op === '+'
+      ? a + b
+      : t.op === '-'
+        ? a - b
+        : t.op === '*'
+          ? a * b
+          : t.op === '/'
+            ? b === 0
+              ? NaN
+              : a / b
+            : t.op === '%'
+              ? b === 0
+                ? NaN
+                : a % b
+              : t.op === '=='
+                ? +(a === b)
+                : t.op === '!='
+                  ? +(a !== b)
+                  : t.op === '<'
+                    ? +(a < b)
+                    : t.op === '>'
+                      ? +(a > b)
+                      : t.op === '<='
+                        ? +(a <= b)
+                        : +(a >= b);
   return Number.isFinite(v) ? v : null;
 }
 
@@ -169,21 +212,33 @@ describe('formula: properties', () => {
     );
   });
   it('never throws anything but a FormulaError on arbitrary text, and what it accepts evaluates to a finite number or null', () => {
-    const alphabet = fc.constantFrom(...'ab_x01 .,()[]+-*/%!?:<>=&|^~"\'`;${}'.split(''), 'abs', 'constructor', 'this', 'pow', 'null', '1e308');
+    const alphabet = fc.constantFrom(
+      ...'ab_x01 .,()[]+-*/%!?:<>=&|^~"\'`;${}'.split(''),
+      'abs',
+      'constructor',
+      'this',
+      'pow',
+      'null',
+      '1e308',
+    );
     fc.assert(
-      fc.property(fc.array(alphabet, { maxLength: 40 }).map((xs) => xs.join('')), fc.array(value, { minLength: 3, maxLength: 3 }), (text, vals) => {
-        let f;
-        try {
-          f = parseFormula(text);
-        } catch (e) {
-          assert.ok(e instanceof FormulaError, `${text}: ${(e as Error).message}`);
-          return;
-        }
-        const slots = new Map(f.columns.map((c, i) => [c, i]));
-        const row = f.columns.map((_, i) => vals[i % 3]);
-        const v = compileFormula(f, slots)(row);
-        assert.ok(v === null || Number.isFinite(v), `${text} gave ${v}`);
-      }),
+      fc.property(
+        fc.array(alphabet, { maxLength: 40 }).map((xs) => xs.join('')),
+        fc.array(value, { minLength: 3, maxLength: 3 }),
+        (text, vals) => {
+          let f;
+          try {
+            f = parseFormula(text);
+          } catch (e) {
+            assert.ok(e instanceof FormulaError, `${text}: ${(e as Error).message}`);
+            return;
+          }
+          const slots = new Map(f.columns.map((c, i) => [c, i]));
+          const row = f.columns.map((_, i) => vals[i % 3]);
+          const v = compileFormula(f, slots)(row);
+          assert.ok(v === null || Number.isFinite(v), `${text} gave ${v}`);
+        },
+      ),
       { numRuns: 3000 },
     );
   });

@@ -14,8 +14,19 @@ const limits = { maxNameLength: 200, maxTags: 64, maxTagKeyLength: 128, maxTagVa
 const M = 60_000;
 
 /** A stage at `index` with what came before it. */
-function context(index: number, seen: Partial<StageContext['seen']> = {}, steps: StageContext['steps'] = []): StageContext {
-  return { index, field: `pipeline[${index}].params`, problems: new Problems(), limits, seen: { filter: false, aggregate: false, unknownOperation: false, ...seen }, steps };
+function context(
+  index: number,
+  seen: Partial<StageContext['seen']> = {},
+  steps: StageContext['steps'] = [],
+): StageContext {
+  return {
+    index,
+    field: `pipeline[${index}].params`,
+    problems: new Problems(),
+    limits,
+    seen: { filter: false, aggregate: false, unknownOperation: false, ...seen },
+    steps,
+  };
 }
 const fields = (p: Problems) => p.list.map((x) => x.field);
 
@@ -23,12 +34,26 @@ describe('pipeline stage parsers, each on its own', () => {
   it('filter: normalises one value to a list, a single tag value to a string, and refuses a second filter', () => {
     const s = context(0);
     const r = parseFilter({ metric: 'cpu', source: 'a', tags: { host: ['x'], dc: ['eu', 'us'] } }, s);
-    assert.deepEqual(r.filter, { metrics: ['cpu'], sources: ['a'], tags: [{ key: 'host', values: ['x'] }, { key: 'dc', values: ['eu', 'us'] }] });
-    assert.deepEqual(r.stage, { operation: 'filter', params: { metrics: ['cpu'], sources: ['a'], tags: { host: 'x', dc: ['eu', 'us'] } } });
+    assert.deepEqual(r.filter, {
+      metrics: ['cpu'],
+      sources: ['a'],
+      tags: [
+        { key: 'host', values: ['x'] },
+        { key: 'dc', values: ['eu', 'us'] },
+      ],
+    });
+    assert.deepEqual(r.stage, {
+      operation: 'filter',
+      params: { metrics: ['cpu'], sources: ['a'], tags: { host: 'x', dc: ['eu', 'us'] } },
+    });
     assert.deepEqual(fields(s.problems), []);
     const again = context(2, { filter: true, aggregate: true });
     parseFilter({ metrics: 'cpu', colour: 1 }, again);
-    assert.deepEqual(fields(again.problems), ['pipeline[2].params.colour', 'pipeline[2].operation', 'pipeline[2].operation']);
+    assert.deepEqual(fields(again.problems), [
+      'pipeline[2].params.colour',
+      'pipeline[2].operation',
+      'pipeline[2].operation',
+    ]);
   });
 
   it('aggregate: window in ms, functions deduplicated, group keys checked', () => {
@@ -38,7 +63,11 @@ describe('pipeline stage parsers, each on its own', () => {
     assert.deepEqual(fields(s.problems), []);
     const bad = context(1);
     parseAggregate({ window: '8d', functions: ['median'], group_by: ['__x'] }, bad);
-    assert.deepEqual(fields(bad.problems), ['pipeline[1].params.window', 'pipeline[1].params.functions[0]', 'pipeline[1].params.group_by[0]']);
+    assert.deepEqual(fields(bad.problems), [
+      'pipeline[1].params.window',
+      'pipeline[1].params.functions[0]',
+      'pipeline[1].params.group_by[0]',
+    ]);
   });
 
   it('row stages must follow the aggregate; a threshold defaults to the last transform', () => {
@@ -62,8 +91,18 @@ describe('pipeline stage parsers, each on its own', () => {
     const p = new Problems();
     const out = outputObject({ destination: 'metric', metric: 'cpu_p95' }, p);
     const r = parseOutput(out, { problems: p, limits, steps: [], columns: ['p95_cpu'], groupBy: [] });
-    assert.deepEqual(r.output, { destination: 'metric', metric: 'cpu_p95', column: 'p95_cpu', source: null, tags: {}, unit: null });
-    assert.deepEqual(parseOutput(outputObject(undefined, p), { problems: p, limits, steps: [], columns: null, groupBy: [] }).output, { destination: 'none' });
+    assert.deepEqual(r.output, {
+      destination: 'metric',
+      metric: 'cpu_p95',
+      column: 'p95_cpu',
+      source: null,
+      tags: {},
+      unit: null,
+    });
+    assert.deepEqual(
+      parseOutput(outputObject(undefined, p), { problems: p, limits, steps: [], columns: null, groupBy: [] }).output,
+      { destination: 'none' },
+    );
     assert.deepEqual(fields(p), []);
   });
 
@@ -71,7 +110,11 @@ describe('pipeline stage parsers, each on its own', () => {
     const agg = parseAggregate({ window: '5m', functions: ['avg'] }, context(1)).aggregate;
     const p = new Problems();
     assert.deepEqual(parseSchedule(null, agg, p), { schedule: null, stepMs: 5 * M, delayMs: 30_000 });
-    assert.deepEqual(parseSchedule({ every: '1m', delay: '0s' }, agg, p), { schedule: { every: '1m', delay: '0s' }, stepMs: M, delayMs: 0 });
+    assert.deepEqual(parseSchedule({ every: '1m', delay: '0s' }, agg, p), {
+      schedule: { every: '1m', delay: '0s' },
+      stepMs: M,
+      delayMs: 0,
+    });
     assert.deepEqual(fields(p), []);
     parseSchedule({ every: '1s', delay: '2d' }, agg, p);
     assert.deepEqual(fields(p), ['schedule.every', 'schedule.delay']);

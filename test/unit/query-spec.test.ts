@@ -30,7 +30,15 @@ describe('parseQuerySpec', () => {
   });
   it('reads the reference example', () => {
     const s = parseQuerySpec(
-      { metric: 'cpu_usage', source: 'fl_server', from: '2024-01-15T10:00:00Z', to: '2024-01-15T11:00:00Z', granularity: '5m', aggregation: 'avg', tags: 'experiment_id:exp_001' },
+      {
+        metric: 'cpu_usage',
+        source: 'fl_server',
+        from: '2024-01-15T10:00:00Z',
+        to: '2024-01-15T11:00:00Z',
+        granularity: '5m',
+        aggregation: 'avg',
+        tags: 'experiment_id:exp_001',
+      },
       NOW,
       limits,
     );
@@ -38,53 +46,129 @@ describe('parseQuerySpec', () => {
     assert.deepEqual(s.tags, [{ key: 'experiment_id', values: ['exp_001'] }]);
   });
   it('names the bad parameter', () => {
-    assert.equal(parameterOf(() => parseQuerySpec({}, NOW, limits)), 'metric');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', aggregation: 'median2' }, NOW, limits)), 'aggregation');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', aggregation: 'sum;drop' }, NOW, limits)), 'aggregation');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '7x' }, NOW, limits)), 'granularity');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '0s' }, NOW, limits)), 'granularity');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '-5m' }, NOW, limits)), 'granularity');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', fill: 'spline' }, NOW, limits)), 'fill');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', from: 'yesterday' }, NOW, limits)), 'from');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'novalue' }, NOW, limits)), 'tags');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', from: '2024-01-15T11:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, limits)), 'from');
+    assert.equal(
+      parameterOf(() => parseQuerySpec({}, NOW, limits)),
+      'metric',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', aggregation: 'median2' }, NOW, limits)),
+      'aggregation',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', aggregation: 'sum;drop' }, NOW, limits)),
+      'aggregation',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '7x' }, NOW, limits)),
+      'granularity',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '0s' }, NOW, limits)),
+      'granularity',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', granularity: '-5m' }, NOW, limits)),
+      'granularity',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', fill: 'spline' }, NOW, limits)),
+      'fill',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', from: 'yesterday' }, NOW, limits)),
+      'from',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'novalue' }, NOW, limits)),
+      'tags',
+    );
+    assert.equal(
+      parameterOf(() =>
+        parseQuerySpec({ metric: 'a', from: '2024-01-15T11:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, limits),
+      ),
+      'from',
+    );
   });
   it('refuses NUL and lone surrogates in text parameters, which PostgreSQL would answer with an error', () => {
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a\u0000b' }, NOW, limits)), 'metric');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', source: 'x\u0000' }, NOW, limits)), 'source');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'host:a\u0000' }, NOW, limits)), 'tags');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'ho\u0000st:a' }, NOW, limits)), 'tags');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: ['a', 'b\uD800'] } }, NOW, limits)), 'tags');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a\u0000' }, NOW, limits, 'queries[2].')), 'queries[2].metric');
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a\u0000b' }, NOW, limits)),
+      'metric',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', source: 'x\u0000' }, NOW, limits)),
+      'source',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'host:a\u0000' }, NOW, limits)),
+      'tags',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', tags: 'ho\u0000st:a' }, NOW, limits)),
+      'tags',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: ['a', 'b\uD800'] } }, NOW, limits)),
+      'tags',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a\u0000' }, NOW, limits, 'queries[2].')),
+      'queries[2].metric',
+    );
   });
 
   it('refuses times a date cannot hold instead of failing later', () => {
-    for (const [from, to] of [['0', '99999999999999999999'], ['-99999999999999999999', undefined], [undefined, '8640000000000001'], ['0000-01-01T00:00:00Z', '0001-01-01T00:00:00Z']]) {
+    for (const [from, to] of [
+      ['0', '99999999999999999999'],
+      ['-99999999999999999999', undefined],
+      [undefined, '8640000000000001'],
+      ['0000-01-01T00:00:00Z', '0001-01-01T00:00:00Z'],
+    ]) {
       const p = parameterOf(() => parseQuerySpec({ metric: 'a', from, to }, NOW, limits));
       assert.ok(p === 'from' || p === 'to', `${from} ${to}: ${p}`);
     }
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', to: '9000000000000000' }, NOW, limits)), 'to');
-    assert.equal(parseQuerySpec({ metric: 'a', from: '0001-01-01T00:00:00Z', to: '9999-12-31T23:00:00Z' }, NOW, limits).to, Date.UTC(9999, 11, 31, 23));
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', to: '9000000000000000' }, NOW, limits)),
+      'to',
+    );
+    assert.equal(
+      parseQuerySpec({ metric: 'a', from: '0001-01-01T00:00:00Z', to: '9999-12-31T23:00:00Z' }, NOW, limits).to,
+      Date.UTC(9999, 11, 31, 23),
+    );
   });
 
   it('keeps auto under QUERY_MAX_BUCKETS when QUERY_AUTO_BUCKETS is larger', () => {
-    const s = parseQuerySpec({ metric: 'a', from: '2024-01-15T00:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, { maxBuckets: 20, autoBuckets: 1_000 });
+    const s = parseQuerySpec({ metric: 'a', from: '2024-01-15T00:00:00Z', to: '2024-01-15T10:00:00Z' }, NOW, {
+      maxBuckets: 20,
+      autoBuckets: 1_000,
+    });
     assert.ok((s.to - s.from) / s.granularityMs <= 20, s.granularity);
   });
 
   it('refuses an empty list of values for a tag instead of dropping the filter', () => {
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: [] } }, NOW, limits)), 'tags');
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', tags: { host: [] } }, NOW, limits)),
+      'tags',
+    );
   });
 
   it('refuses a granularity that is not a string instead of taking auto', () => {
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: 5 }, NOW, limits)), 'granularity');
-    assert.equal(parameterOf(() => parseQuerySpec({ metric: 'a', granularity: {} }, NOW, limits)), 'granularity');
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', granularity: 5 }, NOW, limits)),
+      'granularity',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', granularity: {} }, NOW, limits)),
+      'granularity',
+    );
     assert.equal(parseQuerySpec({ metric: 'a', granularity: '' }, NOW, limits).granularity, '5s');
   });
 
   it('refuses more buckets than QUERY_MAX_BUCKETS, and auto never does', () => {
     const fiveYears = { metric: 'a', from: '2019-01-01T00:00:00Z', to: '2024-01-01T00:00:00Z' };
-    assert.equal(parameterOf(() => parseQuerySpec({ ...fiveYears, granularity: '1m' }, NOW, limits)), 'granularity');
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ ...fiveYears, granularity: '1m' }, NOW, limits)),
+      'granularity',
+    );
     const s = parseQuerySpec(fiveYears, NOW, limits);
     assert.ok((s.to - s.from) / s.granularityMs <= 1000);
   });
@@ -111,12 +195,15 @@ describe('rollup planning', () => {
     assert.equal(tierFor(3_600_000)?.label, '1h');
     assert.equal(tierFor(7 * 86_400_000)?.label, '1d');
   });
-  const H = 3_600_000, M = 60_000;
+  const H = 3_600_000,
+    M = 60_000;
   const minute = (t: number) => Math.round(((t / M) % 1440) * 1000) / 1000;
-  const show = (segs: ReturnType<typeof planSegments>) => segs.map((s) => `${s.tier?.label ?? 'raw'} ${minute(s.from)}-${minute(s.to)}`);
+  const show = (segs: ReturnType<typeof planSegments>) =>
+    segs.map((s) => `${s.tier?.label ?? 'raw'} ${minute(s.from)}-${minute(s.to)}`);
   it('covers the middle with the coarsest tier and the ragged edges with finer tiers, then raw', () => {
     const day = Date.UTC(2024, 0, 15);
-    const from = day + 10 * H + 2 * M + 30_000, to = day + 12 * H + 7 * M + 13_000;
+    const from = day + 10 * H + 2 * M + 30_000,
+      to = day + 12 * H + 7 * M + 13_000;
     assert.deepEqual(show(planSegments(from, to, H, 'avg', { materialisedUntil: Infinity })), [
       'raw 602.5-603',
       '1m 603-605',

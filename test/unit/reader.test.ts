@@ -52,24 +52,42 @@ describe('reader role checks', () => {
   });
 
   it('reports what it cannot fix as problems, and what is merely worth knowing as warnings', () => {
-    const { problems, warnings } = assess({ ...clean, exposed: ['public.settings_history'], canSignal: false, publicUsage: true, settings: [] }, 30);
+    const { problems, warnings } = assess(
+      { ...clean, exposed: ['public.settings_history'], canSignal: false, publicUsage: true, settings: [] },
+      30,
+    );
     assert.equal(problems.length, 2);
     assert.match(problems[0], /can read public\.settings_history/);
     assert.match(problems[1], /not enforced.*may not cancel them; run GRANT "grafana_reader" TO "timescope"/);
     assert.equal(warnings.length, 2);
     assert.match(warnings[0], /USAGE on schema public/);
     assert.match(warnings[1], /search_path/);
-    assert.deepEqual(assess({ ...clean, canSignal: false, canSeeQueries: false }, 0).problems, [], 'READER_STATEMENT_TIMEOUT_SECONDS=0: nothing to enforce');
+    assert.deepEqual(
+      assess({ ...clean, canSignal: false, canSeeQueries: false }, 0).problems,
+      [],
+      'READER_STATEMENT_TIMEOUT_SECONDS=0: nothing to enforce',
+    );
     assert.match(assess({ ...clean, superuser: true }, 30).problems[0], /is a superuser/);
   });
 
   it('reads GRAFANA_READER_ROLE and the watchdog settings from the environment', () => {
-    assert.deepEqual(configWith({}).reader, { role: 'grafana_reader', statementTimeoutSeconds: 30, watchdogIntervalMs: 5000 });
-    assert.deepEqual(configWith({ GRAFANA_READER_ROLE: 'none', READER_STATEMENT_TIMEOUT_SECONDS: '0', READER_WATCHDOG_INTERVAL_SECONDS: '1' }).reader, {
-      role: undefined,
-      statementTimeoutSeconds: 0,
-      watchdogIntervalMs: 1000,
+    assert.deepEqual(configWith({}).reader, {
+      role: 'grafana_reader',
+      statementTimeoutSeconds: 30,
+      watchdogIntervalMs: 5000,
     });
+    assert.deepEqual(
+      configWith({
+        GRAFANA_READER_ROLE: 'none',
+        READER_STATEMENT_TIMEOUT_SECONDS: '0',
+        READER_WATCHDOG_INTERVAL_SECONDS: '1',
+      }).reader,
+      {
+        role: undefined,
+        statementTimeoutSeconds: 0,
+        watchdogIntervalMs: 1000,
+      },
+    );
     assert.throws(() => configWith({ READER_WATCHDOG_INTERVAL_SECONDS: '0' }), /READER_WATCHDOG_INTERVAL_SECONDS/);
   });
 });

@@ -53,7 +53,16 @@ function busySample(): Sample {
 
 describe('self-metrics figures', () => {
   it('classes statuses and latencies', () => {
-    assert.deepEqual([100, 204, 301, 404, 429, 500, 503, 599].map(statusClass), ['1xx', '2xx', '3xx', '4xx', '4xx', '5xx', '5xx', '5xx']);
+    assert.deepEqual([100, 204, 301, 404, 429, 500, 503, 599].map(statusClass), [
+      '1xx',
+      '2xx',
+      '3xx',
+      '4xx',
+      '4xx',
+      '5xx',
+      '5xx',
+      '5xx',
+    ]);
     assert.equal(bucketIndex(0), 0);
     assert.equal(bucketIndex(0.001), 0, 'a bound belongs to its bucket (le)');
     assert.equal(bucketIndex(0.0011), 1);
@@ -62,7 +71,8 @@ describe('self-metrics figures', () => {
   });
 
   it('takes the difference of two snapshots, never negative, leaving out what did not move', () => {
-    const a = emptyFigures(), b = emptyFigures();
+    const a = emptyFigures(),
+      b = emptyFigures();
     a.requests['2xx'] = 5;
     b.requests['2xx'] = 9;
     a.errors.set('x', 2);
@@ -82,19 +92,30 @@ describe('self-metrics figures', () => {
     assert.ok(points.every((p) => p.tags.instance === 'h:1' && Number.isFinite(p.value)));
     const buckets = points.filter((p) => p.metric === 'timescope_http_request_duration_bucket');
     assert.equal(buckets.length, LATENCY_BUCKETS.length + 1);
-    assert.deepEqual(buckets.at(-1), { metric: 'timescope_http_request_duration_bucket', unit: 'requests', value: 10, tags: { instance: 'h:1', le: '+Inf' } });
+    assert.deepEqual(buckets.at(-1), {
+      metric: 'timescope_http_request_duration_bucket',
+      unit: 'requests',
+      value: 10,
+      tags: { instance: 'h:1', le: '+Inf' },
+    });
     const back = roundTrip(s);
-    assert.deepEqual({ ...back, errors: [...back.errors], jobRuns: [...back.jobRuns], webhooks: [...back.webhooks] }, { ...s, errors: [...s.errors], jobRuns: [...s.jobRuns], webhooks: [...s.webhooks] });
+    assert.deepEqual(
+      { ...back, errors: [...back.errors], jobRuns: [...back.jobRuns], webhooks: [...back.webhooks] },
+      { ...s, errors: [...s.errors], jobRuns: [...s.jobRuns], webhooks: [...s.webhooks] },
+    );
   });
 
   it('an empty interval is only its length', () => {
     const s = emptySample();
     s.seconds = 60;
-    assert.deepEqual(samplePoints(s, 'h:1'), [{ metric: 'timescope_interval_seconds', unit: 's', value: 60, tags: { instance: 'h:1' } }]);
+    assert.deepEqual(samplePoints(s, 'h:1'), [
+      { metric: 'timescope_interval_seconds', unit: 's', value: 60, tags: { instance: 'h:1' } },
+    ]);
   });
 
   it('sums of stored intervals equal the sum of the intervals (cumulative buckets included)', () => {
-    const a = busySample(), b = busySample();
+    const a = busySample(),
+      b = busySample();
     b.buckets[2] = 4;
     b.min = 0.0001;
     b.max = 50;
@@ -111,7 +132,8 @@ describe('self-metrics figures', () => {
     const b = new Array(LATENCY_BUCKETS.length + 1).fill(0);
     assert.equal(quantile(0.5, b, Infinity, -Infinity), null);
     b[4] = 10; // (10 ms, 25 ms]
-    const near = (a: number | null, b: number, why?: string) => assert.ok(a !== null && Math.abs(a - b) < 1e-12, `${a} ≠ ${b} ${why ?? ''}`);
+    const near = (a: number | null, b: number, why?: string) =>
+      assert.ok(a !== null && Math.abs(a - b) < 1e-12, `${a} ≠ ${b} ${why ?? ''}`);
     near(quantile(0.5, b, Infinity, -Infinity), 0.0175);
     near(quantile(0.5, b, 0.02, 0.022), 0.021, 'bounded by the fastest and slowest');
     near(quantile(1, b, 0.02, 0.022), 0.022);
@@ -158,7 +180,10 @@ describe('monitoring parameters', () => {
   });
 
   it('shows a connection string without its password or parameters', () => {
-    assert.equal(redactedUrl('postgres://app:s3cr%40t@db.example:5432/timescope?sslmode=require&password=x'), 'postgres://app@db.example:5432/timescope');
+    assert.equal(
+      redactedUrl('postgres://app:s3cr%40t@db.example:5432/timescope?sslmode=require&password=x'),
+      'postgres://app@db.example:5432/timescope',
+    );
     assert.equal(redactedUrl('postgresql://localhost/ts'), 'postgresql://localhost/ts');
     assert.equal(redactedUrl(undefined), null);
     assert.equal(redactedUrl('not a url :// at all'), '(not a URL)');
@@ -171,16 +196,23 @@ describe('the Grafana dashboard', () => {
     assert.equal(d.uid, 'timescope-self');
     const ids = d.panels.map((p) => p.id);
     assert.equal(new Set(ids).size, ids.length);
-    for (const p of d.panels) for (const t of p.targets) assert.doesNotMatch(t.expr.replace(/\{job=~"\$job"\}/g, ''), /timescope_[a-z_]+\{/, 'one selector per series');
+    for (const p of d.panels)
+      for (const t of p.targets)
+        assert.doesNotMatch(t.expr.replace(/\{job=~"\$job"\}/g, ''), /timescope_[a-z_]+\{/, 'one selector per series');
     for (const e of dashboardExpressions()) assert.ok(!e.includes('$job'));
   });
 });
 
 describe('the strict Prometheus text reader', () => {
-  it("accepts what prom-client writes, escapes and all", async () => {
+  it('accepts what prom-client writes, escapes and all', async () => {
     const registry = new Registry();
     const registers = [registry];
-    new Counter({ name: 'a_total', help: 'with "quotes" and a \\ backslash\nand a newline', labelNames: ['v'], registers }).inc({ v: 'x"y\\z\nw' }, 3);
+    new Counter({
+      name: 'a_total',
+      help: 'with "quotes" and a \\ backslash\nand a newline',
+      labelNames: ['v'],
+      registers,
+    }).inc({ v: 'x"y\\z\nw' }, 3);
     new Gauge({ name: 'b', help: 'gauge', registers }).set(-1.5e-7);
     const h = new Histogram({ name: 'c_seconds', help: 'h', labelNames: ['r'], buckets: [0.1, 1], registers });
     h.observe({ r: '/x' }, 0.05);

@@ -18,7 +18,8 @@ describe('StallClock', () => {
 });
 
 describe('writer health', () => {
-  const stallMs = 5_000, capacity = 1_000;
+  const stallMs = 5_000,
+    capacity = 1_000;
   it('is stalled when the oldest waiting write has waited the limit, whatever the queue', () => {
     assert.deepEqual(writerState(10, capacity, 5_000, stallMs), { status: 'stalled', level: 'degraded' });
     assert.deepEqual(writerState(950, capacity, 6_000, stallMs), { status: 'stalled', level: 'degraded' });

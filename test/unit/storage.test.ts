@@ -68,10 +68,13 @@ describe('migration files', () => {
     writeFileSync(join(dir, '0002_b.postgresql.sql'), 'select 2');
     writeFileSync(join(dir, '0002_b.timescaledb.sql'), '-- timescope:no-transaction\nselect 3');
     writeFileSync(join(dir, 'README.md'), 'ignored');
-    assert.deepEqual(loadScripts(dir, 'postgresql').map((m) => [m.name, m.sql, m.transactional]), [
-      ['0001_a', 'select 1', true],
-      ['0002_b', 'select 2', true],
-    ]);
+    assert.deepEqual(
+      loadScripts(dir, 'postgresql').map((m) => [m.name, m.sql, m.transactional]),
+      [
+        ['0001_a', 'select 1', true],
+        ['0002_b', 'select 2', true],
+      ],
+    );
     assert.equal(loadScripts(dir, 'timescaledb')[1].transactional, false);
   });
   it('refuse a migration with only one flavour', () => {

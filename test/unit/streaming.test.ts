@@ -16,7 +16,10 @@ const series = (metric: string, source: string, tags: Record<string, string> = {
 describe('stream filters', () => {
   it('parse the WebSocket and the query-string forms alike', () => {
     const ws = parseFilter({ metrics: ['cpu', 'mem'], sources: ['a'], tags: { host: ['h1', 'h2'], dc: 'eu' } });
-    const qs = parseFilter({ metrics: 'cpu,mem', sources: 'a', tags: ['host:h1', 'host:h2', 'dc:eu'] }, 'INVALID_QUERY');
+    const qs = parseFilter(
+      { metrics: 'cpu,mem', sources: 'a', tags: ['host:h1', 'host:h2', 'dc:eu'] },
+      'INVALID_QUERY',
+    );
     assert.deepEqual(ws, qs);
     assert.deepEqual(parseFilter({}), { metrics: null, sources: null, tags: [] });
   });
@@ -42,7 +45,13 @@ describe('stream filters', () => {
     assert.equal(field({ metrics: 7 }), 'metrics');
     assert.equal(field({ sources: ['ok', ''], metrics: [null] }), 'metrics[0]');
     assert.equal(field({ metrics: Array.from({ length: 1001 }, (_, i) => `m${i}`) }), 'metrics');
-    assert.equal(field({ metrics: Array.from({ length: 200 }, (_, i) => `m${i}`), sources: Array.from({ length: 200 }, (_, i) => `s${i}`) }), 'sources');
+    assert.equal(
+      field({
+        metrics: Array.from({ length: 200 }, (_, i) => `m${i}`),
+        sources: Array.from({ length: 200 }, (_, i) => `s${i}`),
+      }),
+      'sources',
+    );
     assert.equal(field({ tags: { host: 5 } }), 'tags');
   });
 });
@@ -56,7 +65,12 @@ describe('subscription index', () => {
     idx.add(parseFilter({ metrics: ['cpu'], sources: ['a'], tags: { host: 'h1' } }), 'cpu-a-h1');
     idx.add(parseFilter({ metrics: ['cpu', 'mem'], sources: ['a', 'b'] }), 'cpu-any-source'); // same target twice
     const got = (s: ReturnType<typeof series>) => [...idx.match(s, s.key)].sort();
-    assert.deepEqual(got(series('cpu', 'a', { host: 'h1' })), ['any-metric-of-a', 'cpu-a-h1', 'cpu-any-source', 'everything']);
+    assert.deepEqual(got(series('cpu', 'a', { host: 'h1' })), [
+      'any-metric-of-a',
+      'cpu-a-h1',
+      'cpu-any-source',
+      'everything',
+    ]);
     assert.deepEqual(got(series('cpu', 'z')), ['cpu-any-source', 'everything']);
     assert.deepEqual(got(series('disk', 'z')), ['everything']);
   });
@@ -81,9 +95,21 @@ describe('stream encoding', () => {
       type: 'metric_update',
       source: 'fl_server',
       timestamp: '2024-01-15T10:30:00.000Z',
-      metric: { name: 'cpu_usage', value: 47.8, unit: 'percent', tags: { host: 'fl-server-01', experiment_id: 'exp_001' } },
+      metric: {
+        name: 'cpu_usage',
+        value: 47.8,
+        unit: 'percent',
+        tags: { host: 'fl-server-01', experiment_id: 'exp_001' },
+      },
     });
-    assert.deepEqual(JSON.parse(sseData(tpl, iso, -0.5)), { metric: 'cpu_usage', value: -0.5, timestamp: '2024-01-15T10:30:00.000Z', source: 'fl_server', unit: 'percent', tags: s.tags });
+    assert.deepEqual(JSON.parse(sseData(tpl, iso, -0.5)), {
+      metric: 'cpu_usage',
+      value: -0.5,
+      timestamp: '2024-01-15T10:30:00.000Z',
+      source: 'fl_server',
+      unit: 'percent',
+      tags: s.tags,
+    });
     assert.equal(JSON.parse(wsMetricUpdate(tpl, iso, NaN)).metric.value, null);
     const quoted = new TemplateCache().get(series('a"b', 'line\nbreak', { 'k\\': '"v"' }));
     assert.equal(JSON.parse(wsMetricUpdate(quoted, iso, 1)).source, 'line\nbreak');
@@ -124,7 +150,15 @@ describe('slow clients', () => {
   const make = () => {
     const sink = new FakeSink();
     const cutOff: number[] = [];
-    const c = new StreamConnection(1, 'ws', 'test', sink, { bufferBytes: 100, slowClientMs: 1000 }, (n) => `skipped ${n}`, (x) => cutOff.push(x.id));
+    const c = new StreamConnection(
+      1,
+      'ws',
+      'test',
+      sink,
+      { bufferBytes: 100, slowClientMs: 1000 },
+      (n) => `skipped ${n}`,
+      (x) => cutOff.push(x.id),
+    );
     return { sink, c, cutOff };
   };
 
@@ -177,14 +211,21 @@ describe('slow clients', () => {
 });
 
 describe('interval streams', () => {
-  const s1 = series('load', 'h1'), s2 = series('load', 'h2');
+  const s1 = series('load', 'h1'),
+    s2 = series('load', 'h2');
 
   it('keep the latest point per series by point time, whatever the commit order', () => {
     const st = new IntervalState(5000, 'last', 10);
     st.add(1, s1, 2000, 5, 0);
     st.add(1, s1, 1000, 9, 0); // older point committed later
     st.add(2, s2, 1500, 7, 0);
-    assert.deepEqual(st.take(5000).map((e) => [e.seriesId, e.time, e.value]), [[1, 2000, 5], [2, 1500, 7]]);
+    assert.deepEqual(
+      st.take(5000).map((e) => [e.seriesId, e.time, e.value]),
+      [
+        [1, 2000, 5],
+        [2, 1500, 7],
+      ],
+    );
     assert.equal(st.take(10_000).length, 2, 'every known series, every tick');
   });
 
@@ -195,9 +236,15 @@ describe('interval streams', () => {
     st.add(1, s1, 10_900, 4, now);
     st.add(2, s2, 11_200, 8, now); // next bucket (a clock slightly ahead)
     st.add(2, s2, 13_000, 1, now); // too far ahead
-    assert.deepEqual(st.take(11_000).map((e) => [e.seriesId, e.time, e.value, e.count]), [[1, 10_000, 3, 2]]);
+    assert.deepEqual(
+      st.take(11_000).map((e) => [e.seriesId, e.time, e.value, e.count]),
+      [[1, 10_000, 3, 2]],
+    );
     st.add(1, s1, 10_950, 100, 11_100); // late: its bucket was sent
-    assert.deepEqual(st.take(12_000).map((e) => [e.seriesId, e.time, e.value]), [[2, 11_000, 8]]);
+    assert.deepEqual(
+      st.take(12_000).map((e) => [e.seriesId, e.time, e.value]),
+      [[2, 11_000, 8]],
+    );
     assert.equal(st.dropped, 2);
   });
 

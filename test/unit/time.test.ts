@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { epochToMs, formatDuration, guessPrecision, parseDuration, parseIsoTimestamp, parseQueryTime, toEpochMicros, toIso, toIsoMicros } from '../../src/common/time.js';
+import {
+  epochToMs,
+  formatDuration,
+  guessPrecision,
+  parseDuration,
+  parseIsoTimestamp,
+  parseQueryTime,
+  toEpochMicros,
+  toIso,
+  toIsoMicros,
+} from '../../src/common/time.js';
 
 describe('parseIsoTimestamp', () => {
   it('reads UTC and offsets', () => {
@@ -15,7 +25,17 @@ describe('parseIsoTimestamp', () => {
     assert.equal(parseIsoTimestamp('2024-01-15T10:30:00.123456789Z'), Date.UTC(2024, 0, 15, 10, 30, 0, 123) + 0.456);
   });
   it('refuses dates without a zone and impossible dates', () => {
-    for (const bad of ['2024-01-15T10:30:00', '2024-02-30T00:00:00Z', '2023-02-29T00:00:00Z', '2024-01-15T24:00:00Z', '2024-13-01T00:00:00Z', '2024-01-15', 'yesterday', '', '2024-01-15T10:30:00+25:00']) {
+    for (const bad of [
+      '2024-01-15T10:30:00',
+      '2024-02-30T00:00:00Z',
+      '2023-02-29T00:00:00Z',
+      '2024-01-15T24:00:00Z',
+      '2024-13-01T00:00:00Z',
+      '2024-01-15',
+      'yesterday',
+      '',
+      '2024-01-15T10:30:00+25:00',
+    ]) {
       assert.ok(Number.isNaN(parseIsoTimestamp(bad)), bad);
     }
     assert.equal(parseIsoTimestamp('2024-02-29T00:00:00Z'), Date.UTC(2024, 1, 29));
@@ -40,7 +60,10 @@ describe('epoch numbers', () => {
 
 describe('toIso', () => {
   it('formats exactly like Date#toISOString', () => {
-    const samples = [0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 1_705_314_600_123.9, 253_402_300_799_999, -1, -86_400_001, 253_402_300_800_000];
+    const samples = [
+      0, 1, 999, 86_399_999, 86_400_000, 951_782_400_000, 1_705_314_600_123.9, 253_402_300_799_999, -1, -86_400_001,
+      253_402_300_800_000,
+    ];
     for (let i = 0; i < 5000; i++) samples.push(Math.floor(Math.random() * 4e12));
     for (const ms of samples) assert.equal(toIso(ms), new Date(Math.floor(ms)).toISOString(), String(ms));
   });

@@ -2,14 +2,22 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { isRetryable, retryDelayMs, signPayload } from '../../src/webhooks/delivery.js';
-import { addressProblem, checkWebhookUrl, ResolvedAddress, Resolver, UnsafeUrlError } from '../../src/webhooks/url-guard.js';
+import {
+  addressProblem,
+  checkWebhookUrl,
+  ResolvedAddress,
+  Resolver,
+  UnsafeUrlError,
+} from '../../src/webhooks/url-guard.js';
 
 /** A DNS stub: names map to fixed answers; nothing is ever looked up for real. */
-const dns = (table: Record<string, string[]>): Resolver => async (host) => {
-  const answers = table[host];
-  if (!answers) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
-  return answers.map((address): ResolvedAddress => ({ address, family: address.includes(':') ? 6 : 4 }));
-};
+const dns =
+  (table: Record<string, string[]>): Resolver =>
+  async (host) => {
+    const answers = table[host];
+    if (!answers) throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+    return answers.map((address): ResolvedAddress => ({ address, family: address.includes(':') ? 6 : 4 }));
+  };
 const resolver = dns({
   'hooks.example.com': ['93.184.216.34'],
   'v6.example.com': ['2606:4700::6810:84e5'],
@@ -60,7 +68,10 @@ describe('webhook URL guard (reliability.md row 36)', () => {
     });
   }
   it('allows public http(s) targets', async () => {
-    assert.equal((await checkWebhookUrl('https://hooks.example.com/x?y=1', strict, resolver)).host, 'hooks.example.com');
+    assert.equal(
+      (await checkWebhookUrl('https://hooks.example.com/x?y=1', strict, resolver)).host,
+      'hooks.example.com',
+    );
     await checkWebhookUrl('http://v6.example.com:8080/x', strict, resolver);
     await checkWebhookUrl('https://93.184.216.34/x', strict, resolver);
   });
@@ -149,7 +160,12 @@ describe('webhook URL guard: spellings, transition forms and metadata endpoints 
     ['http://[::ffff:169.254.169.254]/', '[::ffff:a9fe:a9fe]', /metadata/, /metadata/],
     ['http://[::ffff:100.100.100.200]/', '[::ffff:6464:64c8]', /metadata/, /metadata/],
     ['http://2852039166/', '169.254.169.254', /metadata/, /metadata/],
-    ['http://metadata.google.internal/computeMetadata/v1/', 'metadata.google.internal', /metadata name/, /metadata name/],
+    [
+      'http://metadata.google.internal/computeMetadata/v1/',
+      'metadata.google.internal',
+      /metadata name/,
+      /metadata name/,
+    ],
     ['http://METADATA.google.internal./', 'metadata.google.internal.', /metadata name/, /metadata name/],
     ['http://metadata/computeMetadata/v1/', 'metadata', /metadata name/, /metadata name/],
     ['http://instance-data.ec2.internal/', 'instance-data.ec2.internal', /metadata name/, /metadata name/],
@@ -160,7 +176,12 @@ describe('webhook URL guard: spellings, transition forms and metadata endpoints 
     ['http://oracle.example.com/', 'oracle.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
     ['http://ecs.example.com/', 'ecs.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
     ['http://mapped-imds.example.com/', 'mapped-imds.example.com', /resolves to .*metadata/, /resolves to .*metadata/],
-    ['http://compat.example.com/', 'compat.example.com', /resolves to .*IPv4-compatible/, /resolves to .*IPv4-compatible/],
+    [
+      'http://compat.example.com/',
+      'compat.example.com',
+      /resolves to .*IPv4-compatible/,
+      /resolves to .*IPv4-compatible/,
+    ],
     ['http://sixtofour.example.com/', 'sixtofour.example.com', /resolves to .*6to4/, /resolves to .*6to4/],
     ['http://onprem.example.com/', 'onprem.example.com', /resolves to .*private/, 'allowed'],
     ['http://hooks.example.com/', 'hooks.example.com', 'allowed', 'allowed'],
@@ -169,13 +190,17 @@ describe('webhook URL guard: spellings, transition forms and metadata endpoints 
     it(`${url}${host ? ` (host ${host})` : ''}: ${whenStrict === 'allowed' ? 'allowed' : 'refused'}; with WEBHOOK_ALLOW_PRIVATE ${whenPrivate === 'allowed' ? 'allowed' : 'refused'}`, async () => {
       if (host) assert.equal(new URL(url).hostname, host, 'WHATWG URL normalises the host as the table says');
       else assert.throws(() => new URL(url));
-      for (const [opts, want] of [[strict, whenStrict], [lenient, whenPrivate]] as const) {
+      for (const [opts, want] of [
+        [strict, whenStrict],
+        [lenient, whenPrivate],
+      ] as const) {
         if (want === 'allowed') await checkWebhookUrl(url, opts, names);
-        else await assert.rejects(checkWebhookUrl(url, opts, names), (err: Error) => {
-          assert.ok(err instanceof UnsafeUrlError, String(err));
-          assert.match(err.message, want);
-          return true;
-        });
+        else
+          await assert.rejects(checkWebhookUrl(url, opts, names), (err: Error) => {
+            assert.ok(err instanceof UnsafeUrlError, String(err));
+            assert.match(err.message, want);
+            return true;
+          });
       }
     });
   }
@@ -191,10 +216,25 @@ describe('webhook signing and retries', () => {
     for (const s of [400, 401, 403, 404, 410, 422]) assert.ok(!isRetryable(s), String(s));
   });
   it('backs off exponentially with jitter, capped, and honours Retry-After', () => {
-    assert.equal(retryDelayMs(1, 1000, 60_000, undefined, () => 0), 500);
-    assert.equal(retryDelayMs(1, 1000, 60_000, undefined, () => 1), 1000);
-    assert.equal(retryDelayMs(4, 1000, 60_000, undefined, () => 1), 8000);
-    assert.equal(retryDelayMs(20, 1000, 60_000, undefined, () => 1), 60_000);
-    assert.equal(retryDelayMs(1, 1000, 60_000, 30, () => 0), 30_000);
+    assert.equal(
+      retryDelayMs(1, 1000, 60_000, undefined, () => 0),
+      500,
+    );
+    assert.equal(
+      retryDelayMs(1, 1000, 60_000, undefined, () => 1),
+      1000,
+    );
+    assert.equal(
+      retryDelayMs(4, 1000, 60_000, undefined, () => 1),
+      8000,
+    );
+    assert.equal(
+      retryDelayMs(20, 1000, 60_000, undefined, () => 1),
+      60_000,
+    );
+    assert.equal(
+      retryDelayMs(1, 1000, 60_000, 30, () => 0),
+      30_000,
+    );
   });
 });

@@ -26,19 +26,25 @@ export type { Json };
 
 export const MAX_LIST = 100;
 /** As ingest accepts them (src/ingestion/decode.ts): derived series must be storable like any other. */
-export const METRIC_NAME = /^[A-Za-z_][A-Za-z0-9_.:\-]*$/;
-export const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.\-]*$/;
+export const METRIC_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
+export const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 export const COLUMN_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const RESERVED = new Set(['constructor', 'prototype', '__proto__']);
 
 /** Reports every key of `params` outside `keys` as unknown for this stage. */
 export function allowOnly(s: StageContext, params: Json, operation: string, ...keys: string[]): void {
-  for (const k of Object.keys(params)) if (!keys.includes(k)) s.problems.add(`${s.field}.${k}`, `unknown field for ${operation} (expected ${keys.join(', ')})`);
+  for (const k of Object.keys(params))
+    if (!keys.includes(k))
+      s.problems.add(`${s.field}.${k}`, `unknown field for ${operation} (expected ${keys.join(', ')})`);
 }
 
 /** Row stages work on aggregated rows: they must come after the aggregate stage. */
 export function requireAggregateBefore(s: StageContext, operation: string): void {
-  if (!s.seen.aggregate && !s.seen.unknownOperation) s.problems.add(`pipeline[${s.index}].operation`, `${operation} works on aggregated rows and must come after the aggregate stage`);
+  if (!s.seen.aggregate && !s.seen.unknownOperation)
+    s.problems.add(
+      `pipeline[${s.index}].operation`,
+      `${operation} works on aggregated rows and must come after the aggregate stage`,
+    );
 }
 
 /** A column a stage defines or names: a letter or _, then letters, digits or _. */
@@ -51,7 +57,13 @@ export function columnName(v: unknown, field: string, problems: Problems): strin
 }
 
 /** `metrics` or its singular `metric` (not both): a string or a list of distinct valid strings. */
-export function stringList(params: Json, keys: [string, string], s: StageContext, valid: (v: string) => boolean, what: string): string[] | undefined {
+export function stringList(
+  params: Json,
+  keys: [string, string],
+  s: StageContext,
+  valid: (v: string) => boolean,
+  what: string,
+): string[] | undefined {
   const given = keys.filter((k) => params[k] !== undefined);
   if (given.length === 0) return undefined;
   if (given.length === 2) {
@@ -84,7 +96,12 @@ export function tagFilters(v: unknown, field: string, problems: Problems): TagFi
   for (const [key, val] of Object.entries(v)) {
     const values = typeof val === 'string' ? [val] : val;
     if (!TAG_KEY.test(key) || RESERVED.has(key)) problems.add(`${field}.${key}`, 'is not a valid tag key');
-    else if (!Array.isArray(values) || values.length === 0 || values.length > MAX_LIST || !values.every((x) => typeof x === 'string' && x.length > 0 && isCleanText(x))) {
+    else if (
+      !Array.isArray(values) ||
+      values.length === 0 ||
+      values.length > MAX_LIST ||
+      !values.every((x) => typeof x === 'string' && x.length > 0 && isCleanText(x))
+    ) {
       problems.add(`${field}.${key}`, 'must be a non-empty string or a list of them');
     } else out.push({ key, values: [...new Set(values as string[])] });
   }

@@ -16,12 +16,28 @@ export function parseFilter(params: Json, s: StageContext): { filter: SeriesFilt
   if (s.seen.filter) s.problems.add(at, 'only one filter stage is allowed; put every condition in it');
   if (s.seen.aggregate) s.problems.add(at, 'a filter selects series and must come before the aggregate stage');
   const max = s.limits.maxNameLength;
-  const metrics = stringList(params, ['metrics', 'metric'], s, (v) => METRIC_NAME.test(v) && v.length <= max, 'metric names');
-  const sources = stringList(params, ['sources', 'source'], s, (v) => v.length > 0 && v.length <= max && isCleanText(v), 'sources');
+  const metrics = stringList(
+    params,
+    ['metrics', 'metric'],
+    s,
+    (v) => METRIC_NAME.test(v) && v.length <= max,
+    'metric names',
+  );
+  const sources = stringList(
+    params,
+    ['sources', 'source'],
+    s,
+    (v) => v.length > 0 && v.length <= max && isCleanText(v),
+    'sources',
+  );
   const tags = tagFilters(params.tags, `${s.field}.tags`, s.problems);
   const normal: Json = {};
   if (metrics?.length) normal.metrics = metrics;
   if (sources?.length) normal.sources = sources;
-  if (tags.length) normal.tags = Object.fromEntries(tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values]));
-  return { filter: { metrics: metrics && metrics.length > 0 ? metrics : null, sources: sources ?? [], tags }, stage: { operation: 'filter', params: normal } };
+  if (tags.length)
+    normal.tags = Object.fromEntries(tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values]));
+  return {
+    filter: { metrics: metrics && metrics.length > 0 ? metrics : null, sources: sources ?? [], tags },
+    stage: { operation: 'filter', params: normal },
+  };
 }

@@ -15,5 +15,8 @@ export function parseRename(params: Json, s: StageContext): { step: Step; stage:
     const t = columnName(to, `${s.field}.columns.${from}`, s.problems);
     if (t) pairs.push([from, t]);
   }
-  return { step: { kind: 'rename', index: s.index, pairs }, stage: { operation: 'rename', params: { columns: Object.fromEntries(pairs) } } };
+  return {
+    step: { kind: 'rename', index: s.index, pairs },
+    stage: { operation: 'rename', params: { columns: Object.fromEntries(pairs) } },
+  };
 }

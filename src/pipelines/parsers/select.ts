@@ -17,5 +17,8 @@ export function parseSelect(params: Json, s: StageContext): { step: Step; stage:
     s.problems.add(`${s.field}.columns`, 'names a column twice');
     return undefined;
   }
-  return { step: { kind: 'select', index: s.index, columns: names as string[] }, stage: { operation: 'select', params: { columns: names } } };
+  return {
+    step: { kind: 'select', index: s.index, columns: names as string[] },
+    stage: { operation: 'select', params: { columns: names } },
+  };
 }

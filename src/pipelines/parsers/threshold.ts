@@ -13,11 +13,17 @@ export function parseThreshold(params: Json, s: StageContext): { step: Step; sta
       return undefined;
     }
     const f = formulaField(params.condition, `${p}.condition`, s.problems);
-    return f ? { step: { kind: 'threshold', index: s.index, condition: f }, stage: { operation: 'threshold', params: { condition: f.text } } } : undefined;
+    return f
+      ? {
+          step: { kind: 'threshold', index: s.index, condition: f },
+          stage: { operation: 'threshold', params: { condition: f.text } },
+        }
+      : undefined;
   }
   const lastTransform = [...s.steps].reverse().find((x) => x.kind === 'transform') as { as: string } | undefined;
   const column = params.column === undefined ? lastTransform?.as : columnName(params.column, `${p}.column`, s.problems);
-  if (params.column === undefined && !column) s.problems.add(`${p}.column`, 'is required (no transform before it says which column)');
+  if (params.column === undefined && !column)
+    s.problems.add(`${p}.column`, 'is required (no transform before it says which column)');
   const opv = params.op;
   const validOp = typeof opv === 'string' && (COMPARISONS as readonly string[]).includes(opv);
   if (!validOp) s.problems.add(`${p}.op`, `must be one of ${COMPARISONS.join(' ')}`);
@@ -25,5 +31,8 @@ export function parseThreshold(params: Json, s: StageContext): { step: Step; sta
   if (!validValue) s.problems.add(`${p}.value`, 'must be a number');
   if (!column || !validOp || !validValue) return undefined;
   const value = params.value as number;
-  return { step: { kind: 'threshold', index: s.index, column, op: opv as Comparison, value }, stage: { operation: 'threshold', params: { column, op: opv, value } } };
+  return {
+    step: { kind: 'threshold', index: s.index, column, op: opv as Comparison, value },
+    stage: { operation: 'threshold', params: { column, op: opv, value } },
+  };
 }

@@ -9,5 +9,8 @@ export function parseTransform(params: Json, s: StageContext): { step: Step; sta
   const f = formulaField(params.formula, `${s.field}.formula`, s.problems);
   const as = params.as === undefined ? DEFAULT_COLUMN : columnName(params.as, `${s.field}.as`, s.problems);
   if (!f || !as) return undefined;
-  return { step: { kind: 'transform', index: s.index, formula: f, as }, stage: { operation: 'transform', params: { formula: f.text, as } } };
+  return {
+    step: { kind: 'transform', index: s.index, formula: f, as },
+    stage: { operation: 'transform', params: { formula: f.text, as } },
+  };
 }
