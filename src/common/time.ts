@@ -103,7 +103,8 @@ export function formatDuration(ms: number): string {
 
 /**
  * A time given in a query: ISO 8601 with zone, epoch milliseconds, `now`, or `now-<duration>`
- * (`now-1h`, `now-7d`). Returns epoch ms or NaN.
+ * (`now-1h`, `now-7d`). Returns epoch ms or NaN; NaN also for a bare number that does not look like
+ * epoch milliseconds (see epochQueryProblem for the reason to give).
  */
 export function parseQueryTime(text: string, now: number): number {
   const t = text.trim();
@@ -113,8 +114,30 @@ export function parseQueryTime(text: string, now: number): number {
     const d = parseDuration(rel[2]);
     return rel[1] === '-' ? now - d : now + d;
   }
-  if (/^-?\d+(\.\d+)?$/.test(t)) return Number(t);
+  if (EPOCH.test(t)) return epochQueryProblem(t) === undefined ? Number(t) : NaN;
   return parseIsoTimestamp(t);
+}
+
+const EPOCH = /^-?\d+(\.\d+)?$/;
+
+/**
+ * Why a bare number given as a query time is not taken as epoch milliseconds, or undefined when it
+ * is (or when the text is not a bare number). As at ingest (epochToMs), a number outside
+ * [MS_PLAUSIBLE_MIN, MS_PLAUSIBLE_MAX) is refused rather than guessed: epoch seconds read as
+ * milliseconds would silently ask for January 1970.
+ */
+export function epochQueryProblem(text: string): string | undefined {
+  const t = text.trim();
+  if (!EPOCH.test(t)) return undefined;
+  const n = Number(t);
+  if (n >= MS_PLAUSIBLE_MIN && n < MS_PLAUSIBLE_MAX) return undefined;
+  const unit = guessPrecision(n);
+  const asMs = n * PRECISION_TO_MS[unit];
+  const what =
+    unit === 'ms'
+      ? 'is too small for epoch milliseconds'
+      : `looks like epoch ${{ s: 'seconds', us: 'microseconds', ns: 'nanoseconds' }[unit]}${asMs >= MS_PLAUSIBLE_MIN && asMs < MS_PLAUSIBLE_MAX ? ` (${Math.round(asMs)} in milliseconds)` : ''}`;
+  return `${t} ${what}: a bare number is read as epoch milliseconds from ${MS_PLAUSIBLE_MIN} (1973) to ${MS_PLAUSIBLE_MAX} (5138) only; send epoch milliseconds or an ISO 8601 date-time with a zone`;
 }
 
 let isoDay = NaN;

@@ -64,6 +64,7 @@ export const envSchema = z.object({
   QUERY_MAX_BUCKETS: int(11_000, 10, 10_000_000),
   QUERY_AUTO_BUCKETS: int(1_000, 10, 100_000),
   QUERY_MAX_SERIES: int(10_000, 1, 10_000_000),
+  QUERY_MAX_GROUPS: int(1_000, 1, 1_000_000),
 
   // Outgoing webhooks (alerts, pipelines)
   WEBHOOK_TIMEOUT_MS: int(5_000, 100, 120_000),
@@ -186,7 +187,7 @@ export class AppConfig {
   declare readonly series: { cacheSize: number; maxSeries: number };
   declare readonly retentionDays: number;
   declare readonly rollups: { refreshSeconds: number; lagSeconds: number; partitionPremakeDays: number };
-  declare readonly query: { maxBuckets: number; autoBuckets: number; maxSeries: number };
+  declare readonly query: { maxBuckets: number; autoBuckets: number; maxSeries: number; maxGroups: number };
   declare readonly webhooks: {
     timeoutMs: number;
     maxAttempts: number;
@@ -358,7 +359,12 @@ export function fromEnv(e: Env): AppConfig {
       lagSeconds: e.ROLLUP_LAG_SECONDS,
       partitionPremakeDays: e.PARTITION_PREMAKE_DAYS,
     },
-    query: { maxBuckets: e.QUERY_MAX_BUCKETS, autoBuckets: e.QUERY_AUTO_BUCKETS, maxSeries: e.QUERY_MAX_SERIES },
+    query: {
+      maxBuckets: e.QUERY_MAX_BUCKETS,
+      autoBuckets: e.QUERY_AUTO_BUCKETS,
+      maxSeries: e.QUERY_MAX_SERIES,
+      maxGroups: e.QUERY_MAX_GROUPS,
+    },
     webhooks: {
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
       maxAttempts: e.WEBHOOK_MAX_ATTEMPTS,

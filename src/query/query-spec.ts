@@ -2,6 +2,7 @@ import { invalidQuery } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
 import {
   DAY,
+  epochQueryProblem,
   formatDuration,
   HOUR,
   isSupportedTime,
@@ -64,6 +65,7 @@ export interface QueryInput {
   aggregation?: unknown;
   fill?: unknown;
   tags?: unknown;
+  group_by?: unknown;
 }
 
 const DEFAULT_RANGE = HOUR;
@@ -143,9 +145,13 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
     const s = str(raw) ?? (typeof raw === 'number' ? String(raw) : undefined);
     const t = s === undefined ? NaN : parseQueryTime(s, now);
     if (!isSupportedTime(t)) {
+      const epoch = s === undefined ? undefined : epochQueryProblem(s);
       throw invalidQuery(
         `${prefix}${name}`,
-        `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`,
+        epoch
+          ? `${prefix}${name}: ${epoch}`
+          : `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`,
+        epoch ? { expected: 'epoch milliseconds or ISO 8601' } : undefined,
       );
     }
     return t;
@@ -212,4 +218,41 @@ export function parseQuerySpec(input: QueryInput, now: number, limits: QueryLimi
   const fill = parseEnum(input.fill, FILLS, `${prefix}fill`, 'none');
   const g = parseGranularity(input.granularity, range, limits, `${prefix}granularity`);
   return { ...selector, ...range, granularityMs: g.ms, granularity: g.label, aggregation, fill };
+}
+
+/** Keys one `group_by` may name. */
+export const MAX_GROUP_BY_KEYS = 10;
+
+/** The `group_by` name that means the series' source; any other name is a tag key. */
+export const GROUP_BY_SOURCE = 'source';
+
+/**
+ * `group_by=source,host`: comma-separated names (also repeated, or a JSON array of names), each
+ * trimmed; `source` is the series' source, any other name a tag key. Undefined when absent. An
+ * empty name, a name given twice or more than MAX_GROUP_BY_KEYS names is a 400 naming it.
+ */
+export function parseGroupBy(v: unknown, name = 'group_by'): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  const items = Array.isArray(v) ? v : [v];
+  if (items.length === 0) throw invalidQuery(name, `${name} must name at least one key (source or a tag key)`);
+  const keys: string[] = [];
+  for (const item of items) {
+    if (typeof item !== 'string')
+      throw invalidQuery(
+        name,
+        `${name} must be comma-separated names, such as source,host (got ${JSON.stringify(item)})`,
+      );
+    for (const part of item.split(',')) {
+      const key = part.trim();
+      if (!key) throw invalidQuery(name, `${name} has an empty name (got ${JSON.stringify(item)}); use source,host`);
+      checkText(key, name);
+      if (keys.includes(key)) throw invalidQuery(name, `${name} names ${JSON.stringify(key)} twice`, { key });
+      keys.push(key);
+      if (keys.length > MAX_GROUP_BY_KEYS)
+        throw invalidQuery(name, `${name} may name at most ${MAX_GROUP_BY_KEYS} keys`, {
+          max_keys: MAX_GROUP_BY_KEYS,
+        });
+    }
+  }
+  return keys;
 }

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Database } from '../database/database.js';
+import type { GroupKey } from '../storage/rollup-reader.js';
 import type { SeriesSelector, TagFilter } from './query-spec.js';
 
 /** `WHERE` conditions on the series table for a selector; appends to `params`. */
@@ -45,6 +46,30 @@ export class QueryRepository {
       params,
     );
     return r.rows.map((x) => x.id);
+  }
+
+  /**
+   * The distinct groups these series fall into for `groupBy` (source or a tag's value, null where a
+   * series lacks the tag) and how many series each holds; at most `limit` + 1, in no order.
+   */
+  async seriesGroups(
+    ids: number[],
+    groupBy: readonly GroupKey[],
+    limit: number,
+  ): Promise<Array<{ values: Array<string | null>; series_count: number }>> {
+    const params: unknown[] = [ids];
+    const cols = groupBy.map((g, i) =>
+      g.by === 'source' ? `source AS g${i}` : `tags ->> $${params.push(g.key)} AS g${i}`,
+    );
+    const r = await this.database.readPool.query<Record<string, string | number | null>>(
+      `SELECT ${cols.join(', ')}, count(*)::int AS n FROM series WHERE id = ANY($1::int[])
+       GROUP BY ${groupBy.map((_, i) => i + 1).join(', ')} LIMIT ${limit + 1}`,
+      params,
+    );
+    return r.rows.map((row) => ({
+      values: groupBy.map((_, i) => (row[`g${i}`] as string | null) ?? null),
+      series_count: row.n as number,
+    }));
   }
 
   async metricExists(metric: string): Promise<boolean> {

@@ -1,10 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError, invalidQuery, invalidRequest, notFound } from '../common/errors.js';
-import { toIso } from '../common/time.js';
+import { floorTo, toIso } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Bucket, fillBuckets } from './fill.js';
 import { coarsestTier, Segment } from '../storage/rollup-plan.js';
-import { RollupReader } from '../storage/rollup-reader.js';
+import { GroupKey, RollupReader } from '../storage/rollup-reader.js';
 import { QueryRepository } from './query.repository.js';
 import {
   Aggregation,
@@ -20,6 +20,8 @@ import {
   SeriesSelector,
   AGGREGATIONS,
   FILLS,
+  GROUP_BY_SOURCE,
+  parseGroupBy,
 } from './query-spec.js';
 
 export interface DataPoint {
@@ -41,7 +43,19 @@ export interface SeriesResult {
   rollup: string | null;
 }
 
+export interface GroupResult {
+  /** Present when group_by names source. */
+  source?: string | null;
+  /** The group's value of each tag key in group_by; null for series without the tag. */
+  tags: Record<string, string | null>;
+  data_points: DataPoint[];
+  total_points: number;
+  series_count: number;
+}
+
 const MAX_MULTI_QUERIES = 20;
+/** Points (groups × buckets) one grouped answer may hold: bounds its memory whatever QUERY_MAX_GROUPS is. */
+export const MAX_GROUPED_POINTS = 1_000_000;
 const CATALOGUE_LIMIT = 10_000;
 
 @Injectable()
@@ -59,6 +73,11 @@ export class QueryService {
   async query(input: QueryInput) {
     const t0 = performance.now();
     const spec = parseQuerySpec(input, Date.now(), this.limits);
+    const groupBy = parseGroupBy(input.group_by);
+    if (groupBy) {
+      const { groups, ...result } = await this.runGrouped(spec, groupBy);
+      return { ...result, from: toIso(spec.from), to: toIso(spec.to), query_time_ms: elapsed(t0), groups };
+    }
     const result = await this.run(spec);
     return { ...result, from: toIso(spec.from), to: toIso(spec.to), query_time_ms: elapsed(t0) };
   }
@@ -75,6 +94,7 @@ export class QueryService {
       throw invalidQuery('queries', `at most ${MAX_MULTI_QUERIES} queries per request`);
     const now = Date.now();
     const shared = parseRange(b, now);
+    const groupings: Array<string[] | undefined> = [];
     const specs = b.queries.map((q: unknown, i: number): QuerySpec => {
       const p = `queries[${i}].`;
       if (typeof q !== 'object' || q === null || Array.isArray(q))
@@ -91,6 +111,7 @@ export class QueryService {
         this.limits,
         qi.granularity !== undefined ? `${p}granularity` : 'granularity',
       );
+      groupings.push(parseGroupBy(qi.group_by ?? b.group_by, qi.group_by !== undefined ? `${p}group_by` : 'group_by'));
       return {
         ...parseSelector(qi, p),
         ...range,
@@ -106,13 +127,14 @@ export class QueryService {
       };
     });
     const results = await Promise.all(
-      specs.map((s) =>
-        this.run(s).catch((err: unknown) => {
+      specs.map((s, i) => {
+        const groupBy = groupings[i];
+        return (groupBy ? this.runGrouped(s, groupBy) : this.run(s)).catch((err: unknown) => {
           if (err instanceof ApiError && err.code === 'RESOURCE_NOT_FOUND')
-            return { ...emptyResult(s), error: err.body() };
+            return { ...emptyResult(s), ...(groupBy ? { groups: [] } : {}), error: err.body() };
           throw err;
-        }),
-      ),
+        });
+      }),
     );
     return { results, from: toIso(shared.from), to: toIso(shared.to), query_time_ms: elapsed(t0) };
   }
@@ -131,6 +153,77 @@ export class QueryService {
       series_count: ids.length,
       rollup: coarsestTier(segments)?.label ?? null,
     };
+  }
+
+  /**
+   * `run` with `group_by`: the same answer (over all the series together) plus one entry per
+   * distinct combination of the keys' values among the matching series, each bucketed, aggregated
+   * and filled like the whole. A series without a tag key falls in the group where that key is
+   * null. Groups are ordered by their values, key by key (code-unit order, null last).
+   */
+  async runGrouped(spec: QuerySpec, groupBy: string[]): Promise<SeriesResult & { groups: GroupResult[] }> {
+    const ids = await this.matchingSeries(spec);
+    const keys: GroupKey[] = groupBy.map((k) => (k === GROUP_BY_SOURCE ? { by: 'source' } : { by: 'tag', key: k }));
+    const max = this.config.query.maxGroups;
+    const found = ids.length > 0 ? await this.repo.seriesGroups(ids, keys, max) : [];
+    if (found.length > max) {
+      throw invalidQuery(
+        'group_by',
+        `group_by=${groupBy.join(',')} splits the matching series into more than ${max} groups (QUERY_MAX_GROUPS); filter by source or tags, or group by fewer keys`,
+        { max_groups: max },
+      );
+    }
+    const step = spec.granularityMs;
+    const buckets = spec.from < spec.to ? Math.ceil((spec.to - floorTo(spec.from, step)) / step) : 0;
+    if (found.length * buckets > MAX_GROUPED_POINTS) {
+      throw invalidQuery(
+        'group_by',
+        `${found.length} groups of ${buckets} buckets is more than ${MAX_GROUPED_POINTS} points in one answer; use a coarser granularity, a shorter range or fewer groups`,
+        { groups: found.length, buckets, max_points: MAX_GROUPED_POINTS },
+      );
+    }
+    const limit = Math.max(1, found.length * buckets);
+    const [whole, rows] = await Promise.all([this.run(spec), this.groupedRows(spec, ids, keys, limit)]);
+    const perGroup = new Map<string, Bucket[]>();
+    for (const r of rows) {
+      const k = JSON.stringify(r.group);
+      const list = perGroup.get(k);
+      if (list) list.push({ t: r.t, v: r.values[0] });
+      else perGroup.set(k, [{ t: r.t, v: r.values[0] }]);
+    }
+    const groups = found
+      .sort((a, b) => compareGroups(a.values, b.values))
+      .map((g): GroupResult => {
+        const filled = fillBuckets(perGroup.get(JSON.stringify(g.values)) ?? [], spec.from, spec.to, step, spec.fill);
+        const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
+        const tags: Record<string, string | null> = {};
+        keys.forEach((k, i) => {
+          if (k.by === 'tag') tags[k.key] = g.values[i];
+        });
+        const at = keys.findIndex((k) => k.by === 'source');
+        return {
+          ...(at >= 0 ? { source: g.values[at] } : {}),
+          tags,
+          data_points,
+          total_points: data_points.length,
+          series_count: g.series_count,
+        };
+      });
+    return { ...whole, groups };
+  }
+
+  /** Bucket rows of each group, in time order. */
+  private async groupedRows(spec: QuerySpec, ids: number[], groupBy: GroupKey[], limit: number) {
+    if (ids.length === 0 || spec.from >= spec.to) return [];
+    const { from, to, granularityMs: widthMs, aggregation } = spec;
+    if (aggregation === 'first' || aggregation === 'last')
+      return this.rollups.groupedEdgeBuckets({ seriesIds: ids, from, to, widthMs, which: aggregation, groupBy, limit });
+    const segments = await this.rollups.cover(ids, from, to, widthMs, aggregation);
+    const r = await this.rollups.groupedBuckets(
+      { seriesIds: ids, widthMs, functions: [aggregation], groupBy, limit, rawCovers: true },
+      segments,
+    );
+    return r?.rows ?? [];
   }
 
   /**
@@ -229,6 +322,19 @@ function emptyResult(spec: QuerySpec): SeriesResult {
     series_count: 0,
     rollup: null,
   };
+}
+
+/** Group values key by key: code-unit order, null after every value. */
+export function compareGroups(a: ReadonlyArray<string | null>, b: ReadonlyArray<string | null>): number {
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i],
+      y = b[i];
+    if (x === y) continue;
+    if (x === null) return 1;
+    if (y === null) return -1;
+    return x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 const elapsed = (t0: number) => Math.round((performance.now() - t0) * 100) / 100;

@@ -24,6 +24,20 @@ export interface GroupedBucketQuery {
   groupBy: readonly GroupKey[];
   /** At most this many rows + 1 come back (so that the caller can tell it was cut). */
   limit: number;
+  /** Also read a cover that uses no rollup tier (raw points only); `tier` is then undefined. */
+  rawCovers?: boolean;
+}
+
+/** Grouped first or last value per bucket, from raw points (no rollup holds them). */
+export interface GroupedEdgeQuery {
+  seriesIds: number[];
+  from: number;
+  to: number;
+  widthMs: number;
+  which: 'first' | 'last';
+  groupBy: readonly GroupKey[];
+  /** At most this many rows + 1 come back. */
+  limit: number;
 }
 
 /** One bucket of one metric in one group. */
@@ -116,9 +130,9 @@ export class RollupReader {
   async groupedBuckets(
     q: GroupedBucketQuery,
     segments: readonly Segment[],
-  ): Promise<{ rows: GroupedBucket[]; tier: RollupTier } | undefined> {
+  ): Promise<{ rows: GroupedBucket[]; tier: RollupTier | undefined } | undefined> {
     const tier = coarsestTier(segments);
-    if (!tier) return undefined;
+    if (!tier && !q.rawCovers) return undefined;
     if (q.seriesIds.length === 0 || segments.length === 0) return { rows: [], tier };
     const params: unknown[] = [];
     const p = (v: unknown) => `$${params.push(v)}`;
@@ -156,6 +170,36 @@ export class RollupReader {
       }),
     }));
     return { rows, tier };
+  }
+
+  /**
+   * The first or last point of each bucket per metric and group over [from, to), from raw points,
+   * in time order; ties in time go to the lowest series id (as the ungrouped read does).
+   */
+  async groupedEdgeBuckets(q: GroupedEdgeQuery): Promise<GroupedBucket[]> {
+    if (q.seriesIds.length === 0 || q.from >= q.to) return [];
+    const params: unknown[] = [];
+    const p = (v: unknown) => `$${params.push(v)}`;
+    const ids = p(q.seriesIds);
+    const groupCols = q.groupBy
+      .map((g, i) => `, ${g.by === 'source' ? 'source' : `tags ->> ${p(g.key)}`} AS g${i}`)
+      .join('');
+    const groupRefs = q.groupBy.map((_, i) => `, s.g${i}`).join('');
+    const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[]))
+      SELECT DISTINCT ON (x.b, s.metric${groupRefs}) (extract(epoch FROM x.b) * 1000)::float8 AS t, s.metric AS m${groupRefs}, x.value::float8 AS v
+      FROM (SELECT date_bin(${p(`${q.widthMs / 1000} seconds`)}::interval, time, timestamptz 'epoch') AS b, time, value, series_id
+            FROM points WHERE series_id = ANY(${ids}::int[])
+              AND time >= ${p(toIso(q.from))}::timestamptz AND time < ${p(toIso(q.to))}::timestamptz) x
+      JOIN s ON s.id = x.series_id
+      ORDER BY x.b, s.metric${groupRefs}, x.time ${q.which === 'first' ? 'ASC' : 'DESC'}, x.series_id
+      LIMIT ${p(q.limit + 1)}`;
+    const r = await this.database.readPool.query<Record<string, unknown>>(sql, params);
+    return r.rows.map((row) => ({
+      t: row.t as number,
+      metric: row.m as string,
+      group: q.groupBy.map((_, i) => (row[`g${i}`] as string | null) ?? null),
+      values: [row.v === null || !Number.isFinite(row.v) ? null : Number(row.v)],
+    }));
   }
 
   /**

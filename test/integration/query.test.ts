@@ -355,7 +355,7 @@ describeEachFlavour('queries', (ctx) => {
       ['query?metric=temp&source=a%00', 'source'],
       ['query?metric=temp&tags=region:eu%00', 'tags'],
       ['query?metric=temp&tags=region:eu&tags=region:us%00', 'tags'],
-      ['query?metric=temp&from=0&to=99999999999999999999', 'to'],
+      ['query?metric=temp&from=now-1h&to=99999999999999999999', 'to'],
       ['query?metric=temp&to=9000000000000000', 'to'],
       ['query?metric=temp&from=0000-01-01T00:00:00Z', 'from'],
       ['summary?metric=te%00mp', 'metric'],

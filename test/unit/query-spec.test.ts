@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/common/errors.js';
 import { coarsestTier, planSegments } from '../../src/storage/rollup-plan.js';
-import { parseQuerySpec, parseTags } from '../../src/query/query-spec.js';
+import { MAX_GROUP_BY_KEYS, parseGroupBy, parseQuerySpec, parseTags } from '../../src/query/query-spec.js';
+import { compareGroups } from '../../src/query/query.service.js';
 import { tierFor } from '../../src/storage/tiers.js';
 
 const NOW = Date.UTC(2024, 0, 15, 11);
@@ -118,7 +119,7 @@ describe('parseQuerySpec', () => {
 
   it('refuses times a date cannot hold instead of failing later', () => {
     for (const [from, to] of [
-      ['0', '99999999999999999999'],
+      ['1700000000000', '99999999999999999999'],
       ['-99999999999999999999', undefined],
       [undefined, '8640000000000001'],
       ['0000-01-01T00:00:00Z', '0001-01-01T00:00:00Z'],
@@ -182,6 +183,93 @@ describe('parseQuerySpec', () => {
       { key: 'url', values: ['http://x'] },
     ]);
     assert.deepEqual(parseTags({ host: 'a' }), [{ key: 'host', values: ['a'] }]);
+  });
+});
+
+describe('group_by', () => {
+  it('reads comma-separated names, trimmed, in order; absent is undefined', () => {
+    assert.equal(parseGroupBy(undefined), undefined);
+    assert.deepEqual(parseGroupBy('source,host'), ['source', 'host']);
+    assert.deepEqual(parseGroupBy(' host , source '), ['host', 'source']);
+    assert.deepEqual(parseGroupBy(['host', 'region,source']), ['host', 'region', 'source']); // repeated or a JSON array
+    assert.deepEqual(parseGroupBy('region'), ['region']);
+  });
+  it('refuses empty names, duplicates, too many keys and non-strings, naming the parameter', () => {
+    const keys = (n: number) => Array.from({ length: n }, (_, i) => `k${i}`).join(',');
+    assert.equal(parseGroupBy(keys(MAX_GROUP_BY_KEYS))?.length, 10);
+    for (const bad of [
+      '',
+      ',',
+      'source,',
+      'source,,host',
+      'host,host',
+      'host, host',
+      keys(11),
+      [],
+      [1],
+      5,
+      'a\u0000',
+    ]) {
+      assert.equal(
+        parameterOf(() => parseGroupBy(bad)),
+        'group_by',
+        JSON.stringify(bad),
+      );
+    }
+    assert.equal(
+      parameterOf(() => parseGroupBy(['host', 'host'], 'queries[1].group_by')),
+      'queries[1].group_by',
+    );
+  });
+  it('orders groups key by key, code-unit order, null last', () => {
+    const groups: Array<Array<string | null>> = [
+      ['b', null],
+      ['a', 'y'],
+      [null, 'x'],
+      ['b', 'B'],
+      ['a', null],
+      ['B', 'z'],
+    ];
+    assert.deepEqual(groups.sort(compareGroups), [
+      ['B', 'z'],
+      ['a', 'y'],
+      ['a', null],
+      ['b', 'B'],
+      ['b', null],
+      [null, 'x'],
+    ]);
+  });
+});
+
+describe('epoch numbers in from/to', () => {
+  it('reads epoch milliseconds and refuses seconds, microseconds and nanoseconds, saying what was expected', () => {
+    const ms = Date.UTC(2024, 0, 15, 10);
+    assert.equal(parseQuerySpec({ metric: 'a', from: String(ms), to: String(ms + 60_000) }, NOW, limits).from, ms);
+    assert.equal(parseQuerySpec({ metric: 'a', from: ms, to: ms + 60_000 }, NOW, limits).to, ms + 60_000); // JSON numbers
+    for (const [value, unit] of [
+      [String(ms / 1000), 'seconds'],
+      [String(ms * 1000), 'microseconds'],
+      [String(ms * 1e6), 'nanoseconds'],
+      [String(ms / 1000 + 0.5), 'seconds'],
+    ]) {
+      try {
+        parseQuerySpec({ metric: 'a', from: value }, NOW, limits);
+        assert.fail(`${value} accepted`);
+      } catch (e) {
+        assert.ok(e instanceof ApiError);
+        assert.equal(e.details!.parameter, 'from');
+        assert.match(e.message, new RegExp(`looks like epoch ${unit}`));
+        assert.match(e.message, /epoch milliseconds or an ISO 8601/);
+      }
+    }
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', from: ms / 1000 }, NOW, limits)),
+      'from',
+    );
+    assert.equal(
+      parameterOf(() => parseQuerySpec({ metric: 'a', to: '0' }, NOW, limits)),
+      'to',
+    );
   });
 });
 

@@ -7,11 +7,28 @@ import {
   guessPrecision,
   parseDuration,
   parseIsoTimestamp,
+  epochQueryProblem,
   parseQueryTime,
   toEpochMicros,
   toIso,
   toIsoMicros,
 } from '../../src/common/time.js';
+
+describe('epochQueryProblem', () => {
+  it('says which unit a bare number looks like, and passes what is not a bare number', () => {
+    assert.equal(epochQueryProblem('1700000000000'), undefined);
+    assert.equal(epochQueryProblem('1700000000000.5'), undefined);
+    assert.equal(epochQueryProblem('now-1h'), undefined);
+    assert.equal(epochQueryProblem('2024-01-15T10:30:00Z'), undefined);
+    assert.match(epochQueryProblem('1700000000')!, /looks like epoch seconds \(1700000000000 in milliseconds\)/);
+    assert.match(
+      epochQueryProblem('1700000000000000')!,
+      /looks like epoch microseconds \(1700000000000 in milliseconds\)/,
+    );
+    assert.match(epochQueryProblem('1700000000000000000')!, /looks like epoch nanoseconds/);
+    assert.match(epochQueryProblem('6000000000')!, /too small for epoch milliseconds/);
+  });
+});
 
 describe('parseIsoTimestamp', () => {
   it('reads UTC and offsets', () => {
@@ -120,6 +137,10 @@ describe('durations and query times', () => {
     assert.equal(parseQueryTime('now', now), now);
     assert.equal(parseQueryTime('now-1h', now), now - 3_600_000);
     assert.equal(parseQueryTime('1700000000000', now), now);
+    // A bare number that does not look like epoch ms is NaN, never 1970 (epochQueryProblem says why).
+    assert.ok(Number.isNaN(parseQueryTime('1700000000', now)));
+    assert.ok(Number.isNaN(parseQueryTime('1700000000000000', now)));
+    assert.ok(Number.isNaN(parseQueryTime('0', now)));
     assert.ok(Number.isNaN(parseQueryTime('now-1x', now)));
   });
 });
