@@ -3,11 +3,13 @@ import { ConsoleLogger, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import fastifyCompress from '@fastify/compress';
 import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
 import { installBinaryBodies, passesSnappy } from './ingestion/binary-body.js';
 import { FrontDoor } from './auth/front-door.js';
 import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
+import { COMPRESSION } from './common/compression.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
 import { installJsonParser } from './common/json-body.js';
@@ -86,6 +88,8 @@ export async function createApp(
     return decoded;
   });
   installBinaryBodies(fastify); // protobuf (remote write, OTLP) and Avro bodies as Buffers, on the routes that declare them
+  // Compressed answers (before any route exists: the plugin hooks each route as it is added).
+  await app.register(fastifyCompress, COMPRESSION);
   const doc = SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
