@@ -196,10 +196,10 @@ export class QueryService {
       .map((g): GroupResult => {
         const filled = fillBuckets(perGroup.get(JSON.stringify(g.values)) ?? [], spec.from, spec.to, step, spec.fill);
         const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
-        const tags: Record<string, string | null> = {};
-        keys.forEach((k, i) => {
-          if (k.by === 'tag') tags[k.key] = g.values[i];
-        });
+        // fromEntries: a tag key such as __proto__ stays an own key of the object.
+        const tags: Record<string, string | null> = Object.fromEntries(
+          keys.flatMap((k, i) => (k.by === 'tag' ? [[k.key, g.values[i]]] : [])),
+        );
         const at = keys.findIndex((k) => k.by === 'source');
         return {
           ...(at >= 0 ? { source: g.values[at] } : {}),

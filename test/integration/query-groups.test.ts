@@ -207,6 +207,11 @@ describeEachFlavour('grouped queries', (ctx) => {
       assert.equal(r.json.error.code, 'INVALID_QUERY');
       assert.equal(r.json.error.details.parameter, 'group_by', bad);
     }
+    // A tag key that is also an Object.prototype name stays an ordinary key of the group's tags.
+    const proto = await q(`from=${iso(H0)}&to=${iso(H0 + HOUR)}&group_by=__proto__,constructor`);
+    assert.equal(proto.status, 200, proto.body);
+    assert.deepEqual(Object.keys(proto.json.groups[0].tags), ['__proto__', 'constructor']);
+    assert.ok(proto.body.includes('"tags":{"__proto__":null,"constructor":null}'), proto.body);
     const ten = Array.from({ length: 10 }, (_, i) => `k${i}`).join(',');
     const ok = await q(`from=${iso(H0)}&to=${iso(H0 + HOUR)}&group_by=${ten}`);
     assert.equal(ok.status, 200, ok.body);
