@@ -16,6 +16,8 @@ import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
+import { finishDocument } from './openapi/document.js';
+import { installQueryParameterRule } from './openapi/unknown-query.js';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -86,7 +88,8 @@ export async function createApp(
     return decoded;
   });
   installBinaryBodies(fastify); // protobuf (remote write, OTLP) and Avro bodies as Buffers, on the routes that declare them
-  const doc = SwaggerModule.createDocument(
+  const doc = finishDocument(
+    SwaggerModule.createDocument(
     app,
     new DocumentBuilder()
       .setTitle('Timescope')
@@ -102,7 +105,10 @@ export async function createApp(
         'api-key',
       )
       .build(),
+    ),
   );
+  // Unknown query parameters are a 400 naming them, per route from the parameters the document declares.
+  installQueryParameterRule(fastify, doc);
   SwaggerModule.setup('swagger-ui', app, doc, { jsonDocumentUrl: 'swagger-ui/openapi.json' });
   // WebSocket gateways (/ws/metrics) on the HTTP server's port.
   app.useWebSocketAdapter(new FrontDoorWsAdapter(app, door));
