@@ -90,21 +90,21 @@ export async function createApp(
   installBinaryBodies(fastify); // protobuf (remote write, OTLP) and Avro bodies as Buffers, on the routes that declare them
   const doc = finishDocument(
     SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Timescope')
-      .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
-      .setVersion(VERSION)
-      .addBearerAuth(
-        {
-          type: 'http',
-          scheme: 'bearer',
-          bearerFormat: 'tsk_… API key',
-          description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys',
-        },
-        'api-key',
-      )
-      .build(),
+      app,
+      new DocumentBuilder()
+        .setTitle('Timescope')
+        .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
+        .setVersion(VERSION)
+        .addBearerAuth(
+          {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'tsk_… API key',
+            description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys',
+          },
+          'api-key',
+        )
+        .build(),
     ),
   );
   // Unknown query parameters are a 400 naming them, per route from the parameters the document declares.

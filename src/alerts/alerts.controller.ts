@@ -1,11 +1,19 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { AlertRulesService } from './alert-rules.service.js';
 import { AlertsService } from './alerts.service.js';
 import { Access } from '../auth/access.js';
 import { Answer, JsonBody } from '../openapi/decorators.js';
-import { Acknowledge, Alert, AlertList, AlertNotifications, AlertRaise, AlertRaised, Resolve } from '../openapi/schemas/control.js';
+import {
+  Acknowledge,
+  Alert,
+  AlertList,
+  AlertNotifications,
+  AlertRaise,
+  AlertRaised,
+  Resolve,
+} from '../openapi/schemas/control.js';
 
 @ApiTags('alerts')
 @Controller()
@@ -36,7 +44,11 @@ export class AlertsController {
   @Get('api/v1/monitoring/alerts')
   @Access('read', { rate: 'monitoring_alerts' })
   @ApiOperation({ summary: 'Alerts, as GET /api/v1/alerts (monitoring reference path, with its rate limit)' })
-  @ApiQuery({ name: 'state', required: false, description: 'firing, acknowledged, resolved, active (default) or all; comma-separated' })
+  @ApiQuery({
+    name: 'state',
+    required: false,
+    description: 'firing, acknowledged, resolved, active (default) or all; comma-separated',
+  })
   @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
   @ApiQuery({ name: 'rule_id', required: false })
   @ApiQuery({ name: 'source', required: false })

@@ -17,7 +17,13 @@ export class AnomaliesController {
     summary: 'Anomaly detection over stored points or buckets: one anomaly per episode, scored so 1.0 is the boundary',
   })
   @JsonBody(AnomalyRequest, {
-    example: { metric: 'cpu_usage', source: 'fl_server', from: 'now-1h', algorithm: 'isolation_forest', sensitivity: 0.5 },
+    example: {
+      metric: 'cpu_usage',
+      source: 'fl_server',
+      from: 'now-1h',
+      algorithm: 'isolation_forest',
+      sensitivity: 0.5,
+    },
   })
   @Answer(200, AnomalyResult)
   detect(@Body() body: unknown) {

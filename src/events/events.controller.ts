@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { EventsService } from './events.service.js';
 import { Access } from '../auth/access.js';
 import { Answer, JsonBody } from '../openapi/decorators.js';
@@ -31,7 +31,13 @@ export class EventsController {
       'Record an event {kind, source?, level?, message?, attributes?, timestamp?} or {events: [...]} (up to 1000)',
   })
   @JsonBody(EventsBody, {
-    example: { kind: 'deploy', source: 'api', level: 'info', message: 'v1.2 rolled out', attributes: { version: '1.2' } },
+    example: {
+      kind: 'deploy',
+      source: 'api',
+      level: 'info',
+      message: 'v1.2 rolled out',
+      attributes: { version: '1.2' },
+    },
   })
   @Answer(201, EventsAccepted, 'Stored')
   submit(@Body() body: unknown) {

@@ -1,5 +1,5 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { PipelineStatusService } from './pipeline-status.service.js';
 import { Access } from '../auth/access.js';
 import { Answer, JsonBody } from '../openapi/decorators.js';

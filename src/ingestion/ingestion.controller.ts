@@ -1,5 +1,5 @@
 import { Body, Controller, HttpCode, Param, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiConsumes, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { IngestionService } from './ingestion.service.js';
 import { Access } from '../auth/access.js';
 import { AVRO_CONTENT_TYPES } from './avro.js';
@@ -56,7 +56,9 @@ export class IngestionController {
       'Per-app ingest (metrics-collection-api v2): JSON {metrics: [{name, value, timestamp (ms), tags, profileId}]}, or Avro (avro/binary, application/avro): an object container file or an array of Metric records',
   })
   @ApiConsumes('application/json', ...AVRO_CONTENT_TYPES)
-  @JsonBody(AppMetricsBody, { description: 'JSON as below, or Avro (an object container file or an array of Metric records)' })
+  @JsonBody(AppMetricsBody, {
+    description: 'JSON as below, or Avro (an object container file or an array of Metric records)',
+  })
   @Answer(200, IngestReply, 'Committed')
   submitApp(@Param('appId') appId: string, @Body() body: unknown) {
     return this.ingestion.submitApp(appId, body);

@@ -9,7 +9,10 @@ import { refOf } from './registry.js';
  */
 
 /** The JSON request body, as the registered schema, with an example. */
-export function JsonBody(schema: z.ZodType, opts: { example?: unknown; description?: string; required?: boolean } = {}) {
+export function JsonBody(
+  schema: z.ZodType,
+  opts: { example?: unknown; description?: string; required?: boolean } = {},
+) {
   return ApiBody({
     schema: refOf(schema),
     required: opts.required ?? true,

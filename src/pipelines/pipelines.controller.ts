@@ -8,7 +8,14 @@ import { rangeInput } from './run-range.js';
 import { Access } from '../auth/access.js';
 import { Answer, JsonBody, NoContent } from '../openapi/decorators.js';
 import { AnyObject } from '../openapi/schemas/common.js';
-import { Pipeline, PipelineDefinition, PipelineList, PipelineRun, PipelineRuns, RunRange } from '../openapi/schemas/control.js';
+import {
+  Pipeline,
+  PipelineDefinition,
+  PipelineList,
+  PipelineRun,
+  PipelineRuns,
+  RunRange,
+} from '../openapi/schemas/control.js';
 
 /** Only digits: `/api/v1/pipelines/status` (pipeline status reports) and other words never reach these routes. */
 const ID = ':id(^\\d+$)';

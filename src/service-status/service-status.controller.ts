@@ -1,9 +1,15 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ServiceRegistry } from './service-registry.service.js';
 import { Access } from '../auth/access.js';
 import { Answer, JsonBody, NoContent } from '../openapi/decorators.js';
-import { MonitoringStatus, Service, ServiceList, ServiceReport, ServiceReportReply } from '../openapi/schemas/control.js';
+import {
+  MonitoringStatus,
+  Service,
+  ServiceList,
+  ServiceReport,
+  ServiceReportReply,
+} from '../openapi/schemas/control.js';
 
 @ApiTags('services')
 @Controller()

@@ -65,7 +65,10 @@ describeEachFlavour(
         ['/api/v1/metrics/query', 'get'],
         ['/api/v1/metrics/query/multi', 'post'],
       ])
-        assert.ok(d.paths[path][m].parameters?.some((p) => p.name === 'group_by' && p.in === 'query'), path);
+        assert.ok(
+          d.paths[path][m].parameters?.some((p) => p.name === 'group_by' && p.in === 'query'),
+          path,
+        );
       const result = d.components.schemas.QueryResult as { properties: Record<string, unknown> };
       assert.ok(result.properties.groups);
     });
@@ -85,7 +88,8 @@ describeEachFlavour(
         const op = d.paths[specPath(d, ex.path)!][ex.method.toLowerCase()];
         if (op['x-open-query']) continue;
         const names = new Set((op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name));
-        for (const [k] of ex.query) assert.ok(names.has(k), `README.md:${ex.line}: ${k} is not a parameter of ${ex.path}`);
+        for (const [k] of ex.query)
+          assert.ok(names.has(k), `README.md:${ex.line}: ${k} is not a parameter of ${ex.path}`);
       }
     });
 

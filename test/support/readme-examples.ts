@@ -201,10 +201,7 @@ function parseCurl(words: Word[]): Omit<CurlExample, 'answer'> | undefined {
 }
 
 /** The answer shown in the comment lines right after a command, when it is whole JSON. */
-function answerAfter(
-  comments: Map<number, string>,
-  afterLine: number,
-): { status?: number; json: unknown } | undefined {
+function answerAfter(comments: Map<number, string>, afterLine: number): { status?: number; json: unknown } | undefined {
   let l = afterLine + 1;
   while (!comments.has(l) && l < afterLine + 8) l++;
   const first = comments.get(l);

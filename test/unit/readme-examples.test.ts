@@ -77,13 +77,20 @@ describe('README examples against the OpenAPI document', () => {
         ['jq', '.'],
       ],
     );
-    const [a, b] = curlExamples('```bash\n' + 'curl -s localhost:8080/api/v1/metrics/ -d \'{"source": "s"}\'\n' +
-      "curl -s 'localhost:8080/api/v1/metrics/query?metric=cpu&tags=host:a&tags=host:b'\n```");
+    const [a, b] = curlExamples(
+      '```bash\n' +
+        'curl -s localhost:8080/api/v1/metrics/ -d \'{"source": "s"}\'\n' +
+        "curl -s 'localhost:8080/api/v1/metrics/query?metric=cpu&tags=host:a&tags=host:b'\n```",
+    );
     assert.equal(a.method, 'POST');
     assert.equal(a.path, '/api/v1/metrics/');
     assert.deepEqual(a.json, { source: 's' });
     assert.equal(b.method, 'GET');
-    assert.deepEqual(b.query, [['metric', 'cpu'], ['tags', 'host:a'], ['tags', 'host:b']]);
+    assert.deepEqual(b.query, [
+      ['metric', 'cpu'],
+      ['tags', 'host:a'],
+      ['tags', 'host:b'],
+    ]);
   });
 
   it('passes a correct example, body and answer', async () => {
@@ -96,32 +103,52 @@ describe('README examples against the OpenAPI document', () => {
   });
 
   it('fails on a misspelt field, naming the README line', async () => {
-    const r = await checkExamples(doc, curlExamples(readme(`{"source": "s", "metircs": [{"name": "cpu", "value": 1}]}`)));
+    const r = await checkExamples(
+      doc,
+      curlExamples(readme(`{"source": "s", "metircs": [{"name": "cpu", "value": 1}]}`)),
+    );
     assert.equal(r.problems.length, 1, JSON.stringify(r.problems));
     assert.equal(r.problems[0].line, 5);
     assert.match(r.problems[0].message, /metircs/);
   });
 
   it('fails on a misspelt nested field, a wrong type and a wrong answer', async () => {
-    const nested = await checkExamples(doc, curlExamples(readme(`{"source": "s", "metrics": [{"nmae": "cpu", "value": 1}]}`)));
-    assert.ok(nested.problems.some((p) => /nmae/.test(p.message)), JSON.stringify(nested.problems));
-    const typed = await checkExamples(doc, curlExamples(readme(`{"source": "s", "metrics": [{"name": "cpu", "value": "1"}]}`)));
+    const nested = await checkExamples(
+      doc,
+      curlExamples(readme(`{"source": "s", "metrics": [{"nmae": "cpu", "value": 1}]}`)),
+    );
+    assert.ok(
+      nested.problems.some((p) => /nmae/.test(p.message)),
+      JSON.stringify(nested.problems),
+    );
+    const typed = await checkExamples(
+      doc,
+      curlExamples(readme(`{"source": "s", "metrics": [{"name": "cpu", "value": "1"}]}`)),
+    );
     assert.equal(typed.problems.length, 1);
     const answer = await checkExamples(
       doc,
       curlExamples(readme(`{"source": "s", "metrics": []}`, '# → {"status":"success","metrics_acepted":1}')),
     );
-    assert.ok(answer.problems.some((p) => /metrics_acepted/.test(p.message)), JSON.stringify(answer.problems));
+    assert.ok(
+      answer.problems.some((p) => /metrics_acepted/.test(p.message)),
+      JSON.stringify(answer.problems),
+    );
   });
 
   it('fails on a path or method the document does not have', async () => {
     const r = await checkExamples(
       doc,
-      curlExamples('```bash\ncurl -s localhost:8080/api/v1/metric\ncurl -s -XDELETE localhost:8080/api/v1/items/3\n```'),
+      curlExamples(
+        '```bash\ncurl -s localhost:8080/api/v1/metric\ncurl -s -XDELETE localhost:8080/api/v1/items/3\n```',
+      ),
     );
     assert.deepEqual(
       r.problems.map((p) => p.message),
-      ['GET /api/v1/metric: no such path in the OpenAPI document', 'DELETE /api/v1/items/{id}: the path has no delete operation'],
+      [
+        'GET /api/v1/metric: no such path in the OpenAPI document',
+        'DELETE /api/v1/items/{id}: the path has no delete operation',
+      ],
     );
   });
 });

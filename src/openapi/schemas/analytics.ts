@@ -81,7 +81,10 @@ export const ExportRequest = named(
   z.object({
     format: ExportFormat.optional(),
     metric: z.string().optional(),
-    metrics: z.union([z.array(z.string()), z.string()]).optional().meta({ description: 'several metrics' }),
+    metrics: z
+      .union([z.array(z.string()), z.string()])
+      .optional()
+      .meta({ description: 'several metrics' }),
     source: z.string().optional(),
     tags: TagFilter.optional(),
     from: QueryTime.optional(),

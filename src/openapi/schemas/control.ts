@@ -184,9 +184,12 @@ export const AlertRaise = named(
   z.object({
     title: z.string().meta({ example: 'High CPU Usage' }),
     message: z.string().optional(),
-    severity: z.union([z.literal(1), z.literal(2), z.literal(3), z.string()]).optional().meta({
-      description: '1 info, 2 warning, 3 critical (or the words)',
-    }),
+    severity: z
+      .union([z.literal(1), z.literal(2), z.literal(3), z.string()])
+      .optional()
+      .meta({
+        description: '1 info, 2 warning, 3 critical (or the words)',
+      }),
     service: z.string().optional(),
     source: z.string().optional(),
     metadata: JsonObject.optional(),
@@ -230,7 +233,8 @@ export const AlertRuleInput = named(
     source: z.string().optional(),
     tags: Tags.optional(),
     condition: z.string().optional().meta({
-      description: 'greater_than, greater_than_or_equal, less_than, less_than_or_equal, equal, not_equal (gt, >=, … too)',
+      description:
+        'greater_than, greater_than_or_equal, less_than, less_than_or_equal, equal, not_equal (gt, >=, … too)',
     }),
     threshold: z.number().optional(),
     duration_seconds: z.number().optional(),
@@ -261,7 +265,10 @@ export const AlertRule = named(
     webhook_secret: z.string().optional().meta({ description: 'shown once, when made or rotated' }),
   }),
 );
-export const AlertRuleList = named('AlertRuleList', z.looseObject({ rules: z.array(AlertRule), total: z.number().int() }));
+export const AlertRuleList = named(
+  'AlertRuleList',
+  z.looseObject({ rules: z.array(AlertRule), total: z.number().int() }),
+);
 
 const Stage = z.object({
   operation: z.enum(['filter', 'aggregate', 'transform', 'rename', 'threshold', 'select']),
@@ -295,13 +302,19 @@ export const Pipeline = named(
   'Pipeline',
   z.looseObject({ id: z.number().int(), name: z.string(), pipeline: z.array(z.looseObject({})) }),
 );
-export const PipelineList = named('PipelineList', z.looseObject({ pipelines: z.array(Pipeline), total: z.number().int() }));
+export const PipelineList = named(
+  'PipelineList',
+  z.looseObject({ pipelines: z.array(Pipeline), total: z.number().int() }),
+);
 export const RunRange = named(
   'RunRange',
   z.object({ from: z.union([z.string(), z.number()]).optional(), to: z.union([z.string(), z.number()]).optional() }),
 );
 export const PipelineRun = named('PipelineRun', z.looseObject({}));
-export const PipelineRuns = named('PipelineRuns', z.looseObject({ pipeline_id: z.number().int(), runs: z.array(z.looseObject({})), total: z.number().int() }));
+export const PipelineRuns = named(
+  'PipelineRuns',
+  z.looseObject({ pipeline_id: z.number().int(), runs: z.array(z.looseObject({})), total: z.number().int() }),
+);
 
 export const WebhookDelivery = named(
   'WebhookDelivery',

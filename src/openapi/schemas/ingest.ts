@@ -83,6 +83,11 @@ export const OtlpRequest = named(
 export const OtlpResponse = named(
   'OtlpExportMetricsServiceResponse',
   z.looseObject({
-    partialSuccess: z.looseObject({ rejectedDataPoints: z.union([z.string(), z.number()]).optional(), errorMessage: z.string().optional() }).optional(),
+    partialSuccess: z
+      .looseObject({
+        rejectedDataPoints: z.union([z.string(), z.number()]).optional(),
+        errorMessage: z.string().optional(),
+      })
+      .optional(),
   }),
 );

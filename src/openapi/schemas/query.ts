@@ -29,7 +29,10 @@ const seriesFields = {
   data_points: z.array(DataPoint),
   total_points: z.number().int(),
   series_count: z.number().int(),
-  rollup: z.string().nullable().meta({ description: 'the rollup tier that served the whole buckets; null: raw points' }),
+  rollup: z
+    .string()
+    .nullable()
+    .meta({ description: 'the rollup tier that served the whole buckets; null: raw points' }),
   groups: z
     .array(QueryGroup)
     .optional()

@@ -26,15 +26,8 @@ export const JobList = named('JobList', z.object({ jobs: z.array(Job) }));
 export const JobRun = named('JobRun', z.looseObject({ outcome: z.string() }));
 
 export const Scope = named('Scope', z.enum(['read', 'ingest', 'admin']));
-export const ApiKeyInput = named(
-  'ApiKeyInput',
-  z.object({
-    name: z.string().meta({ example: 'collector-eu1' }),
-    scopes: z.array(Scope).min(1),
-    expires_at: z.string().nullable().optional(),
-    rate_limits: z.record(z.string(), z.number()).optional().meta({ example: { ingest: 60000 } }),
-  }),
-);
+/** The key request's schema validates it too: it lives with its parser. */
+export { ApiKeyInput } from '../../auth/key-spec.js';
 export const ApiKey = named(
   'ApiKey',
   z.object({
@@ -84,7 +77,10 @@ export const ConfigDocument = named(
     updated_by: z.string().nullable(),
   }),
 );
-export const ConfigHistory = named('ConfigHistory', z.object({ history: z.array(JsonObject), total: z.number().int() }));
+export const ConfigHistory = named(
+  'ConfigHistory',
+  z.object({ history: z.array(JsonObject), total: z.number().int() }),
+);
 
 export const Performance = named(
   'Performance',
