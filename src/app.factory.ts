@@ -18,6 +18,8 @@ import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
+import { finishDocument } from './openapi/document.js';
+import { installQueryParameterRule } from './openapi/unknown-query.js';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -90,23 +92,27 @@ export async function createApp(
   installBinaryBodies(fastify); // protobuf (remote write, OTLP) and Avro bodies as Buffers, on the routes that declare them
   // Compressed answers (before any route exists: the plugin hooks each route as it is added).
   await app.register(fastifyCompress, COMPRESSION);
-  const doc = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('Timescope')
-      .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
-      .setVersion(VERSION)
-      .addBearerAuth(
-        {
-          type: 'http',
-          scheme: 'bearer',
-          bearerFormat: 'tsk_… API key',
-          description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys',
-        },
-        'api-key',
-      )
-      .build(),
+  const doc = finishDocument(
+    SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle('Timescope')
+        .setDescription('Time-series analytics on PostgreSQL / TimescaleDB')
+        .setVersion(VERSION)
+        .addBearerAuth(
+          {
+            type: 'http',
+            scheme: 'bearer',
+            bearerFormat: 'tsk_… API key',
+            description: 'An API key (`tsk_…`): `make key`, or POST /api/v1/auth/keys',
+          },
+          'api-key',
+        )
+        .build(),
+    ),
   );
+  // Unknown query parameters are a 400 naming them, per route from the parameters the document declares.
+  installQueryParameterRule(fastify, doc);
   SwaggerModule.setup('swagger-ui', app, doc, { jsonDocumentUrl: 'swagger-ui/openapi.json' });
   // WebSocket gateways (/ws/metrics) on the HTTP server's port.
   app.useWebSocketAdapter(new FrontDoorWsAdapter(app, door));

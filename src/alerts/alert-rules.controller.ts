@@ -1,8 +1,10 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Res } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { AlertRulesService } from './alert-rules.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody, NoContent } from '../openapi/decorators.js';
+import { AlertRule, AlertRuleInput, AlertRuleList } from '../openapi/schemas/control.js';
 
 @ApiTags('alerts')
 @Controller()
@@ -15,7 +17,19 @@ export class AlertRulesController {
     summary:
       'Configure an alert rule (monitoring reference): creates it (201), or replaces the rule of the same name (200)',
   })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(AlertRuleInput, {
+    example: {
+      name: 'high_memory_usage',
+      type: 'threshold',
+      metric: 'memory.usage_percent',
+      condition: 'greater_than',
+      threshold: 90,
+      duration_seconds: 300,
+      severity: 'warning',
+    },
+  })
+  @Answer(201, AlertRule, 'Created')
+  @Answer(200, AlertRule, 'Replaced the rule of the same name')
   async configure(@Body() body: unknown, @Res({ passthrough: true }) reply: FastifyReply) {
     const { created, reply: rule } = await this.rules.configure(body);
     reply.status(created ? 201 : 200);
@@ -25,6 +39,7 @@ export class AlertRulesController {
   @Get('api/v1/alert-rules')
   @Access('read')
   @ApiOperation({ summary: 'Alert rules with their last evaluation and active alerts' })
+  @Answer(200, AlertRuleList)
   list() {
     return this.rules.list();
   }
@@ -33,7 +48,8 @@ export class AlertRulesController {
   @Access('admin')
   @HttpCode(201)
   @ApiOperation({ summary: 'Create a threshold or anomaly rule; a generated webhook secret is shown once' })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(AlertRuleInput)
+  @Answer(201, AlertRule, 'Created')
   create(@Body() body: unknown) {
     return this.rules.create(body);
   }
@@ -41,6 +57,7 @@ export class AlertRulesController {
   @Get('api/v1/alert-rules/:id')
   @Access('read')
   @ApiOperation({ summary: 'One alert rule' })
+  @Answer(200, AlertRule)
   get(@Param('id') id: string) {
     return this.rules.get(id);
   }
@@ -48,7 +65,8 @@ export class AlertRulesController {
   @Put('api/v1/alert-rules/:id')
   @Access('admin')
   @ApiOperation({ summary: 'Replace an alert rule (rotate_webhook_secret: true makes a new secret, shown once)' })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(AlertRuleInput)
+  @Answer(200, AlertRule)
   update(@Param('id') id: string, @Body() body: unknown) {
     return this.rules.update(id, body);
   }
@@ -57,6 +75,7 @@ export class AlertRulesController {
   @Access('admin')
   @HttpCode(204)
   @ApiOperation({ summary: 'Delete an alert rule; its active alerts resolve' })
+  @NoContent('Deleted')
   remove(@Param('id') id: string) {
     return this.rules.remove(id);
   }

@@ -1,9 +1,19 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { AlertRulesService } from './alert-rules.service.js';
 import { AlertsService } from './alerts.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody } from '../openapi/decorators.js';
+import {
+  Acknowledge,
+  Alert,
+  AlertList,
+  AlertNotifications,
+  AlertRaise,
+  AlertRaised,
+  Resolve,
+} from '../openapi/schemas/control.js';
 
 @ApiTags('alerts')
 @Controller()
@@ -26,6 +36,7 @@ export class AlertsController {
   @ApiQuery({ name: 'source', required: false })
   @ApiQuery({ name: 'limit', required: false })
   @ApiQuery({ name: 'cursor', required: false })
+  @Answer(200, AlertList)
   list(@Query() q: Record<string, unknown>) {
     return this.alerts.list(q);
   }
@@ -33,6 +44,17 @@ export class AlertsController {
   @Get('api/v1/monitoring/alerts')
   @Access('read', { rate: 'monitoring_alerts' })
   @ApiOperation({ summary: 'Alerts, as GET /api/v1/alerts (monitoring reference path, with its rate limit)' })
+  @ApiQuery({
+    name: 'state',
+    required: false,
+    description: 'firing, acknowledged, resolved, active (default) or all; comma-separated',
+  })
+  @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
+  @ApiQuery({ name: 'rule_id', required: false })
+  @ApiQuery({ name: 'source', required: false })
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiQuery({ name: 'cursor', required: false })
+  @Answer(200, AlertList)
   monitoringList(@Query() q: Record<string, unknown>) {
     return this.alerts.list(q);
   }
@@ -43,7 +65,11 @@ export class AlertsController {
     summary:
       'Raise an alert {title, message, severity: 1|2|3, service} (system-monitor reference); an active one with the same title and service counts again (200)',
   })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(AlertRaise, {
+    example: { title: 'High CPU Usage', message: 'CPU usage above 90%', severity: 2, service: 'your-service-name' },
+  })
+  @Answer(201, AlertRaised, 'Raised')
+  @Answer(200, AlertRaised, 'An active alert with the same title and service counted again')
   async raise(@Body() body: unknown, @Res({ passthrough: true }) reply: FastifyReply) {
     const r = await this.alerts.raise(body);
     reply.status(r.created ? 201 : 200);
@@ -53,6 +79,7 @@ export class AlertsController {
   @Get('api/v1/alerts/:id')
   @Access('read')
   @ApiOperation({ summary: 'One alert (id 42 or alt_42)' })
+  @Answer(200, Alert)
   get(@Param('id') id: string) {
     return this.alerts.get(id);
   }
@@ -61,7 +88,8 @@ export class AlertsController {
   @HttpCode(200)
   @Access('admin')
   @ApiOperation({ summary: 'Acknowledge a firing alert {acknowledged_by, notes?}' })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(Acknowledge, { example: { acknowledged_by: 'admin', notes: 'Investigating' } })
+  @Answer(200, Alert)
   acknowledge(@Param('id') id: string, @Body() body: unknown) {
     return this.alerts.acknowledge(id, body);
   }
@@ -70,7 +98,8 @@ export class AlertsController {
   @HttpCode(200)
   @Access('admin', { rate: 'monitoring_alerts' })
   @ApiOperation({ summary: 'Acknowledge a firing alert (monitoring reference path, with its rate limit)' })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(Acknowledge)
+  @Answer(200, Alert)
   monitoringAcknowledge(@Param('id') id: string, @Body() body: unknown) {
     return this.alerts.acknowledge(id, body);
   }
@@ -79,7 +108,8 @@ export class AlertsController {
   @Access('admin')
   @HttpCode(200)
   @ApiOperation({ summary: 'Resolve an alert by hand {resolved_by?, notes?}' })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(Resolve, { required: false })
+  @Answer(200, Alert)
   resolve(@Param('id') id: string, @Body() body: unknown) {
     return this.alerts.resolveByHand(id, body, (ruleId) => this.rules.rule(ruleId));
   }
@@ -87,6 +117,7 @@ export class AlertsController {
   @Get('api/v1/alerts/:id/notifications')
   @Access('read')
   @ApiOperation({ summary: 'Webhook deliveries of an alert, with every attempt' })
+  @Answer(200, AlertNotifications)
   notifications(@Param('id') id: string) {
     return this.alerts.notifications(id);
   }

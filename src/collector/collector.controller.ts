@@ -2,6 +2,8 @@ import { Controller, Get } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CollectorService } from './collector.service.js';
 import { Access } from '../auth/access.js';
+import { Answer } from '../openapi/decorators.js';
+import { GpuReport, HostMetrics, MonitoringDocument } from '../openapi/schemas/system.js';
 
 @ApiTags('collector')
 @Controller('api/v1')
@@ -14,6 +16,7 @@ export class CollectorController {
     summary:
       'This host now, from the live cache: cpu, ram, gpu (%), temperature (°C), disk {used, free, total (bytes), percent}',
   })
+  @Answer(200, HostMetrics)
   metrics() {
     return this.collector.metrics();
   }
@@ -23,6 +26,7 @@ export class CollectorController {
   @ApiOperation({
     summary: "Every NVIDIA GPU's figures (utilization, memory, temperature, power, SM clock), or why none is available",
   })
+  @Answer(200, GpuReport)
   gpu() {
     return this.collector.gpus();
   }
@@ -30,6 +34,7 @@ export class CollectorController {
   @Get('collector/status')
   @Access('read')
   @ApiOperation({ summary: 'The collector itself: samplers, timeouts, buffer, persists' })
+  @Answer(200, MonitoringDocument)
   status() {
     return this.collector.status();
   }
@@ -37,6 +42,7 @@ export class CollectorController {
   @Get('monitoring/metrics')
   @Access('read', { rate: 'monitoring_metrics' })
   @ApiOperation({ summary: 'System metrics (monitoring API shape): cpu, memory, disk in GiB, network totals' })
+  @Answer(200, MonitoringDocument)
   monitoring() {
     return this.collector.monitoring();
   }

@@ -1,7 +1,17 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { EventsService } from './events.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody } from '../openapi/decorators.js';
+import {
+  EventList,
+  EventsAccepted,
+  EventsBody,
+  LogList,
+  LogsBody,
+  PolicyEventList,
+  PolicyEventsBody,
+} from '../openapi/schemas/control.js';
 
 const listDocs = [
   { name: 'limit', required: false, description: '1 to 1000' },
@@ -20,7 +30,16 @@ export class EventsController {
     summary:
       'Record an event {kind, source?, level?, message?, attributes?, timestamp?} or {events: [...]} (up to 1000)',
   })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(EventsBody, {
+    example: {
+      kind: 'deploy',
+      source: 'api',
+      level: 'info',
+      message: 'v1.2 rolled out',
+      attributes: { version: '1.2' },
+    },
+  })
+  @Answer(201, EventsAccepted, 'Stored')
   submit(@Body() body: unknown) {
     return this.events.submit(body);
   }
@@ -35,6 +54,7 @@ export class EventsController {
   @ApiQuery({ name: 'until', required: false, description: 'exclusive' })
   @ApiQuery(listDocs[0])
   @ApiQuery(listDocs[1])
+  @Answer(200, EventList)
   list(@Query() q: Record<string, unknown>) {
     return this.events.list(q);
   }
@@ -47,6 +67,11 @@ export class EventsController {
   })
   @ApiQuery({ name: 'limit', required: false, description: 'default 50' })
   @ApiQuery({ name: 'since', required: false })
+  @ApiQuery({ name: 'until', required: false, description: 'exclusive' })
+  @ApiQuery({ name: 'source', required: false })
+  @ApiQuery({ name: 'level', required: false })
+  @ApiQuery(listDocs[1])
+  @Answer(200, PolicyEventList)
   policyEvents(@Query() q: Record<string, unknown>) {
     return this.events.policyEvents(q);
   }
@@ -57,7 +82,8 @@ export class EventsController {
   @ApiOperation({
     summary: 'Record policy events {policy_id, event_type, target?, result?, details?, timestamp?} or {events: [...]}',
   })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(PolicyEventsBody)
+  @Answer(201, EventsAccepted, 'Stored')
   submitPolicyEvents(@Body() body: unknown) {
     return this.events.submitPolicyEvents(body);
   }
@@ -72,6 +98,8 @@ export class EventsController {
   @ApiQuery({ name: 'end_time', required: false })
   @ApiQuery({ name: 'service', required: false })
   @ApiQuery({ name: 'limit', required: false, description: 'default 100' })
+  @ApiQuery(listDocs[1])
+  @Answer(200, LogList)
   logs(@Query() q: Record<string, unknown>) {
     return this.events.logs(q);
   }
@@ -80,7 +108,8 @@ export class EventsController {
   @Access('ingest')
   @HttpCode(201)
   @ApiOperation({ summary: 'Record log entries {level, service, message, metadata?, timestamp?} or {logs: [...]}' })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(LogsBody)
+  @Answer(201, EventsAccepted, 'Stored')
   submitLogs(@Body() body: unknown) {
     return this.events.submitLogs(body);
   }

@@ -1,7 +1,10 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { PipelineStatusService } from './pipeline-status.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody } from '../openapi/decorators.js';
+import { AnyObject } from '../openapi/schemas/common.js';
+import { PipelineStatusList, PipelineStatusReport } from '../openapi/schemas/control.js';
 
 @ApiTags('pipelines')
 @Controller('api/v1/pipelines/status')
@@ -15,7 +18,10 @@ export class PipelineStatusController {
     summary:
       'Report a pipeline status {pipeline_type, status, metadata?, pipeline_id?, service?} (system-monitor reference)',
   })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(PipelineStatusReport, {
+    example: { pipeline_type: 'training', pipeline_id: 'resnet-7', status: 'running', metadata: { epoch: 5 } },
+  })
+  @Answer(201, AnyObject, 'Recorded')
   report(@Body() body: unknown) {
     return this.status.report(body);
   }
@@ -25,6 +31,7 @@ export class PipelineStatusController {
   @ApiOperation({ summary: 'Latest status per pipeline' })
   @ApiQuery({ name: 'status', required: false, description: 'pending, running, completed, failed, cancelled' })
   @ApiQuery({ name: 'pipeline_type', required: false })
+  @Answer(200, PipelineStatusList)
   list(@Query() q: Record<string, unknown>) {
     return this.status.list(q);
   }

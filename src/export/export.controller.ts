@@ -3,6 +3,8 @@ import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { ExportService, StreamedExport } from './export.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody, MediaAnswer } from '../openapi/decorators.js';
+import { ExportList, ExportRequest, ExportStatus } from '../openapi/schemas/analytics.js';
 
 @ApiTags('analytics')
 @Controller('api/v1')
@@ -28,6 +30,14 @@ export class ExportController {
   @ApiQuery({ name: 'granularity', required: false })
   @ApiQuery({ name: 'aggregation', required: false, enum: ['avg', 'sum', 'min', 'max', 'count', 'first', 'last'] })
   @ApiQuery({ name: 'tags', required: false, isArray: true })
+  @ApiQuery({ name: 'metrics', required: false, description: 'several metrics, comma-separated (instead of metric)' })
+  @ApiQuery({ name: 'start_date', required: false, description: 'as from' })
+  @ApiQuery({ name: 'end_date', required: false, description: 'as to' })
+  @MediaAnswer(
+    200,
+    ['text/csv', 'application/json', 'application/x-ndjson', 'application/vnd.apache.parquet'],
+    'The file, streamed (Content-Disposition: attachment)',
+  )
   async stream(@Query() q: Record<string, unknown>, @Res() reply: FastifyReply) {
     this.send(reply, await this.exports.stream(q, { headersOnly: reply.request.method === 'HEAD' }));
   }
@@ -39,6 +49,10 @@ export class ExportController {
     summary:
       'Starts an asynchronous export (same parameters as GET /metrics/export, or metrics: [...]); follow status_url, then download_url',
   })
+  @JsonBody(ExportRequest, {
+    example: { metrics: ['cpu_usage', 'memory_usage'], from: 'now-7d', to: 'now', format: 'parquet' },
+  })
+  @Answer(202, ExportStatus, 'Started: follow status_url')
   start(@Body() body: unknown) {
     return this.exports.start(body);
   }
@@ -46,6 +60,7 @@ export class ExportController {
   @Get('metrics/exports')
   @Access('read')
   @ApiOperation({ summary: 'Recent asynchronous exports' })
+  @Answer(200, ExportList)
   list() {
     return this.exports.list();
   }
@@ -53,6 +68,7 @@ export class ExportController {
   @Get('metrics/exports/:id')
   @Access('read')
   @ApiOperation({ summary: 'Status and progress of an asynchronous export' })
+  @Answer(200, ExportStatus)
   status(@Param('id') id: string) {
     return this.exports.status(id);
   }
@@ -60,6 +76,11 @@ export class ExportController {
   @Get('metrics/exports/:id/download')
   @Access('read')
   @ApiOperation({ summary: 'The file of a completed asynchronous export' })
+  @MediaAnswer(
+    200,
+    ['text/csv', 'application/json', 'application/x-ndjson', 'application/vnd.apache.parquet'],
+    'The file (409 while it is not completed)',
+  )
   async download(@Param('id') id: string, @Res() reply: FastifyReply) {
     this.send(reply, await this.exports.download(id));
   }
@@ -74,6 +95,8 @@ export class ExportController {
   @ApiQuery({ name: 'end_date', required: true })
   @ApiQuery({ name: 'format', required: false })
   @ApiQuery({ name: 'metrics', required: false })
+  @Answer(200, ExportStatus, 'Completed within 5 s')
+  @Answer(202, ExportStatus, 'Still running: follow status_url')
   async reference(@Query() q: Record<string, unknown>, @Res() reply: FastifyReply) {
     const r = await this.exports.startAndWait(q);
     reply.status(r.status).send(r.body);

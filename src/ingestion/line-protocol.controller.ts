@@ -78,6 +78,7 @@ export class LineProtocolController {
   @ApiConsumes('text/plain')
   @ApiBody({ schema: { type: 'string', example: 'cpu,host=a usage_user=12.5,usage_system=3i 1705314600000000000' } })
   @ApiResponse({ status: 204, description: 'Committed' })
+  @ApiQuery({ name: 'orgID', required: false, description: 'Accepted and ignored (InfluxDB 2 clients may send it)' })
   async writeV2(
     @Body() body: unknown,
     @Query() q: QueryParams,
@@ -103,6 +104,9 @@ export class LineProtocolController {
   @ApiConsumes('text/plain')
   @ApiBody({ schema: { type: 'string', example: 'cpu,host=a value=12.5 1705314600' } })
   @ApiResponse({ status: 204, description: 'Committed' })
+  @ApiQuery({ name: 'u', required: false, description: 'Accepted and not read (the key is the Basic auth password)' })
+  @ApiQuery({ name: 'p', required: false, description: 'Accepted and not read: use Basic auth or Token' })
+  @ApiQuery({ name: 'consistency', required: false, description: 'Accepted and ignored' })
   async writeV1(
     @Body() body: unknown,
     @Query() q: QueryParams,

@@ -4,6 +4,8 @@ import type { FastifyReply } from 'fastify';
 import { Access } from '../auth/access.js';
 import { PROTOBUF_CONTENT_TYPE } from './binary-body.js';
 import { IngestionService } from './ingestion.service.js';
+import { JsonBody, MediaAnswer } from '../openapi/decorators.js';
+import { OtlpRequest } from '../openapi/schemas/ingest.js';
 
 /** The ingest protocols of other systems' agents: Prometheus remote write and OTLP/HTTP metrics. */
 @ApiTags('ingest')
@@ -40,7 +42,12 @@ export class ProtocolsController {
   })
   @ApiConsumes(PROTOBUF_CONTENT_TYPE, 'application/json')
   @ApiProduces(PROTOBUF_CONTENT_TYPE, 'application/json')
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(OtlpRequest, { description: 'OTLP protobuf, or its JSON mapping' })
+  @MediaAnswer(
+    200,
+    [PROTOBUF_CONTENT_TYPE, 'application/json'],
+    'ExportMetricsServiceResponse in the encoding of the request: empty, or partial_success',
+  )
   async otlp(
     @Body() body: unknown,
     @Headers('content-type') contentType: string | undefined,

@@ -1,8 +1,17 @@
 import { Body, Controller, Get, HttpCode, Post, Query } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { QueryInput } from './query-spec.js';
 import { QueryService } from './query.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody } from '../openapi/decorators.js';
+import {
+  MetricNames,
+  MultiQueryBody,
+  MultiQueryResult,
+  QueryResult,
+  SourceNames,
+  TagCatalogue,
+} from '../openapi/schemas/query.js';
 
 @ApiTags('query')
 @Controller('api/v1/metrics')
@@ -29,6 +38,12 @@ export class QueryController {
     isArray: true,
     description: 'key:value, repeatable; the same key twice means either value',
   })
+  @ApiQuery({
+    name: 'group_by',
+    required: false,
+    description: 'source and/or tag keys, comma-separated: one answer per group in `groups`',
+  })
+  @Answer(200, QueryResult)
   query(@Query() q: QueryInput) {
     return this.queries.query(q);
   }
@@ -37,7 +52,22 @@ export class QueryController {
   @Access('read')
   @HttpCode(200)
   @ApiOperation({ summary: 'Several queries over one range, run concurrently' })
-  @ApiBody({ schema: { type: 'object' } })
+  @ApiQuery({
+    name: 'group_by',
+    required: false,
+    description: 'source and/or tag keys, comma-separated: one answer per group in `groups`',
+  })
+  @JsonBody(MultiQueryBody, {
+    example: {
+      queries: [
+        { metric: 'cpu_usage', source: 'fl_server', aggregation: 'avg' },
+        { metric: 'active_clients', source: 'fl_server', aggregation: 'last' },
+      ],
+      from: 'now-1h',
+      granularity: '5m',
+    },
+  })
+  @Answer(200, MultiQueryResult)
   multi(@Body() body: unknown) {
     return this.queries.multi(body);
   }
@@ -46,6 +76,7 @@ export class QueryController {
   @Access('read')
   @ApiOperation({ summary: 'Metric names with their units and series counts' })
   @ApiQuery({ name: 'search', required: false })
+  @Answer(200, MetricNames)
   names(@Query('search') search?: unknown) {
     return this.queries.names(search);
   }
@@ -54,6 +85,7 @@ export class QueryController {
   @Access('read')
   @ApiOperation({ summary: 'Sources, optionally of one metric' })
   @ApiQuery({ name: 'metric', required: false })
+  @Answer(200, SourceNames)
   sources(@Query('metric') metric?: unknown) {
     return this.queries.sources(metric);
   }
@@ -63,6 +95,7 @@ export class QueryController {
   @ApiOperation({ summary: 'Tag keys of a metric and their values' })
   @ApiQuery({ name: 'metric', required: true })
   @ApiQuery({ name: 'source', required: false })
+  @Answer(200, TagCatalogue)
   tags(@Query('metric') metric?: unknown, @Query('source') source?: unknown) {
     return this.queries.tags(metric, source);
   }

@@ -1,7 +1,15 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ServiceRegistry } from './service-registry.service.js';
 import { Access } from '../auth/access.js';
+import { Answer, JsonBody, NoContent } from '../openapi/decorators.js';
+import {
+  MonitoringStatus,
+  Service,
+  ServiceList,
+  ServiceReport,
+  ServiceReportReply,
+} from '../openapi/schemas/control.js';
 
 @ApiTags('services')
 @Controller()
@@ -14,7 +22,10 @@ export class ServiceStatusController {
   @ApiOperation({
     summary: 'Register or update a service {name, status: up|down|unknown, endpoint?, ttl_seconds?, metadata?}',
   })
-  @ApiBody({ schema: { type: 'object' } })
+  @JsonBody(ServiceReport, {
+    example: { name: 'your-service-name', status: 'up', endpoint: 'http://your-service:8080', ttl_seconds: 120 },
+  })
+  @Answer(200, ServiceReportReply)
   report(@Body() body: unknown) {
     return this.registry.report(body);
   }
@@ -22,6 +33,7 @@ export class ServiceStatusController {
   @Get('api/v1/services')
   @Access('read')
   @ApiOperation({ summary: 'Services with status, uptime and 24-hour availability' })
+  @Answer(200, ServiceList)
   list() {
     return this.registry.list();
   }
@@ -29,6 +41,7 @@ export class ServiceStatusController {
   @Get('api/v1/services/:name')
   @Access('read')
   @ApiOperation({ summary: 'One service' })
+  @Answer(200, Service)
   get(@Param('name') name: string) {
     return this.registry.get(name);
   }
@@ -37,6 +50,7 @@ export class ServiceStatusController {
   @Access('admin')
   @HttpCode(204)
   @ApiOperation({ summary: 'Forget a service (recorded as an event)' })
+  @NoContent('Forgotten')
   remove(@Param('name') name: string) {
     return this.registry.remove(name);
   }
@@ -47,6 +61,7 @@ export class ServiceStatusController {
     summary:
       'Service status in the monitoring reference shape: {services: [{name, status: running|stopped|unknown, uptime_seconds, port}]}',
   })
+  @Answer(200, MonitoringStatus)
   monitoringStatus() {
     return this.registry.monitoringStatus();
   }

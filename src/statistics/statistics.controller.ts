@@ -2,6 +2,8 @@ import { Controller, Get, Query } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import { StatisticsService, SummaryInput } from './statistics.service.js';
 import { Access } from '../auth/access.js';
+import { Answer } from '../openapi/decorators.js';
+import { SummaryResult } from '../openapi/schemas/analytics.js';
 
 @ApiTags('analytics')
 @Controller('api/v1/metrics')
@@ -27,6 +29,7 @@ export class StatisticsController {
     required: false,
     description: 'more percentiles besides p50, p90, p95, p99: 75,99.9',
   })
+  @Answer(200, SummaryResult)
   summary(@Query() q: SummaryInput) {
     return this.statistics.summary(q);
   }

@@ -3,6 +3,7 @@ import { ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { SseService } from './sse.service.js';
 import { Access } from '../auth/access.js';
+import { MediaAnswer } from '../openapi/decorators.js';
 
 @ApiTags('streams')
 @Controller('api/v1/metrics')
@@ -31,6 +32,19 @@ export class StreamingController {
     required: false,
     description: 'as the Last-Event-ID header, for clients that cannot set it',
   })
+  @ApiQuery({ name: 'metric', required: false, description: 'as metrics' })
+  @ApiQuery({ name: 'source', required: false, description: 'as sources' })
+  @ApiQuery({
+    name: 'access_token',
+    required: false,
+    description: 'the API key, for clients that cannot set Authorization (EventSource)',
+  })
+  @MediaAnswer(
+    200,
+    ['text/event-stream'],
+    'Server-Sent Events, one JSON point per event',
+    'id: 3f9a01c2.1042\ndata: {"metric":"cpu_usage","value":45.2,"timestamp":"2024-01-15T10:30:00.000Z","source":"fl_server","unit":"percent","tags":{}}\n\n',
+  )
   stream(@Req() req: FastifyRequest, @Res() reply: FastifyReply, @Query() q: Record<string, unknown>) {
     return this.sse.open(req, reply, q);
   }

@@ -3,6 +3,8 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { HealthService } from './health.service.js';
 import { Access } from '../auth/access.js';
+import { Answer } from '../openapi/decorators.js';
+import { Health, Liveness } from '../openapi/schemas/system.js';
 
 @ApiTags('system')
 @Controller('health')
@@ -12,6 +14,8 @@ export class HealthController {
   @Get()
   @Access('public')
   @ApiOperation({ summary: 'Health of every component; 503 when the database is unreachable' })
+  @Answer(200, Health)
+  @Answer(503, Health, 'The database is unreachable')
   async get(@Res({ passthrough: true }) reply: FastifyReply) {
     const h = await this.health.health();
     if (h.status === 'unhealthy') reply.status(503);
@@ -21,6 +25,7 @@ export class HealthController {
   @Get('live')
   @Access('public')
   @ApiOperation({ summary: 'Liveness: the process answers' })
+  @Answer(200, Liveness)
   live() {
     return { status: 'ok' };
   }
@@ -28,6 +33,8 @@ export class HealthController {
   @Get('ready')
   @Access('public')
   @ApiOperation({ summary: 'Readiness: the database answers (503 otherwise)' })
+  @Answer(200, Liveness)
+  @Answer(503, Liveness, 'The database does not answer')
   async ready(@Res({ passthrough: true }) reply: FastifyReply) {
     const ok = await this.health.ready();
     if (!ok) reply.status(503);
