@@ -122,6 +122,21 @@ describeEachFlavour(
       }
     });
 
+    it('sends gzip-compressed batches when asked, which the service decodes', async () => {
+      const gz = new TimescopeClient({ baseUrl: base, apiKey: key, compression: 'gzip' });
+      const w = gz.writer({ source: 'client_gzip', batchSize: 1_000 });
+      for (let i = 0; i < 2_500; i++)
+        await w.write({ name: 'client_gzip', value: i, tags: { k: String(i % 5) }, timestamp: T0 + i * 1000 });
+      await w.close();
+      assert.equal(w.stats.batches, 3);
+      const { rows } = await ctx.t.sql.query(
+        `SELECT count(*)::int AS n, sum(value)::float8 AS total FROM metrics WHERE metric = 'client_gzip'`,
+      );
+      assert.deepEqual(rows[0], { n: 2_500, total: (2_500 * 2_499) / 2 });
+      const one = await gz.writePoints([{ name: 'client_gzip', value: -1, source: 'single', timestamp: T0 }]);
+      assert.equal(one.metrics_accepted, 1);
+    });
+
     it('answers typed queries, summaries, anomalies and the catalogue as the service sends them', async () => {
       const points = [];
       for (let i = 0; i < 30; i++) {

@@ -1,4 +1,4 @@
-import { FetchLike, RetryEvent, Transport } from './http.js';
+import { FetchLike, gzip, RetryEvent, Transport } from './http.js';
 import { resolveRetry, RetryOptions } from './retry.js';
 import { MetricStream } from './stream.js';
 import type {
@@ -38,6 +38,11 @@ export interface ClientOptions {
   onRetry?: (e: RetryEvent) => void;
   /** The stream is reopened when no byte came for this long (default 45 s: three of the service's 15 s keep-alives). */
   streamIdleTimeoutMs?: number;
+  /**
+   * `gzip`: ingest bodies are sent gzip-compressed (`Content-Encoding: gzip`; the service's limits
+   * apply to the decoded size). About a tenth of the bytes, for some CPU. Default `none`.
+   */
+  compression?: 'gzip' | 'none';
   /** [0, 1) for the jitter; for tests. */
   random?: () => number;
 }
@@ -58,6 +63,8 @@ export class TimescopeClient {
   constructor(private readonly options: ClientOptions) {
     if (!options || typeof options.baseUrl !== 'string' || !/^https?:\/\//.test(options.baseUrl))
       throw new TypeError('baseUrl must be an http(s) URL, e.g. http://localhost:8080');
+    if (options.compression !== undefined && options.compression !== 'gzip' && options.compression !== 'none')
+      throw new TypeError(`compression must be 'gzip' or 'none' (got ${String(options.compression)})`);
     this.transport = new Transport({
       baseUrl: options.baseUrl,
       apiKey: options.apiKey,
@@ -92,8 +99,7 @@ export class TimescopeClient {
     points: readonly WritePoint[],
     options: { source?: string } & CallOptions = {},
   ): Promise<IngestReply> {
-    const body = encodeBatch(points, options.source);
-    return this.transport.request<IngestReply>('POST', '/api/v1/metrics/batch', { body, signal: options.signal });
+    return this.ingest(encodeBatch(points, options.source), options.signal);
   }
 
   /** Buckets of one metric (`GET /api/v1/metrics/query`). */
@@ -171,6 +177,17 @@ export class TimescopeClient {
       policy: resolveRetry(this.options.retry),
       idleTimeoutMs: this.streamIdleTimeoutMs,
       random: this.options.random,
+    });
+  }
+
+  /** One batch body, compressed once (its retries send the same bytes). */
+  private async ingest(body: string, signal?: AbortSignal): Promise<IngestReply> {
+    if (this.options.compression !== 'gzip')
+      return this.transport.request<IngestReply>('POST', '/api/v1/metrics/batch', { body, signal });
+    return this.transport.request<IngestReply>('POST', '/api/v1/metrics/batch', {
+      body: await gzip(body),
+      headers: { 'content-encoding': 'gzip' },
+      signal,
     });
   }
 

@@ -26,8 +26,8 @@ export interface TransportOptions {
 
 export interface RequestOptions {
   query?: URLSearchParams;
-  /** JSON text, sent as application/json. */
-  body?: string;
+  /** JSON, sent as application/json: text, or bytes (gzip-compressed JSON with `content-encoding: gzip`). */
+  body?: string | Uint8Array;
   headers?: Record<string, string>;
   signal?: AbortSignal;
 }
@@ -74,7 +74,7 @@ export class Transport {
       let retryAfterMs: number | undefined;
       const { signal, done } = attemptSignal(opts.signal, this.o.timeoutMs);
       try {
-        const res = await this.fetchFn(url, { method, headers, body: opts.body, signal });
+        const res = await this.fetchFn(url, { method, headers, body: opts.body as RequestInit['body'], signal });
         const text = await res.text();
         if (res.ok) return (text === '' ? undefined : JSON.parse(text)) as T;
         const err = apiError(res, text, label);
@@ -134,6 +134,12 @@ function attemptSignal(outer: AbortSignal | undefined, timeoutMs: number): { sig
       outer?.removeEventListener('abort', onAbort);
     },
   };
+}
+
+/** gzip of a text, with the platform's CompressionStream (Node.js >= 18, current browsers). */
+export async function gzip(text: string): Promise<Uint8Array> {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 function describe(err: unknown): string {
