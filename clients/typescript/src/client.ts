@@ -40,7 +40,7 @@ export interface ClientOptions {
   streamIdleTimeoutMs?: number;
   /**
    * `gzip`: ingest bodies are sent gzip-compressed (`Content-Encoding: gzip`; the service's limits
-   * apply to the decoded size). About a tenth of the bytes, for some CPU. Default `none`.
+   * apply to the decoded size). About 6% of the bytes for about 2 µs of CPU per point. Default `none`.
    */
   compression?: 'gzip' | 'none';
   /** [0, 1) for the jitter; for tests. */
