@@ -63,7 +63,9 @@ async function failure(res) {
   } catch {
     // not the envelope: keep the status line
   }
-  if (res.status === 401) return new NeedKey(message);
+  // No key or a refused one (401), or a key without the read scope (403): ask for another.
+  if (res.status === 401 || (res.status === 403 && sessionStorage.getItem(KEY_ITEM) !== null))
+    return new NeedKey(message);
   return new Error(message);
 }
 
