@@ -11,7 +11,10 @@ import { fileURLToPath } from 'node:url';
 export interface StaticFile {
   body: Buffer;
   contentType: string;
-  /** Strong validator: the SHA-256 of the bytes, so a changed file gets a new one after a restart. */
+  /**
+   * The SHA-256 of the bytes, so a changed file gets a new one after a restart. Weak (`W/"…"`): a
+   * compressing layer may send other bytes of the same file, which a strong validator would not allow.
+   */
   etag: string;
 }
 
@@ -78,7 +81,7 @@ export function loadStaticFiles(): Map<string, StaticFile> {
       throw new Error(`live page: cannot read ${name} (${path}); is web/ next to dist/?`, { cause: err });
     }
     const ext = name.slice(name.lastIndexOf('.') + 1);
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+    const etag = `W/"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
     files.set(name, { body, contentType: TYPES[ext], etag });
   }
   return files;
@@ -88,5 +91,6 @@ export function loadStaticFiles(): Map<string, StaticFile> {
 export function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
   if (!ifNoneMatch) return false;
   if (ifNoneMatch.trim() === '*') return true;
-  return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+  const opaque = etag.replace(/^W\//, '');
+  return ifNoneMatch.split(',').some((t) => t.trim().replace(/^W\//, '') === opaque); // weak comparison (RFC 9110)
 }
