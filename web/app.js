@@ -1,6 +1,6 @@
 // The live page: one metric over a range, its anomalies marked, and new points as they commit.
-import uPlot from '/ui/uPlot.esm.js';
-import { durationMs, mergePoint, seriesFromQuery, sseParser, trimBefore } from '/ui/live.js';
+import uPlot from './uPlot.esm.js';
+import { durationMs, mergePoint, seriesFromQuery, sseParser, trimBefore } from './live.js';
 
 const KEY_ITEM = 'timescope.apiKey';
 const ANOMALY_REFRESH_MS = 15_000;
@@ -160,7 +160,7 @@ async function start() {
   const wanted = readHash();
   try {
     say('Loading metrics…');
-    const names = await api('/api/v1/metrics/names');
+    const names = await api('api/v1/metrics/names');
     el.forgetKey.hidden = sessionStorage.getItem(KEY_ITEM) === null;
     const metrics = names.metrics.map((m) => [m.name, m.unit ? `${m.name} (${m.unit})` : m.name]);
     fillSelect(el.metric, metrics, metrics.length ? 'choose a metric…' : 'no metrics yet');
@@ -177,7 +177,7 @@ async function start() {
 }
 
 async function loadSources(wanted = el.source.value) {
-  const { sources } = await api(`/api/v1/metrics/sources?${qs({ metric: el.metric.value })}`);
+  const { sources } = await api(`api/v1/metrics/sources?${qs({ metric: el.metric.value })}`);
   fillSelect(
     el.source,
     sources.map((s) => [s.name, s.name]),
@@ -197,12 +197,12 @@ async function load() {
   const aggregation = el.aggregation.value;
   const base = { metric, source, from: `now-${range}`, to: 'now', granularity: el.granularity.value };
   say(`Loading ${metric}…`);
-  const data = await api(`/api/v1/metrics/query?${qs({ ...base, aggregation })}`);
+  const data = await api(`api/v1/metrics/query?${qs({ ...base, aggregation })}`);
   // The count of points per bucket lets a live point be averaged in exactly.
   const counts =
     aggregation === 'avg'
       ? await api(
-          `/api/v1/metrics/query?${qs({ ...base, from: data.from, to: data.to, granularity: data.granularity, aggregation: 'count' })}`,
+          `api/v1/metrics/query?${qs({ ...base, from: data.from, to: data.to, granularity: data.granularity, aggregation: 'count' })}`,
         )
       : null;
   if (generation !== state.generation) return;
@@ -221,7 +221,7 @@ async function load() {
 async function detect(generation, from, to) {
   const v = state.view;
   try {
-    const res = await api('/api/v1/metrics/anomalies', {
+    const res = await api('api/v1/metrics/anomalies', {
       metric: v.metric,
       ...(v.source ? { source: v.source } : {}),
       from,
@@ -382,7 +382,7 @@ async function follow(generation) {
   const v = state.view;
   // Sources are any text: a comma would split the stream's list, so such a source is filtered here only.
   const sources = v.source && !v.source.includes(',') ? v.source : undefined;
-  const url = `/api/v1/metrics/stream?${qs({ metrics: v.metric, sources })}`;
+  const url = `api/v1/metrics/stream?${qs({ metrics: v.metric, sources })}`;
   let lastId = null;
   while (!signal.aborted) {
     try {

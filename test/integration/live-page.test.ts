@@ -105,7 +105,7 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
         base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
       });
 
-      it('asks for a key, charts the chosen metric with its anomaly marked, and adds new points live', async () => {
+      it('asks for a key, charts the chosen metric with its anomaly marked, and adds new points live', async (t) => {
         const { times, values } = await ingestSeries(ctx.t, 'req_latency', 'web-1');
         assert.equal(
           (await ctx.t.post('/api/v1/metrics', { source: 'db-1', metrics: [{ name: 'disk_io', value: 3 }] })).status,
@@ -173,6 +173,7 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
               source: 'web-1',
               metrics: [{ name: 'req_latency', value, timestamp: ts }],
             });
+          const posted = Date.now();
           assert.equal((await post(now, 21)).status, 200);
           const live = await waitFor(
             async () => {
@@ -182,6 +183,8 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
             10_000,
             'the new point on the chart',
           );
+          // Polled every 20 ms, through the page: an upper bound of commit → SSE → fold → drawn.
+          t.diagnostic(`live point on the chart ${Date.now() - posted} ms after the POST was sent`);
           assert.equal(live.xs.at(-1), now / 1000);
           assert.equal(live.ys.at(-1), 21);
           // A second point in the same minute is averaged into its bucket, as the query would.
