@@ -29,6 +29,7 @@ class NeedKey extends Error {}
 const state = {
   plot: null,
   series: null, // {times, values, counts}
+  pending: null, // live points held while the query runs
   anomalies: [],
   view: null, // {metric, source, range, aggregation, granularityMs, from}
   stream: null, // AbortController of the live stream
@@ -43,6 +44,10 @@ window.timescopeLive = {
   },
   get anomalies() {
     return state.anomalies;
+  },
+  /** Live points held while the chart's query runs (null once it has answered). */
+  get pending() {
+    return state.pending?.length ?? null;
   },
 };
 
@@ -197,23 +202,38 @@ async function load() {
   const aggregation = el.aggregation.value;
   const base = { metric, source, from: `now-${range}`, to: 'now', granularity: el.granularity.value };
   say(`Loading ${metric}…`);
-  const data = await api(`api/v1/metrics/query?${qs({ ...base, aggregation })}`);
-  // The count of points per bucket lets a live point be averaged in exactly.
-  const counts =
-    aggregation === 'avg'
-      ? await api(
-          `api/v1/metrics/query?${qs({ ...base, from: data.from, to: data.to, granularity: data.granularity, aggregation: 'count' })}`,
-        )
-      : null;
+  // The stream opens first and holds what arrives until the query has answered, so that no point
+  // committed in between is lost (see fold below for which of those the query already holds).
+  state.pending = [];
+  follow(generation, metric, source);
+  let data;
+  let counts = null;
+  try {
+    data = await api(`api/v1/metrics/query?${qs({ ...base, aggregation })}`);
+    // The count of points per bucket lets a live point be averaged in exactly.
+    if (aggregation === 'avg')
+      counts = await api(
+        `api/v1/metrics/query?${qs({ ...base, from: data.from, to: data.to, granularity: data.granularity, aggregation: 'count' })}`,
+      );
+  } catch (err) {
+    if (generation === state.generation) stopStream();
+    throw err;
+  }
   if (generation !== state.generation) return;
   const granularityMs = durationMs(data.granularity);
   state.view = { metric, source, range, aggregation, granularity: data.granularity, granularityMs };
   state.series = seriesFromQuery(data.data_points, counts?.data_points);
   state.anomalies = [];
+  // Points that arrived while the query ran: those stamped at or after its end are not in it; those
+  // before it almost always are (committed before the query read), so they are not counted twice.
+  const end = Date.parse(data.to);
+  const held = state.pending;
+  state.pending = null;
+  for (const p of held) if (Date.parse(p.timestamp) >= end) fold(p);
+  trimBefore(state.series, Date.now() - durationMs(range));
   draw();
   renderAnomalies();
   say(`${state.series.times.length} points of ${metric}, ${aggregation} per ${data.granularity}.`);
-  follow(generation);
   await detect(generation, data.from, data.to);
 }
 
@@ -375,14 +395,13 @@ const sleep = (ms, signal) =>
  * header (never in a URL, where proxies log it), a 401 can be told from a network error, and after
  * a disconnect the stream resumes from the last event id (Last-Event-ID).
  */
-async function follow(generation) {
+async function follow(generation, metric, source) {
   const controller = new AbortController();
   state.stream = controller;
   const { signal } = controller;
-  const v = state.view;
   // Sources are any text: a comma would split the stream's list, so such a source is filtered here only.
-  const sources = v.source && !v.source.includes(',') ? v.source : undefined;
-  const url = `api/v1/metrics/stream?${qs({ metrics: v.metric, sources })}`;
+  const sources = source && !source.includes(',') ? source : undefined;
+  const url = `api/v1/metrics/stream?${qs({ metrics: metric, sources })}`;
   let lastId = null;
   while (!signal.aborted) {
     try {
@@ -393,7 +412,7 @@ async function follow(generation) {
       setLive(true);
       const push = sseParser((ev) => {
         if (ev.id) lastId = ev.id;
-        onEvent(ev, generation);
+        onEvent(ev, generation, metric, source);
       });
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
@@ -403,14 +422,19 @@ async function follow(generation) {
       }
     } catch (err) {
       if (signal.aborted) return;
-      if (err instanceof NeedKey) return failed(err);
+      if (err instanceof NeedKey) {
+        stopStream();
+        return failed(err);
+      }
     }
     setLive(false);
     await sleep(RECONNECT_MS, signal);
   }
 }
 
-function onEvent(ev, generation) {
+const MAX_PENDING = 100_000;
+
+function onEvent(ev, generation, metric, source) {
   if (generation !== state.generation) return;
   if (ev.event === 'gap' || ev.event === 'skipped') {
     load().catch(failed); // points were missed: read the range again
@@ -423,15 +447,25 @@ function onEvent(ev, generation) {
   } catch {
     return;
   }
-  const v = state.view;
-  if (p.metric !== v.metric || (v.source && p.source !== v.source) || typeof p.value !== 'number') return;
-  mergePoint(state.series, Date.parse(p.timestamp), p.value, v.aggregation, v.granularityMs);
-  trimBefore(state.series, Date.now() - durationMs(v.range));
+  if (p.metric !== metric || (source && p.source !== source) || typeof p.value !== 'number') return;
+  if (state.pending) {
+    if (state.pending.length < MAX_PENDING) state.pending.push(p);
+    return;
+  }
+  fold(p);
+  trimBefore(state.series, Date.now() - durationMs(state.view.range));
   redraw();
+  const v = state.view;
   say(
     `${state.series.times.length} points of ${v.metric}, ${v.aggregation} per ${v.granularity}; last ${p.value} at ${new Date(p.timestamp).toLocaleTimeString()}.`,
   );
   scheduleDetect(generation);
+}
+
+/** One live point into the chart's buckets. */
+function fold(p) {
+  const v = state.view;
+  mergePoint(state.series, Date.parse(p.timestamp), p.value, v.aggregation, v.granularityMs);
 }
 
 // ---- wiring --------------------------------------------------------------------------------

@@ -235,34 +235,61 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
         base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
       });
 
-      it('works without a key and opens on the metric named in its fragment', async () => {
+      it('works without a key, opens on the metric named in its fragment, and loses no point committed while its query runs', async () => {
         const { times } = await ingestSeries(ctx.t, 'queue_depth', 'worker-1');
         const page = await browser.newPage();
         try {
           await page.addInitScript(recordViolations);
           const seen = watch(page);
+          // The chart's query is answered by the service, then held back from the page while a point commits.
+          let release!: () => void;
+          const held = new Promise<void>((r) => (release = r));
+          let answered!: () => void;
+          const queried = new Promise<void>((r) => (answered = r));
+          await page.route(/\/api\/v1\/metrics\/query\?/, async (route) => {
+            const response = await route.fetch();
+            answered();
+            await held;
+            await route.fulfill({ response });
+          });
           await page.goto(`${base}/#metric=queue_depth&granularity=1m&aggregation=max`);
+          await queried;
+          await waitFor(async () => (await chart(page)).live === 'on', 10_000, 'the stream open');
+          const during = Date.now();
+          const r = await ctx.t.post('/api/v1/metrics', {
+            source: 'worker-1',
+            metrics: [{ name: 'queue_depth', value: 9, timestamp: during }],
+          });
+          assert.equal(r.status, 200);
+          await waitFor(
+            () => page.evaluate(() => (globalThis as any).timescopeLive.pending === 1),
+            10_000,
+            'the point held while the query is out',
+          );
+          release();
           const c = await waitFor(
             async () => {
               const c = await chart(page);
-              return c.points === String(POINTS) && c.anomalies !== '0' && c.live === 'on' && c;
+              return c.points === String(POINTS + 1) && c.anomalies !== '0' && c;
             },
             20_000,
             'the chart',
           );
           assert.deepEqual(
             c.xs,
-            times.map((t) => t / 1000),
+            [...times, Math.floor(during / MINUTE) * MINUTE].map((t) => t / 1000),
           );
+          assert.equal(c.ys.at(-1), 9);
           assert.equal(await page.$eval('#key-form', (f: any) => f.hidden), true);
           assert.equal(await page.$eval('#aggregation', (s: any) => s.value), 'max');
-          const now = Math.floor(Date.now() / MINUTE) * MINUTE;
-          const r = await ctx.t.post('/api/v1/metrics', {
-            source: 'worker-1',
-            metrics: [{ name: 'queue_depth', value: 7, timestamp: now }],
+          // Live: another series of the metric in the same minute raises the bucket's max.
+          const r2 = await ctx.t.post('/api/v1/metrics', {
+            source: 'worker-2',
+            metrics: [{ name: 'queue_depth', value: 12, timestamp: during }],
           });
-          assert.equal(r.status, 200);
-          await waitFor(async () => (await chart(page)).points === String(POINTS + 1), 10_000, 'the live point');
+          assert.equal(r2.status, 200);
+          await waitFor(async () => (await chart(page)).ys.at(-1) === 12, 10_000, 'the live point');
+          assert.equal((await chart(page)).points, String(POINTS + 1));
           assert.deepEqual(await seen.violations(), []);
           assert.deepEqual(seen.errors, []);
         } finally {
