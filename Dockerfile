@@ -16,6 +16,8 @@ COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY package.json ./
 COPY db db
+# The live page at / (static files read at start from /app/web; uPlot comes from node_modules).
+COPY web web
 # DATA_DIR: asynchronous export files (EXPORT_DIR defaults to DATA_DIR/exports).
 RUN mkdir -p /app/data && chown node:node /app/data
 VOLUME /app/data

@@ -17,6 +17,33 @@ export default tseslint.config(
       ],
     },
   },
+  // The live page's scripts run in the browser (plain modules, no build step); the globals they use, by name
+  // (the `globals` package is not a dependency).
+  {
+    files: ['web/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'window',
+          'document',
+          'location',
+          'history',
+          'sessionStorage',
+          'fetch',
+          'Headers',
+          'URLSearchParams',
+          'TextDecoderStream',
+          'AbortController',
+          'requestAnimationFrame',
+          'setTimeout',
+          'clearTimeout',
+          'Option',
+          'console',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
   // Tests read parsed JSON answers field by field; `any` there is the honest type.
   { files: ['test/**/*.ts', 'bench/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
 );

@@ -22,6 +22,7 @@ import { StatisticsModule } from './statistics/statistics.module.js';
 import { StorageModule } from './storage/storage.module.js';
 import { StreamingModule } from './streaming/streaming.module.js';
 import { SystemModule } from './system/system.module.js';
+import { WebModule } from './web/web.module.js';
 import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 @Module({})
@@ -53,6 +54,7 @@ export class AppModule {
         AlertsModule,
         ReaderModule,
         MonitoringModule,
+        WebModule,
       ],
     };
   }
