@@ -16,7 +16,7 @@ export type RefreshReport = {
   aggregates?: string[];
 };
 
-const INVALIDATIONS_PER_TX = 200;
+const INVALIDATIONS_PER_RUN = 20_000;
 
 /**
  * Keeps rollups fresh. TimescaleDB: refreshes the continuous aggregates in order (they track late
@@ -104,30 +104,32 @@ export class RollupService {
     }
   }
 
-  /** Re-aggregates where late points landed below the watermark (only this job deletes these rows). */
+  /**
+   * Re-aggregates where late points landed below the watermark (only this job deletes these rows).
+   * The writer records one range per transaction, so a bulk load leaves thousands of them: they are
+   * merged per day (the union of their series over the span they touch that day) and each day is
+   * re-aggregated once, in a transaction of its own; the ranges are deleted once all are done (a
+   * crash in between only repeats work).
+   */
   private async processInvalidations(client: Queryable, watermark: number): Promise<{ count: number; rows: number }> {
     let count = 0,
       rows = 0;
     for (;;) {
-      const r = await client.query<{ id: string; f: number; t: number; ids: number[] }>(
+      const r = await client.query<PendingInvalidation & { id: string }>(
         `SELECT id, (extract(epoch FROM from_time) * 1000)::float8 AS f, (extract(epoch FROM to_time) * 1000)::float8 AS t, series_ids AS ids
-         FROM rollup_invalidations ORDER BY id LIMIT ${INVALIDATIONS_PER_TX}`,
+         FROM rollup_invalidations ORDER BY id LIMIT ${INVALIDATIONS_PER_RUN}`,
       );
       if (r.rows.length === 0) break;
-      rows += await transaction(client, async (tx) => {
-        await tx.query('SET LOCAL statement_timeout = 0');
-        let n = 0;
-        for (const inv of r.rows) {
-          const upper = Math.min(inv.t + 0.001, watermark); // to_time is the last point's time: inclusive
-          if (inv.f >= upper) continue;
-          await this.ensureRollupPartitions(tx, inv.f, upper);
-          n += await this.aggregate(tx, inv.f, upper, watermark, inv.ids);
-        }
-        await tx.query(`DELETE FROM rollup_invalidations WHERE id = ANY($1::bigint[])`, [r.rows.map((x) => x.id)]);
-        return n;
-      });
+      for (const day of mergeInvalidations(r.rows, watermark)) {
+        rows += await transaction(client, async (tx) => {
+          await tx.query('SET LOCAL statement_timeout = 0');
+          await this.ensureRollupPartitions(tx, day.from, day.to);
+          return this.aggregate(tx, day.from, day.to, watermark, day.seriesIds);
+        });
+      }
+      await client.query(`DELETE FROM rollup_invalidations WHERE id = ANY($1::bigint[])`, [r.rows.map((x) => x.id)]);
       count += r.rows.length;
-      if (r.rows.length < INVALIDATIONS_PER_TX) break;
+      if (r.rows.length < INVALIDATIONS_PER_RUN) break;
     }
     return { count, rows };
   }
@@ -169,6 +171,42 @@ export class RollupService {
     for (const tier of ROLLUP_TIERS)
       await this.partitions.ensure(tier.table, steps(floorTo(from, tier.ms), to, tier.partitionMs), client);
   }
+}
+
+/** A range the writer recorded: points of these series from `f` to `t` (inclusive, epoch ms). */
+export interface PendingInvalidation {
+  f: number;
+  t: number;
+  ids: number[];
+}
+
+/**
+ * Late ranges merged per day, each cut at the watermark: for every day touched, the span from the
+ * earliest to the latest late point of that day and the union of the series, in time order.
+ */
+export function mergeInvalidations(
+  pending: readonly PendingInvalidation[],
+  watermark: number,
+): Array<{ from: number; to: number; seriesIds: number[] }> {
+  const days = new Map<number, { from: number; to: number; ids: Set<number> }>();
+  for (const inv of pending) {
+    const upper = Math.min(inv.t + 0.001, watermark); // to_time is the last point's time: inclusive
+    for (let day = floorTo(inv.f, DAY); day < upper; day += DAY) {
+      const from = Math.max(inv.f, day),
+        to = Math.min(upper, day + DAY);
+      if (from >= to) continue;
+      const d = days.get(day);
+      if (!d) days.set(day, { from, to, ids: new Set(inv.ids) });
+      else {
+        d.from = Math.min(d.from, from);
+        d.to = Math.max(d.to, to);
+        for (const id of inv.ids) d.ids.add(id);
+      }
+    }
+  }
+  return [...days.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([, d]) => ({ from: d.from, to: d.to, seriesIds: [...d.ids].sort((a, b) => a - b) }));
 }
 
 /** from, from + step, … up to and including the step containing to - 1. */
