@@ -416,6 +416,8 @@ async function main(): Promise<void> {
     }
     console.log('');
     table(results);
+    console.log(`\nwhere the fixed cost of a request goes (p50 of ${RUNS * 5}):`);
+    table(await fixedCosts(service.url, end));
     console.log(
       `\nTimescope: HTTP round trip (auth, parse, series lookup, plan, SQL, JSON). raw SQL: the same question over raw points, no HTTP (date_bin or percentile_cont, covering index).` +
         (influx ? ` InfluxDB: HTTP round trip of the InfluxQL query.` : '') +
@@ -426,6 +428,38 @@ async function main(): Promise<void> {
     await influx?.stop();
     await server.stop();
   }
+}
+
+/** Latency of routes that do less and less, to see the fixed cost per request. */
+async function fixedCosts(url: string, end: number): Promise<Array<Record<string, string | number>>> {
+  const iso = (t: number) => new Date(t).toISOString();
+  const day = `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - DAY)}&to=${iso(end)}&granularity=5m&aggregation=avg`;
+  const routes: Array<[string, string]> = [
+    ['GET /health/live (no key)', '/health/live'],
+    ['GET /api/v1/auth/whoami (key check only)', '/api/v1/auth/whoami'],
+    [
+      'query, 5 minutes at 5m (1 bucket)',
+      `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - 300_000)}&to=${iso(end)}&granularity=5m`,
+    ],
+    ['query, 1 day at 5m', day],
+  ];
+  const out: Array<Record<string, string | number>> = [];
+  for (const [name, path] of routes) {
+    const ms: number[] = [],
+      inside: number[] = [];
+    for (let i = 0; i < RUNS * 5 + 5; i++) {
+      const t0 = performance.now();
+      const r = await request(`${url}${path}`, 'GET');
+      const took = performance.now() - t0;
+      if (r.status !== 200) throw new Error(`${name}: ${r.status} ${r.body.slice(0, 200)}`);
+      if (i < 5) continue;
+      ms.push(took);
+      const q = (JSON.parse(r.body) as { query_time_ms?: number }).query_time_ms;
+      if (q !== undefined) inside.push(q);
+    }
+    out.push({ route: name, 'HTTP p50 ms': median(ms), 'query_time_ms p50': inside.length ? median(inside) : '-' });
+  }
+  return out;
 }
 
 main().catch((err) => {
