@@ -222,7 +222,7 @@ export class PointWriter implements BeforeApplicationShutdown {
 
   private async flush(group: Pending[], points: number): Promise<void> {
     const t0 = performance.now();
-    let late = 0;
+    let late: number;
     try {
       late = await this.persist(group);
     } catch (err) {
