@@ -14,7 +14,16 @@ export type RefreshReport = {
   rows?: number;
   invalidations?: number;
   aggregates?: string[];
+  /** Tables and partitions vacuumed after a large refresh. */
+  vacuumed?: string[];
 };
+
+/**
+ * After a refresh that wrote this many rollup rows (a bulk load, a long catch-up), VACUUM ANALYZE:
+ * fresh rows are not yet all-visible, so the index-only scans that serve queries would visit the
+ * heap, and the planner has no statistics for new partitions, until autovacuum comes by.
+ */
+export const VACUUM_AFTER_ROWS = 10_000;
 
 const INVALIDATIONS_PER_RUN = 20_000;
 
@@ -96,7 +105,15 @@ export class RollupService {
       } while (w < target);
       const inv = await this.processInvalidations(client, w);
       if (steps > 1) this.logger.log(`rollups advanced in ${steps} steps to ${toIso(w)} (${rows} rows)`);
-      return { flavour: 'postgresql', watermark: toIso(w), steps, rows: rows + inv.rows, invalidations: inv.count };
+      const report: RefreshReport = {
+        flavour: 'postgresql',
+        watermark: toIso(w),
+        steps,
+        rows: rows + inv.rows,
+        invalidations: inv.count,
+      };
+      if (rows + inv.rows >= VACUUM_AFTER_ROWS) report.vacuumed = await this.vacuum(client, inv.days);
+      return report;
     } catch (err) {
       // Partitions made inside a rolled-back transaction are gone: stop trusting the cache.
       this.partitions.forget();
@@ -111,9 +128,13 @@ export class RollupService {
    * re-aggregated once, in a transaction of its own; the ranges are deleted once all are done (a
    * crash in between only repeats work).
    */
-  private async processInvalidations(client: Queryable, watermark: number): Promise<{ count: number; rows: number }> {
+  private async processInvalidations(
+    client: Queryable,
+    watermark: number,
+  ): Promise<{ count: number; rows: number; days: number[] }> {
     let count = 0,
       rows = 0;
+    const days = new Set<number>();
     for (;;) {
       const r = await client.query<PendingInvalidation & { id: string }>(
         `SELECT id, (extract(epoch FROM from_time) * 1000)::float8 AS f, (extract(epoch FROM to_time) * 1000)::float8 AS t, series_ids AS ids
@@ -121,6 +142,7 @@ export class RollupService {
       );
       if (r.rows.length === 0) break;
       for (const day of mergeInvalidations(r.rows, watermark)) {
+        days.add(floorTo(day.from, DAY));
         rows += await transaction(client, async (tx) => {
           await tx.query('SET LOCAL statement_timeout = 0');
           await this.ensureRollupPartitions(tx, day.from, day.to);
@@ -131,7 +153,27 @@ export class RollupService {
       count += r.rows.length;
       if (r.rows.length < INVALIDATIONS_PER_RUN) break;
     }
-    return { count, rows };
+    return { count, rows, days: [...days] };
+  }
+
+  /**
+   * VACUUM (ANALYZE) of the rollup tables (pages already all-visible are skipped, so it costs what
+   * is new) and of the points partitions of the days re-aggregated for late points.
+   */
+  private async vacuum(client: Queryable, days: number[]): Promise<string[]> {
+    const tables: string[] = ROLLUP_TIERS.map((t) => t.table);
+    if (days.length > 0) {
+      const partitions = await this.partitions.list('points', client);
+      for (const p of partitions) if (days.some((d) => p.from < d + DAY && p.to > d)) tables.push(p.name);
+    }
+    // VACUUM runs outside a transaction and may take longer than a query is allowed to.
+    await client.query('SET statement_timeout = 0');
+    try {
+      await client.query(`VACUUM (ANALYZE) ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`);
+    } finally {
+      await client.query('RESET statement_timeout');
+    }
+    return tables;
   }
 
   /**

@@ -56,17 +56,26 @@ describeEachFlavour(
           assert.equal(r2.status, 200, r2.body);
         }
       }
+      // The run that did it has ended (its VACUUM included), long before the schedule's next one.
       await waitFor(
         async () =>
+          (await jobRuns()) > runsBefore &&
           (await ctx.t.sql.query(`SELECT count(*)::int AS n FROM rollup_invalidations`)).rows[0].n === 0 &&
           (await ctx.t.sql.query(`SELECT coalesce(sum(count), 0)::int AS n FROM rollup_1d`)).rows[0].n ===
             points.length,
         20_000,
         'the rollups to hold every loaded point',
       );
+      // A refresh that large ends with VACUUM ANALYZE of the rollups and of the loaded days' partitions.
+      const jobs = (await ctx.t.get('/api/v1/system/jobs')).json.jobs as Array<{
+        name: string;
+        last_run: { details: { vacuumed?: string[] } } | null;
+      }>;
+      const vacuumed = jobs.find((j) => j.name === 'rollup-refresh')?.last_run?.details.vacuumed ?? [];
+      assert.ok(vacuumed.includes('rollup_1m'), `vacuumed: ${vacuumed.join(', ')}`);
       assert.ok(
-        (await jobRuns()) > runsBefore,
-        `the refresh ran again after the load (${runsBefore} → ${await jobRuns()})`,
+        vacuumed.some((t) => t.startsWith('points_')),
+        `vacuumed: ${vacuumed.join(', ')}`,
       );
       // Every tier holds exactly the raw points.
       for (const tier of ['rollup_1m', 'rollup_5m', 'rollup_1h', 'rollup_1d']) {
