@@ -1,8 +1,10 @@
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { encodeCopyBinary } from '../src/storage/copy-binary.js';
 import { PointBatchBuilder } from '../src/storage/point-batch.js';
+import { Influx, startInflux } from './influx.js';
 import {
   benchServer,
   flag,
@@ -11,6 +13,7 @@ import {
   percentile,
   request,
   ROOT,
+  sleep,
   startService,
   table,
   withClient,
@@ -19,23 +22,55 @@ import {
 /**
  * Query latency through the HTTP API on the issue's data set: 30 days of 10 s data; the last
  * day has 1,000 series, the 29 days before it 100 of them (33.7 M points). p50 of 20 runs after
- * warm-up, next to the same questions asked of the raw points in plain SQL in the same run.
+ * warm-up, next to the same questions asked of the raw points in plain SQL (no HTTP) in the same
+ * run, and with --influx of InfluxDB 1.x holding the same points. Every answer is checked against
+ * the raw SQL one before it is timed.
  *
- * The data set is loaded once (binary COPY, then VACUUM ANALYZE and a rollup refresh, all timed)
- * into an embedded PostgreSQL kept under data/bench-query, and reused while its shape matches.
+ * Loading, one of:
+ * - default: binary COPY straight into the tables, VACUUM ANALYZE, one rollup refresh; kept in
+ *   the database timescope_bench_query and reused while its shape matches;
+ * - --after-load: a fresh database timescope_bench_afterload, the points sent through
+ *   POST /api/v1/metrics (one series and at most 5,000 points a request, 2 clients) to a service
+ *   with its jobs on as in production, then --wait seconds (30) before the first query.
  *
- *   make bench BENCH_ARGS="query"   (--quick: 3 days, 100/10 series; --days, --series, --old-series, --runs, --reload)
+ * The server: BENCH_DATABASE_URL or DATABASE_URL (a server where databases may be created, e.g.
+ * postgres://postgres@127.0.0.1:5432/test), else an embedded PostgreSQL under data/bench-query.
+ *
+ *   make bench BENCH_ARGS="query [--influx] [--after-load] [--quick] [--days 30 --series 1000 --old-series 100] [--runs 20] [--wait 30] [--reload]"
  */
 const QUICK = flag('quick');
+const AFTER_LOAD = flag('after-load');
+const INFLUX = flag('influx');
 const DAYS = option('days', QUICK ? 3 : 30);
 const SERIES = option('series', QUICK ? 100 : 1_000);
 const OLD_SERIES = option('old-series', QUICK ? 10 : 100);
 const RUNS = option('runs', 20);
+const WAIT_S = option('wait', 30);
 const STEP = 10_000;
 const DAY = 86_400_000;
+const PER_REQUEST = 5_000;
 const SHAPE = `${DAYS}d-${SERIES}-${OLD_SERIES}`;
 
-async function load(dbUrl: string, end: number): Promise<Record<string, number>> {
+/** The value of series `s` at time `t`: the same numbers go to every store. */
+const valueAt = (s: number, t: number) => 50 + 30 * Math.sin(t / 3_600_000 + s) + ((t / STEP) % 7);
+
+/** The data set as (series index, day start) pieces, oldest day first: every point of that series that day. */
+function pieces(end: number): Array<{ s: number; from: number; to: number }> {
+  const out: Array<{ s: number; from: number; to: number }> = [];
+  for (let d = DAYS; d >= 1; d--) {
+    const from = end - d * DAY;
+    for (let s = 0; s < (d === 1 ? SERIES : OLD_SERIES); s++) out.push({ s, from, to: from + DAY });
+  }
+  return out;
+}
+
+const loadLine = () => {
+  const [a, b, c] = loadavg();
+  return `load average ${a.toFixed(2)} ${b.toFixed(2)} ${c.toFixed(2)}`;
+};
+
+/** Binary COPY straight into the tables (the default: the data set is loaded once and kept). */
+async function copyLoad(dbUrl: string, end: number): Promise<Record<string, number>> {
   const timings: Record<string, number> = {};
   const ids = await withClient(dbUrl, async (c) => {
     await c.query('TRUNCATE series, points, rollup_1m, rollup_5m, rollup_1h, rollup_1d, rollup_invalidations');
@@ -73,8 +108,7 @@ async function load(dbUrl: string, end: number): Promise<Record<string, number>>
           for (let s = j.s0; s < j.s1; s++) {
             const idx = b.addSeries('cpu', `host-${s}`, {}, null);
             seriesIds[idx] = ids[s];
-            for (let t = j.from; t < j.to; t += STEP)
-              b.push(idx, t, 50 + 30 * Math.sin(t / 3_600_000 + s) + ((t / STEP) % 7));
+            for (let t = j.from; t < j.to; t += STEP) b.push(idx, t, valueAt(s, t));
           }
           const batch = b.build();
           rows += batch.length;
@@ -100,129 +134,332 @@ async function load(dbUrl: string, end: number): Promise<Record<string, number>>
   return timings;
 }
 
+/**
+ * Sends every piece in requests of at most PER_REQUEST points from 2 clients; `send` gets the
+ * series index and its points' times. Returns points sent and seconds taken.
+ */
+async function parallelLoad(
+  end: number,
+  label: string,
+  send: (s: number, times: number[]) => Promise<void>,
+): Promise<{ points: number; seconds: number }> {
+  const work: Array<{ s: number; times: number[] }> = [];
+  for (const p of pieces(end)) {
+    for (let t0 = p.from; t0 < p.to; t0 += PER_REQUEST * STEP) {
+      const times: number[] = [];
+      for (let t = t0; t < Math.min(p.to, t0 + PER_REQUEST * STEP); t += STEP) times.push(t);
+      work.push({ s: p.s, times });
+    }
+  }
+  let next = 0,
+    points = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    [0, 1].map(async () => {
+      while (next < work.length) {
+        const w = work[next++];
+        await send(w.s, w.times);
+        points += w.times.length;
+        if (next % 50 === 0) process.stdout.write(`\r${label}: ${(points / 1e6).toFixed(1)} M points`);
+      }
+    }),
+  );
+  console.log('');
+  return { points, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** The points through Timescope's ingest API: the JSON body of collector-api.md, epoch ms times. */
+function httpLoad(serviceUrl: string, end: number) {
+  return parallelLoad(end, 'POST /api/v1/metrics', async (s, times) => {
+    const metrics = times.map((t) => `{"name":"cpu","value":${valueAt(s, t)},"timestamp":${t}}`).join(',');
+    const body = Buffer.from(`{"source":"host-${s}","metrics":[${metrics}]}`);
+    const r = await request(`${serviceUrl}/api/v1/metrics`, 'POST', body);
+    if (r.status !== 200) throw new Error(`ingest answered ${r.status}: ${r.body.slice(0, 300)}`);
+  });
+}
+
+/** The same points to InfluxDB over its line protocol: measurement cpu, tag source, field value. */
+function influxLoad(influx: Influx, end: number) {
+  return parallelLoad(end, 'InfluxDB /write', (s, times) =>
+    influx.write(times.map((t) => `cpu,source=host-${s} value=${valueAt(s, t)} ${t}`).join('\n')),
+  );
+}
+
+type Answer = Array<[number, number]>;
+
+interface Question {
+  name: string;
+  /** Timescope's route and query string. */
+  path: string;
+  /** Timescope's answer as (time, value) pairs: buckets, or the summary's fields in a fixed order. */
+  answer: (json: Record<string, unknown>) => Answer;
+  sql: string;
+  sqlAnswer: (rows: Array<Record<string, unknown>>) => Answer;
+  /** The same question in InfluxQL, and which of its answer to compare (percentiles are nearest-rank there). */
+  influxql: string;
+  influxAnswer: (rows: Array<Array<number | null>>) => Answer;
+  /** The InfluxDB answer is compared with the first of the raw SQL rows only. */
+  influxPrefix?: boolean;
+  all: boolean;
+}
+
+function questions(end: number): Question[] {
+  const iso = (t: number) => new Date(t).toISOString();
+  const one = `metric=cpu&source=host-0`;
+  const buckets = (json: Record<string, unknown>): Answer =>
+    (json.data_points as Array<{ timestamp: string; value: number }>).map((p) => [Date.parse(p.timestamp), p.value]);
+  const sqlBuckets = (rows: Array<Record<string, unknown>>): Answer => rows.map((r) => [Number(r.t), Number(r.v)]);
+  const influxBuckets = (rows: Array<Array<number | null>>): Answer => rows.map((r) => [r[0]!, r[1]!]);
+  const bucketQ = (name: string, days: number, seconds: number, agg: 'avg' | 'max', all: boolean): Question => ({
+    name,
+    path: `/api/v1/metrics/query?${all ? 'metric=cpu' : one}&from=${iso(end - days * DAY)}&to=${iso(end)}&granularity=${seconds / 60}m&aggregation=${agg}`,
+    answer: buckets,
+    sql: `SELECT (extract(epoch FROM date_bin('${seconds} seconds', time, timestamptz 'epoch')) * 1000)::float8 AS t, ${agg}(value) AS v
+          FROM points WHERE series_id ${all ? '= ANY($1)' : '= $1'} AND time >= '${iso(end - days * DAY)}' AND time < '${iso(end)}'
+          GROUP BY 1 ORDER BY 1`,
+    sqlAnswer: sqlBuckets,
+    influxql: `SELECT ${agg === 'avg' ? 'mean' : 'max'}(value) FROM cpu WHERE ${all ? '' : `source = 'host-0' AND `}time >= ${end - days * DAY}ms AND time < ${end}ms GROUP BY time(${seconds}s) fill(none)`,
+    influxAnswer: influxBuckets,
+    all,
+  });
+  // The summary's count, min, max, avg and percentiles as (index, value) pairs, comparable across stores.
+  const summary = (v: Array<number | null | undefined>): Answer =>
+    v.map((x, i) => [i, x === null || x === undefined ? NaN : Number(x)]);
+  return [
+    bucketQ('one series, 1 day, 5m avg', 1, 300, 'avg', false),
+    bucketQ(`one series, ${DAYS} days, 5m avg`, DAYS, 300, 'avg', false),
+    bucketQ(`one series, ${DAYS} days, 1h avg`, DAYS, 3600, 'avg', false),
+    {
+      name: 'one series, 1 day, percentiles',
+      path: `/api/v1/metrics/summary?${one}&from=${iso(end - DAY)}&to=${iso(end)}`,
+      answer: (json) => {
+        const s = json.statistics as Record<string, number> & { percentiles: Record<string, number> };
+        return summary([s.count, s.min, s.max, s.avg, s.percentiles.p90, s.percentiles.p95, s.percentiles.p99]);
+      },
+      sql: `SELECT count(*) AS count, min(value) AS min, max(value) AS max, avg(value) AS avg, stddev_samp(value) AS sd,
+                   percentile_cont(array[0.5, 0.9, 0.95, 0.99]) WITHIN GROUP (ORDER BY value) AS q
+            FROM points WHERE series_id = $1 AND time >= '${iso(end - DAY)}' AND time < '${iso(end)}'`,
+      sqlAnswer: ([r]) => {
+        const q = r.q as number[];
+        return summary([Number(r.count), r.min as number, r.max as number, r.avg as number, q[1], q[2], q[3]]);
+      },
+      influxql: `SELECT count(value), min(value), max(value), mean(value), median(value), stddev(value), percentile(value, 90), percentile(value, 95), percentile(value, 99)
+                 FROM cpu WHERE source = 'host-0' AND time >= ${end - DAY}ms AND time < ${end}ms`,
+      // Only count, min, max and mean: InfluxDB's percentile() is nearest-rank, not interpolated.
+      influxAnswer: ([r]) => summary([r[1], r[2], r[3], r[4]]),
+      influxPrefix: true,
+      all: false,
+    },
+    bucketQ(`max of all ${SERIES} series, last day, 1h`, 1, 3600, 'max', true),
+  ];
+}
+
+/** Equal within floating-point noise; throws with the first difference. */
+function check(what: string, got: Answer, want: Answer, rel: number, prefix = false): void {
+  if (prefix ? got.length > want.length : got.length !== want.length)
+    throw new Error(`${what}: ${got.length} rows, raw SQL has ${want.length}`);
+  for (let i = 0; i < got.length; i++) {
+    const [gt, gv] = got[i],
+      [wt, wv] = want[i];
+    if (gt !== wt || Math.abs(gv - wv) > rel * Math.max(1, Math.abs(wv)))
+      throw new Error(`${what}: row ${i} is (${gt}, ${gv}), raw SQL has (${wt}, ${wv})`);
+  }
+}
+
 async function main(): Promise<void> {
+  const external = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL;
+  if (external) process.env.BENCH_DATABASE_URL = external;
   const server = await benchServer(join(ROOT, 'data', 'bench-query'));
-  const dbUrl = await server.url('timescope_bench_query');
-  console.log(`database: ${server.describe}`);
+  const dbName = AFTER_LOAD ? 'timescope_bench_afterload' : 'timescope_bench_query';
+  if (AFTER_LOAD) {
+    const admin = await server.url('postgres');
+    await withClient(admin, (c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
+  }
+  const dbUrl = await server.url(dbName);
+  console.log(`database: ${server.describe}, ${dbName}`);
+  console.log(
+    `data set: ${DAYS} days of 10 s points, ${SERIES} series on the last day, ${OLD_SERIES} before; ${loadLine()}`,
+  );
+  const influx = INFLUX ? await startInflux() : undefined;
   const service = await startService({
     DATABASE_URL: dbUrl,
-    JOBS_ENABLED: 'false',
+    JOBS_ENABLED: AFTER_LOAD ? 'true' : 'false',
     TIMESCALEDB: 'off',
     METRICS_RETENTION_DAYS: '0',
   });
+  const loads: Array<Record<string, string | number>> = [];
   try {
-    await withClient(dbUrl, (c) =>
-      c.query(`CREATE TABLE IF NOT EXISTS bench_meta (shape text PRIMARY KEY, end_ms double precision NOT NULL)`),
-    );
-    let end = await withClient(
-      dbUrl,
-      async (c) =>
-        (await c.query<{ end_ms: number }>(`SELECT end_ms FROM bench_meta WHERE shape = $1`, [SHAPE])).rows[0]?.end_ms,
-    );
-    if (end === undefined || flag('reload')) {
+    let end: number | undefined;
+    if (influx) {
       end = Math.floor(Date.now() / STEP) * STEP;
-      console.log(`loading ${DAYS} days: ${SERIES} series on the last day, ${OLD_SERIES} before`);
-      const timings = await load(dbUrl, end);
-      await withClient(dbUrl, (c) =>
-        c.query(`DELETE FROM bench_meta; INSERT INTO bench_meta VALUES ('${SHAPE}', ${end})`),
-      );
-      const t0 = performance.now();
-      const run = await request(`${service.url}/api/v1/system/jobs/rollup-refresh/run`, 'POST');
-      timings['rollup refresh s'] = (performance.now() - t0) / 1000;
-      if (run.status !== 200 || JSON.parse(run.body).outcome !== 'ok') throw new Error(`rollup refresh: ${run.body}`);
-      await withClient(dbUrl, (c) => c.query('VACUUM (ANALYZE) rollup_1m, rollup_5m, rollup_1h, rollup_1d, series'));
-      table([timings]);
-    } else {
-      console.log(
-        `reusing the loaded data set (${SHAPE}, ending ${new Date(end).toISOString()}); --reload to load it again`,
-      );
-      await request(`${service.url}/api/v1/system/jobs/rollup-refresh/run`, 'POST');
+      const r = await influxLoad(influx, end);
+      loads.push({
+        store: 'InfluxDB (line protocol over HTTP)',
+        points: r.points,
+        seconds: r.seconds,
+        'points/s': Math.round(r.points / r.seconds),
+      });
     }
-    const iso = (t: number) => new Date(t).toISOString();
-    const one = `metric=cpu&source=host-0`;
-    const questions = [
-      {
-        name: `one series, 1 day, 5m avg`,
-        qs: `${one}&from=${iso(end - DAY)}&to=${iso(end)}&granularity=5m&aggregation=avg`,
-        target: 10,
-        sql: raw('avg', 300, `= $1`, end - DAY, end),
-        all: false,
-      },
-      {
-        name: `one series, ${DAYS} days, 5m avg`,
-        qs: `${one}&from=${iso(end - DAYS * DAY)}&to=${iso(end)}&granularity=5m&aggregation=avg`,
-        target: 50,
-        sql: raw('avg', 300, `= $1`, end - DAYS * DAY, end),
-        all: false,
-      },
-      {
-        name: `one series, ${DAYS} days, 1h avg`,
-        qs: `${one}&from=${iso(end - DAYS * DAY)}&to=${iso(end)}&granularity=1h&aggregation=avg`,
-        target: 20,
-        sql: raw('avg', 3600, `= $1`, end - DAYS * DAY, end),
-        all: false,
-      },
-      {
-        name: `max of all ${SERIES} series, last day, 1h`,
-        qs: `metric=cpu&from=${iso(end - DAY)}&to=${iso(end)}&granularity=1h&aggregation=max`,
-        target: 100,
-        sql: raw('max', 3600, `= ANY($1)`, end - DAY, end),
-        all: true,
-      },
-    ];
-    const allIds = await withClient(dbUrl, async (c) =>
-      (await c.query<{ id: number }>(`SELECT id FROM series ORDER BY id`)).rows.map((r) => r.id),
-    );
-    const results: Array<Record<string, string | number>> = [];
-    for (const q of questions) {
-      const api: number[] = [];
-      let rollup = '',
-        points = 0;
-      for (let i = 0; i < RUNS + 2; i++) {
+    if (AFTER_LOAD) {
+      end ??= Math.floor(Date.now() / STEP) * STEP;
+      const r = await httpLoad(service.url, end);
+      loads.push({
+        store: 'Timescope (POST /api/v1/metrics)',
+        points: r.points,
+        seconds: r.seconds,
+        'points/s': Math.round(r.points / r.seconds),
+      });
+      console.log(`loaded; waiting ${WAIT_S} s before querying (${loadLine()})`);
+      await sleep(WAIT_S * 1000);
+    } else {
+      await withClient(dbUrl, (c) =>
+        c.query(`CREATE TABLE IF NOT EXISTS bench_meta (shape text PRIMARY KEY, end_ms double precision NOT NULL)`),
+      );
+      const kept = await withClient(
+        dbUrl,
+        async (c) =>
+          (await c.query<{ end_ms: number }>(`SELECT end_ms FROM bench_meta WHERE shape = $1`, [SHAPE])).rows[0]
+            ?.end_ms,
+      );
+      // With --influx both must hold the same times: load again unless the kept set ends where InfluxDB's does.
+      if (kept === undefined || flag('reload') || (influx && kept !== end!)) {
+        end ??= Math.floor(Date.now() / STEP) * STEP;
+        const timings = await copyLoad(dbUrl, end);
+        await withClient(dbUrl, (c) =>
+          c.query(`DELETE FROM bench_meta; INSERT INTO bench_meta VALUES ('${SHAPE}', ${end})`),
+        );
         const t0 = performance.now();
-        const r = await request(`${service.url}/api/v1/metrics/query?${q.qs}`, 'GET');
-        const ms = performance.now() - t0;
-        if (r.status !== 200) throw new Error(`${q.name}: ${r.status} ${r.body.slice(0, 300)}`);
-        if (i >= 2) api.push(ms);
-        const json = JSON.parse(r.body);
-        rollup = json.rollup ?? 'raw';
-        points = json.total_points;
+        const run = await request(`${service.url}/api/v1/system/jobs/rollup-refresh/run`, 'POST');
+        timings['rollup refresh s'] = (performance.now() - t0) / 1000;
+        if (run.status !== 200 || JSON.parse(run.body).outcome !== 'ok') throw new Error(`rollup refresh: ${run.body}`);
+        await withClient(dbUrl, (c) => c.query('VACUUM (ANALYZE) rollup_1m, rollup_5m, rollup_1h, rollup_1d, series'));
+        table([timings]);
+      } else {
+        end = kept;
+        console.log(
+          `reusing the loaded data set (${SHAPE}, ending ${new Date(end).toISOString()}); --reload to load it again`,
+        );
+        await request(`${service.url}/api/v1/system/jobs/rollup-refresh/run`, 'POST');
       }
-      const sqlTimes = await withClient(dbUrl, async (c) => {
-        const out: number[] = [];
-        for (let i = 0; i < Math.min(RUNS, 10) + 1; i++) {
-          const t0 = performance.now();
-          await c.query(q.sql, [q.all ? allIds : allIds[0]]);
-          if (i >= 1) out.push(performance.now() - t0);
+    }
+    if (loads.length) table(loads);
+    const state = await withClient(dbUrl, async (c) => {
+      const r = await c.query<{ watermark: Date | null; pending: string }>(
+        `SELECT watermark, (SELECT count(*) FROM rollup_invalidations) AS pending FROM rollup_state WHERE id = 1`,
+      );
+      return r.rows[0];
+    });
+    console.log(
+      `rollups when querying: watermark ${state?.watermark?.toISOString() ?? 'none'}, ${state?.pending ?? 0} late ranges waiting; ${loadLine()}`,
+    );
+    const { first, all } = await withClient(dbUrl, async (c) => {
+      const r = await c.query<{ id: number; source: string }>(
+        `SELECT id, source FROM series WHERE metric = 'cpu' ORDER BY id`,
+      );
+      return { first: r.rows.find((x) => x.source === 'host-0')!.id, all: r.rows.map((x) => x.id) };
+    });
+    const results: Array<Record<string, string | number>> = [];
+    const sqlClient = new pg.Client({ connectionString: dbUrl });
+    await sqlClient.connect();
+    try {
+      for (const q of questions(end)) {
+        const args = [q.all ? all : first];
+        const want = q.sqlAnswer((await sqlClient.query(q.sql, args)).rows);
+        const api: number[] = [],
+          sql: number[] = [],
+          inf: number[] = [];
+        let rollup = '';
+        // Two warm-up rounds, then RUNS rounds taking each store in turn, so that noise hits them alike.
+        for (let i = 0; i < RUNS + 2; i++) {
+          let t0 = performance.now();
+          const r = await request(`${service.url}${q.path}`, 'GET');
+          const ms = performance.now() - t0;
+          if (r.status !== 200) throw new Error(`${q.name}: ${r.status} ${r.body.slice(0, 300)}`);
+          if (i === 0) {
+            const json = JSON.parse(r.body) as Record<string, unknown>;
+            check(`${q.name} (Timescope)`, q.answer(json), want, 1e-9);
+            rollup = (json.rollup as string | undefined) ?? (json.data_points ? 'raw' : 'raw (summary)');
+          }
+          t0 = performance.now();
+          await sqlClient.query(q.sql, args);
+          const sqlMs = performance.now() - t0;
+          let influxMs = NaN;
+          if (influx) {
+            t0 = performance.now();
+            const rows = await influx.query(q.influxql);
+            influxMs = performance.now() - t0;
+            if (i === 0) check(`${q.name} (InfluxDB)`, q.influxAnswer(rows), want, 1e-6, q.influxPrefix);
+          }
+          if (i >= 2) {
+            api.push(ms);
+            sql.push(sqlMs);
+            inf.push(influxMs);
+          }
         }
-        return out;
-      });
-      results.push({
-        question: q.name,
-        buckets: points,
-        'served by': rollup,
-        'API p50 ms': median(api),
-        'API p90 ms': percentile(api, 0.9),
-        'target ms': q.target,
-        'raw SQL p50 ms': median(sqlTimes),
-      });
+        const row: Record<string, string | number> = {
+          question: q.name,
+          'rows checked': want.length,
+          'served by': rollup,
+          'Timescope p50 ms': median(api),
+          'p90 ms': percentile(api, 0.9),
+          'raw SQL p50 ms': median(sql),
+          'x raw SQL': median(api) / median(sql),
+        };
+        if (influx) {
+          row['InfluxDB p50 ms'] = median(inf);
+          row['x InfluxDB'] = median(api) / median(inf);
+        }
+        results.push(row);
+      }
+    } finally {
+      await sqlClient.end();
     }
     console.log('');
     table(results);
+    console.log(`\nwhere the fixed cost of a request goes (p50 of ${RUNS * 5}):`);
+    table(await fixedCosts(service.url, end));
     console.log(
-      `\nAPI: HTTP round trip through Timescope (parse, series lookup, plan, SQL, fill, JSON). raw SQL: date_bin over raw points with the covering index, no HTTP.`,
+      `\nTimescope: HTTP round trip (auth, parse, series lookup, plan, SQL, JSON). raw SQL: the same question over raw points, no HTTP (date_bin or percentile_cont, covering index).` +
+        (influx ? ` InfluxDB: HTTP round trip of the InfluxQL query.` : '') +
+        ` "x": Timescope's p50 over the other's (below 1 is faster). Every answer was checked against raw SQL. ${loadLine()}`,
     );
   } finally {
     await service.stop();
+    await influx?.stop();
     await server.stop();
   }
 }
 
-/** The same question over raw points in plain SQL: the "plain PostgreSQL" comparison. */
-function raw(agg: 'avg' | 'max', seconds: number, idCondition: string, from: number, to: number): string {
-  return `SELECT date_bin('${seconds} seconds', time, timestamptz 'epoch') AS b, ${agg}(value) FROM points
-          WHERE series_id ${idCondition} AND time >= '${new Date(from).toISOString()}' AND time < '${new Date(to).toISOString()}'
-          GROUP BY 1 ORDER BY 1`;
+/** Latency of routes that do less and less, to see the fixed cost per request. */
+async function fixedCosts(url: string, end: number): Promise<Array<Record<string, string | number>>> {
+  const iso = (t: number) => new Date(t).toISOString();
+  const day = `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - DAY)}&to=${iso(end)}&granularity=5m&aggregation=avg`;
+  const routes: Array<[string, string]> = [
+    ['GET /health/live (no key)', '/health/live'],
+    ['GET /api/v1/auth/whoami (key check only)', '/api/v1/auth/whoami'],
+    [
+      'query, 5 minutes at 5m (1 bucket)',
+      `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - 300_000)}&to=${iso(end)}&granularity=5m`,
+    ],
+    ['query, 1 day at 5m', day],
+  ];
+  const out: Array<Record<string, string | number>> = [];
+  for (const [name, path] of routes) {
+    const ms: number[] = [],
+      inside: number[] = [];
+    for (let i = 0; i < RUNS * 5 + 5; i++) {
+      const t0 = performance.now();
+      const r = await request(`${url}${path}`, 'GET');
+      const took = performance.now() - t0;
+      if (r.status !== 200) throw new Error(`${name}: ${r.status} ${r.body.slice(0, 200)}`);
+      if (i < 5) continue;
+      ms.push(took);
+      const q = (JSON.parse(r.body) as { query_time_ms?: number }).query_time_ms;
+      if (q !== undefined) inside.push(q);
+    }
+    out.push({ route: name, 'HTTP p50 ms': median(ms), 'query_time_ms p50': inside.length ? median(inside) : '-' });
+  }
+  return out;
 }
 
 main().catch((err) => {

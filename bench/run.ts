@@ -9,8 +9,10 @@ import { fileURLToPath } from 'node:url';
  */
 const here = fileURLToPath(new URL('.', import.meta.url));
 const args = process.argv.slice(2);
-const words = args.filter((a) => !a.startsWith('-'));
-const flags = args.filter((a) => a.startsWith('-'));
+// A number right after a flag is that flag's value (`--days 3`), not a benchmark's name.
+const isValue = (a: string, i: number) => i > 0 && args[i - 1].startsWith('-') && /^[\d.]+$/.test(a);
+const words = args.filter((a, i) => !a.startsWith('-') && !isValue(a, i));
+const flags = args.filter((a, i) => a.startsWith('-') || isValue(a, i));
 const benches = readdirSync(here)
   .filter((f) => f.endsWith('.bench.js'))
   .filter((f) => words.length === 0 || words.some((w) => f.includes(w)))

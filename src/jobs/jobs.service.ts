@@ -53,6 +53,8 @@ interface JobState {
   timer?: NodeJS.Timeout;
   nextRunAt?: number;
   running?: Promise<JobRun>;
+  /** requestRun() came while a run was in progress: run again as soon as it ends. */
+  rerun?: boolean;
   runs: number;
   failures: number;
   /** Runs of this instance since start, by outcome. */
@@ -133,6 +135,28 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
       running: Boolean(s.running),
       last: s.last,
     }));
+  }
+
+  /**
+   * Asks for a run soon, without waiting for it (e.g. the writer after a bulk load, so that rollups
+   * do not lag by a whole interval): requests that come together make one run, and one that comes
+   * during a run makes one more right after it. Nothing when the scheduler is off (JOBS_ENABLED=false).
+   */
+  requestRun(name: string, delayMs = 100): void {
+    const s = this.jobs.get(name);
+    if (!s || !this.started || s.spec.perInstance) return;
+    if (!s.running) {
+      if (s.nextRunAt === undefined || s.nextRunAt > Date.now() + delayMs) this.schedule(s, delayMs);
+      return;
+    }
+    if (s.rerun) return;
+    s.rerun = true;
+    // Registered after the scheduler's own continuation (if any), so this schedule wins over its `every`.
+    const again = () => {
+      s.rerun = false;
+      if (this.started) this.schedule(s, delayMs);
+    };
+    void s.running.then(again, again);
   }
 
   /** Runs a job now (or joins the run in progress) and returns what happened. */

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Database } from '../database/database.js';
-import type { GroupKey } from '../storage/rollup-reader.js';
+import type { GroupKey, SeriesSelection } from '../storage/rollup-reader.js';
 import type { SeriesSelector, TagFilter } from './query-spec.js';
 
 /** `WHERE` conditions on the series table for a selector; appends to `params`. */
@@ -36,6 +36,12 @@ export function tagConditions(tags: TagFilter[], params: unknown[]): string[] {
 @Injectable()
 export class QueryRepository {
   constructor(private readonly database: Database) {}
+
+  /** A selector as a condition on the series table, for storage's RollupReader.selectedBuckets. */
+  selection(sel: SeriesSelector, limit: number): SeriesSelection {
+    const params: unknown[] = [];
+    return { where: seriesConditions(sel, params), params, limit };
+  }
 
   /** Ids of the series that match, at most `limit` + 1 (to tell the caller it was cut). */
   async seriesIds(sel: SeriesSelector, limit: number): Promise<number[]> {

@@ -141,9 +141,16 @@ export class QueryService {
 
   async run(spec: QuerySpec): Promise<SeriesResult> {
     const base = emptyResult(spec);
-    const ids = await this.matchingSeries(spec);
+    // The series, the rollup state and the buckets in one round trip.
+    const { ids, rows, segments } = await this.rollups.selectedBuckets(
+      this.repo.selection(spec, this.config.query.maxSeries),
+      spec.from,
+      spec.to,
+      spec.granularityMs,
+      spec.aggregation,
+    );
+    await this.checkMatch(spec, ids);
     if (ids.length === 0 || spec.from === spec.to) return base;
-    const { rows, segments } = await this.bucketsOf(ids, spec.from, spec.to, spec.granularityMs, spec.aggregation);
     const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
     const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
     return {
@@ -242,8 +249,14 @@ export class QueryService {
 
   /** Series ids for a selector: 404 for a metric never seen, 400 past QUERY_MAX_SERIES. */
   async matchingSeries(sel: SeriesSelector): Promise<number[]> {
+    const ids = await this.repo.seriesIds(sel, this.config.query.maxSeries);
+    await this.checkMatch(sel, ids);
+    return ids;
+  }
+
+  /** 404 for a metric never seen, 400 past QUERY_MAX_SERIES (`ids` holds at most one more than that). */
+  private async checkMatch(sel: SeriesSelector, ids: number[]): Promise<void> {
     const max = this.config.query.maxSeries;
-    const ids = await this.repo.seriesIds(sel, max);
     if (ids.length > max) {
       throw invalidQuery(
         'metric',
@@ -254,7 +267,6 @@ export class QueryService {
     if (ids.length === 0 && !(await this.repo.metricExists(sel.metric))) {
       throw notFound(`Requested metric not available: ${sel.metric}`, { metric: sel.metric });
     }
-    return ids;
   }
 
   async names(search?: unknown) {

@@ -60,6 +60,7 @@ export class PointWriter implements BeforeApplicationShutdown {
   private closing = false;
   private idleWaiters: Array<() => void> = [];
   private observers: WriteObserver[] = [];
+  private readonly lateListeners = new Set<(points: number) => void>();
 
   readonly meter = new RateMeter(10);
   readonly stats = {
@@ -83,6 +84,15 @@ export class PointWriter implements BeforeApplicationShutdown {
   onCommit(listener: CommitListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Called after each commit that stored points below the rollup watermark (plain PostgreSQL), with
+   * how many: the rollup refresh uses it to re-aggregate soon after a bulk load or backfill.
+   */
+  onLatePoints(listener: (points: number) => void): () => void {
+    this.lateListeners.add(listener);
+    return () => this.lateListeners.delete(listener);
   }
 
   /** Registers an observer of accepted, committed and rejected points and of transaction latency. */
@@ -212,8 +222,9 @@ export class PointWriter implements BeforeApplicationShutdown {
 
   private async flush(group: Pending[], points: number): Promise<void> {
     const t0 = performance.now();
+    let late: number;
     try {
-      await this.persist(group);
+      late = await this.persist(group);
     } catch (err) {
       this.stats.failures++;
       this.stats.lastError = (err as Error)?.message ?? String(err);
@@ -235,6 +246,7 @@ export class PointWriter implements BeforeApplicationShutdown {
       for (const p of group) o.committed(p.batch.length, p.origin);
     }
     for (const p of group) p.resolve();
+    if (late > 0) for (const l of this.lateListeners) l(late);
     for (const p of group) {
       this.emit(p);
       this.resolver.noteSeen(p.batch, p.ids);
@@ -251,7 +263,8 @@ export class PointWriter implements BeforeApplicationShutdown {
     }
   }
 
-  private async persist(group: Pending[]): Promise<void> {
+  /** Returns how many of the points lay below the rollup watermark. */
+  private async persist(group: Pending[]): Promise<number> {
     let min = Infinity;
     for (const { batch } of group) if (batch.minTime < min) min = batch.minTime;
     const ensurePartitions = async () => {
@@ -262,7 +275,7 @@ export class PointWriter implements BeforeApplicationShutdown {
       await this.partitions.ensure('points', days);
     };
     await ensurePartitions();
-    await this.database.withWriteClient(async (client) => {
+    return this.database.withWriteClient(async (client) => {
       // Each remedy at most once, in whichever order the errors come (a missing partition, then a duplicate).
       let upsert = false,
         reloaded = false;
@@ -287,7 +300,7 @@ export class PointWriter implements BeforeApplicationShutdown {
     });
   }
 
-  private async writeOnce(client: pg.PoolClient, group: Pending[], min: number, upsert: boolean): Promise<void> {
+  private async writeOnce(client: pg.PoolClient, group: Pending[], min: number, upsert: boolean): Promise<number> {
     const plain = this.database.info.flavour === 'postgresql';
     try {
       let watermark: number | null = null;
@@ -304,8 +317,9 @@ export class PointWriter implements BeforeApplicationShutdown {
       if (this.database.info.writeMethod !== 'copy') await this.insertUnnest(client, group);
       else if (upsert) await this.copyUpsert(client, group);
       else await this.copy(client, 'points', group);
-      if (watermark !== null && min < watermark) await this.invalidateRollups(client, group, watermark);
+      const late = watermark !== null && min < watermark ? await this.invalidateRollups(client, group, watermark) : 0;
       await client.query('COMMIT');
+      return late;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;
@@ -360,11 +374,13 @@ export class PointWriter implements BeforeApplicationShutdown {
   }
 
   /** Points below the rollup watermark: tell the refresh job to re-aggregate those series there. */
-  private async invalidateRollups(client: pg.PoolClient, group: Pending[], watermark: number): Promise<void> {
+  private async invalidateRollups(client: pg.PoolClient, group: Pending[], watermark: number): Promise<number> {
     const series = new Set<number>();
     let from = Infinity,
-      to = -Infinity;
+      to = -Infinity,
+      late = 0;
     for (const { batch, ids } of group) {
+      if (batch.minTime < watermark) late += batch.length;
       for (let i = 0; i < batch.series.length; i++) {
         if (batch.seriesMinTime[i] < watermark) {
           series.add(ids[i]);
@@ -377,5 +393,6 @@ export class PointWriter implements BeforeApplicationShutdown {
       `INSERT INTO rollup_invalidations (from_time, to_time, series_ids) VALUES (to_timestamp($1::float8 / 1000), to_timestamp($2::float8 / 1000), $3::int[])`,
       [from, to, [...series]],
     );
+    return late;
   }
 }

@@ -14,6 +14,16 @@ export interface BucketValue {
   v: number | null;
 }
 
+/**
+ * Which series to read, as a reviewed SQL condition on the `series` table with its parameters
+ * ($1, $2, … in `params`), and at most how many (`limit` + 1 come back, to tell it was cut).
+ */
+export interface SeriesSelection {
+  where: string;
+  params: unknown[];
+  limit: number;
+}
+
 /** How a grouped read splits the series: by their source, or by the value of one tag (null where a series lacks it). */
 export type GroupKey = { by: 'source' } | { by: 'tag'; key: string };
 
@@ -88,6 +98,12 @@ const MERGE: Record<RollupAggregation, string> = {
  */
 @Injectable()
 export class RollupReader {
+  /**
+   * The latest watermark seen (plain PostgreSQL), to plan a read before the state is known: a plan
+   * made for an earlier watermark than the real one is still right (it reads more raw points).
+   */
+  private knownWatermark: number | undefined;
+
   constructor(private readonly database: Database) {}
 
   /**
@@ -119,6 +135,79 @@ export class RollupReader {
   ): Promise<{ rows: BucketValue[]; segments: Segment[] }> {
     const segments = await this.cover(seriesIds, from, to, widthMs, aggregation);
     return { rows: await this.readBuckets(seriesIds, widthMs, aggregation, segments), segments };
+  }
+
+  /**
+   * The series of a selection and their buckets in one statement (one round trip): the series ids,
+   * the rollup state of those series over the range and the buckets, planned for the last
+   * watermark seen. Only when the state turns out to be behind that plan (late points waiting for
+   * re-aggregation, or the first read of this instance) are the buckets read again, planned for
+   * the real state.
+   */
+  async selectedBuckets(
+    selection: SeriesSelection,
+    from: number,
+    to: number,
+    widthMs: number,
+    aggregation: BucketAggregation,
+  ): Promise<{ ids: number[]; rows: BucketValue[]; segments: Segment[] }> {
+    const tracked = this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation);
+    if (tracked && this.knownWatermark === undefined) {
+      // The first read of this instance: learn the watermark, or a long range would be planned on raw points.
+      const r = await this.database.readPool.query<{ w: number | null }>(
+        `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
+      );
+      const w = r.rows[0]?.w;
+      if (w !== null && w !== undefined) this.knownWatermark = w;
+    }
+    const assumed: RollupState = { materialisedUntil: tracked ? (this.knownWatermark ?? -Infinity) : Infinity };
+    const segments = planSegments(from, to, widthMs, aggregation, assumed);
+    const params = [...selection.params];
+    const p = (v: unknown) => `$${params.push(v)}`;
+    const state = tracked
+      ? `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
+                (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
+                 WHERE i.series_ids && (SELECT ids FROM sel) AND i.to_time >= ${p(toIso(from))}::timestamptz
+                   AND i.from_time < ${p(toIso(to))}::timestamptz) AS late
+         FROM rollup_state WHERE id = 1`
+      : `SELECT NULL::float8 AS w, NULL::float8 AS late`;
+    // Past the limit the caller refuses the query: read no buckets then.
+    const limit = `${p(selection.limit)}::int`;
+    const buckets =
+      from < to && segments.length > 0
+        ? this.bucketsSql(
+            `(SELECT ids FROM sel WHERE cardinality(ids) <= ${limit})::int[]`,
+            params,
+            widthMs,
+            aggregation,
+            segments,
+          )
+        : `SELECT NULL::float8 AS t, NULL::float8 AS v WHERE false`;
+    const sql = `WITH sel AS MATERIALIZED (
+        SELECT coalesce(array_agg(id ORDER BY id), '{}')::int[] AS ids
+        FROM (SELECT id FROM series WHERE ${selection.where} ORDER BY id LIMIT ${limit} + 1) s),
+      st AS (${state}),
+      b AS (${buckets})
+      SELECT 0 AS k, NULL::float8 AS t, NULL::float8 AS v, (SELECT ids FROM sel) AS ids, st.w, st.late FROM st
+      UNION ALL SELECT 1, b.t, b.v, NULL, NULL, NULL FROM b
+      ORDER BY k, t`;
+    const r = await this.database.readPool.query<{
+      t: number;
+      v: number | null;
+      ids: number[] | null;
+      w: number | null;
+      late: number | null;
+    }>(sql, params);
+    const [head, ...rest] = r.rows;
+    const ids = head?.ids ?? [];
+    if (!tracked) return { ids, rows: rest.map(({ t, v }) => ({ t, v })), segments };
+    if (head?.w !== null && head?.w !== undefined)
+      this.knownWatermark = Math.max(this.knownWatermark ?? -Infinity, head.w);
+    const actual = materialisedUntil(head?.w ?? null, head?.late ?? null);
+    if (actual >= assumed.materialisedUntil || ids.length === 0 || ids.length > selection.limit)
+      return { ids, rows: rest.map(({ t, v }) => ({ t, v })), segments };
+    const replanned = planSegments(from, to, widthMs, aggregation, { materialisedUntil: actual });
+    return { ids, rows: await this.readBuckets(ids, widthMs, aggregation, replanned), segments: replanned };
   }
 
   /**
@@ -215,9 +304,9 @@ export class RollupReader {
       [ids, toIso(from), toIso(to)],
     );
     const row = r.rows[0];
-    let until = row?.w ?? -Infinity;
-    if (row?.late !== null && row?.late !== undefined) until = Math.min(until, floorTo(row.late, MINUTE));
-    return { materialisedUntil: until };
+    if (row?.w !== null && row?.w !== undefined)
+      this.knownWatermark = Math.max(this.knownWatermark ?? -Infinity, row.w);
+    return { materialisedUntil: materialisedUntil(row?.w ?? null, row?.late ?? null) };
   }
 
   /** One value per bucket that has points, in time order, merged over the segments. */
@@ -228,33 +317,53 @@ export class RollupReader {
     segments: readonly Segment[],
   ): Promise<BucketValue[]> {
     if (segments.length === 0) return [];
-    const params: unknown[] = [`${widthMs / 1000} seconds`, ids];
-    const within = (col: string, s: Segment) =>
-      `${col} >= $${params.push(toIso(s.from))}::timestamptz AND ${col} < $${params.push(toIso(s.to))}::timestamptz`;
-    let sql: string;
-    if (aggregation === 'first' || aggregation === 'last') {
-      // planSegments never uses a rollup for these: one raw segment.
-      const [s] = segments;
-      sql = `SELECT DISTINCT ON (b) (extract(epoch FROM b) * 1000)::float8 AS t, value AS v
-             FROM (SELECT date_bin($1::interval, time, timestamptz 'epoch') AS b, time, value, series_id
-                   FROM points WHERE series_id = ANY($2::int[]) AND ${within('time', s)}) x
-             ORDER BY b, time ${aggregation === 'first' ? 'ASC' : 'DESC'}, series_id`;
-    } else if (segments.length === 1 && !segments[0].tier) {
-      const [s] = segments;
-      sql = `SELECT (extract(epoch FROM date_bin($1::interval, time, timestamptz 'epoch')) * 1000)::float8 AS t, ${FRAGMENTS[aggregation].direct}::float8 AS v
-             FROM points WHERE series_id = ANY($2::int[]) AND ${within('time', s)}
-             GROUP BY 1 ORDER BY 1`;
-    } else {
-      const f = FRAGMENTS[aggregation];
-      const parts = segments.map((s) => {
-        const [col, cols, table] = s.tier ? ['bucket', f.rollup, s.tier.table] : ['time', f.raw, 'points'];
-        return `SELECT date_bin($1::interval, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
-                WHERE series_id = ANY($2::int[]) AND ${within(col, s)}`;
-      });
-      sql = `SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v
-             FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
-    }
+    const params: unknown[] = [ids];
+    const sql = this.bucketsSql('$1::int[]', params, widthMs, aggregation, segments);
     const r = await this.database.readPool.query<BucketValue>(sql, params);
     return r.rows;
   }
+
+  /**
+   * The statement reading buckets (t, v) of the series `ids` (an int[] expression) from the
+   * segments, in time order; appends its parameters to `params`.
+   */
+  private bucketsSql(
+    ids: string,
+    params: unknown[],
+    widthMs: number,
+    aggregation: BucketAggregation,
+    segments: readonly Segment[],
+  ): string {
+    const width = `$${params.push(`${widthMs / 1000} seconds`)}::interval`;
+    const within = (col: string, s: Segment) =>
+      `${col} >= $${params.push(toIso(s.from))}::timestamptz AND ${col} < $${params.push(toIso(s.to))}::timestamptz`;
+    if (aggregation === 'first' || aggregation === 'last') {
+      // planSegments never uses a rollup for these: one raw segment.
+      const [s] = segments;
+      return `SELECT DISTINCT ON (b) (extract(epoch FROM b) * 1000)::float8 AS t, value AS v
+             FROM (SELECT date_bin(${width}, time, timestamptz 'epoch') AS b, time, value, series_id
+                   FROM points WHERE series_id = ANY(${ids}) AND ${within('time', s)}) x
+             ORDER BY b, time ${aggregation === 'first' ? 'ASC' : 'DESC'}, series_id`;
+    }
+    if (segments.length === 1 && !segments[0].tier) {
+      const [s] = segments;
+      return `SELECT (extract(epoch FROM date_bin(${width}, time, timestamptz 'epoch')) * 1000)::float8 AS t, ${FRAGMENTS[aggregation].direct}::float8 AS v
+             FROM points WHERE series_id = ANY(${ids}) AND ${within('time', s)}
+             GROUP BY 1 ORDER BY 1`;
+    }
+    const f = FRAGMENTS[aggregation];
+    const parts = segments.map((s) => {
+      const [col, cols, table] = s.tier ? ['bucket', f.rollup, s.tier.table] : ['time', f.raw, 'points'];
+      return `SELECT date_bin(${width}, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
+                WHERE series_id = ANY(${ids}) AND ${within(col, s)}`;
+    });
+    return `SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v
+             FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
+  }
+}
+
+/** Where rollups stop being complete: the watermark, or earlier where late points wait (from the minute they start). */
+function materialisedUntil(watermark: number | null, late: number | null): number {
+  const until = watermark ?? -Infinity;
+  return late === null ? until : Math.min(until, floorTo(late, MINUTE));
 }

@@ -14,9 +14,18 @@ export type RefreshReport = {
   rows?: number;
   invalidations?: number;
   aggregates?: string[];
+  /** Tables and partitions vacuumed after a large refresh. */
+  vacuumed?: string[];
 };
 
-const INVALIDATIONS_PER_TX = 200;
+/**
+ * After a refresh that wrote this many rollup rows (a bulk load, a long catch-up), VACUUM ANALYZE:
+ * fresh rows are not yet all-visible, so the index-only scans that serve queries would visit the
+ * heap, and the planner has no statistics for new partitions, until autovacuum comes by.
+ */
+export const VACUUM_AFTER_ROWS = 10_000;
+
+const INVALIDATIONS_PER_RUN = 20_000;
 
 /**
  * Keeps rollups fresh. TimescaleDB: refreshes the continuous aggregates in order (they track late
@@ -96,7 +105,15 @@ export class RollupService {
       } while (w < target);
       const inv = await this.processInvalidations(client, w);
       if (steps > 1) this.logger.log(`rollups advanced in ${steps} steps to ${toIso(w)} (${rows} rows)`);
-      return { flavour: 'postgresql', watermark: toIso(w), steps, rows: rows + inv.rows, invalidations: inv.count };
+      const report: RefreshReport = {
+        flavour: 'postgresql',
+        watermark: toIso(w),
+        steps,
+        rows: rows + inv.rows,
+        invalidations: inv.count,
+      };
+      if (rows + inv.rows >= VACUUM_AFTER_ROWS) report.vacuumed = await this.vacuum(client, inv.days);
+      return report;
     } catch (err) {
       // Partitions made inside a rolled-back transaction are gone: stop trusting the cache.
       this.partitions.forget();
@@ -104,32 +121,59 @@ export class RollupService {
     }
   }
 
-  /** Re-aggregates where late points landed below the watermark (only this job deletes these rows). */
-  private async processInvalidations(client: Queryable, watermark: number): Promise<{ count: number; rows: number }> {
+  /**
+   * Re-aggregates where late points landed below the watermark (only this job deletes these rows).
+   * The writer records one range per transaction, so a bulk load leaves thousands of them: they are
+   * merged per day (the union of their series over the span they touch that day) and each day is
+   * re-aggregated once, in a transaction of its own; the ranges are deleted once all are done (a
+   * crash in between only repeats work).
+   */
+  private async processInvalidations(
+    client: Queryable,
+    watermark: number,
+  ): Promise<{ count: number; rows: number; days: number[] }> {
     let count = 0,
       rows = 0;
+    const days = new Set<number>();
     for (;;) {
-      const r = await client.query<{ id: string; f: number; t: number; ids: number[] }>(
+      const r = await client.query<PendingInvalidation & { id: string }>(
         `SELECT id, (extract(epoch FROM from_time) * 1000)::float8 AS f, (extract(epoch FROM to_time) * 1000)::float8 AS t, series_ids AS ids
-         FROM rollup_invalidations ORDER BY id LIMIT ${INVALIDATIONS_PER_TX}`,
+         FROM rollup_invalidations ORDER BY id LIMIT ${INVALIDATIONS_PER_RUN}`,
       );
       if (r.rows.length === 0) break;
-      rows += await transaction(client, async (tx) => {
-        await tx.query('SET LOCAL statement_timeout = 0');
-        let n = 0;
-        for (const inv of r.rows) {
-          const upper = Math.min(inv.t + 0.001, watermark); // to_time is the last point's time: inclusive
-          if (inv.f >= upper) continue;
-          await this.ensureRollupPartitions(tx, inv.f, upper);
-          n += await this.aggregate(tx, inv.f, upper, watermark, inv.ids);
-        }
-        await tx.query(`DELETE FROM rollup_invalidations WHERE id = ANY($1::bigint[])`, [r.rows.map((x) => x.id)]);
-        return n;
-      });
+      for (const day of mergeInvalidations(r.rows, watermark)) {
+        days.add(floorTo(day.from, DAY));
+        rows += await transaction(client, async (tx) => {
+          await tx.query('SET LOCAL statement_timeout = 0');
+          await this.ensureRollupPartitions(tx, day.from, day.to);
+          return this.aggregate(tx, day.from, day.to, watermark, day.seriesIds);
+        });
+      }
+      await client.query(`DELETE FROM rollup_invalidations WHERE id = ANY($1::bigint[])`, [r.rows.map((x) => x.id)]);
       count += r.rows.length;
-      if (r.rows.length < INVALIDATIONS_PER_TX) break;
+      if (r.rows.length < INVALIDATIONS_PER_RUN) break;
     }
-    return { count, rows };
+    return { count, rows, days: [...days] };
+  }
+
+  /**
+   * VACUUM (ANALYZE) of the rollup tables (pages already all-visible are skipped, so it costs what
+   * is new) and of the points partitions of the days re-aggregated for late points.
+   */
+  private async vacuum(client: Queryable, days: number[]): Promise<string[]> {
+    const tables: string[] = ROLLUP_TIERS.map((t) => t.table);
+    if (days.length > 0) {
+      const partitions = await this.partitions.list('points', client);
+      for (const p of partitions) if (days.some((d) => p.from < d + DAY && p.to > d)) tables.push(p.name);
+    }
+    // VACUUM runs outside a transaction and may take longer than a query is allowed to.
+    await client.query('SET statement_timeout = 0');
+    try {
+      await client.query(`VACUUM (ANALYZE) ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')}`);
+    } finally {
+      await client.query('RESET statement_timeout');
+    }
+    return tables;
   }
 
   /**
@@ -169,6 +213,42 @@ export class RollupService {
     for (const tier of ROLLUP_TIERS)
       await this.partitions.ensure(tier.table, steps(floorTo(from, tier.ms), to, tier.partitionMs), client);
   }
+}
+
+/** A range the writer recorded: points of these series from `f` to `t` (inclusive, epoch ms). */
+export interface PendingInvalidation {
+  f: number;
+  t: number;
+  ids: number[];
+}
+
+/**
+ * Late ranges merged per day, each cut at the watermark: for every day touched, the span from the
+ * earliest to the latest late point of that day and the union of the series, in time order.
+ */
+export function mergeInvalidations(
+  pending: readonly PendingInvalidation[],
+  watermark: number,
+): Array<{ from: number; to: number; seriesIds: number[] }> {
+  const days = new Map<number, { from: number; to: number; ids: Set<number> }>();
+  for (const inv of pending) {
+    const upper = Math.min(inv.t + 0.001, watermark); // to_time is the last point's time: inclusive
+    for (let day = floorTo(inv.f, DAY); day < upper; day += DAY) {
+      const from = Math.max(inv.f, day),
+        to = Math.min(upper, day + DAY);
+      if (from >= to) continue;
+      const d = days.get(day);
+      if (!d) days.set(day, { from, to, ids: new Set(inv.ids) });
+      else {
+        d.from = Math.min(d.from, from);
+        d.to = Math.max(d.to, to);
+        for (const id of inv.ids) d.ids.add(id);
+      }
+    }
+  }
+  return [...days.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([, d]) => ({ from: d.from, to: d.to, seriesIds: [...d.ids].sort((a, b) => a - b) }));
 }
 
 /** from, from + step, … up to and including the step containing to - 1. */

@@ -4,10 +4,20 @@ import { AppConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { PartitionService } from './partitions.js';
+import { PointWriter } from './point-writer.js';
 import { RollupService } from './rollups.js';
 
 /** Its advisory lock is also held by retention while it drops chunks (src/database/advisory-locks.ts). */
 export const ROLLUP_REFRESH_JOB = 'rollup-refresh';
+
+/**
+ * After this many points written below the rollup watermark (a bulk load, a backfill), the writer
+ * asks for a rollup refresh at once instead of leaving queries on raw points until the next
+ * scheduled run.
+ */
+export const REFRESH_AFTER_LATE_POINTS = 100_000;
+/** Fewer late points than that: a refresh within this many ms (sooner than the schedule's 30 s). */
+export const LATE_REFRESH_DELAY_MS = 5_000;
 
 /** Storage upkeep: rollup refresh (both flavours), partitions ahead of time (PostgreSQL), compression (TimescaleDB). */
 @Injectable()
@@ -18,6 +28,7 @@ export class StorageJobs implements OnModuleInit {
     private readonly partitions: PartitionService,
     private readonly database: Database,
     private readonly config: AppConfig,
+    private readonly writer: PointWriter,
   ) {}
 
   async onModuleInit(): Promise<void> {
@@ -28,6 +39,14 @@ export class StorageJobs implements OnModuleInit {
         'Materialises the 1m/5m/1h/1d rollups up to now minus ROLLUP_LAG_SECONDS and re-aggregates late points',
       every: () => this.config.rollups.refreshSeconds * 1000,
       run: ({ client }) => this.rollups.refresh(client),
+    });
+    // Late points: a run soon (a few late points wait a little, to gather more), at once after many.
+    let late = 0;
+    this.writer.onLatePoints((n) => {
+      late += n;
+      if (late < REFRESH_AFTER_LATE_POINTS) return this.jobs.requestRun(ROLLUP_REFRESH_JOB, LATE_REFRESH_DELAY_MS);
+      late = 0;
+      this.jobs.requestRun(ROLLUP_REFRESH_JOB);
     });
     if (this.database.info.flavour === 'postgresql') {
       this.jobs.register({
