@@ -12,7 +12,10 @@ import { ensureDatabase, freePort, startEmbeddedPostgres } from '../src/database
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 export const flag = (name: string) => process.argv.includes(`--${name}`);
+/** `--name N` or `--name=N` (the form that passes through `make bench BENCH_ARGS=…`). */
 export function option(name: string, fallback: number): number {
+  const eq = process.argv.find((a) => a.startsWith(`--${name}=`));
+  if (eq) return Number(eq.slice(name.length + 3));
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : fallback;
 }
