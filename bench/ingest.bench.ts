@@ -13,7 +13,8 @@ import { authHeaders, benchServer, flag, median, option, request, startService, 
  * alternate which goes first; figures are medians. The service's RSS is sampled throughout.
  *
  *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps N; --points N per repetition;
- *                                             --shapes lp,lp-fields: only these next to COPY; all by default)
+ *                                             --shapes lp,lp-fields: only these next to COPY; all by default;
+ *                                             through make, write them --shapes=point --points=400000)
  */
 const QUICK = flag('quick');
 const SHAPE_LABELS: Record<string, string> = {
@@ -24,7 +25,12 @@ const SHAPE_LABELS: Record<string, string> = {
 };
 const SHAPES = (() => {
   const i = process.argv.indexOf('--shapes');
-  const list = i >= 0 ? (process.argv[i + 1] ?? '').split(',') : Object.keys(SHAPE_LABELS);
+  const eq = process.argv.find((a) => a.startsWith('--shapes='));
+  const list = eq
+    ? eq.slice('--shapes='.length).split(',')
+    : i >= 0
+      ? (process.argv[i + 1] ?? '').split(',')
+      : Object.keys(SHAPE_LABELS);
   for (const s of list)
     if (!SHAPE_LABELS[s]) throw new Error(`--shapes: ${s} is not one of ${Object.keys(SHAPE_LABELS).join(', ')}`);
   return list;
@@ -212,6 +218,16 @@ async function copyIngest(dbUrl: string, buffers: Buffer[]): Promise<number> {
   return seconds;
 }
 
+/** The service's memory as it sees it (MB): where its RSS goes. */
+async function memory(url: string): Promise<string> {
+  const r = await request(`${url}/api/v1/monitoring/debug/info`, 'GET');
+  const m = (JSON.parse(r.body) as { debug?: { process?: { memory?: Record<string, number> } } }).debug?.process
+    ?.memory;
+  if (!m) return `(no figures: ${r.status})`;
+  const mb = (k: string) => Math.round(m[k] / 1048576);
+  return `rss ${mb('rss_bytes')}, V8 heap ${mb('heap_used_bytes')} used of ${mb('heap_total_bytes')}, external ${mb('external_bytes')} (array buffers ${mb('array_buffers_bytes')})`;
+}
+
 async function main(): Promise<void> {
   const server = await benchServer();
   const dbUrl = await server.url(`timescope_bench_ingest_${process.pid}`);
@@ -220,6 +236,7 @@ async function main(): Promise<void> {
   let maxRss = 0;
   const rssTimer = setInterval(() => (maxRss = Math.max(maxRss, service.rssMb())), 100);
   try {
+    console.log(`service memory after start (MB): ${await memory(service.url)}`);
     const start = Date.now() - 3 * 86_400_000;
     // Warm-up: creates the 1,000 series and the partitions, warms both code paths.
     const warm = rows(start - 3_600_000, 200_000);
@@ -314,6 +331,7 @@ async function main(): Promise<void> {
       row['max RSS MB'] = Math.round(maxRss);
       results.push(row);
       console.log(JSON.stringify(results[results.length - 1]));
+      console.log(`service memory after repetition ${rep} (MB): ${await memory(service.url)}`);
     }
     const stored = await withClient(
       dbUrl,

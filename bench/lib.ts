@@ -12,7 +12,7 @@ import { ensureDatabase, freePort, startEmbeddedPostgres } from '../src/database
 export const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 export const flag = (name: string) => process.argv.includes(`--${name}`);
-/** `--name 3` or `--name=3`. */
+/** `--name N` or `--name=N` (the form that passes through `make bench BENCH_ARGS=…`). */
 export function option(name: string, fallback: number): number {
   const eq = process.argv.find((a) => a.startsWith(`--${name}=`));
   if (eq) return Number(eq.slice(name.length + 3));

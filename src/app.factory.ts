@@ -14,6 +14,7 @@ import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
 import { installJsonParser } from './common/json-body.js';
 import { installLineProtocol } from './ingestion/line-protocol.http.js';
+import { IngestionService } from './ingestion/ingestion.service.js';
 import { installDrain } from './common/graceful-shutdown.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
@@ -68,7 +69,9 @@ export async function createApp(
   fastify.addHook('onRoute', (route) => door.registerRoute(route));
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');
-  installJsonParser(fastify); // large JSON bodies one at a time, so a health check never waits behind several
+  // Large JSON bodies one at a time, so a health check never waits behind several; the ingest
+  // bodies of /api/v1/metrics(/batch) read by their scanner when they have a common shape.
+  installJsonParser(fastify, { fastPaths: app.get(IngestionService).jsonFastPaths() });
   installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {

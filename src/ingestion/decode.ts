@@ -98,7 +98,7 @@ let batchCounter = 0;
 const NAME = /^[A-Za-z_][A-Za-z0-9_.:-]*$/;
 const TAG_KEY = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 const RESERVED_TAG_KEYS = new Set(['constructor', 'prototype']);
-const MAX_UNIT_LENGTH = 64;
+export const MAX_UNIT_LENGTH = 64;
 export const MAX_PROBLEMS = 20;
 
 /*

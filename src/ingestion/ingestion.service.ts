@@ -21,6 +21,16 @@ import {
   sourceProblem,
 } from './decode.js';
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
+import { scanBatches, scanSubmission, ScanSeriesCache } from './json-scan.js';
+import type { JsonFastPath } from '../common/json-body.js';
+
+/** A JSON ingest body the scanner (json-scan.ts) read straight from its bytes, as the handler receives it. */
+export class ScannedBody {
+  constructor(
+    readonly batch: PointBatch,
+    readonly now: number,
+  ) {}
+}
 
 /** What a line-protocol write stored (InfluxDB answers 204 without a body; these go in headers). */
 export interface LineProtocolReply {
@@ -45,6 +55,10 @@ export class IngestionService {
   private readonly lineSeries: LineSeriesIndex;
   /** The same for remote write and OTLP, by name, source, unit and tags as sent. */
   private readonly validated: ValidatedSeries;
+  /** The same for the JSON scanner, by source and the bytes of name and tags. */
+  private readonly scanned: ScanSeriesCache;
+  /** Bodies read by the scanner and by the slow path (JSON.parse + decode.ts), for tests and tuning. */
+  readonly jsonBodies = { scanned: 0, parsed: 0 };
 
   constructor(
     private readonly writer: PointWriter,
@@ -63,16 +77,44 @@ export class IngestionService {
     this.known = new KnownSeriesIndex(config.series.cacheSize * 4);
     this.lineSeries = new LineSeriesIndex(config.series.cacheSize * 2);
     this.validated = new BoundedCache(config.series.cacheSize);
+    this.scanned = new ScanSeriesCache(config.series.cacheSize * 2);
+  }
+
+  /**
+   * The body readers of POST /api/v1/metrics and /batch (installJsonParser): the common shapes go
+   * from bytes to a batch (a ScannedBody); anything else (undefined) is parsed and decoded as before.
+   */
+  jsonFastPaths(): Record<string, JsonFastPath> {
+    const reader =
+      (shape: 'submission' | 'batches'): JsonFastPath =>
+      (body, query) => {
+        const precision = query.precision;
+        if (precision !== undefined && (typeof precision !== 'string' || !PRECISIONS.includes(precision as Precision)))
+          return undefined; // the handler answers the 400
+        const ctx = this.context(precision);
+        const batch = (shape === 'batches' ? scanBatches : scanSubmission)(body, ctx, this.scanned);
+        return batch && new ScannedBody(batch, ctx.now);
+      };
+    return { '/api/v1/metrics': reader('submission'), '/api/v1/metrics/batch': reader('batches') };
   }
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {
+    if (body instanceof ScannedBody) return this.scannedBody(body, 'json');
     const ctx = this.context(precision);
+    this.jsonBodies.parsed++;
     return this.store(decodeSubmission(body, ctx), ctx.now, 'json');
   }
 
   submitBatches(body: unknown, precision?: string): Promise<IngestReply> {
+    if (body instanceof ScannedBody) return this.scannedBody(body, 'json_batch');
     const ctx = this.context(precision);
+    this.jsonBodies.parsed++;
     return this.store(decodeBatches(body, ctx), ctx.now, 'json_batch');
+  }
+
+  private scannedBody(body: ScannedBody, protocol: string): Promise<IngestReply> {
+    this.jsonBodies.scanned++;
+    return this.store(body.batch, body.now, protocol);
   }
 
   /** JSON (`app_v2`), or Avro when the body came as bytes (`avro`: avro.ts). */

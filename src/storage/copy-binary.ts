@@ -20,11 +20,15 @@ export function copyBinaryLength(points: number): number {
   return HEADER_BYTES + points * ROW_BYTES + 2;
 }
 
-/** Encodes the points of all parts, in order, as one binary COPY stream. */
-export function encodeCopyBinary(parts: readonly EncodablePart[]): Buffer {
+/**
+ * Encodes the points of all parts, in order, as one binary COPY stream; into `into` (a view of
+ * its start is returned) when it is large enough, so that a writer can reuse one buffer.
+ */
+export function encodeCopyBinary(parts: readonly EncodablePart[], into?: Buffer): Buffer {
   let points = 0;
   for (const p of parts) points += p.batch.length;
-  const buf = Buffer.allocUnsafe(copyBinaryLength(points));
+  const length = copyBinaryLength(points);
+  const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
   SIGNATURE.copy(buf, 0);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   dv.setInt32(SIGNATURE.length, 0);

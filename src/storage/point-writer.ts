@@ -7,7 +7,7 @@ import { RateMeter } from '../common/rate-meter.js';
 import { AppConfig } from '../config/config.js';
 import { ROLLUP_WATERMARK_LOCK } from '../database/advisory-locks.js';
 import { Database } from '../database/database.js';
-import { encodeCopyBinary, EncodablePart } from './copy-binary.js';
+import { copyBinaryLength, encodeCopyBinary, EncodablePart } from './copy-binary.js';
 import { PartitionService } from './partitions.js';
 import type { PointBatch } from './point-batch.js';
 import { SeriesResolver } from './series-resolver.js';
@@ -61,6 +61,11 @@ export class PointWriter implements BeforeApplicationShutdown {
   private idleWaiters: Array<() => void> = [];
   private observers: WriteObserver[] = [];
   private readonly lateListeners = new Set<(points: number) => void>();
+  /**
+   * COPY buffers free for reuse (at most one per write lane, each sized for INGEST_FLUSH_MAX_POINTS):
+   * a new 1-2 MB buffer per transaction stayed in RSS as external memory until a collection.
+   */
+  private readonly copyBuffers: Buffer[] = [];
 
   readonly meter = new RateMeter(10);
   readonly stats = {
@@ -327,11 +332,21 @@ export class PointWriter implements BeforeApplicationShutdown {
   }
 
   private copy(client: pg.PoolClient, table: string, group: Pending[]): Promise<void> {
-    const buf = encodeCopyBinary(group);
+    let points = 0;
+    for (const p of group) points += p.batch.length;
+    const size = copyBinaryLength(this.config.ingest.flushMaxPoints);
+    // A group larger than a flush (one request above INGEST_FLUSH_MAX_POINTS) gets a buffer of its own.
+    const pooled =
+      copyBinaryLength(points) <= size ? (this.copyBuffers.pop() ?? Buffer.allocUnsafeSlow(size)) : undefined;
+    const buf = encodeCopyBinary(group, pooled);
     return new Promise((resolve, reject) => {
       const stream = client.query(copyFrom(`COPY ${table} (time, series_id, value) FROM STDIN (FORMAT binary)`));
-      stream.on('error', reject);
-      stream.on('finish', () => resolve());
+      stream.on('error', reject); // the buffer may still be queued on the socket: not reused
+      stream.on('finish', () => {
+        // 'finish' comes after the server's ReadyForQuery: every byte was read, the buffer is free.
+        if (pooled && this.copyBuffers.length < this.lanes) this.copyBuffers.push(pooled);
+        resolve();
+      });
       stream.end(buf);
     });
   }
