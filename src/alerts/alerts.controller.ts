@@ -1,4 +1,4 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { applyDecorators, Body, Controller, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { AlertRulesService } from './alert-rules.service.js';
@@ -15,6 +15,19 @@ import {
   Resolve,
 } from '../openapi/schemas/control.js';
 
+/** The parameters and answer of the alert list, served at two paths. */
+const AlertListQuery = () =>
+  applyDecorators(
+    ApiQuery({
+      name: 'state',
+      required: false,
+      description: 'firing, acknowledged, resolved, active (default) or all; comma-separated',
+    }),
+    ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' }),
+    ...['rule_id', 'source', 'limit', 'cursor'].map((name) => ApiQuery({ name, required: false })),
+    Answer(200, AlertList),
+  );
+
 @ApiTags('alerts')
 @Controller()
 export class AlertsController {
@@ -26,17 +39,7 @@ export class AlertsController {
   @Get('api/v1/alerts')
   @Access('read')
   @ApiOperation({ summary: 'Alerts (active by default) with active_count, critical_count, warning_count' })
-  @ApiQuery({
-    name: 'state',
-    required: false,
-    description: 'firing, acknowledged, resolved, active (default) or all; comma-separated',
-  })
-  @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
-  @ApiQuery({ name: 'rule_id', required: false })
-  @ApiQuery({ name: 'source', required: false })
-  @ApiQuery({ name: 'limit', required: false })
-  @ApiQuery({ name: 'cursor', required: false })
-  @Answer(200, AlertList)
+  @AlertListQuery()
   list(@Query() q: Record<string, unknown>) {
     return this.alerts.list(q);
   }
@@ -44,17 +47,7 @@ export class AlertsController {
   @Get('api/v1/monitoring/alerts')
   @Access('read', { rate: 'monitoring_alerts' })
   @ApiOperation({ summary: 'Alerts, as GET /api/v1/alerts (monitoring reference path, with its rate limit)' })
-  @ApiQuery({
-    name: 'state',
-    required: false,
-    description: 'firing, acknowledged, resolved, active (default) or all; comma-separated',
-  })
-  @ApiQuery({ name: 'severity', required: false, description: 'info, warning, critical' })
-  @ApiQuery({ name: 'rule_id', required: false })
-  @ApiQuery({ name: 'source', required: false })
-  @ApiQuery({ name: 'limit', required: false })
-  @ApiQuery({ name: 'cursor', required: false })
-  @Answer(200, AlertList)
+  @AlertListQuery()
   monitoringList(@Query() q: Record<string, unknown>) {
     return this.alerts.list(q);
   }

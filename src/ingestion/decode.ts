@@ -40,6 +40,20 @@ export interface KnownSeries extends Omit<SeriesRef, 'unit'> {
   idx: number;
 }
 
+/** A validated series, not yet placed in any batch. */
+export function knownSeries(metric: string, source: string, tags: Record<string, string> | undefined): KnownSeries {
+  const c = canonicalTags(tags);
+  return {
+    key: seriesKey(metric, source, c.tagsKey),
+    metric,
+    source,
+    tags: c.tags,
+    tagsKey: c.tagsKey,
+    batch: 0,
+    idx: 0,
+  };
+}
+
 interface TrieNode {
   known?: KnownSeries;
   next?: Map<string, Map<string, TrieNode>>;
@@ -295,16 +309,7 @@ class Decoder {
         this.problem(this.field(prefix, index, problem[0]), problem[1]);
         return;
       }
-      const c = canonicalTags((tags as Record<string, string> | null) ?? undefined);
-      known = node.known = {
-        key: seriesKey(name, source, c.tagsKey),
-        metric: name,
-        source,
-        tags: c.tags,
-        tagsKey: c.tagsKey,
-        batch: 0,
-        idx: 0,
-      };
+      known = node.known = knownSeries(name, source, (tags as Record<string, string> | null) ?? undefined);
     }
     if (known.batch !== this.batch) {
       known.batch = this.batch;

@@ -1,9 +1,10 @@
 import { isCleanText } from '../common/input.js';
 import { epochToMs, parseIsoTimestamp } from '../common/time.js';
-import { canonicalTags, PointBatch, PointBatchBuilder, seriesKey } from '../storage/point-batch.js';
+import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
 import {
   DecodeContext,
   KnownSeries,
+  knownSeries,
   MAX_UNIT_LENGTH,
   nameProblem,
   sourceProblem,
@@ -538,16 +539,7 @@ class Scanner {
       if (tagKeyProblem(k, l) !== undefined || tagValueProblem(v, l) !== undefined) throw BAIL;
       raw[k] = v;
     }
-    const c = canonicalTags(tags > 0 ? raw : undefined);
-    return {
-      key: seriesKey(name, source, c.tagsKey),
-      metric: name,
-      source,
-      tags: c.tags,
-      tagsKey: c.tagsKey,
-      batch: 0,
-      idx: 0,
-    };
+    return knownSeries(name, source, tags > 0 ? raw : undefined);
   }
 }
 

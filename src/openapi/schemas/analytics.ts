@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { named } from '../registry.js';
-import { Aggregation, QueryTime, TagFilter } from './common.js';
+import { Aggregation, QueryTime, SeriesRange, TagFilter } from './common.js';
 
 export const SummaryResult = named(
   'SummaryResult',
@@ -26,11 +26,7 @@ export const SummaryResult = named(
 export const AnomalyRequest = named(
   'AnomalyRequest',
   z.object({
-    metric: z.string().meta({ example: 'cpu_usage' }),
-    source: z.string().optional(),
-    tags: TagFilter.optional(),
-    from: QueryTime.optional(),
-    to: QueryTime.optional(),
+    ...SeriesRange,
     algorithm: z.enum(['auto', 'isolation_forest', 'zscore', 'mad', 'seasonal']).optional(),
     sensitivity: z.number().gt(0).lte(1).optional().meta({ description: 'higher finds more (default 0.5)' }),
     granularity: z.string().optional(),

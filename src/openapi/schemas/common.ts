@@ -34,6 +34,15 @@ export const TagFilter = named(
   }),
 );
 
+/** The series and range fields that the query, multi-query and anomaly bodies share. */
+export const SeriesRange = {
+  metric: z.string().meta({ example: 'cpu_usage' }),
+  source: z.string().optional(),
+  tags: TagFilter.optional(),
+  from: QueryTime.optional(),
+  to: QueryTime.optional(),
+};
+
 export const IsoTime = z.string().meta({ description: 'ISO 8601, UTC', example: '2024-01-15T10:30:00.000Z' });
 
 export const Aggregation = named('Aggregation', z.enum(['avg', 'sum', 'min', 'max', 'count', 'first', 'last']));

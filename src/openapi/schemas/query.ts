@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { named } from '../registry.js';
-import { Aggregation, ErrorBody, Fill, QueryTime, TagFilter } from './common.js';
+import { Aggregation, ErrorBody, Fill, QueryTime, SeriesRange } from './common.js';
 
 export const DataPoint = named(
   'DataPoint',
@@ -49,11 +49,7 @@ export const QueryResult = named(
 export const MultiQueryItem = named(
   'MultiQueryItem',
   z.object({
-    metric: z.string().meta({ example: 'cpu_usage' }),
-    source: z.string().optional(),
-    tags: TagFilter.optional(),
-    from: QueryTime.optional(),
-    to: QueryTime.optional(),
+    ...SeriesRange,
     granularity: z.string().optional(),
     aggregation: Aggregation.optional(),
     fill: Fill.optional(),
