@@ -337,6 +337,7 @@ export class SelfMetrics implements OnModuleInit, OnApplicationBootstrap, Before
       : ([
           ['read', database.readPool],
           ['write', database.writePool],
+          ...(database.bucketPool ? ([['buckets', database.bucketPool]] as const) : []),
         ] as const)) {
       const entry = { label, pool, created: pool.totalCount, closed: 0 };
       pool.on('connect', () => entry.created++);
@@ -345,7 +346,7 @@ export class SelfMetrics implements OnModuleInit, OnApplicationBootstrap, Before
     }
     gauge(
       'timescope_db_pool_connections',
-      'Connections of each pool (read: API queries and jobs; write: the point writer; shared on PGlite), active or idle',
+      'Connections of each pool (read: API queries and jobs; buckets: prepared bucket reads of the query API; write: the point writer; shared on PGlite), active or idle',
       ['pool', 'state'],
       (g) => {
         for (const p of this.pools) {

@@ -191,7 +191,7 @@ export class RollupReader {
       SELECT 0 AS k, NULL::float8 AS t, NULL::float8 AS v, (SELECT ids FROM sel) AS ids, st.w, st.late FROM st
       UNION ALL SELECT 1, b.t, b.v, NULL, NULL, NULL FROM b
       ORDER BY k, t`;
-    const r = await this.database.readPool.query<{
+    const r = await this.database.preparedRead<{
       t: number;
       v: number | null;
       ids: number[] | null;
@@ -248,7 +248,7 @@ export class RollupReader {
         FROM q JOIN s ON s.id = q.series_id
         GROUP BY ${['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ')}
       ) x ORDER BY 1 LIMIT ${p(q.limit + 1)}`;
-    const r = await this.database.readPool.query<Record<string, unknown>>(sql, params);
+    const r = await this.database.preparedRead<Record<string, unknown>>(sql, params);
     const rows = r.rows.map((row) => ({
       t: row.t as number,
       metric: row.m as string,
@@ -282,7 +282,7 @@ export class RollupReader {
       JOIN s ON s.id = x.series_id
       ORDER BY x.b, s.metric${groupRefs}, x.time ${q.which === 'first' ? 'ASC' : 'DESC'}, x.series_id
       LIMIT ${p(q.limit + 1)}`;
-    const r = await this.database.readPool.query<Record<string, unknown>>(sql, params);
+    const r = await this.database.preparedRead<Record<string, unknown>>(sql, params);
     return r.rows.map((row) => ({
       t: row.t as number,
       metric: row.m as string,
@@ -296,7 +296,7 @@ export class RollupReader {
    * watermark, or earlier where late points wait for re-aggregation.
    */
   private async rollupState(ids: number[], from: number, to: number): Promise<RollupState> {
-    const r = await this.database.readPool.query<{ w: number | null; late: number | null }>(
+    const r = await this.database.preparedRead<{ w: number | null; late: number | null }>(
       `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
               (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
                WHERE i.series_ids && $1::int[] AND i.to_time >= $2::timestamptz AND i.from_time < $3::timestamptz) AS late
@@ -319,7 +319,7 @@ export class RollupReader {
     if (segments.length === 0) return [];
     const params: unknown[] = [ids];
     const sql = this.bucketsSql('$1::int[]', params, widthMs, aggregation, segments);
-    const r = await this.database.readPool.query<BucketValue>(sql, params);
+    const r = await this.database.preparedRead<BucketValue>(sql, params);
     return r.rows;
   }
 

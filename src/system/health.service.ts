@@ -106,16 +106,18 @@ export class HealthService {
     const info = this.database.info;
     const probe = this.probeDatabase();
     probe.catch(() => undefined); // answered below, or after the pool wait
-    const early = await Promise.race([
-      probe.then(
-        () => true,
-        () => true,
-      ),
-      new Promise<false>((r) => setTimeout(r, POOL_WAIT_MS, false).unref()),
+    // The query API's bucket reads have a pool of their own: a SELECT 1 there tells whether they wait too.
+    const buckets = this.database.bucketPool;
+    const [early, bucketsEarly] = await Promise.all([
+      answeredWithin(probe, POOL_WAIT_MS),
+      buckets ? answeredWithin(buckets.query('SELECT 1'), POOL_WAIT_MS) : true,
     ]);
-    if (!early && this.database.readPool.waitingCount > 0) {
-      // Every read connection is taken (queries waiting behind a lock, long exports): the database
-      // may be fine, the service is not answering reads promptly.
+    if (
+      (!early && this.database.readPool.waitingCount > 0) ||
+      (!bucketsEarly && buckets !== undefined && buckets.waitingCount > 0)
+    ) {
+      // Every connection of a read pool is taken (queries waiting behind a lock, long exports): the
+      // database may be fine, the service is not answering reads promptly.
       return {
         status: 'busy',
         level: 'degraded',
@@ -209,4 +211,16 @@ export function formatBytes(n: number): string {
     i++;
   }
   return `${i === 0 ? n : n.toFixed(1)}${units[i]}`;
+}
+
+/** Whether `p` settles (either way) within `ms`; a later rejection is swallowed. */
+async function answeredWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  p.catch(() => undefined);
+  return Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((r) => setTimeout(r, ms, false).unref()),
+  ]);
 }

@@ -301,7 +301,7 @@ describeEachFlavour('monitoring API', (ctx) => {
     const r = await get('/api/v1/monitoring/resources/database');
     const max = ctx.flavour === 'timescaledb' ? 1 : 8;
     assert.equal(r.pool.max_connections, max);
-    assert.deepEqual(Object.keys(r.pools), ctx.flavour === 'timescaledb' ? ['shared'] : ['read', 'write']);
+    assert.deepEqual(Object.keys(r.pools), ctx.flavour === 'timescaledb' ? ['shared'] : ['read', 'write', 'buckets']);
     assert.equal(r.pool.total_created - r.pool.total_closed, r.pool.active_connections + r.pool.idle_connections);
     assert.ok(r.pool.total_created >= 1);
     assert.equal(r.pool.waiting_requests, 0);

@@ -134,7 +134,10 @@ describeEachFlavour(
 
         // Reads pile up behind the lock until every read connection is taken: /health says the
         // pool is busy after 1 s instead of waiting for a connection.
-        const pool = ctx.t.sql;
+        // The query API's bucket reads run on the bucket pool (half the read connections, rounded up).
+        const database = ctx.t.app.get(Database);
+        const pool = database.bucketPool ?? ctx.t.sql;
+        const connections = pool.options.max ?? 10;
         const reads = Array.from({ length: 6 }, () =>
           ctx.t.get(`/api/v1/metrics/query?metric=locked&from=${iso(T - 60_000)}&to=${iso(T + 60_000)}`),
         );
@@ -145,9 +148,10 @@ describeEachFlavour(
           )) as unknown as Array<{ rows: Array<{ n: number }> }>;
           return r.rows[0].n;
         };
-        // The writer's COPY, and a read on each of the 5 read connections (DB_POOL_MAX 8 less 3 for writes); a 6th waits.
+        // The writer's COPY, and a read on each connection of the pool (DB_POOL_MAX 8 less 3 for
+        // writes leaves 5 for reads, 3 of them for bucket reads); the other reads wait.
         await waitFor(
-          async () => (await blocked()) === 6 && pool.waitingCount > 0,
+          async () => (await blocked()) === 1 + connections && pool.waitingCount > 0,
           5_000,
           'reads to take every read connection',
         );
