@@ -12,9 +12,10 @@ import { authHeaders, benchServer, flag, median, option, request, startService, 
  * writes the same rows with 2 connections, 5,000 rows per committed transaction. Repetitions
  * alternate which goes first; figures are medians. The service's RSS is sampled throughout.
  *
- *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps N; --points N per repetition;
- *                                             --shapes lp,lp-fields: only these next to COPY; all by default;
- *                                             through make, write them --shapes=point --points=400000)
+ *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps=N; --points=N per repetition;
+ *                                             --shapes=lp,lp-fields: only these next to COPY; all by default.
+ *                                             Write options with `=`: make's runner takes a bare word such
+ *                                             as `lp` for a benchmark's name)
  */
 const QUICK = flag('quick');
 const SHAPE_LABELS: Record<string, string> = {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { parseKeySpec, parseScopes } from '../src/auth/key-spec.js';
+import { parseKeySpec } from '../src/auth/key-spec.js';
+import { Scope, SCOPES } from '../src/auth/keys.js';
 import { isObject, name, Problems } from '../src/common/input.js';
 import { parseIsoTimestamp } from '../src/common/time.js';
 import { RATE_CLASSES, RateClass } from '../src/config/config.js';
@@ -88,6 +89,18 @@ function handKeySpec(body: unknown, now = Date.now()): unknown {
   }
   p.throwIfAny();
   return { name: keyName!, scopes: scopes!, expiresAt, rateLimits };
+}
+
+/** Its scopes check (it lived in src/auth/key-spec.ts while that validator was in use). */
+function parseScopes(p: Problems, v: unknown, field = 'scopes'): Scope[] | undefined {
+  if (!Array.isArray(v) || v.length === 0) return p.add(field, `must be a non-empty array of ${SCOPES.join(', ')}`);
+  const out = new Set<Scope>();
+  v.forEach((s, i) => {
+    if (typeof s !== 'string' || !(SCOPES as readonly string[]).includes(s))
+      p.add(`${field}[${i}]`, `must be one of ${SCOPES.join(', ')}`);
+    else out.add(s as Scope);
+  });
+  return [...out];
 }
 
 /** Median µs per call of `fn` over 7 rounds of `iterations` calls. */

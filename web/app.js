@@ -200,21 +200,28 @@ async function load() {
   const source = el.source.value;
   const range = el.range.value;
   const aggregation = el.aggregation.value;
-  const base = { metric, source, from: `now-${range}`, to: 'now', granularity: el.granularity.value };
   say(`Loading ${metric}…`);
   // The stream opens first and holds what arrives until the query has answered, so that no point
   // committed in between is lost (see fold below for which of those the query already holds).
   state.pending = [];
   follow(generation, metric, source);
   let data;
-  let counts = null;
+  let counts;
   try {
-    data = await api(`api/v1/metrics/query?${qs({ ...base, aggregation })}`);
-    // The count of points per bucket lets a live point be averaged in exactly.
-    if (aggregation === 'avg')
-      counts = await api(
-        `api/v1/metrics/query?${qs({ ...base, from: data.from, to: data.to, granularity: data.granularity, aggregation: 'count' })}`,
-      );
+    // One request: the chart's query and, for avg, the count of points per bucket, which lets a
+    // live point be averaged in exactly (the same range and granularity: they are shared).
+    const query = { metric, ...(source ? { source } : {}), aggregation };
+    const queries = aggregation === 'avg' ? [query, { ...query, aggregation: 'count' }] : [query];
+    const multi = await api('api/v1/metrics/query/multi', {
+      queries,
+      from: `now-${range}`,
+      to: 'now',
+      granularity: el.granularity.value,
+    });
+    const refused = multi.results.find((r) => r.error);
+    if (refused) throw new Error(`${refused.error.code}: ${refused.error.message}`);
+    data = { ...multi.results[0], from: multi.from, to: multi.to };
+    counts = multi.results[1] ?? null;
   } catch (err) {
     if (generation === state.generation) stopStream();
     throw err;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { fieldErrors } from '../common/errors.js';
-import { isCleanText, isObject, Problems } from '../common/input.js';
+import { isCleanText, isObject } from '../common/input.js';
 import { named } from '../openapi/registry.js';
 import { zodProblems } from '../openapi/zod-problems.js';
 import { parseIsoTimestamp } from '../common/time.js';
@@ -87,15 +87,4 @@ export function parseKeySpec(body: unknown, now = Date.now()): KeySpec {
   const rateLimits: Partial<Record<RateClass, number>> = {};
   for (const [k, v] of Object.entries(b.rate_limits ?? {})) rateLimits[k as RateClass] = v;
   return { name: b.name, scopes: [...new Set(b.scopes)], expiresAt, rateLimits };
-}
-
-export function parseScopes(p: Problems, v: unknown, field = 'scopes'): Scope[] | undefined {
-  if (!Array.isArray(v) || v.length === 0) return p.add(field, `must be a non-empty array of ${SCOPES.join(', ')}`);
-  const out = new Set<Scope>();
-  v.forEach((s, i) => {
-    if (typeof s !== 'string' || !(SCOPES as readonly string[]).includes(s))
-      p.add(`${field}[${i}]`, `must be one of ${SCOPES.join(', ')}`);
-    else out.add(s as Scope);
-  });
-  return [...out];
 }

@@ -2,6 +2,7 @@
  * Time in Timescope: epoch milliseconds (a JS number; a fraction carries microseconds), UTC,
  * ranges half-open [from, to). Every conversion from user input happens here.
  */
+import { ApiError, invalidQuery } from './errors.js';
 
 export const SECOND = 1000;
 export const MINUTE = 60 * SECOND;
@@ -138,6 +139,22 @@ export function epochQueryProblem(text: string): string | undefined {
       ? 'is too small for epoch milliseconds'
       : `looks like epoch ${{ s: 'seconds', us: 'microseconds', ns: 'nanoseconds' }[unit]}${asMs >= MS_PLAUSIBLE_MIN && asMs < MS_PLAUSIBLE_MAX ? ` (${Math.round(asMs)} in milliseconds)` : ''}`;
   return `${t} ${what}: a bare number is read as epoch milliseconds from ${MS_PLAUSIBLE_MIN} (1973) to ${MS_PLAUSIBLE_MAX} (5138) only; send epoch milliseconds or an ISO 8601 date-time with a zone`;
+}
+
+/**
+ * The 400 INVALID_QUERY for a time parameter that parseQueryTime refused: why a bare number is not
+ * read as epoch milliseconds (epochQueryProblem), or else the forms a query time takes. `raw` is
+ * the parameter as given, `text` the same as text (undefined when it was neither text nor a number).
+ */
+export function queryTimeError(param: string, raw: unknown, text: string | undefined): ApiError {
+  const epoch = text === undefined ? undefined : epochQueryProblem(text);
+  return invalidQuery(
+    param,
+    epoch
+      ? `${param}: ${epoch}`
+      : `${param} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`,
+    epoch ? { expected: 'epoch milliseconds or ISO 8601' } : undefined,
+  );
 }
 
 let isoDay = NaN;

@@ -11,7 +11,7 @@ import {
   timestamp,
   TimeWindow,
 } from '../common/input.js';
-import { epochQueryProblem, parseQueryTime, toIso } from '../common/time.js';
+import { parseQueryTime, queryTimeError, toIso } from '../common/time.js';
 
 /**
  * Events in, events out. Pure: bodies → validated NewEvents (all or nothing, every problem named),
@@ -199,16 +199,7 @@ function decodeCursor(v: unknown): { time: number; id: number } {
 function time(v: unknown, param: string, now: number): number | undefined {
   if (v === undefined || v === '') return undefined;
   const t = typeof v === 'string' ? parseQueryTime(v, now) : NaN;
-  if (!Number.isFinite(t)) {
-    const epoch = typeof v === 'string' ? epochQueryProblem(v) : undefined;
-    throw invalidQuery(
-      param,
-      epoch
-        ? `${param}: ${epoch}`
-        : `${param} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(v)})`,
-      epoch ? { expected: 'epoch milliseconds or ISO 8601' } : undefined,
-    );
-  }
+  if (!Number.isFinite(t)) throw queryTimeError(param, v, typeof v === 'string' ? v : undefined);
   return t;
 }
 

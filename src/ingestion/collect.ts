@@ -5,6 +5,7 @@ import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } fr
 import {
   DecodeContext,
   MAX_PROBLEMS,
+  MAX_UNIT_LENGTH,
   nameProblem,
   sourceProblem,
   tagKeyProblem,
@@ -13,8 +14,6 @@ import {
   timeWindow,
   tooManyPoints,
 } from './decode.js';
-
-const MAX_UNIT_LENGTH = 64;
 
 /** A series validated and canonicalised in an earlier request, by its raw key (name, source, unit, tags as sent). */
 export type ValidatedSeries = BoundedCache<Omit<SeriesRef, 'unit'>>;

@@ -88,10 +88,9 @@ export class IngestionService {
     const reader =
       (shape: 'submission' | 'batches'): JsonFastPath =>
       (body, query) => {
-        const precision = query.precision;
-        if (precision !== undefined && (typeof precision !== 'string' || !PRECISIONS.includes(precision as Precision)))
-          return undefined; // the handler answers the 400
-        const ctx = this.context(precision);
+        // A bad precision (any value not in PRECISIONS, a repeated one included) throws here: the
+        // JSON parser then declines the fast path and the handler answers the 400.
+        const ctx = this.context(query.precision as string | undefined);
         const batch = (shape === 'batches' ? scanBatches : scanSubmission)(body, ctx, this.scanned);
         return batch && new ScannedBody(batch, ctx.now);
       };

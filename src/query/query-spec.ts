@@ -2,13 +2,13 @@ import { invalidQuery } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
 import {
   DAY,
-  epochQueryProblem,
   formatDuration,
   HOUR,
   isSupportedTime,
   MINUTE,
   parseDuration,
   parseQueryTime,
+  queryTimeError,
   SECOND,
   toIso,
 } from '../common/time.js';
@@ -144,16 +144,7 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
     if (raw === undefined || raw === '') return undefined;
     const s = str(raw) ?? (typeof raw === 'number' ? String(raw) : undefined);
     const t = s === undefined ? NaN : parseQueryTime(s, now);
-    if (!isSupportedTime(t)) {
-      const epoch = s === undefined ? undefined : epochQueryProblem(s);
-      throw invalidQuery(
-        `${prefix}${name}`,
-        epoch
-          ? `${prefix}${name}: ${epoch}`
-          : `${prefix}${name} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`,
-        epoch ? { expected: 'epoch milliseconds or ISO 8601' } : undefined,
-      );
-    }
+    if (!isSupportedTime(t)) throw queryTimeError(`${prefix}${name}`, raw, s);
     return t;
   };
   let from = parse('from');

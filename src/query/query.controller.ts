@@ -52,11 +52,6 @@ export class QueryController {
   @Access('read')
   @HttpCode(200)
   @ApiOperation({ summary: 'Several queries over one range, run concurrently' })
-  @ApiQuery({
-    name: 'group_by',
-    required: false,
-    description: 'source and/or tag keys, comma-separated: one answer per group in `groups`',
-  })
   @JsonBody(MultiQueryBody, {
     example: {
       queries: [

@@ -19,9 +19,11 @@ export type RefreshReport = {
 };
 
 /**
- * After a refresh that wrote this many rollup rows (a bulk load, a long catch-up), VACUUM ANALYZE:
- * fresh rows are not yet all-visible, so the index-only scans that serve queries would visit the
- * heap, and the planner has no statistics for new partitions, until autovacuum comes by.
+ * After a refresh that wrote this many rollup rows re-aggregating late points (a bulk load, a
+ * backfill) or catching up (a watermark advanced in more than one step), VACUUM ANALYZE: fresh
+ * rows are not yet all-visible, so the index-only scans that serve queries would visit the heap,
+ * and the planner has no statistics for new partitions, until autovacuum comes by. The rows of a
+ * normal one-step advance do not count: with many series every run would otherwise vacuum.
  */
 export const VACUUM_AFTER_ROWS = 10_000;
 
@@ -112,7 +114,8 @@ export class RollupService {
         rows: rows + inv.rows,
         invalidations: inv.count,
       };
-      if (rows + inv.rows >= VACUUM_AFTER_ROWS) report.vacuumed = await this.vacuum(client, inv.days);
+      const caughtUp = steps > 1 ? rows : 0;
+      if (caughtUp + inv.rows >= VACUUM_AFTER_ROWS) report.vacuumed = await this.vacuum(client, inv.days);
       return report;
     } catch (err) {
       // Partitions made inside a rolled-back transaction are gone: stop trusting the cache.

@@ -33,18 +33,26 @@ export class StorageJobs implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     await this.partitions.load();
+    // Late points reported since the last refresh started: whatever was written before a run
+    // starts is re-aggregated by it (it reads the pending ranges later), so each run, scheduled
+    // or asked for, starts the count again.
+    let late = 0;
     this.jobs.register({
       name: ROLLUP_REFRESH_JOB,
       description:
         'Materialises the 1m/5m/1h/1d rollups up to now minus ROLLUP_LAG_SECONDS and re-aggregates late points',
       every: () => this.config.rollups.refreshSeconds * 1000,
-      run: ({ client }) => this.rollups.refresh(client),
+      run: ({ client }) => {
+        late = 0;
+        return this.rollups.refresh(client);
+      },
     });
     // Late points: a run soon (a few late points wait a little, to gather more), at once after many.
-    let late = 0;
     this.writer.onLatePoints((n) => {
       late += n;
       if (late < REFRESH_AFTER_LATE_POINTS) return this.jobs.requestRun(ROLLUP_REFRESH_JOB, LATE_REFRESH_DELAY_MS);
+      // Also reset here: a run skipped here (running on another instance) does not reset it, and
+      // each further late point would then ask for another run at once.
       late = 0;
       this.jobs.requestRun(ROLLUP_REFRESH_JOB);
     });

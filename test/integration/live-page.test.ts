@@ -191,11 +191,32 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
           assert.equal((await post(now + 1000, 31)).status, 200);
           await waitFor(async () => (await chart(page)).ys.at(-1) === 26, 10_000, 'the bucket averaged');
           assert.equal((await chart(page)).points, String(POINTS + 1));
-          // Other metrics' points do not reach it.
+          // Other metrics' points do not reach it: a disk_io point in the next minute, then one of
+          // req_latency in the same minute. The stream delivers them in commit order, so once the
+          // second is drawn the first would have been too: one more bucket, holding 41 alone
+          // (the two averaged, 22.5, or a bucket more, had the disk_io point been folded in).
+          const next = now + MINUTE;
           assert.equal(
-            (await ctx.t.post('/api/v1/metrics', { source: 'db-1', metrics: [{ name: 'disk_io', value: 4 }] })).status,
+            (
+              await ctx.t.post('/api/v1/metrics', {
+                source: 'db-1',
+                metrics: [{ name: 'disk_io', value: 4, timestamp: next }],
+              })
+            ).status,
             200,
           );
+          assert.equal((await post(next, 41)).status, 200);
+          const after = await waitFor(
+            async () => {
+              const c = await chart(page);
+              return c.xs.at(-1) === next / 1000 && c;
+            },
+            10_000,
+            'the req_latency point after the disk_io one',
+          );
+          assert.equal(after.points, String(POINTS + 2));
+          assert.equal(after.ys.at(-1), 41);
+          assert.equal(after.ys.at(-2), 26);
 
           assert.deepEqual(await seen.violations(), []);
           // The only console errors are the browser's notes of the 401 that made the page ask for a key.
@@ -246,7 +267,7 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
           const held = new Promise<void>((r) => (release = r));
           let answered!: () => void;
           const queried = new Promise<void>((r) => (answered = r));
-          await page.route(/\/api\/v1\/metrics\/query\?/, async (route) => {
+          await page.route(/\/api\/v1\/metrics\/query\/multi$/, async (route) => {
             const response = await route.fetch();
             answered();
             await held;

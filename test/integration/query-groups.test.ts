@@ -275,6 +275,10 @@ describeEachFlavour('grouped queries', (ctx) => {
     const badShared = await ctx.t.post('/api/v1/metrics/query/multi', { group_by: [1], queries: [{ metric: 'load' }] });
     assert.equal(badShared.status, 400);
     assert.equal(badShared.json.error.details.parameter, 'group_by');
+    // group_by goes in the body: as a query parameter it is an unknown one, not silently ignored.
+    const inQuery = await ctx.t.post('/api/v1/metrics/query/multi?group_by=host', { queries: [{ metric: 'load' }] });
+    assert.equal(inQuery.status, 400, inQuery.body);
+    assert.equal(inQuery.json.error.details.parameter, 'group_by');
   });
 });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { REFRESH_AFTER_LATE_POINTS } from '../../src/storage/storage.jobs.js';
-import { close, expectedBuckets, KnownPoint } from '../support/fixtures.js';
+import { close, expectedBuckets, ingest, KnownPoint } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
 import { waitFor } from '../support/wait.js';
 
@@ -27,35 +27,19 @@ describeEachFlavour(
     const from = D0,
       to = D0 + 4 * DAY;
 
-    const jobRuns = async () => {
+    type Job = { name: string; runs: number; last_run: { details: { vacuumed?: string[] } } | null };
+    const refreshJob = async () => {
       const r = await ctx.t.get('/api/v1/system/jobs');
       assert.equal(r.status, 200, r.body);
-      const jobs = (Array.isArray(r.json) ? r.json : r.json.jobs) as Array<{ name: string; runs: number }>;
-      return jobs.find((j) => j.name === 'rollup-refresh')!.runs;
+      return (r.json.jobs as Job[]).find((j) => j.name === 'rollup-refresh')!;
     };
+    const jobRuns = async () => (await refreshJob()).runs;
 
     it('are refreshed soon after the load, without waiting for the schedule', async () => {
       // After the scheduler's first run (at start) the watermark is now: everything loaded afterwards is late.
       await waitFor(async () => (await jobRuns()) >= 1, 15_000, 'the first scheduled refresh');
       const runsBefore = await jobRuns();
-      for (let i = 0; i < points.length; i += 5_000) {
-        const part = points.slice(i, i + 5_000);
-        const r = await ctx.t.post('/api/v1/metrics', {
-          source: part[0].source,
-          metrics: part
-            .filter((p) => p.source === part[0].source)
-            .map((p) => ({ name: p.metric, value: p.v, timestamp: p.t })),
-        });
-        assert.equal(r.status, 200, r.body);
-        const rest = part.filter((p) => p.source !== part[0].source);
-        if (rest.length) {
-          const r2 = await ctx.t.post('/api/v1/metrics', {
-            source: rest[0].source,
-            metrics: rest.map((p) => ({ name: p.metric, value: p.v, timestamp: p.t })),
-          });
-          assert.equal(r2.status, 200, r2.body);
-        }
-      }
+      await ingest(ctx.t, points);
       // The run that did it has ended (its VACUUM included), long before the schedule's next one.
       await waitFor(
         async () =>
@@ -67,11 +51,7 @@ describeEachFlavour(
         'the rollups to hold every loaded point',
       );
       // A refresh that large ends with VACUUM ANALYZE of the rollups and of the loaded days' partitions.
-      const jobs = (await ctx.t.get('/api/v1/system/jobs')).json.jobs as Array<{
-        name: string;
-        last_run: { details: { vacuumed?: string[] } } | null;
-      }>;
-      const vacuumed = jobs.find((j) => j.name === 'rollup-refresh')?.last_run?.details.vacuumed ?? [];
+      const vacuumed = (await refreshJob()).last_run?.details.vacuumed ?? [];
       assert.ok(vacuumed.includes('rollup_1m'), `vacuumed: ${vacuumed.join(', ')}`);
       assert.ok(
         vacuumed.some((t) => t.startsWith('points_')),

@@ -17,7 +17,11 @@ export async function ingest(t: TestApp, points: KnownPoint[], chunk = 5_000): P
   for (let i = 0; i < points.length; i += chunk) {
     const part = points.slice(i, i + chunk);
     const bySource = new Map<string, KnownPoint[]>();
-    for (const p of part) bySource.set(p.source, [...(bySource.get(p.source) ?? []), p]);
+    for (const p of part) {
+      const list = bySource.get(p.source);
+      if (list) list.push(p);
+      else bySource.set(p.source, [p]);
+    }
     const body = {
       batches: [...bySource].map(([source, ps]) => ({
         source,
@@ -43,7 +47,9 @@ export function expectedBuckets(
   for (const p of points) {
     if (p.t < from || p.t >= to) continue;
     const b = Math.floor(p.t / step) * step;
-    groups.set(b, [...(groups.get(b) ?? []), p]);
+    const list = groups.get(b);
+    if (list) list.push(p);
+    else groups.set(b, [p]);
   }
   return [...groups.keys()]
     .sort((a, b) => a - b)

@@ -152,7 +152,7 @@ describe('client retries against a local server', () => {
     });
     await client.sources();
     const gap = stub.requests[1].at - stub.requests[0].at;
-    assert.ok(gap >= 990 && gap < 1_500, `second attempt ${gap} ms after the first`);
+    assert.ok(gap >= 990 && gap < 5_000, `second attempt ${gap} ms after the first`);
   });
 
   it('throws a typed error at once on other 4xx, carrying the envelope', async () => {
@@ -209,7 +209,7 @@ describe('client retries against a local server', () => {
     const t0 = Date.now();
     setTimeout(() => ctl.abort(new Error('enough')), 100);
     await assert.rejects(patient.sources({}, { signal: ctl.signal }), /enough/);
-    assert.ok(Date.now() - t0 < 2_000);
+    assert.ok(Date.now() - t0 < 5_000); // not the 30 s asked for
   });
 
   it('writes every point exactly once when the first attempt of each batch gets 503', async () => {

@@ -4,6 +4,7 @@ import { MetricStream } from './stream.js';
 import type {
   AnomalyOptions,
   AnomalyResult,
+  GroupBy,
   IngestReply,
   MetricNamesResult,
   MultiQueryOptions,
@@ -88,10 +89,8 @@ export class TimescopeClient {
    * `flush()` resolves once everything written is committed, `close()` flushes and stops.
    */
   writer(options: WriterOptions = {}): PointWriter {
-    return new PointWriter(
-      (body) => this.transport.request<IngestReply>('POST', '/api/v1/metrics/batch', { body }),
-      options,
-    );
+    // Through ingest(), as writePoints goes: batches are compressed like any other ingest body.
+    return new PointWriter((body) => this.ingest(body), options);
   }
 
   /** Writes these points now, in one request (no buffering); resolves after the commit. */
@@ -108,6 +107,7 @@ export class TimescopeClient {
     set(p, 'granularity', q.granularity);
     set(p, 'aggregation', q.aggregation);
     set(p, 'fill', q.fill);
+    set(p, 'group_by', groupBy(q.group_by));
     return this.get('/api/v1/metrics/query', p, options);
   }
 
@@ -123,12 +123,14 @@ export class TimescopeClient {
         granularity: x.granularity,
         aggregation: x.aggregation,
         fill: x.fill,
+        group_by: groupBy(x.group_by),
       })),
       from: time(q.from),
       to: time(q.to),
       granularity: q.granularity,
       aggregation: q.aggregation,
       fill: q.fill,
+      group_by: groupBy(q.group_by),
     };
     return this.post('/api/v1/metrics/query/multi', body, options);
   }
@@ -208,6 +210,12 @@ export function time(t: TimeInput | undefined): string | undefined {
     return t.toISOString();
   }
   return String(t);
+}
+
+/** group_by as the service documents it: comma-separated names. */
+function groupBy(g: GroupBy | undefined): string | undefined {
+  if (g === undefined) return undefined;
+  return typeof g === 'string' ? g : g.join(',');
 }
 
 function selectorParams(q: {

@@ -41,6 +41,25 @@ export interface QueryOptions {
   granularity?: Granularity;
   aggregation?: Aggregation;
   fill?: Fill;
+  /**
+   * Splits the answer into `groups`: `source` and/or tag keys, as a list or comma-separated
+   * (`'source,host'`). The whole answer stays as without it.
+   */
+  group_by?: GroupBy;
+}
+
+/** `source` and tag keys: `['source', 'host']` or `'source,host'`. */
+export type GroupBy = string | readonly string[];
+
+/** One group of a `group_by` answer: the series sharing these values of the keys, bucketed like the whole. */
+export interface GroupResult {
+  /** Present when group_by names `source`. */
+  source?: string | null;
+  /** The group's value of each tag key in group_by; null for series without the tag. */
+  tags: Record<string, string | null>;
+  data_points: DataPoint[];
+  total_points: number;
+  series_count: number;
 }
 
 /** One series of a query's answer (also one entry of a multi query's `results`). */
@@ -56,6 +75,8 @@ export interface SeriesResult {
   series_count: number;
   /** The rollup tier that served the whole buckets; null: raw points only. */
   rollup: string | null;
+  /** With `group_by` only: one entry per group, ordered by the keys' values (null last). */
+  groups?: GroupResult[];
 }
 
 /** GET /api/v1/metrics/query */
@@ -65,7 +86,7 @@ export interface QueryResult extends SeriesResult {
   query_time_ms: number;
 }
 
-/** One query of a multi query: its own selector; bounds, granularity, aggregation and fill override the shared ones. */
+/** One query of a multi query: its own selector; bounds, granularity, aggregation, fill and group_by override the shared ones. */
 export type MultiQueryItem = QueryOptions;
 
 export interface MultiQueryOptions {
@@ -75,6 +96,8 @@ export interface MultiQueryOptions {
   granularity?: Granularity;
   aggregation?: Aggregation;
   fill?: Fill;
+  /** For every query without its own `group_by`. */
+  group_by?: GroupBy;
 }
 
 /** POST /api/v1/metrics/query/multi. A query on an unknown metric gets empty data and its `error`. */
