@@ -140,7 +140,6 @@ export class QueryService {
   }
 
   async run(spec: QuerySpec): Promise<SeriesResult> {
-    const base = emptyResult(spec);
     // The series, the rollup state and the buckets in one round trip.
     const { ids, rows, segments } = await this.rollups.selectedBuckets(
       this.repo.selection(spec, this.config.query.maxSeries),
@@ -150,6 +149,12 @@ export class QueryService {
       spec.aggregation,
     );
     await this.checkMatch(spec, ids);
+    return this.result(spec, ids, rows, segments);
+  }
+
+  /** The answer for the series `ids` from their buckets (no fill yet) and the cover they were read from. */
+  private result(spec: QuerySpec, ids: number[], rows: Bucket[], segments: Segment[]): SeriesResult {
+    const base = emptyResult(spec);
     if (ids.length === 0 || spec.from === spec.to) return base;
     const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
     const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: r.v }));
@@ -190,7 +195,15 @@ export class QueryService {
       );
     }
     const limit = Math.max(1, found.length * buckets);
-    const [whole, rows] = await Promise.all([this.run(spec), this.groupedRows(spec, ids, keys, limit)]);
+    // The whole answer from the series already found (the series table is read once).
+    const [whole, rows] = await Promise.all([
+      ids.length > 0 && spec.from < spec.to
+        ? this.rollups
+            .buckets(ids, spec.from, spec.to, spec.granularityMs, spec.aggregation)
+            .then((r) => this.result(spec, ids, r.rows, r.segments))
+        : emptyResult(spec),
+      this.groupedRows(spec, ids, keys, limit),
+    ]);
     const perGroup = new Map<string, Bucket[]>();
     for (const r of rows) {
       const k = JSON.stringify(r.group);

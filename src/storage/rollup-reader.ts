@@ -165,11 +165,7 @@ export class RollupReader {
     const params = [...selection.params];
     const p = (v: unknown) => `$${params.push(v)}`;
     const state = tracked
-      ? `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
-                (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
-                 WHERE i.series_ids && (SELECT ids FROM sel) AND i.to_time >= ${p(toIso(from))}::timestamptz
-                   AND i.from_time < ${p(toIso(to))}::timestamptz) AS late
-         FROM rollup_state WHERE id = 1`
+      ? stateSql('(SELECT ids FROM sel)', p(toIso(from)), p(toIso(to)))
       : `SELECT NULL::float8 AS w, NULL::float8 AS late`;
     // Past the limit the caller refuses the query: read no buckets then.
     const limit = `${p(selection.limit)}::int`;
@@ -297,10 +293,7 @@ export class RollupReader {
    */
   private async rollupState(ids: number[], from: number, to: number): Promise<RollupState> {
     const r = await this.database.preparedRead<{ w: number | null; late: number | null }>(
-      `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
-              (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
-               WHERE i.series_ids && $1::int[] AND i.to_time >= $2::timestamptz AND i.from_time < $3::timestamptz) AS late
-       FROM rollup_state WHERE id = 1`,
+      stateSql('$1::int[]', '$2', '$3'),
       [ids, toIso(from), toIso(to)],
     );
     const row = r.rows[0];
@@ -360,6 +353,17 @@ export class RollupReader {
     return `SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v
              FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
   }
+}
+
+/**
+ * The rollup state of the series `ids` (an int[] expression) over [from, to) (parameter
+ * references, ISO times): the watermark `w` and the start of the earliest late range `late`, epoch ms.
+ */
+function stateSql(ids: string, from: string, to: string): string {
+  return `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
+            (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
+             WHERE i.series_ids && ${ids} AND i.to_time >= ${from}::timestamptz AND i.from_time < ${to}::timestamptz) AS late
+          FROM rollup_state WHERE id = 1`;
 }
 
 /** Where rollups stop being complete: the watermark, or earlier where late points wait (from the minute they start). */

@@ -35,7 +35,7 @@ describeEachFlavour(
     it('run on the bucket pool, the same answer every time', async () => {
       const database = ctx.t.app.get(Database);
       assert.ok(database.bucketPool, 'a server with DB_POOL_MAX 8 has a bucket pool');
-      const start = Math.floor((now - 30 * MINUTE) / MINUTE) * MINUTE;
+      const start = Math.floor((now - 30 * MINUTE) / (5 * MINUTE)) * 5 * MINUTE; // buckets start on 5-minute marks
       await post(Array.from({ length: 20 }, (_, i) => ({ t: start + i * MINUTE, v: i })));
       const first = await query(start, start + 20 * MINUTE, '5m', 'sum');
       assert.deepEqual(first, [
