@@ -14,7 +14,7 @@ import { createQueue, timings, unfinished } from './support/worker.js';
  *   stopped at the end. A run of unit tests only (`node dist/test/run.js unit/`) starts none.
  * - Before the files start, one migrated template per flavour is built here
  *   (support/templates.ts); each suite copies it instead of migrating a new database.
- * - The files run in TEST_CONCURRENCY worker processes (default: the CPUs, at most 2), each taking
+ * - The files run in TEST_CONCURRENCY worker processes (default: the CPUs + 1, at most 3), each taking
  *   the next file from a shared queue when it has finished one (support/worker.ts), so that module
  *   loading and PGlite's warm-up are paid once per worker, not once per file.
  *   TEST_ISOLATION=file runs each file in a process of its own instead (slower; for a test
@@ -53,7 +53,7 @@ async function main(): Promise<number> {
     console.error(`no test files match ${filters.join(' ')}`);
     return 1;
   }
-  const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY) || Math.min(2, availableParallelism()));
+  const concurrency = Math.max(1, Number(process.env.TEST_CONCURRENCY) || Math.min(3, availableParallelism() + 1));
   const perFile = process.env.TEST_ISOLATION === 'file';
   const env: Record<string, string> = { TZ: 'UTC' };
   const cleanup: Array<() => Promise<void>> = [];
