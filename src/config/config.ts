@@ -39,6 +39,7 @@ export const envSchema = z.object({
   DB_POOL_MAX: int(8, 1, 200),
   DB_WRITE_CONNECTIONS: int(2, 1, 32),
   DB_STATEMENT_TIMEOUT_MS: int(30_000, 100, 3_600_000),
+  DB_PREPARED_READS: int(64, 0, 10_000),
   DB_CONNECT_TIMEOUT_MS: int(5_000, 100, 120_000),
 
   INGEST_WRITE_METHOD: z.enum(['auto', 'copy', 'unnest']).default('auto'),
@@ -169,6 +170,8 @@ export class AppConfig {
     writeConnections: number;
     statementTimeoutMs: number;
     connectTimeoutMs: number;
+    /** Shapes of bucket reads kept as named statements with generic plans; 0: no bucket pool. */
+    preparedReads: number;
   };
   declare readonly ingest: {
     writeMethod: 'auto' | 'copy' | 'unnest';
@@ -338,6 +341,7 @@ export function fromEnv(e: Env): AppConfig {
       writeConnections: e.DB_WRITE_CONNECTIONS,
       statementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
       connectTimeoutMs: e.DB_CONNECT_TIMEOUT_MS,
+      preparedReads: e.DB_PREPARED_READS,
     },
     ingest: {
       writeMethod: e.INGEST_WRITE_METHOD,

@@ -23,9 +23,6 @@ export interface DatabaseInfo {
   writeMethod: 'copy' | 'unnest';
 }
 
-/** Distinct statements `preparedRead` names at most; past it, new shapes run unnamed on the general pool. */
-export const MAX_PREPARED_READS = 256;
-
 /**
  * Connections to PostgreSQL: the general pool (`readPool`: API queries, control-plane writes,
  * jobs) and the ingest pool (`writePool`: the point writer and series resolution), so that long
@@ -38,6 +35,8 @@ export class Database implements OnApplicationShutdown {
   info: DatabaseInfo;
   /** Names of the statements `preparedRead` has prepared (on each bucket connection, when first used there). */
   private readonly prepared = new Set<string>();
+  /** How many `prepared` may hold (DB_PREPARED_READS); past it, new shapes run unnamed on the general pool. */
+  private maxPrepared = 0;
 
   private constructor(
     readonly readPool: pg.Pool,
@@ -77,7 +76,7 @@ export class Database implements OnApplicationShutdown {
     } else {
       const writers = Math.min(config.db.writeConnections + 1, config.db.poolMax); // + 1 for series lookups
       const readers = Math.max(1, config.db.poolMax - writers);
-      const bucketReaders = readers >= 2 ? Math.ceil(readers / 2) : 0;
+      const bucketReaders = readers >= 2 && config.db.preparedReads > 0 ? Math.ceil(readers / 2) : 0;
       readPool = guarded(new pg.Pool({ ...base, max: readers - bucketReaders }));
       writePool = guarded(new pg.Pool({ ...base, max: writers }));
       if (bucketReaders > 0)
@@ -92,13 +91,20 @@ export class Database implements OnApplicationShutdown {
     const writeMethod = config.ingest.writeMethod === 'auto' ? (pglite ? 'unnest' : 'copy') : config.ingest.writeMethod;
     if (pglite && writeMethod === 'copy')
       throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
-    return new Database(
+    const database = new Database(
       readPool,
       writePool,
       { flavour: 'postgresql', serverVersion, pglite, writeMethod },
       base,
       bucketPool,
     );
+    database.maxPrepared = config.db.preparedReads;
+    return database;
+  }
+
+  /** How many shapes `preparedRead` has named so far (at most DB_PREPARED_READS). */
+  get preparedShapes(): number {
+    return this.prepared.size;
   }
 
   /**
@@ -108,14 +114,16 @@ export class Database implements OnApplicationShutdown {
    * parses and plans a shape once. PostgreSQL then prunes partitions when the statement starts
    * instead of when it is planned: on the query bench's 1-day read, planning took 0.8 of its 1.4 ms.
    * The general pool runs it unnamed (planned each time) on PGlite and TimescaleDB (whose chunk
-   * exclusion under generic plans is not measured here), with fewer than 2 read connections, and for new shapes once MAX_PREPARED_READS are named (each costs memory on every
-   * bucket connection for its lifetime).
+   * exclusion under generic plans is not measured here), with fewer than 2 read connections, with
+   * DB_PREPARED_READS=0, and for new shapes once DB_PREPARED_READS are named: a generic plan holds
+   * every partition it may read, 0.4 MB of server memory per shape and connection with 8 daily
+   * partitions, 1.2 MB with 34 (until the connection closes, after 30 s idle).
    */
   preparedRead<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
     if (!this.bucketPool || this.info.flavour !== 'postgresql') return this.readPool.query<R>(text, values);
     const name = `tsq_${createHash('sha1').update(text).digest('base64url')}`;
     if (!this.prepared.has(name)) {
-      if (this.prepared.size >= MAX_PREPARED_READS) return this.readPool.query<R>(text, values);
+      if (this.prepared.size >= this.maxPrepared) return this.readPool.query<R>(text, values);
       this.prepared.add(name);
     }
     return this.bucketPool.query<R>({ name, text, values });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { Database, MAX_PREPARED_READS } from '../../src/database/database.js';
+import { Database } from '../../src/database/database.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 const MINUTE = 60_000;
@@ -47,7 +47,7 @@ describeEachFlavour(
       // More runs than PostgreSQL's five custom plans before it would weigh a generic one.
       for (let i = 0; i < 8; i++) assert.deepEqual(await query(start, start + 20 * MINUTE, '5m', 'sum'), first);
       assert.ok(database.bucketPool.totalCount >= 1, 'the reads used the bucket pool');
-      assert.ok(MAX_PREPARED_READS >= 100);
+      assert.ok(database.preparedShapes >= 1);
     });
 
     it('see a partition made after the statement was planned', async () => {
@@ -63,5 +63,62 @@ describeEachFlavour(
     });
   },
   { METRICS_RETENTION_DAYS: '60' },
+  { flavours: ['postgresql'] },
+);
+
+describeEachFlavour(
+  'prepared bucket reads, bounded',
+  (ctx) => {
+    it('name at most DB_PREPARED_READS shapes; the others are planned each time, with the same answers', async () => {
+      const database = ctx.t.app.get(Database);
+      const now = Date.now();
+      const start = Math.floor((now - 20 * MINUTE) / (5 * MINUTE)) * 5 * MINUTE;
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'cap',
+        metrics: Array.from({ length: 10 }, (_, i) => ({
+          name: 'capped',
+          value: i,
+          timestamp: iso(start + i * MINUTE),
+        })),
+      });
+      assert.equal(r.status, 200, r.body);
+      const sums: number[] = [];
+      for (const aggregation of ['sum', 'max', 'count'])
+        for (let i = 0; i < 3; i++) {
+          const q = await ctx.t.get(
+            `/api/v1/metrics/query?metric=capped&from=${iso(start)}&to=${iso(start + 10 * MINUTE)}&granularity=10m&aggregation=${aggregation}`,
+          );
+          assert.equal(q.status, 200, q.body);
+          sums.push(q.json.data_points[0].value);
+        }
+      assert.deepEqual(sums, [45, 45, 45, 9, 9, 9, 10, 10, 10]);
+      assert.equal(database.preparedShapes, 1);
+    });
+  },
+  { DB_PREPARED_READS: '1' },
+  { flavours: ['postgresql'] },
+);
+
+describeEachFlavour(
+  'prepared bucket reads off',
+  (ctx) => {
+    it('DB_PREPARED_READS=0: no bucket pool, every read on the general pool', async () => {
+      const database = ctx.t.app.get(Database);
+      assert.equal(database.bucketPool, undefined);
+      const start = Math.floor((Date.now() - 20 * MINUTE) / MINUTE) * MINUTE;
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'off',
+        metrics: [{ name: 'unprepared', value: 7, timestamp: iso(start) }],
+      });
+      assert.equal(r.status, 200, r.body);
+      const q = await ctx.t.get(
+        `/api/v1/metrics/query?metric=unprepared&from=${iso(start)}&to=${iso(start + MINUTE)}&granularity=1m&aggregation=avg`,
+      );
+      assert.deepEqual(q.json.data_points, [{ timestamp: iso(start), value: 7 }]);
+      assert.equal(database.preparedShapes, 0);
+      assert.equal((await ctx.t.get('/api/v1/monitoring/resources/database')).json.pools.buckets, undefined);
+    });
+  },
+  { DB_PREPARED_READS: '0' },
   { flavours: ['postgresql'] },
 );
