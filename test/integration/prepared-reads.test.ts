@@ -72,7 +72,7 @@ describeEachFlavour(
     it('name at most DB_PREPARED_READS shapes; the others are planned each time, with the same answers', async () => {
       const database = ctx.t.app.get(Database);
       const now = Date.now();
-      const start = Math.floor((now - 20 * MINUTE) / (5 * MINUTE)) * 5 * MINUTE;
+      const start = Math.floor((now - 20 * MINUTE) / (10 * MINUTE)) * 10 * MINUTE; // one 10m bucket
       const r = await ctx.t.post('/api/v1/metrics', {
         source: 'cap',
         metrics: Array.from({ length: 10 }, (_, i) => ({
