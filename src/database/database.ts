@@ -35,8 +35,6 @@ export class Database implements OnApplicationShutdown {
   info: DatabaseInfo;
   /** Names of the statements `preparedRead` has prepared (on each bucket connection, when first used there). */
   private readonly prepared = new Set<string>();
-  /** How many `prepared` may hold (DB_PREPARED_READS); past it, new shapes run unnamed on the general pool. */
-  private maxPrepared = 0;
 
   private constructor(
     readonly readPool: pg.Pool,
@@ -44,6 +42,8 @@ export class Database implements OnApplicationShutdown {
     info: DatabaseInfo,
     private readonly clientConfig: pg.ClientConfig,
     readonly bucketPool?: pg.Pool,
+    /** How many `prepared` may hold (DB_PREPARED_READS); past it, new shapes run unnamed on the general pool. */
+    private readonly maxPrepared = 0,
   ) {
     this.info = info;
   }
@@ -91,15 +91,14 @@ export class Database implements OnApplicationShutdown {
     const writeMethod = config.ingest.writeMethod === 'auto' ? (pglite ? 'unnest' : 'copy') : config.ingest.writeMethod;
     if (pglite && writeMethod === 'copy')
       throw new Error('INGEST_WRITE_METHOD=copy: PGlite cannot take COPY FROM STDIN');
-    const database = new Database(
+    return new Database(
       readPool,
       writePool,
       { flavour: 'postgresql', serverVersion, pglite, writeMethod },
       base,
       bucketPool,
+      config.db.preparedReads,
     );
-    database.maxPrepared = config.db.preparedReads;
-    return database;
   }
 
   /** How many shapes `preparedRead` has named so far (at most DB_PREPARED_READS). */

@@ -104,13 +104,13 @@ export class HealthService {
 
   private async databaseHealth(): Promise<ComponentHealth> {
     const info = this.database.info;
-    const probe = this.probeDatabase();
-    probe.catch(() => undefined); // answered below, or after the pool wait
-    // The query API's bucket reads have a pool of their own: a SELECT 1 there tells whether they wait too.
+    const probe = this.probeDatabase(); // answered below, or after the pool wait
+    // The query API's bucket reads have a pool of their own: only when reads already wait for it
+    // does a SELECT 1 there tell whether a connection frees up in time.
     const buckets = this.database.bucketPool;
     const [early, bucketsEarly] = await Promise.all([
       answeredWithin(probe, POOL_WAIT_MS),
-      buckets ? answeredWithin(buckets.query('SELECT 1'), POOL_WAIT_MS) : true,
+      buckets && buckets.waitingCount > 0 ? answeredWithin(buckets.query('SELECT 1'), POOL_WAIT_MS) : true,
     ]);
     if (
       (!early && this.database.readPool.waitingCount > 0) ||

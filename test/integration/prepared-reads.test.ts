@@ -1,11 +1,29 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { Database } from '../../src/database/database.js';
+import type { TestApp } from '../support/app.js';
+import { ingest } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Stores `metric`'s points (one series) through the API. */
+const store = (t: TestApp, metric: string, points: Array<{ t: number; v: number }>) =>
+  ingest(
+    t,
+    points.map(({ t: time, v }) => ({ metric, source: 'prep', tags: {}, t: time, v })),
+  );
+
+/** The buckets of `metric` over [from, to) through the query API, as (time, value) pairs. */
+async function buckets(t: TestApp, metric: string, from: number, to: number, granularity: string, aggregation: string) {
+  const r = await t.get(
+    `/api/v1/metrics/query?metric=${metric}&from=${iso(from)}&to=${iso(to)}&granularity=${granularity}&aggregation=${aggregation}`,
+  );
+  assert.equal(r.status, 200, r.body);
+  return (r.json.data_points as Array<{ timestamp: string; value: number }>).map((p) => [p.timestamp, p.value]);
+}
 
 /**
  * The query API's bucket reads run as named statements with generic plans on the bucket pool
@@ -17,26 +35,18 @@ describeEachFlavour(
   'prepared bucket reads',
   (ctx) => {
     const now = Date.now();
-    const post = async (points: Array<{ t: number; v: number }>) => {
-      const r = await ctx.t.post('/api/v1/metrics', {
-        source: 'prep',
-        metrics: points.map(({ t, v }) => ({ name: 'prepared_read', value: v, timestamp: iso(t) })),
-      });
-      assert.equal(r.status, 200, r.body);
-    };
-    const query = async (from: number, to: number, granularity: string, aggregation: string) => {
-      const r = await ctx.t.get(
-        `/api/v1/metrics/query?metric=prepared_read&from=${iso(from)}&to=${iso(to)}&granularity=${granularity}&aggregation=${aggregation}`,
-      );
-      assert.equal(r.status, 200, r.body);
-      return (r.json.data_points as Array<{ timestamp: string; value: number }>).map((p) => [p.timestamp, p.value]);
-    };
+    const query = (from: number, to: number, granularity: string, aggregation: string) =>
+      buckets(ctx.t, 'prepared_read', from, to, granularity, aggregation);
 
     it('run on the bucket pool, the same answer every time', async () => {
       const database = ctx.t.app.get(Database);
       assert.ok(database.bucketPool, 'a server with DB_POOL_MAX 8 has a bucket pool');
       const start = Math.floor((now - 30 * MINUTE) / (5 * MINUTE)) * 5 * MINUTE; // buckets start on 5-minute marks
-      await post(Array.from({ length: 20 }, (_, i) => ({ t: start + i * MINUTE, v: i })));
+      await store(
+        ctx.t,
+        'prepared_read',
+        Array.from({ length: 20 }, (_, i) => ({ t: start + i * MINUTE, v: i })),
+      );
       const first = await query(start, start + 20 * MINUTE, '5m', 'sum');
       assert.deepEqual(first, [
         [iso(start), 0 + 1 + 2 + 3 + 4],
@@ -57,9 +67,8 @@ describeEachFlavour(
       const before = await query(from, to, '1d', 'first');
       for (let i = 0; i < 6; i++) assert.deepEqual(await query(from, to, '1d', 'first'), before);
       const old = from + 5 * DAY + 3_600_000; // a day with no partition yet
-      await post([{ t: old, v: 42 }]);
-      const after = await query(from, to, '1d', 'first');
-      assert.deepEqual(after, [[iso(from + 5 * DAY), 42], ...before]);
+      await store(ctx.t, 'prepared_read', [{ t: old, v: 42 }]);
+      assert.deepEqual(await query(from, to, '1d', 'first'), [[iso(from + 5 * DAY), 42], ...before]);
     });
   },
   { METRICS_RETENTION_DAYS: '60' },
@@ -70,29 +79,23 @@ describeEachFlavour(
   'prepared bucket reads, bounded',
   (ctx) => {
     it('name at most DB_PREPARED_READS shapes; the others are planned each time, with the same answers', async () => {
-      const database = ctx.t.app.get(Database);
-      const now = Date.now();
-      const start = Math.floor((now - 20 * MINUTE) / (10 * MINUTE)) * 10 * MINUTE; // one 10m bucket
-      const r = await ctx.t.post('/api/v1/metrics', {
-        source: 'cap',
-        metrics: Array.from({ length: 10 }, (_, i) => ({
-          name: 'capped',
-          value: i,
-          timestamp: iso(start + i * MINUTE),
-        })),
-      });
-      assert.equal(r.status, 200, r.body);
-      const sums: number[] = [];
+      const start = Math.floor((Date.now() - 20 * MINUTE) / (10 * MINUTE)) * 10 * MINUTE; // one 10m bucket
+      await store(
+        ctx.t,
+        'capped',
+        Array.from({ length: 10 }, (_, i) => ({ t: start + i * MINUTE, v: i })),
+      );
+      const values: unknown[] = [];
       for (const aggregation of ['sum', 'max', 'count'])
-        for (let i = 0; i < 3; i++) {
-          const q = await ctx.t.get(
-            `/api/v1/metrics/query?metric=capped&from=${iso(start)}&to=${iso(start + 10 * MINUTE)}&granularity=10m&aggregation=${aggregation}`,
-          );
-          assert.equal(q.status, 200, q.body);
-          sums.push(q.json.data_points[0].value);
-        }
-      assert.deepEqual(sums, [45, 45, 45, 9, 9, 9, 10, 10, 10]);
-      assert.equal(database.preparedShapes, 1);
+        for (let i = 0; i < 3; i++)
+          values.push(...(await buckets(ctx.t, 'capped', start, start + 10 * MINUTE, '10m', aggregation)));
+      const at = iso(start);
+      assert.deepEqual(values, [
+        ...Array<unknown>(3).fill([at, 45]),
+        ...Array<unknown>(3).fill([at, 9]),
+        ...Array<unknown>(3).fill([at, 10]),
+      ]);
+      assert.equal(ctx.t.app.get(Database).preparedShapes, 1);
     });
   },
   { DB_PREPARED_READS: '1' },
@@ -106,15 +109,8 @@ describeEachFlavour(
       const database = ctx.t.app.get(Database);
       assert.equal(database.bucketPool, undefined);
       const start = Math.floor((Date.now() - 20 * MINUTE) / MINUTE) * MINUTE;
-      const r = await ctx.t.post('/api/v1/metrics', {
-        source: 'off',
-        metrics: [{ name: 'unprepared', value: 7, timestamp: iso(start) }],
-      });
-      assert.equal(r.status, 200, r.body);
-      const q = await ctx.t.get(
-        `/api/v1/metrics/query?metric=unprepared&from=${iso(start)}&to=${iso(start + MINUTE)}&granularity=1m&aggregation=avg`,
-      );
-      assert.deepEqual(q.json.data_points, [{ timestamp: iso(start), value: 7 }]);
+      await store(ctx.t, 'unprepared', [{ t: start, v: 7 }]);
+      assert.deepEqual(await buckets(ctx.t, 'unprepared', start, start + MINUTE, '1m', 'avg'), [[iso(start), 7]]);
       assert.equal(database.preparedShapes, 0);
       assert.equal((await ctx.t.get('/api/v1/monitoring/resources/database')).json.pools.buckets, undefined);
     });
