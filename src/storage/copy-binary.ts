@@ -23,8 +23,15 @@ export function copyBinaryLength(points: number): number {
 /**
  * Encodes the points of all parts, in order, as one binary COPY stream; into `into` (a view of
  * its start is returned) when it is large enough, so that a writer can reuse one buffer.
+ *
+ * `bySeries`: within each part, the points of one series together, series by ascending id, each
+ * series' points in the order given (a stable sort, so the later of two points with the same time
+ * still comes later). The unique index on (series_id, time) then takes its entries leaf by leaf
+ * instead of jumping between a thousand leaves per row; binary COPY of 5,000-row transactions
+ * over 1,000 interleaved series ran 1.2-1.4x faster sorted on PostgreSQL 15 (bench/ingest.bench.ts
+ * prints both baselines), and a series' points of one write lie together in the heap.
  */
-export function encodeCopyBinary(parts: readonly EncodablePart[], into?: Buffer): Buffer {
+export function encodeCopyBinary(parts: readonly EncodablePart[], into?: Buffer, bySeries = false): Buffer {
   let points = 0;
   for (const p of parts) points += p.batch.length;
   const length = copyBinaryLength(points);
@@ -36,7 +43,9 @@ export function encodeCopyBinary(parts: readonly EncodablePart[], into?: Buffer)
   let o = HEADER_BYTES;
   for (const { batch, ids } of parts) {
     const { times, values, seriesIndex } = batch;
-    for (let i = 0; i < batch.length; i++) {
+    const order = bySeries ? seriesOrder(batch, ids) : undefined;
+    for (let k = 0; k < batch.length; k++) {
+      const i = order === undefined ? k : order[k];
       // timestamptz: int64 microseconds since 2000-01-01, written as two 32-bit halves
       const us = Math.round((times[i] - PG_EPOCH_MS) * 1000);
       const hi = Math.floor(us / TWO_32);
@@ -53,4 +62,46 @@ export function encodeCopyBinary(parts: readonly EncodablePart[], into?: Buffer)
   }
   dv.setInt16(o, -1);
   return buf;
+}
+
+/** Scratch space of seriesOrder, grown as needed (encoding is synchronous). */
+let orderScratch = new Uint32Array(0);
+let startScratch = new Int32Array(0);
+let keyScratch = new Float64Array(0);
+/** Series indexes are packed below this in the sort keys (id * SLOT + index). */
+const SLOT = 2 ** 21;
+
+/**
+ * The point indexes of `batch` grouped by series, series by ascending id, points of a series in
+ * their given order (a counting sort); undefined when the batch is already so (one series) or too
+ * wide to pack. A view of scratch space: valid until the next call.
+ */
+function seriesOrder(batch: PointBatch, ids: Int32Array): Uint32Array | undefined {
+  const k = batch.series.length,
+    n = batch.length;
+  if (k < 2 || k >= SLOT) return undefined;
+  if (keyScratch.length < k) keyScratch = new Float64Array(Math.max(k, keyScratch.length * 2));
+  if (startScratch.length < k + 1) startScratch = new Int32Array(Math.max(k + 1, startScratch.length * 2));
+  if (orderScratch.length < n) orderScratch = new Uint32Array(Math.max(n, orderScratch.length * 2));
+  // Series ranks by id: a numeric sort of id * SLOT + index (exact below 2^53).
+  const keys = keyScratch.subarray(0, k);
+  for (let s = 0; s < k; s++) {
+    if (ids[s] < 0) return undefined; // ids are serial: never so, but the packing needs it
+    keys[s] = ids[s] * SLOT + s;
+  }
+  keys.sort();
+  const start = startScratch.subarray(0, k + 1).fill(0);
+  const { seriesIndex } = batch;
+  // start[s + 1]: points of series s; then prefix sums in rank order give each series' first slot.
+  for (let i = 0; i < n; i++) start[seriesIndex[i] + 1]++;
+  let at = 0;
+  for (let r = 0; r < k; r++) {
+    const s = keys[r] % SLOT;
+    const count = start[s + 1];
+    start[s + 1] = at;
+    at += count;
+  }
+  const order = orderScratch.subarray(0, n);
+  for (let i = 0; i < n; i++) order[start[seriesIndex[i] + 1]++] = i;
+  return order;
 }

@@ -338,7 +338,7 @@ export class PointWriter implements BeforeApplicationShutdown {
     // A group larger than a flush (one request above INGEST_FLUSH_MAX_POINTS) gets a buffer of its own.
     const pooled =
       copyBinaryLength(points) <= size ? (this.copyBuffers.pop() ?? Buffer.allocUnsafeSlow(size)) : undefined;
-    const buf = encodeCopyBinary(group, pooled);
+    const buf = encodeCopyBinary(group, pooled, true);
     return new Promise((resolve, reject) => {
       const stream = client.query(copyFrom(`COPY ${table} (time, series_id, value) FROM STDIN (FORMAT binary)`));
       stream.on('error', reject); // the buffer may still be queued on the socket: not reused

@@ -48,6 +48,73 @@ describe('binary COPY encoding', () => {
     assert.equal(buf.readBigInt64BE(row + 34 + 6), -999_999n);
     assert.equal(buf.readInt16BE(buf.length - 2), -1);
   });
+
+  it("groups each part by series, by ascending id, keeping each series' order", () => {
+    const rowsOf = (buf: Buffer) => {
+      const out: Array<[number, number, number]> = [];
+      for (let o = 19; o < buf.length - 2; o += 34)
+        out.push([Number(buf.readBigInt64BE(o + 6)), buf.readInt32BE(o + 18), buf.readDoubleBE(o + 26)]);
+      return out;
+    };
+    const part = (points: Array<[string, number, number]>, ids: Record<string, number>) => {
+      const b = new PointBatchBuilder(points.length);
+      const idx = new Map<string, number>();
+      const seriesIds: number[] = [];
+      for (const [name, t, v] of points) {
+        let s = idx.get(name);
+        if (s === undefined) {
+          idx.set(name, (s = b.addSeries(name, 's', {}, null)));
+          seriesIds[s] = ids[name];
+        }
+        b.push(s, Date.UTC(2000, 0, 1) + t, v);
+      }
+      return { batch: b.build(), ids: Int32Array.from(seriesIds) };
+    };
+    const ids = { a: 7, b: 3, c: 5 };
+    // Two points of b at the same time: the later (value 4) must stay later.
+    const first = part(
+      [
+        ['a', 1, 1],
+        ['b', 1, 2],
+        ['c', 1, 3],
+        ['b', 1, 4],
+        ['a', 0, 5],
+        ['c', 2, 6],
+      ],
+      ids,
+    );
+    const second = part(
+      [
+        ['c', 9, 7],
+        ['b', 9, 8],
+      ],
+      ids,
+    );
+    const sorted = rowsOf(encodeCopyBinary([first, second], undefined, true));
+    assert.deepEqual(
+      sorted.map(([us, id, v]) => [us / 1000, id, v]),
+      [
+        [1, 3, 2],
+        [1, 3, 4],
+        [1, 5, 3],
+        [2, 5, 6],
+        [1, 7, 1],
+        [0, 7, 5],
+        [9, 3, 8],
+        [9, 5, 7],
+      ],
+    );
+    // Without it, arrival order; the same rows either way.
+    const plain = rowsOf(encodeCopyBinary([first, second]));
+    assert.deepEqual(
+      plain.map((r) => r[2]),
+      [1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    assert.deepEqual(
+      [...plain].sort((x, y) => x[2] - y[2]),
+      [...sorted].sort((x, y) => x[2] - y[2]),
+    );
+  });
 });
 
 describe('partition bounds', () => {
