@@ -1,3 +1,5 @@
+// First: V8's memory settings apply to everything loaded after them.
+import './v8-tuning.js';
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
