@@ -67,41 +67,51 @@ export function encodeCopyBinary(parts: readonly EncodablePart[], into?: Buffer,
 /** Scratch space of seriesOrder, grown as needed (encoding is synchronous). */
 let orderScratch = new Uint32Array(0);
 let startScratch = new Int32Array(0);
+let groupScratch = new Int32Array(0);
 let keyScratch = new Float64Array(0);
 /** Series indexes are packed below this in the sort keys (id * SLOT + index). */
 const SLOT = 2 ** 21;
 
 /**
- * The point indexes of `batch` grouped by series, series by ascending id, points of a series in
- * their given order (a counting sort); undefined when the batch is already so (one series) or too
- * wide to pack. A view of scratch space: valid until the next call.
+ * The point indexes of `batch` grouped by series id, ids ascending, the points of one id in their
+ * given order (a counting sort); undefined when there is nothing to group (one series) or the
+ * batch is too wide to pack. A batch may hold one id under two indexes (tags spelled in another
+ * order): they form one group, so of two points with the same series and time the later stays
+ * later. A view of scratch space: valid until the next call.
  */
 function seriesOrder(batch: PointBatch, ids: Int32Array): Uint32Array | undefined {
   const k = batch.series.length,
     n = batch.length;
   if (k < 2 || k >= SLOT) return undefined;
   if (keyScratch.length < k) keyScratch = new Float64Array(Math.max(k, keyScratch.length * 2));
+  if (groupScratch.length < k) groupScratch = new Int32Array(Math.max(k, groupScratch.length * 2));
   if (startScratch.length < k + 1) startScratch = new Int32Array(Math.max(k + 1, startScratch.length * 2));
   if (orderScratch.length < n) orderScratch = new Uint32Array(Math.max(n, orderScratch.length * 2));
-  // Series ranks by id: a numeric sort of id * SLOT + index (exact below 2^53).
+  // Series by id: a numeric sort of id * SLOT + index (exact below 2^53); equal ids, one group.
   const keys = keyScratch.subarray(0, k);
   for (let s = 0; s < k; s++) {
     if (ids[s] < 0) return undefined; // ids are serial: never so, but the packing needs it
     keys[s] = ids[s] * SLOT + s;
   }
   keys.sort();
-  const start = startScratch.subarray(0, k + 1).fill(0);
-  const { seriesIndex } = batch;
-  // start[s + 1]: points of series s; then prefix sums in rank order give each series' first slot.
-  for (let i = 0; i < n; i++) start[seriesIndex[i] + 1]++;
-  let at = 0;
+  const group = groupScratch;
+  let groups = 0,
+    lastId = -1;
   for (let r = 0; r < k; r++) {
     const s = keys[r] % SLOT;
-    const count = start[s + 1];
-    start[s + 1] = at;
-    at += count;
+    const id = (keys[r] - s) / SLOT;
+    if (id !== lastId) {
+      groups++;
+      lastId = id;
+    }
+    group[s] = groups - 1;
   }
+  // start[g + 1]: points of group g; prefix sums give each group's first slot.
+  const start = startScratch.subarray(0, groups + 1).fill(0);
+  const { seriesIndex } = batch;
+  for (let i = 0; i < n; i++) start[group[seriesIndex[i]] + 1]++;
+  for (let g = 1; g <= groups; g++) start[g] += start[g - 1];
   const order = orderScratch.subarray(0, n);
-  for (let i = 0; i < n; i++) order[start[seriesIndex[i] + 1]++] = i;
+  for (let i = 0; i < n; i++) order[start[group[seriesIndex[i]]]++] = i;
   return order;
 }

@@ -99,6 +99,31 @@ describeEachFlavour(
       assert.deepEqual((await ctx.t.sql.query(`SELECT value FROM metrics WHERE source = 'dup'`)).rows, [{ value: 2 }]);
     });
 
+    it('keeps the last of them also when the tags are spelled in another order and other series come between', async () => {
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'dup-spelled',
+        metrics: [
+          { name: 'd', value: 1, timestamp: T0, tags: { a: '1', b: '2' } },
+          { name: 'z', value: 5, timestamp: T0 },
+          { name: 'd', value: 2, timestamp: T0, tags: { b: '2', a: '1' } },
+          { name: 'c', value: 6, timestamp: T0 },
+          { name: 'd', value: 3, timestamp: T0, tags: { a: '1', b: '2' } },
+          { name: 'd', value: 4, timestamp: T0 + 1000, tags: { b: '2', a: '1' } },
+        ],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual(
+        (await ctx.t.sql.query(`SELECT metric, value FROM metrics WHERE source = 'dup-spelled' ORDER BY metric, time`))
+          .rows,
+        [
+          { metric: 'c', value: 6 },
+          { metric: 'd', value: 3 },
+          { metric: 'd', value: 4 },
+          { metric: 'z', value: 5 },
+        ],
+      );
+    });
+
     it('accepts out-of-order points within a series', async () => {
       const r = await ctx.t.post('/api/v1/metrics', {
         source: 'ooo',

@@ -104,6 +104,25 @@ describe('binary COPY encoding', () => {
         [9, 5, 7],
       ],
     );
+    // One id under two indexes (tags spelled in another order): one group, in arrival order.
+    const spelled = part(
+      [
+        ['x', 1, 1],
+        ['b', 1, 2],
+        ['y', 1, 3],
+        ['x', 1, 4],
+      ],
+      { x: 9, y: 9, b: 3 },
+    );
+    assert.deepEqual(
+      rowsOf(encodeCopyBinary([spelled], undefined, true)).map(([, id, v]) => [id, v]),
+      [
+        [3, 2],
+        [9, 1],
+        [9, 3],
+        [9, 4],
+      ],
+    );
     // Without it, arrival order; the same rows either way.
     const plain = rowsOf(encodeCopyBinary([first, second]));
     assert.deepEqual(
