@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
  * first); flags fixed when the heap is made (semi-space sizes) cannot, and are left to V8.
  * V8_FLAGS replaces it (empty: V8's own choice).
  */
-export const DEFAULT_V8_FLAGS = '--heap-growing-percent=50';
+const DEFAULT_V8_FLAGS = '--heap-growing-percent=50';
 
 const flags = process.env.V8_FLAGS ?? DEFAULT_V8_FLAGS;
 if (flags.trim() !== '') setFlagsFromString(flags);
