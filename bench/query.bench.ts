@@ -369,31 +369,45 @@ async function main(): Promise<void> {
           sql: number[] = [],
           inf: number[] = [];
         let rollup = '';
-        // Two warm-up rounds, then RUNS rounds taking each store in turn, so that noise hits them alike.
-        for (let i = 0; i < RUNS + 2; i++) {
-          let t0 = performance.now();
+        // Each store in its turn: its time in ms; the first answer of each is checked.
+        const timescope = async (first: boolean) => {
+          const t0 = performance.now();
           const r = await request(`${service.url}${q.path}`, 'GET');
           const ms = performance.now() - t0;
           if (r.status !== 200) throw new Error(`${q.name}: ${r.status} ${r.body.slice(0, 300)}`);
-          if (i === 0) {
+          if (first) {
             const json = JSON.parse(r.body) as Record<string, unknown>;
             check(`${q.name} (Timescope)`, q.answer(json), want, 1e-9);
             rollup = (json.rollup as string | undefined) ?? (json.data_points ? 'raw' : 'raw (summary)');
           }
-          t0 = performance.now();
+          return ms;
+        };
+        const rawSql = async () => {
+          const t0 = performance.now();
           await sqlClient.query(q.sql, args);
-          const sqlMs = performance.now() - t0;
-          let influxMs = NaN;
-          if (influx) {
-            t0 = performance.now();
-            const rows = await influx.query(q.influxql);
-            influxMs = performance.now() - t0;
-            if (i === 0) check(`${q.name} (InfluxDB)`, q.influxAnswer(rows), want, 1e-6, q.influxPrefix);
-          }
-          if (i >= 2) {
-            api.push(ms);
-            sql.push(sqlMs);
-            inf.push(influxMs);
+          return performance.now() - t0;
+        };
+        const influxDb = async (first: boolean) => {
+          const t0 = performance.now();
+          const rows = await influx!.query(q.influxql);
+          const ms = performance.now() - t0;
+          if (first) check(`${q.name} (InfluxDB)`, q.influxAnswer(rows), want, 1e-6, q.influxPrefix);
+          return ms;
+        };
+        // Two warm-up rounds, then RUNS rounds taking each store in turn, so that noise hits them
+        // alike. The order rotates every round: whoever goes right after another store's query
+        // shares the CPUs with what that store still does after answering (InfluxDB's Go runtime,
+        // a PostgreSQL backend), so a fixed order would always hand that to the same store.
+        const stores: Array<{ run: (first: boolean) => Promise<number>; into: number[] }> = [
+          { run: timescope, into: api },
+          { run: rawSql, into: sql },
+          ...(influx ? [{ run: influxDb, into: inf }] : []),
+        ];
+        for (let i = 0; i < RUNS + 2; i++) {
+          for (let k = 0; k < stores.length; k++) {
+            const store = stores[(k + i) % stores.length];
+            const ms = await store.run(i === 0);
+            if (i >= 2) store.into.push(ms);
           }
         }
         const row: Record<string, string | number> = {
