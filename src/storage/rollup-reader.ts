@@ -68,16 +68,23 @@ export interface GroupedBucket {
  */
 const FRAGMENTS: Record<RollupAggregation, { raw: string; rollup: string; outer: string; direct: string }> = {
   avg: {
-    raw: '1::bigint AS c, value AS s',
-    rollup: 'count AS c, sum AS s',
+    raw: '1::float8 AS c, value AS s',
+    rollup: 'count::float8 AS c, sum AS s',
     outer: 'sum(s) / sum(c)',
     direct: 'avg(value)',
   },
   sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)' },
-  count: { raw: '1::bigint AS c', rollup: 'count AS c', outer: 'sum(c)', direct: 'count(*)' },
+  count: { raw: '1::float8 AS c', rollup: 'count::float8 AS c', outer: 'sum(c)', direct: 'count(*)' },
   min: { raw: 'value AS m', rollup: 'min AS m', outer: 'min(m)', direct: 'min(value)' },
   max: { raw: 'value AS m', rollup: 'max AS m', outer: 'max(m)', direct: 'max(value)' },
 };
+
+/**
+ * A bucket's start as epoch ms, in float8 arithmetic: `extract(epoch …)` is numeric, and numeric
+ * arithmetic on every bucket of a long range was a measurable part of a query's time. Bucket
+ * starts are whole milliseconds, so rounding the float8 product gives them exactly.
+ */
+const bucketMs = (expr: string) => `round(date_part('epoch', ${expr}) * 1000)`;
 
 /** How per-series partials (c, sm, mn, mx) merge into each function of a grouped read. */
 const MERGE: Record<RollupAggregation, string> = {
@@ -232,14 +239,14 @@ export class RollupReader {
       const within = (col: string) =>
         `${col} >= ${p(toIso(seg.from))}::timestamptz AND ${col} < ${p(toIso(seg.to))}::timestamptz`;
       return seg.tier
-        ? `SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch') AS b, r.series_id, sum(r.count) AS c, sum(r.sum) AS sm, min(r.min) AS mn, max(r.max) AS mx
+        ? `SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch') AS b, r.series_id, sum(r.count::float8) AS c, sum(r.sum) AS sm, min(r.min) AS mn, max(r.max) AS mx
            FROM ${seg.tier.table} r WHERE r.series_id = ANY(${ids}::int[]) AND ${within('r.bucket')} GROUP BY 1, 2`
-        : `SELECT date_bin(${interval}::interval, p.time, timestamptz 'epoch') AS b, p.series_id, count(*) AS c, sum(p.value) AS sm, min(p.value) AS mn, max(p.value) AS mx
+        : `SELECT date_bin(${interval}::interval, p.time, timestamptz 'epoch') AS b, p.series_id, count(*)::float8 AS c, sum(p.value) AS sm, min(p.value) AS mn, max(p.value) AS mx
            FROM points p WHERE p.series_id = ANY(${ids}::int[]) AND ${within('p.time')} GROUP BY 1, 2`;
     });
     const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[])),
       q AS (${parts.join(' UNION ALL ')})
-      SELECT (extract(epoch FROM x.b) * 1000)::float8 AS t, x.* FROM (
+      SELECT ${bucketMs('x.b')} AS t, x.* FROM (
         SELECT q.b, s.metric AS m${groupRefs}, ${q.functions.map((f) => `(${MERGE[f]})::float8 AS "${f}"`).join(', ')}
         FROM q JOIN s ON s.id = q.series_id
         GROUP BY ${['1', '2', ...q.groupBy.map((_, i) => String(i + 3))].join(', ')}
@@ -271,7 +278,7 @@ export class RollupReader {
       .join('');
     const groupRefs = q.groupBy.map((_, i) => `, s.g${i}`).join('');
     const sql = `WITH s AS MATERIALIZED (SELECT id, metric${groupCols} FROM series WHERE id = ANY(${ids}::int[]))
-      SELECT DISTINCT ON (x.b, s.metric${groupRefs}) (extract(epoch FROM x.b) * 1000)::float8 AS t, s.metric AS m${groupRefs}, x.value::float8 AS v
+      SELECT DISTINCT ON (x.b, s.metric${groupRefs}) ${bucketMs('x.b')} AS t, s.metric AS m${groupRefs}, x.value::float8 AS v
       FROM (SELECT date_bin(${p(`${q.widthMs / 1000} seconds`)}::interval, time, timestamptz 'epoch') AS b, time, value, series_id
             FROM points WHERE series_id = ANY(${ids}::int[])
               AND time >= ${p(toIso(q.from))}::timestamptz AND time < ${p(toIso(q.to))}::timestamptz) x
@@ -333,14 +340,14 @@ export class RollupReader {
     if (aggregation === 'first' || aggregation === 'last') {
       // planSegments never uses a rollup for these: one raw segment.
       const [s] = segments;
-      return `SELECT DISTINCT ON (b) (extract(epoch FROM b) * 1000)::float8 AS t, value AS v
+      return `SELECT DISTINCT ON (b) ${bucketMs('b')} AS t, value AS v
              FROM (SELECT date_bin(${width}, time, timestamptz 'epoch') AS b, time, value, series_id
                    FROM points WHERE series_id = ANY(${ids}) AND ${within('time', s)}) x
              ORDER BY b, time ${aggregation === 'first' ? 'ASC' : 'DESC'}, series_id`;
     }
     if (segments.length === 1 && !segments[0].tier) {
       const [s] = segments;
-      return `SELECT (extract(epoch FROM date_bin(${width}, time, timestamptz 'epoch')) * 1000)::float8 AS t, ${FRAGMENTS[aggregation].direct}::float8 AS v
+      return `SELECT ${bucketMs(`date_bin(${width}, time, timestamptz 'epoch')`)} AS t, ${FRAGMENTS[aggregation].direct}::float8 AS v
              FROM points WHERE series_id = ANY(${ids}) AND ${within('time', s)}
              GROUP BY 1 ORDER BY 1`;
     }
@@ -350,7 +357,7 @@ export class RollupReader {
       return `SELECT date_bin(${width}, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
                 WHERE series_id = ANY(${ids}) AND ${within(col, s)}`;
     });
-    return `SELECT (extract(epoch FROM b) * 1000)::float8 AS t, (${f.outer})::float8 AS v
+    return `SELECT ${bucketMs('b')} AS t, (${f.outer})::float8 AS v
              FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
   }
 }
