@@ -78,3 +78,17 @@ export function coarsestTier(segments: readonly Segment[]): RollupTier | undefin
   for (const s of segments) if (s.tier && (!best || s.tier.ms > best.ms)) best = s.tier;
   return best;
 }
+
+/**
+ * Splits time-ordered segments where they meet on a bucket edge (date_bin from the epoch): no
+ * bucket takes rows from two runs, so each run can be aggregated alone.
+ */
+export function bucketRuns(segments: readonly Segment[], widthMs: number): Segment[][] {
+  const runs: Segment[][] = [];
+  for (const s of segments) {
+    const last = runs[runs.length - 1];
+    if (last && s.from % widthMs !== 0) last.push(s);
+    else runs.push([s]);
+  }
+  return runs;
+}

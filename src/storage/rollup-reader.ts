@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { floorTo, MINUTE, toIso } from '../common/time.js';
 import { Database } from '../database/database.js';
-import { coarsestTier, planSegments, RollupState, Segment } from './rollup-plan.js';
+import { bucketRuns, coarsestTier, planSegments, RollupState, Segment } from './rollup-plan.js';
 import { ROLLUP_AGGREGATIONS, RollupTier } from './tiers.js';
 
 /** Aggregations of points per bucket; avg, sum, min, max and count can come from rollups. */
@@ -62,21 +62,24 @@ export interface GroupedBucket {
 
 /**
  * Fixed SQL fragments per aggregation, never user text: what one raw point and one rollup row
- * contribute, how the contributions merge per bucket, and the aggregate over raw points alone.
- * Rows of all segments go into one aggregation (no per-segment grouping: segments other than a
- * single raw one are rollup rows or short raw edges).
+ * contribute, how the contributions merge per bucket, the aggregate over raw points alone, and
+ * the value of one rollup row that is a whole bucket by itself.
  */
-const FRAGMENTS: Record<RollupAggregation, { raw: string; rollup: string; outer: string; direct: string }> = {
+const FRAGMENTS: Record<
+  RollupAggregation,
+  { raw: string; rollup: string; outer: string; direct: string; row: string }
+> = {
   avg: {
     raw: '1::float8 AS c, value AS s',
     rollup: 'count::float8 AS c, sum AS s',
     outer: 'sum(s) / sum(c)',
     direct: 'avg(value)',
+    row: 'sum / count::float8',
   },
-  sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)' },
-  count: { raw: '1::float8 AS c', rollup: 'count::float8 AS c', outer: 'sum(c)', direct: 'count(*)' },
-  min: { raw: 'value AS m', rollup: 'min AS m', outer: 'min(m)', direct: 'min(value)' },
-  max: { raw: 'value AS m', rollup: 'max AS m', outer: 'max(m)', direct: 'max(value)' },
+  sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)', row: 'sum' },
+  count: { raw: '1::float8 AS c', rollup: 'count::float8 AS c', outer: 'sum(c)', direct: 'count(*)', row: 'count' },
+  min: { raw: 'value AS m', rollup: 'min AS m', outer: 'min(m)', direct: 'min(value)', row: 'min' },
+  max: { raw: 'value AS m', rollup: 'max AS m', outer: 'max(m)', direct: 'max(value)', row: 'max' },
 };
 
 /**
@@ -352,13 +355,28 @@ export class RollupReader {
              GROUP BY 1 ORDER BY 1`;
     }
     const f = FRAGMENTS[aggregation];
-    const parts = segments.map((s) => {
+    const read = (s: Segment, where: string) => {
       const [col, cols, table] = s.tier ? ['bucket', f.rollup, s.tier.table] : ['time', f.raw, 'points'];
       return `SELECT date_bin(${width}, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
-                WHERE series_id = ANY(${ids}) AND ${within(col, s)}`;
+                WHERE series_id = ANY(${ids}) AND ${where}`;
+    };
+    const merged = (reads: string[]) =>
+      `SELECT ${bucketMs('b')} AS t, (${f.outer})::float8 AS v FROM (${reads.join(' UNION ALL ')}) parts GROUP BY b`;
+    // Runs of segments that share no bucket with another run are merged each on its own. A tier
+    // whose buckets are the query's holds one row per series and bucket: for one series that row
+    // is the answer, and only several series need the merge (the other branch is skipped at run time).
+    const pieces = bucketRuns(segments, widthMs).flatMap((run) => {
+      const [s] = run;
+      if (run.length > 1 || s.tier?.ms !== widthMs)
+        return [merged(run.map((x) => read(x, within(x.tier ? 'bucket' : 'time', x))))];
+      const where = within('bucket', s);
+      return [
+        `SELECT ${bucketMs('bucket')} AS t, (${f.row})::float8 AS v FROM ${s.tier.table}
+                WHERE series_id = ANY(${ids}) AND ${where} AND cardinality(${ids}) = 1`,
+        merged([read(s, `${where} AND cardinality(${ids}) > 1`)]),
+      ];
     });
-    return `SELECT ${bucketMs('b')} AS t, (${f.outer})::float8 AS v
-             FROM (${parts.join(' UNION ALL ')}) parts GROUP BY b ORDER BY b`;
+    return `${pieces.join(' UNION ALL ')} ORDER BY 1`;
   }
 }
 

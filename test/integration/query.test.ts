@@ -86,6 +86,25 @@ describeEachFlavour('queries', (ctx) => {
               expectedBuckets(select('temp'), range.from, range.to, step, agg),
             );
             assert.equal(json.series_count, 3);
+            // One series: a tier's rows that are whole buckets are the answer without a merge.
+            const one = await check(
+              {
+                metric: 'temp',
+                source: 'a',
+                from: iso(range.from),
+                to: iso(range.to),
+                granularity: g,
+                aggregation: agg,
+              },
+              expectedBuckets(
+                select('temp', (p) => p.source === 'a'),
+                range.from,
+                range.to,
+                step,
+                agg,
+              ),
+            );
+            assert.equal(one.series_count, 1);
           }
         }
       }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../../src/common/errors.js';
-import { coarsestTier, planSegments } from '../../src/storage/rollup-plan.js';
+import { bucketRuns, coarsestTier, planSegments } from '../../src/storage/rollup-plan.js';
 import { MAX_GROUP_BY_KEYS, parseGroupBy, parseQuerySpec, parseTags } from '../../src/query/query-spec.js';
 import { compareGroups } from '../../src/query/query.service.js';
 import { tierFor } from '../../src/storage/tiers.js';
@@ -313,5 +313,24 @@ describe('rollup planning', () => {
     assert.deepEqual(show(planSegments(0, 86_400_000, H, 'last', { materialisedUntil: Infinity })), ['raw 0-0']);
     assert.deepEqual(show(planSegments(0, 10 * M, 30_000, 'avg', { materialisedUntil: Infinity })), ['raw 0-10']);
     assert.deepEqual(show(planSegments(0, 14 * M, 7 * M, 'sum', { materialisedUntil: Infinity })), ['1m 0-14']);
+  });
+  it('groups segments into runs that share no bucket: a new run starts only on a bucket edge', () => {
+    const day = Date.UTC(2024, 0, 15);
+    const from = day + 10 * H + 2 * M + 30_000,
+      to = day + 12 * H + 7 * M + 13_000;
+    const runs = (width: number) =>
+      bucketRuns(planSegments(from, to, width, 'avg', { materialisedUntil: Infinity }), width).map((r) =>
+        show(r).join(' + '),
+      );
+    // 1h buckets: the first and last are partial and take rows of three segments each.
+    assert.deepEqual(runs(H), [
+      'raw 602.5-603 + 1m 603-605 + 5m 605-660',
+      '1h 660-720',
+      '5m 720-725 + 1m 725-727 + raw 727-727.217',
+    ]);
+    // 5m buckets: the 5m tier is a run of its own, whose rows are whole buckets.
+    assert.deepEqual(runs(5 * M), ['raw 602.5-603 + 1m 603-605', '5m 605-725', '1m 725-727 + raw 727-727.217']);
+    // 15m buckets over the 5m tier: neither 605 nor 725 is a 15m edge, so every segment shares a bucket with the next.
+    assert.deepEqual(runs(15 * M), ['raw 602.5-603 + 1m 603-605 + 5m 605-725 + 1m 725-727 + raw 727-727.217']);
   });
 });
