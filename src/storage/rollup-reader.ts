@@ -189,29 +189,31 @@ export class RollupReader {
             segments,
           )
         : `SELECT NULL::float8 AS t, NULL::float8 AS v WHERE false`;
+    // One row: the buckets come back as two arrays, not a row each. Parsing a row per bucket was
+    // most of the service's own time on a day of 5m buckets (pg's row objects and field strings).
     const sql = `WITH sel AS MATERIALIZED (
         SELECT coalesce(array_agg(id ORDER BY id), '{}')::int[] AS ids
         FROM (SELECT id FROM series WHERE ${selection.where} ORDER BY id LIMIT ${limit} + 1) s),
       st AS (${state}),
-      b AS (${buckets})
-      SELECT 0 AS k, NULL::float8 AS t, NULL::float8 AS v, (SELECT ids FROM sel) AS ids, st.w, st.late FROM st
-      UNION ALL SELECT 1, b.t, b.v, NULL, NULL, NULL FROM b
-      ORDER BY k, t`;
+      b AS (${buckets}),
+      x AS (SELECT array_agg(b.t ORDER BY b.t) AS ts, array_agg(b.v ORDER BY b.t) AS vs FROM b)
+      SELECT (SELECT ids FROM sel) AS ids, st.w, st.late, x.ts, x.vs FROM st, x`;
     const r = await this.database.preparedRead<{
-      t: number;
-      v: number | null;
       ids: number[] | null;
       w: number | null;
       late: number | null;
+      ts: number[] | null;
+      vs: Array<number | null> | null;
     }>(sql, params);
-    const [head, ...rest] = r.rows;
+    const head = r.rows[0];
     const ids = head?.ids ?? [];
-    if (!tracked) return { ids, rows: rest.map(({ t, v }) => ({ t, v })), segments };
+    const rows = zipBuckets(head?.ts, head?.vs);
+    if (!tracked) return { ids, rows, segments };
     if (head?.w !== null && head?.w !== undefined)
       this.knownWatermark = Math.max(this.knownWatermark ?? -Infinity, head.w);
     const actual = materialisedUntil(head?.w ?? null, head?.late ?? null);
     if (actual >= assumed.materialisedUntil || ids.length === 0 || ids.length > selection.limit)
-      return { ids, rows: rest.map(({ t, v }) => ({ t, v })), segments };
+      return { ids, rows, segments };
     const replanned = planSegments(from, to, widthMs, aggregation, { materialisedUntil: actual });
     return { ids, rows: await this.readBuckets(ids, widthMs, aggregation, replanned), segments: replanned };
   }
@@ -378,6 +380,14 @@ export class RollupReader {
     });
     return `${pieces.join(' UNION ALL ')} ORDER BY 1`;
   }
+}
+
+/** Buckets from the parallel arrays of times and values that a bucket read returns (null when there are none). */
+function zipBuckets(ts: number[] | null | undefined, vs: Array<number | null> | null | undefined): BucketValue[] {
+  if (!ts || !vs) return [];
+  const out: BucketValue[] = new Array(ts.length);
+  for (let i = 0; i < ts.length; i++) out[i] = { t: ts[i], v: vs[i] };
+  return out;
 }
 
 /**
