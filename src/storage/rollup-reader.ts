@@ -189,21 +189,22 @@ export class RollupReader {
             segments,
           )
         : `SELECT NULL::float8 AS t, NULL::float8 AS v WHERE false`;
-    // One row: the buckets come back as two arrays, not a row each. Parsing a row per bucket was
-    // most of the service's own time on a day of 5m buckets (pg's row objects and field strings).
+    // One row: the buckets come back as two JSON arrays, not a row each. Parsing a row per bucket
+    // was most of the service's own time on a day of 5m buckets (pg's row objects and field
+    // strings), and JSON.parse reads an array faster than pg's text-array parser.
     const sql = `WITH sel AS MATERIALIZED (
         SELECT coalesce(array_agg(id ORDER BY id), '{}')::int[] AS ids
         FROM (SELECT id FROM series WHERE ${selection.where} ORDER BY id LIMIT ${limit} + 1) s),
       st AS (${state}),
       b AS (${buckets}),
-      x AS (SELECT array_agg(b.t ORDER BY b.t) AS ts, array_agg(b.v ORDER BY b.t) AS vs FROM b)
+      x AS (SELECT json_agg(b.t ORDER BY b.t) AS ts, json_agg(b.v ORDER BY b.t) AS vs FROM b)
       SELECT (SELECT ids FROM sel) AS ids, st.w, st.late, x.ts, x.vs FROM st, x`;
     const r = await this.database.preparedRead<{
       ids: number[] | null;
       w: number | null;
       late: number | null;
       ts: number[] | null;
-      vs: Array<number | null> | null;
+      vs: Array<number | string | null> | null;
     }>(sql, params);
     const head = r.rows[0];
     const ids = head?.ids ?? [];
@@ -382,11 +383,18 @@ export class RollupReader {
   }
 }
 
-/** Buckets from the parallel arrays of times and values that a bucket read returns (null when there are none). */
-function zipBuckets(ts: number[] | null | undefined, vs: Array<number | null> | null | undefined): BucketValue[] {
+/** Buckets from the parallel JSON arrays of times and values that a bucket read returns (null when there are none). */
+function zipBuckets(
+  ts: number[] | null | undefined,
+  vs: Array<number | string | null> | null | undefined,
+): BucketValue[] {
   if (!ts || !vs) return [];
   const out: BucketValue[] = new Array(ts.length);
-  for (let i = 0; i < ts.length; i++) out[i] = { t: ts[i], v: vs[i] };
+  for (let i = 0; i < ts.length; i++) {
+    const v = vs[i];
+    // JSON has no NaN or Infinity: PostgreSQL writes them as strings ("NaN", "Infinity").
+    out[i] = { t: ts[i], v: typeof v === 'string' ? Number(v) : v };
+  }
   return out;
 }
 
