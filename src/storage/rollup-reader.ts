@@ -197,15 +197,11 @@ export class RollupReader {
         FROM (SELECT id FROM series WHERE ${selection.where} ORDER BY id LIMIT ${limit} + 1) s),
       st AS (${state}),
       b AS (${buckets}),
-      x AS (SELECT json_agg(b.t ORDER BY b.t) AS ts, json_agg(b.v ORDER BY b.t) AS vs FROM b)
+      x AS (SELECT ${BUCKET_ARRAYS} FROM b)
       SELECT (SELECT ids FROM sel) AS ids, st.w, st.late, x.ts, x.vs FROM st, x`;
-    const r = await this.database.preparedRead<{
-      ids: number[] | null;
-      w: number | null;
-      late: number | null;
-      ts: number[] | null;
-      vs: Array<number | string | null> | null;
-    }>(sql, params);
+    const r = await this.database.preparedRead<
+      BucketArrays & { ids: number[] | null; w: number | null; late: number | null }
+    >(sql, params);
     const head = r.rows[0];
     const ids = head?.ids ?? [];
     const rows = zipBuckets(head?.ts, head?.vs);
@@ -324,9 +320,10 @@ export class RollupReader {
   ): Promise<BucketValue[]> {
     if (segments.length === 0) return [];
     const params: unknown[] = [ids];
-    const sql = this.bucketsSql('$1::int[]', params, widthMs, aggregation, segments);
-    const r = await this.database.preparedRead<BucketValue>(sql, params);
-    return r.rows;
+    const sql = `WITH b AS (${this.bucketsSql('$1::int[]', params, widthMs, aggregation, segments)})
+      SELECT ${BUCKET_ARRAYS} FROM b`;
+    const r = await this.database.preparedRead<BucketArrays>(sql, params);
+    return zipBuckets(r.rows[0]?.ts, r.rows[0]?.vs);
   }
 
   /**
@@ -381,6 +378,13 @@ export class RollupReader {
     });
     return `${pieces.join(' UNION ALL ')} ORDER BY 1`;
   }
+}
+
+/** The buckets `b` (t, v) of a bucket read as two JSON arrays in time order, one row in all. */
+const BUCKET_ARRAYS = 'json_agg(b.t ORDER BY b.t) AS ts, json_agg(b.v ORDER BY b.t) AS vs';
+interface BucketArrays {
+  ts: number[] | null;
+  vs: Array<number | string | null> | null;
 }
 
 /** Buckets from the parallel JSON arrays of times and values that a bucket read returns (null when there are none). */
