@@ -328,7 +328,8 @@ export class RollupReader {
 
   /**
    * The statement reading buckets (t, v) of the series `ids` (an int[] expression) from the
-   * segments, in time order; appends its parameters to `params`.
+   * segments, one row per bucket in no particular order (callers read it through BUCKET_ARRAYS,
+   * which orders); appends its parameters to `params`.
    */
   private bucketsSql(
     ids: string,
@@ -352,13 +353,13 @@ export class RollupReader {
       const [s] = segments;
       return `SELECT ${bucketMs(`date_bin(${width}, time, timestamptz 'epoch')`)} AS t, ${FRAGMENTS[aggregation].direct}::float8 AS v
              FROM points WHERE series_id = ANY(${ids}) AND ${within('time', s)}
-             GROUP BY 1 ORDER BY 1`;
+             GROUP BY 1`;
     }
     const f = FRAGMENTS[aggregation];
-    const read = (s: Segment, where: string) => {
+    const read = (s: Segment, gate = '') => {
       const [col, cols, table] = s.tier ? ['bucket', f.rollup, s.tier.table] : ['time', f.raw, 'points'];
       return `SELECT date_bin(${width}, ${col}, timestamptz 'epoch') AS b, ${cols} FROM ${table}
-                WHERE series_id = ANY(${ids}) AND ${where}`;
+                WHERE series_id = ANY(${ids}) AND ${within(col, s)}${gate}`;
     };
     const merged = (reads: string[]) =>
       `SELECT ${bucketMs('b')} AS t, (${f.outer})::float8 AS v FROM (${reads.join(' UNION ALL ')}) parts GROUP BY b`;
@@ -367,16 +368,14 @@ export class RollupReader {
     // is the answer, and only several series need the merge (the other branch is skipped at run time).
     const pieces = bucketRuns(segments, widthMs).flatMap((run) => {
       const [s] = run;
-      if (run.length > 1 || s.tier?.ms !== widthMs)
-        return [merged(run.map((x) => read(x, within(x.tier ? 'bucket' : 'time', x))))];
-      const where = within('bucket', s);
+      if (run.length > 1 || s.tier?.ms !== widthMs) return [merged(run.map((x) => read(x)))];
       return [
         `SELECT ${bucketMs('bucket')} AS t, (${f.row})::float8 AS v FROM ${s.tier.table}
-                WHERE series_id = ANY(${ids}) AND ${where} AND cardinality(${ids}) = 1`,
-        merged([read(s, `${where} AND cardinality(${ids}) > 1`)]),
+                WHERE series_id = ANY(${ids}) AND ${within('bucket', s)} AND cardinality(${ids}) = 1`,
+        merged([read(s, ` AND cardinality(${ids}) > 1`)]),
       ];
     });
-    return `${pieces.join(' UNION ALL ')} ORDER BY 1`;
+    return pieces.join(' UNION ALL ');
   }
 }
 
