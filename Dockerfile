@@ -5,9 +5,11 @@ COPY package.json package-lock.json ./
 # No install scripts: the image talks to DATABASE_URL and never needs the embedded PostgreSQL.
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
+COPY scripts scripts
 COPY src src
 COPY db db
-RUN ./node_modules/.bin/tsc -p tsconfig.json && npm prune --omit=dev --ignore-scripts
+# Types checked, then the same build as `make build`.
+RUN ./node_modules/.bin/tsc -p tsconfig.json --noEmit && node scripts/build.mjs && npm prune --omit=dev --ignore-scripts
 
 FROM node:20-bookworm-slim
 WORKDIR /app

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { ApiError, notFound } from '../common/errors.js';
 import { WebhookService } from '../webhooks/webhook.service.js';
-import { ANOMALY_DETECTOR, AnomalyDetector } from './anomaly-detector.js';
+import { ANOMALY_DETECTOR, type AnomalyDetector } from './anomaly-detector.js';
 import { RuleRow, AlertRulesRepository } from './alert-rules.repository.js';
 import { AlertsService } from './alerts.service.js';
 import { parseRuleSpec, RuleSpec } from './rule-spec.js';

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { AppConfig } from '../config/config.js';
 import { JobsService } from '../jobs/jobs.service.js';
-import { AnomalyDetector, ANOMALY_DETECTOR } from './anomaly-detector.js';
+import { type AnomalyDetector, ANOMALY_DETECTOR } from './anomaly-detector.js';
 import { AlertRulesRepository, RuleRow, tagsFromJson } from './alert-rules.repository.js';
 import { AlertsRepository, SeriesMeta } from './alerts.repository.js';
 import { AlertsService } from './alerts.service.js';

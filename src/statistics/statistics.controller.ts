@@ -1,6 +1,6 @@
 import { Controller, Get, Query } from '@nestjs/common';
 import { ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { StatisticsService, SummaryInput } from './statistics.service.js';
+import { StatisticsService, type SummaryInput } from './statistics.service.js';
 import { Access } from '../auth/access.js';
 import { Answer } from '../openapi/decorators.js';
 import { SummaryResult } from '../openapi/schemas/analytics.js';
