@@ -15,7 +15,12 @@ const tsconfig = JSON.parse(readFileSync(join(root, 'tsconfig.json'), 'utf8'));
 const outDir = join(root, tsconfig.compilerOptions.outDir);
 // "src/**/*.ts" → src; a folder that is not there (the image copies src only) is skipped.
 const dirs = tsconfig.include
-  .map((pattern) => pattern.replace(/\/\*\*\/\*\.ts$/, ''))
+  .map((pattern) => {
+    const dir = /^(.+)\/\*\*\/\*\.ts$/.exec(pattern)?.[1];
+    if (!dir)
+      throw new Error(`scripts/build.mjs reads tsconfig "include" entries of the form "dir/**/*.ts", not "${pattern}"`);
+    return dir;
+  })
   .filter((d) => existsSync(join(root, d)));
 const files = dirs.flatMap((d) =>
   readdirSync(join(root, d), { recursive: true })
