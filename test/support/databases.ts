@@ -79,7 +79,7 @@ function pgliteTemplateTar(file: string): Blob {
 
 async function startTimescaleDb(template: string | undefined): Promise<TestDatabase> {
   // Let go of both on drop: test processes run many files (support/worker.ts), and a suite's
-  // context stays reachable after it ended; each PGlite holds hundreds of MB of WebAssembly memory.
+  // context stays reachable after it ended; each PGlite adds about 150 MB to the RSS.
   let db: PGlite | undefined = await createPglite(template ? pgliteTemplateTar(template) : undefined);
   // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
   // (CREATE EXTENSION loads it in a fresh one; a server has it in shared_preload_libraries), and
