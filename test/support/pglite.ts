@@ -10,10 +10,11 @@ import { dirname, join } from 'node:path';
  * PGlite passes `shared_buffers=128MB` to its backend on a command line built into the
  * WebAssembly module (postgresql.conf and ALTER SYSTEM cannot lower it), and zero-fills those
  * 128 MB at every start: about 0.4 s of each start's 1 s (median of 10 starts from the
- * template, on the 2-core machine). A test database holds a few MB, so the tests' PGlite
- * runs a copy of the module with that one argument rewritten in place: same length, padded
- * with NULs, which end the C string. Where the argument is not found exactly once (another
- * PGlite version), the stock module runs and the tests are only slower.
+ * template, on the 2-core machine). A test database is small (the template's files are 23 MB,
+ * mostly catalogs), so the tests' PGlite runs a copy of the module with that one argument
+ * rewritten in place: same length, padded with NULs, which end the C string. Where the module
+ * cannot be read or the argument is not in it exactly once (another PGlite version), the stock
+ * module runs, a line says so, and the tests are only slower.
  */
 const STOCK = 'shared_buffers=128MB';
 const TESTS = 'shared_buffers=16MB';
