@@ -33,8 +33,12 @@ export interface DatabaseInfo {
 export class Database implements OnApplicationShutdown {
   private readonly logger = new Logger('database');
   info: DatabaseInfo;
-  /** Names of the statements `preparedRead` has prepared (on each bucket connection, when first used there). */
-  private readonly prepared = new Set<string>();
+  /**
+   * The statement name of each text `preparedRead` has named (prepared on each bucket connection
+   * when first used there). Looked up by text: hashing ~3 KB of SQL on every read cost more than
+   * the lookup.
+   */
+  private readonly prepared = new Map<string, string>();
 
   private constructor(
     readonly readPool: pg.Pool,
@@ -120,10 +124,11 @@ export class Database implements OnApplicationShutdown {
    */
   preparedRead<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
     if (!this.bucketPool || this.info.flavour !== 'postgresql') return this.readPool.query<R>(text, values);
-    const name = `tsq_${createHash('sha1').update(text).digest('base64url')}`;
-    if (!this.prepared.has(name)) {
+    let name = this.prepared.get(text);
+    if (name === undefined) {
       if (this.prepared.size >= this.maxPrepared) return this.readPool.query<R>(text, values);
-      this.prepared.add(name);
+      name = `tsq_${createHash('sha1').update(text).digest('base64url')}`;
+      this.prepared.set(text, name);
     }
     return this.bucketPool.query<R>({ name, text, values });
   }

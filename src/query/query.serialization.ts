@@ -1,46 +1,59 @@
+import { toIso } from '../common/time.js';
+
 /**
- * The JSON Schema fastify compiles (with fast-json-stringify, which it ships) into the serializer
- * of GET /api/v1/metrics/query's 200 answers. Writing a day of 5m buckets with the generic
- * JSON.stringify was ~58 µs of the service's time per request; the compiled serializer takes ~22.
- *
- * It must write what JSON.stringify would (test/unit/query-serialization.test.ts holds it to
- * that): every property stays (`additionalProperties: true` writes the ones not listed with
- * JSON.stringify, after the listed ones), and listed types are exact. Values are finite numbers
- * or null (QueryService maps NaN and ±Infinity to null, as JSON.stringify writes them).
- * The OpenAPI document's description of the same answer is openapi/schemas/query.ts's QueryResult.
+ * The JSON text of GET /api/v1/metrics/query's answers, exactly what JSON.stringify writes for
+ * them (test/unit/query-serialization.test.ts holds it to that), written faster where the bulk
+ * is: the data points, at the top and in each group. For a day of 5m buckets (building the
+ * points included, 10,000 in one process): JSON.stringify 117 µs, the fast-json-stringify
+ * serializer compiled from a response schema 145 µs (its per-character escape check walks the
+ * concatenated ISO strings slowly), this writer 110 µs; 114, 80 and 43 µs when the values were
+ * written before (a dashboard asking again), as V8 keeps recent numbers' strings. Most of what
+ * is left is turning new values into their shortest decimal form. The OpenAPI document's
+ * description of the same answer is openapi/schemas/query.ts's QueryResult.
  */
-const nullableString = { type: ['string', 'null'] } as const;
-const nullableNumber = { type: ['number', 'null'] } as const;
+export function queryAnswerJson(answer: object): string {
+  const o = answer as Record<string, unknown>;
+  let out = '{';
+  for (const key of Object.keys(o)) {
+    const value = o[key];
+    let text: string | undefined;
+    if (key === 'data_points' && Array.isArray(value)) text = dataPointsJson(value);
+    else if (key === 'groups' && Array.isArray(value))
+      text = `[${value.map((g) => queryAnswerJson(g as object)).join(',')}]`;
+    else text = JSON.stringify(value); // undefined for what JSON.stringify leaves out (undefined, functions)
+    if (text === undefined) continue;
+    out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${text}`;
+  }
+  return `${out}}`;
+}
 
-const dataPoints = {
-  type: 'array',
-  items: {
-    type: 'object',
-    properties: { timestamp: { type: 'string' }, value: nullableNumber },
-    required: ['timestamp', 'value'],
-    additionalProperties: true,
-  },
-} as const;
+/**
+ * One bucket of a query answer. Its timestamp is toIso's output (digits, '-', ':', '.', 'T', 'Z',
+ * nothing JSON escapes), which lets the writer below copy it between quotes as it is.
+ */
+export class QueryPoint {
+  readonly timestamp: string;
+  readonly value: number | null;
+  constructor(t: number, v: number | null) {
+    this.timestamp = toIso(t);
+    this.value = jsonNumber(v);
+  }
+}
 
-export const QUERY_RESULT_SCHEMA = {
-  type: 'object',
-  properties: {
-    metric: { type: 'string' },
-    source: nullableString,
-    tags: { type: 'object', additionalProperties: true },
-    granularity: { type: 'string' },
-    aggregation: { type: 'string' },
-    fill: { type: 'string' },
-    data_points: dataPoints,
-    total_points: { type: 'integer' },
-    series_count: { type: 'integer' },
-    rollup: nullableString,
-    from: { type: 'string' },
-    to: { type: 'string' },
-    query_time_ms: { type: 'number' },
-  },
-  additionalProperties: true,
-} as const;
+/** `[{"timestamp":…,"value":…},…]`; anything but a QueryPoint is written by JSON.stringify. */
+function dataPointsJson(points: readonly unknown[]): string {
+  let s = '[';
+  for (let i = 0; i < points.length; i++) {
+    const p = points[i];
+    if (i > 0) s += ',';
+    if (!(p instanceof QueryPoint)) s += JSON.stringify(p) ?? 'null';
+    else {
+      const v = p.value;
+      s += `{"timestamp":"${p.timestamp}","value":${v !== null && Number.isFinite(v) ? String(v) : 'null'}}`;
+    }
+  }
+  return `${s}]`;
+}
 
 /** A bucket value as it is written: JSON has no NaN or Infinity, and JSON.stringify writes them as null. */
 export const jsonNumber = (v: number | null): number | null => (v !== null && Number.isFinite(v) ? v : null);

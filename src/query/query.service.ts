@@ -6,7 +6,7 @@ import { Bucket, fillBuckets } from './fill.js';
 import { coarsestTier, Segment } from '../storage/rollup-plan.js';
 import { GroupKey, RollupReader } from '../storage/rollup-reader.js';
 import { QueryRepository } from './query.repository.js';
-import { jsonNumber } from './query.serialization.js';
+import { QueryPoint } from './query.serialization.js';
 import {
   Aggregation,
   checkText,
@@ -25,10 +25,8 @@ import {
   parseGroupBy,
 } from './query-spec.js';
 
-export interface DataPoint {
-  timestamp: string;
-  value: number | null;
-}
+/** A bucket: its start (ISO) and value, null where JSON has no number (see QueryPoint). */
+export type DataPoint = QueryPoint;
 
 export interface SeriesResult {
   metric: string;
@@ -158,7 +156,7 @@ export class QueryService {
     const base = emptyResult(spec);
     if (ids.length === 0 || spec.from === spec.to) return base;
     const filled = fillBuckets(rows, spec.from, spec.to, spec.granularityMs, spec.fill);
-    const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: jsonNumber(r.v) }));
+    const data_points = filled.map((r) => new QueryPoint(r.t, r.v));
     return {
       ...base,
       data_points,
@@ -216,7 +214,7 @@ export class QueryService {
       .sort((a, b) => compareGroups(a.values, b.values))
       .map((g): GroupResult => {
         const filled = fillBuckets(perGroup.get(JSON.stringify(g.values)) ?? [], spec.from, spec.to, step, spec.fill);
-        const data_points = filled.map((r) => ({ timestamp: toIso(r.t), value: jsonNumber(r.v) }));
+        const data_points = filled.map((r) => new QueryPoint(r.t, r.v));
         // fromEntries: a tag key such as __proto__ stays an own key of the object.
         const tags: Record<string, string | null> = Object.fromEntries(
           keys.flatMap((k, i) => (k.by === 'tag' ? [[k.key, g.values[i]]] : [])),

@@ -1,27 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { jsonNumber, QUERY_RESULT_SCHEMA } from '../../src/query/query.serialization.js';
+import { describe, it } from 'node:test';
+import { jsonNumber, QueryPoint, queryAnswerJson } from '../../src/query/query.serialization.js';
 
-// What fastify writes for an answer of a route with this response schema (the serializer it compiles, as in the app).
-const fastify = new FastifyAdapter({ logger: false }).getInstance();
-let answer: unknown;
-fastify.get('/q', { schema: { response: { 200: QUERY_RESULT_SCHEMA } } }, async () => answer);
-before(() => fastify.ready());
-after(() => fastify.close());
-async function serialize(body: unknown): Promise<string> {
-  answer = body;
-  const r = await fastify.inject({ method: 'GET', url: '/q' });
-  assert.equal(r.statusCode, 200, r.body);
-  return r.body;
-}
-
-const points = [
-  { timestamp: '2026-12-05T17:25:00.000Z', value: 49.83771234512345 },
-  { timestamp: '2026-12-05T17:30:00.000Z', value: null },
-  { timestamp: '2026-12-05T17:35:00.000Z', value: -0.5e-7 },
-  { timestamp: '2026-12-05T17:40:00.000Z', value: 1e21 },
-];
+const t0 = Date.parse('2026-12-05T17:25:00.000Z');
+const points = [49.83771234512345, null, -0.5e-7, 1e21, -0, 3].map((v, i) => new QueryPoint(t0 + i * 300_000, v));
 const base = {
   metric: 'cpu "quoted" \\ é \u2028',
   source: null,
@@ -30,7 +12,7 @@ const base = {
   aggregation: 'avg',
   fill: 'none',
   data_points: points,
-  total_points: 4,
+  total_points: points.length,
   series_count: 2,
   rollup: '5m',
   from: '2026-12-05T17:22:50.000Z',
@@ -38,32 +20,67 @@ const base = {
   query_time_ms: 0.75,
 };
 
-describe('the query answer serializer', () => {
-  it('writes what JSON.stringify writes', async () => assert.equal(await serialize(base), JSON.stringify(base)));
+describe('the query answer writer', () => {
+  it('writes what JSON.stringify writes', () => {
+    assert.equal(queryAnswerJson(base), JSON.stringify(base));
+    assert.equal(JSON.parse(queryAnswerJson(base)).data_points[0].timestamp, '2026-12-05T17:25:00.000Z');
+  });
 
-  it('keeps properties it does not list, after the listed ones (groups, and any field added later)', async () => {
+  it('groups, their points and properties it does not know, in their order', () => {
     const grouped = {
       ...base,
       source: 'host-0',
       rollup: null,
-      groups: [{ source: 'a', tags: { dc: null }, data_points: points, total_points: 4, series_count: 1 }],
+      groups: [
+        { source: 'a', tags: { dc: null }, data_points: points, total_points: 6, series_count: 1 },
+        { tags: {}, data_points: [], total_points: 0, series_count: 0, extra: [1, { x: 'y' }] },
+      ],
+      note: 'new',
     };
-    assert.equal(await serialize(grouped), JSON.stringify(grouped));
-    const extended = { ...base, data_points: [{ ...points[0], count: 3 }], note: 'new' };
-    assert.equal(await serialize(extended), JSON.stringify(extended));
+    assert.equal(queryAnswerJson(grouped), JSON.stringify(grouped));
   });
 
-  it('an empty answer', async () => {
-    const empty = { ...base, data_points: [], total_points: 0, series_count: 0, rollup: null };
-    assert.equal(await serialize(empty), JSON.stringify(empty));
+  it('points that are not QueryPoints are written by JSON.stringify (other keys, other order, other types)', () => {
+    const odd = {
+      ...base,
+      data_points: [
+        { timestamp: 'with "quotes"', value: 1 },
+        { value: 2, timestamp: 't' },
+        { timestamp: 't', value: 3, count: 3 },
+        { timestamp: 't', value: NaN },
+        null,
+        7,
+        'text',
+        points[0],
+      ],
+    };
+    assert.equal(queryAnswerJson(odd), JSON.stringify(odd));
   });
 
-  it('non-finite values become null, as JSON.stringify writes them', async () => {
+  it('leaves out what JSON.stringify leaves out, and an empty answer', () => {
+    const sparse = { ...base, source: undefined, f: () => 1, data_points: [] };
+    assert.equal(queryAnswerJson(sparse), JSON.stringify(sparse));
+    assert.equal(queryAnswerJson({}), '{}');
+  });
+
+  it('non-finite values become null, as JSON.stringify writes them', () => {
     assert.deepEqual([NaN, Infinity, -Infinity, null, 0, -2.5].map(jsonNumber), [null, null, null, null, 0, -2.5]);
-    const odd = { ...base, data_points: [NaN, Infinity].map((v) => ({ timestamp: 't', value: jsonNumber(v) })) };
-    assert.equal(
-      await serialize(odd),
-      JSON.stringify({ ...base, data_points: [NaN, Infinity].map((v) => ({ timestamp: 't', value: v })) }),
+    const made = [NaN, Infinity, -Infinity].map((v, i) => new QueryPoint(t0 + i, v));
+    assert.deepEqual(
+      made.map((p) => p.value),
+      [null, null, null],
     );
+    const answer = { ...base, data_points: made };
+    assert.equal(queryAnswerJson(answer), JSON.stringify(answer));
+  });
+
+  it('times outside 1970-9999 stay ISO 8601, as Date#toISOString writes them', () => {
+    const far = [-1, 253_402_300_800_000].map((t) => new QueryPoint(t, 1));
+    assert.deepEqual(
+      far.map((p) => p.timestamp),
+      ['1969-12-31T23:59:59.999Z', '+010000-01-01T00:00:00.000Z'],
+    );
+    const answer = { ...base, data_points: far };
+    assert.equal(queryAnswerJson(answer), JSON.stringify(answer));
   });
 });
