@@ -202,6 +202,30 @@ export function percentile(values: number[], p: number): number {
 }
 export const median = (values: number[]) => percentile(values, 0.5);
 
+/**
+ * A 90% bootstrap interval for median(a) / median(b), where a[i] and b[i] were measured in the same
+ * round: rounds are resampled with replacement (a fixed seed, so the same samples print the same
+ * interval). A p50 of 10 or 30 rounds moves from run to run; the interval says how far.
+ */
+export function ratioInterval(a: number[], b: number[], resamples = 2000): [number, number] {
+  const n = Math.min(a.length, b.length);
+  if (n === 0) return [NaN, NaN];
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  const ratios: number[] = [];
+  for (let r = 0; r < resamples; r++) {
+    const xa: number[] = [],
+      xb: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const k = Math.floor(next() * n);
+      xa.push(a[k]);
+      xb.push(b[k]);
+    }
+    ratios.push(median(xa) / median(xb));
+  }
+  return [percentile(ratios, 0.05), percentile(ratios, 0.95)];
+}
+
 /** Prints rows as an aligned table. */
 export function table(rows: Array<Record<string, string | number>>): void {
   if (rows.length === 0) return;
