@@ -13,19 +13,23 @@ import { toIso } from '../common/time.js';
  */
 export function queryAnswerJson(answer: object): string {
   const o = answer as Record<string, unknown>;
+  if (typeof o.toJSON === 'function') return JSON.stringify(o) ?? 'null';
   let out = '{';
   for (const key of Object.keys(o)) {
     const value = o[key];
     let text: string | undefined;
     if (key === 'data_points' && Array.isArray(value)) text = dataPointsJson(value);
     else if (key === 'groups' && Array.isArray(value))
-      text = `[${value.map((g) => queryAnswerJson(g as object)).join(',')}]`;
+      text = `[${value.map((g) => (isPlainObject(g) ? queryAnswerJson(g) : (JSON.stringify(g) ?? 'null'))).join(',')}]`;
     else text = JSON.stringify(value); // undefined for what JSON.stringify leaves out (undefined, functions)
     if (text === undefined) continue;
     out += `${out.length > 1 ? ',' : ''}${JSON.stringify(key)}:${text}`;
   }
   return `${out}}`;
 }
+
+const isPlainObject = (v: unknown): v is object =>
+  typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
 
 /**
  * One bucket of a query answer. Its timestamp is toIso's output (digits, '-', ':', '.', 'T', 'Z',

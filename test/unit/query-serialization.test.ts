@@ -34,6 +34,10 @@ describe('the query answer writer', () => {
       groups: [
         { source: 'a', tags: { dc: null }, data_points: points, total_points: 6, series_count: 1 },
         { tags: {}, data_points: [], total_points: 0, series_count: 0, extra: [1, { x: 'y' }] },
+        null,
+        [1, 2],
+        { toJSON: () => 'as text' },
+        new Date(t0),
       ],
       note: 'new',
     };
