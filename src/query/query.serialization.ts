@@ -33,7 +33,8 @@ const isPlainObject = (v: unknown): v is object =>
 
 /**
  * One bucket of a query answer. Its timestamp is toIso's output (digits, '-', ':', '.', 'T', 'Z',
- * nothing JSON escapes), which lets the writer below copy it between quotes as it is.
+ * nothing JSON escapes) and its value finite or null, both set here only, which lets the writer
+ * below copy the timestamp between quotes as it is and the value as String writes it.
  */
 export class QueryPoint {
   readonly timestamp: string;
@@ -52,8 +53,8 @@ function dataPointsJson(points: readonly unknown[]): string {
     if (i > 0) s += ',';
     if (!(p instanceof QueryPoint)) s += JSON.stringify(p) ?? 'null';
     else {
-      const v = p.value;
-      s += `{"timestamp":"${p.timestamp}","value":${v !== null && Number.isFinite(v) ? String(v) : 'null'}}`;
+      const v = p.value; // finite or null: the constructor's jsonNumber
+      s += `{"timestamp":"${p.timestamp}","value":${v === null ? 'null' : String(v)}}`;
     }
   }
   return `${s}]`;

@@ -25,9 +25,6 @@ import {
   parseGroupBy,
 } from './query-spec.js';
 
-/** A bucket: its start (ISO) and value, null where JSON has no number (see QueryPoint). */
-export type DataPoint = QueryPoint;
-
 export interface SeriesResult {
   metric: string;
   source: string | null;
@@ -35,7 +32,7 @@ export interface SeriesResult {
   granularity: string;
   aggregation: string;
   fill: string;
-  data_points: DataPoint[];
+  data_points: QueryPoint[];
   total_points: number;
   series_count: number;
   /** The rollup tier that served the whole buckets, or null when every bucket came from raw points. */
@@ -47,7 +44,7 @@ export interface GroupResult {
   source?: string | null;
   /** The group's value of each tag key in group_by; null for series without the tag. */
   tags: Record<string, string | null>;
-  data_points: DataPoint[];
+  data_points: QueryPoint[];
   total_points: number;
   series_count: number;
 }
