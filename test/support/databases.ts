@@ -71,9 +71,19 @@ async function createPostgresDatabase(template: string | undefined): Promise<Tes
 
 let pgliteTemplate: { file: string; tar: Blob } | undefined;
 
-/** The template's tar, read once per process. */
+/**
+ * The template's tar, read once per process. PGlite reads a data directory with `arrayBuffer()`
+ * and only reads the bytes (it untars copies of each file): this stands in for a Blob and hands
+ * it the same buffer every time. A real Blob copied the 24 MB in chunks and joined them at every
+ * start: 689 ms of CPU per PGlite start with it, 619 without (median of 12 starts each, alternating).
+ */
 function pgliteTemplateTar(file: string): Blob {
-  if (pgliteTemplate?.file !== file) pgliteTemplate = { file, tar: new Blob([readFileSync(file)]) };
+  if (pgliteTemplate?.file !== file) {
+    const bytes = readFileSync(file);
+    const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    const tar = { type: 'application/x-tar', size: buffer.byteLength, arrayBuffer: async () => buffer };
+    pgliteTemplate = { file, tar: tar as unknown as Blob };
+  }
   return pgliteTemplate.tar;
 }
 
