@@ -442,8 +442,16 @@ async function main(): Promise<void> {
     }
     console.log('');
     table(results);
-    console.log(`\nwhere the fixed cost of a request goes (p50 of ${RUNS * 5}):`);
-    table(await fixedCosts(service.url, end));
+    console.log(`\nwhere the fixed cost of a request goes, and what a wait costs each store (p50 of ${RUNS * 5}):`);
+    table(
+      await fixedCosts(
+        service.url,
+        end,
+        dbUrl,
+        influx,
+        questions(end).find((q) => q.name === 'one series, 1 day, 5m avg')!.influxql,
+      ),
+    );
     console.log(
       `\nTimescope: HTTP round trip (auth, parse, series lookup, plan, SQL, JSON). raw SQL: the same question over raw points, no HTTP (date_bin or percentile_cont, covering index).` +
         (influx ? ` InfluxDB: HTTP round trip of the InfluxQL query.` : '') +
@@ -456,39 +464,79 @@ async function main(): Promise<void> {
   }
 }
 
-/** Latency of routes that do less and less, to see the fixed cost per request. */
-async function fixedCosts(url: string, end: number): Promise<Array<Record<string, string | number>>> {
+/**
+ * Latency of routes that do less and less, to see the fixed cost per request; then what a wait
+ * costs each store: the 1-day question, and PostgreSQL's `SELECT 1` over `pg` with no HTTP, back to
+ * back and after 10 ms idle (the main table's requests each follow other work and a pause).
+ */
+async function fixedCosts(
+  url: string,
+  end: number,
+  dbUrl: string,
+  influx: { query(q: string): Promise<unknown> } | undefined,
+  dayInfluxql: string,
+): Promise<Array<Record<string, string | number>>> {
   const iso = (t: number) => new Date(t).toISOString();
   const day = `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - DAY)}&to=${iso(end)}&granularity=5m&aggregation=avg`;
-  const routes: Array<[string, string, number?]> = [
-    ['GET /health/live (no key)', '/health/live'],
-    ['GET /api/v1/auth/whoami (key check only)', '/api/v1/auth/whoami'],
-    [
-      'query, 5 minutes at 5m (1 bucket)',
-      `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - 300_000)}&to=${iso(end)}&granularity=5m`,
-    ],
-    ['query, 1 day at 5m', day],
-    // The main table's requests each follow other work and a pause: the same query after 10 ms idle.
-    ['query, 1 day at 5m, 10 ms idle before each', day, 10],
-  ];
-  const out: Array<Record<string, string | number>> = [];
-  for (const [name, path, idleMs] of routes) {
-    const ms: number[] = [],
-      inside: number[] = [];
-    for (let i = 0; i < RUNS * 5 + 5; i++) {
-      if (idleMs) await sleep(idleMs);
+  /** One timed request: its time in ms and the service's query_time_ms when it reports one. */
+  type Probe = () => Promise<{ ms: number; inside?: number }>;
+  const http =
+    (path: string): Probe =>
+    async () => {
       const t0 = performance.now();
       const r = await request(`${url}${path}`, 'GET');
-      const took = performance.now() - t0;
-      if (r.status !== 200) throw new Error(`${name}: ${r.status} ${r.body.slice(0, 200)}`);
-      if (i < 5) continue;
-      ms.push(took);
-      const q = (JSON.parse(r.body) as { query_time_ms?: number }).query_time_ms;
-      if (q !== undefined) inside.push(q);
+      const ms = performance.now() - t0;
+      if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body.slice(0, 200)}`);
+      return { ms, inside: (JSON.parse(r.body) as { query_time_ms?: number }).query_time_ms };
+    };
+  const sql = new pg.Client({ connectionString: dbUrl });
+  await sql.connect();
+  try {
+    const select1: Probe = async () => {
+      const t0 = performance.now();
+      await sql.query('SELECT 1');
+      return { ms: performance.now() - t0 };
+    };
+    const probes: Array<[string, Probe, number?]> = [
+      ['GET /health/live (no key)', http('/health/live')],
+      ['GET /api/v1/auth/whoami (key check only)', http('/api/v1/auth/whoami')],
+      [
+        'query, 5 minutes at 5m (1 bucket)',
+        http(`/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - 300_000)}&to=${iso(end)}&granularity=5m`),
+      ],
+      ['query, 1 day at 5m', http(day)],
+      ['query, 1 day at 5m, 10 ms idle before each', http(day), 10],
+      ['PostgreSQL SELECT 1 (pg, no HTTP)', select1],
+      ['PostgreSQL SELECT 1, 10 ms idle before each', select1, 10],
+    ];
+    if (influx) {
+      const influxDay: Probe = async () => {
+        const t0 = performance.now();
+        await influx.query(dayInfluxql);
+        return { ms: performance.now() - t0 };
+      };
+      probes.push(
+        ['InfluxDB, 1 day at 5m', influxDay],
+        ['InfluxDB, 1 day at 5m, 10 ms idle before each', influxDay, 10],
+      );
     }
-    out.push({ route: name, 'HTTP p50 ms': median(ms), 'query_time_ms p50': inside.length ? median(inside) : '-' });
+    const out: Array<Record<string, string | number>> = [];
+    for (const [name, probe, idleMs] of probes) {
+      const ms: number[] = [],
+        inside: number[] = [];
+      for (let i = 0; i < RUNS * 5 + 5; i++) {
+        if (idleMs) await sleep(idleMs);
+        const r = await probe();
+        if (i < 5) continue;
+        ms.push(r.ms);
+        if (r.inside !== undefined) inside.push(r.inside);
+      }
+      out.push({ route: name, 'p50 ms': median(ms), 'query_time_ms p50': inside.length ? median(inside) : '-' });
+    }
+    return out;
+  } finally {
+    await sql.end();
   }
-  return out;
 }
 
 main().catch((err) => {
