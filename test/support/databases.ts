@@ -75,8 +75,8 @@ let pgliteTemplate: { file: string; tar: Blob } | undefined;
  * A Blob whose `arrayBuffer()` hands out the same bytes every time. PGlite reads a data directory
  * with `arrayBuffer()` and only reads it (it untars copies of each file); a plain Blob copied the
  * 24 MB in chunks and joined them at every start: 689-774 ms of CPU per PGlite start with it,
- * 619-650 with this (three runs, median of 12 starts each, alternating). Anything else PGlite might call on it
- * (`stream()`, `slice()`) is the Blob's own.
+ * 619-650 with this (three runs, median of 12 starts each, alternating). Anything else PGlite
+ * might call on it (`stream()`, `slice()`) is the Blob's own.
  */
 class SharedBytesBlob extends Blob {
   private readonly shared: ArrayBuffer;
