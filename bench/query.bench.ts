@@ -449,7 +449,7 @@ async function main(): Promise<void> {
         end,
         dbUrl,
         influx,
-        questions(end).find((q) => q.name === 'one series, 1 day, 5m avg')!.influxql,
+        questions(end).find((q) => q.name === 'one series, 1 day, 5m avg')!,
       ),
     );
     console.log(
@@ -473,11 +473,10 @@ async function fixedCosts(
   url: string,
   end: number,
   dbUrl: string,
-  influx: { query(q: string): Promise<unknown> } | undefined,
-  dayInfluxql: string,
+  influx: Influx | undefined,
+  day: Question,
 ): Promise<Array<Record<string, string | number>>> {
   const iso = (t: number) => new Date(t).toISOString();
-  const day = `/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - DAY)}&to=${iso(end)}&granularity=5m&aggregation=avg`;
   /** One timed request: its time in ms and the service's query_time_ms when it reports one. */
   type Probe = () => Promise<{ ms: number; inside?: number }>;
   const http =
@@ -504,15 +503,15 @@ async function fixedCosts(
         'query, 5 minutes at 5m (1 bucket)',
         http(`/api/v1/metrics/query?metric=cpu&source=host-0&from=${iso(end - 300_000)}&to=${iso(end)}&granularity=5m`),
       ],
-      ['query, 1 day at 5m', http(day)],
-      ['query, 1 day at 5m, 10 ms idle before each', http(day), 10],
+      ['query, 1 day at 5m', http(day.path)],
+      ['query, 1 day at 5m, 10 ms idle before each', http(day.path), 10],
       ['PostgreSQL SELECT 1 (pg, no HTTP)', select1],
       ['PostgreSQL SELECT 1, 10 ms idle before each', select1, 10],
     ];
     if (influx) {
       const influxDay: Probe = async () => {
         const t0 = performance.now();
-        await influx.query(dayInfluxql);
+        await influx.query(day.influxql);
         return { ms: performance.now() - t0 };
       };
       probes.push(
