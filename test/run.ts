@@ -124,16 +124,24 @@ async function main(): Promise<number> {
     const slowest = [...ran].sort((a, b) => b.ms - a.ms).slice(0, 5);
     if (slowest.length > 0)
       console.log(`# slowest files: ${slowest.map((t) => `${t.file} ${(t.ms / 1000).toFixed(1)} s`).join(', ')}`);
-    // How evenly the files spread: each worker's time in files, and when it ran out of files.
-    const workers = new Map<number, { ms: number; endedAt: number }>();
+    // How evenly the files spread: each worker's time and CPU time in files, and when it ran out of files.
+    const workers = new Map<number, { ms: number; cpuMs: number; endedAt: number }>();
     for (const t of ran) {
-      const w = workers.get(t.worker) ?? { ms: 0, endedAt: 0 };
-      workers.set(t.worker, { ms: w.ms + t.ms, endedAt: Math.max(w.endedAt, t.endedAt) });
+      const w = workers.get(t.worker) ?? { ms: 0, cpuMs: 0, endedAt: 0 };
+      workers.set(t.worker, { ms: w.ms + t.ms, cpuMs: w.cpuMs + t.cpuMs, endedAt: Math.max(w.endedAt, t.endedAt) });
     }
     if (workers.size > 0) {
       const start = Math.min(...ran.map((t) => t.endedAt - t.ms));
+      const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
       console.log(
-        `# workers: ${[...workers.values()].map((w) => `${(w.ms / 1000).toFixed(1)} s in files, done at ${((w.endedAt - start) / 1000).toFixed(1)} s`).join('; ')}`,
+        `# workers: ${[...workers.values()].map((w) => `${s(w.ms)} in files (${s(w.cpuMs)} of CPU), done at ${s(w.endedAt - start)}`).join('; ')}`,
+      );
+      // Whether the run is bound by the CPUs: the workers' CPU time over the cores (the server and
+      // the processes tests start come on top), and where most of it went.
+      const cpuMs = ran.reduce((sum, t) => sum + t.cpuMs, 0);
+      const byCpu = [...ran].sort((a, b) => b.cpuMs - a.cpuMs).slice(0, 5);
+      console.log(
+        `# CPU in files: ${s(cpuMs)}, ${s(cpuMs / availableParallelism())} a core on ${availableParallelism()}; most: ${byCpu.map((t) => `${t.file} ${s(t.cpuMs)}`).join(', ')}`,
       );
     }
     const left = unfinished(queue);

@@ -11,7 +11,8 @@ import { pathToFileURL } from 'node:url';
  * once instead of once per file, and the files spread over the workers as they finish.
  *
  * Queue layout: `todo/NNNN` (the next files, in order; each holds the absolute path of a test
- * file), `taken/NNNN` (running or crashed), `done/NNNN`, and `timings` (one `ms pid endedAt file` line per file run).
+ * file), `taken/NNNN` (running or crashed), `done/NNNN`, and `timings` (one `ms pid endedAt cpuMs file`
+ * line per file run: wall time, worker, end, and the worker's CPU time in the file, PGlite included).
  */
 export function createQueue(dir: string, files: string[]): void {
   for (const d of ['todo', 'taken', 'done']) mkdirSync(join(dir, d), { recursive: true });
@@ -41,7 +42,9 @@ export function unfinished(dir: string): { notStarted: string[]; interrupted: st
   return { notStarted: read('todo'), interrupted: read('taken') };
 }
 
-export function timings(dir: string): Array<{ ms: number; file: string; worker: number; endedAt: number }> {
+export function timings(
+  dir: string,
+): Array<{ ms: number; file: string; worker: number; endedAt: number; cpuMs: number }> {
   let text: string;
   try {
     text = readFileSync(join(dir, 'timings'), 'utf8');
@@ -52,8 +55,14 @@ export function timings(dir: string): Array<{ ms: number; file: string; worker: 
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const [ms, worker, endedAt, ...file] = line.split(' ');
-      return { ms: Number(ms), worker: Number(worker), endedAt: Number(endedAt), file: file.join(' ') };
+      const [ms, worker, endedAt, cpuMs, ...file] = line.split(' ');
+      return {
+        ms: Number(ms),
+        worker: Number(worker),
+        endedAt: Number(endedAt),
+        cpuMs: Number(cpuMs),
+        file: file.join(' '),
+      };
     });
 }
 
@@ -64,6 +73,7 @@ export async function runQueue(dir: string, root: string): Promise<void> {
     if (!next) return;
     const name = relative(root, next.file);
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     // Importing inside the suite makes the file's top-level tests and hooks (before/after) the
     // suite's own: they run, and are reported, under the file's name.
     await describe(name, { timeout: Infinity }, async () => {
@@ -75,9 +85,10 @@ export async function runQueue(dir: string, root: string): Promise<void> {
         process.env.TIMESCOPE_TEST_MEMORY,
         `${process.pid} ${Math.round(process.memoryUsage().rss / 1e6)} MB after ${name}\n`,
       );
+    const cpu = process.cpuUsage(cpu0);
     appendFileSync(
       join(dir, 'timings'),
-      `${Math.round(performance.now() - t0)} ${process.pid} ${Date.now()} ${name}\n`,
+      `${Math.round(performance.now() - t0)} ${process.pid} ${Date.now()} ${Math.round((cpu.user + cpu.system) / 1000)} ${name}\n`,
     );
     renameSync(join(dir, 'taken', next.entry), join(dir, 'done', next.entry));
   }
