@@ -4,6 +4,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort, startEmbeddedPostgres } from '../src/database/embedded.js';
+import { writeTimescaleBundle } from './support/pglite.js';
 import { buildPgliteTemplate, buildPostgresTemplate, Templates } from './support/templates.js';
 import { createQueue, timings, unfinished } from './support/worker.js';
 
@@ -13,7 +14,8 @@ import { createQueue, timings, unfinished } from './support/worker.js';
  *   create databases), or else an embedded PostgreSQL started here in a temporary directory and
  *   stopped at the end. A run of unit tests only (`node dist/test/run.js unit/`) starts none.
  * - Before the files start, one migrated template per flavour is built here
- *   (support/templates.ts); each suite copies it instead of migrating a new database.
+ *   (support/templates.ts); each suite copies it instead of migrating a new database. PGlite loads
+ *   TimescaleDB from a bundle without its upgrade scripts, written here too (support/pglite.ts).
  * - The files run in TEST_CONCURRENCY worker processes (default: the CPUs + 1, at most 3), each taking
  *   the next file from a shared queue when it has finished one (support/worker.ts), so that module
  *   loading and PGlite's warm-up are paid once per worker, not once per file.
@@ -63,6 +65,10 @@ async function main(): Promise<number> {
     // Unit tests need no database: a run of test/unit only starts nothing.
     if (!files.every(isUnit)) {
       const t0 = Date.now();
+      // TimescaleDB's bundle without its upgrade scripts (support/pglite.ts), for every PGlite of
+      // the run, the template's included.
+      const bundle = writeTimescaleBundle(runDir);
+      if (bundle) env.TIMESCOPE_TEST_PGLITE_EXTENSION = process.env.TIMESCOPE_TEST_PGLITE_EXTENSION = bundle;
       // The PGlite template is built here while the embedded server starts.
       const pglite = buildPgliteTemplate(runDir);
       pglite.catch(() => undefined);
