@@ -137,8 +137,14 @@ describeEachFlavour(
       const who = (await ctx.t.sql.query(`SELECT current_database() AS db, current_user AS me`)).rows[0];
       database = who.db;
       // PGlite's one database is template1, and updating its pg_database row (GRANT CONNECT) breaks
-      // PGlite ("tuple concurrently deleted"); it checks no CONNECT privilege, so grant on another.
-      await ctx.t.sql.query(readmeRoleSql(ctx.flavour === 'postgresql' ? who.db : 'postgres', who.me));
+      // PGlite ("tuple concurrently deleted"); it checks no CONNECT privilege, so the grant goes to a
+      // database made for it (the PGlite template has no other: every PGlite start would load it).
+      let grantOn = who.db;
+      if (ctx.flavour !== 'postgresql') {
+        grantOn = 'grafana_grant_target';
+        await ctx.t.sql.query(`CREATE DATABASE ${grantOn}`);
+      }
+      await ctx.t.sql.query(readmeRoleSql(grantOn, who.me));
       const run = await ctx.t.runJob('reader-watchdog');
       assert.equal(run.details.status, 'enforcing', JSON.stringify(run.details));
       // The README's SQL leaves nothing to report but that the test runs with JOBS_ENABLED=false.
