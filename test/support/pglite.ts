@@ -89,7 +89,9 @@ export function writeTimescaleBundle(dir: string): string | undefined {
     const type = field(156, 1);
     if (type !== '0' && type !== '') return stock(`its TimescaleDB bundle holds an entry of type '${type}'`);
     const name = field(0, 100);
-    const end = at + 512 + Math.ceil(parseInt(field(124, 12).trim(), 8) / 512) * 512;
+    const size = parseInt(field(124, 12).trim(), 8);
+    if (!Number.isSafeInteger(size)) return stock(`its TimescaleDB bundle gives ${name} no octal size`);
+    const end = at + 512 + Math.ceil(size / 512) * 512;
     if (!/--[^/]*--[^/]*\.sql$/.test(name)) kept.push(tar.subarray(at, end));
     at = end;
   }
