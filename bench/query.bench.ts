@@ -477,25 +477,30 @@ async function fixedCosts(
   day: Question,
 ): Promise<Array<Record<string, string | number>>> {
   const iso = (t: number) => new Date(t).toISOString();
-  /** One timed request: its time in ms and the service's query_time_ms when it reports one. */
+  /** One timed call: its time in ms and, for the service's answers, their query_time_ms. */
   type Probe = () => Promise<{ ms: number; inside?: number }>;
+  const timed =
+    (call: () => Promise<unknown>): Probe =>
+    async () => {
+      const t0 = performance.now();
+      await call();
+      return { ms: performance.now() - t0 };
+    };
   const http =
     (path: string): Probe =>
     async () => {
-      const t0 = performance.now();
-      const r = await request(`${url}${path}`, 'GET');
-      const ms = performance.now() - t0;
-      if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body.slice(0, 200)}`);
-      return { ms, inside: (JSON.parse(r.body) as { query_time_ms?: number }).query_time_ms };
+      let body = '';
+      const { ms } = await timed(async () => {
+        const r = await request(`${url}${path}`, 'GET');
+        if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.body.slice(0, 200)}`);
+        body = r.body;
+      })();
+      return { ms, inside: (JSON.parse(body) as { query_time_ms?: number }).query_time_ms };
     };
   const sql = new pg.Client({ connectionString: dbUrl });
   await sql.connect();
   try {
-    const select1: Probe = async () => {
-      const t0 = performance.now();
-      await sql.query('SELECT 1');
-      return { ms: performance.now() - t0 };
-    };
+    const select1 = timed(() => sql.query('SELECT 1'));
     const probes: Array<[string, Probe, number?]> = [
       ['GET /health/live (no key)', http('/health/live')],
       ['GET /api/v1/auth/whoami (key check only)', http('/api/v1/auth/whoami')],
@@ -509,11 +514,7 @@ async function fixedCosts(
       ['PostgreSQL SELECT 1, 10 ms idle before each', select1, 10],
     ];
     if (influx) {
-      const influxDay: Probe = async () => {
-        const t0 = performance.now();
-        await influx.query(day.influxql);
-        return { ms: performance.now() - t0 };
-      };
+      const influxDay = timed(() => influx.query(day.influxql));
       probes.push(
         ['InfluxDB, 1 day at 5m', influxDay],
         ['InfluxDB, 1 day at 5m, 10 ms idle before each', influxDay, 10],
