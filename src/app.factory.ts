@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ConsoleLogger, LogLevel } from '@nestjs/common';
+import type { ConsoleLogger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
@@ -12,6 +12,7 @@ import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { COMPRESSION } from './common/compression.js';
 import { ErrorEnvelopeFilter } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
+import { createLogger } from './common/logger.js';
 import { installJsonParser } from './common/json-body.js';
 import { installLineProtocol } from './ingestion/line-protocol.http.js';
 import { IngestionService } from './ingestion/ingestion.service.js';
@@ -21,17 +22,6 @@ import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
 import { finishDocument } from './openapi/document.js';
 import { installQueryParameterRule } from './openapi/unknown-query.js';
-
-const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
-
-export function createLogger(config: AppConfig): ConsoleLogger {
-  const upTo = LEVELS.indexOf(config.log.level);
-  return new ConsoleLogger({
-    json: config.log.format === 'json',
-    logLevels: LEVELS.slice(0, upTo + 1),
-    colors: config.log.format === 'text' && process.stdout.isTTY,
-  });
-}
 
 /**
  * Builds the NestJS application on fastify, initialised but not listening. `main.ts` and the tests

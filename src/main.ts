@@ -4,8 +4,8 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { AddressInfo } from 'node:net';
-import { createApp, createLogger } from './app.factory.js';
 import { closeGracefully } from './common/graceful-shutdown.js';
+import { createLogger } from './common/logger.js';
 import { AppConfig, loadConfig } from './config/config.js';
 import type { EmbeddedServer } from './database/embedded.js';
 
@@ -37,6 +37,10 @@ async function main(): Promise<void> {
   let stopping = false;
 
   const startup = (async () => {
+    // The application's modules (most of a start's CPU) load while the embedded server starts; a
+    // start refused at the data directory's lock exits before they are all loaded.
+    const factory = import('./app.factory.js');
+    factory.catch(() => undefined); // a failed import is reported where it is awaited
     if (!config.databaseUrl) {
       // Loaded only here: with DATABASE_URL set, nothing of the embedded server is imported.
       const { startEmbeddedPostgres } = await import('./database/embedded.js');
@@ -45,7 +49,7 @@ async function main(): Promise<void> {
       log.log(`using the embedded PostgreSQL (data in ${embedded.dataDir})`);
     }
     if (stopping) return;
-    app = await createApp(config, logger);
+    app = await (await factory).createApp(config, logger);
     if (stopping) return;
     await app.listen({ port: config.port, host: config.host });
     const port = (app.getHttpServer().address() as AddressInfo | null)?.port ?? config.port;

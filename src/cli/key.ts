@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../app.factory.js';
+import { createLogger } from '../common/logger.js';
 import { ApiKeysRepository } from '../auth/api-keys.repository.js';
 import { issueKey, keyView } from '../auth/api-keys.service.js';
 import { parseKeySpec } from '../auth/key-spec.js';

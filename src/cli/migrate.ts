@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { createLogger } from '../app.factory.js';
+import { createLogger } from '../common/logger.js';
 import { loadConfig } from '../config/config.js';
 import { Database } from '../database/database.js';
 import type { EmbeddedServer } from '../database/embedded.js';
