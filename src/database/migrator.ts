@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
@@ -7,7 +8,7 @@ import type { Flavour } from './database.js';
 
 /**
  * Numbered SQL migrations under `db/migrations`, applied in order under an advisory lock, and the
- * idempotent SQL under `db/idempotent` (views, functions) re-applied on every start.
+ * idempotent SQL under `db/idempotent` (views, functions) re-applied whenever its text changes.
  *
  * File names: `0001_core.sql` runs on both flavours; `0002_points.postgresql.sql` and
  * `0002_points.timescaledb.sql` are the two variants of one migration. A file whose first line is
@@ -85,18 +86,49 @@ export async function migrate(
       logger.log(`migration ${m.name} applied in ${Date.now() - t0} ms`);
       applied.push(m.name);
     }
-    await client.query('BEGIN');
-    try {
-      for (const s of loadScripts(`${DB_DIR}/idempotent`, flavour)) await client.query(s.sql);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw new Error(`idempotent schema failed: ${(err as Error).message}`, { cause: err });
-    }
+    await applyIdempotent(client, loadScripts(`${DB_DIR}/idempotent`, flavour), applied.length > 0, logger);
     if (pending.length === 0) logger.log(`schema up to date (${flavour})`);
     return { flavour, applied };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]).catch(() => undefined);
+  }
+}
+
+/**
+ * Re-applies the idempotent schema (views, functions) after any migration (one may have dropped a
+ * view to change its table) and whenever its text differs from what this database last got (its
+ * SHA-256 is kept in `timescope_meta`), as a repeatable migration: an
+ * unchanged start replaces no view, so it takes none of their locks and no SQL client reading
+ * through them waits on it. A view dropped by hand comes back with the next version whose
+ * scripts differ, or at once by deleting the key `idempotent_sha256`.
+ */
+async function applyIdempotent(
+  client: pg.ClientBase,
+  scripts: Migration[],
+  afterMigrations: boolean,
+  logger: Logger,
+): Promise<void> {
+  const hash = createHash('sha256');
+  for (const s of scripts) hash.update(`${s.name}\0${s.sql}\0`);
+  const digest = hash.digest('hex');
+  await client.query('BEGIN');
+  try {
+    const stored = (
+      await client.query<{ value: string }>(`SELECT value FROM timescope_meta WHERE key = 'idempotent_sha256'`)
+    ).rows[0]?.value;
+    if (afterMigrations || stored !== digest) {
+      for (const s of scripts) await client.query(s.sql);
+      await client.query(
+        `INSERT INTO timescope_meta (key, value) VALUES ('idempotent_sha256', $1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+        [digest],
+      );
+      logger.log(`idempotent schema applied (${scripts.map((s) => s.name).join(', ')})`);
+    }
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw new Error(`idempotent schema failed: ${(err as Error).message}`, { cause: err });
   }
 }
 

@@ -83,6 +83,25 @@ describeEachFlavour('system', (ctx) => {
     await again.close();
     assert.deepEqual(await applied(), before);
   });
+
+  it('re-applies db/idempotent only when its text differs from what the database last got', async () => {
+    if (ctx.flavour === 'timescaledb') return; // PGlite serves one connection: a second app cannot attach
+    const restart = async () =>
+      (await createApp(loadConfig({ DATABASE_URL: ctx.t.database.url, JOBS_ENABLED: 'false' }), false)).close();
+    const view = async () =>
+      (await ctx.t.sql.query(`SELECT to_regclass('timescope_read.series') IS NOT NULL AS present`)).rows[0].present;
+    const stored = async () =>
+      (await ctx.t.sql.query(`SELECT value FROM timescope_meta WHERE key = 'idempotent_sha256'`)).rows[0]?.value;
+    const digest = await stored();
+    assert.match(digest, /^[0-9a-f]{64}$/);
+    await ctx.t.sql.query('DROP VIEW timescope_read.series');
+    await restart();
+    assert.equal(await view(), false, 'an unchanged text is not applied again');
+    await ctx.t.sql.query(`UPDATE timescope_meta SET value = 'an older text' WHERE key = 'idempotent_sha256'`);
+    await restart();
+    assert.equal(await view(), true, 'a changed one is');
+    assert.equal(await stored(), digest);
+  });
 });
 
 describeEachFlavour(
