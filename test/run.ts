@@ -6,7 +6,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort, startEmbeddedPostgres } from '../src/database/embedded.js';
 import { writeTimescaleBundle } from './support/pglite.js';
 import { buildPgliteTemplate, buildPostgresTemplate, Templates } from './support/templates.js';
-import { createQueue, timings, unfinished } from './support/worker.js';
+import { createQueue, pgliteReuseOf, timings, unfinished } from './support/worker.js';
 
 /**
  * `make test`: runs the test files under dist/test with node's test runner.
@@ -150,6 +150,11 @@ async function main(): Promise<number> {
         `# CPU in files: ${s(cpuMs)}, ${s(cpuMs / availableParallelism())} a core on ${availableParallelism()}; most: ${byCpu.map((t) => `${t.file} ${s(t.cpuMs)}`).join(', ')}`,
       );
     }
+    const reuse = pgliteReuseOf(queue);
+    if (reuse)
+      console.log(
+        `# PGlite: ${reuse.reused} suites had a reset instance, ${reuse.discarded} instances could not be reset and were closed`,
+      );
     const left = unfinished(queue);
     for (const f of left.interrupted)
       console.error(`# ${relative(here, f)}: its worker process ended before the file finished`);

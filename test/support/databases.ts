@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { createPglite } from './pglite.js';
+import { readTemplateState, refuse, resetToTemplate, type TemplateState } from './pglite-reuse.js';
 import { TEMPLATE_ENV } from './templates.js';
 
 /**
@@ -96,15 +97,43 @@ function pgliteTemplateTar(file: string): Blob {
   return pgliteTemplate.tar;
 }
 
+/** Reuse of PGlite instances across the suites of a process (support/pglite-reuse.ts); TIMESCOPE_TEST_PGLITE_REUSE=0 turns it off. */
+const REUSE = process.env.TIMESCOPE_TEST_PGLITE_REUSE !== '0';
+/** The template's state, read from the first PGlite this process starts from it. */
+let templateState: Promise<TemplateState> | undefined;
+/** A PGlite reset to the template after its suite, for the next suite of this process. */
+let idle: PGlite | undefined;
+/** How many suites got a reset instance and how many instances could not be reset (the runner prints them). */
+export const pgliteReuse = { reused: 0, discarded: 0 };
+
+/** Closes the PGlite kept for a next suite: the process has no more suites to run. */
+export async function closeIdlePglite(): Promise<void> {
+  const db = idle;
+  idle = undefined;
+  await db?.close();
+}
+
 async function startTimescaleDb(template: string | undefined): Promise<TestDatabase> {
   // Let go of both on drop: test processes run many files (support/worker.ts), and a suite's
   // context stays reachable after it ended; each PGlite adds about 150 MB to the RSS.
-  let db: PGlite | undefined = await createPglite(template ? pgliteTemplateTar(template) : undefined);
-  // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
-  // (CREATE EXTENSION loads it in a fresh one; a server has it in shared_preload_libraries), and
-  // without it the TSL functions (continuous aggregates, compression) refuse to run. Load it as
-  // shared_preload_libraries would: PGlite is one backend, so it stays loaded for every connection.
-  if (template) await db.exec(`LOAD 'timescaledb'`);
+  let db: PGlite | undefined;
+  if (template && idle) {
+    db = idle;
+    idle = undefined;
+    pgliteReuse.reused++;
+  } else {
+    db = await createPglite(template ? pgliteTemplateTar(template) : undefined);
+    // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
+    // (CREATE EXTENSION loads it in a fresh one; a server has it in shared_preload_libraries), and
+    // without it the TSL functions (continuous aggregates, compression) refuse to run. Load it as
+    // shared_preload_libraries would: PGlite is one backend, so it stays loaded for every connection.
+    if (template) await db.exec(`LOAD 'timescaledb'`);
+    if (template && REUSE) {
+      const fresh = db;
+      templateState ??= readTemplateState(fresh);
+      await templateState;
+    }
+  }
   let server: PGLiteSocketServer | undefined = new PGLiteSocketServer({ db: db as never, port: 0, host: '127.0.0.1' });
   await server.start();
   return {
@@ -112,8 +141,18 @@ async function startTimescaleDb(template: string | undefined): Promise<TestDatab
     url: `postgres://postgres@${server.getServerConn()}/postgres`,
     async drop() {
       await server?.stop();
-      await db?.close();
+      const used = db;
       server = db = undefined;
+      if (!used) return;
+      if (template && REUSE && templateState && !idle && !used.closed) {
+        const reset = await resetToTemplate(used, await templateState).catch((err: Error) => refuse(err.message));
+        if (reset) {
+          idle = used;
+          return;
+        }
+        pgliteReuse.discarded++;
+      }
+      await used.close();
     },
   };
 }

@@ -2,6 +2,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, write
 import { join, relative } from 'node:path';
 import { describe } from 'node:test';
 import { pathToFileURL } from 'node:url';
+import { closeIdlePglite, pgliteReuse } from './databases.js';
 
 /**
  * Test workers (test/run.ts): a few long-lived test processes instead of one per test file. Each
@@ -66,11 +67,34 @@ export function timings(
     });
 }
 
+/** What the workers' PGlite reuse did (support/pglite-reuse.ts), summed; undefined when no worker started one. */
+export function pgliteReuseOf(dir: string): { reused: number; discarded: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'pglite'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(' ').map(Number))
+    .reduce((sum, [reused, discarded]) => ({ reused: sum.reused + reused, discarded: sum.discarded + discarded }), {
+      reused: 0,
+      discarded: 0,
+    });
+}
+
 /** The body of a worker process: runs queued files one after another until none is left. */
 export async function runQueue(dir: string, root: string): Promise<void> {
   for (;;) {
     const next = claim(dir);
-    if (!next) return;
+    if (!next) {
+      await closeIdlePglite();
+      if (pgliteReuse.reused + pgliteReuse.discarded > 0)
+        appendFileSync(join(dir, 'pglite'), `${pgliteReuse.reused} ${pgliteReuse.discarded}\n`);
+      return;
+    }
     const name = relative(root, next.file);
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
