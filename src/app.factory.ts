@@ -101,7 +101,7 @@ let builtDocument: OpenAPIObject | undefined;
  * The OpenAPI document (served at /swagger-ui, and the source of the unknown-query-parameter
  * rule). It is a function of the code alone (the controllers and their decorators, fixed once the
  * modules are loaded), not of the configuration, so a process builds it once: scanning every route
- * costs ~25 ms, paid at every app start by the tests, which start hundreds of apps per process.
+ * costs ~50 ms of CPU, paid at every app start by the tests, which start dozens of apps per process.
  * It is frozen: nothing may write to it once built.
  */
 function openApiDocument(app: NestFastifyApplication): OpenAPIObject {

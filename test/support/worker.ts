@@ -2,7 +2,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, renameSync, write
 import { join, relative } from 'node:path';
 import { describe } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { closeIdlePglite, pgliteReuse } from './databases.js';
+import { runWorkerEnd } from './worker-end.js';
 
 /**
  * Test workers (test/run.ts): a few long-lived test processes instead of one per test file. Each
@@ -13,7 +13,8 @@ import { closeIdlePglite, pgliteReuse } from './databases.js';
  *
  * Queue layout: `todo/NNNN` (the next files, in order; each holds the absolute path of a test
  * file), `taken/NNNN` (running or crashed), `done/NNNN`, and `timings` (one `ms pid endedAt cpuMs file`
- * line per file run: wall time, worker, end, and the worker's CPU time in the file, PGlite included).
+ * line per file run: wall time, worker, end, and the worker's CPU time in the file, PGlite included),
+ * and `pglite` (one `reused discarded` line per worker that reused PGlite, by support/databases.ts).
  */
 export function createQueue(dir: string, files: string[]): void {
   for (const d of ['todo', 'taken', 'done']) mkdirSync(join(dir, d), { recursive: true });
@@ -90,9 +91,7 @@ export async function runQueue(dir: string, root: string): Promise<void> {
   for (;;) {
     const next = claim(dir);
     if (!next) {
-      await closeIdlePglite();
-      if (pgliteReuse.reused + pgliteReuse.discarded > 0)
-        appendFileSync(join(dir, 'pglite'), `${pgliteReuse.reused} ${pgliteReuse.discarded}\n`);
+      await runWorkerEnd(dir);
       return;
     }
     const name = relative(root, next.file);
