@@ -178,7 +178,7 @@ export async function resetToTemplate(db: PGlite, template: TemplateState): Prom
   const seeded = new Set(plain.filter((t) => t.rows !== '[]').map((t) => t.name));
   const toEmpty = used.map((u) => u.name).filter((n) => !seeded.has(n));
   // TimescaleDB's own tables are emptied only where they log what ran (job statistics, pending
-  // invalidations); anything else left in them (a chunk the TRUNCATE did not drop) rules reuse out.
+  // invalidations); anything else left in them (a chunk drop_chunks did not drop) rules reuse out.
   const kept = toEmpty.filter((n) => n.startsWith('_timescaledb') && !TIMESCALE_LOGS.has(n));
   if (kept.length > 0) return refuse(`TimescaleDB tables not empty: ${kept.join(' ')}`);
   if (toEmpty.length > 0) await db.exec(`TRUNCATE ${toEmpty.join(', ')} CASCADE`);
