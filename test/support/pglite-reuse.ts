@@ -140,12 +140,20 @@ export function refuse(why: string, template?: string, after?: string): false {
 /** What the template holds, read from a PGlite freshly started from it. */
 export async function readTemplateState(db: PGlite): Promise<TemplateState> {
   const tables = await listTables(db);
-  const withRows = [];
-  for (const t of tables) {
-    const [r] = await rows<{ rows: string }>(db, `SELECT coalesce(json_agg(x), '[]')::text AS rows FROM ${t.name} x`);
-    withRows.push({ ...t, rows: r.rows });
-  }
-  return { tables: withRows, sequences: await listSequences(db), fingerprint: await fingerprint(db, tables) };
+  const contents = await rows<{ name: string; rows: string }>(
+    db,
+    tables
+      .map(
+        (t) => `SELECT ${literal(t.name)} AS name, (SELECT coalesce(json_agg(x), '[]')::text FROM ${t.name} x) AS rows`,
+      )
+      .join(' UNION ALL '),
+  );
+  const byName = new Map(contents.map((c) => [c.name, c.rows]));
+  return {
+    tables: tables.map((t) => ({ ...t, rows: byName.get(t.name)! })),
+    sequences: await listSequences(db),
+    fingerprint: await fingerprint(db, tables),
+  };
 }
 
 /**
@@ -182,17 +190,27 @@ export async function resetToTemplate(db: PGlite, template: TemplateState): Prom
   const kept = toEmpty.filter((n) => n.startsWith('_timescaledb') && !TIMESCALE_LOGS.has(n));
   if (kept.length > 0) return refuse(`TimescaleDB tables not empty: ${kept.join(' ')}`);
   if (toEmpty.length > 0) await db.exec(`TRUNCATE ${toEmpty.join(', ')} CASCADE`);
-  for (const t of plain.filter((p) => seeded.has(p.name))) {
-    const [same] = await rows<{ same: boolean }>(
-      db,
-      `SELECT (SELECT coalesce(json_agg(x), '[]')::jsonb FROM ${t.name} x) = $1::jsonb AS same`,
-      [t.rows],
-    );
-    if (same.same) continue;
-    await db.exec(`DELETE FROM ${t.name}`);
-    await db.query(`INSERT INTO ${t.name} SELECT * FROM json_populate_recordset(NULL::${t.name}, $1::json)`, [t.rows]);
+  // The seeded tables whose rows are no longer the template's get them back; one query finds them.
+  const seededTables = plain.filter((p) => seeded.has(p.name));
+  const changed = await rows<{ name: string }>(
+    db,
+    seededTables
+      .map(
+        (t, i) =>
+          `SELECT ${literal(t.name)} AS name WHERE (SELECT coalesce(json_agg(x), '[]')::jsonb FROM ${t.name} x) <> $${i + 1}::jsonb`,
+      )
+      .join(' UNION ALL '),
+    seededTables.map((t) => t.rows),
+  );
+  for (const { name } of changed) {
+    const rowsJson = seededTables.find((t) => t.name === name)!.rows;
+    await db.exec(`DELETE FROM ${name}`);
+    await db.query(`INSERT INTO ${name} SELECT * FROM json_populate_recordset(NULL::${name}, $1::json)`, [rowsJson]);
   }
-  for (const s of template.sequences) await db.query(`SELECT setval($1, $2::bigint, $3)`, [s.name, s.value, s.called]);
+  if (template.sequences.length > 0)
+    await db.exec(
+      `SELECT ${template.sequences.map((q) => `setval(${literal(q.name)}, ${BigInt(q.value)}, ${q.called})`).join(', ')}`,
+    );
   const after = await fingerprint(db, template.tables);
   if (after === template.fingerprint) return true;
   return refuse('fingerprint differs', template.fingerprint, after);

@@ -44,41 +44,35 @@ export function unfinished(dir: string): { notStarted: string[]; interrupted: st
   return { notStarted: read('todo'), interrupted: read('taken') };
 }
 
-export function timings(
-  dir: string,
-): Array<{ ms: number; file: string; worker: number; endedAt: number; cpuMs: number }> {
-  let text: string;
+/** The lines of a file the workers append to in the queue directory (none when no worker wrote it). */
+function queueLog(dir: string, name: string): string[] {
   try {
-    text = readFileSync(join(dir, 'timings'), 'utf8');
+    return readFileSync(join(dir, name), 'utf8').split('\n').filter(Boolean);
   } catch {
     return [];
   }
-  return text
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => {
-      const [ms, worker, endedAt, cpuMs, ...file] = line.split(' ');
-      return {
-        ms: Number(ms),
-        worker: Number(worker),
-        endedAt: Number(endedAt),
-        cpuMs: Number(cpuMs),
-        file: file.join(' '),
-      };
-    });
+}
+
+export function timings(
+  dir: string,
+): Array<{ ms: number; file: string; worker: number; endedAt: number; cpuMs: number }> {
+  return queueLog(dir, 'timings').map((line) => {
+    const [ms, worker, endedAt, cpuMs, ...file] = line.split(' ');
+    return {
+      ms: Number(ms),
+      worker: Number(worker),
+      endedAt: Number(endedAt),
+      cpuMs: Number(cpuMs),
+      file: file.join(' '),
+    };
+  });
 }
 
 /** What the workers' PGlite reuse did (support/pglite-reuse.ts), summed; undefined when no worker started one. */
 export function pgliteReuseOf(dir: string): { reused: number; discarded: number } | undefined {
-  let text: string;
-  try {
-    text = readFileSync(join(dir, 'pglite'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  return text
-    .split('\n')
-    .filter(Boolean)
+  const lines = queueLog(dir, 'pglite');
+  if (lines.length === 0) return undefined;
+  return lines
     .map((line) => line.split(' ').map(Number))
     .reduce((sum, [reused, discarded]) => ({ reused: sum.reused + reused, discarded: sum.discarded + discarded }), {
       reused: 0,
