@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { Agg, close, expectedBuckets, ingest, KnownPoint, prng } from '../support/fixtures.js';
+import { Database } from '../../src/database/database.js';
+import { BUCKET_ARRAYS, zipBuckets } from '../../src/storage/rollup-reader.js';
 import { sqlClient } from '../support/databases.js';
 import { describeEachFlavour } from '../support/suite.js';
 
@@ -399,6 +401,31 @@ describeEachFlavour('queries', (ctx) => {
       assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.body}`);
       assert.equal(r.json.error.details.parameter, parameter);
     }
+  });
+
+  it('reads bucket arrays back as the server wrote them: null, NaN, infinities, -0 and out-of-order times', async () => {
+    // The bucket reads' arrays are float8 bytes (BUCKET_ARRAYS); a null value has its own code.
+    const database = ctx.t.app.get(Database);
+    const r = await database.readPool.query<{ ts: Buffer; vs: Buffer }>(
+      `SELECT ${BUCKET_ARRAYS} FROM (VALUES (3e12::float8, 1.5::float8), (1e12, NULL), (2e12, 'NaN'),
+        (4e12, 'Infinity'), (5e12, '-Infinity'), (6e12, '-0'), (7e12, 1e-300), (8e12, -123456.789012345)) b(t, v)`,
+    );
+    const rows = zipBuckets(r.rows[0].ts, r.rows[0].vs);
+    assert.deepEqual(rows, [
+      { t: 1e12, v: null },
+      { t: 2e12, v: NaN },
+      { t: 3e12, v: 1.5 },
+      { t: 4e12, v: Infinity },
+      { t: 5e12, v: -Infinity },
+      { t: 6e12, v: -0 },
+      { t: 7e12, v: 1e-300 },
+      { t: 8e12, v: -123456.789012345 },
+    ]);
+    assert.ok(Object.is(rows[5].v, -0));
+    const none = await database.readPool.query<{ ts: Buffer | null; vs: Buffer | null }>(
+      `SELECT ${BUCKET_ARRAYS} FROM (VALUES (1::float8, 1::float8)) b(t, v) WHERE false`,
+    );
+    assert.deepEqual(zipBuckets(none.rows[0].ts, none.rows[0].vs), []);
   });
 });
 
