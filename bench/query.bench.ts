@@ -208,6 +208,12 @@ interface Question {
   all: boolean;
 }
 
+/** One store's turn in a round: its time in ms (the first answer of each store is checked); `into` collects the timed ones. */
+interface Store {
+  run: (first: boolean) => Promise<number>;
+  into: number[];
+}
+
 function questions(end: number): Question[] {
   const iso = (t: number) => new Date(t).toISOString();
   const one = `metric=cpu&source=host-0`;
@@ -367,6 +373,19 @@ async function main(): Promise<void> {
     const sqlClient = new pg.Client({ connectionString: dbUrl });
     await sqlClient.connect();
     try {
+      // Every question warmed up before any is timed: the questions share most of Timescope's
+      // query path, and V8 compiles it only after it has run many times, so timing each question
+      // right after its own warm-up timed the first one on code the later ones found compiled
+      // (README, "Benchmarks").
+      const prepared: Array<{
+        q: Question;
+        stores: Store[];
+        api: number[];
+        sql: number[];
+        inf: number[];
+        rollup: () => string;
+        want: number;
+      }> = [];
       for (const q of questions(end)) {
         const args = [q.all ? all : first];
         const want = q.sqlAnswer((await sqlClient.query(q.sql, args)).rows);
@@ -399,30 +418,32 @@ async function main(): Promise<void> {
           if (first) check(`${q.name} (InfluxDB)`, q.influxAnswer(rows), want, 1e-6, q.influxPrefix);
           return ms;
         };
-        // WARMUP untimed rounds, then at least RUNS rounds taking each store in turn, so that noise
-        // hits them alike. Whoever goes right after another store's query shares the CPUs with
-        // what that store still does after answering (InfluxDB's Go runtime, a PostgreSQL
-        // backend), so the rounds alternate two orders, A B C then A C B: in the sequence
-        // A B C A C B A …, every store follows every other one equally often. (A rotation,
-        // A B C / B C A / C A B, put Timescope right after InfluxDB in two rounds of three, and it
-        // answered slower there: README.)
-        const stores: Array<{ run: (first: boolean) => Promise<number>; into: number[] }> = [
+        const stores: Store[] = [
           { run: timescope, into: api },
           { run: rawSql, into: sql },
           ...(influx ? [{ run: influxDb, into: inf }] : []),
         ];
-        const orders = [stores, [stores[0], ...stores.slice(1).reverse()]];
-        const rounds = Math.ceil(RUNS / 2) * 2;
-        for (let i = 0; i < rounds + WARMUP; i++) {
-          for (const store of orders[i % 2]) {
-            const ms = await store.run(i === 0);
-            if (i >= WARMUP) store.into.push(ms);
-          }
+        prepared.push({ q, stores, api, sql, inf, rollup: () => rollup, want: want.length });
+      }
+      // WARMUP untimed rounds of every question, then at least RUNS rounds of each taking each
+      // store in turn, so that noise hits them alike. Whoever goes right after another store's
+      // query shares the CPUs with what that store still does after answering (InfluxDB's Go
+      // runtime, a PostgreSQL backend), so the rounds alternate two orders, A B C then A C B: in
+      // the sequence A B C A C B A …, every store follows every other one equally often. (A
+      // rotation, A B C / B C A / C A B, put Timescope right after InfluxDB in two rounds of
+      // three, and it answered slower there: README.)
+      const orders = (stores: Store[]) => [stores, [stores[0], ...stores.slice(1).reverse()]];
+      for (const { stores } of prepared)
+        for (let i = 0; i < WARMUP; i++) for (const store of orders(stores)[i % 2]) await store.run(i === 0);
+      const rounds = Math.ceil(RUNS / 2) * 2;
+      for (const { q, stores, api, sql, inf, rollup, want } of prepared) {
+        for (let i = 0; i < rounds; i++) {
+          for (const store of orders(stores)[(WARMUP + i) % 2]) store.into.push(await store.run(false));
         }
         const row: Record<string, string | number> = {
           question: q.name,
-          'rows checked': want.length,
-          'served by': rollup,
+          'rows checked': want,
+          'served by': rollup(),
           'Timescope p50 ms': median(api),
           'p90 ms': percentile(api, 0.9),
           'raw SQL p50 ms': median(sql),
