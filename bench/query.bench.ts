@@ -23,7 +23,8 @@ import {
 /**
  * Query latency through the HTTP API on the issue's data set: 30 days of 10 s data; the last
  * day has 1,000 series, the 29 days before it 100 of them (33.7 M points). p50 of 20 runs after
- * 20 untimed ones (--warmup), next to the same questions asked of the raw points in plain SQL
+ * 20 untimed ones (--warmup; every question's untimed runs come before any question is timed),
+ * next to the same questions asked of the raw points in plain SQL
  * (no HTTP) in the same run, and with --influx of InfluxDB 1.x holding the same points. Every
  * answer is checked against the raw SQL one before it is timed.
  *
