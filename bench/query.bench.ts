@@ -385,7 +385,8 @@ async function main(): Promise<void> {
         sql: number[];
         inf: number[];
         rollup: () => string;
-        want: number;
+        /** How many rows (buckets or figures) the answers were checked on. */
+        checked: number;
       }> = [];
       for (const q of questions(end)) {
         const args = [q.all ? all : first];
@@ -424,7 +425,7 @@ async function main(): Promise<void> {
           { run: rawSql, into: sql },
           ...(influx ? [{ run: influxDb, into: inf }] : []),
         ];
-        prepared.push({ q, stores, api, sql, inf, rollup: () => rollup, want: want.length });
+        prepared.push({ q, stores, api, sql, inf, rollup: () => rollup, checked: want.length });
       }
       // WARMUP untimed rounds of every question, then at least RUNS rounds of each taking each
       // store in turn, so that noise hits them alike. Whoever goes right after another store's
@@ -437,13 +438,13 @@ async function main(): Promise<void> {
       for (const { stores } of prepared)
         for (let i = 0; i < WARMUP; i++) for (const store of orders(stores)[i % 2]) await store.run(i === 0);
       const rounds = Math.ceil(RUNS / 2) * 2;
-      for (const { q, stores, api, sql, inf, rollup, want } of prepared) {
+      for (const { q, stores, api, sql, inf, rollup, checked } of prepared) {
         for (let i = 0; i < rounds; i++) {
           for (const store of orders(stores)[(WARMUP + i) % 2]) store.into.push(await store.run(false));
         }
         const row: Record<string, string | number> = {
           question: q.name,
-          'rows checked': want,
+          'rows checked': checked,
           'served by': rollup(),
           'Timescope p50 ms': median(api),
           'p90 ms': percentile(api, 0.9),

@@ -388,7 +388,8 @@ export class RollupReader {
  * in bucket order). Bytes rather than JSON arrays (`json_agg`): PostgreSQL writes no decimal text
  * and the service parses none; on the query bench's 1-day read a statement took 0.31-0.35 ms
  * against 0.36-0.43 ms (a loop of 2,000 over `pg`, three rounds each, PostgreSQL 15). A null value
- * is NULL_VALUE, a NaN no arithmetic makes (operations quiet a signalling NaN, setting bit 51).
+ * is written as NULL_VALUE_HEX, a signalling NaN, which no arithmetic makes (operations quiet a
+ * signalling NaN, setting bit 51).
  */
 const NULL_VALUE_HEX = '7ff4dead00000000';
 export const BUCKET_ARRAYS = `string_agg(float8send(b.t::float8), ''::bytea) AS ts, string_agg(coalesce(float8send(b.v::float8), '\\x${NULL_VALUE_HEX}'::bytea), ''::bytea) AS vs`;
