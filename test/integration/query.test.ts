@@ -403,27 +403,30 @@ describeEachFlavour('queries', (ctx) => {
     }
   });
 
-  it('reads bucket arrays back as the server wrote them: null, NaN, infinities, -0 and out-of-order times', async () => {
-    // The bucket reads' arrays are float8 bytes (BUCKET_ARRAYS); a null value has its own code.
+  it('reads bucket arrays back as the server wrote them: times before and after 2000, null, NaN, infinities, -0, out of order', async () => {
+    // The bucket reads' arrays are binary timestamptz and float8 bytes (BUCKET_ARRAYS); a null value has its own code.
     const database = ctx.t.app.get(Database);
     const r = await database.readPool.query<{ ts: Buffer; vs: Buffer }>(
-      `SELECT ${BUCKET_ARRAYS} FROM (VALUES (3e12::float8, 1.5::float8), (1e12, NULL), (2e12, 'NaN'),
-        (4e12, 'Infinity'), (5e12, '-Infinity'), (6e12, '-0'), (7e12, 1e-300), (8e12, -123456.789012345)) b(t, v)`,
+      `SELECT ${BUCKET_ARRAYS} FROM (SELECT to_timestamp(t / 1000) AS t, v FROM (VALUES
+        (3e12::float8, 1.5::float8), (1e12, NULL), (2e12, 'NaN'), (4e12, 'Infinity'), (5e12, '-Infinity'), (6e12, '-0'),
+        (-1e11, 1e-300), (946684800000, -123456.789012345), (1700000000123, 7), (253402300799000, 8)) x(t, v)) b`,
     );
     const rows = zipBuckets(r.rows[0].ts, r.rows[0].vs);
     assert.deepEqual(rows, [
+      { t: -1e11, v: 1e-300 },
+      { t: 946684800000, v: -123456.789012345 },
       { t: 1e12, v: null },
+      { t: 1700000000123, v: 7 },
       { t: 2e12, v: NaN },
       { t: 3e12, v: 1.5 },
       { t: 4e12, v: Infinity },
       { t: 5e12, v: -Infinity },
       { t: 6e12, v: -0 },
-      { t: 7e12, v: 1e-300 },
-      { t: 8e12, v: -123456.789012345 },
+      { t: 253402300799000, v: 8 },
     ]);
-    assert.ok(Object.is(rows[5].v, -0));
+    assert.ok(Object.is(rows[8].v, -0));
     const none = await database.readPool.query<{ ts: Buffer | null; vs: Buffer | null }>(
-      `SELECT ${BUCKET_ARRAYS} FROM (VALUES (1::float8, 1::float8)) b(t, v) WHERE false`,
+      `SELECT ${BUCKET_ARRAYS} FROM (VALUES (now(), 1::float8)) b(t, v) WHERE false`,
     );
     assert.deepEqual(zipBuckets(none.rows[0].ts, none.rows[0].vs), []);
   });
