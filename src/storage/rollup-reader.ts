@@ -406,8 +406,8 @@ interface BucketArrays {
 
 /**
  * Unix epoch ms of the binary timestamptz at `o`: int64 microseconds since 2000-01-01, read as its
- * high and low words. 2^32 µs is 4,294,967 ms and 296 µs, so the sum stays exact in a double over
- * any timestamp PostgreSQL holds (a bucket start is a whole ms; sub-ms parts round as `round()` did).
+ * high and low words. 2^32 µs is 4,294,967 ms and 296 µs, so no partial sum leaves a double's
+ * exact integers before the year 287,000 (a bucket start is a whole ms; a sub-ms part is rounded).
  */
 function readTimestampMs(b: Buffer, o: number): number {
   const hi = b.readInt32BE(o);
