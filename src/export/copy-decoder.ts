@@ -3,9 +3,9 @@
  * into columnar typed arrays, chunk by chunk as the bytes arrive (a row may straddle two chunks).
  * No object per point: reading a million points costs tens of milliseconds in Node.
  */
+import { readTimestamptzMs } from '../database/pg-timestamp.js';
+
 const SIGNATURE_BYTES = 11; // PGCOPY\n\377\r\n\0
-const PG_EPOCH_MS = 946_684_800_000; // 2000-01-01T00:00:00Z
-const TWO_32 = 4_294_967_296;
 const ROW_BYTES = 2 + (4 + 4) + (4 + 8) + (4 + 8);
 
 export interface PointColumns {
@@ -51,9 +51,7 @@ export class CopyBinaryDecoder {
       if (buf.length - o < ROW_BYTES) break;
       // Lengths are fixed (4, 8, 8) and no column is nullable.
       seriesIds[n] = buf.readInt32BE(o + 6);
-      const hi = buf.readInt32BE(o + 14),
-        lo = buf.readUInt32BE(o + 18);
-      times[n] = (hi * TWO_32 + lo) / 1000 + PG_EPOCH_MS;
+      times[n] = readTimestamptzMs(buf, o + 14);
       values[n] = buf.readDoubleBE(o + 26);
       n++;
       o += ROW_BYTES;

@@ -1,3 +1,4 @@
+import { PG_EPOCH_MS, TWO_32 } from '../database/pg-timestamp.js';
 import type { PointBatch } from './point-batch.js';
 
 /**
@@ -8,8 +9,6 @@ import type { PointBatch } from './point-batch.js';
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const HEADER_BYTES = SIGNATURE.length + 8; // + flags int32 + header extension length int32
 const ROW_BYTES = 2 + (4 + 8) + (4 + 4) + (4 + 8);
-const PG_EPOCH_MS = 946_684_800_000; // 2000-01-01T00:00:00Z
-const TWO_32 = 4_294_967_296;
 
 export interface EncodablePart {
   batch: PointBatch;

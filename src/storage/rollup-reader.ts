@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { floorTo, MINUTE, toIso } from '../common/time.js';
 import { Database } from '../database/database.js';
+import { readTimestamptzMs } from '../database/pg-timestamp.js';
 import { bucketRuns, coarsestTier, planSegments, RollupState, Segment } from './rollup-plan.js';
 import { ROLLUP_AGGREGATIONS, RollupTier } from './tiers.js';
 
@@ -397,21 +398,9 @@ export class RollupReader {
 const NULL_VALUE_HEX = '7ff4dead00000000';
 export const BUCKET_ARRAYS = `string_agg(timestamptz_send(b.t), ''::bytea) AS ts, string_agg(coalesce(float8send(b.v::float8), '\\x${NULL_VALUE_HEX}'::bytea), ''::bytea) AS vs`;
 const NULL_VALUE_HIGH = 0x7ff4dead;
-/** PostgreSQL's timestamp epoch, 2000-01-01 UTC, in Unix epoch ms. */
-const PG_EPOCH_MS = 946_684_800_000;
 interface BucketArrays {
   ts: Buffer | null;
   vs: Buffer | null;
-}
-
-/**
- * Unix epoch ms of the binary timestamptz at `o`: int64 microseconds since 2000-01-01, read as its
- * high and low words. 2^32 µs is 4,294,967 ms and 296 µs, so no partial sum leaves a double's
- * exact integers before the year 287,000 (a bucket start is a whole ms; a sub-ms part is rounded).
- */
-function readTimestampMs(b: Buffer, o: number): number {
-  const hi = b.readInt32BE(o);
-  return hi * 4_294_967 + Math.round((hi * 296 + b.readUInt32BE(o + 4)) / 1000) + PG_EPOCH_MS;
 }
 
 /** Buckets in time order from the parallel byte strings of times and values that a bucket read returns (null when there are none). */
@@ -423,7 +412,7 @@ export function zipBuckets(ts: Buffer | null | undefined, vs: Buffer | null | un
   const out: BucketValue[] = new Array(n);
   let sorted = true;
   for (let i = 0, o = 0; i < n; i++, o += 8) {
-    const t = readTimestampMs(ts, o);
+    const t = Math.round(readTimestamptzMs(ts, o)); // bucket starts are whole ms
     const v = vs.readUInt32BE(o) === NULL_VALUE_HIGH && vs.readUInt32BE(o + 4) === 0 ? null : vs.readDoubleBE(o);
     out[i] = { t, v };
     if (i > 0 && t < out[i - 1].t) sorted = false;
