@@ -60,8 +60,10 @@ export async function createApp(
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');
   // Large JSON bodies one at a time, so a health check never waits behind several; the ingest
-  // bodies of /api/v1/metrics(/batch) read by their scanner when they have a common shape.
-  installJsonParser(fastify, { fastPaths: app.get(IngestionService).jsonFastPaths() });
+  // bodies of /api/v1/metrics(/batch) read by their scanner when they have a common shape, and
+  // large ingest bodies refused from their bytes when a point has too many tags.
+  const ingestion = app.get(IngestionService);
+  installJsonParser(fastify, { fastPaths: ingestion.jsonFastPaths(), guards: ingestion.jsonGuards() });
   installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {

@@ -10,6 +10,7 @@ import {
   sourceProblem,
   tagKeyProblem,
   tagValueProblem,
+  tooManyTagsMessage,
   timeProblem,
   timeWindow,
   tooManyPoints,
@@ -70,7 +71,7 @@ export class PointCollector {
     const l = this.ctx.limits;
     if (tags.length > l.maxTags) {
       // Counted before the key is built: a series with 100,000 labels costs nothing more.
-      this.problem(field(), `has more than ${l.maxTags} tags (INGEST_MAX_TAGS)`);
+      this.problem(field(), tooManyTagsMessage(l.maxTags));
       return undefined;
     }
     let raw = `${name}\u0000${source}\u0000${unit ?? ''}`;

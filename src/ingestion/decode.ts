@@ -168,6 +168,9 @@ export function timeProblem(ms: number, window: { min: number; max: number }, l:
 }
 
 /** 413 when a request holds more points than INGEST_MAX_POINTS_PER_REQUEST. */
+/** The problem of a point's tags past INGEST_MAX_TAGS (here and in tag-guard.ts's refusals). */
+export const tooManyTagsMessage = (maxTags: number) => `has more than ${maxTags} tags (INGEST_MAX_TAGS)`;
+
 export function tooManyPoints(n: number, limits: IngestLimits) {
   return payloadTooLarge(
     `Too many points in one request: ${n} > ${limits.maxPoints} (INGEST_MAX_POINTS_PER_REQUEST); split the request`,
@@ -288,10 +291,7 @@ class Decoder {
       for (const k in tags) {
         // Checked before walking the series trie: a point with 100,000 tags costs 65 steps, not 100,000 nodes.
         if (++count > this.ctx.limits.maxTags) {
-          this.problem(
-            this.field(prefix, index, 'tags'),
-            `has more than ${this.ctx.limits.maxTags} tags (INGEST_MAX_TAGS)`,
-          );
+          this.problem(this.field(prefix, index, 'tags'), tooManyTagsMessage(this.ctx.limits.maxTags));
           return;
         }
         const v = tags[k];
@@ -374,7 +374,7 @@ class Decoder {
     if (!tags) return undefined;
     let count = 0;
     for (const k in tags) {
-      if (++count > l.maxTags) return ['tags', `has more than ${l.maxTags} tags (INGEST_MAX_TAGS)`];
+      if (++count > l.maxTags) return ['tags', tooManyTagsMessage(l.maxTags)];
       const badKey = tagKeyProblem(k, l);
       if (badKey) return ['tags', badKey];
       const badValue = tagValueProblem(tags[k], l);

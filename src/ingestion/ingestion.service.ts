@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { ApiError, invalidQuery, invalidRequest } from '../common/errors.js';
+import { ApiError, fieldErrors, invalidQuery, invalidRequest } from '../common/errors.js';
 import { BoundedCache } from '../common/bounded-cache.js';
 import type { Json } from '../common/input.js';
 import { Precision, PRECISIONS } from '../common/time.js';
@@ -19,10 +19,12 @@ import {
   IngestLimits,
   KnownSeriesIndex,
   sourceProblem,
+  tooManyTagsMessage,
 } from './decode.js';
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
 import { scanBatches, scanSubmission, ScanSeriesCache } from './json-scan.js';
-import type { JsonFastPath } from '../common/json-body.js';
+import type { JsonFastPath, JsonGuard } from '../common/json-body.js';
+import { oversizedTags } from './tag-guard.js';
 
 /** A JSON ingest body the scanner (json-scan.ts) read straight from its bytes, as the handler receives it. */
 export class ScannedBody {
@@ -57,8 +59,8 @@ export class IngestionService {
   private readonly validated: ValidatedSeries;
   /** The same for the JSON scanner, by source and the bytes of name and tags. */
   private readonly scanned: ScanSeriesCache;
-  /** Bodies read by the scanner and by the slow path (JSON.parse + decode.ts), for tests and tuning. */
-  readonly jsonBodies = { scanned: 0, parsed: 0 };
+  /** Bodies read by the scanner, by the slow path (JSON.parse + decode.ts) and refused by the guard before either, for tests and tuning. */
+  readonly jsonBodies = { scanned: 0, parsed: 0, refused: 0 };
 
   constructor(
     private readonly writer: PointWriter,
@@ -95,6 +97,21 @@ export class IngestionService {
         return batch && new ScannedBody(batch, ctx.now);
       };
     return { '/api/v1/metrics': reader('submission'), '/api/v1/metrics/batch': reader('batches') };
+  }
+
+  /**
+   * What the JSON ingest routes refuse from a large body's bytes, before parsing it: a point with
+   * more tags than INGEST_MAX_TAGS (tag-guard.ts), which decode.ts would refuse after JSON.parse.
+   */
+  jsonGuards(): Record<string, JsonGuard> {
+    const maxTags = this.limits.maxTags;
+    const guard: JsonGuard = (body) => {
+      const field = oversizedTags(body, maxTags);
+      if (field === undefined) return undefined;
+      this.jsonBodies.refused++;
+      return fieldErrors([{ field, message: tooManyTagsMessage(maxTags) }]);
+    };
+    return { '/api/v1/metrics': guard, '/api/v1/metrics/batch': guard, '/api/v2/app/:appId/metrics': guard };
   }
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {
