@@ -377,7 +377,7 @@ async function main(): Promise<void> {
       // Every question warmed up before any is timed: the questions share most of Timescope's
       // query path, and V8 compiles it only after it has run many times, so timing each question
       // right after its own warm-up timed the first one on code the later ones found compiled
-      // (README, "Benchmarks").
+      // (bench/RESULTS.md, "Queries").
       const prepared: Array<{
         q: Question;
         stores: Store[];
@@ -433,7 +433,7 @@ async function main(): Promise<void> {
       // runtime, a PostgreSQL backend), so the rounds alternate two orders, A B C then A C B: in
       // the sequence A B C A C B A …, every store follows every other one equally often. (A
       // rotation, A B C / B C A / C A B, put Timescope right after InfluxDB in two rounds of
-      // three, and it answered slower there: README.)
+      // three, and it answered slower there: bench/RESULTS.md.)
       const orders = (stores: Store[]) => [stores, [stores[0], ...stores.slice(1).reverse()]];
       for (const { stores } of prepared)
         for (let i = 0; i < WARMUP; i++) for (const store of orders(stores)[i % 2]) await store.run(i === 0);
