@@ -22,6 +22,7 @@ import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
 import { finishDocument } from './openapi/document.js';
 import { installQueryParameterRule } from './openapi/unknown-query.js';
+import { tagFilterGuard } from './query/query-spec.js';
 
 /**
  * Builds the NestJS application on fastify, initialised but not listening. `main.ts` and the tests
@@ -61,9 +62,14 @@ export async function createApp(
   fastify.removeContentTypeParser('text/plain');
   // Large JSON bodies one at a time, so a health check never waits behind several; the ingest
   // bodies of /api/v1/metrics(/batch) read by their scanner when they have a common shape, and
-  // large ingest bodies refused from their bytes when a point has too many tags.
+  // large ingest and query bodies refused from their bytes when a point has too many tags or a
+  // query too many tag filters.
   const ingestion = app.get(IngestionService);
-  installJsonParser(fastify, { fastPaths: ingestion.jsonFastPaths(), guards: ingestion.jsonGuards() });
+  const filtered = ['/api/v1/metrics/query/multi', '/api/v1/metrics/anomalies', '/api/v1/metrics/exports'];
+  installJsonParser(fastify, {
+    fastPaths: ingestion.jsonFastPaths(),
+    guards: { ...ingestion.jsonGuards(), ...Object.fromEntries(filtered.map((r) => [r, tagFilterGuard])) },
+  });
   installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {

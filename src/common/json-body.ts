@@ -37,7 +37,7 @@ export interface JsonParserOptions {
  * A route with a fast path (`options.fastPaths`) gets the bytes first; when its reader declines,
  * the body is parsed here as on every other route, so errors stay the same. Before that, a route's
  * guard (`options.guards`) may refuse a body of GUARDED_JSON_BYTES or more that its handler would
- * refuse anyway, such as a point of 100,000 tags (src/ingestion/tag-guard.ts): the answer then
+ * refuse anyway, such as a point of 100,000 tags (src/common/tag-guard.ts): the answer then
  * names that one problem, where the handler would have listed up to 20. Smaller bodies cost little
  * to parse and are not looked at.
  */

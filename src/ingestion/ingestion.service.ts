@@ -24,7 +24,7 @@ import {
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
 import { scanBatches, scanSubmission, ScanSeriesCache } from './json-scan.js';
 import type { JsonFastPath, JsonGuard } from '../common/json-body.js';
-import { oversizedTags } from './tag-guard.js';
+import { oversizedTags } from '../common/tag-guard.js';
 
 /** A JSON ingest body the scanner (json-scan.ts) read straight from its bytes, as the handler receives it. */
 export class ScannedBody {

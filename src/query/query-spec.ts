@@ -1,5 +1,6 @@
 import { invalidQuery } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
+import { oversizedTagFilters } from '../common/tag-guard.js';
 import {
   DAY,
   formatDuration,
@@ -102,11 +103,24 @@ export function parseSelector(input: QueryInput, prefix = ''): SeriesSelector {
 /** Tag filters one query may hold (values of all keys together): enough for any dashboard, bounded for the planner. */
 export const MAX_TAG_FILTER_VALUES = 1_000;
 
+const tooManyTagFilters = (name: string) =>
+  invalidQuery(name, `${name} may hold at most ${MAX_TAG_FILTER_VALUES} key:value filters`);
+
+/**
+ * The JSON bodies that carry tag filters, looked at before they are parsed: past
+ * MAX_TAG_FILTER_VALUES values in one `tags` filter, parseTags's own 400 from the bytes
+ * (common/tag-guard.ts), without JSON.parse building 100,000 strings first.
+ */
+export const tagFilterGuard = (body: Buffer): Error | undefined => {
+  const field = oversizedTagFilters(body, MAX_TAG_FILTER_VALUES);
+  return field === undefined ? undefined : tooManyTagFilters(field);
+};
+
 /** `tags=host:a&tags=region:eu` (repeatable; the value is what follows the first colon), or a JSON object `{"host": "a"}`. */
 export function parseTags(v: unknown, name = 'tags'): TagFilter[] {
   if (v === undefined || v === null || v === '') return [];
   const pairs: Array<[string, string]> = [];
-  const tooMany = () => invalidQuery(name, `${name} may hold at most ${MAX_TAG_FILTER_VALUES} key:value filters`);
+  const tooMany = () => tooManyTagFilters(name);
   if (typeof v === 'object' && !Array.isArray(v)) {
     let n = 0;
     for (const _k in v as Record<string, unknown>) if (++n > MAX_TAG_FILTER_VALUES) throw tooMany();

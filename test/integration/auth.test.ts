@@ -365,6 +365,30 @@ describe('front door: rate limits', () => {
     assert.match(r.json.error.message, /at most 1000/);
     assert.ok(Date.now() - started < 5_000);
   });
+
+  it('refuses a large body with too many tag filters from its bytes, on every route that takes filters', async () => {
+    const reader = await t.key(['read'], 'rl-reader-2', { rate_limits: { query: 0 } });
+    // A bad first filter (a number), which parseTags would name, and 100,000 values after it: the
+    // guard answers for the values before JSON.parse runs, so the 400 is about their number.
+    const tags = { a: 5, host: Array.from({ length: 100_000 }, (_, i) => `h${i}`) };
+    const cases: Array<[string, unknown, string]> = [
+      ['/api/v1/metrics/query/multi', { queries: [{ metric: 'rl', tags }] }, 'queries[0].tags'],
+      ['/api/v1/metrics/anomalies', { metric: 'rl', tags }, 'tags'],
+      ['/api/v1/metrics/exports', { metrics: ['rl'], format: 'csv', tags }, 'tags'],
+    ];
+    for (const [url, body, parameter] of cases) {
+      const r = await inject(t, {
+        method: 'POST',
+        url,
+        headers: { ...bearer(reader), 'content-type': 'application/json' },
+        payload: JSON.stringify(body),
+      });
+      assert.equal(r.status, 400, `${url}: ${r.body}`);
+      assert.equal(r.json.error.code, 'INVALID_QUERY');
+      assert.equal(r.json.error.message, `${parameter} may hold at most 1000 key:value filters`);
+      assert.equal(r.json.error.details.parameter, parameter);
+    }
+  });
 });
 
 describe('front door: AUTH=off (local play)', () => {

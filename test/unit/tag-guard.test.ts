@@ -3,12 +3,14 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ApiError } from '../../src/common/errors.js';
 import { decodeAppMetrics, decodeBatches, decodeSubmission, DecodeContext } from '../../src/ingestion/decode.js';
-import { oversizedTags } from '../../src/ingestion/tag-guard.js';
+import { oversizedTagFilters, oversizedTags } from '../../src/common/tag-guard.js';
+import { MAX_TAG_FILTER_VALUES, parseTags } from '../../src/query/query-spec.js';
 
 /**
- * The byte-level look for oversized `tags` objects (tag-guard.ts) against decode.ts: whatever it
- * names, decode.ts refuses too, naming the same field when nothing before it in the body is wrong;
- * and it names nothing in a body whose every `tags` object is within the limit.
+ * The byte-level look for oversized `tags` values (tag-guard.ts) against what the routes do after
+ * JSON.parse: on ingest bodies whatever it names, decode.ts refuses too, naming the same field
+ * when nothing before it in the body is wrong; on query bodies it names a filter exactly when
+ * query-spec.ts's parseTags refuses it for its size. It names nothing within the limits.
  */
 
 const MAX = 4;
@@ -148,6 +150,68 @@ describe('oversizedTags', () => {
         if (field!.endsWith('.tags')) assert.equal(named, field);
       }),
       { numRuns: Number(process.env.JSON_SCAN_RUNS ?? 2000) },
+    );
+  });
+});
+
+describe('oversizedTagFilters', () => {
+  const MAXV = MAX_TAG_FILTER_VALUES;
+  const filters = (body: unknown) => oversizedTagFilters(Buffer.from(JSON.stringify(body)), MAXV);
+  const values = (n: number, prefix = 'h') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  /** parseTags's refusal of a filter for its size: the parameter it names, or undefined. */
+  const refusedAs = (tags: unknown, name: string): string | undefined => {
+    try {
+      parseTags(tags, name);
+      return undefined;
+    } catch (err) {
+      assert.ok(err instanceof ApiError, String(err));
+      assert.match(err.message, /may hold at most 1000 key:value filters/);
+      return (err.details as { parameter: string }).parameter;
+    }
+  };
+
+  it('names the filter past the limit in every form, as parseTags does', () => {
+    const cases: Array<[unknown, unknown, string]> = [
+      [{ queries: [{ metric: 'm', tags: { host: values(MAXV + 1) } }] }, { host: values(MAXV + 1) }, 'queries[0].tags'],
+      [
+        {
+          queries: [
+            { metric: 'm', tags: { a: values(MAXV) } },
+            { metric: 'm', tags: { a: values(500), b: values(501) } },
+          ],
+        },
+        { a: values(500), b: values(501) },
+        'queries[1].tags',
+      ],
+      [{ metric: 'm', tags: values(MAXV + 1, 'host:') }, values(MAXV + 1, 'host:'), 'tags'],
+      [{ metric: 'm', tags: Object.fromEntries(values(MAXV + 1).map((k) => [k, 'v'])) }, null, 'tags'],
+    ];
+    for (const [body, tags, field] of cases) {
+      assert.equal(filters(body), field);
+      const t = tags ?? (body as { tags: unknown }).tags;
+      assert.equal(refusedAs(t, field), field);
+    }
+    assert.equal(filters({ queries: [{ metric: 'm', tags: { a: values(MAXV - 1), b: 'x' } }] }), undefined);
+    assert.equal(filters({ metric: 'm', tags: values(MAXV, 'host:') }), undefined);
+    // Not a filter: other keys, and arrays of arrays, are not counted.
+    assert.equal(filters({ metric: 'm', group_by: values(5000) }), undefined);
+    assert.equal(filters({ metric: 'm', tags: { a: [values(MAXV + 1)] } }), undefined);
+  });
+
+  it('names a filter exactly when parseTags refuses it for its size', () => {
+    const word = fc.stringMatching(/^[a-z]{1,3}$/);
+    const objectForm = fc.dictionary(word, fc.oneof(word, fc.array(word, { minLength: 1, maxLength: 60 })), {
+      maxKeys: 40,
+    });
+    const arrayForm = fc.array(
+      fc.tuple(word, word).map(([k, v]) => `${k}:${v}`),
+      { maxLength: MAXV + 100 },
+    );
+    fc.assert(
+      fc.property(fc.oneof(objectForm, arrayForm), (tags) => {
+        assert.equal(filters({ metric: 'm', tags }), refusedAs(tags, 'tags'));
+      }),
+      { numRuns: 300 },
     );
   });
 });

@@ -1,14 +1,18 @@
 /**
- * A look at a JSON ingest body's bytes, before JSON.parse, for a `tags` object with more keys than
- * a point may have. JSON.parse cannot be interrupted, and an object of 100,000 keys (1.3 MB) took
- * it 80-90 ms on a slower machine of ours, 120-160 ms for the whole request to its 400; clients
- * sending such bodies kept the event loop, and `/health`, waiting (bench/frontdoor.bench.ts). Here
- * the bytes are only walked, nothing is built, and the walk stops at the first key past the limit.
+ * A look at a JSON body's bytes, before JSON.parse, for a `tags` value past its route's limit.
+ * JSON.parse cannot be interrupted, and an object of 100,000 keys (1.3 MB) took it 80-90 ms on a
+ * slower machine of ours, 120-160 ms for the whole request to its 400; clients sending such bodies
+ * kept the event loop, and `/health`, waiting (bench/frontdoor.bench.ts). Here the bytes are only
+ * walked, nothing is built, and the walk stops at the first entry past the limit.
  *
- * It answers where decode.ts would refuse anyway: the value of any key `tags` is a point's tags on
- * the ingest routes (`metrics[i].tags`, `batches[j].metrics[i].tags`, the single-point shape's
- * `tags`), and decode.ts refuses more than `maxTags` of them before it looks at anything else in
- * them. Keys are counted as written, so a key repeated in one object counts each time (JSON.parse
+ * It answers where the route would refuse anyway, and names the field as the route does:
+ * - ingest (`oversizedTags`): the value of any key `tags` is a point's tags (`metrics[i].tags`,
+ *   `batches[j].metrics[i].tags`, the single-point shape's `tags`), and decode.ts refuses more
+ *   than INGEST_MAX_TAGS keys in one before it looks at anything else in it;
+ * - queries (`oversizedTagFilters`): the value of a key `tags` is a tag filter, an object of
+ *   strings or arrays of strings, or an array of `key:value` strings (`queries[i].tags`, `tags`),
+ *   and query-spec.ts's parseTags refuses more than MAX_TAG_FILTER_VALUES values in one.
+ * Entries are counted as written, so a key repeated in one object counts each time (JSON.parse
  * would keep the last). It is not a validator: on anything it does not follow (bad syntax, nesting
  * deeper than MAX_DEPTH) it answers undefined and the body is parsed as before.
  */
@@ -31,12 +35,27 @@ interface Frame {
   keyEnd: number;
   /** Keys seen (objects) or the current element's index (arrays). */
   count: number;
-  /** An object that is the value of a key `tags`. */
+  /** The value of a key `tags`. */
   tags: boolean;
+  /** Entries of a `tags` value counted so far. */
+  entries: number;
 }
 
-/** The field (as decode.ts names it) of the first `tags` object with more than `maxTags` keys, if any. */
+/** Ingest: the field of the first `tags` object with more than `maxTags` keys, if any. */
 export function oversizedTags(body: Buffer, maxTags: number): string | undefined {
+  return firstOversized(body, maxTags, false);
+}
+
+/** Queries: the field of the first `tags` filter with more than `maxValues` string values, if any. */
+export function oversizedTagFilters(body: Buffer, maxValues: number): string | undefined {
+  return firstOversized(body, maxValues, true);
+}
+
+/**
+ * Counts the keys of `tags` objects, or (`values`) the strings that are values in a `tags` object
+ * or array or in an array directly under a `tags` object.
+ */
+function firstOversized(body: Buffer, max: number, values: boolean): string | undefined {
   const stack: Frame[] = [];
   let expectKey = false;
   for (let p = 0; p < body.length; p++) {
@@ -45,19 +64,25 @@ export function oversizedTags(body: Buffer, maxTags: number): string | undefined
       const start = p + 1;
       p = stringEnd(body, start);
       if (p < 0) return undefined;
-      const top = stack[stack.length - 1];
+      const depth = stack.length - 1;
+      const top = stack[depth];
       if (top?.object && expectKey) {
         top.keyStart = start;
         top.keyEnd = p;
         expectKey = false;
-        if (top.tags && ++top.count > maxTags) return fieldOf(body, stack);
+        if (!values && top.tags && ++top.entries > max) return fieldOf(body, stack, depth);
+      } else if (values && top !== undefined) {
+        // A value: counted by the `tags` frame holding it, itself or the object above an array.
+        const at = top.tags ? depth : !top.object && depth > 0 && stack[depth - 1].tags ? depth - 1 : -1;
+        if (at >= 0 && ++stack[at].entries > max) return fieldOf(body, stack, at);
       }
     } else if (c === LBRACE || c === LBRACKET) {
       if (stack.length >= MAX_DEPTH) return undefined;
       const parent = stack[stack.length - 1];
       const object = c === LBRACE;
-      const tags = object && parent !== undefined && parent.object && isTagsKey(body, parent.keyStart, parent.keyEnd);
-      stack.push({ object, keyStart: 0, keyEnd: 0, count: 0, tags });
+      const tags =
+        (object || values) && parent !== undefined && parent.object && isTagsKey(body, parent.keyStart, parent.keyEnd);
+      stack.push({ object, keyStart: 0, keyEnd: 0, count: 0, tags, entries: 0 });
       expectKey = object;
     } else if (c === RBRACE || c === RBRACKET) {
       stack.pop();
@@ -101,10 +126,10 @@ function keyText(b: Buffer, start: number, end: number): string | undefined {
   }
 }
 
-/** decode.ts's name of the innermost object: `metrics[0].tags`, `batches[1].metrics[0].tags`, `tags`. */
-function fieldOf(b: Buffer, stack: readonly Frame[]): string {
+/** The route's name of the value at `stack[at]`: `metrics[0].tags`, `batches[1].metrics[0].tags`, `tags`. */
+function fieldOf(b: Buffer, stack: readonly Frame[], at: number): string {
   let field = '';
-  for (let i = 0; i < stack.length - 1; i++) {
+  for (let i = 0; i < at; i++) {
     const f = stack[i];
     if (f.object) {
       const key = keyText(b, f.keyStart, f.keyEnd) ?? b.toString('utf8', f.keyStart, f.keyEnd);
