@@ -65,10 +65,14 @@ export async function createApp(
   // large ingest and query bodies refused from their bytes when a point has too many tags or a
   // query too many tag filters.
   const ingestion = app.get(IngestionService);
-  const filtered = ['/api/v1/metrics/query/multi', '/api/v1/metrics/anomalies', '/api/v1/metrics/exports'];
   installJsonParser(fastify, {
     fastPaths: ingestion.jsonFastPaths(),
-    guards: { ...ingestion.jsonGuards(), ...Object.fromEntries(filtered.map((r) => [r, tagFilterGuard])) },
+    guards: {
+      ...ingestion.jsonGuards(),
+      '/api/v1/metrics/query/multi': tagFilterGuard('multi'),
+      '/api/v1/metrics/anomalies': tagFilterGuard('single'),
+      '/api/v1/metrics/exports': tagFilterGuard('single'),
+    },
   });
   installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.

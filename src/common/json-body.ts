@@ -18,6 +18,16 @@ export type JsonGuard = (body: Buffer) => Error | undefined;
 /** From this size on, a route's guard looks at a body before it is parsed (see installJsonParser). */
 export const GUARDED_JSON_BYTES = 64 * 1024;
 
+/**
+ * A body its route's guard refused, handed on as the parsed body: a preHandler hook answers with
+ * the error before the handler runs. Passed to the parser's `done` as an error instead, fastify
+ * would close the connection after the 400 (it does for bodies it could not read), though the
+ * body was read in full.
+ */
+class RefusedBody {
+  constructor(readonly error: Error) {}
+}
+
 export interface JsonParserOptions {
   largeBytes?: number;
   /** By route path as registered (`/api/v1/metrics`). */
@@ -38,8 +48,8 @@ export interface JsonParserOptions {
  * the body is parsed here as on every other route, so errors stay the same. Before that, a route's
  * guard (`options.guards`) may refuse a body of GUARDED_JSON_BYTES or more that its handler would
  * refuse anyway, such as a point of 100,000 tags (src/common/tag-guard.ts): the answer then
- * names that one problem, where the handler would have listed up to 20. Smaller bodies cost little
- * to parse and are not looked at.
+ * names that problem, where the handler would have named the first of its own (and on ingest listed
+ * up to 20). Smaller bodies cost little to parse and are not looked at.
  */
 export function installJsonParser(fastify: FastifyInstance, options: JsonParserOptions = {}): void {
   const largeBytes = options.largeBytes ?? LARGE_JSON_BYTES;
@@ -62,6 +72,10 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
       }
     });
   };
+  if (guards.size > 0)
+    fastify.addHook('preHandler', (req, _reply, hookDone) =>
+      req.body instanceof RefusedBody ? hookDone(req.body.error) : hookDone(),
+    );
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, raw, done) => {
     const body = raw as Buffer; // parseAs: 'buffer'
@@ -85,7 +99,7 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
         } catch {
           refused = undefined; // parsed and answered as without the guard
         }
-        if (refused) return done(refused, undefined);
+        if (refused) return done(null, new RefusedBody(refused));
       }
       // As fastify's parseAs 'string': the whole body decoded at once.
       parse(req, body.toString('utf8'), done);

@@ -3,18 +3,25 @@
  * JSON.parse cannot be interrupted, and an object of 100,000 keys (1.3 MB) took it 80-90 ms on a
  * slower machine of ours, 120-160 ms for the whole request to its 400; clients sending such bodies
  * kept the event loop, and `/health`, waiting (bench/frontdoor.bench.ts). Here the bytes are only
- * walked, nothing is built, and the walk stops at the first entry past the limit.
+ * walked (about 4 ms a MB), and nothing is built but the first keys of a `tags` object.
  *
- * It answers where the route would refuse anyway, and names the field as the route does:
- * - ingest (`oversizedTags`): the value of any key `tags` is a point's tags (`metrics[i].tags`,
- *   `batches[j].metrics[i].tags`, the single-point shape's `tags`), and decode.ts refuses more
- *   than INGEST_MAX_TAGS keys in one before it looks at anything else in it;
- * - queries (`oversizedTagFilters`): the value of a key `tags` is a tag filter, an object of
- *   strings or arrays of strings, or an array of `key:value` strings (`queries[i].tags`, `tags`),
- *   and query-spec.ts's parseTags refuses more than MAX_TAG_FILTER_VALUES values in one.
- * Entries are counted as written, so a key repeated in one object counts each time (JSON.parse
- * would keep the last). It is not a validator: on anything it does not follow (bad syntax, nesting
- * deeper than MAX_DEPTH) it answers undefined and the body is parsed as before.
+ * It names a field only where the route, given the parsed body, refuses it anyway:
+ * - ingest (`oversizedTags`): a point's tags, where decode.ts reads them (`metrics[i].tags`,
+ *   `batches[j].metrics[i].tags`, and the single-point shape's `tags` when the object is that
+ *   shape), with more distinct keys than INGEST_MAX_TAGS, which decode.ts refuses before it looks
+ *   at anything else in them; not when the body has more points than INGEST_MAX_POINTS_PER_REQUEST
+ *   (the route answers 413 for that first);
+ * - queries (`oversizedTagFilters`): a tag filter where the route reads it (`queries[i].tags` on
+ *   /query/multi, `tags` on /anomalies and /exports) that query-spec.ts's parseTags refuses for
+ *   its size: more than MAX_TAG_FILTER_VALUES keys, an array form or an array of values longer
+ *   than that with every value before it well formed, or more values in all with every one well
+ *   formed.
+ * JSON.parse keeps the last of a repeated key, so a body that repeats one of the keys on those
+ * paths (`metrics`, `batches`, `queries`, `tags`, `source`, `service`, `metric_type`) in one
+ * object, or a key inside a tag filter, is left to the route. So is anything the walk does not
+ * follow (an unterminated string or structure, nesting deeper than MAX_DEPTH). It does not
+ * check the rest of the syntax: a broken body with such a field gets that field's 400 rather
+ * than the syntax error's 400.
  */
 
 const MAX_DEPTH = 64;
@@ -26,99 +33,310 @@ const LBRACKET = 0x5b;
 const RBRACKET = 0x5d;
 const COLON = 0x3a;
 const COMMA = 0x2c;
-const TAGS = Buffer.from('tags');
+
+/** The keys that decide where tags are read, as bits of a set. */
+const KEYS = ['metrics', 'batches', 'queries', 'tags', 'source', 'service', 'metric_type'] as const;
+type Key = (typeof KEYS)[number];
+const BIT = Object.fromEntries(KEYS.map((k, i) => [k, 1 << i])) as Record<Key, number>;
+const KEY_BYTES = KEYS.map((k) => Buffer.from(k));
+
+/** Ingest bodies by shape, and query bodies by where their filter is. */
+export type IngestShape = 'submission' | 'batches' | 'app';
+export type FilterShape = 'multi' | 'single';
+
+/** Where each route reads tags, as paths of known keys (`[]`: any element of an array). */
+const READ_AT: Record<IngestShape | FilterShape, readonly string[]> = {
+  submission: ['.metrics[].tags', '.tags'],
+  batches: ['.batches[].metrics[].tags', '.batches[].tags'],
+  app: ['.metrics[].tags'],
+  multi: ['.queries[].tags'],
+  single: ['.tags'],
+};
+
+/** One `tags` value on a path its route reads. */
+interface Tags {
+  path: string;
+  /** Keys written; their spans while they are few (ingest: distinct keys only matter past the limit). */
+  written: number;
+  spans: number[] | undefined;
+  /** Distinct keys, once they matter (filters: always, to tell a repeated key), until past the limit. */
+  keys: Set<string> | undefined;
+  /** More distinct keys than the limit. */
+  tooManyKeys: boolean;
+  /** Filters: a key given twice, a value that parseTags refuses for its form, values in all. */
+  repeated: boolean;
+  malformed: boolean;
+  values: number;
+  /** Filters: an array (the value list, or the whole filter) past the limit, with every value before it well formed. */
+  longArray: boolean;
+}
 
 interface Frame {
   object: boolean;
-  /** The current key's bytes (objects). */
-  keyStart: number;
-  keyEnd: number;
-  /** Keys seen (objects) or the current element's index (arrays). */
-  count: number;
-  /** The value of a key `tags`. */
-  tags: boolean;
-  /** Entries of a `tags` value counted so far. */
-  entries: number;
+  /** Objects: the current key's bit (0 for any other key), and the keys seen. */
+  key: number;
+  seen: number;
+  /** Arrays: commas seen, and whether a value has started. */
+  commas: number;
+  started: boolean;
+  /** The path of known keys that leads here, or undefined once off them. */
+  path: string | undefined;
+  /** Arrays: the path of their elements, made once. */
+  elements: string | undefined;
+  /** This value is a `tags` value its route reads. */
+  tags: Tags | undefined;
+  /** Filters: this array is the value of a key of the filter `of`; `strings` while every element is a string. */
+  of: Tags | undefined;
+  strings: boolean;
+  /** Objects: the `tags` values of this object's keys, decided when it closes. */
+  pending: Tags[] | undefined;
 }
 
-/** Ingest: the field of the first `tags` object with more than `maxTags` keys, if any. */
-export function oversizedTags(body: Buffer, maxTags: number): string | undefined {
-  return firstOversized(body, maxTags, false);
+/** Ingest: the field of the first point whose tags decode.ts refuses for their number, if any. */
+export function oversizedTags(
+  body: Buffer,
+  shape: IngestShape,
+  limits: { maxTags: number; maxPoints: number },
+): string | undefined {
+  return walk(body, shape, limits.maxTags, limits.maxPoints);
 }
 
-/** Queries: the field of the first `tags` filter with more than `maxValues` string values, if any. */
-export function oversizedTagFilters(body: Buffer, maxValues: number): string | undefined {
-  return firstOversized(body, maxValues, true);
+/** Queries: the field of the first tag filter parseTags refuses for its size, if any. */
+export function oversizedTagFilters(body: Buffer, shape: FilterShape, maxValues: number): string | undefined {
+  return walk(body, shape, maxValues, Infinity);
 }
 
-/**
- * Counts the keys of `tags` objects, or (`values`) the strings that are values in a `tags` object
- * or array or in an array directly under a `tags` object.
- */
-function firstOversized(body: Buffer, max: number, values: boolean): string | undefined {
+function walk(body: Buffer, shape: IngestShape | FilterShape, max: number, maxPoints: number): string | undefined {
+  const filters = shape === 'multi' || shape === 'single';
+  const readAt = READ_AT[shape];
   const stack: Frame[] = [];
+  let refused: string | undefined;
+  let points = 0;
   let expectKey = false;
   for (let p = 0; p < body.length; p++) {
     const c = body[p];
+    const top = stack[stack.length - 1];
     if (c === QUOTE) {
       const start = p + 1;
       p = stringEnd(body, start);
       if (p < 0) return undefined;
-      const depth = stack.length - 1;
-      const top = stack[depth];
-      if (top?.object && expectKey) {
-        top.keyStart = start;
-        top.keyEnd = p;
+      if (top === undefined) continue;
+      if (top.object && expectKey) {
         expectKey = false;
-        if (!values && top.tags && ++top.entries > max) return fieldOf(body, stack, depth);
-      } else if (values && top !== undefined) {
-        // A value: counted by the `tags` frame holding it, itself or the object above an array.
-        const at = top.tags ? depth : !top.object && depth > 0 && stack[depth - 1].tags ? depth - 1 : -1;
-        if (at >= 0 && ++stack[at].entries > max) return fieldOf(body, stack, at);
+        if (top.tags) {
+          countKey(top.tags, body, start, p, max, filters);
+          continue;
+        }
+        if (top.path === undefined) continue; // off the paths to tags: its keys do not matter
+        const bit = keyBit(body, start, p);
+        if (bit !== 0 && (top.seen & bit) !== 0) return undefined; // JSON.parse would keep the last
+        top.seen |= bit;
+        top.key = bit;
+      } else {
+        value(top, filters, 'string');
       }
     } else if (c === LBRACE || c === LBRACKET) {
+      if (top !== undefined) value(top, filters, c === LBRACE ? 'object' : 'array');
       if (stack.length >= MAX_DEPTH) return undefined;
-      const parent = stack[stack.length - 1];
       const object = c === LBRACE;
-      const tags =
-        (object || values) && parent !== undefined && parent.object && isTagsKey(body, parent.keyStart, parent.keyEnd);
-      stack.push({ object, keyStart: 0, keyEnd: 0, count: 0, tags, entries: 0 });
+      const path = top === undefined ? '' : pathOf(top);
+      const frame: Frame = {
+        object,
+        key: 0,
+        seen: 0,
+        commas: 0,
+        started: false,
+        path,
+        elements: undefined,
+        tags: undefined,
+        of: undefined,
+        strings: true,
+        pending: undefined,
+      };
+      if (top !== undefined && path !== undefined && readAt.includes(path) && (object || filters)) {
+        const tags: Tags = {
+          path,
+          written: 0,
+          spans: object && !filters ? [] : undefined,
+          keys: object && filters ? new Set() : undefined,
+          tooManyKeys: false,
+          repeated: false,
+          malformed: false,
+          values: 0,
+          longArray: false,
+        };
+        frame.tags = tags;
+        (top.pending ??= []).push(tags);
+      } else if (filters && top?.tags && top.object && !object) frame.of = top.tags;
+      stack.push(frame);
       expectKey = object;
     } else if (c === RBRACE || c === RBRACKET) {
-      stack.pop();
+      const frame = stack.pop();
+      if (frame === undefined || frame.object !== (c === RBRACE)) return undefined;
       expectKey = false;
+      if (!frame.object) {
+        const n = frame.started ? frame.commas + 1 : 0;
+        if (frame.path === '.metrics' || frame.path === '.batches[].metrics') points += n;
+        if (frame.tags && n > max) frame.tags.longArray = true; // the array form of a filter
+        if (frame.of) closeValues(frame.of, n, frame.strings, max);
+      } else if (frame.pending) {
+        // Objects close in document order, the points of one array and the batches of another alike.
+        for (const tags of frame.pending)
+          if (refused === undefined && readHere(shape, tags.path, frame.seen) && isRefused(tags, max))
+            refused = stack.length === 0 ? 'tags' : `${fieldOf(stack)}.tags`;
+      }
     } else if (c === COMMA) {
-      const top = stack[stack.length - 1];
       if (top === undefined) return undefined;
       if (top.object) expectKey = true;
-      else top.count++;
+      else top.commas++;
     } else if (c === COLON) {
       expectKey = false;
+    } else if (c > 0x20) {
+      // A number, true, false or null: one value, its characters skipped.
+      if (top !== undefined) value(top, filters, 'literal');
+      while (p + 1 < body.length && isLiteral(body[p + 1])) p++;
     }
   }
-  return undefined;
+  if (stack.length > 0 || points > maxPoints) return undefined;
+  return refused;
+}
+
+/** Whether `c` may go on a number or a literal (anything but whitespace, quotes and structure). */
+function isLiteral(c: number): boolean {
+  return (
+    c > 0x20 &&
+    c !== COMMA &&
+    c !== RBRACE &&
+    c !== RBRACKET &&
+    c !== COLON &&
+    c !== QUOTE &&
+    c !== LBRACE &&
+    c !== LBRACKET
+  );
+}
+
+/** A value starts in `top`: what it means for the array or filter it is in. */
+function value(top: Frame, filters: boolean, kind: 'string' | 'object' | 'array' | 'literal'): void {
+  if (!top.object) {
+    top.started = true;
+    if (kind !== 'string') top.strings = false;
+  }
+  const tags = top.tags;
+  if (!filters || tags === undefined) return;
+  if (top.object) {
+    if (kind === 'string') tags.values++;
+    else if (kind !== 'array') tags.malformed = true; // a number or an object as a filter's value
+  } else if (kind !== 'string') tags.malformed = true; // the array form holds `key:value` strings
+}
+
+/** Filters: an array of values closed, `n` elements long. parseTags checks its length before its elements. */
+function closeValues(tags: Tags, n: number, strings: boolean, max: number): void {
+  if (n > max && !tags.malformed) tags.longArray = true;
+  if (n === 0 || !strings) tags.malformed = true;
+  tags.values += n;
+}
+
+function countKey(tags: Tags, b: Buffer, start: number, end: number, max: number, filters: boolean): void {
+  if (tags.tooManyKeys) return; // decided
+  tags.written++;
+  if (tags.spans !== undefined) {
+    // Ingest: as long as no more keys than the limit are written, no more are distinct.
+    tags.spans.push(start, end);
+    if (tags.written <= max) return;
+    tags.keys = new Set();
+    for (let i = 0; i < tags.spans.length; i += 2) addKey(tags, b, tags.spans[i], tags.spans[i + 1], max, filters);
+    tags.spans = undefined;
+    return;
+  }
+  addKey(tags, b, start, end, max, filters);
+}
+
+function addKey(tags: Tags, b: Buffer, start: number, end: number, max: number, filters: boolean): void {
+  const keys = tags.keys;
+  if (keys === undefined || tags.tooManyKeys) return;
+  const key = keyText(b, start, end) ?? `\u0000${b.toString('latin1', start, end)}`;
+  if (keys.has(key)) {
+    if (filters) tags.repeated = true;
+    return;
+  }
+  keys.add(key);
+  if (keys.size > max) {
+    tags.tooManyKeys = true;
+    tags.keys = undefined;
+  }
+}
+
+/**
+ * Whether parseTags or decode.ts refuses this tags value for its size. A key given twice in a
+ * filter leaves its values to JSON.parse (the last one stays, in the first one's place).
+ */
+function isRefused(tags: Tags, max: number): boolean {
+  if (tags.tooManyKeys) return true;
+  return !tags.repeated && (tags.longArray || (!tags.malformed && tags.values > max));
+}
+
+/** Whether the route reads a `tags` value at `path` in an object with these keys (the single-point shapes). */
+function readHere(shape: IngestShape | FilterShape, path: string, seen: number): boolean {
+  if (shape === 'submission' && path === '.tags')
+    return (seen & (BIT.metrics | BIT.source)) === 0 && (seen & (BIT.service | BIT.metric_type)) !== 0;
+  if (shape === 'batches' && path === '.batches[].tags')
+    return (seen & BIT.metric_type) !== 0 && (seen & BIT.metrics) === 0;
+  return true;
+}
+
+/** The path of known keys to the value now starting in `top`. */
+function pathOf(top: Frame): string | undefined {
+  if (top.path === undefined) return undefined;
+  if (!top.object) return (top.elements ??= `${top.path}[]`);
+  const i = 31 - Math.clz32(top.key);
+  return top.key === 0 ? undefined : `${top.path}.${KEYS[i]}`;
+}
+
+/** The route's name of the value now starting: `metrics[0].tags`, `batches[1].metrics[0].tags`, `tags`. */
+function fieldOf(stack: readonly Frame[]): string {
+  let field = '';
+  for (const f of stack) {
+    if (f.object) {
+      const key = KEYS[31 - Math.clz32(f.key)];
+      field = field === '' ? key : `${field}.${key}`;
+    } else field += `[${f.commas}]`;
+  }
+  return field;
 }
 
 /** The index of the closing quote of the string whose text starts at `p`, or -1. */
 function stringEnd(b: Buffer, p: number): number {
-  for (; p < b.length; p++) {
-    const c = b[p];
-    if (c === QUOTE) return p;
-    if (c === BACKSLASH) p++;
+  for (;;) {
+    const q = b.indexOf(QUOTE, p);
+    if (q < 0) return -1;
+    let backslashes = 0;
+    while (q - backslashes - 1 >= p && b[q - backslashes - 1] === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return q;
+    p = q + 1;
   }
-  return -1;
 }
 
-/** Whether the key's text is `tags`. */
-function isTagsKey(b: Buffer, start: number, end: number): boolean {
-  if (end - start === 4) return b.compare(TAGS, 0, 4, start, end) === 0;
-  // Otherwise only an escaped `tags` (at most `\u0074\u0061\u0067\u0073`, 24 bytes) reads as `tags`.
-  return end - start <= 24 && b.subarray(start, end).includes(BACKSLASH) && keyText(b, start, end) === 'tags';
+/**
+ * The bit of a known key, or 0. A key written with escapes is read by JSON; the shortest such
+ * known key is 9 bytes (`t\u0061gs`).
+ */
+function keyBit(b: Buffer, start: number, end: number): number {
+  const n = end - start;
+  for (let i = 0; i < KEYS.length; i++)
+    if (KEY_BYTES[i].length === n && sameBytes(b, start, KEY_BYTES[i])) return 1 << i;
+  if (n < 9 || n > 66 || !hasBackslash(b, start, end)) return 0;
+  const i = KEYS.indexOf(keyText(b, start, end) as Key);
+  return i < 0 ? 0 : 1 << i;
+}
+
+function sameBytes(b: Buffer, start: number, key: Buffer): boolean {
+  for (let i = 0; i < key.length; i++) if (b[start + i] !== key[i]) return false;
+  return true;
 }
 
 /** A key's text: its bytes, or JSON's reading of them when they hold an escape. */
 function keyText(b: Buffer, start: number, end: number): string | undefined {
-  if (!b.subarray(start, end).includes(BACKSLASH)) return b.toString('utf8', start, end);
+  if (!hasBackslash(b, start, end)) return b.toString('utf8', start, end);
   try {
     return JSON.parse(b.toString('utf8', start - 1, end + 1)) as string;
   } catch {
@@ -126,15 +344,7 @@ function keyText(b: Buffer, start: number, end: number): string | undefined {
   }
 }
 
-/** The route's name of the value at `stack[at]`: `metrics[0].tags`, `batches[1].metrics[0].tags`, `tags`. */
-function fieldOf(b: Buffer, stack: readonly Frame[], at: number): string {
-  let field = '';
-  for (let i = 0; i < at; i++) {
-    const f = stack[i];
-    if (f.object) {
-      const key = keyText(b, f.keyStart, f.keyEnd) ?? b.toString('utf8', f.keyStart, f.keyEnd);
-      field = field === '' ? key : `${field}.${key}`;
-    } else field += `[${f.count}]`;
-  }
-  return field;
+function hasBackslash(b: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (b[i] === BACKSLASH) return true;
+  return false;
 }

@@ -24,7 +24,7 @@ import {
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from './line-protocol.js';
 import { scanBatches, scanSubmission, ScanSeriesCache } from './json-scan.js';
 import type { JsonFastPath, JsonGuard } from '../common/json-body.js';
-import { oversizedTags } from '../common/tag-guard.js';
+import { IngestShape, oversizedTags } from '../common/tag-guard.js';
 
 /** A JSON ingest body the scanner (json-scan.ts) read straight from its bytes, as the handler receives it. */
 export class ScannedBody {
@@ -104,14 +104,20 @@ export class IngestionService {
    * more tags than INGEST_MAX_TAGS (tag-guard.ts), which decode.ts would refuse after JSON.parse.
    */
   jsonGuards(): Record<string, JsonGuard> {
-    const maxTags = this.limits.maxTags;
-    const guard: JsonGuard = (body) => {
-      const field = oversizedTags(body, maxTags);
-      if (field === undefined) return undefined;
-      this.jsonBodies.refused++;
-      return fieldErrors([{ field, message: tooManyTagsMessage(maxTags) }]);
+    const limits = this.limits;
+    const guard =
+      (shape: IngestShape): JsonGuard =>
+      (body) => {
+        const field = oversizedTags(body, shape, limits);
+        if (field === undefined) return undefined;
+        this.jsonBodies.refused++;
+        return fieldErrors([{ field, message: tooManyTagsMessage(limits.maxTags) }]);
+      };
+    return {
+      '/api/v1/metrics': guard('submission'),
+      '/api/v1/metrics/batch': guard('batches'),
+      '/api/v2/app/:appId/metrics': guard('app'),
     };
-    return { '/api/v1/metrics': guard, '/api/v1/metrics/batch': guard, '/api/v2/app/:appId/metrics': guard };
   }
 
   submit(body: unknown, precision?: string): Promise<IngestReply> {

@@ -1,6 +1,6 @@
 import { invalidQuery } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
-import { oversizedTagFilters } from '../common/tag-guard.js';
+import { FilterShape, oversizedTagFilters } from '../common/tag-guard.js';
 import {
   DAY,
   formatDuration,
@@ -107,14 +107,16 @@ const tooManyTagFilters = (name: string) =>
   invalidQuery(name, `${name} may hold at most ${MAX_TAG_FILTER_VALUES} key:value filters`);
 
 /**
- * The JSON bodies that carry tag filters, looked at before they are parsed: past
- * MAX_TAG_FILTER_VALUES values in one `tags` filter, parseTags's own 400 from the bytes
- * (common/tag-guard.ts), without JSON.parse building 100,000 strings first.
+ * A guard for JSON bodies that carry tag filters (`multi`: `queries[i].tags`; `single`: `tags`),
+ * run before they are parsed: a filter parseTags refuses for its size gets parseTags's own 400
+ * from the bytes (common/tag-guard.ts), without JSON.parse building 100,000 strings first.
  */
-export const tagFilterGuard = (body: Buffer): Error | undefined => {
-  const field = oversizedTagFilters(body, MAX_TAG_FILTER_VALUES);
-  return field === undefined ? undefined : tooManyTagFilters(field);
-};
+export const tagFilterGuard =
+  (shape: FilterShape) =>
+  (body: Buffer): Error | undefined => {
+    const field = oversizedTagFilters(body, shape, MAX_TAG_FILTER_VALUES);
+    return field === undefined ? undefined : tooManyTagFilters(field);
+  };
 
 /** `tags=host:a&tags=region:eu` (repeatable; the value is what follows the first colon), or a JSON object `{"host": "a"}`. */
 export function parseTags(v: unknown, name = 'tags'): TagFilter[] {

@@ -106,6 +106,7 @@ describeEachFlavour(
         assert.equal(r.json.error.details.field, field);
         assert.equal(r.json.error.message, `${field}: has more than 64 tags (INGEST_MAX_TAGS)`);
         assert.deepEqual(counts(), { ...before, refused: before.refused + 1 }, url);
+        assert.notEqual(r.headers.connection, 'close'); // the body was read in full: the connection stays
       }
       assert.equal((await rows('guard')).length, 0);
     });
