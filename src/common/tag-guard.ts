@@ -18,7 +18,9 @@
  *   formed.
  * JSON.parse keeps the last of a repeated key, so a body that repeats one of the keys on those
  * paths (`metrics`, `batches`, `queries`, `tags`, `source`, `service`, `metric_type`) in one
- * object, or a key inside a tag filter, is left to the route. So is anything the walk does not
+ * object, or a key within a point's tags or a tag filter, is left to the route; so is a filter
+ * whose array-index keys (which JavaScript visits first) could change which problem parseTags
+ * meets first. So is anything the walk does not
  * follow (an unterminated string or structure, nesting deeper than MAX_DEPTH). It does not
  * check the rest of the syntax: a broken body with such a field gets that field's 400 rather
  * than the syntax error's 400.
@@ -63,8 +65,14 @@ interface Tags {
   keys: Set<string> | undefined;
   /** More distinct keys than the limit. */
   tooManyKeys: boolean;
-  /** Filters: a key given twice, a value that parseTags refuses for its form, values in all. */
+  /**
+   * A key given twice (its count and values are left to JSON.parse and the route); filters: a key
+   * that JavaScript puts first (an array index: `Object.entries` visits those before the others,
+   * so the document's order is not parseTags's), a value that parseTags refuses for its form,
+   * values in all.
+   */
   repeated: boolean;
+  reordered: boolean;
   malformed: boolean;
   values: number;
   /** Filters: an array (the value list, or the whole filter) past the limit, with every value before it well formed. */
@@ -161,6 +169,7 @@ function walk(body: Buffer, shape: IngestShape | FilterShape, max: number, maxPo
           keys: object && filters ? new Set() : undefined,
           tooManyKeys: false,
           repeated: false,
+          reordered: false,
           malformed: false,
           values: 0,
           longArray: false,
@@ -237,7 +246,7 @@ function closeValues(tags: Tags, n: number, strings: boolean, max: number): void
 }
 
 function countKey(tags: Tags, b: Buffer, start: number, end: number, max: number, filters: boolean): void {
-  if (tags.tooManyKeys) return; // decided
+  if (tags.tooManyKeys || tags.repeated) return; // decided, or left to the route
   tags.written++;
   if (tags.spans !== undefined) {
     // Ingest: as long as no more keys than the limit are written, no more are distinct.
@@ -253,18 +262,24 @@ function countKey(tags: Tags, b: Buffer, start: number, end: number, max: number
 
 function addKey(tags: Tags, b: Buffer, start: number, end: number, max: number, filters: boolean): void {
   const keys = tags.keys;
-  if (keys === undefined || tags.tooManyKeys) return;
+  if (keys === undefined || tags.tooManyKeys || tags.repeated) return;
   const key = keyText(b, start, end) ?? `\u0000${b.toString('latin1', start, end)}`;
   if (keys.has(key)) {
-    if (filters) tags.repeated = true;
+    // Undecided as yet: how many distinct keys follow is left to JSON.parse and the route.
+    tags.repeated = true;
+    tags.keys = undefined;
     return;
   }
   keys.add(key);
+  if (filters && ARRAY_INDEX.test(key)) tags.reordered = true;
   if (keys.size > max) {
     tags.tooManyKeys = true;
     tags.keys = undefined;
   }
 }
+
+/** A key that JavaScript keeps as an array index (up to 2^32 - 2), ahead of the other keys. */
+const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
 
 /**
  * Whether parseTags or decode.ts refuses this tags value for its size. A key given twice in a
@@ -272,7 +287,11 @@ function addKey(tags: Tags, b: Buffer, start: number, end: number, max: number, 
  */
 function isRefused(tags: Tags, max: number): boolean {
   if (tags.tooManyKeys) return true;
-  return !tags.repeated && (tags.longArray || (!tags.malformed && tags.values > max));
+  if (tags.repeated) return false;
+  // A long array is refused as such if every value parseTags visits before it is well formed: in
+  // the document's order, or in any order when none is malformed.
+  if (tags.longArray && (!tags.reordered || !tags.malformed)) return true;
+  return !tags.malformed && tags.values > max;
 }
 
 /** Whether the route reads a `tags` value at `path` in an object with these keys (the single-point shapes). */
@@ -317,16 +336,46 @@ function stringEnd(b: Buffer, p: number): number {
 }
 
 /**
- * The bit of a known key, or 0. A key written with escapes is read by JSON; the shortest such
- * known key is 9 bytes (`t\u0061gs`).
+ * The bit of a known key, or 0. A known key written with escapes (`t\u0061gs`, at least 9 bytes)
+ * is compared escape by escape: its characters are letters and `_`, so only `\u` escapes can
+ * spell them.
  */
 function keyBit(b: Buffer, start: number, end: number): number {
   const n = end - start;
   for (let i = 0; i < KEYS.length; i++)
     if (KEY_BYTES[i].length === n && sameBytes(b, start, KEY_BYTES[i])) return 1 << i;
   if (n < 9 || n > 66 || !hasBackslash(b, start, end)) return 0;
-  const i = KEYS.indexOf(keyText(b, start, end) as Key);
-  return i < 0 ? 0 : 1 << i;
+  for (let i = 0; i < KEYS.length; i++) if (spells(b, start, end, KEY_BYTES[i])) return 1 << i;
+  return 0;
+}
+
+/** Whether the key text in [start, end), its `\u` escapes read, is `key` (ASCII). */
+function spells(b: Buffer, start: number, end: number, key: Buffer): boolean {
+  let p = start;
+  for (let j = 0; j < key.length; j++) {
+    if (p >= end) return false;
+    if (b[p] !== BACKSLASH) {
+      if (b[p++] !== key[j]) return false;
+      continue;
+    }
+    if (b[p + 1] !== 0x75 || p + 6 > end) return false; // \n, \", \/ … spell no letter
+    let code = 0;
+    for (let k = p + 2; k < p + 6; k++) {
+      const h = hex(b[k]);
+      if (h < 0) return false;
+      code = code * 16 + h;
+    }
+    if (code !== key[j]) return false;
+    p += 6;
+  }
+  return p === end;
+}
+
+function hex(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
 }
 
 function sameBytes(b: Buffer, start: number, key: Buffer): boolean {
