@@ -16,14 +16,16 @@
  *   its size: more than MAX_TAG_FILTER_VALUES keys, an array form or an array of values longer
  *   than that with every value before it well formed, or more values in all with every one well
  *   formed.
+ * Where the route would meet another problem first (a bad `from`, a bad point name), the answer
+ * names the tags instead; the body is refused either way.
+ *
  * JSON.parse keeps the last of a repeated key, so a body that repeats one of the keys on those
  * paths (`metrics`, `batches`, `queries`, `tags`, `source`, `service`, `metric_type`) in one
  * object, or a key within a point's tags or a tag filter, is left to the route; so is a filter
  * whose array-index keys (which JavaScript visits first) could change which problem parseTags
- * meets first. So is anything the walk does not
- * follow (an unterminated string or structure, nesting deeper than MAX_DEPTH). It does not
- * check the rest of the syntax: a broken body with such a field gets that field's 400 rather
- * than the syntax error's 400.
+ * meets first, and anything the walk does not follow (an unterminated string or structure,
+ * nesting deeper than MAX_DEPTH). It does not check the rest of the syntax: a broken body with
+ * such a field gets that field's 400 rather than the syntax error's.
  */
 
 const MAX_DEPTH = 64;
@@ -61,7 +63,7 @@ interface Tags {
   /** Keys written; their spans while they are few (ingest: distinct keys only matter past the limit). */
   written: number;
   spans: number[] | undefined;
-  /** Distinct keys, once they matter (filters: always, to tell a repeated key), until past the limit. */
+  /** Distinct keys, once they matter (filters: always, to tell a repeated key), until past the limit or a repeat. */
   keys: Set<string> | undefined;
   /** More distinct keys than the limit. */
   tooManyKeys: boolean;

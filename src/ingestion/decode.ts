@@ -167,10 +167,10 @@ export function timeProblem(ms: number, window: { min: number; max: number }, l:
   return undefined;
 }
 
-/** 413 when a request holds more points than INGEST_MAX_POINTS_PER_REQUEST. */
-/** The problem of a point's tags past INGEST_MAX_TAGS (here and in tag-guard.ts's refusals). */
+/** The problem of a point's tags past INGEST_MAX_TAGS (here, in collect.ts and in the ingest guard's refusals). */
 export const tooManyTagsMessage = (maxTags: number) => `has more than ${maxTags} tags (INGEST_MAX_TAGS)`;
 
+/** 413 when a request holds more points than INGEST_MAX_POINTS_PER_REQUEST. */
 export function tooManyPoints(n: number, limits: IngestLimits) {
   return payloadTooLarge(
     `Too many points in one request: ${n} > ${limits.maxPoints} (INGEST_MAX_POINTS_PER_REQUEST); split the request`,

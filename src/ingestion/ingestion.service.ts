@@ -59,7 +59,10 @@ export class IngestionService {
   private readonly validated: ValidatedSeries;
   /** The same for the JSON scanner, by source and the bytes of name and tags. */
   private readonly scanned: ScanSeriesCache;
-  /** Bodies read by the scanner, by the slow path (JSON.parse + decode.ts) and refused by the guard before either, for tests and tuning. */
+  /**
+   * Bodies read by the scanner, by the slow path (JSON.parse + decode.ts), and refused by the
+   * guard before either: for tests and tuning.
+   */
   readonly jsonBodies = { scanned: 0, parsed: 0, refused: 0 };
 
   constructor(
