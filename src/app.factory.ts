@@ -77,7 +77,7 @@ export async function createApp(
   installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {
-    const enc = req.headers['content-encoding'];
+    const enc = req.headers['content-encoding']?.toLowerCase(); // content codings are case-insensitive (RFC 9110)
     if (!enc || enc === 'identity' || passesSnappy(req, enc)) return payload;
     if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
       throw new ApiError(

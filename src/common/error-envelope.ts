@@ -69,6 +69,14 @@ export function toApiError(err: unknown): ApiError {
       'QUERY_TIMEOUT',
       'The query ran past the statement timeout; narrow the range or use a coarser granularity',
     );
+  if (e?.code === '22003')
+    // PostgreSQL's float8 arithmetic refuses to overflow: a sum (or, for a standard deviation, a
+    // sum of squares) of these values is beyond a double's range (±1.8e308).
+    return new ApiError(
+      422,
+      'UNPROCESSABLE_ENTITY',
+      'The values in this range are too large to aggregate: the result would be beyond a double (±1.8e308); ask for min, max, first or last, or a narrower range',
+    );
   if (isDatabaseUnavailable(err))
     return new ApiError(503, 'SERVICE_UNAVAILABLE', 'The database is unreachable; retry later', undefined, 5);
   return new ApiError(500, 'INTERNAL_ERROR', 'Internal error');

@@ -1,4 +1,6 @@
+import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance } from 'fastify';
+import { ApiError } from './errors.js';
 
 /** From this size on, a JSON body waits its turn to be parsed (see installJsonParser). */
 export const LARGE_JSON_BYTES = 256 * 1024;
@@ -27,6 +29,8 @@ export const GUARDED_JSON_BYTES = 64 * 1024;
 class RefusedBody {
   constructor(readonly error: Error) {}
 }
+
+const notUtf8 = () => new ApiError(400, 'INVALID_REQUEST', 'Request body is not valid UTF-8 (JSON is UTF-8, RFC 8259)');
 
 export interface JsonParserOptions {
   largeBytes?: number;
@@ -72,10 +76,9 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
       }
     });
   };
-  if (guards.size > 0)
-    fastify.addHook('preHandler', (req, _reply, hookDone) =>
-      req.body instanceof RefusedBody ? hookDone(req.body.error) : hookDone(),
-    );
+  fastify.addHook('preHandler', (req, _reply, hookDone) =>
+    req.body instanceof RefusedBody ? hookDone(req.body.error) : hookDone(),
+  );
   fastify.removeContentTypeParser('application/json');
   fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, raw, done) => {
     const body = raw as Buffer; // parseAs: 'buffer'
@@ -101,6 +104,9 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
         }
         if (refused) return done(null, new RefusedBody(refused));
       }
+      // Decoding would turn each invalid byte into U+FFFD, and tag values that differ only there into
+      // one series (the scanner declines such bodies). JSON is UTF-8 (RFC 8259), whatever the charset says.
+      if (!isUtf8(body)) return done(null, new RefusedBody(notUtf8()));
       // As fastify's parseAs 'string': the whole body decoded at once.
       parse(req, body.toString('utf8'), done);
     };

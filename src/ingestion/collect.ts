@@ -11,6 +11,7 @@ import {
   tagKeyProblem,
   tagValueProblem,
   tooManyTagsMessage,
+  valueProblem,
   timeProblem,
   timeWindow,
   tooManyPoints,
@@ -101,7 +102,7 @@ export class PointCollector {
 
   /** Adds a point of a series from `series()`; a time outside the accepted window is a problem under `field`. */
   point(series: number, ms: number, value: number, field: () => string): void {
-    const bad = timeProblem(ms, this.window, this.ctx.limits);
+    const bad = timeProblem(ms, this.window, this.ctx.limits) ?? valueProblem(value);
     if (bad) {
       this.problem(field(), bad);
       return;

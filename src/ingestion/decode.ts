@@ -167,6 +167,22 @@ export function timeProblem(ms: number, window: { min: number; max: number }, l:
   return undefined;
 }
 
+/**
+ * The largest magnitude of a stored value. Every rollup sums a series' values per bucket (plain
+ * PostgreSQL's tables, TimescaleDB's continuous aggregates), and PostgreSQL raises an error when a
+ * float8 sum overflows: one bucket of values near the largest double stopped the rollup refresh
+ * for every series. A day's bucket of one series holds at most 8.64e10 points (one a microsecond),
+ * so values up to 1e296 in magnitude can never make it overflow (8.64e10 × 1e296 < 1.8e308).
+ */
+export const MAX_ABS_VALUE = 1e296;
+
+/** Why a number cannot be stored as a point's value, or undefined when it can. */
+export function valueProblem(v: number): string | undefined {
+  if (!Number.isFinite(v)) return 'must be a finite number';
+  if (Math.abs(v) > MAX_ABS_VALUE) return `must be at most ${MAX_ABS_VALUE} in magnitude (rollups sum values)`;
+  return undefined;
+}
+
 /** The problem of a point's tags past INGEST_MAX_TAGS (here, in collect.ts and in the ingest guard's refusals). */
 export const tooManyTagsMessage = (maxTags: number) => `has more than ${maxTags} tags (INGEST_MAX_TAGS)`;
 
@@ -260,13 +276,10 @@ class Decoder {
       this.problem(this.field(prefix, index, nameField), 'is required and must be a string');
       return;
     }
-    if (typeof value !== 'number' || !Number.isFinite(value)) {
-      this.problem(
-        this.field(prefix, index, 'value'),
-        typeof value === 'number'
-          ? 'must be a finite number'
-          : 'is required and must be a number (strings are not converted)',
-      );
+    const badValue =
+      typeof value === 'number' ? valueProblem(value) : 'is required and must be a number (strings are not converted)';
+    if (badValue !== undefined) {
+      this.problem(this.field(prefix, index, 'value'), badValue);
       return;
     }
     const ts = m.timestamp;
@@ -326,7 +339,7 @@ class Decoder {
       }
       this.builder.setUnit(known.idx, unit as string);
     }
-    this.builder.push(known.idx, time, value);
+    this.builder.push(known.idx, time, value as number); // checked above (valueProblem)
   }
 
   source(v: unknown, field: string): string | undefined {

@@ -144,7 +144,8 @@ export class IngestionService {
 
   /** JSON (`app_v2`), or Avro when the body came as bytes (`avro`: avro.ts). */
   submitApp(appId: string, body: unknown): Promise<IngestReply> {
-    const ctx = this.context('ms');
+    // Epoch ms by the reference; a number that looks like seconds or microseconds gets its hint.
+    const ctx = this.context(undefined);
     if (Buffer.isBuffer(body))
       return this.store(decodeAvroMetrics(appId, body, ctx, this.config.ingest.maxBodyBytes), ctx.now, 'avro');
     return this.store(decodeAppMetrics(appId, body, ctx), ctx.now, 'app_v2');

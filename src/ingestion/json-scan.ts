@@ -5,6 +5,7 @@ import {
   DecodeContext,
   KnownSeries,
   knownSeries,
+  MAX_ABS_VALUE,
   MAX_UNIT_LENGTH,
   nameProblem,
   sourceProblem,
@@ -419,7 +420,7 @@ class Scanner {
       if (d === RBRACE) break;
       if (d !== COMMA || this.ws() !== QUOTE) throw BAIL;
     }
-    if ((seen & 3) !== 3 || !Number.isFinite(value)) throw BAIL;
+    if ((seen & 3) !== 3 || !(Math.abs(value) <= MAX_ABS_VALUE)) throw BAIL; // decode.ts names the problem
 
     const known = this.series(table, source, nameStart, nameEnd, tags);
     const builder = this.builder;

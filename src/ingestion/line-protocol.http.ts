@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ApiError } from '../common/errors.js';
 
@@ -44,6 +45,9 @@ export function installLineProtocol(fastify: FastifyInstance): void {
     // The front door already refused these types on other routes; this is the second lock.
     if (!isLineProtocolRoute(req))
       return done(new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'This route takes application/json bodies'));
+    // Decoding would turn each invalid byte into U+FFFD, and tag values that differ only there into one series.
+    if (typeof body !== 'string' && !isUtf8(body))
+      return done(new ApiError(400, 'INVALID_REQUEST', 'Request body is not valid UTF-8 (line protocol is UTF-8)'));
     done(null, body);
   };
   for (const type of LINE_PROTOCOL_CONTENT_TYPES) {

@@ -3,7 +3,7 @@ import { invalidRequest } from '../common/errors.js';
 import { isObject, Json } from '../common/input.js';
 import type { PointBatch } from '../storage/point-batch.js';
 import { PointCollector, ValidatedSeries } from './collect.js';
-import type { DecodeContext } from './decode.js';
+import { DecodeContext, MAX_ABS_VALUE } from './decode.js';
 
 /**
  * OTLP/HTTP metrics (`POST /v1/metrics`): an `ExportMetricsServiceRequest` as protobuf or as OTLP
@@ -129,22 +129,30 @@ export interface OtlpResult {
   rejected: number;
   /** Why, for `partial_success.error_message` ('' when none). */
   message: string;
-  /** `rejected` by reason (exponential_histogram, non_finite, no_value, no_time), for the self-metrics. */
+  /** `rejected` by reason (exponential_histogram, non_finite, out_of_range, no_value, no_time), for the self-metrics. */
   rejectedBy: Record<string, number>;
   /** Data points flagged "no recorded value": skipped, not an error. */
   noRecordedValue: number;
 }
 
-type Reason = 'exponential_histogram' | 'non_finite' | 'no_value' | 'no_time';
+type Reason = 'exponential_histogram' | 'non_finite' | 'out_of_range' | 'no_value' | 'no_time';
 const REASONS: Record<Reason, string> = {
   exponential_histogram:
     'exponential histogram points (not stored: configure an explicit bucket histogram aggregation)',
   non_finite: 'NaN or infinite values (only finite values are stored)',
+  out_of_range: `values beyond ±${MAX_ABS_VALUE} (rollups could not sum them)`,
   no_value: 'number points without as_double or as_int',
   no_time: 'points without time_unix_nano',
 };
 
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/** Why some of these numbers cannot be stored (NaN or infinite first), or undefined. */
+function unstorable(xs: readonly number[]): Reason | undefined {
+  if (!xs.every(Number.isFinite)) return 'non_finite';
+  if (xs.some((x) => Math.abs(x) > MAX_ABS_VALUE)) return 'out_of_range';
+  return undefined;
+}
 
 /**
  * An OTLP JSON `ExportMetricsServiceRequest` (or a protobuf one through otlpProtobufToJson) →
@@ -233,9 +241,10 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
           if (kind === 'gauge' || kind === 'sum') {
             const v =
               dp.asDouble !== undefined ? double(dp.asDouble) : dp.asInt !== undefined ? int64(dp.asInt) : undefined;
+            const why = typeof v === 'number' ? unstorable([v]) : undefined;
             if (v === undefined) reject('no_value');
             else if (typeof v === 'string') c.problem(`${at}.${dp.asDouble !== undefined ? 'asDouble' : 'asInt'}`, v);
-            else if (!Number.isFinite(v)) reject('non_finite');
+            else if (why) reject(why);
             else {
               const idx = c.series(name, source, tags, unit, field);
               if (idx !== undefined) c.point(idx, time, v, timeField);
@@ -257,8 +266,9 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
               );
               continue;
             }
-            if (![count, sum ?? 0, ...bounds].every((x) => Number.isFinite(x as number))) {
-              reject('non_finite');
+            const why = unstorable([count, sum ?? 0, ...bounds] as number[]);
+            if (why) {
+              reject(why);
               continue;
             }
             emit(c, `${name}_count`, source, tags, null, time, count as number, field, timeField);
@@ -280,8 +290,9 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
               c.problem(at, `count, sum and quantileValues must be numbers (${bad})`);
               continue;
             }
-            if (![count, sum, ...quantiles.flat()].every((x) => Number.isFinite(x as number))) {
-              reject('non_finite');
+            const why = unstorable([count, sum, ...quantiles.flat()] as number[]);
+            if (why) {
+              reject(why);
               continue;
             }
             emit(c, `${name}_count`, source, tags, null, time, count as number, field, timeField);

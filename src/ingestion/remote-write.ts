@@ -3,7 +3,7 @@ import snappy from 'snappyjs';
 import { ApiError, invalidRequest } from '../common/errors.js';
 import type { PointBatch } from '../storage/point-batch.js';
 import { PointCollector, ValidatedSeries } from './collect.js';
-import type { DecodeContext } from './decode.js';
+import { DecodeContext, MAX_ABS_VALUE } from './decode.js';
 
 /**
  * Prometheus remote write 1.0 (`POST /api/v1/write`): a snappy block-compressed protobuf
@@ -56,6 +56,8 @@ export interface RemoteWriteSkipped {
   stale: number;
   /** NaN and ±Inf samples: Timescope stores finite values only. */
   non_finite: number;
+  /** Finite values beyond ±MAX_ABS_VALUE, which rollups could not sum. */
+  out_of_range: number;
   /** Native histogram samples (an experimental feature of Prometheus 2.40+, off by default). */
   native_histogram: number;
 }
@@ -72,6 +74,9 @@ export const DEFAULT_SOURCE = 'prometheus';
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
+/** A sample value Timescope stores: finite and within ±MAX_ABS_VALUE. */
+const storable = (v: number) => Math.abs(v) <= MAX_ABS_VALUE;
+
 /** Prometheus' staleness marker, by its bits (value.StaleNaN in Prometheus). */
 const isStaleMarker = (b: Bits) => b.low >>> 0 === 0x00000002 && b.high >>> 0 === 0x7ff00000;
 /** The double whose IEEE-754 bits these are (little-endian platforms, as Node.js runs on). */
@@ -148,7 +153,7 @@ export function decodeRemoteWrite(
   let total = 0;
   for (const ts of all) total += ts.samples.length;
   const c = new PointCollector(ctx, total, validated); // 413 past INGEST_MAX_POINTS_PER_REQUEST, before any work
-  const skipped: RemoteWriteSkipped = { stale: 0, non_finite: 0, native_histogram: 0 };
+  const skipped: RemoteWriteSkipped = { stale: 0, non_finite: 0, out_of_range: 0, native_histogram: 0 };
   for (let i = 0; i < all.length && !c.full; i++) {
     const ts = all[i];
     skipped.native_histogram += ts.histograms.length;
@@ -158,7 +163,8 @@ export function decodeRemoteWrite(
     for (let j = 0; j < samples.length; j++) {
       const bits = samples[j].value;
       const v = (values[j] = toDouble(bits));
-      if (Number.isFinite(v)) finite++;
+      if (storable(v)) finite++;
+      else if (Number.isFinite(v)) skipped.out_of_range++;
       else if (isStaleMarker(bits)) skipped.stale++;
       else skipped.non_finite++;
     }
@@ -181,7 +187,7 @@ export function decodeRemoteWrite(
     if (idx === undefined) continue;
     for (let j = 0; j < samples.length; j++) {
       const v = values[j];
-      if (!Number.isFinite(v)) continue;
+      if (!storable(v)) continue;
       const ts = samples[j].timestamp;
       const t = typeof ts === 'number' ? ts : ts.toNumber();
       c.point(idx, t, v, () => `timeseries[${i}].samples[${j}].timestamp (${t} ms)`);

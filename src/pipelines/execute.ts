@@ -1,4 +1,5 @@
 import { FieldProblem, fieldErrors } from '../common/errors.js';
+import { MAX_ABS_VALUE } from '../ingestion/decode.js';
 import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
 import { columnFor, PipelinePlan } from './definition.js';
 import type { Value } from './formula.js';
@@ -121,8 +122,8 @@ export function derivedPoints(plan: PipelinePlan, exec: Execution): { points: De
   for (const w of exec.windows) {
     for (const r of w.rows) {
       const v = r.values[col];
-      if (v === null || v === undefined) {
-        skippedNulls++;
+      if (v === null || v === undefined || Math.abs(v) > MAX_ABS_VALUE) {
+        skippedNulls++; // and values beyond what rollups can sum (decode.ts's MAX_ABS_VALUE)
         continue;
       }
       points.push({ metric: out.metric, source, tags: seriesTags(r.group, out.tags), timestamp: r.start, value: v });

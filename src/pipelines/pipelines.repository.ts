@@ -81,7 +81,7 @@ const RUN_COLUMNS = `id, pipeline_id, pipeline_version, trigger, status, instanc
 
 /** Fixed SQL per aggregate function; never user text. Percentiles share one sort (see `aggregate`). */
 const AGG_SQL: Record<Exclude<AggFunction, 'p50' | 'p90' | 'p95' | 'p99'>, string> = {
-  avg: 'avg(p.value)',
+  avg: 'sum(p.value) / count(*)', // avg(float8) also sums squares, which overflow from about 1.3e154
   sum: 'sum(p.value)',
   min: 'min(p.value)',
   max: 'max(p.value)',

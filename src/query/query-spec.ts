@@ -6,6 +6,8 @@ import {
   formatDuration,
   HOUR,
   isSupportedTime,
+  MAX_TIME_MS,
+  MIN_TIME_MS,
   MINUTE,
   parseDuration,
   parseQueryTime,
@@ -165,8 +167,9 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
   };
   let from = parse('from');
   let to = parse('to');
-  to ??= from !== undefined && from > now ? from + DEFAULT_RANGE : now;
-  from ??= to - DEFAULT_RANGE;
+  // A default bound stays within the supported years: an hour before 0001-01-01T00:30Z is year 0.
+  to ??= from !== undefined && from > now ? Math.min(from + DEFAULT_RANGE, MAX_TIME_MS - 1) : now;
+  from ??= Math.max(to - DEFAULT_RANGE, MIN_TIME_MS);
   if (from > to) {
     throw invalidQuery(`${prefix}from`, 'Invalid time range', {
       issue: 'Start time must be before end time',

@@ -22,12 +22,30 @@ export class StatisticsRepository {
    * closest ranks, as numpy, R type 7 and simple-statistics), so no point travels to Node.
    */
   async summary(ids: readonly number[], from: number, to: number, fractions: readonly number[]): Promise<SummaryRow> {
-    const r = await this.database.readPool.query<SummaryRow>(
-      `SELECT count(*) AS count, min(value) AS min, max(value) AS max, avg(value) AS avg, stddev_samp(value) AS std_dev,
+    const params = [ids, toIsoMicros(from), toIsoMicros(to), fractions];
+    const where = `series_id = ANY($1::int[]) AND time >= $2::timestamptz AND time < $3::timestamptz`;
+    const sql = (stdDev: string) =>
+      `SELECT count(*) AS count, min(value) AS min, max(value) AS max, sum(value) / count(*) AS avg, ${stdDev} AS std_dev,
               percentile_cont($4::float8[]) WITHIN GROUP (ORDER BY value) AS quantiles
-       FROM points WHERE series_id = ANY($1::int[]) AND time >= $2::timestamptz AND time < $3::timestamptz`,
-      [ids, toIsoMicros(from), toIsoMicros(to), fractions],
-    );
-    return r.rows[0];
+       FROM points WHERE ${where}`;
+    // One connection for both tries: the pool would close a connection whose query failed.
+    const client = await this.database.readPool.connect();
+    let broken: Error | undefined; // released with the error, the pool closes the connection
+    try {
+      return (await client.query<SummaryRow>(sql('stddev_samp(value)'), params)).rows[0];
+    } catch (err) {
+      // stddev_samp sums squares, which overflow a double from about 1.3e154: values that large
+      // are scaled by the largest magnitude first (a second pass, only then).
+      if ((err as { code?: string }).code !== '22003') throw (broken = err as Error);
+      const scaled = sql('stddev_samp(value / (SELECT a FROM s)) * (SELECT a FROM s)');
+      return (
+        await client.query<SummaryRow>(
+          `WITH s AS (SELECT max(abs(value)) AS a FROM points WHERE ${where}) ${scaled}`,
+          params,
+        )
+      ).rows[0];
+    } finally {
+      client.release(broken);
+    }
   }
 }

@@ -233,7 +233,12 @@ export class PointWriter implements BeforeApplicationShutdown {
     } catch (err) {
       this.stats.failures++;
       this.stats.lastError = (err as Error)?.message ?? String(err);
-      const apiError = toApiError(err);
+      // A write past the statement timeout (a locked table, a busy server) is the database's trouble,
+      // not the request's: 503 with Retry-After, as when it is down, not the query API's 504 advice.
+      const apiError =
+        (err as { code?: string })?.code === '57014'
+          ? serviceUnavailable('The database did not take the write in time (statement timeout); retry later', 5)
+          : toApiError(err);
       if (apiError.getStatus() >= 500) this.logger.warn(`write of ${points} point(s) failed: ${this.stats.lastError}`);
       for (const o of this.observers) {
         o.transaction((performance.now() - t0) / 1000, points, false);

@@ -74,7 +74,7 @@ const FRAGMENTS: Record<
     raw: '1::float8 AS c, value AS s',
     rollup: 'count::float8 AS c, sum AS s',
     outer: 'sum(s) / sum(c)',
-    direct: 'avg(value)',
+    direct: 'sum(value) / count(*)', // avg(float8) also sums squares, which overflow from about 1.3e154
     row: 'sum / count::float8',
   },
   sum: { raw: 'value AS s', rollup: 'sum AS s', outer: 'sum(s)', direct: 'sum(value)', row: 'sum' },

@@ -77,6 +77,49 @@ describeEachFlavour(
       assert.equal(await rows('x').then((x) => x.length), 0);
     });
 
+    it('refuses bodies that are not UTF-8 instead of storing U+FFFD in their place', async () => {
+      // Two tag values that differ only in an invalid byte would have become one series.
+      for (const bad of [0xff, 0xfe, 0xc3]) {
+        const body = Buffer.concat([
+          Buffer.from('{"source":"utf","metrics":[{"name":"m","value":1,"tags":{"k":"x'),
+          Buffer.from([bad]),
+          Buffer.from('y"}}]}'),
+        ]);
+        const r = await ctx.t.request('POST', '/api/v1/metrics', body, { 'content-type': 'application/json' });
+        assert.equal(r.status, 400, r.body);
+        assert.match(r.json.error.message, /not valid UTF-8/);
+      }
+      const latin1 = Buffer.from(
+        '{"source":"utf","metrics":[{"name":"m","value":1,"tags":{"city":"München"}}]}',
+        'latin1',
+      );
+      let r = await ctx.t.request('POST', '/api/v1/metrics', latin1, {
+        'content-type': 'application/json; charset=iso-8859-1',
+      });
+      assert.equal(r.status, 400, r.body);
+      r = await ctx.t.request(
+        'POST',
+        '/api/v2/write?bucket=utf',
+        Buffer.from([0x6d, 0x2c, 0x6b, 0x3d, 0xff, 0x20, 0x76, 0x3d, 0x31]),
+        {
+          'content-type': 'text/plain',
+        },
+      );
+      assert.equal(r.status, 400, r.body);
+      assert.match(r.json.error.message, /not valid UTF-8/);
+      assert.equal((await rows('utf')).length, 0);
+    });
+
+    it('gives the per-app route the hint for a timestamp in seconds, as the other routes do', async () => {
+      const seconds = Math.floor(Date.now() / 1000) - 60;
+      const r = await ctx.t.post('/api/v2/app/hint/metrics', {
+        metrics: [{ name: 'm', value: 1, timestamp: seconds, profileId: 'p' }],
+      });
+      assert.equal(r.status, 400, r.body);
+      assert.equal(r.json.error.details.field, 'metrics[0].timestamp');
+      assert.match(r.json.error.message, /seconds/);
+    });
+
     it('refuses a point of 100,000 tags from the bytes, before JSON.parse, on every JSON ingest route', async () => {
       const many = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`k${i}`, 'v']));
       const cases: Array<[string, unknown, string]> = [

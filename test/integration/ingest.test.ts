@@ -160,7 +160,7 @@ describeEachFlavour(
 
     it('stores edge values bit-exact', async () => {
       // JSON.stringify(-0) gives "0": write the body by hand to send a real -0.
-      const values = ['-0', '5e-324', '1.7976931348623157e308'];
+      const values = ['-0', '5e-324', '1e296', '-1e296']; // ±1e296: the largest magnitude stored (MAX_ABS_VALUE)
       const body = `{"source":"edge","metrics":[${values.map((v, i) => `{"name":"e","value":${v},"timestamp":${T0 + i}}`).join(',')}]}`;
       const r = await ctx.t.request('POST', '/api/v1/metrics', body, { 'content-type': 'application/json' });
       assert.equal(r.status, 200, r.body);

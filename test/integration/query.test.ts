@@ -403,6 +403,45 @@ describeEachFlavour('queries', (ctx) => {
     }
   });
 
+  it('aggregates values up to the largest stored (1e296) without overflow, and refuses larger ones at ingest', async () => {
+    const t0 = Math.floor((Date.now() - 3 * 3_600_000) / 60_000) * 60_000;
+    const big = [1e155, 3e155, -2e155];
+    let r = await ctx.t.post('/api/v1/metrics', {
+      source: 'huge',
+      metrics: [
+        ...big.map((value, i) => ({ name: 'big', value, timestamp: t0 + i * 10_000 })),
+        ...[1e296, 1e296].map((value, i) => ({ name: 'edge', value, timestamp: t0 + i * 10_000 })),
+      ],
+    });
+    assert.equal(r.status, 200, r.body);
+    r = await ctx.t.post('/api/v1/metrics', {
+      source: 'huge',
+      metrics: [{ name: 'edge', value: 1.7976931348623157e308 }],
+    });
+    assert.equal(r.status, 400);
+    assert.equal(r.json.error.details.field, 'metrics[0].value');
+    // The rollup refresh sums them (a value near the largest double, twice, used to stop it for every series).
+    await ctx.t.runJob('rollup-refresh');
+    const range = `from=${new Date(t0).toISOString()}&to=${new Date(t0 + 60_000).toISOString()}`;
+    r = await ctx.t.get(`/api/v1/metrics/query?metric=edge&${range}&granularity=1m&aggregation=sum`);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.data_points[0].value, 2e296);
+    // avg over raw points: a sum and a count (PostgreSQL's avg(float8) also sums squares, which overflow).
+    r = await ctx.t.get(`/api/v1/metrics/query?metric=big&${range}&granularity=30s&aggregation=avg`);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.data_points[0].value, (1e155 + 3e155 - 2e155) / 3);
+    // The summary's standard deviation, scaled by the largest magnitude when its squares overflow.
+    r = await ctx.t.get(`/api/v1/metrics/summary?metric=big&${range}`);
+    assert.equal(r.status, 200, r.body);
+    const mean = (1e155 + 3e155 - 2e155) / 3;
+    const sd = Math.sqrt(big.reduce((a, v) => a + ((v - mean) / 1e155) ** 2, 0) / 2) * 1e155;
+    assert.ok(Math.abs(r.json.statistics.std_dev - sd) / sd < 1e-12, `${r.json.statistics.std_dev} against ${sd}`);
+    // A default `from` an hour before 0001-01-01T00:30Z stays in year 1.
+    r = await ctx.t.get(`/api/v1/metrics/query?metric=big&to=0001-01-01T00:30:00Z`);
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.from, '0001-01-01T00:00:00.000Z');
+  });
+
   it('reads bucket arrays back as the server wrote them: times before and after 2000, null, NaN, infinities, -0, out of order', async () => {
     // The bucket reads' arrays are binary timestamptz and float8 bytes (BUCKET_ARRAYS); a null value has its own code.
     const database = ctx.t.app.get(Database);
@@ -502,6 +541,20 @@ describeEachFlavour(
       const again = await ctx.t.get('/api/v1/metrics/query?metric=slow&from=now-1h&aggregation=count');
       assert.equal(again.status, 200, again.body);
       assert.equal(again.json.data_points.length, 1);
+    });
+
+    it('answers a write past the statement timeout with 503 and Retry-After, not the query advice', async () => {
+      const blocker = await sqlClient(ctx.t.database.url);
+      try {
+        await blocker.query('BEGIN; LOCK TABLE points IN ACCESS EXCLUSIVE MODE');
+        const r = await ctx.t.post('/api/v1/metrics', { source: 'slow', metrics: [{ name: 'slow', value: 2 }] });
+        assert.equal(r.status, 503, r.body);
+        assert.equal(r.json.error.code, 'SERVICE_UNAVAILABLE');
+        assert.equal(r.headers['retry-after'], '5');
+        await blocker.query('ROLLBACK');
+      } finally {
+        await blocker.end();
+      }
     });
   },
   { DB_STATEMENT_TIMEOUT_MS: '300' },

@@ -108,6 +108,8 @@ describe('decodeSubmission', () => {
     ['value null', { source: 's', metrics: [{ name: 'a', value: null }] }, 'metrics[0].value'],
     ['value object', { source: 's', metrics: [{ name: 'a', value: {} }] }, 'metrics[0].value'],
     ['value array', { source: 's', metrics: [{ name: 'a', value: [] }] }, 'metrics[0].value'],
+    ['value past 1e296', { source: 's', metrics: [{ name: 'a', value: 1.7976931348623157e308 }] }, 'metrics[0].value'],
+    ['value past -1e296', { source: 's', metrics: [{ name: 'a', value: -2e296 }] }, 'metrics[0].value'],
     ['value Infinity (1e309)', { source: 's', metrics: [{ name: 'a', value: Infinity }] }, 'metrics[0].value'],
     ['value "NaN"', { source: 's', metrics: [{ name: 'a', value: 'NaN' }] }, 'metrics[0].value'],
     ['empty name', { source: 's', metrics: [{ name: '', value: 1 }] }, 'metrics[0].name'],
@@ -190,7 +192,7 @@ describe('decodeSubmission', () => {
   }
 
   it('accepts edge values exactly', () => {
-    const values = [-0, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308];
+    const values = [-0, 5e-324, 1e296, -1e296]; // the largest magnitude stored is MAX_ABS_VALUE
     const b = decodeSubmission(
       { source: 's', metrics: values.map((value, i) => ({ name: 'edge', value, timestamp: NOW - i })) },
       ctx(),

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { Point } from '@influxdata/influxdb-client';
 import { ApiError } from '../../src/common/errors.js';
-import { DecodeContext } from '../../src/ingestion/decode.js';
+import { DecodeContext, MAX_ABS_VALUE } from '../../src/ingestion/decode.js';
 import { LineProtocolPrecision, LineSeriesIndex, parseLineProtocol } from '../../src/ingestion/line-protocol.js';
 
 const NOW = Date.UTC(2024, 0, 15, 10, 30);
@@ -150,7 +150,8 @@ describe('line protocol: field types', () => {
       ['5.', 5],
       ['0.1', 0.1],
       ['123456.789012345', 123456.789012345],
-      ['1.7976931348623157e308', 1.7976931348623157e308],
+      ['1e296', 1e296],
+      ['-9.99999999999999e295', -9.99999999999999e295],
       ['5e-324', 5e-324],
       ['0.30000000000000004', 0.30000000000000004],
       // eslint-disable-next-line no-loss-of-precision -- the parser must round exactly as this literal does
@@ -221,6 +222,10 @@ describe('line protocol: field types', () => {
       assert.equal(r.status, 400, bad);
       assert.equal(r.line, 1, bad);
     }
+    // Finite, but beyond what rollups can sum (decode.ts's MAX_ABS_VALUE); the limit itself is stored.
+    for (const bad of ['1e297', '-1.7976931348623157e308'])
+      assert.match(rejects(`m f=${bad} ${ns(T)}`).message, /beyond ±1e\+296/, bad);
+    assert.equal(points(`m f=1e296 ${ns(T)}`, 'ns')[0].value, 1e296);
   });
 });
 
@@ -421,7 +426,10 @@ describe('line protocol: what the InfluxDB client writes', () => {
     return /^[A-Za-z_]/.test(t) ? t : `_${t}`;
   };
   const field = fc.oneof(
-    fc.record({ type: fc.constant('float' as const), v: fc.double({ noNaN: true, noDefaultInfinity: true }) }),
+    fc.record({
+      type: fc.constant('float' as const),
+      v: fc.double({ noNaN: true, min: -MAX_ABS_VALUE, max: MAX_ABS_VALUE }),
+    }),
     fc.record({ type: fc.constant('int' as const), v: fc.maxSafeInteger() }),
     fc.record({ type: fc.constant('uint' as const), v: fc.maxSafeNat() }),
     fc.record({ type: fc.constant('bool' as const), v: fc.boolean() }),

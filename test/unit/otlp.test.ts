@@ -248,6 +248,7 @@ describe('OTLP metrics decoder', () => {
         gauge('ok', { asDouble: 1 }),
         gauge('nan', { asDouble: 'NaN' }),
         gauge('inf', { asDouble: 'Infinity' }),
+        gauge('huge', { asDouble: 1e297 }),
         gauge('none', {}),
         { name: 'notime', gauge: { dataPoints: [{ asDouble: 1 }] } },
         gauge('flagged', { asDouble: 0, flags: 1 }),
@@ -261,10 +262,11 @@ describe('OTLP metrics decoder', () => {
       ctx(NOW),
     );
     assert.deepEqual(rows(r.batch), ['ok{}@svc = 1']);
-    assert.equal(r.rejected, 5);
-    assert.deepEqual(r.rejectedBy, { non_finite: 3, no_value: 1, no_time: 1 });
+    assert.equal(r.rejected, 6);
+    assert.deepEqual(r.rejectedBy, { non_finite: 3, out_of_range: 1, no_value: 1, no_time: 1 });
     assert.equal(r.noRecordedValue, 1);
-    assert.match(r.message, /^5 data points not stored: 3 NaN or infinite values/);
+    assert.match(r.message, /^6 data points not stored: 3 NaN or infinite values/);
+    assert.match(r.message, /1 values beyond ±1e\+296/);
   });
 
   it('refuses the whole request (400) for bad names, tags, times and malformed fields, naming the field', () => {

@@ -70,7 +70,7 @@ describe('Prometheus remote write decoder', () => {
         samples: [[13, NOW]],
       },
     ]);
-    assert.deepEqual(skipped, { stale: 0, non_finite: 0, native_histogram: 0 });
+    assert.deepEqual(skipped, { stale: 0, non_finite: 0, out_of_range: 0, native_histogram: 0 });
     assert.equal(batch.length, 4);
     assert.deepEqual(
       batch.series.map((s) => [s.metric, s.source, s.tags]),
@@ -112,6 +112,8 @@ describe('Prometheus remote write decoder', () => {
           [NaN, NOW - 1000],
           [Infinity, NOW],
           [-Infinity, NOW + 1],
+          [1e297, NOW + 2],
+          [1e296, NOW + 3],
         ],
       },
       {
@@ -130,8 +132,9 @@ describe('Prometheus remote write decoder', () => {
         histograms: 2,
       },
     ]);
-    assert.deepEqual(skipped, { stale: 2, non_finite: 3, native_histogram: 2 });
-    assert.equal(batch.length, 1);
+    assert.deepEqual(skipped, { stale: 2, non_finite: 3, out_of_range: 1, native_histogram: 2 });
+    assert.equal(batch.length, 2);
+    assert.deepEqual([...batch.values], [1, 1e296]);
     assert.deepEqual(
       batch.series.map((s) => s.metric),
       ['a'],
