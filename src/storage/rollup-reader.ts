@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { floorTo, MINUTE, toIso } from '../common/time.js';
+import { floorTo, MINUTE, toIsoMicros } from '../common/time.js';
 import { Database } from '../database/database.js';
 import { readTimestamptzMs } from '../database/pg-timestamp.js';
 import { bucketRuns, coarsestTier, planSegments, RollupState, Segment } from './rollup-plan.js';
@@ -105,7 +105,8 @@ const MERGE: Record<RollupAggregation, string> = {
  * refresh that keep rollups) does the flavour matter: TimescaleDB's continuous aggregates are
  * complete on read (real-time aggregation), plain PostgreSQL's rollup tables only below their
  * watermark, and earlier where late points wait for re-aggregation. Above that, callers get the
- * same buckets from either flavour, equal to aggregating the raw points.
+ * same buckets from either flavour, equal to aggregating the raw points. Bounds go to SQL to the
+ * microsecond (toIsoMicros): a query's `from` and `to` may hold microseconds, as points do.
  */
 @Injectable()
 export class RollupReader {
@@ -176,7 +177,7 @@ export class RollupReader {
     const params = [...selection.params];
     const p = (v: unknown) => `$${params.push(v)}`;
     const state = tracked
-      ? stateSql('(SELECT ids FROM sel)', p(toIso(from)), p(toIso(to)))
+      ? stateSql('(SELECT ids FROM sel)', p(toIsoMicros(from)), p(toIsoMicros(to)))
       : `SELECT NULL::float8 AS w, NULL::float8 AS late`;
     // Past the limit the caller refuses the query: read no buckets then.
     const limit = `${p(selection.limit)}::int`;
@@ -240,7 +241,7 @@ export class RollupReader {
     const interval = p(`${q.widthMs / 1000} seconds`);
     const parts = segments.map((seg) => {
       const within = (col: string) =>
-        `${col} >= ${p(toIso(seg.from))}::timestamptz AND ${col} < ${p(toIso(seg.to))}::timestamptz`;
+        `${col} >= ${p(toIsoMicros(seg.from))}::timestamptz AND ${col} < ${p(toIsoMicros(seg.to))}::timestamptz`;
       return seg.tier
         ? `SELECT date_bin(${interval}::interval, r.bucket, timestamptz 'epoch') AS b, r.series_id, sum(r.count::float8) AS c, sum(r.sum) AS sm, min(r.min) AS mn, max(r.max) AS mx
            FROM ${seg.tier.table} r WHERE r.series_id = ANY(${ids}::int[]) AND ${within('r.bucket')} GROUP BY 1, 2`
@@ -284,7 +285,7 @@ export class RollupReader {
       SELECT DISTINCT ON (x.b, s.metric${groupRefs}) ${bucketMs('x.b')} AS t, s.metric AS m${groupRefs}, x.value::float8 AS v
       FROM (SELECT date_bin(${p(`${q.widthMs / 1000} seconds`)}::interval, time, timestamptz 'epoch') AS b, time, value, series_id
             FROM points WHERE series_id = ANY(${ids}::int[])
-              AND time >= ${p(toIso(q.from))}::timestamptz AND time < ${p(toIso(q.to))}::timestamptz) x
+              AND time >= ${p(toIsoMicros(q.from))}::timestamptz AND time < ${p(toIsoMicros(q.to))}::timestamptz) x
       JOIN s ON s.id = x.series_id
       ORDER BY x.b, s.metric${groupRefs}, x.time ${q.which === 'first' ? 'ASC' : 'DESC'}, x.series_id
       LIMIT ${p(q.limit + 1)}`;
@@ -304,7 +305,7 @@ export class RollupReader {
   private async rollupState(ids: number[], from: number, to: number): Promise<RollupState> {
     const r = await this.database.preparedRead<{ w: number | null; late: number | null }>(
       stateSql('$1::int[]', '$2', '$3'),
-      [ids, toIso(from), toIso(to)],
+      [ids, toIsoMicros(from), toIsoMicros(to)],
     );
     const row = r.rows[0];
     if (row?.w !== null && row?.w !== undefined)
@@ -341,7 +342,7 @@ export class RollupReader {
   ): string {
     const width = `$${params.push(`${widthMs / 1000} seconds`)}::interval`;
     const within = (col: string, s: Segment) =>
-      `${col} >= $${params.push(toIso(s.from))}::timestamptz AND ${col} < $${params.push(toIso(s.to))}::timestamptz`;
+      `${col} >= $${params.push(toIsoMicros(s.from))}::timestamptz AND ${col} < $${params.push(toIsoMicros(s.to))}::timestamptz`;
     if (aggregation === 'first' || aggregation === 'last') {
       // planSegments never uses a rollup for these: one raw segment.
       const [s] = segments;

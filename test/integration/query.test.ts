@@ -403,6 +403,28 @@ describeEachFlavour('queries', (ctx) => {
     }
   });
 
+  it('keeps the microseconds of from and to: [from, to) to the microsecond, as at ingest', async () => {
+    const base = Math.floor((Date.now() - 2 * 3_600_000) / 60_000) * 60_000;
+    const at = (us: number) => new Date(base).toISOString().replace('.000Z', `.${String(us).padStart(6, '0')}Z`);
+    const times = [100, 300, 500, 700, 900, 1000, 2000]; // microseconds after `base`
+    const r = await ctx.t.post('/api/v1/metrics', {
+      source: 'micro',
+      metrics: times.map((us, i) => ({ name: 'micro', value: i + 1, timestamp: at(us) })),
+    });
+    assert.equal(r.status, 200, r.body);
+    const count = async (from: string, to: string, aggregation = 'count') => {
+      const q = await ctx.t.get(
+        `/api/v1/metrics/query?metric=micro&from=${from}&to=${to}&granularity=1m&aggregation=${aggregation}`,
+      );
+      assert.equal(q.status, 200, q.body);
+      return q.json.data_points[0]?.value;
+    };
+    assert.equal(await count(at(500), at(60_000_000)), 5);
+    assert.equal(await count(at(0), at(500)), 2);
+    assert.equal(await count(at(0), at(500), 'last'), 2);
+    assert.equal(await count(at(301), at(60_000_000), 'first'), 3);
+  });
+
   it('aggregates values up to the largest stored (1e296) without overflow, and refuses larger ones at ingest', async () => {
     const t0 = Math.floor((Date.now() - 3 * 3_600_000) / 60_000) * 60_000;
     const big = [1e155, 3e155, -2e155];
