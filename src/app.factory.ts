@@ -1,7 +1,8 @@
 import 'reflect-metadata';
-import type { ConsoleLogger } from '@nestjs/common';
+import { ConsoleLogger, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { FastifyReply } from 'fastify';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import fastifyCompress from '@fastify/compress';
 import { createGunzip, createInflate } from 'node:zlib';
@@ -10,7 +11,7 @@ import { installBinaryBodies, passesSnappy } from './ingestion/binary-body.js';
 import { FrontDoor } from './auth/front-door.js';
 import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { COMPRESSION } from './common/compression.js';
-import { ErrorEnvelopeFilter } from './common/error-envelope.js';
+import { ErrorEnvelopeFilter, sendError } from './common/error-envelope.js';
 import { ApiError } from './common/errors.js';
 import { createLogger } from './common/logger.js';
 import { installJsonParser } from './common/json-body.js';
@@ -37,6 +38,8 @@ export async function createApp(
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    // Errors fastify meets before any route (a path that is not valid percent-encoding) get the envelope too.
+    frameworkErrors: (error: Error, _req: unknown, reply: FastifyReply) => sendError(reply, error, new Logger('http')),
     requestTimeout: 120_000,
     return503OnClosing: true,
     // app.close() cuts what is still connected (closeGracefully has let accepted requests finish

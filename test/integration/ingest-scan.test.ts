@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { IngestionService } from '../../src/ingestion/ingestion.service.js';
 import { describeEachFlavour } from '../support/suite.js';
 
@@ -118,6 +119,19 @@ describeEachFlavour(
       assert.equal(r.status, 400, r.body);
       assert.equal(r.json.error.details.field, 'metrics[0].timestamp');
       assert.match(r.json.error.message, /seconds/);
+    });
+
+    it('answers a path that is not valid percent-encoding with the error envelope, and reads Content-Encoding in any case', async () => {
+      let r = await ctx.t.post('/api/v2/app/%ff/metrics', { metrics: [] });
+      assert.equal(r.status, 400, r.body);
+      assert.equal(r.json.error.code, 'INVALID_REQUEST');
+      const body = gzipSync(JSON.stringify({ source: 'enc', metrics: [{ name: 'm', value: 1 }] }));
+      r = await ctx.t.request('POST', '/api/v1/metrics', body, {
+        'content-type': 'application/json',
+        'content-encoding': 'GZIP',
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal((await rows('enc')).length, 1);
     });
 
     it('refuses a point of 100,000 tags from the bytes, before JSON.parse, on every JSON ingest route', async () => {
