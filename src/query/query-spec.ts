@@ -187,10 +187,14 @@ export function parseGranularity(
   name = 'granularity',
 ): { ms: number; label: string } {
   const s = v === undefined || v === null || v === '' ? 'auto' : (str(v) ?? String(v));
-  const span = Math.max(range.to - range.from, 1);
+  // Buckets start on multiples of the step from the epoch, so a `from` between two of them adds
+  // one: the buckets of [from, to) run from the one holding `from` to the one holding to - 1 µs.
+  const buckets = (ms: number) => Math.max(Math.ceil(range.to / ms) - Math.floor(range.from / ms), 1);
   if (s === 'auto') {
-    const want = span / Math.min(limits.autoBuckets, limits.maxBuckets); // auto never exceeds QUERY_MAX_BUCKETS
-    const ms = NICE_STEPS.find((x) => x >= want) ?? Math.ceil(want / DAY) * DAY;
+    const cap = Math.min(limits.autoBuckets, limits.maxBuckets); // auto never exceeds QUERY_MAX_BUCKETS
+    const want = Math.max(range.to - range.from, 1) / cap;
+    let ms = NICE_STEPS.find((x) => x >= want && buckets(x) <= cap);
+    if (ms === undefined) for (ms = Math.ceil(want / DAY) * DAY; buckets(ms) > cap;) ms += DAY;
     return { ms, label: formatDuration(ms) };
   }
   const ms = /^\d+[smhdw]$/.test(s) ? parseDuration(s) : NaN;
@@ -199,13 +203,13 @@ export function parseGranularity(
       name,
       `${name} must be auto or a whole number of s, m, h, d or w (1m, 5m, 1h, 1d); got ${JSON.stringify(s)}`,
     );
-  const buckets = Math.ceil(span / ms);
-  if (buckets > limits.maxBuckets) {
+  const n = buckets(ms);
+  if (n > limits.maxBuckets) {
     throw invalidQuery(
       name,
-      `${name} ${s} over this range gives ${buckets} buckets, more than ${limits.maxBuckets} (QUERY_MAX_BUCKETS); use a coarser granularity or auto`,
+      `${name} ${s} over this range gives ${n} buckets, more than ${limits.maxBuckets} (QUERY_MAX_BUCKETS); use a coarser granularity or auto`,
       {
-        buckets,
+        buckets: n,
         max_buckets: limits.maxBuckets,
       },
     );

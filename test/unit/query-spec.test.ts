@@ -21,6 +21,30 @@ function parameterOf(fn: () => unknown): string {
 }
 
 describe('parseQuerySpec', () => {
+  it('counts the buckets a range touches, a `from` between two bucket starts included', () => {
+    const from = NOW + 500; // half a second past a 1s bucket start
+    const iso = (t: number) => new Date(t).toISOString();
+    // 11,000 s from a misaligned start touch 11,001 one-second buckets: past QUERY_MAX_BUCKETS.
+    assert.equal(
+      parameterOf(() =>
+        parseQuerySpec({ metric: 'a', from: iso(from), to: iso(from + 11_000_000), granularity: '1s' }, NOW, limits),
+      ),
+      'granularity',
+    );
+    assert.equal(
+      parseQuerySpec({ metric: 'a', from: iso(NOW), to: iso(NOW + 11_000_000), granularity: '1s' }, NOW, limits)
+        .granularityMs,
+      1000,
+    );
+    // auto over 1,000 s from a misaligned start: 1 s would touch 1,001 buckets, so the next step.
+    const auto = parseQuerySpec({ metric: 'a', from: iso(from), to: iso(from + 1_000_000) }, NOW, limits);
+    assert.ok(Math.ceil((from + 1_000_000) / auto.granularityMs) - Math.floor(from / auto.granularityMs) <= 1_000);
+    assert.equal(
+      parseQuerySpec({ metric: 'a', from: iso(NOW), to: iso(NOW + 1_000_000) }, NOW, limits).granularity,
+      '1s',
+    );
+  });
+
   it('defaults to the last hour, auto granularity, avg, no fill', () => {
     const s = parseQuerySpec({ metric: 'cpu' }, NOW, limits);
     assert.equal(s.to, NOW);
