@@ -50,6 +50,26 @@ export interface GroupResult {
 }
 
 const MAX_MULTI_QUERIES = 20;
+
+/** The keys a multi-query body and each of its queries may hold: a misspelt one is a 400, as on the GET routes. */
+const MULTI_KEYS = new Set(['queries', 'from', 'to', 'granularity', 'aggregation', 'fill', 'group_by']);
+const QUERY_KEYS = new Set([
+  'metric',
+  'source',
+  'tags',
+  'from',
+  'to',
+  'granularity',
+  'aggregation',
+  'fill',
+  'group_by',
+]);
+
+function refuseUnknown(o: Record<string, unknown>, known: ReadonlySet<string>, prefix: string): void {
+  for (const k of Object.keys(o))
+    if (!known.has(k))
+      throw invalidQuery(`${prefix}${k}`, `unknown parameter ${prefix}${k}; expected some of ${[...known].join(', ')}`);
+}
 /** Points (groups × buckets) one grouped answer may hold: bounds its memory whatever QUERY_MAX_GROUPS is. */
 export const MAX_GROUPED_POINTS = 1_000_000;
 const CATALOGUE_LIMIT = 10_000;
@@ -84,6 +104,7 @@ export class QueryService {
     if (typeof body !== 'object' || body === null || Array.isArray(body))
       throw invalidRequest('Request body must be a JSON object {queries: [...], from, to, granularity}');
     const b = body as Record<string, unknown>;
+    refuseUnknown(b, MULTI_KEYS, '');
     if (!Array.isArray(b.queries) || b.queries.length === 0)
       throw invalidQuery('queries', 'queries must be a non-empty array');
     if (b.queries.length > MAX_MULTI_QUERIES)
@@ -95,6 +116,7 @@ export class QueryService {
       const p = `queries[${i}].`;
       if (typeof q !== 'object' || q === null || Array.isArray(q))
         throw invalidQuery(`queries[${i}]`, `queries[${i}] must be an object`);
+      refuseUnknown(q as Record<string, unknown>, QUERY_KEYS, p);
       const qi = q as QueryInput;
       // A query may override one bound; the other stays the shared one.
       const range =

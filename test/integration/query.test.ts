@@ -284,6 +284,17 @@ describeEachFlavour('queries', (ctx) => {
     assert.equal(bad.json.error.details.parameter, 'queries[1].aggregation');
   });
 
+  it('refuses a misspelt key in a multi-query body or one of its queries, as the GET routes do', async () => {
+    for (const [body, parameter] of [
+      [{ queries: [{ metric: 'cpu' }], granularty: '5m' }, 'granularty'],
+      [{ queries: [{ metric: 'cpu' }, { metirc: 'cpu' }] }, 'queries[1].metirc'],
+    ] as const) {
+      const r = await ctx.t.post('/api/v1/metrics/query/multi', body);
+      assert.equal(r.status, 400, r.body);
+      assert.equal(r.json.error.details.parameter, parameter);
+    }
+  });
+
   it('takes a bound a multi query does not override from the shared range', async () => {
     const r = await ctx.t.post('/api/v1/metrics/query/multi', {
       queries: [
