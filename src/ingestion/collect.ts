@@ -100,7 +100,11 @@ export class PointCollector {
     return idx;
   }
 
-  /** Adds a point of a series from `series()`; a time outside the accepted window is a problem under `field`. */
+  /**
+   * Adds a point of a series from `series()`; a time outside the accepted window is a problem under
+   * `field`, and so is a value no rollup could sum (callers skip those first and count them: this
+   * is the last lock, so that no protocol can store one).
+   */
   point(series: number, ms: number, value: number, field: () => string): void {
     const bad = timeProblem(ms, this.window, this.ctx.limits) ?? valueProblem(value);
     if (bad) {
