@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ApiError, invalidQuery, invalidRequest, notFound } from '../common/errors.js';
-import { floorTo, toIso } from '../common/time.js';
+import { floorTo, toIsoMicros } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { Bucket, fillBuckets } from './fill.js';
 import { coarsestTier, Segment } from '../storage/rollup-plan.js';
@@ -92,10 +92,10 @@ export class QueryService {
     const groupBy = parseGroupBy(input.group_by);
     if (groupBy) {
       const { groups, ...result } = await this.runGrouped(spec, groupBy);
-      return { ...result, from: toIso(spec.from), to: toIso(spec.to), query_time_ms: elapsed(t0), groups };
+      return { ...result, from: toIsoMicros(spec.from), to: toIsoMicros(spec.to), query_time_ms: elapsed(t0), groups };
     }
     const result = await this.run(spec);
-    return { ...result, from: toIso(spec.from), to: toIso(spec.to), query_time_ms: elapsed(t0) };
+    return { ...result, from: toIsoMicros(spec.from), to: toIsoMicros(spec.to), query_time_ms: elapsed(t0) };
   }
 
   /** POST /metrics/query/multi: shared from/to/granularity/fill, per-query overrides; run concurrently. */
@@ -154,7 +154,7 @@ export class QueryService {
         });
       }),
     );
-    return { results, from: toIso(shared.from), to: toIso(shared.to), query_time_ms: elapsed(t0) };
+    return { results, from: toIsoMicros(shared.from), to: toIsoMicros(shared.to), query_time_ms: elapsed(t0) };
   }
 
   async run(spec: QuerySpec): Promise<SeriesResult> {

@@ -416,7 +416,11 @@ describeEachFlavour('queries', (ctx) => {
 
   it('keeps the microseconds of from and to: [from, to) to the microsecond, as at ingest', async () => {
     const base = Math.floor((Date.now() - 2 * 3_600_000) / 60_000) * 60_000;
-    const at = (us: number) => new Date(base).toISOString().replace('.000Z', `.${String(us).padStart(6, '0')}Z`);
+    // base + us microseconds, as ISO 8601 with six fraction digits
+    const at = (us: number) =>
+      new Date(base + Math.floor(us / 1000))
+        .toISOString()
+        .replace(/\.(\d{3})Z$/, (_, ms) => `.${ms}${String(us % 1000).padStart(3, '0')}Z`);
     const times = [100, 300, 500, 700, 900, 1000, 2000]; // microseconds after `base`
     const r = await ctx.t.post('/api/v1/metrics', {
       source: 'micro',
@@ -431,6 +435,8 @@ describeEachFlavour('queries', (ctx) => {
       return q.json.data_points[0]?.value;
     };
     assert.equal(await count(at(500), at(60_000_000)), 5);
+    const echoed = await ctx.t.get(`/api/v1/metrics/query?metric=micro&from=${at(500)}&to=${at(60_000_000)}`);
+    assert.equal(echoed.json.from, at(500)); // the range the answer covers, to the microsecond
     assert.equal(await count(at(0), at(500)), 2);
     assert.equal(await count(at(0), at(500), 'last'), 2);
     assert.equal(await count(at(301), at(60_000_000), 'first'), 3);
