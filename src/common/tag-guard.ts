@@ -28,15 +28,9 @@
  * such a field gets that field's 400 rather than the syntax error's.
  */
 
+import { BACKSLASH, COLON, COMMA, LBRACE, LBRACKET, QUOTE, RBRACE, RBRACKET } from './json-bytes.js';
+
 const MAX_DEPTH = 64;
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const LBRACE = 0x7b;
-const RBRACE = 0x7d;
-const LBRACKET = 0x5b;
-const RBRACKET = 0x5d;
-const COLON = 0x3a;
-const COMMA = 0x2c;
 
 /** The keys that decide where tags are read, as bits of a set. */
 const KEYS = ['metrics', 'batches', 'queries', 'tags', 'source', 'service', 'metric_type'] as const;
@@ -98,8 +92,8 @@ interface Frame {
   /** Filters: this array is the value of a key of the filter `of`; `strings` while every element is a string. */
   of: Tags | undefined;
   strings: boolean;
-  /** Objects: the `tags` values of this object's keys, decided when it closes. */
-  pending: Tags[] | undefined;
+  /** Objects: the `tags` value of this object's key `tags` (a second such key gives up), decided when it closes. */
+  pending: Tags | undefined;
 }
 
 /** Ingest: the field of the first point whose tags decode.ts refuses for their number, if any. */
@@ -177,7 +171,7 @@ function walk(body: Buffer, shape: IngestShape | FilterShape, max: number, maxPo
           longArray: false,
         };
         frame.tags = tags;
-        (top.pending ??= []).push(tags);
+        top.pending = tags;
       } else if (filters && top?.tags && top.object && !object) frame.of = top.tags;
       stack.push(frame);
       expectKey = object;
@@ -190,11 +184,11 @@ function walk(body: Buffer, shape: IngestShape | FilterShape, max: number, maxPo
         if (frame.path === '.metrics' || frame.path === '.batches[].metrics') points += n;
         if (frame.tags && n > max) frame.tags.longArray = true; // the array form of a filter
         if (frame.of) closeValues(frame.of, n, frame.strings, max);
-      } else if (frame.pending) {
+      } else if (frame.pending && refused === undefined) {
         // Objects close in document order, the points of one array and the batches of another alike.
-        for (const tags of frame.pending)
-          if (refused === undefined && readHere(shape, tags.path, frame.seen) && isRefused(tags, max))
-            refused = stack.length === 0 ? 'tags' : `${fieldOf(stack)}.tags`;
+        const tags = frame.pending;
+        if (readHere(shape, tags.path, frame.seen) && isRefused(tags, max))
+          refused = stack.length === 0 ? 'tags' : `${fieldOf(stack)}.tags`;
       }
     } else if (c === COMMA) {
       if (top === undefined) return undefined;

@@ -176,11 +176,15 @@ export function timeProblem(ms: number, window: { min: number; max: number }, l:
  */
 export const MAX_ABS_VALUE = 1e296;
 
+/** Whether a number can be stored as a point's value: finite and within ±MAX_ABS_VALUE (false for NaN). */
+export const isStorableValue = (v: number): boolean => Math.abs(v) <= MAX_ABS_VALUE;
+
 /** Why a number cannot be stored as a point's value, or undefined when it can. */
 export function valueProblem(v: number): string | undefined {
-  if (!Number.isFinite(v)) return 'must be a finite number';
-  if (Math.abs(v) > MAX_ABS_VALUE) return `must be at most ${MAX_ABS_VALUE} in magnitude (rollups sum values)`;
-  return undefined;
+  if (isStorableValue(v)) return undefined;
+  return Number.isFinite(v)
+    ? `must be at most ${MAX_ABS_VALUE} in magnitude (rollups sum values)`
+    : 'must be a finite number';
 }
 
 /** The problem of a point's tags past INGEST_MAX_TAGS (here, in collect.ts and in the ingest guard's refusals). */

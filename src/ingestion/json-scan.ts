@@ -1,11 +1,12 @@
 import { isCleanText } from '../common/input.js';
+import { BACKSLASH, COLON, COMMA, LBRACE, LBRACKET, QUOTE, RBRACE, RBRACKET } from '../common/json-bytes.js';
 import { epochToMs, parseIsoTimestamp } from '../common/time.js';
 import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
 import {
   DecodeContext,
   KnownSeries,
   knownSeries,
-  MAX_ABS_VALUE,
+  isStorableValue,
   MAX_UNIT_LENGTH,
   nameProblem,
   sourceProblem,
@@ -34,15 +35,7 @@ import {
 /** Thrown inside the scanner: "not a shape I am sure of", caught by the entry points. */
 const BAIL = new Error('json-scan: not a common shape');
 
-const QUOTE = 0x22,
-  COMMA = 0x2c,
-  COLON = 0x3a,
-  LBRACE = 0x7b,
-  RBRACE = 0x7d,
-  LBRACK = 0x5b,
-  RBRACK = 0x5d,
-  BACKSLASH = 0x5c,
-  MINUS = 0x2d,
+const MINUS = 0x2d,
   PLUS = 0x2b,
   DOT = 0x2e,
   D0 = 0x30,
@@ -312,14 +305,14 @@ class Scanner {
     this.ws();
     this.key();
     if (!this.is(KEY_BATCHES)) throw BAIL;
-    this.expect(LBRACK);
-    if (this.ws() === RBRACK) this.p++;
+    this.expect(LBRACKET);
+    if (this.ws() === RBRACKET) this.p++;
     else
       for (;;) {
         this.submission();
         const c = this.ws();
         this.p++;
-        if (c === RBRACK) break;
+        if (c === RBRACKET) break;
         if (c !== COMMA) throw BAIL;
       }
     this.expect(RBRACE);
@@ -346,7 +339,7 @@ class Scanner {
         seen |= 2;
         if (!this.isNull()) batchTime = this.time();
       } else if (this.is(KEY_METRICS)) {
-        if (source === undefined || seen & 4 || c !== LBRACK) throw BAIL;
+        if (source === undefined || seen & 4 || c !== LBRACKET) throw BAIL;
         seen |= 4;
         this.metrics(source, batchTime);
       } else throw BAIL;
@@ -360,7 +353,7 @@ class Scanner {
 
   private metrics(source: string, defaultTime: number): void {
     this.p++; // [
-    if (this.ws() === RBRACK) {
+    if (this.ws() === RBRACKET) {
       this.p++;
       return;
     }
@@ -370,7 +363,7 @@ class Scanner {
       this.point(table, source, defaultTime);
       const c = this.ws();
       this.p++;
-      if (c === RBRACK) return;
+      if (c === RBRACKET) return;
       if (c !== COMMA) throw BAIL;
     }
   }
@@ -420,7 +413,7 @@ class Scanner {
       if (d === RBRACE) break;
       if (d !== COMMA || this.ws() !== QUOTE) throw BAIL;
     }
-    if ((seen & 3) !== 3 || !(Math.abs(value) <= MAX_ABS_VALUE)) throw BAIL; // decode.ts names the problem
+    if ((seen & 3) !== 3 || !isStorableValue(value)) throw BAIL; // decode.ts names the problem
 
     const known = this.series(table, source, nameStart, nameEnd, tags);
     const builder = this.builder;

@@ -5,6 +5,7 @@ import {
   DecodeContext,
   IngestLimits,
   KnownSeries,
+  isStorableValue,
   MAX_ABS_VALUE,
   MAX_PROBLEMS,
   nameProblem,
@@ -606,7 +607,7 @@ class LineParser {
     }
     const v = Number(s.slice(from, p));
     if (!Number.isFinite(v)) return this.bad(`${s.slice(from, p)} is out of the range of a float64`);
-    if (Math.abs(v) > MAX_ABS_VALUE)
+    if (!isStorableValue(v))
       return this.bad(`${s.slice(from, p)} is beyond ±${MAX_ABS_VALUE}, the largest value stored`);
     return v;
   }

@@ -3,7 +3,7 @@ import { invalidRequest } from '../common/errors.js';
 import { isObject, Json } from '../common/input.js';
 import type { PointBatch } from '../storage/point-batch.js';
 import { PointCollector, ValidatedSeries } from './collect.js';
-import { DecodeContext, MAX_ABS_VALUE } from './decode.js';
+import { DecodeContext, isStorableValue, MAX_ABS_VALUE } from './decode.js';
 
 /**
  * OTLP/HTTP metrics (`POST /v1/metrics`): an `ExportMetricsServiceRequest` as protobuf or as OTLP
@@ -150,7 +150,7 @@ const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 /** Why some of these numbers cannot be stored (NaN or infinite first), or undefined. */
 function unstorable(xs: readonly number[]): Reason | undefined {
   if (!xs.every(Number.isFinite)) return 'non_finite';
-  if (xs.some((x) => Math.abs(x) > MAX_ABS_VALUE)) return 'out_of_range';
+  if (!xs.every(isStorableValue)) return 'out_of_range';
   return undefined;
 }
 

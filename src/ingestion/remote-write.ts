@@ -3,7 +3,7 @@ import snappy from 'snappyjs';
 import { ApiError, invalidRequest } from '../common/errors.js';
 import type { PointBatch } from '../storage/point-batch.js';
 import { PointCollector, ValidatedSeries } from './collect.js';
-import { DecodeContext, MAX_ABS_VALUE } from './decode.js';
+import { DecodeContext, isStorableValue } from './decode.js';
 
 /**
  * Prometheus remote write 1.0 (`POST /api/v1/write`): a snappy block-compressed protobuf
@@ -74,9 +74,6 @@ export const DEFAULT_SOURCE = 'prometheus';
 
 const f64 = new Float64Array(1);
 const u32 = new Uint32Array(f64.buffer);
-/** A sample value Timescope stores: finite and within ±MAX_ABS_VALUE. */
-const storable = (v: number) => Math.abs(v) <= MAX_ABS_VALUE;
-
 /** Prometheus' staleness marker, by its bits (value.StaleNaN in Prometheus). */
 const isStaleMarker = (b: Bits) => b.low >>> 0 === 0x00000002 && b.high >>> 0 === 0x7ff00000;
 /** The double whose IEEE-754 bits these are (little-endian platforms, as Node.js runs on). */
@@ -163,7 +160,7 @@ export function decodeRemoteWrite(
     for (let j = 0; j < samples.length; j++) {
       const bits = samples[j].value;
       const v = (values[j] = toDouble(bits));
-      if (storable(v)) finite++;
+      if (isStorableValue(v)) finite++;
       else if (Number.isFinite(v)) skipped.out_of_range++;
       else if (isStaleMarker(bits)) skipped.stale++;
       else skipped.non_finite++;
@@ -187,7 +184,7 @@ export function decodeRemoteWrite(
     if (idx === undefined) continue;
     for (let j = 0; j < samples.length; j++) {
       const v = values[j];
-      if (!storable(v)) continue;
+      if (!isStorableValue(v)) continue;
       const ts = samples[j].timestamp;
       const t = typeof ts === 'number' ? ts : ts.toNumber();
       c.point(idx, t, v, () => `timeseries[${i}].samples[${j}].timestamp (${t} ms)`);

@@ -1,5 +1,5 @@
 import { FieldProblem, fieldErrors } from '../common/errors.js';
-import { MAX_ABS_VALUE } from '../ingestion/decode.js';
+import { isStorableValue } from '../ingestion/decode.js';
 import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
 import { columnFor, PipelinePlan } from './definition.js';
 import type { Value } from './formula.js';
@@ -122,7 +122,7 @@ export function derivedPoints(plan: PipelinePlan, exec: Execution): { points: De
   for (const w of exec.windows) {
     for (const r of w.rows) {
       const v = r.values[col];
-      if (v === null || v === undefined || Math.abs(v) > MAX_ABS_VALUE) {
+      if (v === null || v === undefined || !isStorableValue(v)) {
         skippedNulls++; // and values beyond what rollups can sum (decode.ts's MAX_ABS_VALUE)
         continue;
       }
