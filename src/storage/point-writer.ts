@@ -10,7 +10,7 @@ import { Database } from '../database/database.js';
 import { copyBinaryLength, encodeCopyBinary, EncodablePart } from './copy-binary.js';
 import { PartitionService } from './partitions.js';
 import type { PointBatch } from './point-batch.js';
-import { SeriesResolver } from './series-resolver.js';
+import { PendingSeries, SeriesResolver, StoredSeries } from './series-resolver.js';
 
 /** Called after a batch is committed (live streams, alerts). Must not throw or block. */
 export type CommitListener = (batch: PointBatch, ids: Int32Array) => void;
@@ -31,7 +31,7 @@ export interface WriteObserver {
   skipped?(points: number, origin: string, reason: string): void;
 }
 
-interface Pending extends EncodablePart {
+interface Pending extends EncodablePart, PendingSeries {
   origin: string;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -157,9 +157,9 @@ export class PointWriter implements BeforeApplicationShutdown {
     const waiting = { at: performance.now() };
     this.waitingSince.add(waiting);
     try {
-      let ids: Int32Array;
+      let resolved: Awaited<ReturnType<SeriesResolver['resolve']>>;
       try {
-        ids = await this.resolver.resolve(batch);
+        resolved = await this.resolver.resolve(batch);
       } catch (err) {
         this.noteRejected(
           batch.length,
@@ -169,7 +169,7 @@ export class PointWriter implements BeforeApplicationShutdown {
         throw err;
       }
       await new Promise<void>((resolve, reject) => {
-        this.queue.push({ batch, ids, origin, resolve, reject });
+        this.queue.push({ batch, ids: resolved.ids, changes: resolved.changes, origin, resolve, reject });
         this.queued += batch.length;
         this.pump();
       });
@@ -227,9 +227,9 @@ export class PointWriter implements BeforeApplicationShutdown {
 
   private async flush(group: Pending[], points: number): Promise<void> {
     const t0 = performance.now();
-    let late: number;
+    let late: number, series: StoredSeries | null;
     try {
-      late = await this.persist(group);
+      ({ late, series } = await this.persist(group));
     } catch (err) {
       this.stats.failures++;
       this.stats.lastError = (err as Error)?.message ?? String(err);
@@ -247,6 +247,7 @@ export class PointWriter implements BeforeApplicationShutdown {
       for (const p of group) p.reject(apiError);
       return;
     }
+    if (series) this.resolver.committed(series);
     this.stats.transactions++;
     this.stats.requests += group.length;
     this.stats.lastCommitAt = new Date().toISOString();
@@ -273,8 +274,8 @@ export class PointWriter implements BeforeApplicationShutdown {
     }
   }
 
-  /** Returns how many of the points lay below the rollup watermark. */
-  private async persist(group: Pending[]): Promise<number> {
+  /** Returns how many of the points lay below the rollup watermark, and the series it created or changed. */
+  private async persist(group: Pending[]): Promise<{ late: number; series: StoredSeries | null }> {
     let min = Infinity;
     for (const { batch } of group) if (batch.minTime < min) min = batch.minTime;
     const ensurePartitions = async () => {
@@ -310,7 +311,12 @@ export class PointWriter implements BeforeApplicationShutdown {
     });
   }
 
-  private async writeOnce(client: pg.PoolClient, group: Pending[], min: number, upsert: boolean): Promise<number> {
+  private async writeOnce(
+    client: pg.PoolClient,
+    group: Pending[],
+    min: number,
+    upsert: boolean,
+  ): Promise<{ late: number; series: StoredSeries | null }> {
     const plain = this.database.info.flavour === 'postgresql';
     try {
       let watermark: number | null = null;
@@ -324,12 +330,14 @@ export class PointWriter implements BeforeApplicationShutdown {
       } else {
         await client.query('BEGIN');
       }
+      // New series are created in the points' transaction: a write that fails leaves none behind.
+      const series = await this.resolver.store(client, group);
       if (this.database.info.writeMethod !== 'copy') await this.insertUnnest(client, group);
       else if (upsert) await this.copyUpsert(client, group);
       else await this.copy(client, 'points', group);
       const late = watermark !== null && min < watermark ? await this.invalidateRollups(client, group, watermark) : 0;
       await client.query('COMMIT');
-      return late;
+      return { late, series };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw err;

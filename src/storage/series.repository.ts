@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import type pg from 'pg';
 import { Database } from '../database/database.js';
 import type { SeriesRef } from './point-batch.js';
 
@@ -11,6 +12,9 @@ export interface SeriesRow {
   first_seen_ms: number | null;
   last_seen_ms: number | null;
 }
+
+/** A connection, or a client inside a transaction: creating series and changing units are part of a write transaction. */
+export type Queryable = Pick<pg.ClientBase, 'query'>;
 
 const RETURNING = `id, metric, source, tags_key, unit,
   (extract(epoch FROM first_seen) * 1000)::float8 AS first_seen_ms,
@@ -39,13 +43,14 @@ export class SeriesRepository {
     return r.rows;
   }
 
-  /** Inserts these series (or returns them if another writer just did). */
+  /** Inserts these series (or returns them if another writer just did), in `client`'s transaction. */
   async insert(
+    client: Queryable,
     refs: readonly SeriesRef[],
     firstSeen: number[],
     lastSeen: number[],
   ): Promise<Array<SeriesRow & { inserted: boolean }>> {
-    const r = await this.database.writePool.query<SeriesRow & { inserted: boolean }>(
+    const r = await client.query<SeriesRow & { inserted: boolean }>(
       `INSERT INTO series (metric, source, tags, tags_key, unit, first_seen, last_seen)
        SELECT t.metric, t.source, t.tags_key::jsonb, t.tags_key, t.unit, to_timestamp(t.f / 1000), to_timestamp(t.l / 1000)
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[]) AS t(metric, source, tags_key, unit, f, l)
@@ -63,8 +68,8 @@ export class SeriesRepository {
     return r.rows;
   }
 
-  async updateUnits(ids: number[], units: string[]): Promise<void> {
-    await this.database.writePool.query(
+  async updateUnits(client: Queryable, ids: number[], units: string[]): Promise<void> {
+    await client.query(
       `UPDATE series SET unit = t.unit FROM unnest($1::int[], $2::text[]) AS t(id, unit) WHERE series.id = t.id`,
       [ids, units],
     );

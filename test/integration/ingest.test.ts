@@ -262,6 +262,60 @@ describeEachFlavour(
       assert.equal(r.status, 200, r.body);
       assert.equal(await count(`source = 'backfill'`), 3);
     });
+
+    it('leaves no new series and no unit change behind when the write fails in the database', async () => {
+      const body = (unit: string) => ({
+        source: 'rolled_back',
+        metrics: [
+          { name: 'known', value: 1, unit, timestamp: T0 },
+          { name: 'ghost', value: 2, tags: { run: 'a' }, timestamp: T0 },
+          { name: 'refused', value: 666, timestamp: T0 },
+        ],
+      });
+      assert.equal(
+        (
+          await ctx.t.post('/api/v1/metrics', {
+            source: 'rolled_back',
+            metrics: [{ name: 'known', value: 0, unit: 's', timestamp: T0 - 1000 }],
+          })
+        ).status,
+        200,
+      );
+      const series = async () =>
+        (await ctx.t.sql.query(`SELECT metric, unit FROM series WHERE source = 'rolled_back' ORDER BY metric`)).rows;
+      // A fault past validation: the database refuses one of the points, so the whole write rolls back.
+      await ctx.t.sql.query(`CREATE FUNCTION refuse_666() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.value = 666 THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$`);
+      await ctx.t.sql.query(
+        `CREATE TRIGGER refuse_666 BEFORE INSERT ON points FOR EACH ROW EXECUTE FUNCTION refuse_666()`,
+      );
+      try {
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const r = await ctx.t.post('/api/v1/metrics', body('ms'));
+          assert.equal(r.status, 500, r.body);
+          assert.deepEqual(await series(), [{ metric: 'known', unit: 's' }]);
+        }
+      } finally {
+        await ctx.t.sql.query(`DROP TRIGGER refuse_666 ON points; DROP FUNCTION refuse_666()`);
+      }
+      // Nothing of the failed writes was cached either: the same request now stores its series and points.
+      const ok = await ctx.t.post('/api/v1/metrics', body('ms'));
+      assert.equal(ok.status, 200, ok.body);
+      assert.deepEqual(await series(), [
+        { metric: 'ghost', unit: null },
+        { metric: 'known', unit: 'ms' },
+        { metric: 'refused', unit: null },
+      ]);
+      assert.equal(await count(`source = 'rolled_back'`), 4);
+      const q = await ctx.t.get(
+        `/api/v1/metrics/query?metric=ghost&source=rolled_back&from=${iso(T0 - 60_000)}&to=${iso(T0 + 60_000)}&aggregation=sum`,
+      );
+      assert.equal(q.status, 200, q.body);
+      assert.deepEqual(
+        q.json.data_points.map((p: { value: number }) => p.value),
+        [2],
+      );
+    });
   },
   { METRICS_RETENTION_DAYS: '7' },
 );
