@@ -49,8 +49,18 @@ export function bandSigmas(sensitivity: number): number {
   return 3 + 4 * (1 - sensitivity);
 }
 
-/** Default trailing window: about a day of points, between 100 and 2000 and at most a quarter of the series. */
+/**
+ * A window of fewer points than this gives a scale too noisy to set a band with (the median and
+ * MAD of 10 points of noise often come out half the true sigma): shorter series are judged as a
+ * whole, against their own median and spread.
+ */
+export const MIN_WINDOW = 30;
+
+/**
+ * Default trailing window: about a day of points, between 100 and 2000 and at most a quarter of the
+ * series, but never under MIN_WINDOW points (or the whole series when it is shorter).
+ */
 export function defaultWindow(n: number, stepMs: number): number {
   const perDay = stepMs > 0 ? Math.round(86_400_000 / stepMs) : 288;
-  return Math.max(10, Math.min(Math.max(100, Math.min(perDay, 2000)), Math.floor(n / 4)));
+  return Math.max(Math.min(n, MIN_WINDOW), Math.min(Math.max(100, Math.min(perDay, 2000)), Math.floor(n / 4)));
 }

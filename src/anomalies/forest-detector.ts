@@ -21,11 +21,14 @@ export function forestThreshold(sensitivity: number): number {
  * `mad` detector's: the trailing median, or the local level of a smooth series), the value itself
  * (distance from the series' median in the series' robust sigmas) and the first difference (in
  * the baseline's sigmas). A point is reported when the forest isolates it (score at least
- * `forestThreshold(sensitivity)`) and it also lies at least (k - 1) sigma from the expected value,
- * k = bandSigmas(sensitivity): the forest ranks unusual combinations, the gate keeps "unusual"
- * meaningful on a series without anomalies. Points inside the gate score 0; the others score
- * (s - 0.5) / (threshold - 0.5), 1.0 at the boundary. Every threshold falls as the sensitivity
- * rises, so a higher sensitivity flags every point a lower one flags.
+ * `forestThreshold(sensitivity)`) and it also lies outside the band, k = bandSigmas(sensitivity)
+ * sigma from the expected value: the forest ranks unusual combinations, the band keeps "unusual"
+ * meaningful on a series without anomalies (a gate one sigma inside the band let the forest
+ * confirm the most extreme points of plain noise: a fifth of 1,000-point noise series got an
+ * anomaly). Points inside the band score 0; the others score the smaller of their distance in
+ * band widths and (s - 0.5) / (threshold - 0.5): 1.0 at the boundary of both, and a lone point,
+ * reported from 1.5 on, must stand out to both. Every threshold falls as the sensitivity rises, so
+ * a higher sensitivity flags every point a lower one flags.
  */
 export function forestDetector(series: SeriesInput, params: DetectorParams): Detection {
   const { values } = series;
@@ -47,18 +50,18 @@ export function forestDetector(series: SeriesInput, params: DetectorParams): Det
   const subsample = params.subsample ?? FOREST_DEFAULTS.subsample;
   const forest = IsolationForest.fit(data, dims, { trees, subsample, seed: params.seed });
   const t = forestThreshold(params.sensitivity);
-  // Reported only at least (k - 1) sigma from the expected value (the band drawn in by one sigma):
-  // only those candidates need the forest's score (usually a few percent of the points, which
-  // makes a million points affordable).
-  const gate = (k - 1) / k;
+  // Reported only outside the band (k sigma from the expected value, a base score of 1): only those
+  // candidates need the forest's score (usually a few percent of the points, which makes a million
+  // points affordable).
   let m = 0;
   const candidates = new Int32Array(n);
-  for (let i = 0; i < n; i++) if (base.score[i] >= gate) candidates[m++] = i;
+  for (let i = 0; i < n; i++) if (base.score[i] >= 1) candidates[m++] = i;
   const raw = forest.score(data, candidates.subarray(0, m));
   const score = new Float64Array(n);
   for (let q = 0; q < m; q++) {
     const i = candidates[q];
-    score[i] = Math.max(0, (raw[i] - 0.5) / (t - 0.5));
+    // Both must say so: the smaller of the two normalised scores (also for a lone point's 1.5).
+    score[i] = Math.min(base.score[i], Math.max(0, (raw[i] - 0.5) / (t - 0.5)));
   }
   return {
     score,

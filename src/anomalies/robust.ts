@@ -77,14 +77,39 @@ export interface Baseline {
 }
 
 /**
+ * Blocks of fewer points than this give medians and MADs too noisy to combine (a block of one
+ * point has a MAD of 0): windows shorter than 8 such blocks get the exact trailing median and MAD.
+ */
+const MIN_BLOCK = 8;
+
+/**
  * A trailing robust baseline: for point i, the median and MAD-sigma of about `window` points before
  * it. Computed over blocks of window/8 points (the median of block medians, the median of block MADs
  * plus the spread of the block medians), so it costs O(n log b) instead of O(n · window), which keeps
- * a million points well under a second. Causal, so a level shift shows at its first point.
+ * a million points well under a second; a window under 8 × MIN_BLOCK points is computed exactly.
+ * Causal, so a level shift shows at its first point. Until a whole window precedes a point (the
+ * warm-up), the point is judged against the first window, looking forward: a few points of history
+ * would give a scale far too small, and ordinary noise would stand out.
  */
 export function trailingBaseline(values: ArrayLike<number>, window: number, blocksPerWindow = 8): Baseline {
   const n = values.length;
-  const b = Math.max(1, Math.floor(window / blocksPerWindow));
+  const b = Math.floor(window / blocksPerWindow);
+  const blocks = b >= MIN_BLOCK;
+  const { center, sigma } = blocks ? blockBaseline(values, b, blocksPerWindow) : exactBaseline(values, window);
+  const warm = Math.min(n, blocks ? b * blocksPerWindow : window);
+  if (warm > 0) {
+    const to = Math.min(n, Math.max(window, warm));
+    const c0 = median(values, 0, to);
+    const s0 = MAD_TO_SIGMA * mad(values, c0, 0, to);
+    center.fill(c0, 0, warm);
+    sigma.fill(s0, 0, warm);
+  }
+  return { center, sigma };
+}
+
+/** The trailing baseline over blocks of `b` points (see trailingBaseline); points before k whole blocks are left to the warm-up. */
+function blockBaseline(values: ArrayLike<number>, b: number, k: number): Baseline {
+  const n = values.length;
   const nb = Math.ceil(n / b);
   const bMed = new Float64Array(nb);
   const bMad = new Float64Array(nb);
@@ -96,46 +121,34 @@ export function trailingBaseline(values: ArrayLike<number>, window: number, bloc
   }
   const center = new Float64Array(n);
   const sigma = new Float64Array(n);
-  const k = blocksPerWindow;
   const tmpMed = new Float64Array(k),
     tmpMad = new Float64Array(k);
-  let lastJ = -1,
-    c = NaN,
-    s = NaN;
-  for (let i = 0; i < n; i++) {
-    const j = Math.floor(i / b);
-    if (j !== lastJ) {
-      lastJ = j;
-      // The k complete blocks before this one; at the start, whatever came before (or this block itself).
-      const lo = Math.max(0, j - k),
-        hi = j;
-      if (hi > lo) {
-        const m = hi - lo;
-        for (let q = 0; q < m; q++) {
-          tmpMed[q] = bMed[lo + q];
-          tmpMad[q] = bMad[lo + q];
-        }
-        c = median(tmpMed.subarray(0, m));
-        const within = median(tmpMad.subarray(0, m));
-        const between = m > 1 ? mad(tmpMed.subarray(0, m), c) : 0;
-        s = MAD_TO_SIGMA * Math.max(within, between);
-      } else {
-        c = NaN;
-        s = NaN;
-      }
+  for (let j = k; j < nb; j++) {
+    for (let q = 0; q < k; q++) {
+      tmpMed[q] = bMed[j - k + q];
+      tmpMad[q] = bMad[j - k + q];
     }
-    center[i] = c;
-    sigma[i] = s;
+    const c = median(tmpMed);
+    const s = MAD_TO_SIGMA * Math.max(median(tmpMad), mad(tmpMed, c));
+    center.fill(c, j * b, Math.min(n, (j + 1) * b));
+    sigma.fill(s, j * b, Math.min(n, (j + 1) * b));
   }
-  // The first block has no history: use the first full window looking forward (warm-up).
-  if (nb > 0) {
-    const to = Math.min(n, window);
-    const c0 = median(values, 0, to);
-    const s0 = MAD_TO_SIGMA * mad(values, c0, 0, to);
-    for (let i = 0; i < Math.min(b, n); i++) {
-      center[i] = c0;
-      sigma[i] = s0;
-    }
+  return { center, sigma };
+}
+
+/** The exact median and MAD-sigma of the `window` points before each point (short windows only: O(n · window)). */
+function exactBaseline(values: ArrayLike<number>, window: number): Baseline {
+  const n = values.length;
+  const w = Math.max(1, window);
+  const center = new Float64Array(n);
+  const sigma = new Float64Array(n);
+  const scratch = new Float64Array(w);
+  for (let i = w; i < n; i++) {
+    for (let q = 0; q < w; q++) scratch[q] = values[i - w + q];
+    const c = medianInPlace(scratch, w);
+    for (let q = 0; q < w; q++) scratch[q] = Math.abs(values[i - w + q] - c);
+    center[i] = c;
+    sigma[i] = MAD_TO_SIGMA * medianInPlace(scratch, w);
   }
   return { center, sigma };
 }
