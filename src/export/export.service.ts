@@ -99,14 +99,23 @@ export class ExportService implements OnModuleInit {
       defaultFormat: 'csv',
       allowAllMetrics: false,
     });
-    const sel = await this.select(spec);
-    if (opts.headersOnly)
+    if (opts.headersOnly) {
+      const sel = await this.select(spec);
       return { fileName: sel.fileName, contentType: sel.encoder.contentType, body: Readable.from([]) };
+    }
+    // The slot first: past EXPORT_MAX_CONCURRENT the answer is an immediate 503, before any read.
     if (!this.tryAcquire()) {
       throw serviceUnavailable(
         `${this.config.analytics.exportMaxConcurrent} exports are running (EXPORT_MAX_CONCURRENT); retry shortly or use POST /api/v1/metrics/exports`,
         5,
       );
+    }
+    let sel: Selection;
+    try {
+      sel = await this.select(spec);
+    } catch (err) {
+      this.release();
+      throw err;
     }
     const body = releasingStream(
       (signal) => this.bytes(sel, () => undefined, signal),
@@ -309,6 +318,7 @@ export class ExportService implements OnModuleInit {
         order: 'time',
         timeoutMs: this.config.analytics.exportTimeoutMs,
         signal,
+        dedicated: true,
       })) {
         records += chunk.length;
         const out = encoder.encode(chunk, series);

@@ -22,6 +22,12 @@ export interface StreamOptions {
   timeoutMs?: number;
   /** Aborted when the reader of the stream is gone: the COPY stops at once and its connection is dropped. */
   signal?: AbortSignal;
+  /**
+   * Read on a connection of its own rather than one of the general pool (exports: a download may
+   * last as long as its client takes, and two of them held the whole general pool, so the catalogue,
+   * the control plane and the jobs waited). Not on PGlite, which serves one session.
+   */
+  dedicated?: boolean;
 }
 
 /**
@@ -54,7 +60,11 @@ export class PointReader {
       ` AND time >= '${toIsoMicros(from)}'::timestamptz AND time < '${toIsoMicros(to)}'::timestamptz ORDER BY ${order}${limit}) TO STDOUT (FORMAT binary)`;
     const { signal } = opts;
     signal?.throwIfAborted();
-    const client = await this.database.readPool.connect();
+    const dedicated = opts.dedicated === true && !this.database.info.pglite;
+    const client: pg.ClientBase = dedicated
+      ? await this.database.dedicatedClient()
+      : await this.database.readPool.connect();
+    if (dedicated) client.on('error', () => undefined); // a connection lost mid-COPY fails the COPY itself
     let clean = false;
     let stop: (() => void) | undefined;
     try {
@@ -77,11 +87,8 @@ export class PointReader {
     } finally {
       if (stop) signal?.removeEventListener('abort', stop);
       // A consumer that stopped early (client gone, limit reached) leaves the COPY mid-stream: drop the connection.
-      release(client, clean);
+      if (dedicated) void (client as pg.Client).end().catch(() => undefined);
+      else (client as pg.PoolClient).release(clean ? undefined : new Error('stream abandoned'));
     }
   }
-}
-
-function release(client: pg.PoolClient, clean: boolean): void {
-  client.release(clean ? undefined : new Error('stream abandoned'));
 }

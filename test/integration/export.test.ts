@@ -480,42 +480,55 @@ describeEachFlavour(
   { proxy: true, flavours: ['postgresql'] },
 );
 
-describeEachFlavour(
-  'export to a client that stops reading',
-  (ctx) => {
-    // One series with 4 tags of 200 characters: every CSV row is about 850 bytes, so 30,000 points
-    // make a 25 MB download, far more than the kernel buffers (a few MB on loopback) hold for a
-    // client, in chunks of a few MB (one per COPY message): the COPY is still under way when the
-    // client stops reading.
-    const N = 30_000;
-    const T1 = T0 - 30 * HOUR;
-    const tags = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`k${i}`, `${i}`.repeat(200)]));
-    const path = `/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + N * 1000)}`;
-    let port = 0;
-    before(async () => {
-      const { PointBatchBuilder } = await import('../../src/storage/point-batch.js');
-      const { PointWriter } = await import('../../src/storage/point-writer.js');
-      const b = new PointBatchBuilder(N);
-      const s = b.addSeries('fat', 'h', tags, null);
-      for (let j = 0; j < N; j++) b.push(s, T1 + j * 1000, j);
-      await ctx.t.app.get(PointWriter).write(b.build());
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      port = (ctx.t.app.getHttpServer().address() as { port: number }).port;
-    });
-    const exportsHealth = async () =>
-      (await ctx.t.get('/health')).json.components.exports as { running: number; clients_cut_off: number };
-
-    /** A raw HTTP/1.1 client: sends the request, resolves on the first bytes of the answer. */
-    async function download() {
-      const socket = net.connect(port, '127.0.0.1');
+/**
+ * One series with 4 tags of 200 characters: every CSV row is about 850 bytes, so 30,000 points
+ * make a 25 MB download, far more than the kernel buffers (a few MB on loopback) hold for a
+ * client, in chunks of a few MB (one per COPY message): the COPY is still under way when the
+ * client stops reading. Stores the series before the suite's tests and listens on a port; gives
+ * the export's path, the port, and `download()`: a raw HTTP/1.1 client that sends the request
+ * and resolves on the first bytes of the answer.
+ */
+function fatExport(ctx: { t: TestApp }) {
+  const N = 30_000;
+  const T1 = T0 - 30 * HOUR;
+  const tags = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`k${i}`, `${i}`.repeat(200)]));
+  const fat = {
+    N,
+    T1,
+    path: `/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + N * 1000)}`,
+    port: 0,
+    async download() {
+      const socket = net.connect(fat.port, '127.0.0.1');
       socket.on('error', () => undefined);
       const closed = once(socket, 'close');
       await once(socket, 'connect');
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ctx.t.adminKey}\r\n\r\n`);
+      socket.write(`GET ${fat.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ctx.t.adminKey}\r\n\r\n`);
       const [first] = (await once(socket, 'data')) as [Buffer];
       assert.match(first.toString('latin1'), /^HTTP\/1\.1 200 /);
       return { socket, closed };
-    }
+    },
+  };
+  before(async () => {
+    const { PointBatchBuilder } = await import('../../src/storage/point-batch.js');
+    const { PointWriter } = await import('../../src/storage/point-writer.js');
+    const b = new PointBatchBuilder(N);
+    const s = b.addSeries('fat', 'h', tags, null);
+    for (let j = 0; j < N; j++) b.push(s, T1 + j * 1000, j);
+    await ctx.t.app.get(PointWriter).write(b.build());
+    await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
+    fat.port = (ctx.t.app.getHttpServer().address() as { port: number }).port;
+  });
+  return fat;
+}
+
+describeEachFlavour(
+  'export to a client that stops reading',
+  (ctx) => {
+    const fat = fatExport(ctx);
+    const { T1 } = fat;
+    const download = () => fat.download();
+    const exportsHealth = async () =>
+      (await ctx.t.get('/health')).json.components.exports as { running: number; clients_cut_off: number };
 
     it('cuts off a download whose client stops reading, and gives its slot and connection back', async () => {
       const { socket, closed } = await download();
@@ -544,7 +557,7 @@ describeEachFlavour(
       assert.ok(!tail.toString('latin1').endsWith('0\r\n\r\n'), 'the body is not a complete chunked response');
       // The slot is free: the next export (a small range) is served.
       const next = await fetch(
-        `http://127.0.0.1:${port}/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + 2000)}`,
+        `http://127.0.0.1:${fat.port}/api/v1/metrics/export?format=csv&metric=fat&from=${iso(T1)}&to=${iso(T1 + 2000)}`,
         { headers: ctx.t.authHeaders },
       );
       assert.equal(next.status, 200);
@@ -580,6 +593,42 @@ describeEachFlavour(
   // PostgreSQL only: a cut-off drops the read connection mid-COPY, which PGlite's one-connection
   // socket server is slow to recover from (see the hang-up tests above).
   { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '1', EXPORT_STALL_SECONDS: '1', METRICS_RETENTION_DAYS: '0' },
+  { flavours: ['postgresql'] },
+);
+
+describeEachFlavour(
+  'exports that hold their reads, beside the rest of the API',
+  (ctx) => {
+    const fat = fatExport(ctx);
+
+    it('keeps the catalogue and the control plane answering while EXPORT_MAX_CONCURRENT downloads stall, and refuses one more at once', async () => {
+      // Two clients stop reading (the default EXPORT_MAX_CONCURRENT): both COPYs stay under way.
+      // They once held both connections of the general pool, so /metrics/names and a third export
+      // waited DB_CONNECT_TIMEOUT_MS for one and answered "the database is unreachable".
+      const stalled = [await fat.download(), await fat.download()];
+      for (const d of stalled) d.socket.pause();
+      try {
+        const names = await ctx.t.get('/api/v1/metrics/names');
+        assert.equal(names.status, 200, names.body);
+        assert.ok(names.json.metrics.some((m: { name: string }) => m.name === 'fat'), names.body);
+        const keys = await ctx.t.get('/api/v1/auth/keys');
+        assert.equal(keys.status, 200, keys.body);
+        const third = await ctx.t.get(fat.path);
+        assert.equal(third.status, 503, third.body);
+        assert.match(third.json.error.message, /2 exports are running \(EXPORT_MAX_CONCURRENT\)/);
+      } finally {
+        for (const d of stalled) d.socket.destroy();
+        await Promise.all(stalled.map((d) => d.closed));
+      }
+      await waitFor(
+        async () => (await ctx.t.get('/health')).json.components.exports.running === 0,
+        5_000,
+        'the slots to come back',
+      );
+    });
+  },
+  // PostgreSQL only: PGlite serves one session, so there exports share its one connection.
+  { EXPORT_DIR, EXPORT_MAX_CONCURRENT: '2', EXPORT_STALL_SECONDS: '60', METRICS_RETENTION_DAYS: '0' },
   { flavours: ['postgresql'] },
 );
 
