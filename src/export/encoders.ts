@@ -45,10 +45,24 @@ export function csvCell(cell: string): string {
 
 const text = (s: string) => csvCell(neutralise(s));
 
-/** Column names: fixed columns first, then one per tag key (`tag_<key>` if a key collides with a fixed one). */
+/**
+ * Column names, all distinct: fixed columns first, then one per tag key, named after it; a key that
+ * collides with a fixed column is `tag_<key>`, prefixed again while that is some other column's
+ * name (tags `value` and `tag_value`: `tag_tag_value` and `tag_value`).
+ */
 export function columnNames(layout: ExportLayout): string[] {
   const fixed = layout.withMetric ? ['timestamp', 'metric', 'value', 'source'] : ['timestamp', 'value', 'source'];
-  return [...fixed, ...layout.tagKeys.map((k) => (fixed.includes(k) ? `tag_${k}` : k))];
+  const taken = new Set([...fixed, ...layout.tagKeys]);
+  return [
+    ...fixed,
+    ...layout.tagKeys.map((k) => {
+      if (!fixed.includes(k)) return k;
+      let name = `tag_${k}`;
+      while (taken.has(name)) name = `tag_${name}`;
+      taken.add(name);
+      return name;
+    }),
+  ];
 }
 
 class CsvEncoder implements ExportEncoder {

@@ -32,6 +32,21 @@ describe('CSV cells', () => {
     ]);
     assert.deepEqual(columnNames({ withMetric: true, tagKeys: [] }), ['timestamp', 'metric', 'value', 'source']);
   });
+  it('never names two columns alike, when a prefixed name is itself a tag key', () => {
+    for (const [withMetric, tagKeys, tail] of [
+      [false, ['tag_value', 'value'], ['tag_value', 'tag_tag_value']],
+      [false, ['tag_tag_value', 'tag_value', 'value'], ['tag_tag_value', 'tag_value', 'tag_tag_tag_value']],
+      [
+        true,
+        ['metric', 'tag_metric', 'tag_source', 'source'],
+        ['tag_tag_metric', 'tag_metric', 'tag_source', 'tag_tag_source'],
+      ],
+    ] as const) {
+      const names = columnNames({ withMetric, tagKeys: [...tagKeys] });
+      assert.deepEqual(names.slice(withMetric ? 4 : 3), tail);
+      assert.equal(new Set(names).size, names.length, names.join());
+    }
+  });
   it('names the file as the reference does', () => {
     assert.equal(exportFileName({ metrics: ['cpu_usage'] }, 'csv'), 'cpu_usage_export.csv');
     assert.equal(exportFileName({ metrics: null }, 'json'), 'metrics_export.json');
