@@ -24,8 +24,8 @@ export function isRetryable(status: number | undefined): boolean {
 
 /**
  * Delay before attempt `attempt + 1` (attempt counts from 1): exponential from `baseMs`, capped,
- * with full jitter so that many failing webhooks do not retry in lockstep; a receiver's
- * Retry-After (seconds) wins when it asks for longer.
+ * with "equal jitter" (half the backoff, plus a random share of the other half) so that many
+ * failing webhooks do not retry in lockstep; a receiver's Retry-After wins when it asks for longer.
  */
 export function retryDelayMs(
   attempt: number,
@@ -46,7 +46,6 @@ export interface WebhookRequest {
   headers: Record<string, string>;
   body: string;
   timeoutMs: number;
-  maxResponseBytes: number;
 }
 
 export interface WebhookResponse {
@@ -57,9 +56,23 @@ export interface WebhookResponse {
 export type WebhookTransport = (req: WebhookRequest) => Promise<WebhookResponse>;
 
 /**
+ * A Retry-After header in seconds, in either form RFC 9110 allows: a number of seconds or an HTTP
+ * date (seconds from `now` until then, 0 when it is past); undefined when absent or unreadable.
+ */
+export function retryAfterSeconds(header: string | undefined, now = Date.now()): number | undefined {
+  if (header === undefined) return undefined;
+  const text = header.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const at = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - now) / 1000)) : undefined;
+}
+
+/**
  * POST with node:http(s). The socket is opened to the pre-checked address (the `lookup` hook), the
- * TLS name stays the URL's host, redirects are not followed, and the response body is read only
- * up to a cap and never stored or echoed.
+ * TLS name stays the URL's host, and redirects are not followed. The receiver's answer is its
+ * status line and headers: they must come within `timeoutMs` of the start (a deadline on the whole
+ * exchange, not only on a silent socket: a receiver trickling bytes was never cut off); its body is
+ * not read, stored or echoed.
  */
 export const nodeTransport: WebhookTransport = (req) =>
   new Promise((resolve, reject) => {
@@ -83,20 +96,19 @@ export const nodeTransport: WebhookTransport = (req) =>
         agent: false,
       },
       (res) => {
-        let seen = 0;
-        res.on('data', (chunk: Buffer) => {
-          seen += chunk.length;
-          if (seen > req.maxResponseBytes) res.destroy();
+        clearTimeout(deadline);
+        resolve({
+          status: res.statusCode ?? 0,
+          retryAfterSeconds: retryAfterSeconds(res.headers['retry-after']),
         });
-        const done = () => {
-          const ra = Number(res.headers['retry-after']);
-          resolve({ status: res.statusCode ?? 0, retryAfterSeconds: Number.isFinite(ra) && ra >= 0 ? ra : undefined });
-        };
-        res.on('end', done);
-        res.on('close', done);
+        res.destroy(); // the body is not needed (and the connection is not reused: agent: false)
       },
     );
+    const deadline = setTimeout(() => r.destroy(new Error(`no answer within ${req.timeoutMs} ms`)), req.timeoutMs);
     r.on('timeout', () => r.destroy(new Error(`no answer within ${req.timeoutMs} ms`)));
-    r.on('error', reject);
+    r.on('error', (err) => {
+      clearTimeout(deadline);
+      reject(err);
+    });
     r.end(req.body);
   });

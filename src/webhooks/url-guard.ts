@@ -9,10 +9,11 @@ import { isIP } from 'node:net';
  * credentials in the URL, and only public unicast addresses: IPv4 outside the special ranges, IPv6
  * inside global unicast (2000::/3) and outside its special ranges. Loopback, private, link-local,
  * unique-local, CGNAT, multicast, unspecified, reserved and documentation ranges are refused, and
- * so is every IPv6 form that carries an IPv4 address (mapped `::ffff:a.b.c.d`, the deprecated
- * compatible `::a.b.c.d` that WHATWG URL writes for `[::127.0.0.1]`, SIIT `::ffff:0:a.b.c.d`, 6to4
- * `2002::/16`, Teredo `2001::/32`, local-use NAT64 `64:ff9b:1::/48`) except well-known NAT64
- * `64:ff9b::/96`, which is judged by the IPv4 address inside it. Names that resolve to any of them
+ * so is every IPv6 form that tunnels to an IPv4 address (the deprecated compatible `::a.b.c.d` that
+ * WHATWG URL writes for `[::127.0.0.1]`, SIIT `::ffff:0:a.b.c.d`, 6to4 `2002::/16`, Teredo
+ * `2001::/32`, local-use NAT64 `64:ff9b:1::/48`). Mapped `::ffff:a.b.c.d` and well-known NAT64
+ * `64:ff9b::/96` are judged by the IPv4 address inside (the socket goes there), so they pass only
+ * where that address would, e.g. loopback with WEBHOOK_ALLOW_PRIVATE. Names that resolve to any of them
  * are refused too. Cloud metadata endpoints (addresses and names) are refused even with
  * WEBHOOK_ALLOW_PRIVATE. Redirects are never followed.
  */

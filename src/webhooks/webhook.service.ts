@@ -148,7 +148,8 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   async get(id: string): Promise<PublicDelivery> {
-    const row = /^\d+$/.test(id) ? await this.repo.get(id) : undefined;
+    // Up to 15 digits, as pipeline ids: a longer one is no delivery (and past bigint, not a 422 from the cast).
+    const row = /^\d{1,15}$/.test(id) ? await this.repo.get(id) : undefined;
     if (!row) throw notFound(`No webhook delivery ${id}`);
     return publicDelivery(row);
   }
@@ -178,6 +179,8 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
     const report: DrainReport = { attempted: 0, delivered: 0, retrying: 0, failed: 0 };
     const { concurrency, timeoutMs } = this.config.webhooks;
     for (;;) {
+      // The claim outlasts an attempt (lookup and answer, each cut off at WEBHOOK_TIMEOUT_MS), so no
+      // other drain, here or on another instance, sends the same delivery while it is under way.
       const rows = await this.repo.claimDue(concurrency, timeoutMs * 2 + 5_000);
       if (rows.length === 0) return report;
       const outcomes = await Promise.all(rows.map((r) => this.attempt(r)));
@@ -219,7 +222,12 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
     let retryAfter: number | undefined;
     try {
       const url = parseWebhookUrl(row.url, this.guard);
-      const [address] = await resolveWebhookTarget(url, this.guard, this.resolver);
+      // The name lookup shares the receiver's time, so an attempt ends within its claim (see drain).
+      const [address] = await withDeadline(
+        resolveWebhookTarget(url, this.guard, this.resolver),
+        this.config.webhooks.timeoutMs,
+        `${url.hostname} did not resolve within ${this.config.webhooks.timeoutMs} ms`,
+      );
       const body = JSON.stringify(row.payload);
       const headers: Record<string, string> = {
         'content-type': 'application/json',
@@ -235,7 +243,6 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
         headers,
         body,
         timeoutMs: this.config.webhooks.timeoutMs,
-        maxResponseBytes: 64 * 1024,
       });
       responseStatus = res.status;
       retryAfter = res.retryAfterSeconds;
@@ -276,6 +283,15 @@ export interface DrainReport {
   retrying: number;
   failed: number;
   [k: string]: number;
+}
+
+/** `promise`, or a rejection with `message` after `ms` (the work itself is left to finish or fail on its own). */
+function withDeadline<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 function publicDelivery(row: DeliveryRow): PublicDelivery {

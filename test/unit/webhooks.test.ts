@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
 import { describe, it } from 'node:test';
-import { isRetryable, retryDelayMs, signPayload } from '../../src/webhooks/delivery.js';
+import {
+  isRetryable,
+  nodeTransport,
+  retryAfterSeconds,
+  retryDelayMs,
+  signPayload,
+} from '../../src/webhooks/delivery.js';
 import {
   addressProblem,
   checkWebhookUrl,
@@ -236,5 +245,86 @@ describe('webhook signing and retries', () => {
       retryDelayMs(1, 1000, 60_000, 30, () => 0),
       30_000,
     );
+  });
+});
+
+describe('webhook transport (node:http against a local receiver)', () => {
+  /** A receiver on a free loopback port, for one test; `handle` gets each raw socket. */
+  async function receiver(handle: (socket: net.Socket) => void) {
+    const server = net.createServer(handle);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as net.AddressInfo;
+    return {
+      send: (timeoutMs: number) =>
+        nodeTransport({
+          url: new URL(`http://127.0.0.1:${port}/hook`),
+          address: { address: '127.0.0.1', family: 4 },
+          headers: { 'content-type': 'application/json' },
+          body: '{"a":1}',
+          timeoutMs,
+        }),
+      close: () => {
+        server.close();
+        return once(server, 'close');
+      },
+    };
+  }
+
+  it('takes the status line as the answer, without waiting for a body the receiver trickles', async () => {
+    const timers: NodeJS.Timeout[] = [];
+    const r = await receiver((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\nRetry-After: 7\r\nContent-Length: 100\r\n\r\n');
+        timers.push(setInterval(() => socket.write('x'), 50)); // a byte every 50 ms: never idle, never done
+      });
+    });
+    try {
+      const t0 = performance.now();
+      assert.deepEqual(await r.send(1000), { status: 200, retryAfterSeconds: 7 });
+      assert.ok(performance.now() - t0 < 900, 'answered at the status line');
+    } finally {
+      timers.forEach(clearInterval);
+      await r.close();
+    }
+  });
+
+  it('gives up at WEBHOOK_TIMEOUT_MS on a receiver that never finishes its status line, however busy its socket', async () => {
+    // One byte of the status line every 100 ms: the socket is never idle for the idle timeout, so
+    // only a deadline on the whole exchange ends it (the same delivery was then sent again while
+    // this one was still open, once its claim ran out).
+    const timers: NodeJS.Timeout[] = [];
+    const r = await receiver((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        const line = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+        let i = 0;
+        const t = setInterval(() => (i < line.length ? socket.write(line.subarray(i, ++i)) : clearInterval(t)), 100);
+        timers.push(t);
+      });
+    });
+    try {
+      const t0 = performance.now();
+      await assert.rejects(r.send(800), /no answer within 800 ms/);
+      const took = performance.now() - t0;
+      assert.ok(took >= 750 && took < 2000, `gave up after ${Math.round(took)} ms`);
+    } finally {
+      timers.forEach(clearInterval);
+      await r.close();
+    }
+  });
+});
+
+describe('Retry-After, in both forms RFC 9110 allows', () => {
+  it('reads seconds and HTTP dates, and nothing else', () => {
+    const now = Date.UTC(2026, 11, 7, 12, 0, 0);
+    assert.equal(retryAfterSeconds('120', now), 120);
+    assert.equal(retryAfterSeconds(' 0 ', now), 0);
+    assert.equal(retryAfterSeconds('Mon, 07 Dec 2026 12:00:09 GMT', now), 9);
+    assert.equal(retryAfterSeconds(new Date(now + 1500).toUTCString(), now), 1); // HTTP dates are whole seconds
+    assert.equal(retryAfterSeconds('Mon, 07 Dec 2026 11:00:00 GMT', now), 0); // already past
+    for (const bad of [undefined, '', '-5', '1.5', 'soon', '12abc'])
+      assert.equal(retryAfterSeconds(bad, now), undefined, String(bad));
   });
 });
