@@ -101,13 +101,22 @@ export interface DerivedPoint extends DerivedSeries {
 /** The default source of derived series: which pipeline made them. */
 export const derivedSource = (plan: PipelinePlan) => `pipeline:${plan.definition.name}`;
 
+/** The points a metric output writes, and the rows it leaves out: a null column, or a value storage refuses. */
+export interface Derived {
+  points: DerivedPoint[];
+  skippedNulls: number;
+  /** Values beyond ±MAX_ABS_VALUE (decode.ts): more than rollups can sum, refused at ingest too. */
+  skippedOutOfRange: number;
+}
+
 /**
- * The points `output: metric` writes: one per row whose output column is not null, at the window
- * start, in a series named by the output, tagged with the group (plus the output's static tags).
+ * The points `output: metric` writes: one per row whose output column is not null (and within the
+ * stored range), at the window start, in a series named by the output, tagged with the group (plus
+ * the output's static tags).
  */
-export function derivedPoints(plan: PipelinePlan, exec: Execution): { points: DerivedPoint[]; skippedNulls: number } {
+export function derivedPoints(plan: PipelinePlan, exec: Execution): Derived {
   const out = plan.definition.output;
-  if (out.destination !== 'metric') return { points: [], skippedNulls: 0 };
+  if (out.destination !== 'metric') return { points: [], skippedNulls: 0, skippedOutOfRange: 0 };
   const col = exec.columns.indexOf(out.column);
   if (col < 0)
     throw fieldErrors([
@@ -118,18 +127,18 @@ export function derivedPoints(plan: PipelinePlan, exec: Execution): { points: De
     ]);
   const source = out.source ?? derivedSource(plan);
   const points: DerivedPoint[] = [];
-  let skippedNulls = 0;
+  let skippedNulls = 0,
+    skippedOutOfRange = 0;
   for (const w of exec.windows) {
     for (const r of w.rows) {
       const v = r.values[col];
-      if (v === null || v === undefined || !isStorableValue(v)) {
-        skippedNulls++; // and values beyond what rollups can sum (decode.ts's MAX_ABS_VALUE)
-        continue;
-      }
-      points.push({ metric: out.metric, source, tags: seriesTags(r.group, out.tags), timestamp: r.start, value: v });
+      if (v === null || v === undefined) skippedNulls++;
+      else if (!isStorableValue(v)) skippedOutOfRange++;
+      else
+        points.push({ metric: out.metric, source, tags: seriesTags(r.group, out.tags), timestamp: r.start, value: v });
     }
   }
-  return { points, skippedNulls };
+  return { points, skippedNulls, skippedOutOfRange };
 }
 
 function seriesTags(group: Group, statics: Record<string, string>): Record<string, string> {

@@ -435,10 +435,11 @@ export class PipelineRunner implements OnModuleInit, BeforeApplicationShutdown {
   ) {
     const out = plan.definition.output;
     if (out.destination === 'metric') {
-      const { points, skippedNulls } = derivedPoints(plan, exec);
-      for (const batch of toBatches(points, out.unit, POINTS_PER_WRITE)) await this.writer.write(batch, 'pipeline');
-      const output = metricRunOutput(plan, points, skippedNulls);
-      return { points, notifications: [], output: () => output };
+      const derived = derivedPoints(plan, exec);
+      for (const batch of toBatches(derived.points, out.unit, POINTS_PER_WRITE))
+        await this.writer.write(batch, 'pipeline');
+      const output = metricRunOutput(plan, derived);
+      return { points: derived.points, notifications: [], output: () => output };
     }
     if (out.destination === 'webhook') {
       const notifications: Notification[] = webhookPayloads(row, plan, exec, trigger, range).map((payload) => ({

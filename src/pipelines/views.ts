@@ -1,6 +1,6 @@
 import { formatDuration, toIso } from '../common/time.js';
 import type { PipelinePlan } from './definition.js';
-import { DerivedPoint, derivedSource, Execution, pointsByStart, WindowResult } from './execute.js';
+import { Derived, DerivedPoint, derivedSource, Execution, pointsByStart, WindowResult } from './execute.js';
 import type { Value } from './formula.js';
 import type { PipelineRow, RunRow } from './pipelines.repository.js';
 import type { Row } from './stages.js';
@@ -129,11 +129,7 @@ export function seriesCount(points: DerivedPoint[]): number {
 }
 
 /** What a dry-run says its output would be: points and series for `metric`, deliveries for `webhook`. */
-export function previewOutput(
-  plan: PipelinePlan,
-  exec: Execution,
-  derived: { points: DerivedPoint[]; skippedNulls: number },
-): Record<string, unknown> {
+export function previewOutput(plan: PipelinePlan, exec: Execution, derived: Derived): Record<string, unknown> {
   const out = plan.definition.output;
   if (out.destination === 'metric') {
     return {
@@ -144,6 +140,7 @@ export function previewOutput(
       points: derived.points.length,
       series: seriesCount(derived.points),
       skipped_nulls: derived.skippedNulls,
+      skipped_out_of_range: derived.skippedOutOfRange,
     };
   }
   if (out.destination === 'webhook')
@@ -159,8 +156,7 @@ export function previewOutput(
 /** The output record of a run that wrote derived points (stored with the run). */
 export function metricRunOutput(
   plan: PipelinePlan,
-  points: DerivedPoint[],
-  skippedNulls: number,
+  { points, skippedNulls, skippedOutOfRange }: Derived,
 ): Record<string, unknown> {
   const out = plan.definition.output;
   if (out.destination !== 'metric') throw new Error('metricRunOutput: not a metric output');
@@ -172,6 +168,7 @@ export function metricRunOutput(
     points_written: points.length,
     series: seriesCount(points),
     skipped_nulls: skippedNulls,
+    skipped_out_of_range: skippedOutOfRange,
   };
 }
 
@@ -211,7 +208,7 @@ export function dryRunView(
   exec: Execution,
   range: { from: number; to: number },
   pipeline: { id: number; name: string; version: number } | null,
-  derived: { points: DerivedPoint[]; skippedNulls: number },
+  derived: Derived,
 ) {
   const byStart = plan.definition.output.destination === 'metric' ? pointsByStart(derived.points) : undefined;
   return {

@@ -369,4 +369,24 @@ describe('pipeline rows', () => {
     ]);
     assert.equal(skippedNulls, 2);
   });
+
+  it('leaves out values beyond the stored range, counted apart from nulls', () => {
+    const exec = assemble(
+      plan,
+      [t0 + 5 * M],
+      [
+        { t: t0, metric: 'cpu', group: ['a'], values: [1e300, 3] },
+        { t: t0, metric: 'mem', group: ['a'], values: [1e-3, 3] }, // ratio 1e303
+        { t: t0, metric: 'cpu', group: ['b'], values: [4, 1] },
+        { t: t0, metric: 'mem', group: ['b'], values: [2, 1] },
+        { t: t0, metric: 'cpu', group: ['c'], values: [4, 1] },
+      ],
+    );
+    const { points, skippedNulls, skippedOutOfRange } = derivedPoints(plan, exec);
+    assert.deepEqual(
+      points.map((p) => [p.tags.host, p.value]),
+      [['b', 2]],
+    );
+    assert.deepEqual([skippedNulls, skippedOutOfRange], [1, 1]);
+  });
 });
