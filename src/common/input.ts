@@ -1,4 +1,4 @@
-import { FieldProblem, fieldErrors } from './errors.js';
+import { FieldProblem, fieldErrors, invalidQuery } from './errors.js';
 import { epochToMs, parseIsoTimestamp } from './time.js';
 
 /**
@@ -130,10 +130,22 @@ export function timestamp(p: Problems, v: unknown, field: string, w: TimeWindow)
   return Math.floor(ms);
 }
 
+/**
+ * A parameter that takes one value: the string, or undefined when absent or not a string. A query
+ * string's repeated key (`source=a&source=b`) is a 400 naming it: it once meant `a`, silently, where
+ * a misspelt key is refused so that nothing a user wrote is ignored.
+ */
+export function oneString(v: unknown, name: string): string | undefined {
+  if (typeof v === 'string') return v;
+  if (!Array.isArray(v)) return undefined;
+  if (v.length > 1) throw invalidQuery(name, `${name} is given ${v.length} times; it takes one value`);
+  return typeof v[0] === 'string' ? v[0] : undefined;
+}
+
 /** A bounded integer query parameter (`limit=50`), or the default when absent. */
 export function intParam(v: unknown, name: string, def: number, min: number, max: number): number {
   if (v === undefined || v === '') return def;
-  const s = Array.isArray(v) ? v[0] : v;
+  const s = Array.isArray(v) ? (oneString(v, name) ?? v[0]) : v;
   const n = typeof s === 'number' ? s : typeof s === 'string' && /^-?\d+$/.test(s.trim()) ? Number(s) : NaN;
   if (!Number.isSafeInteger(n) || n < min || n > max) {
     throw fieldErrors(

@@ -1,4 +1,5 @@
 import { invalidQuery, invalidRequest } from '../common/errors.js';
+import { oneString } from '../common/input.js';
 import {
   AGGREGATIONS,
   Aggregation,
@@ -22,8 +23,6 @@ export interface ExportSpec extends TimeRange {
   buckets?: { granularityMs: number; granularity: string; aggregation: Aggregation };
 }
 
-const str = (v: unknown): string | undefined =>
-  typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
 const MAX_METRICS = 100;
 
 /**
@@ -64,7 +63,7 @@ export function parseExportSpec(
   }
   const format = parseEnum(input.format, FORMATS, 'format', opts.defaultFormat);
   let metrics: string[] | null;
-  const one = str(input.metric);
+  const one = oneString(input.metric, 'metric');
   if (one) metrics = [one];
   else if (input.metrics !== undefined && input.metrics !== '') {
     const list = (Array.isArray(input.metrics) ? input.metrics : [input.metrics]).flatMap((m) =>
@@ -77,7 +76,7 @@ export function parseExportSpec(
   } else if (opts.allowAllMetrics) metrics = null;
   else throw invalidQuery('metric', 'metric is required');
   if (input.metric !== undefined && !one) throw invalidQuery('metric', 'metric must be a string');
-  const source = input.source === undefined || input.source === '' ? undefined : str(input.source);
+  const source = input.source === undefined || input.source === '' ? undefined : oneString(input.source, 'source');
   if (input.source !== undefined && input.source !== '' && source === undefined)
     throw invalidQuery('source', 'source must be a string');
   let buckets: ExportSpec['buckets'];

@@ -1,5 +1,5 @@
 import { invalidQuery } from '../common/errors.js';
-import { isCleanText } from '../common/input.js';
+import { isCleanText, oneString } from '../common/input.js';
 import { FilterShape, oversizedTagFilters } from '../common/tag-guard.js';
 import {
   DAY,
@@ -79,9 +79,6 @@ const NICE_STEPS = [1, 2, 5, 10, 15, 30]
   .concat([1, 2, 3, 6, 12].map((h) => h * HOUR))
   .concat([1, 2, 7, 14, 30].map((d) => d * DAY));
 
-const str = (v: unknown): string | undefined =>
-  typeof v === 'string' ? v : Array.isArray(v) && typeof v[0] === 'string' ? v[0] : undefined;
-
 /**
  * A text parameter that goes to SQL: NUL and lone surrogates are refused here with a 400 naming
  * it, as PostgreSQL would refuse them with an error that answers 500.
@@ -92,9 +89,10 @@ export function checkText(value: string, name: string): string {
 }
 
 export function parseSelector(input: QueryInput, prefix = ''): SeriesSelector {
-  const metric = str(input.metric);
+  const metric = oneString(input.metric, `${prefix}metric`);
   if (!metric) throw invalidQuery(`${prefix}metric`, `${prefix}metric is required`);
-  const source = input.source === undefined || input.source === '' ? undefined : str(input.source);
+  const source =
+    input.source === undefined || input.source === '' ? undefined : oneString(input.source, `${prefix}source`);
   if (input.source !== undefined && input.source !== '' && source === undefined)
     throw invalidQuery(`${prefix}source`, `${prefix}source must be a string`);
   checkText(metric, `${prefix}metric`);
@@ -160,7 +158,7 @@ export function parseRange(input: { from?: unknown; to?: unknown }, now: number,
   const parse = (name: 'from' | 'to') => {
     const raw = input[name];
     if (raw === undefined || raw === '') return undefined;
-    const s = str(raw) ?? (typeof raw === 'number' ? String(raw) : undefined);
+    const s = oneString(raw, `${prefix}${name}`) ?? (typeof raw === 'number' ? String(raw) : undefined);
     const t = s === undefined ? NaN : parseQueryTime(s, now);
     if (!isSupportedTime(t)) throw queryTimeError(`${prefix}${name}`, raw, s);
     return t;
@@ -186,7 +184,7 @@ export function parseGranularity(
   limits: QueryLimits,
   name = 'granularity',
 ): { ms: number; label: string } {
-  const s = v === undefined || v === null || v === '' ? 'auto' : (str(v) ?? String(v));
+  const s = v === undefined || v === null || v === '' ? 'auto' : (oneString(v, name) ?? String(v));
   // Buckets start on multiples of the step from the epoch, so a `from` between two of them adds
   // one: the buckets of [from, to) run from the one holding `from` to the one holding to - 1 µs.
   const buckets = (ms: number) => Math.max(Math.ceil(range.to / ms) - Math.floor(range.from / ms), 1);
@@ -219,7 +217,7 @@ export function parseGranularity(
 
 export function parseEnum<T extends string>(v: unknown, allowed: readonly T[], name: string, fallback: T): T {
   if (v === undefined || v === '') return fallback;
-  const s = str(v);
+  const s = oneString(v, name);
   if (s === undefined || !allowed.includes(s as T))
     throw invalidQuery(name, `${name} must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
   return s as T;

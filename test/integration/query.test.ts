@@ -360,6 +360,11 @@ describeEachFlavour('queries', (ctx) => {
       ['from=2019-01-01T00:00:00Z&to=2024-01-01T00:00:00Z&granularity=1m', 'granularity'],
       ['tags=novalue', 'tags'],
       ['from=abc', 'from'],
+      // A parameter that takes one value, given twice, once silently meant the first.
+      ['source=a&source=b', 'source'],
+      ['granularity=1h&granularity=5m', 'granularity'],
+      ['from=now-1h&from=now-2h', 'from'],
+      ['aggregation=max&aggregation=min', 'aggregation'],
     ];
     for (const [qs, parameter] of cases) {
       const r = await ctx.t.get(`/api/v1/metrics/query?metric=temp&${qs}`);
