@@ -110,7 +110,8 @@ export function formatDuration(ms: number): string {
 export function parseQueryTime(text: string, now: number): number {
   const t = text.trim();
   if (t === 'now') return now;
-  const rel = /^now([+-])(\d+(?:ms|s|m|h|d|w))$/.exec(t);
+  // `now+1h` typed into a URL reaches us as `now 1h` (a bare `+` in a query string is a space).
+  const rel = /^now([+ -])(\d+(?:ms|s|m|h|d|w))$/.exec(t);
   if (rel) {
     const d = parseDuration(rel[2]);
     return rel[1] === '-' ? now - d : now + d;

@@ -142,5 +142,9 @@ describe('durations and query times', () => {
     assert.ok(Number.isNaN(parseQueryTime('1700000000000000', now)));
     assert.ok(Number.isNaN(parseQueryTime('0', now)));
     assert.ok(Number.isNaN(parseQueryTime('now-1x', now)));
+    // now+<duration>, also as a URL's bare + delivers it (a space).
+    assert.equal(parseQueryTime('now+5m', now), now + 300_000);
+    assert.equal(parseQueryTime('now 5m', now), now + 300_000);
+    assert.ok(Number.isNaN(parseQueryTime('now  5m', now)));
   });
 });
