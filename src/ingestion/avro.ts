@@ -57,9 +57,42 @@ const bad = (message: string, details: Record<string, unknown> = {}) =>
 /** An Avro body (either form) → the records it holds, at most INGEST_MAX_POINTS_PER_REQUEST of them. */
 export function readAvroMetrics(body: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecodedBytes: number): unknown[] {
   if (body.length === 0) throw bad('the body is empty');
-  return body.length >= 4 && body.subarray(0, 4).equals(MAGIC)
-    ? readContainer(body, ctx, maxDecodedBytes)
-    : readArray(body, ctx);
+  const read: Buffer[] = [];
+  const records =
+    body.length >= 4 && body.subarray(0, 4).equals(MAGIC)
+      ? readContainer(body, ctx, maxDecodedBytes, read)
+      : readArray((read[0] = body), ctx);
+  refuseReplacedText(records, read);
+  return records;
+}
+
+const REPLACEMENT = '\uFFFD';
+const REPLACEMENT_BYTES = Buffer.from(REPLACEMENT, 'utf8');
+
+/**
+ * Avro strings are UTF-8, and avsc decodes bytes that are not as U+FFFD (tag values differing only
+ * there would become one series). A decoded string holding U+FFFD when no record bytes spell U+FFFD
+ * (EF BF BD) came from invalid bytes: a 400 naming the field, as for JSON. (A body that does spell
+ * U+FFFD somewhere is taken as written: the check never refuses valid text.)
+ */
+function refuseReplacedText(records: unknown[], read: Buffer[]): void {
+  const text = (s: unknown) => typeof s === 'string' && s.includes(REPLACEMENT);
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i] as { name?: unknown; profileId?: unknown; tags?: Record<string, unknown> };
+    const field = text(r.name)
+      ? 'name'
+      : text(r.profileId)
+        ? 'profileId'
+        : r.tags && Object.entries(r.tags).some(([k, v]) => text(k) || text(v))
+          ? 'tags'
+          : undefined;
+    if (field === undefined) continue;
+    if (read.some((b) => b.includes(REPLACEMENT_BYTES))) return;
+    throw invalidRequest(`metrics[${i}].${field}: is not valid UTF-8`, {
+      field: `metrics[${i}].${field}`,
+      format: 'avro',
+    });
+  }
 }
 
 /** The records of an Avro body for app `appId` → a PointBatch, with the JSON body's rules and error fields (`metrics[3].value`). */
@@ -115,7 +148,12 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>): unknown[] {
 }
 
 /** An object container file: header (magic, metadata with the writer schema and codec, sync marker), then blocks. */
-function readContainer(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecodedBytes: number): unknown[] {
+function readContainer(
+  buf: Buffer,
+  ctx: Pick<DecodeContext, 'limits'>,
+  maxDecodedBytes: number,
+  blocks: Buffer[],
+): unknown[] {
   const h = headerType.decode(buf, 0);
   if (h.offset < 0) throw bad('the object container file header is truncated');
   const meta = h.value.meta as Record<string, Buffer>;
@@ -147,6 +185,7 @@ function readContainer(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecod
     if (!buf.subarray(start + size, start + size + 16).equals(sync))
       throw bad(`block ${block} does not end with the file's sync marker`, { block });
     const data = decompress(codec, buf.subarray(start, start + size), maxDecodedBytes - decoded, block);
+    blocks.push(data);
     decoded += data.length;
     let at = 0;
     for (let i = 0; i < count; i++) {

@@ -29,9 +29,9 @@ const metric = (name: string, i: number, over: Record<string, unknown> = {}) => 
   ...over,
 });
 
-/** An object container file written by avsc's BlockEncoder (deflate). */
-async function containerFile(records: unknown[]): Promise<Buffer> {
-  const encoder = new avro.streams.BlockEncoder(SCHEMA as avro.Schema, { codec: 'deflate' });
+/** An object container file written by avsc's BlockEncoder (deflate, or `null`: records as they are). */
+async function containerFile(records: unknown[], codec = 'deflate'): Promise<Buffer> {
+  const encoder = new avro.streams.BlockEncoder(SCHEMA as avro.Schema, { codec });
   const chunks: Buffer[] = [];
   encoder.on('data', (c: Buffer) => chunks.push(c));
   const done = new Promise((resolve, reject) => encoder.on('end', resolve).on('error', reject));
@@ -97,6 +97,30 @@ describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
     );
   });
 
+  it('refuses strings that are not UTF-8 (400 naming the field), and keeps a U+FFFD that was sent', async () => {
+    // avsc decodes invalid bytes as U+FFFD: tag values differing only there would be one series.
+    const spoil = (b: Buffer) => {
+      const at = b.indexOf('BADBYTE');
+      b[at] = 0xff;
+      return b;
+    };
+    const records = [metric('avro_utf8', 0), metric('avro_utf8', 1, { tags: { host: 'BADBYTE' } })];
+    for (const body of [spoil(Metrics.toBuffer(records)), spoil(await containerFile(records, 'null'))]) {
+      const r = await send(body, 'avro/binary');
+      assert.equal(r.status, 400, r.body);
+      assert.equal(r.json.error.details.field, 'metrics[1].tags');
+    }
+    const named = Metrics.toBuffer([metric('avro_utf8', 0, { name: 'BADBYTE_x' })]);
+    assert.equal((await send(spoil(named))).json.error.details.field, 'metrics[0].name');
+    assert.equal(
+      Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE metric = 'avro_utf8'`)).rows[0].n),
+      0,
+    );
+    const sent = await send(Metrics.toBuffer([metric('avro_utf8', 0, { tags: { host: 'a\uFFFDb' } })]));
+    assert.equal(sent.status, 200, sent.body);
+    assert.deepEqual((await rows('avro_utf8'))[0][1], { host: 'a\uFFFDb', profileId: 'profile123' });
+  });
+
   it('needs an ingest key (403 for a read key), and answers 415 for a type the route does not take', async () => {
     const body = Metrics.toBuffer([metric('avro_auth', 0)]);
     const read = await ctx.t.key(['read']);
@@ -118,7 +142,7 @@ describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
     const families = parseExposition((await ctx.t.get('/prometheus-metrics')).body);
     assert.equal(
       sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'avro' }),
-      2 + 1 + 50 + 1,
+      2 + 1 + 50 + 1 + 1, // the last: the U+FFFD that was sent
     );
     assert.equal(sampleValue(families, 'timescope_ingest_points_committed_total', { protocol: 'app_v2' }), 1);
   });
