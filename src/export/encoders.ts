@@ -26,7 +26,9 @@ export interface ExportEncoder {
 }
 
 /** A number as JSON and CSV write it (shortest round-trip form). */
-const num = (v: number) => (Number.isFinite(v) ? String(v) : v > 0 ? 'Infinity' : v < 0 ? '-Infinity' : 'NaN');
+/** A value as text, `-0` included (String(-0) is "0": a stored -0 would not read back bit-exact). */
+const num = (v: number) =>
+  Number.isFinite(v) ? (Object.is(v, -0) ? '-0' : String(v)) : v > 0 ? 'Infinity' : v < 0 ? '-Infinity' : 'NaN';
 
 /**
  * A text cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, TAB, CR at its start)
@@ -128,7 +130,7 @@ class JsonEncoder implements ExportEncoder {
       }
       const v = rows.values[i];
       const s = series.get(id)!;
-      const record = `{"timestamp":"${toIsoMicros(rows.times[i])}","metric":${JSON.stringify(s.metric)},"value":${Number.isFinite(v) ? v : 'null'}${rest}`;
+      const record = `{"timestamp":"${toIsoMicros(rows.times[i])}","metric":${JSON.stringify(s.metric)},"value":${Number.isFinite(v) ? num(v) : 'null'}${rest}`;
       if (this.lines) parts.push(record, '\n');
       else {
         parts.push(this.first ? '\n' : ',\n', record);

@@ -47,6 +47,34 @@ describe('CSV cells', () => {
       assert.equal(new Set(names).size, names.length, names.join());
     }
   });
+  it('writes values as stored, -0 and the extremes included (CSV, JSON, NDJSON)', () => {
+    const series = new Map<number, SeriesInfo>([[1, { id: 1, metric: 'm', source: 's', tags: {}, unit: null }]]);
+    const values = [-0, 0, 5e-324, -1e296, 0.1 + 0.2];
+    const cols = {
+      seriesIds: new Int32Array(values.length).fill(1),
+      times: Float64Array.from(values, (_, i) => Date.UTC(2024, 0, 15) + i),
+      values: Float64Array.from(values),
+      length: values.length,
+    };
+    const text = (format: 'csv' | 'json' | 'ndjson') => {
+      const enc = encoderFor(format, { withMetric: false, tagKeys: [] });
+      return Buffer.concat([enc.begin(), enc.encode(cols, series), enc.end()]).toString();
+    };
+    const csv = text('csv')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => Number(l.split(',')[1]));
+    const json = (JSON.parse(text('json')) as Array<{ value: number }>).map((r) => r.value);
+    const ndjson = text('ndjson')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { value: number }).value);
+    for (const got of [csv, json, ndjson]) {
+      assert.equal(got.length, values.length);
+      got.forEach((v, i) => assert.ok(Object.is(v, values[i]), `${v} for ${values[i]}`));
+    }
+  });
   it('names the file as the reference does', () => {
     assert.equal(exportFileName({ metrics: ['cpu_usage'] }, 'csv'), 'cpu_usage_export.csv');
     assert.equal(exportFileName({ metrics: null }, 'json'), 'metrics_export.json');
