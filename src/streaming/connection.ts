@@ -100,13 +100,17 @@ export class StreamConnection {
       }
       this.corkedBytes += msg.length;
     }
-    if (this.skipped > 0) {
-      this.sink.send(this.skipNotice(this.skipped));
-      this.skipped = 0;
-    }
+    this.notifySkipped();
     this.sink.send(msg);
     this.delivered++;
     return true;
+  }
+
+  /** Tells the client how many updates it missed since it was last told, if any. */
+  private notifySkipped(): void {
+    if (this.skipped === 0) return;
+    this.sink.send(this.skipNotice(this.skipped));
+    this.skipped = 0;
   }
 
   uncork(): void {
@@ -123,11 +127,15 @@ export class StreamConnection {
   /**
    * Periodic check: a client that has been full too long goes even when nothing new is sent to it.
    * The clock starts here too: the last message of a burst (or replies and heartbeats) can take the
-   * queue past the limit with nothing skipped, and a quiet stream then delivers nothing more.
+   * queue past the limit with nothing skipped, and a quiet stream then delivers nothing more. For
+   * the same reason a client that has caught up is told here what it missed: on a quiet stream no
+   * next update would carry the notice.
    */
   check(now: number): void {
     if (this.closed) return;
-    if (this.full.blocked(this.sink.bufferedAmount() > this.limits.bufferBytes, now)) this.cutOff();
+    const full = this.sink.bufferedAmount() > this.limits.bufferBytes;
+    if (this.full.blocked(full, now)) this.cutOff();
+    else if (!full) this.notifySkipped();
   }
 
   /** Bytes queued for this client and not yet taken by the kernel. */

@@ -105,3 +105,52 @@ describeEachFlavour(
   },
   { STREAM_BUFFER_BYTES: '65536', STREAM_SLOW_CLIENT_SECONDS: '1', STREAM_HEARTBEAT_SECONDS: '30' },
 );
+
+describeEachFlavour(
+  'streams: clients that catch up',
+  (ctx) => {
+    let port: number;
+    before(async () => {
+      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
+      port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
+    });
+
+    it('tells an SSE client how many points it missed once it catches up, with no further point to carry it', async () => {
+      const hub = ctx.t.app.get(StreamHub);
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+        http
+          .get(`http://127.0.0.1:${port}/api/v1/metrics/stream?metrics=quiet`, { headers: ctx.t.authHeaders }, resolve)
+          .on('error', reject),
+      );
+      assert.equal(res.statusCode, 200);
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      await waitFor(() => text.length > 0);
+      res.pause();
+      // Not reading: the kernel buffers fill, then the server's queue, then points are skipped.
+      const t0 = Date.now() - 3_600_000,
+        per = 2_000;
+      let sent = 0;
+      while (hub.summary().updates_skipped_open_connections === 0 && sent < 200_000) {
+        const metrics = Array.from({ length: per }, (_, i) => ({ name: 'quiet', value: i, timestamp: t0 + sent + i }));
+        const r = await ctx.t.post('/api/v1/metrics', { source: 'load', metrics });
+        assert.equal(r.status, 200, r.body);
+        sent += per;
+      }
+      assert.ok(hub.summary().updates_skipped_open_connections > 0, 'points were skipped');
+      // Reading again, with nothing more committed: the notice must still come.
+      res.resume();
+      const events = () => text.split('\n\n').filter((b) => b.includes('data: '));
+      await waitFor(() => /^event: skipped$/m.test(text), 5_000, 'event: skipped');
+      const skipped = events().find((b) => b.startsWith('event: skipped'))!;
+      const count = JSON.parse(skipped.slice(skipped.indexOf('data: ') + 6)).count;
+      const points = events().filter((b) => !b.startsWith('event:')).length;
+      assert.equal(points + count, sent, `${points} points and ${count} skipped of ${sent}`);
+      res.destroy();
+      await waitFor(() => hub.connectionCount === 0);
+    });
+  },
+  { STREAM_BUFFER_BYTES: '65536', STREAM_SLOW_CLIENT_SECONDS: '30', STREAM_HEARTBEAT_SECONDS: '30' },
+  { flavours: ['postgresql'] },
+);

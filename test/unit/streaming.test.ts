@@ -174,6 +174,21 @@ describe('slow clients', () => {
     assert.equal(c.skippedTotal, 2);
   });
 
+  it('are told how many they missed once they catch up, also when no further update comes', () => {
+    const { sink, c } = make();
+    sink.buffered = 101;
+    assert.ok(!c.deliver('a', 0));
+    assert.ok(!c.deliver('b', 10));
+    c.check(500);
+    assert.deepEqual(sink.sent, [], 'still behind: nothing yet');
+    sink.buffered = 0;
+    c.check(1000);
+    assert.deepEqual(sink.sent, ['skipped 2']);
+    c.check(2000);
+    assert.ok(c.deliver('c', 2100));
+    assert.deepEqual(sink.sent, ['skipped 2', 'c'], 'told once');
+  });
+
   it('are cut off with 1013 once their buffer has stayed full for the slow-client time', () => {
     const { sink, c, cutOff } = make();
     sink.buffered = 500;
