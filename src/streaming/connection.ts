@@ -2,14 +2,16 @@
  * One streaming client (a WebSocket or an SSE response) and the rule that keeps a slow one from
  * costing memory or slowing anyone else: nothing is ever awaited; past `bufferBytes` queued for
  * the client, updates are skipped (and the client told how many once it catches up); a client
- * whose queue stays full for `slowClientMs` is disconnected.
+ * whose queue stays full for `slowClientMs` is disconnected. A sender that can wait because it
+ * pulls what it sends (an SSE replay from the ring) paces itself with `pace()` instead.
  */
 import { StallClock } from '../common/stall-clock.js';
 
 export interface Sink {
   /** Bytes accepted for this client and not yet handed to the kernel. */
   bufferedAmount(): number;
-  send(data: string): void;
+  /** Queues `data`; `sent` runs once it has left the process (with an error if it never will). */
+  send(data: string, sent?: (err?: Error | null) => void): void;
   /** Ends the connection; `code` is a WebSocket close code (SSE just ends the response). */
   close(code: number, reason: string): void;
   /** Holds writes back to send several messages in one system call (optional). */
@@ -88,6 +90,30 @@ export class StreamConnection {
       return false;
     }
     this.full.blocked(false, now);
+    this.write(msg);
+    return true;
+  }
+
+  /**
+   * Queues `msg` for a sender that waits for the client instead of skipping (a replay): true while
+   * the client has room for more; false once this message took its queue past `bufferBytes`, and
+   * then `resume` runs when that message has left the process (never if the connection ends
+   * first). The queue stays within `bufferBytes` and one message, as with deliver(), and a client
+   * whose queue stays past `bufferBytes` is cut off by check() as any other.
+   */
+  pace(msg: string, resume: () => void): boolean {
+    if (this.closed) return false;
+    if (this.sink.bufferedAmount() + msg.length <= this.limits.bufferBytes) {
+      this.write(msg);
+      return true;
+    }
+    this.write(msg, (err) => {
+      if (!err && !this.closed) resume();
+    });
+    return false;
+  }
+
+  private write(msg: string, sent?: (err?: Error | null) => void): void {
     if (this.corks && this.sink.cork) {
       if (this.corkedBytes < 0) {
         this.sink.cork();
@@ -101,9 +127,8 @@ export class StreamConnection {
       this.corkedBytes += msg.length;
     }
     this.notifySkipped();
-    this.sink.send(msg);
+    this.sink.send(msg, sent);
     this.delivered++;
-    return true;
   }
 
   /** Tells the client how many updates it missed since it was last told, if any. */

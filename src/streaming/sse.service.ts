@@ -8,7 +8,7 @@ import { jsonNumber, sseEvent } from './encode.js';
 import { aggregate, Emission, IntervalState } from './interval-state.js';
 import { parseIntervalId, parseLiveId, parseSseSpec, SseSpec } from './sse-spec.js';
 import { CommittedPoint, PointEncoder, StreamHub, StreamTarget } from './stream-hub.js';
-import { IndexEntry } from './stream-filter.js';
+import { IndexEntry, StreamFilter } from './stream-filter.js';
 import { StreamingRepository } from './streaming.repository.js';
 
 const HEADERS = {
@@ -23,17 +23,85 @@ const MAX_RESUME_ROWS = 50_000;
 /** Series one interval stream follows (its state is per series). */
 export const MAX_INTERVAL_SERIES = 1_000;
 
-/** Every matching point as it commits; resumable from the replay ring with Last-Event-ID. */
-class LiveTarget implements StreamTarget {
-  constructor(readonly connection: StreamConnection) {}
+/**
+ * Every matching point as it commits; resumable from the replay ring with Last-Event-ID. The
+ * replay cannot go through deliver() in one synchronous loop: the response holds all of it until
+ * the next tick (writes are corked), so it would stop with a full buffer after a few hundred
+ * points. Instead it reads the ring at the client's pace (StreamConnection.pace) and goes live
+ * once it has reached the newest point. Points committed meanwhile are in the ring too, so
+ * accept() leaves them to the replay: each point is sent once and in commit order, and nothing
+ * is held for the client beyond its buffer.
+ */
+export class LiveTarget implements StreamTarget {
+  /** Sequence number of the last point replayed; null once live. */
+  private cursor: number | null = null;
+
+  constructor(
+    readonly connection: StreamConnection,
+    private readonly hub: StreamHub,
+    private readonly filter: StreamFilter,
+  ) {}
 
   accept(_p: CommittedPoint, enc: PointEncoder, now: number): void {
+    if (this.cursor !== null) {
+      if (this.hub.ring.covers(this.cursor)) return; // replaying: the ring holds this point too
+      this.fellBehind();
+    }
     this.connection.deliver(enc.sseMessage(), now);
   }
 
   heartbeat(): void {
     this.connection.reply(': ping\n\n');
   }
+
+  /** Replays the held points after `seq`; false (nothing sent) when the ring no longer holds them all. */
+  replayAfter(seq: number): boolean {
+    if (!this.hub.ring.covers(seq)) return false;
+    this.cursor = seq;
+    this.resume();
+    return true;
+  }
+
+  /**
+   * Sends held points from the cursor until the client's buffer is full (then again once it has
+   * drained) or the newest point is sent (then live).
+   */
+  private readonly resume = (): void => {
+    if (this.cursor === null || this.connection.closed) return;
+    let paused = false;
+    const held = this.hub.replay(this.cursor, this.filter, (p, enc) => {
+      this.cursor = p.seq;
+      paused = !this.connection.pace(enc.sseMessage(), this.resume);
+      return !paused;
+    });
+    if (!held) this.fellBehind();
+    else if (!paused) this.cursor = null;
+  };
+
+  /**
+   * The ring moved past the replay: the client reads slower than points commit. It is told, as a
+   * resume from too old an id would be, and goes on live, where the slow-client rule (skips,
+   * cut-off) applies. Found at the commit that evicts the cursor, so also while the replay waits
+   * on a client that stopped reading.
+   */
+  private fellBehind(): void {
+    this.connection.reply(
+      gapEvent(
+        'the client read the replay more slowly than points were committed: older than the replay window (STREAM_REPLAY_POINTS) by then',
+        `${this.hub.boot}.${this.cursor}`,
+      ),
+    );
+    this.cursor = null;
+  }
+}
+
+/** Tells an SSE client that points committed after `lastEventId` may not all reach it. */
+function gapEvent(reason: string, lastEventId: string): string {
+  return sseEvent(
+    JSON.stringify({ reason, last_event_id: lastEventId, missed: 'points committed since may not all be replayed' }),
+    undefined,
+    'gap',
+  );
 }
 
 /** Per series, the latest value or a bucket aggregate every interval. */
@@ -102,7 +170,7 @@ export class SseService {
       `${req.ip}:${req.socket.remotePort ?? '?'}`,
       {
         bufferedAmount: () => raw.writableLength,
-        send: (d) => void raw.write(d),
+        send: (d, sent) => void raw.write(d, sent),
         close: () => raw.end(),
         cork: () => raw.cork(),
         uncork: () => raw.uncork(),
@@ -119,38 +187,19 @@ export class SseService {
   }
 
   private live(connection: StreamConnection, spec: SseSpec, raw: ServerResponse): void {
-    const target = new LiveTarget(connection);
-    if (spec.lastEventId !== null) {
-      const last = parseLiveId(spec.lastEventId);
-      let complete = false;
-      const held =
-        last !== undefined &&
-        last.boot === this.hub.boot &&
-        this.hub.replay(last.seq, spec.filter, (_p, enc) => connection.deliver(enc.sseMessage(), Date.now()));
-      if (held) complete = connection.skippedTotal === 0;
-      if (!complete) {
-        const reason = !last
-          ? 'unknown event id'
-          : last.boot !== this.hub.boot
-            ? 'the server restarted since'
-            : !held
-              ? 'older than the replay window (STREAM_REPLAY_POINTS)'
-              : 'more to replay than fits the client buffer';
-        connection.reply(
-          sseEvent(
-            JSON.stringify({
-              reason,
-              last_event_id: spec.lastEventId,
-              missed: 'points committed since may not all be replayed',
-            }),
-            undefined,
-            'gap',
-          ),
-        );
-      }
-    }
+    const target = new LiveTarget(connection, this.hub, spec.filter);
+    // Subscribed first: what commits during the replay reaches the target, which leaves it to the replay.
     const entry = this.hub.subscribe(spec.filter, target);
     this.attach(raw, target, entry);
+    if (spec.lastEventId === null) return;
+    const last = parseLiveId(spec.lastEventId);
+    if (last && last.boot === this.hub.boot && target.replayAfter(last.seq)) return;
+    const reason = !last
+      ? 'unknown event id'
+      : last.boot !== this.hub.boot
+        ? 'the server restarted since'
+        : 'older than the replay window (STREAM_REPLAY_POINTS)';
+    connection.reply(gapEvent(reason, spec.lastEventId));
   }
 
   private interval(connection: StreamConnection, spec: SseSpec, raw: ServerResponse, seeds: Emission[]): void {

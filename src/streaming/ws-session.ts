@@ -54,7 +54,7 @@ export class WsSession implements StreamTarget {
       remote,
       {
         bufferedAmount: () => socket.bufferedAmount,
-        send: (data) => socket.send(data),
+        send: (data, sent) => socket.send(data, sent),
         close: (code, reason) => (socket.readyState === OPEN ? socket.close(code, reason) : socket.terminate()),
         // ws writes each frame with its own system call; corking the TCP socket batches a commit's frames.
         cork: tcp ? () => tcp.cork() : undefined,

@@ -225,6 +225,40 @@ describeEachFlavour(
       unknown.close();
     });
 
+    it('replays every point missed within the replay window, in order, then goes on live', async () => {
+      // Far more than one client buffer (STREAM_BUFFER_BYTES, 128 KiB: about 800 events) holds.
+      const n = 6_000;
+      const url = `${base}/api/v1/metrics/stream?metrics=replayed`;
+      const t = Date.now() - 3_600_000;
+      const points = (from: number, count: number) =>
+        Array.from({ length: count }, (_, i) => ({ name: 'replayed', value: from + i, timestamp: t + from + i }));
+      const first = await sseClient(url, ctx.t.authHeaders);
+      await send('r', points(-1, 1), t);
+      const lastId = (await first.next((e) => e.json?.value === -1)).id!;
+      first.close();
+      await first.ended;
+      await send('r', points(0, n), t);
+      const resumed = await sseClient(url, { ...ctx.t.authHeaders, 'last-event-id': lastId });
+      // Committed while the replay may still be going: after it, each once.
+      await send('r', points(n, 100), t);
+      await resumed.next((e) => e.json?.value === n + 99, 0, 20_000);
+      assert.deepEqual(
+        resumed.events.filter((e) => e.event !== undefined).map((e) => e.event),
+        [],
+        'no gap or skipped event',
+      );
+      const values = resumed.events.map((e) => e.json.value);
+      assert.equal(values.length, n + 100);
+      assert.ok(
+        values.every((v, i) => v === i),
+        'every point once, in commit order',
+      );
+      const seqs = resumed.events.map((e) => Number(e.id!.split('.')[1]));
+      assert.ok(seqs.every((q, i) => i === 0 || q > seqs[i - 1]));
+      resumed.close();
+      await resumed.ended;
+    });
+
     it('sends the latest value per series every interval, starting from what is stored', async () => {
       const t = Date.now() - 60_000;
       await send('gpu0', [{ name: 'gpu_util', value: 10 }], t);

@@ -6,7 +6,12 @@ import { IntervalState } from '../../src/streaming/interval-state.js';
 import { ReplayRing } from '../../src/streaming/replay-ring.js';
 import { parseIntervalId, parseLiveId, parseSseSpec } from '../../src/streaming/sse-spec.js';
 import { matches, parseFilter, SubscriptionIndex } from '../../src/streaming/stream-filter.js';
+import type { AppConfig } from '../../src/config/config.js';
 import { PointBatchBuilder, seriesKey } from '../../src/storage/point-batch.js';
+import type { CommitListener, PointWriter } from '../../src/storage/point-writer.js';
+import { LiveTarget } from '../../src/streaming/sse.service.js';
+import { StreamHub } from '../../src/streaming/stream-hub.js';
+import type { HealthService } from '../../src/system/health.service.js';
 
 const series = (metric: string, source: string, tags: Record<string, string> = {}, unit: string | null = null) => {
   const tagsKey = JSON.stringify(Object.fromEntries(Object.entries(tags).sort()));
@@ -144,7 +149,12 @@ describe('slow clients', () => {
     sent: string[] = [];
     closedWith?: number;
     bufferedAmount = () => this.buffered;
-    send = (d: string) => void this.sent.push(d);
+    /** Callbacks of sends that asked to hear when their message left, in order. */
+    pending: Array<(err?: Error | null) => void> = [];
+    send = (d: string, sent?: (err?: Error | null) => void) => {
+      this.sent.push(d);
+      if (sent) this.pending.push(sent);
+    };
     close = (code: number) => void (this.closedWith = code);
   }
   const make = () => {
@@ -189,6 +199,26 @@ describe('slow clients', () => {
     assert.deepEqual(sink.sent, ['skipped 2', 'c'], 'told once');
   });
 
+  it('pace a replay: send while there is room, then wait until the message that filled it has left', () => {
+    const { sink, c } = make();
+    let resumed = 0;
+    const resume = () => resumed++;
+    assert.ok(c.pace('x'.repeat(60), resume));
+    sink.buffered = 60;
+    assert.ok(!c.pace('y'.repeat(60), resume), 'past bufferBytes: wait');
+    assert.equal(sink.sent.length, 2, 'the message that filled the buffer is sent, not skipped');
+    assert.equal(c.skippedTotal, 0);
+    assert.equal(sink.pending.length, 1);
+    sink.buffered = 0;
+    sink.pending[0]();
+    assert.equal(resumed, 1);
+    // A connection that ends meanwhile is not resumed.
+    assert.ok(!c.pace('z'.repeat(200), resume));
+    c.close(1000, 'bye');
+    sink.pending[1](new Error('destroyed'));
+    assert.equal(resumed, 1);
+  });
+
   it('are cut off with 1013 once their buffer has stayed full for the slow-client time', () => {
     const { sink, c, cutOff } = make();
     sink.buffered = 500;
@@ -222,6 +252,95 @@ describe('slow clients', () => {
     c.deliver('x', 900);
     c.check(1500);
     assert.equal(sink.closedWith, undefined);
+  });
+});
+
+describe('SSE replay (Last-Event-ID)', () => {
+  /** A client that reads only when told to: what it has not read stays queued and counts as buffered. */
+  class SlowSink implements Sink {
+    queue: Array<{ data: string; sent?: (err?: Error | null) => void }> = [];
+    read: string[] = [];
+    bufferedAmount = () => this.queue.reduce((n, q) => n + q.data.length, 0);
+    send = (data: string, sent?: (err?: Error | null) => void) => void this.queue.push({ data, sent });
+    close = () => undefined;
+    /** Reads everything queued, as the kernel taking it would: each write's callback runs. */
+    drain(): void {
+      const taken = this.queue;
+      this.queue = [];
+      for (const q of taken) this.read.push(q.data);
+      for (const q of taken) q.sent?.();
+    }
+  }
+
+  /** A hub fed by a fake writer, and a live SSE target on it resuming after sequence number 0. */
+  const setup = (replayPoints: number) => {
+    let commitTo!: CommitListener;
+    const writer = { onCommit: (fn: CommitListener) => ((commitTo = fn), () => undefined) };
+    const config = {
+      streams: { replayPoints, maxConnections: 10, bufferBytes: 1_000, slowClientMs: 60_000, heartbeatMs: 60_000 },
+    };
+    const hub = new StreamHub(
+      writer as unknown as PointWriter,
+      config as unknown as AppConfig,
+      { register: () => undefined } as unknown as HealthService,
+    );
+    let next = 0;
+    const commit = (n: number) => {
+      const b = new PointBatchBuilder();
+      const s = b.addSeries('m', 'src', {}, null);
+      for (let i = 0; i < n; i++, next++) b.push(s, 1_700_000_000_000 + next, next);
+      commitTo(b.build(), Int32Array.of(1));
+    };
+    const sink = new SlowSink();
+    const connect = () => {
+      const c = hub.admit('sse', 'test', sink, (count) => sseEvent(JSON.stringify({ count }), undefined, 'skipped'));
+      const filter = parseFilter({ metrics: ['m'] });
+      const target = new LiveTarget(c, hub, filter);
+      hub.subscribe(filter, target);
+      assert.ok(target.replayAfter(0));
+      return c;
+    };
+    /** What the client read: point values, and other events by name. */
+    const got = () =>
+      sink.read.map((m) =>
+        m.startsWith('event: ') ? m.slice(7, m.indexOf('\n')) : JSON.parse(m.split('data: ')[1]).value,
+      );
+    return { hub, commit, sink, connect, got };
+  };
+
+  it('sends each point once and in commit order, also those committed while it waits for the client', () => {
+    const { hub, commit, sink, connect, got } = setup(1_000);
+    commit(100);
+    connect();
+    const first = sink.queue.length;
+    assert.ok(first > 1 && first < 20, `${first} messages fit the client's buffer; the replay waits`);
+    commit(50); // while the replay waits: left to it
+    assert.equal(sink.queue.length, first);
+    for (let i = 0; i < 100 && sink.queue.length; i++) sink.drain();
+    commit(5); // live now (fewer than fill the client's buffer)
+    sink.drain();
+    assert.deepEqual(
+      got(),
+      Array.from({ length: 155 }, (_, i) => i),
+    );
+    hub.beforeApplicationShutdown();
+  });
+
+  it('goes on live with a gap when the ring moves past a replay its client reads too slowly', () => {
+    const { hub, commit, sink, connect, got } = setup(50);
+    commit(40);
+    const c = connect();
+    const replayed = sink.queue.length;
+    commit(30); // evicts what the waiting replay was to send next: gap, then live, where the full client skips
+    assert.deepEqual(got(), []);
+    sink.drain();
+    c.check(Date.now()); // caught up: told what it missed
+    commit(1);
+    sink.drain();
+    assert.deepEqual(got(), [...Array.from({ length: replayed }, (_, i) => i), 'gap', 'skipped', 70]);
+    assert.match(sink.read[replayed], new RegExp(`"last_event_id":"${hub.boot}\\.${replayed}"`));
+    assert.equal(c.skippedTotal, 30);
+    hub.beforeApplicationShutdown();
   });
 });
 
