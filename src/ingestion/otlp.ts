@@ -266,6 +266,17 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
               );
               continue;
             }
+            // OTLP requires strictly increasing bounds: out of order, the cumulative counts would run
+            // backwards; repeated, two buckets would be one series (the second overwriting the first).
+            // NaN compares false here and is left to unstorable (skipped, in partial_success).
+            const unordered = bounds.findIndex((x, i) => i > 0 && (x as number) <= (bounds[i - 1] as number));
+            if (unordered > 0) {
+              c.problem(
+                `${at}.explicitBounds`,
+                `must be strictly increasing (explicitBounds[${unordered}] = ${formatBound(bounds[unordered] as number)} after ${formatBound(bounds[unordered - 1] as number)})`,
+              );
+              continue;
+            }
             const why = unstorable([count, sum ?? 0, ...bounds] as number[]);
             if (why) {
               reject(why);

@@ -228,6 +228,78 @@ describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
     );
   });
 
+  /** The SDK's protobuf of one histogram (bounds 1, 2; three points), its bounds then replaced by `bounds`. */
+  async function histogramPayload(source: string, bounds: number[]): Promise<Uint8Array> {
+    const reader = new OnDemandReader({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+    const provider = new MeterProvider({
+      resource: resourceFromAttributes({ 'service.name': source }),
+      readers: [reader],
+    });
+    const h = provider
+      .getMeter('timescope-test')
+      .createHistogram('hb1', { advice: { explicitBucketBoundaries: [1, 2] } });
+    for (const v of [0.5, 1.5, 2.5]) h.record(v);
+    const { resourceMetrics } = await reader.collect();
+    await provider.shutdown();
+    const point = resourceMetrics.scopeMetrics[0].metrics[0].dataPoints[0] as {
+      value: { buckets: { boundaries: number[] } };
+    };
+    point.value.buckets.boundaries = bounds;
+    return ProtobufMetricsSerializer.serializeRequest(resourceMetrics)!;
+  }
+
+  it('refuses a histogram whose explicitBounds are not strictly increasing (400 naming them), as JSON and protobuf, storing nothing', async () => {
+    const T = `${BigInt(Date.now()) * 1_000_000n}`;
+    const field = 'resourceMetrics[0].scopeMetrics[0].metrics[1].histogram.dataPoints[0].explicitBounds';
+    for (const bounds of [
+      [2, 1],
+      [1, 1],
+    ]) {
+      const source = `otel-bounds-${bounds.join('-')}`;
+      const json = await ctx.t.post('/v1/metrics', {
+        resourceMetrics: [
+          {
+            resource: { attributes: [{ key: 'service.name', value: { stringValue: source } }] },
+            scopeMetrics: [
+              {
+                metrics: [
+                  { name: 'otel.before', gauge: { dataPoints: [{ timeUnixNano: T, asDouble: 1 }] } },
+                  {
+                    name: 'hb1',
+                    histogram: {
+                      aggregationTemporality: 2,
+                      dataPoints: [
+                        { timeUnixNano: T, count: '3', bucketCounts: ['1', '1', '1'], explicitBounds: bounds },
+                      ],
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      });
+      assert.equal(json.status, 400, json.body);
+      assert.equal(json.json.error.code, 'INVALID_REQUEST');
+      assert.equal(json.json.error.details.field, field);
+      assert.match(json.json.error.message, /explicitBounds.*must be strictly increasing/);
+
+      const proto = await fetch(`${base}/v1/metrics`, {
+        method: 'POST',
+        body: await histogramPayload(source, bounds),
+        headers: { ...ctx.t.authHeaders, 'content-type': 'application/x-protobuf' },
+      });
+      assert.equal(proto.status, 400);
+      const envelope = (await proto.json()) as { error: { details: { field: string }; message: string } };
+      assert.equal(envelope.error.details.field, field.replace('metrics[1]', 'metrics[0]'));
+      assert.match(envelope.error.message, /must be strictly increasing/);
+      assert.equal(
+        Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series WHERE source = $1`, [source])).rows[0].n),
+        0,
+      );
+    }
+  });
+
   it('needs an ingest key (403 for a read key), takes gzip JSON, and refuses other types (415) and undecodable bodies (400)', async () => {
     const T = `${BigInt(Date.now()) * 1_000_000n}`;
     const body = {

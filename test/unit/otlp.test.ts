@@ -319,6 +319,34 @@ describe('OTLP metrics decoder', () => {
         /bucketCounts$/,
         /2 counts for 2 explicitBounds/,
       ],
+      // OTLP requires strictly increasing bounds: out of order, the cumulative counts would run
+      // backwards (le="2" 1, le="1" 2); repeated, two buckets would be one series.
+      ...[
+        [[2, 1], /explicitBounds\[1\] = 1 after 2/],
+        [[1, 1], /explicitBounds\[1\] = 1 after 1/],
+        [[0, 5, 5, 7], /explicitBounds\[2\] = 5 after 5/],
+        [[-0, 0], /explicitBounds\[1\] = 0 after 0/],
+      ].map(([bounds, message]): [unknown, RegExp, RegExp] => [
+        body([
+          gauge('ok', { asDouble: 1 }),
+          {
+            name: 'hb1',
+            histogram: {
+              aggregationTemporality: 2,
+              dataPoints: [
+                {
+                  timeUnixNano: T,
+                  count: String((bounds as number[]).length + 1),
+                  bucketCounts: Array((bounds as number[]).length + 1).fill('1'),
+                  explicitBounds: bounds,
+                },
+              ],
+            },
+          },
+        ]),
+        /^resourceMetrics\[0\]\.scopeMetrics\[0\]\.metrics\[1\]\.histogram\.dataPoints\[0\]\.explicitBounds$/,
+        new RegExp(`must be strictly increasing \\(${(message as RegExp).source}\\)`),
+      ]),
       [
         body([gauge('g', { asDouble: 1 })], [{ key: 'service.name', value: { stringValue: 'x'.repeat(81) } }]),
         /dataPoints\[0\]/,
