@@ -46,6 +46,11 @@ export class RateLimitError extends ApiError {
   override body(): ErrorBody {
     return { ...super.body(), limit: this.limit, window: '1m' } as ErrorBody;
   }
+
+  /** The X-RateLimit headers of every limited answer, the 429 too: nothing remains. */
+  headers(): Record<string, string> {
+    return { 'X-RateLimit-Limit': String(this.limit), 'X-RateLimit-Remaining': '0' };
+  }
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -134,6 +139,7 @@ export class FrontDoor implements OnApplicationBootstrap {
     } catch (err) {
       if (err instanceof ApiError && err.getStatus() === 401)
         reply.header('WWW-Authenticate', 'Bearer realm="timescope"');
+      if (err instanceof RateLimitError) reply.headers(err.headers());
       sendError(reply, err, this.logger);
       return reply as unknown as void;
     }

@@ -2,7 +2,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { WsAdapter } from '@nestjs/platform-ws';
 import type { IncomingMessage } from 'node:http';
 import { toApiError } from '../common/error-envelope.js';
-import type { FrontDoor } from './front-door.js';
+import { type FrontDoor, RateLimitError } from './front-door.js';
 
 type VerifyDone = (ok: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
 
@@ -25,7 +25,7 @@ export class FrontDoorWsAdapter extends WsAdapter {
         () => done(true),
         (err) => {
           const e = toApiError(err);
-          const headers: Record<string, string> = {};
+          const headers: Record<string, string> = e instanceof RateLimitError ? e.headers() : {};
           if (e.retryAfter !== undefined) headers['Retry-After'] = String(e.retryAfter);
           if (e.getStatus() === 401) headers['WWW-Authenticate'] = 'Bearer realm="timescope"';
           done(false, e.getStatus(), e.message, headers);

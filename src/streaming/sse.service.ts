@@ -178,7 +178,11 @@ export class SseService {
       (count) => sseEvent(JSON.stringify({ count, reason: 'the client did not keep up' }), undefined, 'skipped'),
     );
     reply.hijack();
-    raw.writeHead(200, HEADERS);
+    // The headers the front door set (X-RateLimit-*) go out too: the hijacked reply writes its own head.
+    const set = Object.entries(reply.getHeaders()).filter(
+      (e): e is [string, string | number | string[]] => e[1] !== undefined,
+    );
+    raw.writeHead(200, { ...Object.fromEntries(set), ...HEADERS });
     raw.write(
       `retry: 3000\n: connected to Timescope (${spec.intervalMs === null ? 'every point' : `${spec.aggregation} every ${spec.intervalMs / 1000} s`})\n\n`,
     );

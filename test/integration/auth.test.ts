@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
@@ -54,6 +55,27 @@ function wsOutcome(url: string, headers: Record<string, string> = {}): Promise<n
     ws.once('unexpected-response', (_req, res) => {
       resolve(res.statusCode ?? 0);
       res.resume();
+    });
+    ws.once('error', (err) => (err.message.includes('Unexpected server response') ? undefined : reject(err)));
+  });
+}
+
+/** Opens a WebSocket that is to be refused: the upgrade's HTTP answer (status, headers, body). */
+function wsRefusal(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('open', () => {
+      ws.close();
+      reject(new Error(`${url}: opened`));
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
     });
     ws.once('error', (err) => (err.message.includes('Unexpected server response') ? undefined : reject(err)));
   });
@@ -389,6 +411,88 @@ describe('front door: rate limits', () => {
       assert.equal(r.json.error.details.parameter, parameter);
       assert.notEqual(r.headers.connection, 'close'); // the body was read in full: the connection stays
     }
+  });
+});
+
+describe('front door: X-RateLimit headers on every 429', () => {
+  let t: TestApp;
+  let base: string;
+  before(async () => {
+    const one = (c: string) => [`RATE_LIMIT_${c}`, '1'];
+    const classes = ['INGEST', 'QUERY', 'ADMIN', 'STREAM', 'MONITORING_METRICS', 'MONITORING_LOGS'];
+    t = await startApp('postgresql', {
+      RATE_LIMIT_ENABLED: 'true',
+      ...Object.fromEntries(classes.map(one)),
+      ...Object.fromEntries([...['MONITORING_ALERTS', 'DOCS', 'AUTH_FAILURES'].map(one)]),
+    });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    base = `127.0.0.1:${(t.app.getHttpServer().address() as AddressInfo).port}`;
+  });
+  after(() => t?.close());
+
+  /** The first answer passes with nothing left; the second is the 429, and says the same. */
+  function assertLimited(
+    what: string,
+    first: { status: number; headers: Headers | Record<string, unknown> },
+    second: typeof first,
+  ) {
+    const get = (r: typeof first, h: string) => (r.headers instanceof Headers ? r.headers.get(h) : r.headers[h]);
+    assert.ok(first.status < 400, `${what}: first answer ${first.status}`);
+    assert.deepEqual([get(first, 'x-ratelimit-limit'), get(first, 'x-ratelimit-remaining')], ['1', '0'], what);
+    assert.equal(second.status, 429, what);
+    assert.ok(Number(get(second, 'retry-after')) >= 1, what);
+    assert.deepEqual([get(second, 'x-ratelimit-limit'), get(second, 'x-ratelimit-remaining')], ['1', '0'], what);
+  }
+
+  it('carries X-RateLimit-Limit and X-RateLimit-Remaining: 0 on the 429 of every rate class', async () => {
+    const admin = t.adminKey!;
+    const reader = await t.key(['read'], 'hdr-reader');
+    const ingest = await t.key(['ingest'], 'hdr-ingest');
+    const routes: Array<[string, Parameters<typeof inject>[1]]> = [
+      [
+        'ingest',
+        {
+          method: 'POST',
+          url: '/api/v1/metrics',
+          headers: { ...bearer(ingest), 'content-type': 'application/json' },
+          payload: JSON.stringify({ source: 's', metrics: [{ name: 'rl', value: 1 }] }),
+        },
+      ],
+      ['query', { url: '/api/v1/metrics/names', headers: bearer(reader) }],
+      ['admin', { url: '/api/v1/auth/keys', headers: bearer(admin) }],
+      ['monitoring_metrics', { url: '/prometheus-metrics', headers: bearer(reader) }],
+      ['monitoring_logs', { url: '/api/v1/monitoring/logs', headers: bearer(reader) }],
+      ['monitoring_alerts', { url: '/api/v1/monitoring/alerts', headers: bearer(reader) }],
+      ['docs', { url: '/', ip: '10.1.1.1' }],
+    ];
+    for (const [rateClass, req] of routes) {
+      const [first, second] = [await inject(t, req), await inject(t, req)];
+      assertLimited(rateClass, first, second);
+      assert.equal(second.json.error.details.class, rateClass);
+    }
+
+    // Repeated wrong keys: the address's 429, even with a good key.
+    const bad = await inject(t, {
+      url: '/api/v1/metrics/names',
+      headers: bearer(`tsk_${'D'.repeat(43)}`),
+      ip: '10.2.2.2',
+    });
+    assert.equal(bad.status, 401);
+    const blocked = await inject(t, { url: '/api/v1/auth/whoami', headers: bearer(admin), ip: '10.2.2.2' });
+    assert.equal(blocked.status, 429);
+    assert.equal(blocked.json.error.details.class, 'auth_failures');
+    assert.deepEqual([blocked.headers['x-ratelimit-limit'], blocked.headers['x-ratelimit-remaining']], ['1', '0']);
+
+    // Streams: SSE through the onRequest hook, the WebSocket through its upgrade.
+    const sse = await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(reader));
+    sse.close();
+    assertLimited('stream (SSE)', sse, await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(reader)));
+    const streamer = await t.key(['read'], 'hdr-streamer');
+    assert.equal(await wsOutcome(`ws://${base}/ws/metrics`, bearer(streamer)), 'open');
+    const ws = await wsRefusal(`ws://${base}/ws/metrics`, bearer(streamer));
+    assert.equal(ws.status, 429);
+    assert.deepEqual([ws.headers['x-ratelimit-limit'], ws.headers['x-ratelimit-remaining']], ['1', '0']);
+    assert.ok(Number(ws.headers['retry-after']) >= 1);
   });
 });
 
