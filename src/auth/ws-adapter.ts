@@ -9,7 +9,7 @@ type VerifyDone = (ok: boolean, code?: number, message?: string, headers?: Recor
 /**
  * The WebSocket adapter with the front door on the upgrade: a client without a valid key (header
  * or `?access_token=`), over its rate limit, or from another site when AUTH is off, gets the HTTP
- * error (401, 403, 429) instead of a socket.
+ * error (401, 403, 429) instead of a socket, in the JSON error envelope.
  */
 export class FrontDoorWsAdapter extends WsAdapter {
   constructor(
@@ -28,7 +28,10 @@ export class FrontDoorWsAdapter extends WsAdapter {
           const headers: Record<string, string> = e instanceof RateLimitError ? e.headers() : {};
           if (e.retryAfter !== undefined) headers['Retry-After'] = String(e.retryAfter);
           if (e.getStatus() === 401) headers['WWW-Authenticate'] = 'Bearer realm="timescope"';
-          done(false, e.getStatus(), e.message, headers);
+          // The body is the JSON error envelope, as on every HTTP answer: ws writes `message` as the
+          // body with Content-Type text/html unless the headers say otherwise (the same key's case).
+          headers['Content-Type'] = 'application/json; charset=utf-8';
+          done(false, e.getStatus(), JSON.stringify({ error: e.body() }), headers);
         },
       );
     };

@@ -292,6 +292,25 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
       assert.equal(await wsOutcome(`ws://${base}/ws/metrics?access_token=${keys.read}`), 'open');
     });
 
+    it('refuses a WebSocket upgrade with the JSON error envelope, not text/html', async () => {
+      for (const [headers, status, code] of [
+        [{}, 401, 'UNAUTHORIZED'],
+        [bearer(`tsk_${'B'.repeat(43)}`), 401, 'UNAUTHORIZED'],
+        [bearer(keys.ingest), 403, 'FORBIDDEN'],
+      ] as const) {
+        const r = await wsRefusal(`ws://${base}/ws/metrics`, headers);
+        assert.equal(r.status, status);
+        assert.match(String(r.headers['content-type']), /^application\/json/);
+        assert.equal(Number(r.headers['content-length']), Buffer.byteLength(r.body));
+        const body = JSON.parse(r.body);
+        assert.equal(body.error.code, code);
+        assert.equal(typeof body.error.message, 'string');
+        assert.equal(typeof body.error.timestamp, 'string');
+        if (status === 401) assert.equal(r.headers['www-authenticate'], 'Bearer realm="timescope"');
+        else assert.equal(body.error.details.required_scope, 'read');
+      }
+    });
+
     it('admits SSE with a read key in the header or ?access_token=, and refuses one without', async () => {
       const none = await sseClient(`http://${base}/api/v1/metrics/stream`);
       assert.equal(none.status, 401);
@@ -491,6 +510,8 @@ describe('front door: X-RateLimit headers on every 429', () => {
     assert.equal(await wsOutcome(`ws://${base}/ws/metrics`, bearer(streamer)), 'open');
     const ws = await wsRefusal(`ws://${base}/ws/metrics`, bearer(streamer));
     assert.equal(ws.status, 429);
+    assert.match(String(ws.headers['content-type']), /^application\/json/);
+    assert.equal(JSON.parse(ws.body).error.code, 'RATE_LIMIT_EXCEEDED');
     assert.deepEqual([ws.headers['x-ratelimit-limit'], ws.headers['x-ratelimit-remaining']], ['1', '0']);
     assert.ok(Number(ws.headers['retry-after']) >= 1);
   });
