@@ -5,9 +5,11 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import type { FastifyReply } from 'fastify';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import fastifyCompress from '@fastify/compress';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
-import { installBinaryBodies, passesSnappy } from './ingestion/binary-body.js';
+import { installBinaryBodies, isRemoteWrite } from './ingestion/binary-body.js';
+import { remoteWriteEncodingProblem } from './ingestion/remote-write.js';
 import { FrontDoor } from './auth/front-door.js';
 import { FrontDoorWsAdapter } from './auth/ws-adapter.js';
 import { COMPRESSION } from './common/compression.js';
@@ -80,8 +82,15 @@ export async function createApp(
   installLineProtocol(fastify); // text bodies for the InfluxDB write routes only (/api/v2/write, /write)
   // gzip/deflate request bodies; fastify's bodyLimit then applies to the decompressed bytes.
   fastify.addHook('preParsing', async (req, _reply, payload) => {
-    const enc = req.headers['content-encoding']?.toLowerCase(); // content codings are case-insensitive (RFC 9110)
-    if (!enc || enc === 'identity' || passesSnappy(req, enc)) return payload;
+    const header = req.headers['content-encoding'];
+    if (isRemoteWrite(req)) {
+      // Snappy, undone by its decoder; anything else is a 415 before a byte is decoded.
+      const problem = remoteWriteEncodingProblem(header);
+      if (problem) throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', problem, { header: 'content-encoding' });
+      return payload;
+    }
+    const enc = header?.toLowerCase(); // content codings are case-insensitive (RFC 9110)
+    if (!enc || enc === 'identity') return payload;
     if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
       throw new ApiError(
         415,
@@ -89,13 +98,7 @@ export async function createApp(
         `Content-Encoding ${enc} is not supported (use gzip, deflate or none)`,
       );
     }
-    const decoded = payload.pipe(enc === 'deflate' ? createInflate() : createGunzip()) as unknown as typeof payload & {
-      receivedEncodedLength: number;
-    };
-    // fastify compares Content-Length with the encoded bytes received, not the decoded ones.
-    decoded.receivedEncodedLength = 0;
-    payload.on('data', (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
-    return decoded;
+    return decodedBody(payload, enc === 'deflate' ? createInflate() : createGunzip(), header as string);
   });
   installBinaryBodies(fastify); // protobuf (remote write, OTLP) and Avro bodies as Buffers, on the routes that declare them
   // Compressed answers (before any route exists: the plugin hooks each route as it is added).
@@ -108,6 +111,29 @@ export async function createApp(
   app.useWebSocketAdapter(new FrontDoorWsAdapter(app, door));
   await app.init();
   return app;
+}
+
+/**
+ * The body as `decoder` (gunzip or inflate) undoes it. A body that is not of that encoding is a 400
+ * in the envelope saying so (zlib's own message, "incorrect header check", named nothing), not
+ * whatever error zlib raises. fastify compares Content-Length with `receivedEncodedLength`.
+ */
+function decodedBody(payload: Readable, decoder: Transform, encoding: string): Readable {
+  const decoded = new PassThrough() as PassThrough & { receivedEncodedLength: number };
+  decoded.receivedEncodedLength = 0;
+  payload.on('data', (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
+  decoder.on('error', (err) =>
+    decoded.destroy(
+      new ApiError(
+        400,
+        'INVALID_REQUEST',
+        `Request body could not be decoded as Content-Encoding ${encoding}: ${err.message}`,
+        { header: 'content-encoding' },
+      ),
+    ),
+  );
+  payload.pipe(decoder).pipe(decoded);
+  return decoded;
 }
 
 let builtDocument: OpenAPIObject | undefined;

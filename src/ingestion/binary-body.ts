@@ -18,9 +18,9 @@ export function installBinaryBodies(fastify: FastifyInstance): void {
 }
 
 /**
- * `Content-Encoding: snappy` is remote write's own framing, decoded by its decoder (with the
- * decoded size bounded by INGEST_MAX_BODY_BYTES): the preParsing hook passes it through on that
- * route only, and refuses it elsewhere like any other unknown encoding.
+ * `Content-Encoding: snappy` (in any case) is remote write's own framing, decoded by its decoder
+ * (with the decoded size bounded by INGEST_MAX_BODY_BYTES): on that route the preParsing hook
+ * passes it through and refuses every other encoding before decoding anything (gzip too: 415, as
+ * for a valid gzip body); elsewhere snappy is refused like any other unknown encoding.
  */
-export const passesSnappy = (req: FastifyRequest, encoding: string): boolean =>
-  encoding === 'snappy' && req.routeOptions?.url === REMOTE_WRITE_ROUTE;
+export const isRemoteWrite = (req: FastifyRequest): boolean => req.routeOptions?.url === REMOTE_WRITE_ROUTE;

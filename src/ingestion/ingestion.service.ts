@@ -10,7 +10,7 @@ import type { PointBatch } from '../storage/point-batch.js';
 import { decodeAvroMetrics } from './avro.js';
 import type { ValidatedSeries } from './collect.js';
 import { decodeOtlp, otlpProtobufToJson, otlpResponse } from './otlp.js';
-import { decodeRemoteWrite, remoteWriteVersionProblem, unsnappy } from './remote-write.js';
+import { decodeRemoteWrite, remoteWriteEncodingProblem, remoteWriteVersionProblem, unsnappy } from './remote-write.js';
 import {
   decodeAppMetrics,
   decodeBatches,
@@ -179,15 +179,8 @@ export class IngestionService {
     const header = (name: string) => (typeof headers[name] === 'string' ? (headers[name] as string) : undefined);
     const version = remoteWriteVersionProblem(header('content-type'), header('x-prometheus-remote-write-version'));
     if (version) throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', version, { header: 'content-type' });
-    const encoding = header('content-encoding');
-    if (encoding !== undefined && encoding !== 'snappy') {
-      throw new ApiError(
-        415,
-        'UNSUPPORTED_MEDIA_TYPE',
-        `Remote write bodies are snappy-compressed (Content-Encoding: snappy), not ${encoding}`,
-        { header: 'content-encoding' },
-      );
-    }
+    const encoding = remoteWriteEncodingProblem(header('content-encoding')); // also refused before the body is read
+    if (encoding) throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', encoding, { header: 'content-encoding' });
     if (!Buffer.isBuffer(body) || body.length === 0)
       throw invalidRequest('Remote write body is empty: a snappy-compressed prometheus.WriteRequest is expected', {
         field: 'body',

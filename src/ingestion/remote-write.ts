@@ -83,6 +83,15 @@ function toDouble(b: Bits): number {
   return f64[0];
 }
 
+/**
+ * Why a remote write body's Content-Encoding is refused (a 415), or undefined for snappy (content
+ * codings are case-insensitive, RFC 9110) or none. Checked before the body is read.
+ */
+export function remoteWriteEncodingProblem(encoding: string | undefined): string | undefined {
+  if (encoding === undefined || encoding.toLowerCase() === 'snappy') return undefined;
+  return `Remote write bodies are snappy-compressed (Content-Encoding: snappy), not ${encoding}`;
+}
+
 /** The snappy block (not framed) body → the protobuf bytes, at most `maxBytes` of them. */
 export function unsnappy(body: Buffer, maxBytes: number): Buffer {
   let length: number;

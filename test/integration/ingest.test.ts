@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { it } from 'node:test';
 import { SeriesResolver } from '../../src/storage/series-resolver.js';
 import { describeEachFlavour } from '../support/suite.js';
@@ -397,6 +397,30 @@ describeEachFlavour(
       });
       assert.equal(r.status, 413);
       assert.ok(Date.now() - t0 < 2_000, `took ${Date.now() - t0} ms`);
+      assert.equal(await stored(), 0);
+    });
+
+    it('answers a body that is not of its Content-Encoding with 400 saying so, in the envelope', async () => {
+      const body = JSON.stringify({ source: 's', metrics: [{ name: 'enc', value: 1 }] });
+      const cases: Array<[string, Buffer]> = [
+        ['gzip', Buffer.from(body)], // not gzip at all (zlib: "incorrect header check")
+        ['GZip', gzipSync(body).subarray(0, 20)], // cut short ("unexpected end of file")
+        ['x-gzip', deflateSync(body)],
+        ['deflate', Buffer.from(body)],
+      ];
+      for (const [encoding, payload] of cases) {
+        const r = await ctx.t.request('POST', '/api/v1/metrics', payload, {
+          'content-type': 'application/json',
+          'content-encoding': encoding,
+        });
+        assert.equal(r.status, 400, encoding);
+        assert.equal(r.json.error.code, 'INVALID_REQUEST');
+        assert.match(
+          r.json.error.message,
+          new RegExp(`^Request body could not be decoded as Content-Encoding ${encoding}: `),
+        );
+        assert.deepEqual(r.json.error.details, { header: 'content-encoding' });
+      }
       assert.equal(await stored(), 0);
     });
 

@@ -353,6 +353,16 @@ describeEachFlavour(
         'content-encoding': 'gzip',
       });
       assert.equal(r.status, 413);
+      // Not gzip though it says so: a 400 saying so, in InfluxDB's shape beside the envelope.
+      for (const path of ['/api/v2/write?bucket=limits', '/write?db=limits']) {
+        r = await post(path, `m value=1 ${T0 * 1e6}`, { 'content-encoding': 'gzip' });
+        assert.equal(r.status, 400);
+        body = await json(r);
+        assert.equal(body.code, 'invalid');
+        assert.match(body.message, /^Request body could not be decoded as Content-Encoding gzip: /);
+        assert.equal(body.error.code, 'INVALID_REQUEST');
+        assert.equal(body.error.message, body.message);
+      }
       r = await post(
         '/api/v2/write?bucket=limits&precision=s',
         `m value=1 ${T0 / SECOND}\nm value=2 ${T0 / SECOND + 86_400}\n`,

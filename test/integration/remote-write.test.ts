@@ -199,13 +199,26 @@ describeEachFlavour(
         'content-type': 'application/json',
       });
       assert.equal(r.status, 415);
-      r = await ctx.t.request('POST', '/api/v1/write', gzipSync(body), {
-        ...ctx.t.authHeaders,
-        ...REMOTE_WRITE_HEADERS,
-        'content-encoding': 'gzip',
-      });
-      assert.equal(r.status, 415);
-      assert.match(r.json.error.message, /snappy/);
+      // gzip is refused before the body is decoded: a valid gzip body and one that is not gzip alike.
+      for (const [encoding, payload] of [
+        ['gzip', gzipSync(body)],
+        ['gzip', body],
+        ['GZIP', Buffer.from('not gzip')],
+        ['deflate', body],
+        ['identity', body],
+      ] as const) {
+        r = await ctx.t.request('POST', '/api/v1/write', payload, {
+          ...ctx.t.authHeaders,
+          ...REMOTE_WRITE_HEADERS,
+          'content-encoding': encoding,
+        });
+        assert.equal(r.status, 415, `${encoding}: ${r.body}`);
+        assert.equal(
+          r.json.error.message,
+          `Remote write bodies are snappy-compressed (Content-Encoding: snappy), not ${encoding}`,
+        );
+        assert.deepEqual(r.json.error.details, { header: 'content-encoding' });
+      }
       r = await ctx.t.request('POST', '/api/v1/write', body, {
         ...ctx.t.authHeaders,
         ...REMOTE_WRITE_HEADERS,
@@ -225,6 +238,19 @@ describeEachFlavour(
       assert.equal(r.status, 415);
       assert.match(r.json.error.message, /Content-Encoding snappy is not supported/);
       assert.equal(await seriesCount('rw_415'), 0);
+    });
+
+    it('reads Content-Encoding snappy in any case', async () => {
+      for (const [i, encoding] of ['SNAPPY', 'Snappy'].entries()) {
+        const r = await write([{ labels: [['__name__', 'rw_snappy_case']], samples: [[i, T0 + i]] }], {
+          'content-encoding': encoding,
+        });
+        assert.equal(r.status, 204, `${encoding}: ${r.body}`);
+      }
+      assert.deepEqual(
+        (await rows('rw_snappy_case')).map((r) => r[3]),
+        [0, 1],
+      );
     });
 
     it('answers 400 for bodies that are not snappy or not a WriteRequest, 413 past the body and point limits', async () => {
