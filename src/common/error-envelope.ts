@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { ApiError, ErrorCode } from './errors.js';
+import { FORBIDDEN_KEY_MESSAGE, forbiddenKeyError } from './json-body.js';
 
 const statusCodes: Record<number, ErrorCode> = {
   400: 'INVALID_REQUEST',
@@ -58,6 +59,8 @@ export function toApiError(err: unknown): ApiError {
       });
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
       return new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', e.message ?? 'Unsupported media type');
+    // secure-json-parse's refusal of a __proto__ or constructor.prototype key: the JSON is valid.
+    if (e.name === 'SyntaxError' && e.message === FORBIDDEN_KEY_MESSAGE) return forbiddenKeyError();
     if (e.name === 'SyntaxError' || e.code === 'FST_ERR_CTP_INVALID_JSON_BODY')
       return new ApiError(400, 'INVALID_REQUEST', `Malformed JSON body: ${e.message}`);
     if (e.code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new ApiError(400, 'INVALID_REQUEST', 'Empty JSON body');

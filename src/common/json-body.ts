@@ -32,6 +32,59 @@ class RefusedBody {
 
 const notUtf8 = () => new ApiError(400, 'INVALID_REQUEST', 'Request body is not valid UTF-8 (JSON is UTF-8, RFC 8259)');
 
+/** secure-json-parse's message when it refuses a `__proto__` or `constructor.prototype` key. */
+export const FORBIDDEN_KEY_MESSAGE = 'Object contains forbidden prototype property';
+
+/**
+ * The 400 for a body holding a `__proto__` key, or a `constructor` object with a `prototype` key
+ * (prototype poisoning: `onProtoPoisoning`/`onConstructorPoisoning: 'error'`), naming where when
+ * known. fastify's parser reports it as "Body is not valid JSON", which the body is.
+ */
+export function forbiddenKeyError(field?: string, key = '__proto__'): ApiError {
+  return new ApiError(
+    400,
+    'INVALID_REQUEST',
+    `Request body holds a ${key} key${field === undefined ? '' : ` (${field})`}: Timescope refuses __proto__ and constructor.prototype keys anywhere in a JSON body`,
+    field === undefined ? undefined : { field },
+  );
+}
+
+/**
+ * Where a JSON text that secure-json-parse refused holds its forbidden key, as the error to answer
+ * (the first in document order), or undefined when the text is not valid JSON after all.
+ */
+export function forbiddenKeyOf(text: string): ApiError | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text); // secure-json-parse skips a BOM
+  } catch {
+    return undefined;
+  }
+  const own = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+  const walk = (v: unknown, path: string): ApiError | undefined => {
+    if (v === null || typeof v !== 'object') return undefined;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const found = walk(v[i], `${path}[${i}]`);
+        if (found) return found;
+      }
+      return undefined;
+    }
+    const at = (k: string) => (path === '' ? k : `${path}.${k}`);
+    const o = v as Record<string, unknown>;
+    for (const k of Object.keys(o)) {
+      if (k === '__proto__') return forbiddenKeyError(at(k));
+      const c = o[k];
+      if (k === 'constructor' && c !== null && typeof c === 'object' && own(c, 'prototype'))
+        return forbiddenKeyError(at('constructor.prototype'), 'constructor.prototype');
+      const found = walk(c, at(k));
+      if (found) return found;
+    }
+    return undefined;
+  };
+  return walk(value, '') ?? forbiddenKeyError();
+}
+
 export interface JsonParserOptions {
   largeBytes?: number;
   /** By route path as registered (`/api/v1/metrics`). */
@@ -42,7 +95,7 @@ export interface JsonParserOptions {
 
 /**
  * JSON request bodies, parsed as fastify does (secure-json-parse: `__proto__` and `constructor`
- * keys refused), but the large ones one at a time, each in a macrotask of its own: between two of
+ * keys refused, with a 400 that says so: forbiddenKeyOf), but the large ones one at a time, each in a macrotask of its own: between two of
  * them the event loop takes in whatever arrived meanwhile, such as a health check. JSON.parse
  * cannot be interrupted, and a 1.3 MB object of 100,000 keys takes 170-280 ms of it; four clients
  * sending such bodies at once made /health wait behind all four. Now it waits behind one at most.
@@ -108,7 +161,15 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
       // one series (the scanner declines such bodies). JSON is UTF-8 (RFC 8259), whatever the charset says.
       if (!isUtf8(body)) return done(null, new RefusedBody(notUtf8()));
       // As fastify's parseAs 'string': the whole body decoded at once.
-      parse(req, body.toString('utf8'), done);
+      const text = body.toString('utf8');
+      parse(req, text, (err, parsed) => {
+        // secure-json-parse refuses a __proto__ or constructor.prototype key in valid JSON, which
+        // fastify reports as invalid JSON: say what it is instead (the body was read in full).
+        const forbidden =
+          err && (err as { code?: string }).code === 'FST_ERR_CTP_INVALID_JSON_BODY' && forbiddenKeyOf(text);
+        if (forbidden) return done(null, new RefusedBody(forbidden));
+        done(err, parsed);
+      });
     };
     if (body.length < largeBytes) return job();
     queue.push(job);

@@ -350,6 +350,45 @@ describeEachFlavour(
       );
       assert.equal(r.status, 400);
       assert.equal(({} as Record<string, unknown>).x, undefined);
+      assert.equal(r.json.error.details.field, 'metrics[0].tags.__proto__');
+    });
+
+    it('answers a __proto__ or constructor.prototype key anywhere with a 400 that says so, not "not valid JSON"', async () => {
+      const cases: Array<[string, string, string]> = [
+        ['/api/v1/metrics', '{"source":"js","pipeline":{"__proto__":1},"metrics":[]}', 'pipeline.__proto__'],
+        ['/api/v1/metrics', '{"__proto__":{},"source":"s","metrics":[]}', '__proto__'],
+        [
+          '/api/v1/metrics',
+          '{"source":"s","x":[1,{"constructor":{"prototype":{}}}],"metrics":[]}',
+          'x[1].constructor.prototype',
+        ],
+        [
+          '/api/v1/metrics/batch',
+          '{"batches":[{"source":"s","metrics":[],"m":{"\\u005f_proto__":null}}]}',
+          'batches[0].m.__proto__',
+        ],
+        ['/v1/metrics', '{"resourceMetrics":[],"constructor":{"prototype":null}}', 'constructor.prototype'],
+        ['/api/v1/metrics/query/multi', '{"queries":[{"metric":"m","__proto__":[]}]}', 'queries[0].__proto__'],
+      ];
+      for (const [url, raw, field] of cases) {
+        const r = await ctx.t.request('POST', url, raw, { 'content-type': 'application/json' });
+        assert.equal(r.status, 400, `${url} ${raw}: ${r.body}`);
+        assert.equal(r.json.error.code, 'INVALID_REQUEST');
+        const key = field.endsWith('constructor.prototype') ? 'constructor.prototype' : '__proto__';
+        assert.equal(
+          r.json.error.message,
+          `Request body holds a ${key} key (${field}): Timescope refuses __proto__ and constructor.prototype keys anywhere in a JSON body`,
+        );
+        assert.deepEqual(r.json.error.details, { field });
+        assert.notEqual(r.headers.connection, 'close', 'the body was read in full: the connection stays');
+      }
+      // Malformed JSON still says so; "constructor" and "prototype" on their own are data.
+      const bad = await ctx.t.request('POST', '/api/v1/metrics', '{"__proto__":', {
+        'content-type': 'application/json',
+      });
+      assert.match(bad.json.error.message, /^Malformed JSON body/);
+      const plain = await post({ source: 's', constructor: { x: 1 }, prototype: 1, metrics: [] });
+      assert.doesNotMatch(plain.body, /__proto__|constructor\.prototype/);
     });
 
     it('answers a body over INGEST_MAX_BODY_BYTES with 413, also when gzipped', async () => {

@@ -11,6 +11,19 @@ describe('toApiError', () => {
     assert.match(e.message, /too large to aggregate.*min, max, first or last/);
   });
 
+  it("names secure-json-parse's refusal of a __proto__ key for what it is, not malformed JSON", () => {
+    const e = toApiError(
+      Object.assign(new SyntaxError('Object contains forbidden prototype property'), { statusCode: 400 }),
+    );
+    assert.equal(e.getStatus(), 400);
+    assert.match(
+      e.message,
+      /^Request body holds a __proto__ key: Timescope refuses __proto__ and constructor\.prototype keys/,
+    );
+    const malformed = toApiError(Object.assign(new SyntaxError('Unexpected end of JSON input'), { statusCode: 400 }));
+    assert.equal(malformed.message, 'Malformed JSON body: Unexpected end of JSON input');
+  });
+
   it('keeps a statement timeout a 504 and an unreachable database a 503 with Retry-After', () => {
     assert.equal(toApiError(Object.assign(new Error('canceling statement'), { code: '57014' })).getStatus(), 504);
     const down = toApiError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
