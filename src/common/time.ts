@@ -60,14 +60,37 @@ export function guessPrecision(n: number): Precision {
 /**
  * An epoch number in the given precision, as epoch ms; or a reason it is refused. Without an explicit
  * precision the number must look like milliseconds (a seconds value is refused rather than stored in 1970).
+ * Digits finer than a microsecond are dropped toward the earlier microsecond (floorToMicros), as
+ * line protocol and ISO times drop them, so a time sent both ways is one point.
  */
 export function epochToMs(n: number, precision: Precision | undefined): number | string {
   if (!Number.isFinite(n)) return 'must be a finite number';
-  if (precision) return n * PRECISION_TO_MS[precision];
+  if (precision) return floorToMicros(n, precision);
   if (n < MS_PLAUSIBLE_MIN || n >= MS_PLAUSIBLE_MAX) {
     return `looks like epoch ${guessPrecision(n)}, not milliseconds; send milliseconds or set ?precision=${guessPrecision(n)}`;
   }
-  return n;
+  return Number.isInteger(n) ? n : floorToMicros(n, 'ms');
+}
+
+/** Microseconds per unit of an epoch number. */
+const US_PER_UNIT: Record<Precision, number> = { s: 1e6, ms: 1e3, us: 1, ns: 1e-3 };
+
+/**
+ * An epoch number in `precision` → epoch ms of the microsecond it falls in, finer digits dropped
+ * toward the earlier microsecond (floor, also before 1970), as line protocol does. A JSON number is
+ * a double, and the double nearest to an exact microsecond may lie a little below it
+ * (1705314600123024000 ns is the double …023872): the microsecond is the latest one whose own
+ * value in `precision`, as a double, is not after `n`, so such a number keeps its microsecond
+ * (…123024 µs, not …123023), and 1705314600123456789 ns (the double …456768) is …123456 µs.
+ */
+export function floorToMicros(n: number, precision: Precision): number {
+  const inUnit = (us: number) => (precision === 'ns' ? us * 1000 : us / US_PER_UNIT[precision]);
+  // Within one of the answer: one correctly rounded operation, on a quotient below 2^53 for the
+  // years Timescope stores with microseconds (|ms| < 2^42).
+  let us = Math.floor(precision === 'ns' ? n / 1000 : n * US_PER_UNIT[precision]);
+  if (inUnit(us) > n) us--;
+  else if (inUnit(us + 1) <= n) us++;
+  return us / 1000;
 }
 
 /** Times Timescope stores and queries: years 1 to 9999 (JavaScript dates and PostgreSQL both hold them). */

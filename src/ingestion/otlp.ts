@@ -1,5 +1,6 @@
 import protobuf from 'protobufjs';
 import { invalidRequest } from '../common/errors.js';
+import { floorToMicros } from '../common/time.js';
 import { isObject, Json } from '../common/input.js';
 import type { PointBatch } from '../storage/point-batch.js';
 import { PointCollector, ValidatedSeries } from './collect.js';
@@ -473,10 +474,13 @@ function int64Text(v: unknown): string | undefined {
   return undefined;
 }
 
-/** `timeUnixNano` → epoch ms with the microseconds as a fraction (exact: the nanoseconds are cut as text). 0 when absent. */
+/**
+ * `timeUnixNano` → epoch ms with the microseconds as a fraction, the nanoseconds dropped (exact: cut
+ * as text; a JSON number, a double, as floorToMicros reads epoch numbers). 0 when absent.
+ */
 export function nanosToMs(v: unknown): number | string {
   if (v === undefined || v === null) return 0;
-  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v / 1e6;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return floorToMicros(v, 'ns');
   if (typeof v === 'string' && /^\d{1,20}$/.test(v)) return v.length <= 3 ? 0 : Number(v.slice(0, -3)) / 1000;
   return 'must be nanoseconds since the Unix epoch, as a decimal string or an integer';
 }

@@ -167,6 +167,46 @@ describeEachFlavour(
       ]);
     });
 
+    it('lands a nanosecond time on one point whether sent as line protocol or as JSON (epoch ns, ISO): finer than a µs is dropped', async () => {
+      const us = BigInt(base()) * 1000n + 123_456n;
+      // 700 ns past the microsecond: rounding would give the next one. As a JSON number the time is a
+      // double (within 128 ns of it here), which still falls in the same microsecond.
+      const ns = `${us}700`;
+      const iso = `${new Date(Number(us / 1000n)).toISOString().slice(0, -1)}456700Z`;
+      const json = (body: string, query = '?precision=ns') =>
+        ctx.t.request('POST', `/api/v1/metrics${query}`, body, { 'content-type': 'application/json' });
+      const writes: Array<[string, () => Promise<{ status: number }>]> = [
+        ['line protocol', () => post('/api/v2/write?bucket=both-ways&precision=ns', `both value=1 ${ns}`)],
+        [
+          'JSON (scanner)',
+          () => json(`{"source":"both-ways","metrics":[{"name":"both","value":2,"timestamp":${ns}}]}`),
+        ],
+        [
+          'JSON (decoder)',
+          () => json(`{"source":"both-ways","x":0,"metrics":[{"name":"both","value":3,"timestamp":${ns}}]}`),
+        ],
+        [
+          'JSON batch',
+          () =>
+            ctx.t.request(
+              'POST',
+              '/api/v1/metrics/batch?precision=ns',
+              `{"batches":[{"source":"both-ways","metrics":[{"name":"both","value":4,"timestamp":${ns}}]}]}`,
+              { 'content-type': 'application/json' },
+            ),
+        ],
+        [
+          'JSON ISO',
+          () => json(`{"source":"both-ways","metrics":[{"name":"both","value":5,"timestamp":"${iso}"}]}`, ''),
+        ],
+      ];
+      for (const [i, [how, write]] of writes.entries()) {
+        const r = await write();
+        assert.ok(r.status === 200 || r.status === 204, `${how}: ${r.status}`);
+        assert.deepEqual(await stored('both-ways'), [['both', {}, i + 1, String(us)]], how);
+      }
+    });
+
     it('stores nothing of a request with one bad line, and answers 400 naming the line, as the client shows it', async () => {
       const key = await ctx.t.key(['ingest']);
       const T0 = base();

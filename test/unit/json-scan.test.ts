@@ -386,6 +386,20 @@ describe('json-scan: the scanner against JSON.parse + decode.ts', () => {
     const body = Buffer.from(`{"source":"p","metrics":[{"name":"m","value":1,"timestamp":${s}}]}`);
     assert.equal(check(body, 'submission', cache), false); // seconds without ?precision: refused by the slow path
     assert.ok(check(body, 'submission', cache, ctx({ precision: 's' })));
+    // Epoch numbers finer than a microsecond: dropped toward the earlier one by both paths alike.
+    const base = (NOW - 60_000) * 1000; // µs
+    for (const [precision, t, us] of [
+      ['ns', `${BigInt(base) * 1000n + 123_456_700n}`, base + 123_456],
+      ['ns', '1705314600123024000', 1705314600123024], // the double …023872, just below its microsecond
+      ['us', `${base + 123}.75`, base + 123],
+      ['ms', `${NOW - 60_000}.1234567`, base + 123],
+      ['s', `${s}.1234565`, s * 1e6 + 123_456],
+    ] as const) {
+      const fine = Buffer.from(`{"source":"p","metrics":[{"name":"m","value":1,"timestamp":${t}}]}`);
+      const c = ctx({ precision });
+      assert.ok(check(fine, 'submission', cache, c), t);
+      assert.equal((scanSubmission(fine, c, cache) as PointBatch).times[0], us / 1000, t);
+    }
     const old = Buffer.from(
       `{"source":"p","metrics":[{"name":"m","value":1,"timestamp":"${iso(NOW - 8 * 86_400_000)}"}]}`,
     );

@@ -197,6 +197,9 @@ describe('OTLP metrics decoder', () => {
     assert.equal(nanosToMs(T), NOW + 0.123);
     assert.equal(nanosToMs('1705314600000000999'), 1705314600000);
     assert.equal(nanosToMs(1705314600000000000), 1705314600000);
+    // A number drops the nanoseconds as the text does (line protocol too), rather than rounding them.
+    assert.equal(nanosToMs(Number('1705314600123456789')), 1705314600123.456);
+    assert.equal(nanosToMs(Number('1705314600123456789')), nanosToMs('1705314600123456789'));
     assert.equal(nanosToMs(undefined), 0);
     assert.match(String(nanosToMs('12.5')), /nanoseconds/);
     const r = decodeOtlp(body([gauge('g', { asDouble: 1 })]), ctx(NOW));

@@ -9,6 +9,7 @@ import {
   parseIsoTimestamp,
   epochQueryProblem,
   parseQueryTime,
+  type Precision,
   toEpochMicros,
   toIso,
   toIsoMicros,
@@ -71,6 +72,41 @@ describe('epoch numbers', () => {
     assert.equal(epochToMs(1_705_314_600, 's'), 1_705_314_600_000);
     assert.equal(epochToMs(1_705_314_600_000_000, 'us'), 1_705_314_600_000);
     assert.equal(epochToMs(1_705_314_600_000_000_000, 'ns'), 1_705_314_600_000);
+  });
+
+  it('drops digits finer than a microsecond toward the earlier one, in every precision, as line protocol does', () => {
+    // JSON numbers are doubles: 1705314600123456789 is the double …456768, and its microsecond …456.
+    assert.equal(epochToMs(Number('1705314600123456789'), 'ns'), 1705314600123.456);
+    assert.equal(epochToMs(Number('1705314600123456.75'), 'us'), 1705314600123.456);
+    assert.equal(epochToMs(Number('1705314600123.4567'), 'ms'), 1705314600123.456);
+    assert.equal(epochToMs(Number('1705314600123.4567'), undefined), 1705314600123.456);
+    assert.equal(epochToMs(Number('1705314600.1234565'), 's'), 1705314600123.456);
+    // Before 1970, toward the earlier microsecond too (as line protocol: 1 ns before the epoch is the µs before it).
+    assert.equal(epochToMs(-1, 'ns'), -0.001);
+    assert.equal(epochToMs(-1001, 'ns'), -0.002);
+    assert.equal(epochToMs(-1.5, 'us'), -0.002);
+    // A double just below an exact microsecond keeps it: 1705314600123024000 ns is the double …023872.
+    assert.equal(epochToMs(1705314600123024000, 'ns'), 1705314600123.024);
+    // Every exact microsecond, written in each precision as a client would, is that microsecond.
+    const digits = (us: bigint, shift: number) => {
+      const neg = us < 0n;
+      const t = (neg ? -us : us).toString().padStart(shift + 1, '0');
+      return `${neg ? '-' : ''}${t.slice(0, t.length - shift)}.${t.slice(t.length - shift)}`;
+    };
+    for (let i = 0; i < 20_000; i++) {
+      const us = BigInt(Math.floor((Math.random() - 0.1) * 2 ** 42 * 1000)); // |ms| < 2^42: 1830 to 2109
+      const forms: Array<[Precision, string]> = [
+        ['ns', (us * 1000n).toString()],
+        ['us', us.toString()],
+        ['ms', digits(us, 3)],
+        ['s', digits(us, 6)],
+      ];
+      for (const [precision, text] of forms) {
+        const ms = epochToMs(Number(text), precision) as number;
+        assert.equal(Math.round(ms * 1000), Number(us), `${text} ${precision}`);
+        assert.equal(ms, Number(us) / 1000, `${text} ${precision}`);
+      }
+    }
     assert.equal(guessPrecision(1.7e9), 's');
   });
 });
