@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
-import http from 'node:http';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import {
