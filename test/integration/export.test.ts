@@ -610,7 +610,10 @@ describeEachFlavour(
       try {
         const names = await ctx.t.get('/api/v1/metrics/names');
         assert.equal(names.status, 200, names.body);
-        assert.ok(names.json.metrics.some((m: { name: string }) => m.name === 'fat'), names.body);
+        assert.ok(
+          names.json.metrics.some((m: { name: string }) => m.name === 'fat'),
+          names.body,
+        );
         const keys = await ctx.t.get('/api/v1/auth/keys');
         assert.equal(keys.status, 200, keys.body);
         const third = await ctx.t.get(fat.path);
