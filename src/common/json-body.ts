@@ -51,9 +51,13 @@ export function forbiddenKeyError(field?: string, key = '__proto__'): ApiError {
 
 /**
  * Where a JSON text that secure-json-parse refused holds its forbidden key, as the error to answer
- * (the first in document order), or undefined when the text is not valid JSON after all.
+ * (the shallowest, as secure-json-parse looks breadth-first), or undefined when the text is not
+ * valid JSON after all (then it is answered as malformed). Breadth-first with
+ * a queue, not recursion: a body nested 100,000 deep would overflow the stack.
  */
 export function forbiddenKeyOf(text: string): ApiError | undefined {
+  // secure-json-parse only looks when these can occur: a malformed body is not parsed twice.
+  if (!/proto|constructor|\\u/.test(text)) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text); // secure-json-parse skips a BOM
@@ -61,14 +65,13 @@ export function forbiddenKeyOf(text: string): ApiError | undefined {
     return undefined;
   }
   const own = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
-  const walk = (v: unknown, path: string): ApiError | undefined => {
-    if (v === null || typeof v !== 'object') return undefined;
+  const queue: Array<[unknown, string]> = [[value, '']];
+  for (let q = 0; q < queue.length; q++) {
+    const [v, path] = queue[q];
+    if (v === null || typeof v !== 'object') continue;
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) {
-        const found = walk(v[i], `${path}[${i}]`);
-        if (found) return found;
-      }
-      return undefined;
+      for (let i = 0; i < v.length; i++) queue.push([v[i], `${path}[${i}]`]);
+      continue;
     }
     const at = (k: string) => (path === '' ? k : `${path}.${k}`);
     const o = v as Record<string, unknown>;
@@ -77,12 +80,10 @@ export function forbiddenKeyOf(text: string): ApiError | undefined {
       const c = o[k];
       if (k === 'constructor' && c !== null && typeof c === 'object' && own(c, 'prototype'))
         return forbiddenKeyError(at('constructor.prototype'), 'constructor.prototype');
-      const found = walk(c, at(k));
-      if (found) return found;
+      queue.push([c, at(k)]);
     }
-    return undefined;
-  };
-  return walk(value, '') ?? forbiddenKeyError();
+  }
+  return forbiddenKeyError(); // valid JSON that secure-json-parse refused: such a key, somewhere
 }
 
 export interface JsonParserOptions {
@@ -123,7 +124,7 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
     }
     setImmediate(() => {
       try {
-        job();
+        job(); // answers through done(), errors included
       } finally {
         next();
       }
@@ -139,6 +140,13 @@ export function installJsonParser(fastify: FastifyInstance, options: JsonParserO
     const fast = fastPaths.size > 0 ? fastPaths.get(route) : undefined;
     const guard = body.length >= GUARDED_JSON_BYTES ? guards.get(route) : undefined;
     const job = () => {
+      try {
+        parseBody();
+      } catch (err) {
+        done(err as Error, undefined); // never out of a setImmediate: that would end the process
+      }
+    };
+    const parseBody = () => {
       if (fast) {
         let result: unknown;
         try {

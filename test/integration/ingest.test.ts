@@ -389,6 +389,13 @@ describeEachFlavour(
       assert.match(bad.json.error.message, /^Malformed JSON body/);
       const plain = await post({ source: 's', constructor: { x: 1 }, prototype: 1, metrics: [] });
       assert.doesNotMatch(plain.body, /__proto__|constructor\.prototype/);
+      // Nested far deeper than a recursive walk's stack (and past 256 KB, parsed in a macrotask of its
+      // own), with the key at the top: the shallowest is named, and the service lives on.
+      const deep = `{"a":${'['.repeat(130_000)}${']'.repeat(130_000)},"__proto__":0}`;
+      const r = await ctx.t.request('POST', '/api/v1/metrics', deep, { 'content-type': 'application/json' });
+      assert.equal(r.status, 400, r.body.slice(0, 300));
+      assert.equal(r.json.error.details.field, '__proto__');
+      assert.equal((await ctx.t.get('/health/live')).status, 200);
     });
 
     it('answers a body over INGEST_MAX_BODY_BYTES with 413, also when gzipped', async () => {
