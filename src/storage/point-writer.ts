@@ -156,8 +156,8 @@ export class PointWriter implements BeforeApplicationShutdown {
     for (const o of this.observers) o.accepted(batch.length, origin);
     const waiting = { at: performance.now() };
     this.waitingSince.add(waiting);
+    let resolved: Awaited<ReturnType<SeriesResolver['resolve']>> | undefined;
     try {
-      let resolved: Awaited<ReturnType<SeriesResolver['resolve']>>;
       try {
         resolved = await this.resolver.resolve(batch);
       } catch (err) {
@@ -168,12 +168,14 @@ export class PointWriter implements BeforeApplicationShutdown {
         );
         throw err;
       }
+      const { ids, changes } = resolved;
       await new Promise<void>((resolve, reject) => {
-        this.queue.push({ batch, ids: resolved.ids, changes: resolved.changes, origin, resolve, reject });
+        this.queue.push({ batch, ids, changes, origin, resolve, reject });
         this.queued += batch.length;
         this.pump();
       });
     } finally {
+      this.resolver.release(resolved?.changes ?? null);
       this.waitingSince.delete(waiting);
       this.reserved -= batch.length;
       if (this.reserved === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -289,7 +291,8 @@ export class PointWriter implements BeforeApplicationShutdown {
     return this.database.withWriteClient(async (client) => {
       // Each remedy at most once, in whichever order the errors come (a missing partition, then a duplicate).
       let upsert = false,
-        reloaded = false;
+        reloaded = false,
+        deadlocked = false;
       for (;;) {
         try {
           return await this.writeOnce(client, group, min, upsert);
@@ -299,6 +302,10 @@ export class PointWriter implements BeforeApplicationShutdown {
             // A point that is already stored (a retry, or the same series and time twice in this group).
             this.stats.upserts++;
             upsert = true;
+          } else if (code === '40P01' && !deadlocked) {
+            // Two lanes creating or changing the same series rows in different orders: the server
+            // aborted this one; once more, the other has committed by then.
+            deadlocked = true;
           } else if (code === '23514' && this.partitions.enabled && !reloaded) {
             // No partition for a row: one was dropped or made elsewhere since we last looked.
             reloaded = true;

@@ -16,6 +16,8 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
   private readonly logger = new Logger('series');
   readonly cache: SeriesCache;
   private knownSeries = 0;
+  /** New series of writes on their way to a commit: MAX_SERIES counts them before they are stored. */
+  private pendingNew = 0;
   private readonly dirtySeen = new Map<number, CachedSeries>();
   private flushing = false;
   private seenTimer?: NodeJS.Timeout;
@@ -207,7 +209,8 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
         lastSeen: row.last_seen_ms ?? batch.seriesMaxTime[i],
       });
     }
-    if (creating.size > 0 && this.knownSeries + creating.size > this.config.series.maxSeries) {
+    if (creating.size === 0) return changes;
+    if (this.knownSeries + this.pendingNew + creating.size > this.config.series.maxSeries) {
       throw new ApiError(
         422,
         'UNPROCESSABLE_ENTITY',
@@ -215,7 +218,14 @@ export class SeriesResolver implements OnApplicationBootstrap, BeforeApplication
         { limit: 'MAX_SERIES', max_series: this.config.series.maxSeries, new_series: creating.size },
       );
     }
+    this.pendingNew += creating.size;
+    changes!.reserved = creating.size;
     return changes;
+  }
+
+  /** A write's reservation of new series (SeriesChanges.reserved) ends: committed (counted by then) or failed. */
+  release(changes: SeriesChanges | null): void {
+    if (changes?.reserved) this.pendingNew -= changes.reserved;
   }
 }
 
@@ -225,6 +235,8 @@ export interface SeriesChanges {
   create: number[];
   /** Stored series whose unit the batch changes, by series key. */
   units: Map<string, { id: number; unit: string }>;
+  /** New series counted against MAX_SERIES until the write commits or fails (see release). */
+  reserved?: number;
 }
 
 /** A batch on its way into a write transaction, with the ids `store` completes. */

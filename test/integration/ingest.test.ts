@@ -532,6 +532,18 @@ describeEachFlavour(
       assert.equal(r.json.error.details.limit, 'MAX_SERIES');
       assert.equal(await stored(), 0);
     });
+
+    it('counts the new series of writes still on their way against MAX_SERIES', async () => {
+      // Two requests of 3 new series each at once: both are resolved before either commits, so the
+      // second must see the first's 3 as taken (5 allowed), not only what is stored.
+      const body = (source: string) => ({ source, metrics: [0, 1, 2].map((i) => ({ name: `c${i}`, value: 1 })) });
+      const answers = await Promise.all([post(body('race-a')), post(body('race-b'))]);
+      assert.deepEqual(answers.map((r) => r.status).sort(), [200, 422], answers.map((r) => r.body).join('\n'));
+      const series = Number((await ctx.t.sql.query(`SELECT count(*) AS n FROM series`)).rows[0].n);
+      assert.ok(series <= 5, `${series} series stored, MAX_SERIES is 5`);
+      // The refused request's reservation was given back: one new series still fits, three do not.
+      assert.equal((await post({ source: 'race-c', metrics: [{ name: 'c0', value: 1 }] })).status, 200);
+    });
   },
   { INGEST_MAX_BODY_BYTES: String(2 * 1024 * 1024), INGEST_MAX_POINTS_PER_REQUEST: '100', MAX_SERIES: '5' },
 );
