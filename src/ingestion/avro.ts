@@ -57,12 +57,12 @@ const bad = (message: string, details: Record<string, unknown> = {}) =>
 /** An Avro body (either form) → the records it holds, at most INGEST_MAX_POINTS_PER_REQUEST of them. */
 export function readAvroMetrics(body: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecodedBytes: number): unknown[] {
   if (body.length === 0) throw bad('the body is empty');
-  const read: Buffer[] = [];
+  const bytes: Buffer[] = []; // each record's own bytes (views, not copies)
   const records =
     body.length >= 4 && body.subarray(0, 4).equals(MAGIC)
-      ? readContainer(body, ctx, maxDecodedBytes, read)
-      : readArray((read[0] = body), ctx);
-  refuseReplacedText(records, read);
+      ? readContainer(body, ctx, maxDecodedBytes, bytes)
+      : readArray(body, ctx, bytes);
+  refuseReplacedText(records, bytes);
   return records;
 }
 
@@ -71,11 +71,11 @@ const REPLACEMENT_BYTES = Buffer.from(REPLACEMENT, 'utf8');
 
 /**
  * Avro strings are UTF-8, and avsc decodes bytes that are not as U+FFFD (tag values differing only
- * there would become one series). A decoded string holding U+FFFD when no record bytes spell U+FFFD
- * (EF BF BD) came from invalid bytes: a 400 naming the field, as for JSON. (A body that does spell
- * U+FFFD somewhere is taken as written: the check never refuses valid text.)
+ * there would become one series). A record whose decoded strings hold U+FFFD while its own bytes
+ * never spell U+FFFD (EF BF BD) had invalid bytes: a 400 naming the field, as for JSON. A record
+ * whose bytes do spell it is taken as written: the check never refuses valid text.
  */
-function refuseReplacedText(records: unknown[], read: Buffer[]): void {
+function refuseReplacedText(records: unknown[], bytes: Buffer[]): void {
   const text = (s: unknown) => typeof s === 'string' && s.includes(REPLACEMENT);
   for (let i = 0; i < records.length; i++) {
     const r = records[i] as { name?: unknown; profileId?: unknown; tags?: Record<string, unknown> };
@@ -86,8 +86,7 @@ function refuseReplacedText(records: unknown[], read: Buffer[]): void {
         : r.tags && Object.entries(r.tags).some(([k, v]) => text(k) || text(v))
           ? 'tags'
           : undefined;
-    if (field === undefined) continue;
-    if (read.some((b) => b.includes(REPLACEMENT_BYTES))) return;
+    if (field === undefined || bytes[i].includes(REPLACEMENT_BYTES)) continue;
     throw invalidRequest(`metrics[${i}].${field}: is not valid UTF-8`, {
       field: `metrics[${i}].${field}`,
       format: 'avro',
@@ -112,7 +111,7 @@ function readLong(buf: Buffer, pos: number, what: string): { value: number; offs
 }
 
 /** Bare binary `array<Metric>`: blocks of `count` records (a negative count is followed by the block's byte size), ended by 0. */
-function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>): unknown[] {
+function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, bytes: Buffer[]): unknown[] {
   const records: unknown[] = [];
   let pos = 0;
   for (;;) {
@@ -137,6 +136,7 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>): unknown[] {
           { record: records.length, offset: pos },
         );
       records.push(r.value);
+      bytes.push(buf.subarray(pos, r.offset));
       pos = r.offset;
     }
   }
@@ -152,7 +152,7 @@ function readContainer(
   buf: Buffer,
   ctx: Pick<DecodeContext, 'limits'>,
   maxDecodedBytes: number,
-  blocks: Buffer[],
+  bytes: Buffer[],
 ): unknown[] {
   const h = headerType.decode(buf, 0);
   if (h.offset < 0) throw bad('the object container file header is truncated');
@@ -185,13 +185,13 @@ function readContainer(
     if (!buf.subarray(start + size, start + size + 16).equals(sync))
       throw bad(`block ${block} does not end with the file's sync marker`, { block });
     const data = decompress(codec, buf.subarray(start, start + size), maxDecodedBytes - decoded, block);
-    blocks.push(data);
     decoded += data.length;
     let at = 0;
     for (let i = 0; i < count; i++) {
       const r = metricType.decode(data, at, resolver);
       if (r.offset < 0) throw bad(`record ${i} of block ${block} is truncated`, { block, record: records.length });
       records.push(r.value);
+      bytes.push(data.subarray(at, r.offset));
       at = r.offset;
     }
     if (at !== data.length)

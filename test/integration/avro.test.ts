@@ -110,6 +110,14 @@ describeEachFlavour('ingest: Avro on /api/v2/app/{app_id}/metrics', (ctx) => {
       assert.equal(r.status, 400, r.body);
       assert.equal(r.json.error.details.field, 'metrics[1].tags');
     }
+    // Judged record by record: a U+FFFD sent on purpose in one record does not let another's bad bytes through.
+    const mixed = spoil(
+      Metrics.toBuffer([
+        metric('avro_utf8', 0, { tags: { host: 'a\uFFFDb' } }),
+        metric('avro_utf8', 1, { tags: { host: 'BADBYTE' } }),
+      ]),
+    );
+    assert.equal((await send(mixed)).json.error?.details.field, 'metrics[1].tags');
     const named = Metrics.toBuffer([metric('avro_utf8', 0, { name: 'BADBYTE_x' })]);
     assert.equal((await send(spoil(named))).json.error.details.field, 'metrics[0].name');
     assert.equal(
