@@ -1,4 +1,4 @@
-import type { DetectorParams, SeriesInput } from './detector.js';
+import { DetectorParams, MIN_WINDOW, SeriesInput } from './detector.js';
 import { Algorithm, detectorFor } from './detectors.js';
 import { AnomalyReport, describeEpisode, Direction, findEpisodes, MinDeviation } from './episodes.js';
 import { trailingMeanStd, typicalStep } from './robust.js';
@@ -27,10 +27,15 @@ export const LONE_POINT_SCORE = 1.5;
  */
 export function analyseSeries(series: SeriesInput, opts: AnalysisOptions): Analysis {
   if (series.values.length === 0) return { anomalies: [], used: {} };
+  // An asked window is kept to at least MIN_WINDOW points (the whole series when it is shorter), as
+  // the default is: the median and MAD of a handful of points make ordinary noise stand out.
+  const floor = Math.min(series.values.length, MIN_WINDOW);
   const window =
     opts.windowMs !== undefined
-      ? Math.max(3, Math.round(opts.windowMs / (typicalStep(series.times) || opts.windowMs)))
-      : opts.window;
+      ? Math.max(floor, Math.round(opts.windowMs / (typicalStep(series.times) || opts.windowMs)))
+      : opts.window === undefined
+        ? undefined
+        : Math.max(floor, opts.window);
   const det = detectorFor(opts.algorithm)(series, { ...opts, window });
   const gap = Math.max(1, Math.round((Number(det.used.window) || 1) / 4));
   const episodes = findEpisodes(series, det, {

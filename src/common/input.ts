@@ -138,7 +138,7 @@ export function timestamp(p: Problems, v: unknown, field: string, w: TimeWindow)
 export function oneString(v: unknown, name: string): string | undefined {
   if (typeof v === 'string') return v;
   if (!Array.isArray(v)) return undefined;
-  if (v.length > 1) throw invalidQuery(name, `${name} is given ${v.length} times; it takes one value`);
+  if (v.length > 1) throw invalidQuery(name, `${name} takes one value, not ${v.length}`);
   return typeof v[0] === 'string' ? v[0] : undefined;
 }
 

@@ -84,12 +84,13 @@ const US_PER_UNIT: Record<Precision, number> = { s: 1e6, ms: 1e3, us: 1, ns: 1e-
  * (…123024 µs, not …123023), and 1705314600123456789 ns (the double …456768) is …123456 µs.
  */
 export function floorToMicros(n: number, precision: Precision): number {
-  const inUnit = (us: number) => (precision === 'ns' ? us * 1000 : us / US_PER_UNIT[precision]);
   // Within one of the answer: one correctly rounded operation, on a quotient below 2^53 for the
   // years Timescope stores with microseconds (|ms| < 2^42).
-  let us = Math.floor(precision === 'ns' ? n / 1000 : n * US_PER_UNIT[precision]);
-  if (inUnit(us) > n) us--;
-  else if (inUnit(us + 1) <= n) us++;
+  const ns = precision === 'ns';
+  const per = US_PER_UNIT[precision];
+  let us = Math.floor(ns ? n / 1000 : n * per);
+  if ((ns ? us * 1000 : us / per) > n) us--;
+  else if ((ns ? (us + 1) * 1000 : (us + 1) / per) <= n) us++;
   return us / 1000;
 }
 

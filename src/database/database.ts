@@ -152,7 +152,12 @@ export class Database implements OnApplicationShutdown {
   async dedicatedClient(): Promise<pg.Client> {
     if (this.info.pglite) throw new Error('PGlite serves one connection: use the pool');
     const client = new pg.Client(this.clientConfig);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
     return client;
   }
 

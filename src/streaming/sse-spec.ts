@@ -1,4 +1,5 @@
 import { invalidQuery } from '../common/errors.js';
+import { oneString } from '../common/input.js';
 import { parseDuration } from '../common/time.js';
 import { parseFilter, StreamFilter } from './stream-filter.js';
 
@@ -30,7 +31,7 @@ export function parseSseSpec(q: Record<string, unknown>, lastEventIdHeader: stri
     'INVALID_QUERY',
   );
   let intervalMs: number | null = null;
-  const iv = Array.isArray(q.interval) ? q.interval[0] : q.interval;
+  const iv = Array.isArray(q.interval) ? oneString(q.interval, 'interval') : q.interval;
   if (iv !== undefined && iv !== '') {
     const s = String(iv).trim();
     intervalMs = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : parseDuration(s);
@@ -46,7 +47,7 @@ export function parseSseSpec(q: Record<string, unknown>, lastEventIdHeader: stri
       );
     }
   }
-  const agg = Array.isArray(q.aggregation) ? q.aggregation[0] : q.aggregation;
+  const agg = Array.isArray(q.aggregation) ? oneString(q.aggregation, 'aggregation') : q.aggregation;
   let aggregation: StreamAggregation = 'last';
   if (agg !== undefined && agg !== '') {
     if (!(STREAM_AGGREGATIONS as readonly unknown[]).includes(agg))
