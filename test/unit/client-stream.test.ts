@@ -97,6 +97,41 @@ describe('client stream reconnection', () => {
     );
   });
 
+  it('says the id of the last event handed over, not of the last one read, so a new stream resumes there', async () => {
+    seen.length = 0;
+    handler = (_req, res) => {
+      open(res);
+      res.write(point('d.1', 1) + point('d.2', 2) + point('d.3', 3)); // one chunk, three events
+    };
+    const client = new TimescopeClient({ baseUrl: base });
+    const stream = client.stream();
+    assert.deepEqual(values(await take(stream, 1)), [1]);
+    assert.equal(stream.lastEventId, 'd.1'); // d.2 and d.3 were read, not handed over
+    assert.deepEqual(values(await take(stream, 2)), [2, 3]);
+    assert.equal(stream.lastEventId, 'd.3');
+    await stream.close();
+  });
+
+  it('does not count the time a slow caller holds an event against the connection', async () => {
+    seen.length = 0;
+    handler = (_req, res, n) => {
+      open(res);
+      let i = 0;
+      const t = setInterval(() => (i < 6 ? res.write(point(`e.${n}.${++i}`, i)) : clearInterval(t)), 50);
+      res.on('close', () => clearInterval(t));
+    };
+    const client = new TimescopeClient({ baseUrl: base, streamIdleTimeoutMs: 200 });
+    const stream = client.stream({ reconnectDelayMs: 10 });
+    const got: StreamEvent[] = [];
+    for await (const e of stream) {
+      got.push(e);
+      if (got.length === 6) break;
+      await new Promise((r) => setTimeout(r, 300)); // longer than the idle timeout, while bytes keep coming
+    }
+    assert.deepEqual(values(got), [1, 2, 3, 4, 5, 6]);
+    assert.equal(stream.connections, 1, 'reopened a connection that was never silent');
+  });
+
   it('throws a refusal that retrying cannot fix, and gives up after maxReconnectAttempts', async () => {
     handler = (_req, res) => {
       res.writeHead(401, { 'content-type': 'application/json' });

@@ -23,6 +23,11 @@ export class MetricStream implements AsyncIterableIterator<StreamEvent> {
   private readonly ctl = new AbortController();
   private readonly gen: AsyncGenerator<StreamEvent, void, undefined>;
   private readonly parser: SseParser;
+  /**
+   * The id of the last event handed to the caller. The parser runs ahead: it reads a whole chunk
+   * (many events) before the first of them is yielded, and resuming from its id lost the rest.
+   */
+  private delivered: string | undefined;
   /** Connections opened so far (1 + reconnects). */
   connections = 0;
 
@@ -32,15 +37,16 @@ export class MetricStream implements AsyncIterableIterator<StreamEvent> {
     private readonly tuning: StreamTuning,
   ) {
     this.parser = new SseParser(options.lastEventId);
+    this.delivered = options.lastEventId;
     const outer = options.signal;
     if (outer?.aborted) this.ctl.abort(outer.reason);
     else outer?.addEventListener('abort', () => this.ctl.abort(outer.reason), { once: true });
     this.gen = this.run();
   }
 
-  /** The id of the last event received: where a new stream would resume. */
+  /** The id of the last event this stream gave its caller: where a new stream would resume. */
   get lastEventId(): string | undefined {
-    return this.parser.lastEventId;
+    return this.delivered;
   }
 
   next(): Promise<IteratorResult<StreamEvent, void>> {
@@ -129,11 +135,16 @@ export class MetricStream implements AsyncIterableIterator<StreamEvent> {
             for (;;) {
               const { value, done } = await reader.read();
               if (done) break;
-              arm();
+              // The connection spoke. While the caller holds an event, the clock stops: a slow
+              // caller is not a silent connection (it was reopened for nothing).
+              clearTimeout(idle);
               for (const m of this.parser.push(decoder.decode(value, { stream: true }))) {
+                this.delivered = m.id;
                 const e = toEvent(m);
                 if (e) yield e;
               }
+              this.delivered = this.parser.lastEventId; // also an id-only event at the chunk's end
+              arm();
             }
           } catch (err) {
             if (aborted()) return;
