@@ -17,9 +17,7 @@ export class HealthController {
   @Answer(200, Health)
   @Answer(503, Health, 'The database is unreachable')
   async get(@Res({ passthrough: true }) reply: FastifyReply) {
-    const h = await this.health.health();
-    if (h.status === 'unhealthy') reply.status(503);
-    return h;
+    return answerHealth(this.health, reply);
   }
 
   @Get('live')
@@ -40,4 +38,30 @@ export class HealthController {
     if (!ok) reply.status(503);
     return { status: ok ? 'ok' : 'unavailable' };
   }
+}
+
+/**
+ * `/health` where the reference documents put it, relative to their base URLs: collector-api.md's
+ * `/api/v1` (`GET /health`), monitoring-api.md's `/api/v1/monitoring` and metrics-collection-api-v2's
+ * `/api/v2/app/{app_id}/health` (any app id: Timescope's health is not per app). The same answer.
+ */
+@ApiTags('system')
+@Controller()
+export class HealthAliasController {
+  constructor(private readonly health: HealthService) {}
+
+  @Get(['api/v1/health', 'api/v1/monitoring/health', 'api/v2/app/:appId/health'])
+  @Access('public')
+  @ApiOperation({ summary: 'As GET /health, at the paths the reference documents give it' })
+  @Answer(200, Health)
+  @Answer(503, Health, 'The database is unreachable')
+  async get(@Res({ passthrough: true }) reply: FastifyReply) {
+    return answerHealth(this.health, reply);
+  }
+}
+
+async function answerHealth(health: HealthService, reply: FastifyReply) {
+  const h = await health.health();
+  if (h.status === 'unhealthy') reply.status(503);
+  return h;
 }

@@ -1,7 +1,11 @@
 import { Global, Module } from '@nestjs/common';
-import { HealthController } from './health.controller.js';
+import { HealthAliasController, HealthController } from './health.controller.js';
 import { HealthService } from './health.service.js';
 
 @Global()
-@Module({ controllers: [HealthController], providers: [HealthService], exports: [HealthService] })
+@Module({
+  controllers: [HealthController, HealthAliasController],
+  providers: [HealthService],
+  exports: [HealthService],
+})
 export class SystemModule {}

@@ -21,6 +21,13 @@ describeEachFlavour('system', (ctx) => {
     assert.equal(r.json.components.metrics_processor.status, 'running');
     assert.equal((await ctx.t.get('/health/live')).status, 200);
     assert.equal((await ctx.t.get('/health/ready')).json.status, 'ok');
+    // The same answer where the reference documents put /health, relative to their base URLs.
+    for (const path of ['/api/v1/health', '/api/v1/monitoring/health', '/api/v2/app/your-app-id/health']) {
+      const alias = await ctx.t.get(path);
+      assert.equal(alias.status, 200, path);
+      assert.equal(alias.json.status, 'healthy', path);
+      assert.equal(alias.json.components.database.flavour, ctx.flavour, path);
+    }
   });
 
   it('answers unknown routes with the 404 envelope', async () => {
