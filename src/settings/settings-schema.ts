@@ -266,15 +266,17 @@ export function parseValue(s: Setting, raw: unknown): { value: SettingValue } | 
   // Durations: a number of seconds, or text such as "30s", "5m", "1h".
   let ms: number;
   if (typeof raw === 'number') ms = Number.isFinite(raw) ? raw * SECOND : NaN;
-  else if (typeof raw === 'string') ms = parseDuration(raw);
+  else if (typeof raw === 'string') ms = /^0+(ms|[smhdw])?$/.test(raw.trim()) ? 0 : parseDuration(raw);
   else return { problem: 'must be a duration such as "30s", "5m" or a number of seconds' };
-  if (!Number.isInteger(ms) || ms <= 0 || ms % SECOND !== 0)
+  // 0 is no setting's value, but a read-only one may hold it (flush_interval "0s"): GET, edit, PUT
+  // sends it back, and readOnlyProblems then judges it against the current value.
+  if (!Number.isInteger(ms) || ms < 0 || (ms === 0 && s.apply !== 'read-only') || ms % SECOND !== 0)
     return { problem: 'must be a whole number of seconds, such as "30s", "5m" or 30' };
   const sec = ms / SECOND;
   if ((s.min !== undefined && sec < s.min) || (s.max !== undefined && sec > s.max)) {
     return { problem: `must be between ${seconds(s.min ?? 1)} and ${seconds(s.max ?? sec)}` };
   }
-  return { value: seconds(sec) };
+  return { value: sec === 0 ? '0s' : seconds(sec) };
 }
 
 /**

@@ -139,6 +139,15 @@ describeEachFlavour('runtime configuration', (ctx) => {
     assert.equal(r.json.sources['alerting.enabled'], 'default');
     assert.equal(r.json.sources['alerting.thresholds.queue_size'], 'stored');
   });
+
+  // Last: a PUT of unchanged values still stores them (version and sources move).
+  it('takes back what GET gave, read-only fields included (processing.flush_interval is "0s")', async () => {
+    const doc = (await ctx.t.get('/api/v1/config')).json;
+    const r = await put({ processing: doc.processing, storage: doc.storage, collector: doc.collector });
+    assert.equal(r.status, 200, r.body);
+    assert.equal((await put({ processing: { flush_interval: 0 } })).status, 200);
+    assert.equal((await put({ processing: { flush_interval: '0s' } })).status, 200);
+  });
 });
 
 describe('runtime configuration across a restart', () => {
