@@ -162,6 +162,10 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
     } else if (!wanted() && this.collector.isRunning) {
       this.collector.stop();
       this.logger.log('the host collector is stopped');
+      // What was sampled goes out now: stopping ends the persist cadence, and the buffer would
+      // otherwise wait in memory until the collector is turned on again (or be lost in a crash).
+      if (!this.closing && this.collector.buffer.size > 0)
+        await this.persist().catch((err: Error) => this.logger.warn(`persist on stop failed: ${err.message}`));
     }
   }
 

@@ -124,6 +124,9 @@ export class SelfMetrics implements OnModuleInit, OnApplicationBootstrap, Before
     private readonly door: FrontDoor,
   ) {
     this.instance = `${config.collector.hostname ?? hostname()}:${config.port}`;
+    // The process metrics count from their registration (prom-client's CPU total and GC observer):
+    // registered when the app is built, not at the first scrape, so they cover the service's life.
+    processRegistry();
     const registers = [this.registry];
     const counter = <T extends string>(
       name: string,

@@ -115,6 +115,12 @@ describeEachFlavour(
       assert.equal(off.json.error.code, 'SERVICE_UNAVAILABLE');
       assert.equal((await ctx.t.get('/health')).json.components.collector.status, 'disabled');
       assert.equal((await ctx.t.get('/api/v1/collector/status')).json.running, false);
+      // What it had sampled is written when it stops, not left in memory until it is turned on again.
+      await waitFor(
+        async () => (await ctx.t.get('/api/v1/collector/status')).json.buffer.pending_points === 0,
+        5_000,
+        'the buffered samples to be written when the collector stops',
+      );
     });
   },
   env,
