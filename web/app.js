@@ -1,6 +1,6 @@
 // The live page: one metric over a range, its anomalies marked, and new points as they commit.
 import uPlot from './uPlot.esm.js';
-import { durationMs, mergePoint, seriesFromQuery, sseParser, trimBefore } from './live.js';
+import { durationMs, granularityFits, mergePoint, seriesFromQuery, sseParser, trimBefore } from './live.js';
 
 const KEY_ITEM = 'timescope.apiKey';
 const ANOMALY_REFRESH_MS = 15_000;
@@ -153,6 +153,12 @@ function writeHash() {
   history.replaceState(null, '', `#${p}`);
 }
 
+/** Granularities too fine for the range are offered greyed out; one chosen before falls back to auto. */
+function fitGranularity() {
+  for (const o of el.granularity.options) o.disabled = !granularityFits(o.value, el.range.value);
+  if (el.granularity.selectedOptions[0]?.disabled) el.granularity.value = 'auto';
+}
+
 function fillSelect(select, items, first) {
   const keep = select.value;
   select.replaceChildren(...(first ? [new Option(first, '')] : []), ...items.map(([v, label]) => new Option(label, v)));
@@ -163,6 +169,7 @@ function fillSelect(select, items, first) {
 
 async function start() {
   const wanted = readHash();
+  fitGranularity();
   try {
     say('Loading metrics…');
     const names = await api('api/v1/metrics/names');
@@ -481,6 +488,7 @@ el.metric.addEventListener('change', () => {
   el.source.value = '';
   loadSources('').then(load).catch(failed);
 });
+el.range.addEventListener('change', fitGranularity); // before load(), registered first
 for (const name of ['source', 'range', 'granularity', 'aggregation'])
   el[name].addEventListener('change', () => load().catch(failed));
 el.controls.addEventListener('submit', (e) => e.preventDefault());

@@ -8,6 +8,21 @@ export function durationMs(text) {
   return m ? Number(m[1]) * UNIT_MS[m[2]] : null;
 }
 
+/** QUERY_MAX_BUCKETS' default: the most buckets one query may return. */
+export const MAX_BUCKETS = 11_000;
+
+/**
+ * Whether a granularity (`auto`, `1s`, `5m`, …) fits a range (`1h`, `7d`, …): at most MAX_BUCKETS
+ * buckets, counting the one a misaligned start adds, as the query API counts them. `auto` always
+ * fits; the page offers 1 s next to 7 days, which the API refuses.
+ */
+export function granularityFits(granularity, range) {
+  if (granularity === 'auto') return true;
+  const g = durationMs(granularity),
+    r = durationMs(range);
+  return g !== null && r !== null && Math.ceil(r / g) + 1 <= MAX_BUCKETS;
+}
+
 /** The start of the bucket holding `ms`: buckets are aligned to the Unix epoch, as the query API aligns them. */
 export function bucketStart(ms, granularityMs) {
   return Math.floor(ms / granularityMs) * granularityMs;

@@ -8,6 +8,17 @@ const live = await import(new URL('../../../web/live.js', import.meta.url).href)
 
 const MIN = 60_000;
 
+describe('live page: granularities that fit the range', () => {
+  it('offers only what the query API takes (at most 11,000 buckets), auto always', () => {
+    assert.ok(live.granularityFits('auto', '7d'));
+    assert.ok(!live.granularityFits('1s', '7d')); // 604,801 buckets: the API's 400
+    assert.ok(!live.granularityFits('10s', '7d'));
+    assert.ok(live.granularityFits('1m', '7d'));
+    assert.ok(live.granularityFits('1s', '1h'));
+    assert.ok(!live.granularityFits('1s', '24h'));
+  });
+});
+
 describe('live page: reading Server-Sent Events', () => {
   const collect = (chunks: string[]) => {
     const events: any[] = [];
