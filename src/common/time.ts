@@ -127,7 +127,7 @@ export function formatDuration(ms: number): string {
 }
 
 /**
- * A time given in a query: ISO 8601 with zone, epoch milliseconds, `now`, or `now-<duration>`
+ * A time given in a query: ISO 8601 with zone, epoch milliseconds, `now`, or `now-<duration>` / `now+<duration>`
  * (`now-1h`, `now-7d`). Returns epoch ms or NaN; NaN also for a bare number that does not look like
  * epoch milliseconds (see epochQueryProblem for the reason to give).
  */
@@ -177,7 +177,7 @@ export function queryTimeError(param: string, raw: unknown, text: string | undef
     param,
     epoch
       ? `${param}: ${epoch}`
-      : `${param} must be an ISO 8601 date-time with a zone, epoch milliseconds, now or now-<duration> (got ${JSON.stringify(raw)})`,
+      : `${param} must be an ISO 8601 date-time with a zone, epoch milliseconds, now, now-<duration> or now+<duration> (got ${JSON.stringify(raw)})`,
     epoch ? { expected: 'epoch milliseconds or ISO 8601' } : undefined,
   );
 }

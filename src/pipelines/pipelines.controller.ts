@@ -21,7 +21,8 @@ import {
 const ID = ':id(^\\d+$)';
 const rangeDoc = {
   required: false,
-  description: 'ISO 8601 with zone, epoch ms, now or now-<duration>; a window belongs to the range holding its end',
+  description:
+    'ISO 8601 with zone, epoch ms, now, now-<duration> or now+<duration>; a window belongs to the range holding its end',
 };
 const pipelineExample = {
   name: 'experiment_summary',
