@@ -120,10 +120,15 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
         `configuration v${row.version} by ${actor.by}: ${changes.map((c) => `${c.field} ${c.before} → ${c.after}`).join(', ')}`,
       );
     this.adopt(row);
+    const doc = this.document();
     return {
-      ...this.document(),
+      ...doc,
       changes,
-      restart_required: changes.filter((c) => settingByPath(c.field)?.apply === 'restart').map((c) => c.field),
+      // A restart is required only where the process runs with another value than the new one:
+      // putting back the value it started with (after a change still waiting for a restart) is not.
+      restart_required: changes
+        .filter((c) => settingByPath(c.field)?.apply === 'restart' && c.field in doc.pending_restart)
+        .map((c) => c.field),
     };
   }
 

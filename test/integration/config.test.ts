@@ -103,6 +103,7 @@ describeEachFlavour('runtime configuration', (ctx) => {
     assert.deepEqual(r.json.restart_required, ['processing.worker_threads']);
     assert.equal(r.json.processing.worker_threads, 2, 'the running value until a restart');
     assert.deepEqual(r.json.pending_restart, { 'processing.worker_threads': 4 });
+
     assert.deepEqual(
       r.json.changes.map((c: { field: string }) => c.field),
       ['storage.retention_days', 'processing.worker_threads', 'jobs.rollup_refresh_interval'],
@@ -147,6 +148,13 @@ describeEachFlavour('runtime configuration', (ctx) => {
     assert.equal(r.status, 200, r.body);
     assert.equal((await put({ processing: { flush_interval: 0 } })).status, 200);
     assert.equal((await put({ processing: { flush_interval: '0s' } })).status, 200);
+    // A restart setting put back to the value the process runs with: no restart to wait for any more.
+    assert.deepEqual((await put({ processing: { worker_threads: 5 } })).json.restart_required, [
+      'processing.worker_threads',
+    ]);
+    const back = await put({ processing: { worker_threads: 2 } });
+    assert.deepEqual(back.json.restart_required, []);
+    assert.deepEqual(back.json.pending_restart, {});
   });
 });
 
