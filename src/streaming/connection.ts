@@ -63,6 +63,8 @@ export class StreamConnection {
   /** Runs while the queue is past `bufferBytes`. */
   private readonly full: StallClock;
   private corkedBytes = -1; // -1: not corked
+  /** When a paced sender (a replay) began waiting for its last message to leave; null when not waiting. */
+  private pacedSince: number | null = null;
   closed = false;
   readonly openedAt = Date.now();
 
@@ -98,16 +100,19 @@ export class StreamConnection {
    * Queues `msg` for a sender that waits for the client instead of skipping (a replay): true while
    * the client has room for more; false once this message took its queue past `bufferBytes`, and
    * then `resume` runs when that message has left the process (never if the connection ends
-   * first). The queue stays within `bufferBytes` and one message, as with deliver(), and a client
-   * whose queue stays past `bufferBytes` is cut off by check() as any other.
+   * first). The queue stays within `bufferBytes` and one message, as with deliver(). A client
+   * that takes no more of it is cut off by check() after `slowClientMs`, whether its queue is past
+   * `bufferBytes` or, with part of the last message taken by the kernel, just under it.
    */
-  pace(msg: string, resume: () => void): boolean {
+  pace(msg: string, resume: () => void, now = Date.now()): boolean {
     if (this.closed) return false;
     if (this.sink.bufferedAmount() + msg.length <= this.limits.bufferBytes) {
       this.write(msg);
       return true;
     }
+    this.pacedSince = now;
     this.write(msg, (err) => {
+      this.pacedSince = null;
       if (!err && !this.closed) resume();
     });
     return false;
@@ -159,7 +164,8 @@ export class StreamConnection {
   check(now: number): void {
     if (this.closed) return;
     const full = this.sink.bufferedAmount() > this.limits.bufferBytes;
-    if (this.full.blocked(full, now)) this.cutOff();
+    const stalledReplay = this.pacedSince !== null && now - this.pacedSince >= this.limits.slowClientMs;
+    if (this.full.blocked(full, now) || stalledReplay) this.cutOff();
     else if (!full) this.notifySkipped();
   }
 

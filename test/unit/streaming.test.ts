@@ -219,6 +219,17 @@ describe('slow clients', () => {
     assert.equal(resumed, 1);
   });
 
+  it('are cut off when a paced replay waits on them for the slow-client time, even just under the limit', () => {
+    const { sink, c, cutOff } = make();
+    assert.ok(!c.pace('y'.repeat(200), () => assert.fail('never resumed'), 0));
+    sink.buffered = 90; // the kernel took part of it, then the client stopped reading
+    c.check(500);
+    assert.equal(sink.closedWith, undefined);
+    c.check(1000);
+    assert.equal(sink.closedWith, CLOSE_TOO_SLOW);
+    assert.deepEqual(cutOff, [1]);
+  });
+
   it('are cut off with 1013 once their buffer has stayed full for the slow-client time', () => {
     const { sink, c, cutOff } = make();
     sink.buffered = 500;
