@@ -98,7 +98,7 @@ export function trailingBaseline(values: ArrayLike<number>, window: number, bloc
   const { center, sigma } = blocks ? blockBaseline(values, b, blocksPerWindow) : exactBaseline(values, window);
   const warm = Math.min(n, blocks ? b * blocksPerWindow : window);
   if (warm > 0) {
-    const to = Math.min(n, Math.max(window, warm));
+    const to = Math.min(n, window); // the first window (warm is never past it)
     const c0 = median(values, 0, to);
     const s0 = MAD_TO_SIGMA * mad(values, c0, 0, to);
     center.fill(c0, 0, warm);

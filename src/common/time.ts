@@ -72,9 +72,6 @@ export function epochToMs(n: number, precision: Precision | undefined): number |
   return Number.isInteger(n) ? n : floorToMicros(n, 'ms');
 }
 
-/** Microseconds per unit of an epoch number. */
-const US_PER_UNIT: Record<Precision, number> = { s: 1e6, ms: 1e3, us: 1, ns: 1e-3 };
-
 /**
  * An epoch number in `precision` → epoch ms of the microsecond it falls in, finer digits dropped
  * toward the earlier microsecond (floor, also before 1970), as line protocol does. A JSON number is
@@ -87,7 +84,7 @@ export function floorToMicros(n: number, precision: Precision): number {
   // Within one of the answer: one correctly rounded operation, on a quotient below 2^53 for the
   // years Timescope stores with microseconds (|ms| < 2^42).
   const ns = precision === 'ns';
-  const per = US_PER_UNIT[precision];
+  const per = PRECISION_TO_MS[precision] * 1000; // microseconds per unit: 1e6, 1e3, 1 (exact); ns divides by 1000
   let us = Math.floor(ns ? n / 1000 : n * per);
   if ((ns ? us * 1000 : us / per) > n) us--;
   else if ((ns ? (us + 1) * 1000 : (us + 1) / per) <= n) us++;

@@ -165,16 +165,16 @@ export function decodeRemoteWrite(
     skipped.native_histogram += ts.histograms.length;
     const samples = ts.samples;
     const values = new Float64Array(samples.length);
-    let finite = 0;
+    let storable = 0;
     for (let j = 0; j < samples.length; j++) {
       const bits = samples[j].value;
       const v = (values[j] = toDouble(bits));
-      if (isStorableValue(v)) finite++;
+      if (isStorableValue(v)) storable++;
       else if (Number.isFinite(v)) skipped.out_of_range++;
       else if (isStaleMarker(bits)) skipped.stale++;
       else skipped.non_finite++;
     }
-    if (finite === 0) continue; // a series is made by a value, not by a label set
+    if (storable === 0) continue; // a series is made by a value, not by a label set
     let name: string | undefined;
     let source = DEFAULT_SOURCE;
     const tags: Array<[string, string]> = [];

@@ -31,19 +31,23 @@ export class StatisticsRepository {
     // One connection for both tries: the pool would close a connection whose query failed.
     const client = await this.database.readPool.connect();
     let broken: Error | undefined; // released with the error, the pool closes the connection
+    const row = async (text: string) => {
+      try {
+        return (await client.query<SummaryRow>(text, params)).rows[0];
+      } catch (err) {
+        throw (broken = err as Error);
+      }
+    };
     try {
-      return (await client.query<SummaryRow>(sql('stddev_samp(value)'), params)).rows[0];
+      return await row(sql('stddev_samp(value)'));
     } catch (err) {
       // stddev_samp sums squares, which overflow a double from about 1.3e154: values that large
-      // are scaled by the largest magnitude first (a second pass, only then).
-      if ((err as { code?: string }).code !== '22003') throw (broken = err as Error);
+      // are scaled by the largest magnitude first (a second pass, only then). An overflow leaves
+      // the connection sound; any other error, in either pass, gives it back broken.
+      if ((err as { code?: string }).code !== '22003') throw err;
+      broken = undefined;
       const scaled = sql('stddev_samp(value / (SELECT a FROM s)) * (SELECT a FROM s)');
-      return (
-        await client.query<SummaryRow>(
-          `WITH s AS (SELECT max(abs(value)) AS a FROM points WHERE ${where}) ${scaled}`,
-          params,
-        )
-      ).rows[0];
+      return await row(`WITH s AS (SELECT max(abs(value)) AS a FROM points WHERE ${where}) ${scaled}`);
     } finally {
       client.release(broken);
     }

@@ -31,9 +31,9 @@ export function parseSseSpec(q: Record<string, unknown>, lastEventIdHeader: stri
     'INVALID_QUERY',
   );
   let intervalMs: number | null = null;
-  const iv = Array.isArray(q.interval) ? oneString(q.interval, 'interval') : q.interval;
+  const iv = oneString(q.interval, 'interval');
   if (iv !== undefined && iv !== '') {
-    const s = String(iv).trim();
+    const s = iv.trim();
     intervalMs = /^\d+(\.\d+)?$/.test(s) ? Number(s) * 1000 : parseDuration(s);
     if (
       !Number.isFinite(intervalMs) ||
@@ -47,7 +47,7 @@ export function parseSseSpec(q: Record<string, unknown>, lastEventIdHeader: stri
       );
     }
   }
-  const agg = Array.isArray(q.aggregation) ? oneString(q.aggregation, 'aggregation') : q.aggregation;
+  const agg = oneString(q.aggregation, 'aggregation');
   let aggregation: StreamAggregation = 'last';
   if (agg !== undefined && agg !== '') {
     if (!(STREAM_AGGREGATIONS as readonly unknown[]).includes(agg))

@@ -7,20 +7,37 @@ import { Answer } from '../openapi/decorators.js';
 import { Health, Liveness } from '../openapi/schemas/system.js';
 
 @ApiTags('system')
-@Controller('health')
+@Controller()
 export class HealthController {
   constructor(private readonly health: HealthService) {}
 
-  @Get()
+  @Get('health')
   @Access('public')
   @ApiOperation({ summary: 'Health of every component; 503 when the database is unreachable' })
   @Answer(200, Health)
   @Answer(503, Health, 'The database is unreachable')
   async get(@Res({ passthrough: true }) reply: FastifyReply) {
-    return answerHealth(this.health, reply);
+    const h = await this.health.health();
+    if (h.status === 'unhealthy') reply.status(503);
+    return h;
   }
 
-  @Get('live')
+  /**
+   * `/health` where the reference documents put it, relative to their base URLs: collector-api.md's
+   * `/api/v1`, monitoring-api.md's `/api/v1/monitoring` and metrics-collection-api-v2's
+   * `/api/v2/app/{app_id}/health` (any app id: Timescope's health is not per app). A method of its
+   * own, so that `/health` keeps its operation id in the OpenAPI document.
+   */
+  @Get(['api/v1/health', 'api/v1/monitoring/health', 'api/v2/app/:appId/health'])
+  @Access('public')
+  @ApiOperation({ summary: 'As GET /health, at the paths the reference documents give it' })
+  @Answer(200, Health)
+  @Answer(503, Health, 'The database is unreachable')
+  alias(@Res({ passthrough: true }) reply: FastifyReply) {
+    return this.get(reply);
+  }
+
+  @Get('health/live')
   @Access('public')
   @ApiOperation({ summary: 'Liveness: the process answers' })
   @Answer(200, Liveness)
@@ -28,7 +45,7 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  @Get('ready')
+  @Get('health/ready')
   @Access('public')
   @ApiOperation({ summary: 'Readiness: the database answers (503 otherwise)' })
   @Answer(200, Liveness)
@@ -38,30 +55,4 @@ export class HealthController {
     if (!ok) reply.status(503);
     return { status: ok ? 'ok' : 'unavailable' };
   }
-}
-
-/**
- * `/health` where the reference documents put it, relative to their base URLs: collector-api.md's
- * `/api/v1` (`GET /health`), monitoring-api.md's `/api/v1/monitoring` and metrics-collection-api-v2's
- * `/api/v2/app/{app_id}/health` (any app id: Timescope's health is not per app). The same answer.
- */
-@ApiTags('system')
-@Controller()
-export class HealthAliasController {
-  constructor(private readonly health: HealthService) {}
-
-  @Get(['api/v1/health', 'api/v1/monitoring/health', 'api/v2/app/:appId/health'])
-  @Access('public')
-  @ApiOperation({ summary: 'As GET /health, at the paths the reference documents give it' })
-  @Answer(200, Health)
-  @Answer(503, Health, 'The database is unreachable')
-  async get(@Res({ passthrough: true }) reply: FastifyReply) {
-    return answerHealth(this.health, reply);
-  }
-}
-
-async function answerHealth(health: HealthService, reply: FastifyReply) {
-  const h = await health.health();
-  if (h.status === 'unhealthy') reply.status(503);
-  return h;
 }

@@ -91,7 +91,6 @@ export const nodeTransport: WebhookTransport = (req) =>
       {
         method: 'POST',
         headers: { ...req.headers, 'content-length': String(Buffer.byteLength(req.body)) },
-        timeout: req.timeoutMs,
         lookup: pinned,
         agent: false,
       },
@@ -105,7 +104,6 @@ export const nodeTransport: WebhookTransport = (req) =>
       },
     );
     const deadline = setTimeout(() => r.destroy(new Error(`no answer within ${req.timeoutMs} ms`)), req.timeoutMs);
-    r.on('timeout', () => r.destroy(new Error(`no answer within ${req.timeoutMs} ms`)));
     r.on('error', (err) => {
       clearTimeout(deadline);
       reject(err);

@@ -222,7 +222,7 @@ export class WebhookService implements OnModuleInit, BeforeApplicationShutdown {
     let retryAfter: number | undefined;
     try {
       const url = parseWebhookUrl(row.url, this.guard);
-      // The name lookup shares the receiver's time, so an attempt ends within its claim (see drain).
+      // The name lookup is cut off at WEBHOOK_TIMEOUT_MS too, so an attempt ends within its claim (see drain).
       const [address] = await withDeadline(
         resolveWebhookTarget(url, this.guard, this.resolver),
         this.config.webhooks.timeoutMs,
