@@ -1,7 +1,7 @@
 import { FieldProblem, fieldErrors } from '../common/errors.js';
 import { isCleanText } from '../common/input.js';
 import { BoundedCache } from '../common/bounded-cache.js';
-import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } from '../storage/point-batch.js';
+import { CanonicalSeries, canonicalTags, PointBatch, PointBatchBuilder, seriesKey } from '../storage/point-batch.js';
 import {
   DecodeContext,
   MAX_PROBLEMS,
@@ -18,7 +18,7 @@ import {
 } from './decode.js';
 
 /** A series validated and canonicalised in an earlier request, by its raw key (name, source, unit, tags as sent). */
-export type ValidatedSeries = BoundedCache<Omit<SeriesRef, 'unit'>>;
+export type ValidatedSeries = BoundedCache<CanonicalSeries>;
 
 /**
  * Points of a decoded binary protocol (Prometheus remote write, OTLP) → one PointBatch, with the
@@ -90,7 +90,14 @@ export class PointCollector {
       const record: Record<string, string> = {};
       for (const [k, v] of tags) record[k] = v;
       const c = canonicalTags(record);
-      ref = { key: seriesKey(name, source, c.tagsKey), metric: name, source, tags: c.tags, tagsKey: c.tagsKey };
+      ref = {
+        key: seriesKey(name, source, c.tagsKey),
+        metric: name,
+        source,
+        tags: c.tags,
+        tagsKey: c.tagsKey,
+        refs: undefined,
+      };
       this.validated?.set(raw, ref);
     }
     // Two raw keys may name one series (tags in another order): the batch may list it twice, as the JSON decoder's does.

@@ -1,7 +1,7 @@
 import { FieldProblem, fieldErrors, invalidRequest, payloadTooLarge } from '../common/errors.js';
 import { isCleanText, isObject, Json } from '../common/input.js';
 import { DAY, epochToMs, isSupportedTime, parseIsoTimestamp, Precision } from '../common/time.js';
-import { canonicalTags, PointBatch, PointBatchBuilder, SeriesRef, seriesKey } from '../storage/point-batch.js';
+import { CanonicalSeries, canonicalTags, PointBatch, PointBatchBuilder, seriesKey } from '../storage/point-batch.js';
 
 /**
  * JSON ingest bodies → one PointBatch, all or nothing. Pure: no NestJS, no database.
@@ -35,7 +35,7 @@ export interface DecodeContext {
  * index in the batch being decoded, so one lookup per point finds both (decoding is synchronous:
  * no two decodes interleave).
  */
-export interface KnownSeries extends Omit<SeriesRef, 'unit'> {
+export interface KnownSeries extends CanonicalSeries {
   batch: number;
   idx: number;
 }
@@ -49,6 +49,7 @@ export function knownSeries(metric: string, source: string, tags: Record<string,
     source,
     tags: c.tags,
     tagsKey: c.tagsKey,
+    refs: undefined,
     batch: 0,
     idx: 0,
   };

@@ -464,6 +464,7 @@ class LineParser {
       source: this.source,
       tags: ls.tags,
       tagsKey: ls.tagsKey,
+      refs: undefined,
       batch: 0,
       idx: 0,
     };

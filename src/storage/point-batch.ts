@@ -14,8 +14,28 @@ export interface SeriesRef {
   /** Canonical JSON of the tags, keys sorted: `{"host":"a","region":"eu"}`. */
   readonly tagsKey: string;
   /** Last unit given for this series in the batch, if any. */
-  unit: string | null;
+  readonly unit: string | null;
 }
+
+/**
+ * A series validated and canonicalised once and kept by a decoder's cache across requests. The
+ * builder makes its SeriesRef once per unit (`refs`) rather than once per batch: a thousand
+ * per-request objects per batch, still held by the next batch's time, were what V8 promoted and
+ * then had to collect in full under a steady load (the ingest bench).
+ */
+export interface CanonicalSeries extends Omit<SeriesRef, 'unit'> {
+  /** PointBatchBuilder's own: this series without a unit, and with the last unit it was given. */
+  refs: { readonly plain: SeriesRef; unit: SeriesRef | undefined } | undefined;
+}
+
+const withUnit = (r: Omit<SeriesRef, 'unit'>, unit: string | null): SeriesRef => ({
+  key: r.key,
+  metric: r.metric,
+  source: r.source,
+  tags: r.tags,
+  tagsKey: r.tagsKey,
+  unit,
+});
 
 export interface PointBatch {
   /** Distinct series (the same key may appear twice when producers spelled its tags differently). */
@@ -52,6 +72,8 @@ export const seriesKey = (metric: string, source: string, tagsKey: string) =>
 
 export class PointBatchBuilder {
   private readonly series: SeriesRef[] = [];
+  /** Parallel to `series`: the decoder's series it came from (addCanonical), else undefined. */
+  private readonly canonical: Array<CanonicalSeries | undefined> = [];
   private readonly byKey = new Map<string, number>();
   private seriesIndex: Int32Array;
   private times: Float64Array;
@@ -86,36 +108,37 @@ export class PointBatchBuilder {
     if (idx === undefined) {
       idx = this.series.length;
       this.series.push({ key, metric, source, tags: c.tags, tagsKey: c.tagsKey, unit });
+      this.canonical.push(undefined);
       this.byKey.set(key, idx);
       this.sMin.push(Infinity);
       this.sMax.push(-Infinity);
     } else if (unit !== null) {
-      this.series[idx].unit = unit;
+      this.setUnit(idx, unit);
     }
     return idx;
   }
 
   /**
    * Adds a series already validated and canonicalised (its `key` computed) without looking it up:
-   * the caller guarantees it is not yet in this batch. Used by the JSON decoder's own cache.
+   * the caller guarantees it is not yet in this batch. Used by the decoders' own caches; the
+   * batch holds a SeriesRef shared with other batches of the same series (SeriesRefs are never
+   * changed once made).
    */
-  addCanonical(ref: Omit<SeriesRef, 'unit'>): number {
+  addCanonical(c: CanonicalSeries): number {
     const idx = this.series.length;
-    this.series.push({
-      key: ref.key,
-      metric: ref.metric,
-      source: ref.source,
-      tags: ref.tags,
-      tagsKey: ref.tagsKey,
-      unit: null,
-    });
+    this.series.push((c.refs ??= { plain: withUnit(c, null), unit: undefined }).plain);
+    this.canonical.push(c);
     this.sMin.push(Infinity);
     this.sMax.push(-Infinity);
     return idx;
   }
 
   setUnit(seriesIdx: number, unit: string): void {
-    this.series[seriesIdx].unit = unit;
+    const cur = this.series[seriesIdx];
+    if (cur.unit === unit) return;
+    const refs = this.canonical[seriesIdx]?.refs;
+    if (refs === undefined) this.series[seriesIdx] = withUnit(cur, unit);
+    else this.series[seriesIdx] = refs.unit?.unit === unit ? refs.unit : (refs.unit = withUnit(cur, unit));
   }
 
   push(seriesIdx: number, time: number, value: number): void {

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import { loadScripts } from '../../src/database/migrator.js';
 import { copyBinaryLength, encodeCopyBinary } from '../../src/storage/copy-binary.js';
 import { parsePartitionBound, parsePgTimestamp } from '../../src/storage/partitions.js';
-import { canonicalTags, PointBatchBuilder } from '../../src/storage/point-batch.js';
+import { CanonicalSeries, canonicalTags, PointBatchBuilder } from '../../src/storage/point-batch.js';
 import { SeriesCache } from '../../src/storage/series-cache.js';
 
 describe('SeriesCache', () => {
@@ -28,6 +28,47 @@ describe('canonicalTags', () => {
   it('sorts keys', () => {
     assert.equal(canonicalTags({ b: '2', a: '1' }).tagsKey, '{"a":"1","b":"2"}');
     assert.equal(canonicalTags(undefined).tagsKey, '{}');
+  });
+});
+
+describe('PointBatchBuilder with series kept across batches', () => {
+  const series = (): CanonicalSeries => ({
+    key: 'cpu\u0000bench\u0000{}',
+    metric: 'cpu',
+    source: 'bench',
+    tags: {},
+    tagsKey: '{}',
+    refs: undefined,
+  });
+
+  it('shares one SeriesRef per unit between batches, and never changes one a batch holds', () => {
+    const s = series();
+    const a = new PointBatchBuilder();
+    a.setUnit(a.addCanonical(s), 'ms');
+    const first = a.build();
+    const b = new PointBatchBuilder();
+    b.addCanonical(s); // no unit given in this batch
+    const second = b.build();
+    const c = new PointBatchBuilder();
+    c.setUnit(c.addCanonical(s), 's');
+    const third = c.build();
+    const d = new PointBatchBuilder();
+    d.setUnit(d.addCanonical(s), 's');
+    const fourth = d.build();
+    assert.equal(first.series[0].unit, 'ms', 'a later batch with another unit leaves this one as it was');
+    assert.equal(second.series[0].unit, null);
+    assert.equal(third.series[0].unit, 's');
+    assert.equal(fourth.series[0], third.series[0], 'the same unit again: the same object');
+    const e = new PointBatchBuilder();
+    e.addCanonical(s);
+    assert.equal(e.build().series[0], second.series[0]);
+  });
+
+  it('changes only its own SeriesRef when a series made by addSeries gets a unit', () => {
+    const a = new PointBatchBuilder();
+    const i = a.addSeries('cpu', 'bench', { host: 'a' }, null);
+    assert.equal(a.addSeries('cpu', 'bench', { host: 'a' }, 'ms'), i);
+    assert.equal(a.build().series[0].unit, 'ms');
   });
 });
 
