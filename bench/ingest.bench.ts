@@ -221,6 +221,17 @@ async function copyIngest(dbUrl: string, table: string, buffers: Buffer[]): Prom
   return seconds;
 }
 
+/**
+ * Full (mark-compact) collections the service has run so far, from its own Prometheus metrics.
+ * Under a steady load V8 should rarely need one: a run of them (a few a second) is the sign of a
+ * heap growth limit set too tight, and costs a third more CPU per point (see v8-tuning.ts).
+ */
+async function fullGcs(url: string): Promise<number> {
+  const r = await request(`${url}/prometheus-metrics`, 'GET');
+  const m = /^nodejs_gc_duration_seconds_count\{kind="major"\} (\d+)/m.exec(r.body);
+  return m ? Number(m[1]) : NaN;
+}
+
 /** The service's memory as it sees it (MB): where its RSS goes. */
 async function memory(url: string): Promise<string> {
   const r = await request(`${url}/api/v1/monitoring/debug/info`, 'GET');
@@ -322,11 +333,14 @@ async function main(): Promise<void> {
       ];
       const seconds: Record<string, number> = {};
       const cpu: Record<string, number> = {};
+      const gcs: Record<string, number> = {};
       for (let k = 0; k < phases.length; k++) {
         const [name, run] = phases[(k + rep) % phases.length];
+        const gc0 = await fullGcs(service.url);
         const cpu0 = service.cpuSeconds();
         seconds[name] = await run();
         cpu[name] = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
+        gcs[name] = (await fullGcs(service.url)) - gc0;
       }
       const row: Record<string, string | number> = {
         rep,
@@ -339,6 +353,7 @@ async function main(): Promise<void> {
         row[`${SHAPE_LABELS[s]} ratio`] = seconds.copy / seconds[s];
         row[`${SHAPE_LABELS[s]} vs sorted`] = seconds['copy sorted'] / seconds[s];
         row[`${SHAPE_LABELS[s]} CPU µs/pt`] = cpu[s];
+        row[`${SHAPE_LABELS[s]} full GCs`] = gcs[s];
       }
       row['max RSS MB'] = Math.round(maxRss);
       results.push(row);
@@ -364,6 +379,9 @@ async function main(): Promise<void> {
     }
     summary[`service CPU µs/pt (${SHAPES.join(', ')})`] = SHAPES.map((s) =>
       med(`${SHAPE_LABELS[s]} CPU µs/pt`).toFixed(2),
+    ).join(', ');
+    summary[`full GCs (${SHAPES.join(', ')}), all repetitions`] = SHAPES.map((s) =>
+      results.reduce((n, r) => n + (r[`${SHAPE_LABELS[s]} full GCs`] as number), 0),
     ).join(', ');
     summary['max RSS MB'] = Math.round(maxRss);
     summary['points stored'] = stored;
