@@ -64,6 +64,12 @@ interface Entry {
   bytes: Buffer;
   known: KnownSeries;
   next: Entry | undefined;
+  /**
+   * The entry of the point that came right after one of this series last time, in a body of the
+   * same source: senders repeat their series in the same order, so that guess, checked byte for
+   * byte, usually spares the hash and the lookup.
+   */
+  after: Entry | undefined;
 }
 
 /**
@@ -115,6 +121,8 @@ class Scanner {
   private unitStart = 0;
   private unitEnd = 0;
   private unit: string | undefined = undefined;
+  /** The entry of the previous point of this submission (see Entry.after). */
+  private prev: Entry | undefined = undefined;
   /** Tag spans of the point being scanned: key start, key end, value start, value end. */
   private tagSpans = new Int32Array(64);
 
@@ -191,6 +199,36 @@ class Scanner {
     if (e1 - s1 !== e2 - s2) return false;
     const b = this.b;
     for (let i = 0; i < e1 - s1; i++) if (b[s1 + i] !== b[s2 + i]) return false;
+    return true;
+  }
+
+  /**
+   * Whether the string at `p` (its opening quote) holds exactly the bytes [s, e) of a string
+   * scanned earlier, which string() accepted; if so, steps over it as string() would (what lies
+   * between the quotes is those bytes, so there is no escape or control character in it).
+   */
+  private sameString(s: number, e: number): boolean {
+    const b = this.b,
+      q = this.p + 1,
+      n = e - s;
+    if (n < 0 || q + n >= this.end || b[q + n] !== QUOTE) return false;
+    for (let i = 0; i < n; i++) if (b[q + i] !== b[s + i]) return false;
+    this.sStart = q;
+    this.sEnd = q + n;
+    this.p = q + n + 1;
+    return true;
+  }
+
+  /** Whether the string at `p` (its opening quote) is `key`; if so, steps over it as string() would. */
+  private atKey(key: Buffer): boolean {
+    const b = this.b,
+      q = this.p + 1,
+      n = key.length;
+    if (q + n >= this.end || b[q + n] !== QUOTE) return false;
+    for (let i = 0; i < n; i++) if (b[q + i] !== key[i]) return false;
+    this.sStart = q;
+    this.sEnd = q + n;
+    this.p = q + n + 1;
     return true;
   }
 
@@ -277,8 +315,9 @@ class Scanner {
     const c = this.b[this.p];
     let ms: number;
     if (c === QUOTE) {
+      // Points of a scrape share it: the last timestamp's text, compared where it stands.
+      if (this.sameString(this.tsStart, this.tsEnd)) return this.tsMs;
       this.string();
-      if (this.sameSpan(this.sStart, this.sEnd, this.tsStart, this.tsEnd)) return this.tsMs; // points of a scrape share it
       ms = parseIsoTimestamp(this.text());
       if (Number.isNaN(ms) || timeProblem(ms, this.window, this.ctx.limits) !== undefined) throw BAIL;
       this.tsStart = this.sStart;
@@ -358,6 +397,7 @@ class Scanner {
       return;
     }
     const table = this.cache.table(source);
+    this.prev = undefined; // guesses stay within one source's table
     for (;;) {
       if (++this.points > this.ctx.limits.maxPoints) throw BAIL;
       this.point(table, source, defaultTime);
@@ -381,31 +421,39 @@ class Scanner {
       tags = 0,
       time = defaultTime;
     for (;;) {
-      const c = this.key();
-      let bit: number;
-      if (this.is(KEY_NAME)) {
-        bit = 1;
+      // The five keys compared where they stand (string() and is() in one pass); any other key,
+      // or one spelled with an escape, is not one of them: the slow path.
+      if (this.b[this.p] !== QUOTE) throw BAIL;
+      const bit = this.atKey(KEY_NAME)
+        ? 1
+        : this.atKey(KEY_VALUE)
+          ? 2
+          : this.atKey(KEY_UNIT)
+            ? 4
+            : this.atKey(KEY_TAGS)
+              ? 8
+              : this.atKey(KEY_TIMESTAMP)
+                ? 16
+                : 0;
+      if (bit === 0) throw BAIL;
+      this.expect(COLON);
+      const c = this.ws();
+      if (bit === 1) {
         this.string();
         nameStart = this.sStart;
         nameEnd = this.sEnd;
-      } else if (this.is(KEY_VALUE)) {
-        bit = 2;
+      } else if (bit === 2) {
         if (c !== MINUS && !(c >= D0 && c <= D9)) throw BAIL;
         value = this.number();
-      } else if (this.is(KEY_UNIT)) {
-        bit = 4;
+      } else if (bit === 4) {
         if (!this.isNull()) {
           this.string();
           unitStart = this.sStart;
           unitEnd = this.sEnd;
         }
-      } else if (this.is(KEY_TAGS)) {
-        bit = 8;
+      } else if (bit === 8) {
         if (!this.isNull()) tags = this.tags();
-      } else if (this.is(KEY_TIMESTAMP)) {
-        bit = 16;
-        if (!this.isNull()) time = this.time();
-      } else throw BAIL;
+      } else if (!this.isNull()) time = this.time();
       if (seen & bit) throw BAIL;
       seen |= bit;
       const d = this.ws();
@@ -472,6 +520,18 @@ class Scanner {
 
   /** The validated series of a name and tags as sent: from the cache, or validated now. */
   private series(table: Map<number, Entry>, source: string, ns: number, ne: number, tags: number): KnownSeries {
+    const guess = this.prev?.after;
+    if (guess !== undefined && this.matches(guess.bytes, ns, ne, tags)) {
+      this.prev = guess;
+      return guess.known;
+    }
+    const entry = this.entry(table, source, ns, ne, tags);
+    if (this.prev !== undefined) this.prev.after = entry;
+    this.prev = entry;
+    return entry.known;
+  }
+
+  private entry(table: Map<number, Entry>, source: string, ns: number, ne: number, tags: number): Entry {
     const b = this.b,
       spans = this.tagSpans;
     // FNV-1a over name \0 k \0 v \0 …
@@ -485,7 +545,7 @@ class Scanner {
       h = Math.imul(h, 0x01000193);
     }
     for (let entry = table.get(h); entry !== undefined; entry = entry.next)
-      if (this.matches(entry.bytes, ns, ne, tags)) return entry.known;
+      if (this.matches(entry.bytes, ns, ne, tags)) return entry;
     const known = this.validate(source, ns, ne, tags);
     // The key bytes as above, for comparing on a hash collision.
     let len = ne - ns + 1;
@@ -494,8 +554,9 @@ class Scanner {
     let o = b.copy(bytes, 0, ns, ne) + 1;
     for (let t = 0; t < tags * 2; t++) o += b.copy(bytes, o, spans[t * 2], spans[t * 2 + 1]) + 1;
     this.cache.added();
-    table.set(h, { bytes, known, next: table.get(h) });
-    return known;
+    const entry: Entry = { bytes, known, next: table.get(h), after: undefined };
+    table.set(h, entry);
+    return entry;
   }
 
   private matches(bytes: Buffer, ns: number, ne: number, tags: number): boolean {

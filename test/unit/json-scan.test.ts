@@ -304,6 +304,32 @@ describe('json-scan: the scanner against JSON.parse + decode.ts', () => {
     assert.ok(check(scrape, 'batches', cache));
   });
 
+  it('guesses each series from the one before it, and checks every guess', () => {
+    const cache = new ScanSeriesCache(1000);
+    const t = iso(NOW - 60_000);
+    const point = (name: string, tags: Record<string, string>, value = 1) => ({ name, value, tags, timestamp: t });
+    const body = (source: string, points: object[]) => Buffer.from(JSON.stringify({ source, metrics: points }));
+    const a = point('cpu', { host: 'a' }),
+      b = point('cpu', { host: 'b' }),
+      c = point('mem', { host: 'a' }),
+      ab = point('cpu', { host: 'ab' }), // a guess of `cpu{host=a}` must not match on its prefix
+      two = point('cpu', { host: 'a', region: 'x' });
+    assert.ok(check(body('s1', [a, b, c, a, b, c]), 'submission', cache)); // the order learnt
+    assert.ok(check(body('s1', [a, b, c, a, ab, two, c]), 'submission', cache)); // guesses that miss
+    assert.ok(check(body('s1', [c, b, a, a, a]), 'submission', cache));
+    // The same name and tags from another source are another series: guesses stay within a source.
+    const batches = Buffer.from(
+      JSON.stringify({
+        batches: [
+          { source: 's1', metrics: [a, b, c] },
+          { source: 's2', metrics: [a, b, c] },
+          { source: 's1', metrics: [a, b] },
+        ],
+      }),
+    );
+    assert.ok(check(batches, 'batches', cache));
+  });
+
   it('declines what it is not sure of (escapes, duplicate keys, odd key order, bad UTF-8, …)', () => {
     const cache = new ScanSeriesCache(1000);
     const declined = [
