@@ -228,6 +228,7 @@ async function copyIngest(dbUrl: string, table: string, buffers: Buffer[]): Prom
  */
 async function fullGcs(url: string): Promise<number> {
   const r = await request(`${url}/prometheus-metrics`, 'GET');
+  if (r.status !== 200) throw new Error(`/prometheus-metrics answered ${r.status}`);
   const m = /^nodejs_gc_duration_seconds_count\{kind="major"\} (\d+)/m.exec(r.body);
   return m ? Number(m[1]) : 0; // none yet: prom-client prints a kind once it has seen one
 }
