@@ -25,8 +25,7 @@ export interface ExportEncoder {
   end(): Buffer;
 }
 
-/** A number as JSON and CSV write it (shortest round-trip form). */
-/** A value as text, `-0` included (String(-0) is "0": a stored -0 would not read back bit-exact). */
+/** A value as JSON and CSV write it: the shortest round-trip form, `-0` included (String(-0) is "0"). */
 const num = (v: number) =>
   Number.isFinite(v) ? (Object.is(v, -0) ? '-0' : String(v)) : v > 0 ? 'Infinity' : v < 0 ? '-Infinity' : 'NaN';
 

@@ -13,8 +13,8 @@ import { isIP } from 'node:net';
  * WHATWG URL writes for `[::127.0.0.1]`, SIIT `::ffff:0:a.b.c.d`, 6to4 `2002::/16`, Teredo
  * `2001::/32`, local-use NAT64 `64:ff9b:1::/48`). Mapped `::ffff:a.b.c.d` and well-known NAT64
  * `64:ff9b::/96` are judged by the IPv4 address inside (the socket goes there), so they pass only
- * where that address would, e.g. loopback with WEBHOOK_ALLOW_PRIVATE. Names that resolve to any of them
- * are refused too. Cloud metadata endpoints (addresses and names) are refused even with
+ * where that address would, e.g. loopback with WEBHOOK_ALLOW_PRIVATE. Names that resolve to any
+ * of them are refused too. Cloud metadata endpoints (addresses and names) are refused even with
  * WEBHOOK_ALLOW_PRIVATE. Redirects are never followed.
  */
 

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { FrontDoor } from '../../src/auth/front-door.js';
@@ -280,8 +279,7 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
   describe('streams', () => {
     let base: string;
     before(async () => {
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      base = `127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+      base = `127.0.0.1:${await ctx.t.listen()}`;
     });
 
     it('admits a WebSocket with a read key in the header or ?access_token=, and refuses one without (401) or with an ingest key (403)', async () => {
@@ -444,8 +442,7 @@ describe('front door: X-RateLimit headers on every 429', () => {
       ...Object.fromEntries(classes.map(one)),
       ...Object.fromEntries([...['MONITORING_ALERTS', 'DOCS', 'AUTH_FAILURES'].map(one)]),
     });
-    await t.app.listen({ port: 0, host: '127.0.0.1' });
-    base = `127.0.0.1:${(t.app.getHttpServer().address() as AddressInfo).port}`;
+    base = `127.0.0.1:${await t.listen()}`;
   });
   after(() => t?.close());
 

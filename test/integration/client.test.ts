@@ -79,8 +79,7 @@ describeEachFlavour(
     const T0 = Date.now() - 40 * 60_000;
 
     before(async () => {
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+      base = `http://127.0.0.1:${await ctx.t.listen()}`;
       key = await ctx.t.key(['ingest', 'read'], 'client-test');
       client = new TimescopeClient({ baseUrl: `${base}/api/v1`, apiKey: key, retry: { baseDelayMs: 20 } });
     });

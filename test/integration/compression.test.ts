@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { get, IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { before, it } from 'node:test';
 import { brotliDecompressSync, constants, gunzipSync, inflateSync } from 'node:zlib';
 import { describeEachFlavour } from '../support/suite.js';
@@ -57,8 +56,7 @@ describeEachFlavour(
         const r = await ctx.t.post('/api/v1/metrics', { source: 'zip', metrics });
         assert.equal(r.status, 200, r.body);
       }
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+      base = `http://127.0.0.1:${await ctx.t.listen()}`;
     });
 
     it('compresses a large query answer with gzip, br or deflate as asked, with Vary, and it decodes to the same answer', async () => {

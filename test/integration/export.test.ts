@@ -342,8 +342,7 @@ describeEachFlavour(
         for (let j = i; j < i + 50_000; j++) b.push(s, T1 + j * 100, j);
         await ctx.t.app.get(PointWriter).write(b.build());
       }
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as { port: number }).port}`;
+      base = `http://127.0.0.1:${await ctx.t.listen()}`;
     });
 
     it('answers 503 + Retry-After past EXPORT_MAX_CONCURRENT, and frees the slot and connection when a client goes away', async (t) => {
@@ -446,8 +445,7 @@ describeEachFlavour(
       const s = b.addSeries('big', 'h', {}, null);
       for (let j = 0; j < N; j++) b.push(s, T1 + j * 100, j);
       await ctx.t.app.get(PointWriter).write(b.build());
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (ctx.t.app.getHttpServer().address() as { port: number }).port;
+      const port = await ctx.t.listen();
       url = `http://127.0.0.1:${port}/api/v1/metrics/export?format=csv&metric=big&from=${iso(T1)}&to=${iso(T1 + N * 100)}`;
     });
 
@@ -515,8 +513,7 @@ function fatExport(ctx: { t: TestApp }) {
     const s = b.addSeries('fat', 'h', tags, null);
     for (let j = 0; j < N; j++) b.push(s, T1 + j * 1000, j);
     await ctx.t.app.get(PointWriter).write(b.build());
-    await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-    fat.port = (ctx.t.app.getHttpServer().address() as { port: number }).port;
+    fat.port = await ctx.t.listen();
   });
   return fat;
 }

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, it } from 'node:test';
 import { HttpError, InfluxDB, Point, setLogger, WritePrecisionType } from '@influxdata/influxdb-client';
@@ -21,8 +20,7 @@ describeEachFlavour(
     });
     before(async () => {
       previousLogger ??= setLogger({ error: () => undefined, warn: () => undefined });
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      url = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+      url = `http://127.0.0.1:${await ctx.t.listen()}`;
     });
 
     /** The official client, as an application configures it; no retries, so that errors surface at flush. */

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser, type ConsoleMessage, type Page } from 'playwright-core';
 import { CHROMIUM, chromiumSkip, requireChromium } from '../support/chromium.js';
@@ -101,8 +100,7 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
     (ctx) => {
       let base: string;
       before(async () => {
-        await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-        base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+        base = `http://127.0.0.1:${await ctx.t.listen()}`;
       });
 
       it('asks for a key, charts the chosen metric with its anomaly marked, and adds new points live', async (t) => {
@@ -252,8 +250,7 @@ describe('the live page in a real browser', { skip: chromiumSkip('the live page'
     (ctx) => {
       let base: string;
       before(async () => {
-        await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-        base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+        base = `http://127.0.0.1:${await ctx.t.listen()}`;
       });
 
       it('works without a key, opens on the metric named in its fragment, and loses no point committed while its query runs', async () => {

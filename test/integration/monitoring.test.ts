@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { it } from 'node:test';
 import { floorTo, HOUR, MINUTE } from '../../src/common/time.js';
 import { VERSION } from '../../src/common/version.js';
@@ -109,8 +108,7 @@ describeEachFlavour('monitoring API', (ctx) => {
     assert.ok(after.uptime_seconds >= 0);
     assert.equal(after.conversations, null);
 
-    await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
+    const port = await ctx.t.listen();
     const sse = await sseClient(`http://127.0.0.1:${port}/api/v1/metrics/stream?metric=anything`, ctx.t.authHeaders);
     assert.equal(sse.status, 200);
     await waitFor(

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { before, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import type { ExportResult } from '@opentelemetry/core';
@@ -41,8 +40,7 @@ class OnDemandReader extends MetricReader {
 describeEachFlavour('ingest: OTLP/HTTP metrics', (ctx) => {
   let base: string;
   before(async () => {
-    await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-    base = `http://127.0.0.1:${(ctx.t.app.getHttpServer().address() as AddressInfo).port}`;
+    base = `http://127.0.0.1:${await ctx.t.listen()}`;
   });
 
   /** The last value of a series in the last hour, through the query API. */

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { VERSION } from '../../src/common/version.js';
 import { dashboardExpressions } from '../../src/monitoring/grafana-dashboard.js';
@@ -240,8 +239,7 @@ describeEachFlavour('self-metrics: Prometheus exposition', (ctx) => {
   });
 
   it('counts live streams while they are open, and the messages sent to them', async () => {
-    await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
+    const port = await ctx.t.listen();
     const before = await scrape(ctx.t);
     const sse = await sseClient(`http://127.0.0.1:${port}/api/v1/metrics/stream?metric=sm_live`, ctx.t.authHeaders);
     assert.equal(sse.status, 200);
@@ -355,8 +353,7 @@ describe('self-metrics scraped by a real Prometheus', { skip: prometheusSkip('th
   before(async () => {
     requirePrometheus('the real scrape');
     t = await startApp('postgresql');
-    await t.app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (t.app.getHttpServer().address() as AddressInfo).port;
+    const port = await t.listen();
     const key = await t.key(['read'], 'prometheus');
     const target = `['127.0.0.1:${port}']`;
     prom = await startPrometheus(`global:
@@ -444,7 +441,7 @@ scrape_configs:
       15_000,
       'Prometheus to scrape the ingest',
     );
-    assert.equal(seen[0].metric.instance, `127.0.0.1:${(t.app.getHttpServer().address() as AddressInfo).port}`);
+    assert.equal(seen[0].metric.instance, `127.0.0.1:${await t.listen()}`);
     const info = await query('timescope_build_info{job="timescope-basic"}');
     assert.equal(info[0].metric.version, VERSION);
     assert.equal(info[0].metric.flavour, 'postgresql');

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { before, it } from 'node:test';
 import { StreamHub } from '../../src/streaming/stream-hub.js';
 import { wsClient } from '../support/stream-clients.js';
@@ -12,8 +11,7 @@ describeEachFlavour(
   (ctx) => {
     let port: number;
     before(async () => {
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
+      port = await ctx.t.listen();
     });
 
     it('cuts off a client that stops reading, while ingest and the other clients go on', async (t) => {
@@ -111,8 +109,7 @@ describeEachFlavour(
   (ctx) => {
     let port: number;
     before(async () => {
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
+      port = await ctx.t.listen();
     });
 
     it('tells an SSE client how many points it missed once it catches up, with no further point to carry it', async () => {

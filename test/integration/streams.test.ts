@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { before, it } from 'node:test';
 import { StreamHub } from '../../src/streaming/stream-hub.js';
 import { sseClient, wsClient } from '../support/stream-clients.js';
@@ -23,8 +22,7 @@ describeEachFlavour(
     };
 
     before(async () => {
-      await ctx.t.app.listen({ port: 0, host: '127.0.0.1' });
-      port = (ctx.t.app.getHttpServer().address() as AddressInfo).port;
+      port = await ctx.t.listen();
       base = `http://127.0.0.1:${port}`;
     });
 

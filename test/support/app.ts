@@ -1,4 +1,5 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { createApp } from '../../src/app.factory.js';
 import { ApiKeysService } from '../../src/auth/api-keys.service.js';
@@ -31,6 +32,8 @@ export interface TestApp {
   get(url: string): Promise<InjectResult>;
   post(url: string, body?: unknown, headers?: Record<string, string>): Promise<InjectResult>;
   runJob(name: string): Promise<any>;
+  /** Serves the app over real HTTP on a free loopback port (the first call listens) and returns the port. */
+  listen(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -126,6 +129,10 @@ export async function startApp(
       const r = await request('POST', `/api/v1/system/jobs/${name}/run`);
       if (r.status !== 200 || r.json.outcome !== 'ok') throw new Error(`job ${name}: ${r.status} ${r.body}`);
       return r.json;
+    },
+    async listen() {
+      if (!app.getHttpServer().listening) await app.listen({ port: 0, host: '127.0.0.1' });
+      return (app.getHttpServer().address() as AddressInfo).port;
     },
     async close() {
       proxy?.restore();
