@@ -204,8 +204,11 @@ export class FrontDoor implements OnApplicationBootstrap {
     return principal;
   }
 
-  /** A WebSocket upgrade (/ws/metrics): a stream to read, key in the header or `?access_token=`. */
-  admitUpgrade(req: IncomingMessage): Promise<Principal> {
+  /**
+   * A WebSocket upgrade (/ws/metrics): a stream to read, key in the header or `?access_token=`.
+   * `endpoint` false: no WebSocket is served at that path, which still needs a key (401 before 404).
+   */
+  admitUpgrade(req: IncomingMessage, endpoint = true): Promise<Principal> {
     const url = new URL(req.url ?? '/', 'http://upgrade');
     return this.admit(
       {
@@ -215,7 +218,7 @@ export class FrontDoor implements OnApplicationBootstrap {
         ip: req.socket.remoteAddress ?? '',
         queryToken: url.searchParams.get('access_token') ?? undefined,
       },
-      STREAM,
+      endpoint ? STREAM : undefined,
     );
   }
 

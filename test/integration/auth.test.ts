@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { FrontDoor } from '../../src/auth/front-door.js';
@@ -34,6 +35,31 @@ async function inject(
 }
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+
+/**
+ * Writes `request` on a new connection and resolves with what comes back: all of it once the
+ * server closes, or what came within 500 ms of the first bytes (a socket that was upgraded stays open).
+ */
+function rawExchange(hostPort: string, request: string): Promise<string> {
+  const [host, port] = hostPort.split(':');
+  return new Promise((resolve, reject) => {
+    let got = '';
+    let timer: NodeJS.Timeout | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(got);
+    };
+    const socket = connect(Number(port), host, () => socket.write(request));
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      got += c;
+      timer ??= setTimeout(done, 500);
+    });
+    socket.on('end', done);
+    socket.on('error', reject);
+  });
+}
 
 /** A concrete URL for a route pattern: path parameters that match no stored object. */
 const concrete = (url: string) =>
@@ -307,6 +333,45 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
         if (status === 401) assert.equal(r.headers['www-authenticate'], 'Bearer realm="timescope"');
         else assert.equal(body.error.details.required_scope, 'read');
       }
+    });
+
+    it('answers an upgrade to a path with no WebSocket endpoint 404 in the envelope once the key is valid (401 before)', async () => {
+      const none = await wsRefusal(`ws://${base}/ws/nope`);
+      assert.equal(none.status, 401);
+      assert.equal(JSON.parse(none.body).error.code, 'UNAUTHORIZED');
+      assert.equal(none.headers['www-authenticate'], 'Bearer realm="timescope"');
+      for (const [url, headers] of [
+        [`ws://${base}/ws/nope`, bearer(keys.read)],
+        [`ws://${base}/ws/metrics/extra?access_token=${keys.read}`, {}],
+      ] as const) {
+        const r = await wsRefusal(url, headers);
+        assert.equal(r.status, 404);
+        assert.match(String(r.headers['content-type']), /^application\/json/);
+        assert.equal(Number(r.headers['content-length']), Buffer.byteLength(r.body));
+        const body = JSON.parse(r.body);
+        assert.equal(body.error.code, 'RESOURCE_NOT_FOUND');
+        assert.match(
+          body.error.message,
+          /No WebSocket endpoint at \/ws\/(nope|metrics\/extra); WebSocket streams are at \/ws\/metrics/,
+        );
+      }
+    });
+
+    it('routes an upgrade by its path whatever the Host header says, and answers a target that is no URL 400', async () => {
+      const upgrade = (target: string, host: string) =>
+        rawExchange(
+          base,
+          `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+            `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
+            `Authorization: Bearer ${keys.read}\r\n\r\n`,
+        );
+      // Nest's listener built a URL from the Host header, and a malformed one made it write "HTTP/1.1 400" and the exception's text.
+      assert.match(await upgrade('/ws/metrics', '[::'), /^HTTP\/1\.1 101 /);
+      const bad = await upgrade('http://[x/ws/metrics', 'localhost');
+      assert.match(bad, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      const body = JSON.parse(bad.slice(bad.indexOf('\r\n\r\n') + 4));
+      assert.equal(body.error.code, 'INVALID_REQUEST');
+      assert.equal(body.error.details.field, 'url');
     });
 
     it('admits SSE with a read key in the header or ?access_token=, and refuses one without', async () => {
