@@ -1,5 +1,6 @@
 import avro from 'avsc';
 import snappy from 'snappyjs';
+import { isUtf8 } from 'node:buffer';
 import { crc32, inflateRawSync } from 'node:zlib';
 import { ApiError, invalidRequest } from '../common/errors.js';
 import type { PointBatch } from '../storage/point-batch.js';
@@ -58,41 +59,131 @@ const bad = (message: string, details: Record<string, unknown> = {}) =>
 export function readAvroMetrics(body: Buffer, ctx: Pick<DecodeContext, 'limits'>, maxDecodedBytes: number): unknown[] {
   if (body.length === 0) throw bad('the body is empty');
   const bytes: Buffer[] = []; // each record's own bytes (views, not copies)
-  const records =
-    body.length >= 4 && body.subarray(0, 4).equals(MAGIC)
-      ? readContainer(body, ctx, maxDecodedBytes, bytes)
-      : readArray(body, ctx, bytes);
-  refuseReplacedText(records, bytes);
-  return records;
+  const container = body.length >= 4 && body.subarray(0, 4).equals(MAGIC);
+  const read = container ? readContainer(body, ctx, maxDecodedBytes, bytes) : readArray(body, ctx, bytes);
+  refuseReplacedText(read.records, bytes, read.writer);
+  return read.records;
 }
 
 const REPLACEMENT = '\uFFFD';
-const REPLACEMENT_BYTES = Buffer.from(REPLACEMENT, 'utf8');
 
 /**
  * Avro strings are UTF-8, and avsc decodes bytes that are not as U+FFFD (tag values differing only
- * there would become one series). A record whose decoded strings hold U+FFFD while its own bytes
- * never spell U+FFFD (EF BF BD) had invalid bytes: a 400 naming the field, as for JSON. A record
- * whose bytes do spell it is taken as written: the check never refuses valid text.
+ * there would become one series). A record whose decoded strings hold U+FFFD (rare: the check
+ * costs nothing otherwise) has its own bytes walked as the writer's schema lays them out, and a
+ * string there that is not valid UTF-8 is a 400 naming its field, as for JSON. A U+FFFD sent as
+ * such (EF BF BD) is valid text and stays.
  */
-function refuseReplacedText(records: unknown[], bytes: Buffer[]): void {
+function refuseReplacedText(records: unknown[], bytes: Buffer[], writer: avro.Type): void {
   const text = (s: unknown) => typeof s === 'string' && s.includes(REPLACEMENT);
   for (let i = 0; i < records.length; i++) {
     const r = records[i] as { name?: unknown; profileId?: unknown; tags?: Record<string, unknown> };
-    const field = text(r.name)
-      ? 'name'
-      : text(r.profileId)
-        ? 'profileId'
-        : r.tags && Object.entries(r.tags).some(([k, v]) => text(k) || text(v))
-          ? 'tags'
-          : undefined;
-    if (field === undefined || bytes[i].includes(REPLACEMENT_BYTES)) continue;
+    const replaced =
+      text(r.name) || text(r.profileId) || (r.tags && Object.entries(r.tags).some(([k, v]) => text(k) || text(v)));
+    if (!replaced) continue;
+    const field = invalidText(writer, bytes[i]);
+    if (field === undefined) continue;
     throw invalidRequest(`metrics[${i}].${field}: is not valid UTF-8`, {
       field: `metrics[${i}].${field}`,
       format: 'avro',
     });
   }
 }
+
+/**
+ * The field of METRIC_SCHEMA that holds the first string of `buf` (one record of `type`, the
+ * writer's schema, in Avro's binary encoding) that is not valid UTF-8, or undefined when there is
+ * none. Map keys are strings too; fields the Metric schema does not read are skipped, not judged.
+ */
+export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
+  let pos = 0;
+  let bad: boolean; // whether the field being walked holds invalid text
+  const long = (): number => {
+    // zigzag varint, as avsc writes it (exact up to 2^53)
+    let n = 0;
+    let scale = 1;
+    let b: number;
+    do {
+      b = buf[pos++];
+      n += (b & 0x7f) * scale;
+      scale *= 128;
+    } while (b & 0x80 && pos < buf.length);
+    return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+  };
+  const string = () => {
+    const n = long();
+    if (!isUtf8(buf.subarray(pos, pos + n))) bad = true;
+    pos += n;
+  };
+  // The blocks of an array or a map; `item` reads one item.
+  const blocks = (item: () => void) => {
+    for (let count = long(); count !== 0; count = long()) {
+      if (count < 0) {
+        count = -count;
+        long(); // the block's size in bytes
+      }
+      for (let i = 0; i < count; i++) item();
+    }
+  };
+  const walk = (t: avro.Type): void => {
+    const any = t as unknown as {
+      typeName: string;
+      underlyingType?: avro.Type;
+      fields?: Array<{ type: avro.Type }>;
+      valuesType?: avro.Type;
+      itemsType?: avro.Type;
+      types?: avro.Type[];
+      size?: number;
+    };
+    if (any.underlyingType) return walk(any.underlyingType); // a logical type
+    switch (any.typeName) {
+      case 'string':
+        return string();
+      case 'bytes':
+        pos += long();
+        return;
+      case 'int':
+      case 'long':
+      case 'enum':
+        long();
+        return;
+      case 'float':
+        pos += 4;
+        return;
+      case 'double':
+        pos += 8;
+        return;
+      case 'boolean':
+        pos += 1;
+        return;
+      case 'null':
+        return;
+      case 'fixed':
+        pos += any.size ?? 0;
+        return;
+      case 'record':
+      case 'error':
+        return (any.fields ?? []).forEach((f) => walk(f.type));
+      case 'array':
+        return blocks(() => walk(any.itemsType!));
+      case 'map':
+        return blocks(() => {
+          string();
+          walk(any.valuesType!);
+        });
+      default: // a union: the branch's index, then its value
+        return walk(any.types![long()]);
+    }
+  };
+  for (const f of (type as unknown as { fields: Array<{ name: string; type: avro.Type }> }).fields) {
+    bad = false;
+    walk(f.type);
+    if (bad && READ_FIELDS.has(f.name)) return f.name;
+  }
+  return undefined;
+}
+
+const READ_FIELDS: ReadonlySet<string> = new Set(METRIC_SCHEMA.fields.map((f) => f.name));
 
 /** The records of an Avro body for app `appId` → a PointBatch, with the JSON body's rules and error fields (`metrics[3].value`). */
 export function decodeAvroMetrics(
@@ -110,8 +201,14 @@ function readLong(buf: Buffer, pos: number, what: string): { value: number; offs
   return r as { value: number; offset: number };
 }
 
+/** The records of a body and the type they were written with (the file's schema, or METRIC_SCHEMA). */
+interface Read {
+  records: unknown[];
+  writer: avro.Type;
+}
+
 /** Bare binary `array<Metric>`: blocks of `count` records (a negative count is followed by the block's byte size), ended by 0. */
-function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, bytes: Buffer[]): unknown[] {
+function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, bytes: Buffer[]): Read {
   const records: unknown[] = [];
   let pos = 0;
   for (;;) {
@@ -144,7 +241,7 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, bytes: Buffe
     throw bad(`${buf.length - pos} bytes follow the end of the array of ${records.length} Metric records`, {
       offset: pos,
     });
-  return records;
+  return { records, writer: metricType };
 }
 
 /** An object container file: header (magic, metadata with the writer schema and codec, sync marker), then blocks. */
@@ -153,7 +250,7 @@ function readContainer(
   ctx: Pick<DecodeContext, 'limits'>,
   maxDecodedBytes: number,
   bytes: Buffer[],
-): unknown[] {
+): Read {
   const h = headerType.decode(buf, 0);
   if (h.offset < 0) throw bad('the object container file header is truncated');
   const meta = h.value.meta as Record<string, Buffer>;
@@ -162,8 +259,9 @@ function readContainer(
   if (codec !== 'null' && codec !== 'deflate' && codec !== 'snappy')
     throw bad(`codec ${JSON.stringify(codec)} is not supported (null, deflate or snappy)`);
   let resolver: ReturnType<typeof metricType.createResolver>;
+  let writer: avro.Type;
   try {
-    const writer = avro.Type.forSchema(JSON.parse((meta['avro.schema'] ?? Buffer.from('')).toString()));
+    writer = avro.Type.forSchema(JSON.parse((meta['avro.schema'] ?? Buffer.from('')).toString()));
     resolver = metricType.createResolver(writer);
   } catch (err) {
     throw bad(
@@ -198,7 +296,7 @@ function readContainer(
       throw bad(`block ${block} holds ${data.length - at} bytes after its ${count} records`, { block });
     pos = start + size + 16;
   }
-  return records;
+  return { records, writer };
 }
 
 function decompress(codec: string, data: Buffer, room: number, block: number): Buffer {

@@ -156,6 +156,49 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
     assert.deepEqual([b.series[0].metric, b.series[0].tags, b.values[0]], ['requests', { profileId: 'p' }, 12]);
   });
 
+  it("judges the text of each string in a record by its bytes, through the writer's schema: a U+FFFD sent does not let a bad byte beside it through", async () => {
+    // Every string but one is written with a placeholder of the same length, spoilt to 0xFF afterwards.
+    const spoil = (b: Buffer, mark: string) => {
+      const at = b.indexOf(mark);
+      assert.ok(at >= 0, mark);
+      b[at] = 0xff;
+      return b;
+    };
+    // One record: a valid U+FFFD in profileId, a bad byte in a tag value, then in a tag key.
+    for (const [tags, mark] of [
+      [{ host: 'BAD' }, 'BAD'],
+      [{ BADKEY: 'x' }, 'BADKEY'],
+    ] as const) {
+      const body = spoil(Metrics.toBuffer([metric(0, { profileId: 'p\uFFFD', tags })]), mark);
+      assert.equal(rejects(() => decode(body)).body().details?.field, 'metrics[0].tags');
+    }
+    // A producer's schema with a union, an array and a field Metric does not read: a bad byte in
+    // that field is not judged, one in the name is, and a U+FFFD sent in profileId stays.
+    const evolved = {
+      type: 'record',
+      name: 'Metric',
+      namespace: 'com.metrics.collection',
+      fields: [
+        { name: 'notes', type: { type: 'array', items: ['null', 'string'] } },
+        { name: 'name', type: 'string' },
+        { name: 'value', type: 'double' },
+        { name: 'timestamp', type: 'long' },
+        { name: 'profileId', type: 'string' },
+      ],
+    };
+    const record = (name: string) => ({
+      notes: [null, 'IGNORED'],
+      name,
+      value: 1,
+      timestamp: NOW,
+      profileId: 'p\uFFFD',
+    });
+    const ignored = spoil(await containerFile(evolved, [record('cpu')]), 'IGNORED');
+    assert.deepEqual(decode(ignored).series[0].tags, { profileId: 'p\uFFFD' });
+    const judged = spoil(await containerFile(evolved, [record('cpu'), record('BADNAME')]), 'BADNAME');
+    assert.equal(rejects(() => decode(judged)).body().details?.field, 'metrics[1].name');
+  });
+
   it('refuses a file whose schema cannot be read as Metric', async () => {
     const other = {
       type: 'record',
