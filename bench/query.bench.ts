@@ -382,6 +382,8 @@ async function main(): Promise<void> {
         q: Question;
         stores: Store[];
         api: number[];
+        /** Timescope's own query_time_ms of each answer. */
+        inside: number[];
         sql: number[];
         inf: number[];
         rollup: () => string;
@@ -393,7 +395,8 @@ async function main(): Promise<void> {
         const want = q.sqlAnswer((await sqlClient.query(q.sql, args)).rows);
         const api: number[] = [],
           sql: number[] = [],
-          inf: number[] = [];
+          inf: number[] = [],
+          insideMs: number[] = [];
         let rollup = '';
         // Each store in its turn: its time in ms; the first answer of each is checked.
         const timescope = async (first: boolean) => {
@@ -401,6 +404,8 @@ async function main(): Promise<void> {
           const r = await request(`${service.url}${q.path}`, 'GET');
           const ms = performance.now() - t0;
           if (r.status !== 200) throw new Error(`${q.name}: ${r.status} ${r.body.slice(0, 300)}`);
+          const inside = /"query_time_ms":([\d.]+)/.exec(r.body.slice(-200));
+          if (inside && !first) insideMs.push(Number(inside[1]));
           if (first) {
             const json = JSON.parse(r.body) as Record<string, unknown>;
             check(`${q.name} (Timescope)`, q.answer(json), want, 1e-9);
@@ -425,7 +430,7 @@ async function main(): Promise<void> {
           { run: rawSql, into: sql },
           ...(influx ? [{ run: influxDb, into: inf }] : []),
         ];
-        prepared.push({ q, stores, api, sql, inf, rollup: () => rollup, checked: want.length });
+        prepared.push({ q, stores, api, inside: insideMs, sql, inf, rollup: () => rollup, checked: want.length });
       }
       // WARMUP untimed rounds of every question, then at least RUNS rounds of each taking each
       // store in turn, so that noise hits them alike. Whoever goes right after another store's
@@ -438,7 +443,8 @@ async function main(): Promise<void> {
       for (const { stores } of prepared)
         for (let i = 0; i < WARMUP; i++) for (const store of orders(stores)[i % 2]) await store.run(i === 0);
       const rounds = Math.ceil(RUNS / 2) * 2;
-      for (const { q, stores, api, sql, inf, rollup, checked } of prepared) {
+      for (const { q, stores, api, inside, sql, inf, rollup, checked } of prepared) {
+        inside.length = 0; // the warm-up's
         for (let i = 0; i < rounds; i++) {
           for (const store of orders(stores)[(WARMUP + i) % 2]) store.into.push(await store.run(false));
         }
@@ -448,6 +454,7 @@ async function main(): Promise<void> {
           'served by': rollup(),
           'Timescope p50 ms': median(api),
           'p90 ms': percentile(api, 0.9),
+          'inside p50 ms': inside.length ? median(inside) : '-',
           'raw SQL p50 ms': median(sql),
           'x raw SQL': median(api) / median(sql),
         };
