@@ -139,9 +139,11 @@ export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
     switch (any.typeName) {
       case 'string':
         return string();
-      case 'bytes':
-        pos += long();
+      case 'bytes': {
+        const n = long(); // not `pos += long()`: that adds to pos as it was before the length
+        pos += n;
         return;
+      }
       case 'int':
       case 'long':
       case 'enum':

@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
 import avro from 'avsc';
+import fc from 'fast-check';
 import snappy from 'snappyjs';
 import { ApiError } from '../../src/common/errors.js';
-import { decodeAvroMetrics } from '../../src/ingestion/avro.js';
+import { decodeAvroMetrics, invalidText } from '../../src/ingestion/avro.js';
 import type { DecodeContext } from '../../src/ingestion/decode.js';
 
 const NOW = Date.UTC(2024, 0, 15, 10, 30);
@@ -197,6 +198,77 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
     assert.deepEqual(decode(ignored).series[0].tags, { profileId: 'p\uFFFD' });
     const judged = spoil(await containerFile(evolved, [record('cpu'), record('BADNAME')]), 'BADNAME');
     assert.equal(rejects(() => decode(judged)).body().details?.field, 'metrics[1].name');
+  });
+
+  it('finds a bad byte in any string of a record written with a schema of every Avro type, and only in the fields Metric reads (property)', () => {
+    const Wide = avro.Type.forSchema(
+      {
+        type: 'record',
+        name: 'Metric',
+        fields: [
+          { name: 'extra', type: ['null', 'string', { type: 'array', items: 'string' }] },
+          { name: 'name', type: 'string' },
+          { name: 'id', type: { type: 'fixed', name: 'Id', size: 3 } },
+          { name: 'value', type: 'double' },
+          { name: 'kind', type: { type: 'enum', name: 'Kind', symbols: ['A', 'B'] } },
+          { name: 'timestamp', type: 'long' },
+          { name: 'misc', type: { type: 'map', values: ['null', 'float', 'bytes', 'boolean', 'int', 'string'] } },
+          { name: 'tags', type: { type: 'map', values: 'string' } },
+          { name: 'profileId', type: 'string' },
+          { name: 'inner', type: { type: 'record', name: 'Inner', fields: [{ name: 's', type: 'string' }] } },
+        ],
+      } as avro.Schema,
+      { wrapUnions: true },
+    );
+    const text = fc.string({ unit: 'binary', maxLength: 12 });
+    // Unions are wrapped in avsc's values: {branch: value}.
+    const misc = fc.oneof(
+      fc.constant(null),
+      fc.float({ noNaN: true }).map((float) => ({ float })),
+      fc.uint8Array({ maxLength: 6 }).map((b) => ({ bytes: Buffer.from(b) })),
+      fc.boolean().map((boolean) => ({ boolean })),
+      fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }).map((int) => ({ int })),
+      text.map((string) => ({ string })),
+    );
+    const record = fc.record({
+      extra: fc.oneof(
+        fc.constant(null),
+        text.map((string) => ({ string })),
+        fc.array(text, { maxLength: 3 }).map((array) => ({ array })),
+      ),
+      name: text,
+      id: fc.uint8Array({ minLength: 3, maxLength: 3 }).map((b) => Buffer.from(b)),
+      value: fc.double({ noNaN: true }),
+      kind: fc.constantFrom('A', 'B'),
+      timestamp: fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
+      misc: fc.dictionary(text, misc, { maxKeys: 3 }),
+      tags: fc.dictionary(text, text, { maxKeys: 3 }),
+      profileId: text,
+      inner: fc.record({ s: text }),
+    });
+    // Where a marked string goes: its field, and whether Metric reads that field.
+    const MARK = '\u0001\u0002MARK\u0002\u0001';
+    const places: Array<[string, boolean, (r: Record<string, any>) => Record<string, any>]> = [
+      ['name', true, (r) => ({ ...r, name: MARK })],
+      ['tags', true, (r) => ({ ...r, tags: { ...r.tags, k: MARK } })],
+      ['tags', true, (r) => ({ ...r, tags: { ...r.tags, [MARK]: 'v' } })],
+      ['profileId', true, (r) => ({ ...r, profileId: MARK })],
+      ['extra', false, (r) => ({ ...r, extra: { array: [MARK] } })],
+      ['misc', false, (r) => ({ ...r, misc: { m: { string: MARK } } })],
+      ['inner', false, (r) => ({ ...r, inner: { s: MARK } })],
+    ];
+    fc.assert(
+      fc.property(record, fc.nat(places.length - 1), (r, i) => {
+        assert.equal(invalidText(Wide, Wide.toBuffer(r)), undefined); // avsc writes valid UTF-8
+        const [field, read, mark] = places[i];
+        const bytes = Wide.toBuffer(mark(r));
+        const at = bytes.indexOf(MARK);
+        assert.ok(at >= 0 && bytes.indexOf(MARK, at + 1) < 0);
+        bytes[at + 2] = 0xff; // the M: an invalid byte in the middle of the string
+        assert.equal(invalidText(Wide, bytes), read ? field : undefined);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('refuses a file whose schema cannot be read as Metric', async () => {
