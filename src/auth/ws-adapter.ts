@@ -1,6 +1,6 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { WsAdapter } from '@nestjs/platform-ws';
-import { STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { WebSocket, WebSocketServer } from 'ws';
 import { toApiError } from '../common/error-envelope.js';
@@ -39,17 +39,18 @@ export class FrontDoorWsAdapter extends WsAdapter {
     return super.create(port, { ...options, verifyClient });
   }
 
+  /** The upgrade listener on each port's HTTP server, taken off again by `dispose`. */
+  private readonly upgradeListeners = new Map<number, Upgrade>();
+
   /**
-   * Nest's upgrade listener, swapped for one that answers what it cannot route (ours routes by
-   * path alone: Nest's also read the Host header, and a malformed one made it write a broken
-   * answer). Nest keeps the listener in a private registry for `dispose` to remove; ours takes
-   * its place there.
+   * Registers the HTTP server of `port` with our own upgrade listener instead of Nest's (which
+   * dropped the connection of an upgrade to an unknown path, and built the URL from the Host
+   * header, writing a broken answer when that was malformed): ours routes by path alone and
+   * answers what it cannot route.
    */
-  protected override ensureHttpServerExists(port: number, httpServer?: Server): Server | undefined {
-    const server = super.ensureHttpServerExists(port, httpServer); // undefined when the port had its listener
-    const listeners = (this as unknown as { upgradeListenersRegistry: Map<number, Upgrade> }).upgradeListenersRegistry;
-    const nests = listeners.get(port);
-    if (!server || !nests) return server;
+  protected override ensureHttpServerExists(port: number, httpServer = createServer()): Server | undefined {
+    if (this.httpServersRegistry.has(port)) return undefined;
+    this.httpServersRegistry.set(port, httpServer);
     const routeUpgrade: Upgrade = (req, socket, head) => {
       const path = pathOf(req);
       const servers = (this.wsServersRegistry.get(port) ?? []) as PathServer[];
@@ -66,10 +67,16 @@ export class FrontDoorWsAdapter extends WsAdapter {
         (err) => refuseUpgrade(socket, err),
       );
     };
-    server.off('upgrade', nests);
-    server.on('upgrade', routeUpgrade);
-    listeners.set(port, routeUpgrade);
-    return server;
+    httpServer.on('upgrade', routeUpgrade);
+    this.upgradeListeners.set(port, routeUpgrade);
+    return httpServer;
+  }
+
+  /** Nest's, after taking our listeners off the servers (the application's outlives the adapter). */
+  override async dispose(): Promise<void> {
+    for (const [port, listener] of this.upgradeListeners) this.httpServersRegistry.get(port)?.off('upgrade', listener);
+    this.upgradeListeners.clear();
+    await super.dispose();
   }
 }
 
