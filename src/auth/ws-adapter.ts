@@ -19,6 +19,9 @@ type PathServer = WebSocketServer & { path: string };
  * dropped the connection) and one whose request target is not a URL (400).
  */
 export class FrontDoorWsAdapter extends WsAdapter {
+  /** The upgrade listener on each port's HTTP server, taken off again by `dispose`. */
+  private readonly upgradeListeners = new Map<number, Upgrade>();
+
   constructor(
     app: INestApplicationContext,
     private readonly door: FrontDoor,
@@ -38,9 +41,6 @@ export class FrontDoorWsAdapter extends WsAdapter {
     };
     return super.create(port, { ...options, verifyClient });
   }
-
-  /** The upgrade listener on each port's HTTP server, taken off again by `dispose`. */
-  private readonly upgradeListeners = new Map<number, Upgrade>();
 
   /**
    * Registers the HTTP server of `port` with our own upgrade listener instead of Nest's (which
