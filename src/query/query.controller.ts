@@ -46,7 +46,7 @@ export class QueryController {
   })
   @Answer(200, QueryResult)
   @Header('content-type', 'application/json; charset=utf-8') // written by queryAnswerJson: a day of buckets is most of the answer
-  async query(@Query() q: QueryInput): Promise<string> {
+  async query(@Query() q: QueryInput): Promise<Buffer> {
     return queryAnswerJson(await this.queries.query(q));
   }
 

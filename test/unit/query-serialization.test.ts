@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { jsonNumber, QueryPoint, queryAnswerJson } from '../../src/query/query.serialization.js';
+import fc from 'fast-check';
+import { jsonNumber, QueryPoint, queryAnswerJson as answerBytes } from '../../src/query/query.serialization.js';
+
+/** The writer's bytes as text, to compare with JSON.stringify's. */
+const queryAnswerJson = (answer: object) => answerBytes(answer).toString('utf8');
 
 const t0 = Date.parse('2026-12-05T17:25:00.000Z');
 const points = [49.83771234512345, null, -0.5e-7, 1e21, -0, 3].map((v, i) => new QueryPoint(t0 + i * 300_000, v));
@@ -76,6 +80,30 @@ describe('the query answer writer', () => {
     );
     const answer = { ...base, data_points: made };
     assert.equal(queryAnswerJson(answer), JSON.stringify(answer));
+  });
+
+  it('writes any points as JSON.stringify does, in groups too (property)', () => {
+    const time = fc.oneof(
+      fc.integer({ min: 0, max: 253_402_300_799_999 }),
+      fc.integer({ min: -8_640_000_000_000_000, max: 8_640_000_000_000_000 }),
+    );
+    const value = fc.oneof(
+      fc.double(),
+      fc.constant(null),
+      fc.integer(),
+      fc.constantFrom(-0, 5e-324, 1e21, -1.7976931348623157e308),
+    );
+    const pts = fc.array(
+      fc.tuple(time, value).map(([t, v]) => new QueryPoint(t, v)),
+      { maxLength: 40 },
+    );
+    fc.assert(
+      fc.property(pts, pts, (a, b) => {
+        const answer = { ...base, data_points: a, groups: [{ tags: { k: 'v' }, data_points: b }] };
+        assert.equal(queryAnswerJson(answer), JSON.stringify(answer));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('times outside 1970-9999 stay ISO 8601, as Date#toISOString writes them', () => {
