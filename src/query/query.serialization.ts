@@ -24,7 +24,7 @@ export function queryAnswerJson(answer: object): Buffer {
 /** Text as it is, or a run of QueryPoints to write as a JSON array. */
 type Part = string | readonly QueryPoint[];
 
-/** `o` as JSON into `parts`, with QueryPoint arrays under `data_points` left for writePoints. */
+/** `answer` as JSON into `parts`, with QueryPoint arrays under `data_points` left for writePoints. */
 function writeObject(answer: object, parts: Part[]): void {
   const o = answer as Record<string, unknown>;
   if (typeof o.toJSON === 'function') return void parts.push(JSON.stringify(o) ?? 'null');
