@@ -158,7 +158,7 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
   });
 
   it("judges the text of each string in a record by its bytes, through the writer's schema: a U+FFFD sent does not let a bad byte beside it through", async () => {
-    // Every string but one is written with a placeholder of the same length, spoilt to 0xFF afterwards.
+    // The string to spoil is sent as a placeholder, whose first byte is then set to 0xFF.
     const spoil = (b: Buffer, mark: string) => {
       const at = b.indexOf(mark);
       assert.ok(at >= 0, mark);
