@@ -98,10 +98,10 @@ export interface JsonParserOptions {
  * JSON request bodies, parsed as fastify does (secure-json-parse: `__proto__` and `constructor`
  * keys refused, with a 400 that says so: forbiddenKeyOf), but the large ones one at a time, each
  * in a macrotask of its own: between two of them the event loop takes in whatever arrived
- * meanwhile, such as a health check. JSON.parse
- * cannot be interrupted, and a 1.3 MB object of 100,000 keys takes 170-280 ms of it; four clients
- * sending such bodies at once made /health wait behind all four. Now it waits behind one at most.
- * Parsing stays on this thread: handing the result back from a worker costs more than parsing.
+ * meanwhile, such as a health check. JSON.parse cannot be interrupted, and a 1.3 MB object of
+ * 100,000 keys takes 170-280 ms of it; four clients sending such bodies at once made /health wait
+ * behind all four. Now it waits behind one at most. Parsing stays on this thread: handing the
+ * result back from a worker costs more than parsing.
  *
  * A route with a fast path (`options.fastPaths`) gets the bytes first; when its reader declines,
  * the body is parsed here as on every other route, so errors stay the same. Before that, a route's

@@ -97,22 +97,15 @@ function refuseReplacedText(records: unknown[], bytes: Buffer[], writer: avro.Ty
  */
 export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
   let pos = 0;
-  let bad: boolean; // whether the field being walked holds invalid text
+  let invalid: boolean; // whether the field being walked holds invalid text
   const long = (): number => {
-    // zigzag varint, as avsc writes it (exact up to 2^53)
-    let n = 0;
-    let scale = 1;
-    let b: number;
-    do {
-      b = buf[pos++];
-      n += (b & 0x7f) * scale;
-      scale *= 128;
-    } while (b & 0x80 && pos < buf.length);
-    return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+    const r = longType.decode(buf, pos); // the bytes were decoded once already: never truncated here
+    pos = r.offset;
+    return r.value as number;
   };
   const string = () => {
     const n = long();
-    if (!isUtf8(buf.subarray(pos, pos + n))) bad = true;
+    if (!isUtf8(buf.subarray(pos, pos + n))) invalid = true;
     pos += n;
   };
   // The blocks of an array or a map; `item` reads one item.
@@ -178,9 +171,9 @@ export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
     }
   };
   for (const f of (type as unknown as { fields: Array<{ name: string; type: avro.Type }> }).fields) {
-    bad = false;
+    invalid = false;
     walk(f.type);
-    if (bad && READ_FIELDS.has(f.name)) return f.name;
+    if (invalid && READ_FIELDS.has(f.name)) return f.name;
   }
   return undefined;
 }

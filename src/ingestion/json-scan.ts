@@ -203,33 +203,25 @@ class Scanner {
   }
 
   /**
-   * Whether the string at `p` (its opening quote) holds exactly the bytes [s, e) of a string
-   * scanned earlier, which string() accepted; if so, steps over it as string() would (what lies
-   * between the quotes is those bytes, so there is no escape or control character in it).
+   * Whether the string at `p` (its opening quote) holds exactly the bytes [s, e) of `src`: a key
+   * name, or a string of this body scanned earlier, which string() accepted (so no escape or
+   * control character can lie between the quotes). If so, steps over it as string() would.
    */
-  private sameString(s: number, e: number): boolean {
+  private atBytes(src: Buffer, s: number, e: number): boolean {
     const b = this.b,
       q = this.p + 1,
       n = e - s;
     if (n < 0 || q + n >= this.end || b[q + n] !== QUOTE) return false;
-    for (let i = 0; i < n; i++) if (b[q + i] !== b[s + i]) return false;
+    for (let i = 0; i < n; i++) if (b[q + i] !== src[s + i]) return false;
     this.sStart = q;
     this.sEnd = q + n;
     this.p = q + n + 1;
     return true;
   }
 
-  /** Whether the string at `p` (its opening quote) is `key`; if so, steps over it as string() would. */
+  /** Whether the string at `p` is `key` (see atBytes). */
   private atKey(key: Buffer): boolean {
-    const b = this.b,
-      q = this.p + 1,
-      n = key.length;
-    if (q + n >= this.end || b[q + n] !== QUOTE) return false;
-    for (let i = 0; i < n; i++) if (b[q + i] !== key[i]) return false;
-    this.sStart = q;
-    this.sEnd = q + n;
-    this.p = q + n + 1;
-    return true;
+    return this.atBytes(key, 0, key.length);
   }
 
   /** `"key":` at `p`, leaves `p` on the value's first byte; the key is the last string. */
@@ -316,7 +308,7 @@ class Scanner {
     let ms: number;
     if (c === QUOTE) {
       // Points of a scrape share it: the last timestamp's text, compared where it stands.
-      if (this.sameString(this.tsStart, this.tsEnd)) return this.tsMs;
+      if (this.atBytes(this.b, this.tsStart, this.tsEnd)) return this.tsMs;
       this.string();
       ms = parseIsoTimestamp(this.text());
       if (Number.isNaN(ms) || timeProblem(ms, this.window, this.ctx.limits) !== undefined) throw BAIL;
