@@ -23,6 +23,8 @@ export function openApiPath(routeUrl: string): string {
  */
 export class QueryParameterRule {
   private readonly routes = new Map<string, Allowed>();
+  /** `allowed` per method and fastify route URL: the path rewrite is a regular-expression replace, not worth paying per request. */
+  private readonly byRoute = new Map<string, Allowed | undefined>();
 
   constructor(doc: OpenAPIObject) {
     for (const { path, method, op } of operations(doc)) {
@@ -34,9 +36,13 @@ export class QueryParameterRule {
 
   /** The parameters `method routeUrl` takes; undefined when the route is not checked. */
   allowed(method: string, routeUrl: string): Allowed | undefined {
-    if (routeUrl === '/' || routeUrl.includes('*')) return undefined;
+    const key = `${method} ${routeUrl}`; // routes are finite, so is this map
+    if (this.byRoute.has(key)) return this.byRoute.get(key);
     const m = method === 'HEAD' ? 'get' : method.toLowerCase();
-    return this.routes.get(`${m} ${openApiPath(routeUrl)}`);
+    const found =
+      routeUrl === '/' || routeUrl.includes('*') ? undefined : this.routes.get(`${m} ${openApiPath(routeUrl)}`);
+    this.byRoute.set(key, found);
+    return found;
   }
 
   /** Throws the 400 for the first parameter the route does not take. */
