@@ -3,7 +3,18 @@ import { from as copyFrom } from 'pg-copy-streams';
 import pg from 'pg';
 import { encodeCopyBinary } from '../src/storage/copy-binary.js';
 import { PointBatchBuilder } from '../src/storage/point-batch.js';
-import { authHeaders, benchServer, flag, median, option, request, startService, table, withClient } from './lib.js';
+import {
+  authHeaders,
+  benchServer,
+  flag,
+  machineBusy,
+  median,
+  option,
+  request,
+  startService,
+  table,
+  withClient,
+} from './lib.js';
 
 /**
  * HTTP ingest (JSON, and InfluxDB line protocol) vs raw binary COPY of the same rows into the same kind of table, in one run.
@@ -344,6 +355,7 @@ async function main(): Promise<void> {
       const seconds: Record<string, number> = {};
       const cpu: Record<string, number> = {};
       const gcs: Record<string, number> = {};
+      const busy: Record<string, number> = {};
       for (let k = 0; k < phases.length; k++) {
         const [name, run] = phases[(k + rep) % phases.length];
         // Every phase starts right after a checkpoint: on a server with the default max_wal_size
@@ -352,7 +364,9 @@ async function main(): Promise<void> {
         if (checkpoints) await withClient(dbUrl, (c) => c.query('CHECKPOINT'));
         const gc0 = await fullGcs(service.url);
         const cpu0 = service.cpuSeconds();
+        const busyNow = machineBusy();
         seconds[name] = await run();
+        busy[name] = busyNow();
         cpu[name] = ((service.cpuSeconds() - cpu0) * 1e6) / POINTS;
         gcs[name] = (await fullGcs(service.url)) - gc0;
       }
@@ -361,6 +375,7 @@ async function main(): Promise<void> {
         points: POINTS,
         'COPY pts/s': Math.round(POINTS / seconds.copy),
         'sorted COPY pts/s': Math.round(POINTS / seconds['copy sorted']),
+        'COPY busy %': Math.round(busy.copy * 100),
       };
       for (const s of SHAPES) {
         row[`${SHAPE_LABELS[s]} pts/s`] = Math.round(POINTS / seconds[s]);
@@ -368,6 +383,7 @@ async function main(): Promise<void> {
         row[`${SHAPE_LABELS[s]} vs sorted`] = seconds['copy sorted'] / seconds[s];
         row[`${SHAPE_LABELS[s]} CPU µs/pt`] = cpu[s];
         row[`${SHAPE_LABELS[s]} full GCs`] = gcs[s];
+        row[`${SHAPE_LABELS[s]} busy %`] = Math.round(busy[s] * 100);
       }
       row['max RSS MB'] = Math.round(maxRss);
       results.push(row);
@@ -397,6 +413,10 @@ async function main(): Promise<void> {
     summary[`full GCs (${SHAPES.join(', ')}), all repetitions`] = SHAPES.map((s) =>
       results.reduce((n, r) => n + (r[`${SHAPE_LABELS[s]} full GCs`] as number), 0),
     ).join(', ');
+    // How much of the machine's CPU each phase used: below 100%, a phase waited on something other than CPU.
+    summary[`machine busy % (COPY, ${SHAPES.join(', ')})`] = ['COPY', ...SHAPES.map((s) => SHAPE_LABELS[s])]
+      .map((l) => Math.round(med(`${l} busy %`)))
+      .join(', ');
     summary['max RSS MB'] = Math.round(maxRss);
     summary['points stored'] = stored;
     table([summary]);

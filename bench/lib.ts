@@ -192,6 +192,28 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * How busy the whole machine was (all its CPUs, every process) from now until the returned function
+ * is called: 0-1, from /proc/stat (idle and iowait count as not busy); NaN where /proc is missing.
+ */
+export function machineBusy(): () => number {
+  const read = (): number[] | undefined => {
+    try {
+      return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    } catch {
+      return undefined;
+    }
+  };
+  const before = read();
+  return () => {
+    const after = read();
+    if (!before || !after) return NaN;
+    const d = after.map((v, i) => v - before[i]);
+    const total = d.reduce((a, b) => a + b, 0);
+    return total > 0 ? 1 - (d[3] + d[4]) / total : NaN; // fields 4 and 5: idle, iowait
+  };
+}
+
 export function percentile(values: number[], p: number): number {
   const s = [...values].sort((a, b) => a - b);
   if (s.length === 0) return NaN;
