@@ -209,8 +209,9 @@ export function machineBusy(): () => number {
     const after = read();
     if (!before || !after) return NaN;
     const d = after.map((v, i) => v - before[i]);
-    const total = d.reduce((a, b) => a + b, 0);
-    return total > 0 ? 1 - (d[3] + d[4]) / total : NaN; // fields 4 and 5: idle, iowait
+    // user nice system idle iowait irq softirq steal; guest time (the fields after) is in user already
+    const total = d.slice(0, 8).reduce((a, b) => a + b, 0);
+    return total > 0 ? 1 - (d[3] + d[4]) / total : NaN;
   };
 }
 
