@@ -22,8 +22,9 @@ import {
  * requests of 5,000 points from 2 concurrent clients (--clients N); a 2xx means committed. The COPY baseline
  * writes the same rows with 2 connections, 5,000 rows per committed transaction, in arrival order;
  * a second COPY baseline sends each 5,000 rows grouped by series, as the service's writer does, to
- * show how much of the ratio is that ordering. Repetitions rotate which goes first; figures are
- * medians. The service's RSS is sampled throughout.
+ * show how much of the ratio is that ordering. Repetitions rotate which goes first, each phase
+ * after a CHECKPOINT; figures are medians. The service's RSS is sampled throughout, and how busy
+ * the whole machine was is read from /proc/stat around each phase.
  *
  *   make bench BENCH_ARGS="ingest"            (--quick: fewer points; --reps=N; --points=N per repetition;
  *                                             --shapes=lp,lp-fields: only these next to COPY; all by default.
