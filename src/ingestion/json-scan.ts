@@ -46,6 +46,7 @@ const MINUS = 0x2d,
 
 /** Exact powers of ten (10^22 is the largest a double holds exactly). */
 const POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
+const TWO_53 = 2 ** 53;
 
 /** Key bytes: the names the scanner knows, compared without making strings. */
 const K = (s: string) => Buffer.from(s, 'latin1');
@@ -251,7 +252,6 @@ class Scanner {
       p++;
     }
     let mant = 0,
-      digits = 0,
       frac = 0,
       c = b[p];
     if (c === D0) {
@@ -260,7 +260,6 @@ class Scanner {
     } else if (c > D0 && c <= D9) {
       while (c >= D0 && c <= D9) {
         mant = mant * 10 + (c - D0);
-        digits++;
         c = b[++p];
       }
     } else throw BAIL;
@@ -269,7 +268,6 @@ class Scanner {
       if (!(c >= D0 && c <= D9)) throw BAIL;
       while (c >= D0 && c <= D9) {
         mant = mant * 10 + (c - D0);
-        digits++;
         frac++;
         c = b[++p];
       }
@@ -294,8 +292,11 @@ class Scanner {
     this.p = p;
     const e10 = exp - frac;
     // Both operands exact (mantissa below 2^53, power of ten at most 10^22): one correctly
-    // rounded operation gives the correctly rounded value, as JSON.parse does.
-    if (digits <= 15 && expDigits < 6 && e10 >= -22 && e10 <= 22) {
+    // rounded operation gives the correctly rounded value, as JSON.parse does. A mantissa summed
+    // below 2^53 is exact (so was every step to it); one whose digits reach 2^53 sums to 2^53 or
+    // more however it rounds, and goes to the slow path (values printed at full precision often
+    // have sixteen digits, most of them below 2^53).
+    if (mant < TWO_53 && expDigits < 6 && e10 >= -22 && e10 <= 22) {
       const v = mant === 0 ? 0 : e10 < 0 ? mant / POW10[-e10] : mant * POW10[e10];
       return neg ? -v : v;
     }
