@@ -126,6 +126,7 @@ const D0 = 48,
   LOWER_U = 117;
 
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
+const TWO_53 = 2 ** 53;
 const BOOLEANS: Readonly<Record<string, number>> = {
   t: 1,
   T: 1,
@@ -590,8 +591,10 @@ class LineParser {
         `${quote(s.slice(from, p))} is not a number, integer (12i), unsigned integer (12u), boolean or "string"`,
       );
     }
-    if (i === p && digits <= 15) {
-      // Exact: both integers below 2^53 and 10^frac are doubles, so the division rounds once, as parsing does.
+    if (i === p && m < TWO_53 && frac <= 22) {
+      // Exact: m below 2^53 (so was every step of its sum; digits that reach 2^53 sum to 2^53 or
+      // more) and 10^frac are doubles, so the division rounds once, as parsing does. Most values
+      // printed at full precision (16 digits) are read here too.
       const v = frac === 0 ? m : m / POW10[frac];
       return neg ? -v : v;
     }
