@@ -180,6 +180,22 @@ export const MAX_ABS_VALUE = 1e296;
 /** Whether a number can be stored as a point's value: finite and within ±MAX_ABS_VALUE (false for NaN). */
 export const isStorableValue = (v: number): boolean => Math.abs(v) <= MAX_ABS_VALUE;
 
+/** Exact powers of ten (10^22 is the largest a double holds exactly). */
+const POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
+const TWO_53 = 2 ** 53;
+
+/**
+ * `mant` × 10^`e10`, correctly rounded as parsing the decimal text gives it, where one operation
+ * can give it: `mant` (digits summed one by one) below 2^53, so every step of the sum was exact,
+ * and 10^|e10| exact. Otherwise undefined: parse the text. Digits that reach 2^53 sum to 2^53 or
+ * more however they round, so a rounded mantissa never passes. Values printed at full precision
+ * (16 digits) are mostly below 2^53. The body scanners' fast path for numbers (JSON, line protocol).
+ */
+export function exactDecimal(mant: number, e10: number): number | undefined {
+  if (!(mant < TWO_53) || e10 < -22 || e10 > 22) return undefined;
+  return mant === 0 ? 0 : e10 < 0 ? mant / POW10[-e10] : mant * POW10[e10];
+}
+
 /** Why a number cannot be stored as a point's value, or undefined when it can. */
 export function valueProblem(v: number): string | undefined {
   if (isStorableValue(v)) return undefined;

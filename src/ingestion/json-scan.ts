@@ -4,6 +4,7 @@ import { epochToMs, parseIsoTimestamp } from '../common/time.js';
 import { PointBatch, PointBatchBuilder } from '../storage/point-batch.js';
 import {
   DecodeContext,
+  exactDecimal,
   KnownSeries,
   knownSeries,
   isStorableValue,
@@ -43,10 +44,6 @@ const MINUS = 0x2d,
   LOWER_E = 0x65,
   UPPER_E = 0x45,
   LOWER_N = 0x6e;
-
-/** Exact powers of ten (10^22 is the largest a double holds exactly). */
-const POW10 = Array.from({ length: 23 }, (_, i) => Number(`1e${i}`));
-const TWO_53 = 2 ** 53;
 
 /** Key bytes: the names the scanner knows, compared without making strings. */
 const K = (s: string) => Buffer.from(s, 'latin1');
@@ -290,16 +287,9 @@ class Scanner {
       if (expNeg) exp = -exp;
     }
     this.p = p;
-    const e10 = exp - frac;
-    // Both operands exact (mantissa below 2^53, power of ten at most 10^22): one correctly
-    // rounded operation gives the correctly rounded value, as JSON.parse does. A mantissa summed
-    // below 2^53 is exact (so was every step to it); one whose digits reach 2^53 sums to 2^53 or
-    // more however it rounds, and goes to the slow path (values printed at full precision often
-    // have sixteen digits, most of them below 2^53).
-    if (mant < TWO_53 && expDigits < 6 && e10 >= -22 && e10 <= 22) {
-      const v = mant === 0 ? 0 : e10 < 0 ? mant / POW10[-e10] : mant * POW10[e10];
-      return neg ? -v : v;
-    }
+    // As JSON.parse reads it: exactly in one operation where that can be done, else from the text.
+    const v = expDigits < 6 ? exactDecimal(mant, exp - frac) : undefined;
+    if (v !== undefined) return neg ? -v : v;
     return Number(b.toString('latin1', start, p));
   }
 

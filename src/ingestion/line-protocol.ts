@@ -3,6 +3,7 @@ import { guessPrecision } from '../common/time.js';
 import { canonicalTags, PointBatch, PointBatchBuilder, seriesKey } from '../storage/point-batch.js';
 import {
   DecodeContext,
+  exactDecimal,
   IngestLimits,
   KnownSeries,
   isStorableValue,
@@ -125,8 +126,6 @@ const D0 = 48,
   LOWER_I = 105,
   LOWER_U = 117;
 
-const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
-const TWO_53 = 2 ** 53;
 const BOOLEANS: Readonly<Record<string, number>> = {
   t: 1,
   T: 1,
@@ -591,13 +590,9 @@ class LineParser {
         `${quote(s.slice(from, p))} is not a number, integer (12i), unsigned integer (12u), boolean or "string"`,
       );
     }
-    if (i === p && m < TWO_53 && frac <= 22) {
-      // Exact: m below 2^53 (so was every step of its sum; digits that reach 2^53 sum to 2^53 or
-      // more) and 10^frac are doubles, so the division rounds once, as parsing does. Most values
-      // printed at full precision (16 digits) are read here too.
-      const v = frac === 0 ? m : m / POW10[frac];
-      return neg ? -v : v;
-    }
+    // No exponent: as parsing reads it, in one operation where that can be done.
+    const exact = i === p ? exactDecimal(m, -frac) : undefined;
+    if (exact !== undefined) return neg ? -exact : exact;
     if (i < p) {
       let d = s.charCodeAt(i);
       if (d !== LOWER_E && d !== UPPER_E) return this.bad(`${quote(s.slice(from, p))} is not a number`);
