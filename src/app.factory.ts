@@ -62,6 +62,7 @@ export async function createApp(
   // The front door (keys, scopes, rate limits, content types) runs before any body is read.
   const door = app.get(FrontDoor);
   fastify.addHook('onRequest', (req, reply) => door.onRequest(req, reply));
+  fastify.addHook('preSerialization', async (req, _reply, payload) => door.answer(req, payload));
   fastify.addHook('onRoute', (route) => door.registerRoute(route));
   // Only JSON unless a route says otherwise: a text/plain body is a 415, not a string handed to a JSON handler.
   fastify.removeContentTypeParser('text/plain');

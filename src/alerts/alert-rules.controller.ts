@@ -37,7 +37,7 @@ export class AlertRulesController {
   }
 
   @Get('api/v1/alert-rules')
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @ApiOperation({ summary: 'Alert rules with their last evaluation and active alerts' })
   @Answer(200, AlertRuleList)
   list() {
@@ -55,7 +55,7 @@ export class AlertRulesController {
   }
 
   @Get('api/v1/alert-rules/:id')
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @ApiOperation({ summary: 'One alert rule' })
   @Answer(200, AlertRule)
   get(@Param('id') id: string) {

@@ -108,7 +108,7 @@ export class AlertsController {
   }
 
   @Get('api/v1/alerts/:id/notifications')
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @ApiOperation({ summary: 'Webhook deliveries of an alert, with every attempt' })
   @Answer(200, AlertNotifications)
   notifications(@Param('id') id: string) {

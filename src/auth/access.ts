@@ -19,6 +19,11 @@ export interface RouteAccess {
   contentTypes?: string[];
   /** The key may also come as `?access_token=` (streams: browsers' EventSource and WebSocket cannot set headers). */
   tokenInQuery?: boolean;
+  /**
+   * The answer holds webhook URLs, which can carry their receiver's secret: in full for admin keys,
+   * for other keys only their scheme and host (src/webhooks/redact.ts).
+   */
+  webhookUrls?: true;
 }
 
 export const DEFAULT_RATE_CLASS: Record<AccessLevel, RateClass | undefined> = {

@@ -8,6 +8,7 @@ import { DEFAULT_RATE_CLASS, RouteAccess } from './access.js';
 import { ApiKeysService, Principal } from './api-keys.service.js';
 import { bearerToken, grants } from './keys.js';
 import { RateLimiter } from './rate-limiter.js';
+import { redactWebhookUrls } from '../webhooks/redact.js';
 
 /** The principal of requests when AUTH is off. */
 export const ANONYMOUS: Principal = Object.freeze({
@@ -143,6 +144,15 @@ export class FrontDoor implements OnApplicationBootstrap {
       sendError(reply, err, this.logger);
       return reply as unknown as void;
     }
+  }
+
+  /**
+   * fastify `preSerialization` hook: the answer of a route that holds webhook URLs (`webhookUrls`),
+   * with those URLs redacted for a key without the admin scope.
+   */
+  answer(req: FastifyRequest, payload: unknown): unknown {
+    if (!routeOf(req)?.webhookUrls || grants(principalOf(req).scopes, 'admin')) return payload;
+    return redactWebhookUrls(payload);
   }
 
   /**

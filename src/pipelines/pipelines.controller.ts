@@ -67,7 +67,7 @@ export class PipelinesController {
   }
 
   @Get('api/v1/pipelines')
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @ApiOperation({ summary: 'Saved pipelines with their schedule state and last run' })
   @Answer(200, PipelineList)
   list() {
@@ -87,7 +87,7 @@ export class PipelinesController {
   }
 
   @Get(`api/v1/pipelines/${ID}`)
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @ApiOperation({ summary: 'One pipeline' })
   @Answer(200, Pipeline)
   get(@Param('id') id: string) {
@@ -127,7 +127,7 @@ export class PipelinesController {
   }
 
   @Post(`api/v1/pipelines/${ID}/dry-run`)
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @HttpCode(200)
   @ApiOperation({
     summary:
@@ -142,7 +142,7 @@ export class PipelinesController {
   }
 
   @Get(`api/v1/pipelines/${ID}/runs`)
-  @Access('read')
+  @Access('read', { webhookUrls: true })
   @ApiOperation({ summary: 'Runs of a pipeline, newest first: range, windows, rows, delivery outcome, error' })
   @ApiQuery({ name: 'limit', required: false, description: '1-1000, default 100' })
   @Answer(200, PipelineRuns)

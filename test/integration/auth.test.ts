@@ -178,6 +178,57 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
     assert.deepEqual(doc.paths['/api/v1/metrics/query'].get.security, [{ 'api-key': [] }]);
   });
 
+  it('shows webhook URLs in full to admin keys only: other keys see their scheme and host', async () => {
+    const secretUrl = 'https://93.184.216.34/hook/T0/B0/s3cr3t?token=SUPERSECRET';
+    const rule = await ctx.t.post('/api/v1/alert-rules', {
+      name: 'url-redaction',
+      type: 'threshold',
+      metric: 'redaction_probe',
+      condition: 'greater_than',
+      threshold: 1,
+      notify: { webhook: secretUrl },
+    });
+    assert.equal(rule.status, 201, rule.body);
+    assert.equal(rule.json.notify.webhook, secretUrl);
+    const pipeline = await ctx.t.post('/api/v1/pipelines', {
+      name: 'url-redaction',
+      pipeline: [{ operation: 'aggregate', params: { window: '5m', functions: ['avg'] } }],
+      output: { destination: 'webhook', url: secretUrl },
+      schedule: { every: '5m' },
+    });
+    assert.equal(pipeline.status, 201, pipeline.body);
+    const alert = await ctx.t.post('/api/v1/alerts', { title: 'url redaction', message: 'm', severity: 2 });
+    assert.equal(alert.status, 201, alert.body);
+    const alertId = Number(String(alert.json.alert.id).replace(/^alt_/, ''));
+    await ctx.t.sql.query(
+      `INSERT INTO webhook_deliveries (subject, event, url, secret, payload, max_attempts, status)
+       VALUES ($1, 'alert.triggered', $2, NULL, '{}', 1, 'failed')`,
+      [`alert:${alertId}`, secretUrl],
+    );
+    const reads = [
+      `/api/v1/alert-rules`,
+      `/api/v1/alert-rules/${rule.json.id}`,
+      `/api/v1/pipelines`,
+      `/api/v1/pipelines/${pipeline.json.id}`,
+      `/api/v1/alerts/${alert.json.alert.id}/notifications`,
+    ];
+    for (const path of reads) {
+      const full = await ctx.t.request('GET', path, undefined, bearer(keys.admin));
+      assert.equal(full.status, 200, `${path}: ${full.body}`);
+      assert.ok(full.body.includes(secretUrl), `${path} with an admin key: the URL in full`);
+      const shown = await ctx.t.request('GET', path, undefined, bearer(keys.read));
+      assert.equal(shown.status, 200, `${path}: ${shown.body}`);
+      assert.ok(!shown.body.includes('s3cr3t') && !shown.body.includes('SUPERSECRET'), `${path}: ${shown.body}`);
+      assert.ok(shown.body.includes('"https://93.184.216.34/…"'), `${path}: ${shown.body}`);
+    }
+    // Nothing else in the answers changed.
+    const mine = (await ctx.t.request('GET', `/api/v1/alert-rules/${rule.json.id}`, undefined, bearer(keys.read))).json;
+    assert.equal(mine.name, 'url-redaction');
+    assert.equal(mine.threshold, 1);
+    await ctx.t.request('DELETE', `/api/v1/alert-rules/${rule.json.id}`);
+    await ctx.t.request('DELETE', `/api/v1/pipelines/${pipeline.json.id}`);
+  });
+
   it('creates a key shown once, stores only its hash, lists it without the secret, and revokes it at once', async () => {
     const created = await ctx.t.post('/api/v1/auth/keys', { name: 'collector-eu1', scopes: ['ingest', 'read'] });
     assert.equal(created.status, 201, created.body);

@@ -3,6 +3,7 @@ import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import { redactUrl, redactWebhookUrls } from '../../src/webhooks/redact.js';
 import {
   isRetryable,
   nodeTransport,
@@ -325,5 +326,34 @@ describe('Retry-After, in both forms RFC 9110 allows', () => {
     assert.equal(retryAfterSeconds('Mon, 07 Dec 2026 11:00:00 GMT', now), 0); // already past
     for (const bad of [undefined, '', '-5', '1.5', 'soon', '12abc'])
       assert.equal(retryAfterSeconds(bad, now), undefined, String(bad));
+  });
+});
+
+describe('webhook URLs shown to keys without admin', () => {
+  it('keeps the scheme and host, and hides the path, query and fragment', () => {
+    assert.equal(redactUrl('https://hooks.slack.com/services/T0/B0/secret'), 'https://hooks.slack.com/…');
+    assert.equal(redactUrl('https://h.example:8443/x?token=t'), 'https://h.example:8443/…');
+    assert.equal(redactUrl('https://h.example/?token=t'), 'https://h.example/…');
+    assert.equal(redactUrl('https://h.example/#t'), 'https://h.example/…');
+    assert.equal(redactUrl('https://h.example/'), 'https://h.example/');
+    assert.equal(redactUrl('not a url'), '…');
+  });
+
+  it('redacts `url` and `webhook` strings at any depth and leaves the rest, and the original, as they were', () => {
+    const at = new Date(0);
+    const answer = {
+      notify: { webhook: 'https://a.example/s?k=1', email: null },
+      output: { destination: 'webhook', url: 'https://b.example/p', deliveries: [{ url: 'https://c.example/q', at }] },
+      name: 'url',
+      count: 2,
+    };
+    const copy = structuredClone(answer);
+    assert.deepEqual(redactWebhookUrls(answer), {
+      notify: { webhook: 'https://a.example/…', email: null },
+      output: { destination: 'webhook', url: 'https://b.example/…', deliveries: [{ url: 'https://c.example/…', at }] },
+      name: 'url',
+      count: 2,
+    });
+    assert.deepEqual(answer, copy);
   });
 });
