@@ -60,6 +60,16 @@ export class ApiKeysRepository {
     return r.rows;
   }
 
+  /** Of `ids`, the keys still live (not revoked, not expired) that may read (read or admin scope). */
+  async liveReaders(ids: readonly number[]): Promise<number[]> {
+    const r = await this.database.readPool.query<{ id: number }>(
+      `SELECT id FROM api_keys WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL
+         AND (expires_at IS NULL OR expires_at > now()) AND scopes && ARRAY['read', 'admin']`,
+      [ids],
+    );
+    return r.rows.map((row) => Number(row.id));
+  }
+
   async get(id: number): Promise<KeyRow | undefined> {
     return (await this.database.readPool.query<KeyRow>(`SELECT ${COLUMNS} FROM api_keys WHERE id = $1`, [id])).rows[0];
   }

@@ -70,6 +70,7 @@ export class ApiKeysService implements OnApplicationShutdown {
   private readonly used = new Map<number, number>();
   private readonly lastTouched = new Map<number, number>();
   private readonly timer: NodeJS.Timeout;
+  private readonly revokedListeners = new Set<(id: number) => void>();
 
   constructor(
     private readonly repo: ApiKeysRepository,
@@ -107,6 +108,18 @@ export class ApiKeysService implements OnApplicationShutdown {
     if (!row) throw notFound(`No live API key ${id}`);
     this.cache.clear();
     this.logger.log(`API key ${row.id} (${row.name}) revoked`);
+    for (const l of this.revokedListeners) l(Number(row.id));
+  }
+
+  /** Called with the id of each key revoked through this instance (the CLI and other instances: see liveReaders). */
+  onRevoked(listener: (id: number) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
+  }
+
+  /** Of `ids`, the keys that may still read: live, unexpired, with the read or admin scope. */
+  async liveReaders(ids: readonly number[]): Promise<Set<number>> {
+    return new Set(await this.repo.liveReaders(ids));
   }
 
   async liveAdminKeys(): Promise<number> {

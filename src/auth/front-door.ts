@@ -218,9 +218,9 @@ export class FrontDoor implements OnApplicationBootstrap {
    * A WebSocket upgrade (/ws/metrics): a stream to read, key in the header or `?access_token=`.
    * `endpoint` false: no WebSocket is served at that path, which still needs a key (401 before 404).
    */
-  admitUpgrade(req: IncomingMessage, endpoint = true): Promise<Principal> {
+  async admitUpgrade(req: IncomingMessage, endpoint = true): Promise<Principal> {
     const url = new URL(req.url ?? '/', 'http://upgrade');
-    return this.admit(
+    const principal = await this.admit(
       {
         method: 'GET',
         path: url.pathname,
@@ -230,6 +230,8 @@ export class FrontDoor implements OnApplicationBootstrap {
       },
       endpoint ? STREAM : undefined,
     );
+    upgradePrincipals.set(req, principal);
+    return principal;
   }
 
   private async authenticate(k: Knock): Promise<Principal> {
@@ -313,6 +315,14 @@ export class FrontDoor implements OnApplicationBootstrap {
       );
     }
   }
+}
+
+/** Who opened each admitted WebSocket (admitUpgrade), for the session that serves it. */
+const upgradePrincipals = new WeakMap<IncomingMessage, Principal>();
+
+/** Who opened this WebSocket (`anonymous` when AUTH is off). */
+export function upgradePrincipalOf(req: IncomingMessage): Principal {
+  return upgradePrincipals.get(req) ?? ANONYMOUS;
 }
 
 /** Who sent this request (set by the front door; `anonymous` when AUTH is off). */

@@ -111,6 +111,7 @@ export const envSchema = z.object({
   // Live streams (WebSocket, SSE), events and logs, service status, alerts (issue 5)
   STREAM_MAX_CONNECTIONS: int(2_000, 1, 1_000_000),
   STREAM_MAX_SUBSCRIPTIONS: int(100, 1, 100_000),
+  STREAM_MAX_CONNECTIONS_PER_KEY: int(200, 1, 1_000_000),
   STREAM_BUFFER_BYTES: int(131_072, 1_024, 1024 * 1024 * 1024),
   STREAM_SLOW_CLIENT_SECONDS: int(30, 1, 86_400),
   STREAM_REPLAY_POINTS: int(100_000, 0, 10_000_000),
@@ -209,6 +210,8 @@ export class AppConfig {
   declare readonly streams: {
     maxConnections: number;
     maxSubscriptions: number;
+    /** Open streams of one API key (keys off: no limit but STREAM_MAX_CONNECTIONS). */
+    maxConnectionsPerKey: number;
     bufferBytes: number;
     slowClientMs: number;
     replayPoints: number;
@@ -388,6 +391,7 @@ export function fromEnv(e: Env): AppConfig {
     streams: {
       maxConnections: e.STREAM_MAX_CONNECTIONS,
       maxSubscriptions: e.STREAM_MAX_SUBSCRIPTIONS,
+      maxConnectionsPerKey: e.STREAM_MAX_CONNECTIONS_PER_KEY,
       bufferBytes: e.STREAM_BUFFER_BYTES,
       slowClientMs: e.STREAM_SLOW_CLIENT_SECONDS * 1000,
       replayPoints: e.STREAM_REPLAY_POINTS,

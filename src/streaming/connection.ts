@@ -67,6 +67,8 @@ export class StreamConnection {
   private pacedSince: number | null = null;
   closed = false;
   readonly openedAt = Date.now();
+  /** The API key that opened it (null when keys are off): its streams close when it is revoked or expires. */
+  keyId: number | null = null;
 
   constructor(
     readonly id: number,

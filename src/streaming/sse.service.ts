@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
+import { principalOf } from '../auth/front-door.js';
 import { invalidQuery } from '../common/errors.js';
 import { floorTo, toIso } from '../common/time.js';
 import { StreamConnection } from './connection.js';
@@ -176,6 +177,7 @@ export class SseService {
         uncork: () => raw.uncork(),
       },
       (count) => sseEvent(JSON.stringify({ count, reason: 'the client did not keep up' }), undefined, 'skipped'),
+      principalOf(req).keyId,
     );
     reply.hijack();
     // The headers the front door set (X-RateLimit-*) go out too: the hijacked reply writes its own head.

@@ -1,6 +1,7 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnModuleDestroy } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger, OnModuleDestroy, Optional } from '@nestjs/common';
+import { ApiKeysService } from '../auth/api-keys.service.js';
 import { randomBytes } from 'node:crypto';
-import { serviceUnavailable } from '../common/errors.js';
+import { ApiError, serviceUnavailable } from '../common/errors.js';
 import { AppConfig } from '../config/config.js';
 import { HealthService } from '../system/health.service.js';
 import type { PointBatch } from '../storage/point-batch.js';
@@ -62,13 +63,21 @@ export interface StreamTarget {
  * listener and never waits on a client: each subscription is found through an index on (metric,
  * source), each point is encoded once, and a client that falls behind skips updates or is cut
  * off (StreamConnection), so it cannot slow ingest or the other clients. Caps: connections
- * (STREAM_MAX_CONNECTIONS) and subscriptions per connection (STREAM_MAX_SUBSCRIPTIONS).
+ * (STREAM_MAX_CONNECTIONS, and STREAM_MAX_CONNECTIONS_PER_KEY of one API key) and subscriptions
+ * per connection (STREAM_MAX_SUBSCRIPTIONS). A stream lives no longer than its key: revoked on
+ * this instance, its streams close at once; revoked elsewhere (the CLI, another instance) or
+ * expired, within AUTH_KEY_CACHE_SECONDS (the keys of open streams are checked that often).
  */
 @Injectable()
 export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   private readonly logger = new Logger('streams');
   private readonly index = new SubscriptionIndex<StreamTarget>();
   private readonly connections = new Set<StreamConnection>();
+  /** Open connections per API key. */
+  private readonly perKey = new Map<number, number>();
+  private lastKeyCheck = Date.now();
+  private checkingKeys = false;
+  private readonly unlistenKeys: () => void;
   private readonly targets = new Set<StreamTarget>();
   private readonly templates = new TemplateCache();
   private readonly corks = new CorkGroup();
@@ -104,6 +113,7 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
     writer: PointWriter,
     private readonly config: AppConfig,
     health: HealthService,
+    @Optional() private readonly keys?: ApiKeysService,
   ) {
     this.ring = new ReplayRing(config.streams.replayPoints);
     this.encoder = new PointEncoder(this.templates, this.boot);
@@ -112,10 +122,21 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
     this.heartbeat = setInterval(() => this.beat(), Math.min(1_000, config.streams.heartbeatMs));
     this.heartbeat.unref();
     health.register('streams', () => ({ status: 'running', level: 'healthy', ...this.summary() }));
+    this.unlistenKeys = keys?.onRevoked((id) => this.closeKey(id)) ?? (() => undefined);
   }
 
-  /** Opens a connection, or throws 503 when STREAM_MAX_CONNECTIONS are open. */
-  admit(kind: 'ws' | 'sse', remote: string, sink: Sink, skipNotice: (n: number) => string): StreamConnection {
+  /**
+   * Opens a connection for the API key `keyId` (null when keys are off), or throws: 503 when
+   * STREAM_MAX_CONNECTIONS are open, 429 when the key holds STREAM_MAX_CONNECTIONS_PER_KEY (so one
+   * key cannot take every slot).
+   */
+  admit(
+    kind: 'ws' | 'sse',
+    remote: string,
+    sink: Sink,
+    skipNotice: (n: number) => string,
+    keyId: number | null = null,
+  ): StreamConnection {
     const max = this.config.streams.maxConnections;
     if (this.closing) throw serviceUnavailable('Timescope is shutting down', 5);
     if (this.connections.size >= max) {
@@ -124,6 +145,17 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
         limit: 'STREAM_MAX_CONNECTIONS',
         max,
       });
+    }
+    const perKey = this.config.streams.maxConnectionsPerKey;
+    if (keyId !== null && (this.perKey.get(keyId) ?? 0) >= perKey) {
+      this.stats.refused++;
+      throw new ApiError(
+        429,
+        'RATE_LIMIT_EXCEEDED',
+        `This API key holds ${perKey} open streams (STREAM_MAX_CONNECTIONS_PER_KEY); close one, or use another key`,
+        { limit: 'STREAM_MAX_CONNECTIONS_PER_KEY', max: perKey },
+        10,
+      );
     }
     const { bufferBytes, slowClientMs } = this.config.streams;
     const c = new StreamConnection(
@@ -142,6 +174,10 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
       this.corks,
     );
     this.connections.add(c);
+    if (keyId !== null) {
+      c.keyId = keyId;
+      this.perKey.set(keyId, (this.perKey.get(keyId) ?? 0) + 1);
+    }
     const s = this.sessions;
     s.opened[kind]++;
     this.rollDay(c.openedAt);
@@ -152,6 +188,11 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
   /** Forgets a connection and every subscription of its targets. */
   release(c: StreamConnection): void {
     if (!this.connections.delete(c)) return;
+    if (c.keyId !== null) {
+      const n = (this.perKey.get(c.keyId) ?? 1) - 1;
+      if (n > 0) this.perKey.set(c.keyId, n);
+      else this.perKey.delete(c.keyId);
+    }
     const now = Date.now(),
       s = this.sessions;
     s.closed++;
@@ -159,6 +200,38 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
     this.rollDay(now);
     s.closedToday++;
     s.closedTodayMs += now - c.openedAt;
+  }
+
+  /** Closes the streams of a key that may no longer read (WebSocket close code 1008, policy violation). */
+  closeKey(keyId: number): number {
+    let n = 0;
+    for (const c of [...this.connections])
+      if (c.keyId === keyId && !c.closed) {
+        c.close(1008, 'API key revoked or expired');
+        n++;
+      }
+    if (n > 0)
+      this.logger.log(`closed ${n} stream(s) of API key ${keyId}: revoked, expired or no longer allowed to read`);
+    return n;
+  }
+
+  /**
+   * Closes the streams whose key may no longer read (revoked elsewhere, expired): run by the
+   * heartbeat every AUTH_KEY_CACHE_SECONDS (at least every second).
+   */
+  async checkKeys(): Promise<void> {
+    if (!this.keys || this.perKey.size === 0 || this.checkingKeys) return;
+    this.checkingKeys = true;
+    try {
+      const ids = [...this.perKey.keys()];
+      const live = await this.keys.liveReaders(ids);
+      for (const id of ids) if (!live.has(id)) this.closeKey(id);
+    } catch (err) {
+      // The database is away: the streams stay open, as requests with cached keys are still served.
+      this.logger.debug(`could not check the keys of open streams: ${(err as Error).message}`);
+    } finally {
+      this.checkingKeys = false;
+    }
   }
 
   /** Starts the day's session counts afresh when the UTC date changed. */
@@ -276,6 +349,10 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
 
   private beat(): void {
     const now = Date.now();
+    if (this.keys && now - this.lastKeyCheck >= Math.max(1_000, this.config.auth.keyCacheMs)) {
+      this.lastKeyCheck = now;
+      void this.checkKeys();
+    }
     const ping = now - this.lastHeartbeat >= this.config.streams.heartbeatMs - 50;
     if (ping) this.lastHeartbeat = now;
     for (const t of this.targets) {
@@ -297,5 +374,6 @@ export class StreamHub implements BeforeApplicationShutdown, OnModuleDestroy {
 
   onModuleDestroy(): void {
     this.unlisten();
+    this.unlistenKeys();
   }
 }

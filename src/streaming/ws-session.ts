@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import type { RawData, WebSocket } from 'ws';
 import { ApiError } from '../common/errors.js';
+import { upgradePrincipalOf } from '../auth/front-door.js';
 import { isObject } from '../common/input.js';
 import { AppConfig } from '../config/config.js';
 import { StreamConnection } from './connection.js';
@@ -61,6 +62,7 @@ export class WsSession implements StreamTarget {
         uncork: tcp ? () => tcp.uncork() : undefined,
       },
       (count) => JSON.stringify({ type: 'updates_skipped', count, reason: 'the client did not keep up' }),
+      upgradePrincipalOf(req).keyId,
     );
     hub.addTarget(this);
     // The adapter logs socket errors at error level: client misbehaviour (oversized frames) must not flood the log.

@@ -7,7 +7,8 @@ import WebSocket from 'ws';
 import { FrontDoor } from '../../src/auth/front-door.js';
 import { grants, Scope, SCOPES } from '../../src/auth/keys.js';
 import { startApp, TestApp } from '../support/app.js';
-import { sseClient } from '../support/stream-clients.js';
+import { StreamHub } from '../../src/streaming/stream-hub.js';
+import { sseClient, wsClient } from '../support/stream-clients.js';
 import { describeEachFlavour } from '../support/suite.js';
 
 /** A raw request through the real fastify app, with a chosen client address. */
@@ -423,6 +424,59 @@ describeEachFlavour('front door: API keys and scopes', (ctx) => {
       const body = JSON.parse(bad.slice(bad.indexOf('\r\n\r\n') + 4));
       assert.equal(body.error.code, 'INVALID_REQUEST');
       assert.equal(body.error.details.field, 'url');
+    });
+
+    it('closes the streams of a key revoked through the API at once, and of one revoked elsewhere or expired at the next key check', async () => {
+      const port = Number(base.split(':')[1]);
+      const idOf = async (name: string) =>
+        Number((await ctx.t.sql.query(`SELECT id FROM api_keys WHERE name = $1`, [name])).rows[0].id);
+      const within = <T>(p: Promise<T>, what: string) =>
+        Promise.race([
+          p,
+          new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what}: still open`)), 3_000)),
+        ]);
+      const open = async (key: string) => {
+        const sse = await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(key));
+        assert.equal(sse.status, 200, sse.body);
+        return { sse, ws: await wsClient(port, '/ws/metrics', bearer(key)) };
+      };
+      const keep = await open(keys.read);
+      const revoked = await ctx.t.key(['read'], 'stream-revoked');
+      const a = await open(revoked);
+      assert.equal((await ctx.t.request('DELETE', `/api/v1/auth/keys/${await idOf('stream-revoked')}`)).status, 204);
+      await within(a.sse.ended, 'SSE of a key revoked through the API');
+      assert.deepEqual(await within(a.ws.closed, 'WebSocket of a key revoked through the API'), {
+        code: 1008,
+        reason: 'API key revoked or expired',
+      });
+      // Behind this instance's back: the CLI or another instance revoking, a key expiring.
+      const elsewhere = await ctx.t.key(['read'], 'stream-revoked-elsewhere');
+      const expiring = await ctx.t.key(['read'], 'stream-expiring');
+      const b = await open(elsewhere);
+      const c = await open(expiring);
+      await ctx.t.sql.query(`UPDATE api_keys SET revoked_at = now() WHERE name = 'stream-revoked-elsewhere'`);
+      await ctx.t.sql.query(
+        `UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE name = 'stream-expiring'`,
+      );
+      await ctx.t.app.get(StreamHub).checkKeys();
+      for (const [what, s] of [
+        ['revoked elsewhere', b],
+        ['expired', c],
+      ] as const) {
+        await within(s.sse.ended, `SSE of a key ${what}`);
+        assert.equal((await within(s.ws.closed, `WebSocket of a key ${what}`)).code, 1008);
+      }
+      // The streams of a live key stay open.
+      assert.equal(keep.ws.ws.readyState, keep.ws.ws.OPEN);
+      const live = await sseClient(`http://${base}/api/v1/metrics/stream`, bearer(keys.read));
+      assert.equal(live.status, 200);
+      let ended = false;
+      void keep.sse.ended.then(() => (ended = true));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(ended, false);
+      live.close();
+      keep.sse.close();
+      await keep.ws.close();
     });
 
     it('admits SSE with a read key in the header or ?access_token=, and refuses one without', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { ApiError } from '../../src/common/errors.js';
 import { CLOSE_TOO_SLOW, Sink, StreamConnection } from '../../src/streaming/connection.js';
 import { IsoClock, sseData, sseEvent, TemplateCache, wsMetricUpdate } from '../../src/streaming/encode.js';
 import { IntervalState } from '../../src/streaming/interval-state.js';
@@ -352,6 +353,52 @@ describe('SSE replay (Last-Event-ID)', () => {
     assert.match(sink.read[replayed], new RegExp(`"last_event_id":"${hub.boot}\\.${replayed}"`));
     assert.equal(c.skippedTotal, 30);
     hub.beforeApplicationShutdown();
+  });
+});
+
+describe('streams per API key', () => {
+  it('refuse a key past STREAM_MAX_CONNECTIONS_PER_KEY (429) while other keys still get in, and close the streams of one key', () => {
+    const writer = { onCommit: () => () => undefined };
+    const config = {
+      streams: {
+        replayPoints: 10,
+        maxConnections: 10,
+        maxConnectionsPerKey: 2,
+        bufferBytes: 1_000,
+        slowClientMs: 60_000,
+        heartbeatMs: 60_000,
+      },
+    };
+    const hub = new StreamHub(
+      writer as unknown as PointWriter,
+      config as unknown as AppConfig,
+      { register: () => undefined } as unknown as HealthService,
+    );
+    const closed: string[] = [];
+    const open = (name: string, keyId: number | null) =>
+      hub.admit(
+        'ws',
+        name,
+        { bufferedAmount: () => 0, send: () => undefined, close: (code) => void closed.push(`${name} ${code}`) },
+        () => '',
+        keyId,
+      );
+    const a1 = open('a1', 7);
+    open('a2', 7);
+    assert.throws(
+      () => open('a3', 7),
+      (err: ApiError) =>
+        err.getStatus() === 429 && (err.body().details as { limit: string }).limit === 'STREAM_MAX_CONNECTIONS_PER_KEY',
+    );
+    open('b1', 8);
+    open('anonymous', null);
+    open('anonymous-2', null);
+    open('anonymous-3', null); // keys off: only STREAM_MAX_CONNECTIONS counts
+    hub.release(a1);
+    open('a3', 7); // a slot of key 7 came free
+    assert.equal(hub.closeKey(7), 2);
+    assert.deepEqual(closed.sort(), ['a2 1008', 'a3 1008']);
+    assert.equal(hub.closeKey(9), 0);
   });
 });
 
