@@ -12,6 +12,9 @@ import { PartitionService } from './partitions.js';
 import type { PointBatch } from './point-batch.js';
 import { PendingSeries, SeriesResolver, StoredSeries } from './series-resolver.js';
 
+/** Deadlocks between write lanes retried before a write is refused (503, to retry). */
+const DEADLOCK_RETRIES = 3;
+
 /** Called after a batch is committed (live streams, alerts). Must not throw or block. */
 export type CommitListener = (batch: PointBatch, ids: Int32Array) => void;
 
@@ -237,10 +240,13 @@ export class PointWriter implements BeforeApplicationShutdown {
       this.stats.lastError = (err as Error)?.message ?? String(err);
       // A write past the statement timeout (a locked table, a busy server) is the database's trouble,
       // not the request's: 503 with Retry-After, as when it is down, not the query API's 504 advice.
+      const code = (err as { code?: string })?.code;
       const apiError =
-        (err as { code?: string })?.code === '57014'
+        code === '57014'
           ? serviceUnavailable('The database did not take the write in time (statement timeout); retry later', 5)
-          : toApiError(err);
+          : code === '40P01' || code === '40001'
+            ? serviceUnavailable('The write met concurrent writes of the same series (deadlock); retry', 1)
+            : toApiError(err);
       if (apiError.getStatus() >= 500) this.logger.warn(`write of ${points} point(s) failed: ${this.stats.lastError}`);
       for (const o of this.observers) {
         o.transaction((performance.now() - t0) / 1000, points, false);
@@ -289,10 +295,11 @@ export class PointWriter implements BeforeApplicationShutdown {
     };
     await ensurePartitions();
     return this.database.withWriteClient(async (client) => {
-      // Each remedy at most once, in whichever order the errors come (a missing partition, then a duplicate).
+      // Each remedy at most once, in whichever order the errors come (a missing partition, then a
+      // duplicate); a deadlock up to DEADLOCK_RETRIES times.
       let upsert = false,
         reloaded = false,
-        deadlocked = false;
+        deadlocks = 0;
       for (;;) {
         try {
           return await this.writeOnce(client, group, min, upsert);
@@ -302,10 +309,10 @@ export class PointWriter implements BeforeApplicationShutdown {
             // A point that is already stored (a retry, or the same series and time twice in this group).
             this.stats.upserts++;
             upsert = true;
-          } else if (code === '40P01' && !deadlocked) {
-            // Two lanes creating or changing the same series rows in different orders: the server
-            // aborted this one; once more, the other has committed by then.
-            deadlocked = true;
+          } else if (code === '40P01' && deadlocks < DEADLOCK_RETRIES) {
+            // Two lanes creating or changing the same series rows in different orders (new series
+            // lock in key order, unit changes in id order): the server aborted this one; again.
+            deadlocks++;
           } else if (code === '23514' && this.partitions.enabled && !reloaded) {
             // No partition for a row: one was dropped or made elsewhere since we last looked.
             reloaded = true;

@@ -68,9 +68,16 @@ export class SeriesRepository {
     return r.rows;
   }
 
+  /**
+   * Sets units; the rows are locked in id order first (an UPDATE … FROM locks them in the order its
+   * plan reads them), so two transactions changing the same series wait for each other instead of
+   * deadlocking.
+   */
   async updateUnits(client: Queryable, ids: number[], units: string[]): Promise<void> {
     await client.query(
-      `UPDATE series SET unit = t.unit FROM unnest($1::int[], $2::text[]) AS t(id, unit) WHERE series.id = t.id`,
+      `WITH locked AS (SELECT id FROM series WHERE id = ANY($1::int[]) ORDER BY id FOR UPDATE)
+       UPDATE series SET unit = t.unit FROM unnest($1::int[], $2::text[]) AS t(id, unit)
+       WHERE series.id = t.id AND t.id IN (SELECT id FROM locked)`,
       [ids, units],
     );
   }

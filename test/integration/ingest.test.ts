@@ -615,3 +615,47 @@ describeEachFlavour(
   // Native partitions exist on plain PostgreSQL only.
   { flavours: ['postgresql'] },
 );
+
+describeEachFlavour(
+  'write conflicts',
+  (ctx) => {
+    it('retries a write the server aborted as a deadlock, and after three retries answers 503 with Retry-After, storing nothing', async () => {
+      const body = (unit: string, value: number) => ({
+        source: 'locks',
+        metrics: [{ name: 'deadlock_probe', value, unit, timestamp: Date.now() - 60_000 }],
+      });
+      assert.equal((await ctx.t.post('/api/v1/metrics', body('ms', 1))).status, 200);
+      // Every change of this series' unit to "s" is aborted as PostgreSQL aborts one side of a deadlock.
+      await ctx.t.sql.query(`
+        CREATE SEQUENCE deadlock_tries;
+        CREATE FUNCTION deadlock_probe() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN PERFORM nextval('deadlock_tries'); RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$;
+        CREATE TRIGGER deadlock_probe BEFORE UPDATE ON series FOR EACH ROW WHEN (NEW.unit = 's') EXECUTE FUNCTION deadlock_probe();`);
+      try {
+        const r = await ctx.t.post('/api/v1/metrics', body('s', 2));
+        assert.equal(r.status, 503, r.body);
+        assert.equal(r.json.error.code, 'SERVICE_UNAVAILABLE');
+        assert.equal(r.headers['retry-after'], '1');
+        // The first try and three retries (a sequence's calls are not rolled back).
+        assert.equal(Number((await ctx.t.sql.query(`SELECT last_value FROM deadlock_tries`)).rows[0].last_value), 4);
+      } finally {
+        await ctx.t.sql.query(
+          `DROP TRIGGER deadlock_probe ON series; DROP FUNCTION deadlock_probe(); DROP SEQUENCE deadlock_tries`,
+        );
+      }
+      const stored = await ctx.t.sql.query(
+        `SELECT p.value, s.unit FROM points p JOIN series s ON s.id = p.series_id WHERE s.metric = 'deadlock_probe'`,
+      );
+      assert.deepEqual(stored.rows, [{ value: 1, unit: 'ms' }]);
+      // Once the conflict is gone, the same request goes through.
+      assert.equal((await ctx.t.post('/api/v1/metrics', body('s', 2))).status, 200);
+      const after = await ctx.t.sql.query(
+        `SELECT count(*)::int AS n, max(s.unit) AS unit FROM points p JOIN series s ON s.id = p.series_id WHERE s.metric = 'deadlock_probe'`,
+      );
+      assert.deepEqual(after.rows, [{ n: 2, unit: 's' }]);
+    });
+  },
+  {},
+  // The TimescaleDB flavour of the tests is PGlite, one connection: no write lanes to deadlock.
+  { flavours: ['postgresql'] },
+);
