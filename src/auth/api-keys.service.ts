@@ -58,6 +58,9 @@ export async function issueKey(
 
 const TOUCH_EVERY_MS = 60_000;
 
+/** How long a key that was live at a lookup is still looked up from an address blocked for wrong keys. */
+const PROVEN_MS = 60 * 60_000;
+
 /**
  * API keys: create, list, revoke, and the lookup behind every request. Lookups are cached for
  * AUTH_KEY_CACHE_SECONDS (unknown keys too, so a flood of bad keys does not reach PostgreSQL);
@@ -71,6 +74,8 @@ export class ApiKeysService implements OnApplicationShutdown {
   private readonly lastTouched = new Map<number, number>();
   private readonly timer: NodeJS.Timeout;
   private readonly revokedListeners = new Set<(id: number) => void>();
+  /** Keys that were live at their last lookup here, and when: see provenGood. */
+  private readonly proven = new Map<string, number>();
 
   constructor(
     private readonly repo: ApiKeysRepository,
@@ -107,8 +112,19 @@ export class ApiKeysService implements OnApplicationShutdown {
     }
     if (!row) throw notFound(`No live API key ${id}`);
     this.cache.clear();
+    this.proven.clear();
     this.logger.log(`API key ${row.id} (${row.name}) revoked`);
     for (const l of this.revokedListeners) l(Number(row.id));
+  }
+
+  /**
+   * Whether `token` was a live key at a lookup here within the last PROVEN_MS: such a key is still
+   * looked up while its client's address is blocked for wrong keys (front-door.ts), so that a client
+   * behind the same proxy or NAT as someone trying keys keeps working. A guess never was live.
+   */
+  provenGood(token: string, now = Date.now()): boolean {
+    const at = this.proven.get(token);
+    return at !== undefined && now - at < PROVEN_MS;
   }
 
   /** Called with the id of each key revoked through this instance (the CLI and other instances: see liveReaders). */
@@ -143,6 +159,10 @@ export class ApiKeysService implements OnApplicationShutdown {
         const expires = row?.expires_at ? row.expires_at.getTime() : Infinity;
         this.cache.set(token, { principal, until: Math.min(now + this.config.auth.keyCacheMs, expires) });
       }
+    }
+    if (principal) {
+      if (this.proven.size >= 10_000) this.proven.clear(); // bounded, as the cache
+      this.proven.set(token, now);
     }
     if (principal?.keyId != null && now - (this.lastTouched.get(principal.keyId) ?? 0) >= TOUCH_EVERY_MS) {
       this.lastTouched.set(principal.keyId, now);

@@ -238,8 +238,12 @@ export class FrontDoor implements OnApplicationBootstrap {
     const failures = this.config.rateLimits.enabled ? this.config.rateLimits.perMinute.auth_failures : 0;
     const failureId = `auth_failures:ip:${k.ip}`;
     const blocked = this.limiter.peek(failureId, failures);
-    if (!blocked.allowed) throw new RateLimitError(blocked.retryAfter, failures, 'auth_failures');
     const fromHeader = bearerToken(k.headers.authorization);
+    // An address that sent too many wrong keys gets 429 for a while, but a key that was live when
+    // last seen is still checked: one client guessing keys must not lock out the others behind
+    // the same proxy or NAT.
+    if (!blocked.allowed && !this.keys.provenGood(fromHeader ?? k.queryToken ?? ''))
+      throw new RateLimitError(blocked.retryAfter, failures, 'auth_failures');
     if (fromHeader === null) {
       this.refusals.auth.malformed_header++;
       throw unauthorized(

@@ -551,13 +551,18 @@ describe('front door: rate limits', () => {
     for (let i = 0; i < 10; i++) assert.equal((await ingest(bearer(bulk))).status, 200);
   });
 
-  it('blocks an address after repeated bad keys, even with a good key, but not other addresses', async () => {
+  it('blocks an address after repeated bad keys, also for a key not seen live yet, but not other addresses nor keys in use', async () => {
     const good = await t.key(['ingest'], 'rl-good');
+    const inUse = await t.key(['ingest'], 'rl-in-use');
+    assert.equal((await ingest(bearer(inUse), '10.9.9.11')).status, 200); // live when last seen
     for (let i = 0; i < 3; i++) assert.equal((await ingest(bearer(`tsk_${'C'.repeat(43)}`), '10.9.9.9')).status, 401);
     const blocked = await ingest(bearer(good), '10.9.9.9');
     assert.equal(blocked.status, 429);
     assert.equal(blocked.json.error.details.class, 'auth_failures');
+    assert.equal((await ingest(bearer(`tsk_${'E'.repeat(43)}`), '10.9.9.9')).status, 429, 'guesses stay blocked');
     assert.equal((await ingest(bearer(good), '10.9.9.10')).status, 200);
+    // A client behind the same proxy or NAT as the guesser, with a key it has been using.
+    assert.equal((await ingest(bearer(inUse), '10.9.9.9')).status, 200);
   });
 
   it('refuses a query with 100,000 tag filters at once, before it reaches the planner', async () => {
@@ -657,14 +662,15 @@ describe('front door: X-RateLimit headers on every 429', () => {
       assert.equal(second.json.error.details.class, rateClass);
     }
 
-    // Repeated wrong keys: the address's 429, even with a good key.
+    // Repeated wrong keys: the address's 429, also with a good key not seen live yet.
+    const unseen = await t.key(['read'], 'hdr-unseen');
     const bad = await inject(t, {
       url: '/api/v1/metrics/names',
       headers: bearer(`tsk_${'D'.repeat(43)}`),
       ip: '10.2.2.2',
     });
     assert.equal(bad.status, 401);
-    const blocked = await inject(t, { url: '/api/v1/auth/whoami', headers: bearer(admin), ip: '10.2.2.2' });
+    const blocked = await inject(t, { url: '/api/v1/auth/whoami', headers: bearer(unseen), ip: '10.2.2.2' });
     assert.equal(blocked.status, 429);
     assert.equal(blocked.json.error.details.class, 'auth_failures');
     assert.deepEqual([blocked.headers['x-ratelimit-limit'], blocked.headers['x-ratelimit-remaining']], ['1', '0']);
