@@ -98,15 +98,44 @@ function refuseReplacedText(records: unknown[], bytes: Buffer[], writer: avro.Ty
 export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
   let pos = 0;
   let invalid: boolean; // whether the field being walked holds invalid text
+  const text = (s: number, e: number) => {
+    if (!isUtf8(buf.subarray(s, e))) invalid = true;
+  };
+  for (const f of (type as unknown as { fields: Array<{ name: string; type: avro.Type }> }).fields) {
+    invalid = false;
+    pos = walk(f.type, buf, pos, text);
+    if (invalid && READ_FIELDS.has(f.name)) return f.name;
+  }
+  return undefined;
+}
+
+/** Thrown by walk: the bytes end inside the value, or a block claims more items than bytes are left. */
+const UNREADABLE = new Error('avro: unreadable value');
+
+/**
+ * Where the value of `type` (a writer's schema) that starts at `start` in `buf` ends; `text` sees
+ * the span of every string (map keys too). Throws UNREADABLE when the bytes end first, a union
+ * branch does not exist, or an array or map block claims more items than there are bytes left:
+ * avsc loops over such a count whatever the body holds, and a 20-byte body claiming 2^40 tags
+ * kept the service busy for good. Run before avsc decodes a value.
+ */
+function walk(type: avro.Type, buf: Buffer, start: number, text?: (s: number, e: number) => void): number {
+  let pos = start;
   const long = (): number => {
-    const r = longType.decode(buf, pos); // the bytes were decoded once already: never truncated here
+    const r = longType.decode(buf, pos);
+    if (r.offset < 0) throw UNREADABLE;
     pos = r.offset;
     return r.value as number;
   };
-  const string = () => {
-    const n = long();
-    if (!isUtf8(buf.subarray(pos, pos + n))) invalid = true;
+  const skip = (n: number) => {
+    if (!(n >= 0) || pos + n > buf.length) throw UNREADABLE;
     pos += n;
+  };
+  const string = () => {
+    const n = long(); // not `skip(long())` inline with pos: the length comes first
+    const s = pos;
+    skip(n);
+    text?.(s, pos);
   };
   // The blocks of an array or a map; `item` reads one item.
   const blocks = (item: () => void) => {
@@ -115,10 +144,11 @@ export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
         count = -count;
         long(); // the block's size in bytes
       }
+      if (count > buf.length - pos) throw UNREADABLE;
       for (let i = 0; i < count; i++) item();
     }
   };
-  const walk = (t: avro.Type): void => {
+  const value = (t: avro.Type): void => {
     const any = t as unknown as {
       typeName: string;
       underlyingType?: avro.Type;
@@ -128,54 +158,58 @@ export function invalidText(type: avro.Type, buf: Buffer): string | undefined {
       types?: avro.Type[];
       size?: number;
     };
-    if (any.underlyingType) return walk(any.underlyingType); // a logical type
+    if (any.underlyingType) return value(any.underlyingType); // a logical type
     switch (any.typeName) {
       case 'string':
         return string();
-      case 'bytes': {
-        const n = long(); // not `pos += long()`: that adds to pos as it was before the length
-        pos += n;
-        return;
-      }
+      case 'bytes':
+        return skip(long());
       case 'int':
       case 'long':
       case 'enum':
         long();
         return;
       case 'float':
-        pos += 4;
-        return;
+        return skip(4);
       case 'double':
-        pos += 8;
-        return;
+        return skip(8);
       case 'boolean':
-        pos += 1;
-        return;
+        return skip(1);
       case 'null':
         return;
       case 'fixed':
-        pos += any.size ?? 0;
-        return;
+        return skip(any.size ?? 0);
       case 'record':
       case 'error':
-        return (any.fields ?? []).forEach((f) => walk(f.type));
+        return (any.fields ?? []).forEach((f) => value(f.type));
       case 'array':
-        return blocks(() => walk(any.itemsType!));
+        return blocks(() => value(any.itemsType!));
       case 'map':
         return blocks(() => {
           string();
-          walk(any.valuesType!);
+          value(any.valuesType!);
         });
-      default: // a union: the branch's index, then its value
-        return walk(any.types![long()]);
+      default: {
+        // a union: the branch's index, then its value
+        const branch = any.types?.[long()];
+        if (branch === undefined) throw UNREADABLE;
+        return value(branch);
+      }
     }
   };
-  for (const f of (type as unknown as { fields: Array<{ name: string; type: avro.Type }> }).fields) {
-    invalid = false;
-    walk(f.type);
-    if (invalid && READ_FIELDS.has(f.name)) return f.name;
+  value(type);
+  return pos;
+}
+
+/** Whether one value of `type` can be read at `pos` (walk): else avsc must not be given it. */
+function readable(type: avro.Type, buf: Buffer, pos: number): boolean {
+  try {
+    walk(type, buf, pos);
+    return true;
+  } catch (err) {
+    if (err === UNREADABLE) return false;
+    throw err;
   }
-  return undefined;
 }
 
 const READ_FIELDS: ReadonlySet<string> = new Set(METRIC_SCHEMA.fields.map((f) => f.name));
@@ -221,7 +255,7 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, bytes: Buffe
     }
     if (records.length + count > ctx.limits.maxPoints) throw tooManyPoints(records.length + count, ctx.limits);
     for (let i = 0; i < count; i++) {
-      const r = metricType.decode(buf, pos);
+      const r = readable(metricType, buf, pos) ? metricType.decode(buf, pos) : { offset: -1, value: undefined };
       if (r.offset < 0)
         throw bad(
           `record ${records.length} is truncated or is not a Metric record (an array of Metric records is expected, or an object container file)`,
@@ -246,7 +280,7 @@ function readContainer(
   maxDecodedBytes: number,
   bytes: Buffer[],
 ): Read {
-  const h = headerType.decode(buf, 0);
+  const h = readable(headerType, buf, 0) ? headerType.decode(buf, 0) : { offset: -1, value: undefined };
   if (h.offset < 0) throw bad('the object container file header is truncated');
   const meta = h.value.meta as Record<string, Buffer>;
   const sync = h.value.sync as Buffer;
@@ -281,7 +315,7 @@ function readContainer(
     decoded += data.length;
     let at = 0;
     for (let i = 0; i < count; i++) {
-      const r = metricType.decode(data, at, resolver);
+      const r = readable(writer, data, at) ? metricType.decode(data, at, resolver) : { offset: -1, value: undefined };
       if (r.offset < 0) throw bad(`record ${i} of block ${block} is truncated`, { block, record: records.length });
       records.push(r.value);
       bytes.push(data.subarray(at, r.offset));

@@ -119,6 +119,25 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
     assert.equal(decode(Metrics.toBuffer([])).length, 0);
   });
 
+  it('refuses at once a block that claims more items than the body has bytes (avsc loops over the count)', () => {
+    const [long, string, double] = (['long', 'string', 'double'] as const).map((t) => avro.Type.forSchema(t));
+    // 2^27: before the fix avsc looped over it for 2 s (2^40, for good); a count that fails, not hangs, the test.
+    const huge = long.toBuffer(2 ** 27);
+    const bodies = {
+      // one Metric whose tags map claims 2^27 entries, then ends
+      bare: Buffer.concat([long.toBuffer(1), string.toBuffer('cpu'), double.toBuffer(1), long.toBuffer(NOW), huge]),
+      // a container file whose header metadata map claims 2^27 entries
+      header: Buffer.concat([Buffer.from('Obj\x01', 'latin1'), huge]),
+    };
+    for (const [what, body] of Object.entries(bodies)) {
+      const started = Date.now();
+      const e = rejects(() => decode(body));
+      assert.equal(e.getStatus(), 400, what);
+      assert.match(e.message, /truncated/, what);
+      assert.ok(Date.now() - started < 500, `${what}: ${Date.now() - started} ms`);
+    }
+  });
+
   it('refuses a bare single record (not an array) with 400 saying what is expected', () => {
     const e = rejects(() => decode(Metric.toBuffer(metric(0))));
     assert.equal(e.getStatus(), 400);
