@@ -75,8 +75,10 @@ export class PointCollector {
       this.problem(field(), tooManyTagsMessage(l.maxTags));
       return undefined;
     }
-    let raw = `${name}\u0000${source}\u0000${unit ?? ''}`;
-    for (const [k, v] of tags) raw += `\u0000${k}\u0000${v}`;
+    // Each part length-prefixed: a key no other series can spell (NUL separators could be forged by
+    // a tag value holding NULs, and a cache hit skips validation). A null unit is not an empty one.
+    let raw = `${name.length}:${name}${source.length}:${source}${unit === null ? '-' : `${unit.length}:${unit}`}`;
+    for (const [k, v] of tags) raw += `${k.length}:${k}${v.length}:${v}`;
     const known = this.seen.get(raw);
     if (known !== undefined) return known < 0 ? undefined : known;
     let ref = this.validated?.get(raw);

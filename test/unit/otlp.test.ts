@@ -11,6 +11,8 @@ import {
   ResourceMetrics,
 } from '@opentelemetry/sdk-metrics';
 import { ApiError } from '../../src/common/errors.js';
+import { BoundedCache } from '../../src/common/bounded-cache.js';
+import type { ValidatedSeries } from '../../src/ingestion/collect.js';
 import type { DecodeContext } from '../../src/ingestion/decode.js';
 import { decodeOtlp, nanosToMs, otlpProtobufToJson, otlpResponse } from '../../src/ingestion/otlp.js';
 import type { PointBatch } from '../../src/storage/point-batch.js';
@@ -384,5 +386,52 @@ describe('OTLP metrics decoder', () => {
     assert.match(e.message, /not a protobuf ExportMetricsServiceRequest/);
     // An empty request is zero bytes, and valid.
     assert.deepEqual(decodeOtlp(otlpProtobufToJson(Buffer.alloc(0)), ctx()).batch.length, 0);
+  });
+});
+
+describe('OTLP series cache', () => {
+  it('cannot be spelled by another series: a tag value or unit holding NULs is refused after a valid series was cached', () => {
+    const validated: ValidatedSeries = new BoundedCache(100);
+    const now = Date.now();
+    const body = (attributes: Array<[string, string]>, unit?: string) => ({
+      resourceMetrics: [
+        {
+          scopeMetrics: [
+            {
+              metrics: [
+                {
+                  name: 'nul_probe',
+                  ...(unit === undefined ? {} : { unit }),
+                  gauge: {
+                    dataPoints: [
+                      {
+                        timeUnixNano: String(BigInt(now) * 1_000_000n),
+                        asDouble: 1,
+                        attributes: attributes.map(([key, v]) => ({ key, value: { stringValue: v } })),
+                      },
+                    ],
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    // The valid series first, then what once spelled the same cache key with NULs.
+    assert.equal(
+      decodeOtlp(
+        body([
+          ['a', 'b'],
+          ['c', 'd'],
+        ]),
+        ctx(now),
+        validated,
+      ).batch.length,
+      1,
+    );
+    rejects(() => decodeOtlp(body([['a', 'b\u0000c\u0000d']]), ctx(now), validated));
+    assert.equal(decodeOtlp(body([['a', 'b']], 'ms'), ctx(now), validated).batch.length, 1);
+    rejects(() => decodeOtlp(body([], 'ms\u0000a\u0000b'), ctx(now), validated));
   });
 });
