@@ -95,8 +95,8 @@ export class PointWriter implements BeforeApplicationShutdown {
   }
 
   /**
-   * Called after each commit that stored points below the rollup watermark (plain PostgreSQL), with
-   * how many: the rollup refresh uses it to re-aggregate soon after a bulk load or backfill.
+   * Called after each commit that stored points below the rollup watermark, with how many: the
+   * rollup refresh uses it to re-aggregate soon after a bulk load or backfill.
    */
   onLatePoints(listener: (points: number) => void): () => void {
     this.lateListeners.add(listener);
@@ -331,19 +331,14 @@ export class PointWriter implements BeforeApplicationShutdown {
     min: number,
     upsert: boolean,
   ): Promise<{ late: number; series: StoredSeries | null }> {
-    const plain = this.database.info.flavour === 'postgresql';
     try {
-      let watermark: number | null = null;
-      if (plain) {
-        // Separate statements: the watermark must be read with a snapshot taken after the lock is granted.
-        const res = (await client.query(
-          `BEGIN; SELECT pg_advisory_xact_lock_shared(${ROLLUP_WATERMARK_LOCK});
-           SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
-        )) as unknown as pg.QueryResult<{ w: number | null }>[];
-        watermark = res[2].rows[0]?.w ?? null;
-      } else {
-        await client.query('BEGIN');
-      }
+      // Both flavours: below the watermark (where the last rollup refresh reached) points are late.
+      // Separate statements: the watermark must be read with a snapshot taken after the lock is granted.
+      const res = (await client.query(
+        `BEGIN; SELECT pg_advisory_xact_lock_shared(${ROLLUP_WATERMARK_LOCK});
+         SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w FROM rollup_state WHERE id = 1`,
+      )) as unknown as pg.QueryResult<{ w: number | null }>[];
+      const watermark = res[2].rows[0]?.w ?? null;
       // New series are created in the points' transaction: a write that fails leaves none behind.
       const series = await this.resolver.store(client, group);
       if (this.database.info.writeMethod !== 'copy') await this.insertUnnest(client, group);

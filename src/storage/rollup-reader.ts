@@ -103,8 +103,9 @@ const MERGE: Record<RollupAggregation, string> = {
  * The one read path for bucketed aggregates over raw points and rollups, used by the query API
  * (and through it exports and anomalies) and by pipelines. Only here (and in the writer and the
  * refresh that keep rollups) does the flavour matter: TimescaleDB's continuous aggregates are
- * complete on read (real-time aggregation), plain PostgreSQL's rollup tables only below their
- * watermark, and earlier where late points wait for re-aggregation. Above that, callers get the
+ * complete on read (real-time aggregation) except where late points wait for the next refresh,
+ * plain PostgreSQL's rollup tables only below their watermark, and earlier where late points wait
+ * for re-aggregation. Above that, callers get the
  * same buckets from either flavour, equal to aggregating the raw points. Bounds go to SQL to the
  * microsecond (toIsoMicros): a query's `from` and `to` may hold microseconds, as points do.
  */
@@ -116,7 +117,12 @@ export class RollupReader {
    */
   private knownWatermark: number | undefined;
 
-  constructor(private readonly database: Database) {}
+  /** TimescaleDB: continuous aggregates with real-time aggregation. */
+  private readonly realtime: boolean;
+
+  constructor(private readonly database: Database) {
+    this.realtime = database.info.flavour === 'timescaledb';
+  }
 
   /**
    * How [from, to) is read in buckets of `widthMs` for these series: the coarsest tier that tiles
@@ -130,10 +136,9 @@ export class RollupReader {
     widthMs: number,
     aggregation: BucketAggregation,
   ): Promise<Segment[]> {
-    const state =
-      this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation)
-        ? await this.rollupState(seriesIds, from, to)
-        : { materialisedUntil: Infinity };
+    const state = ROLLUP_AGGREGATIONS.has(aggregation)
+      ? await this.rollupState(seriesIds, from, to)
+      : { materialisedUntil: Infinity };
     return planSegments(from, to, widthMs, aggregation, state);
   }
 
@@ -163,7 +168,9 @@ export class RollupReader {
     widthMs: number,
     aggregation: BucketAggregation,
   ): Promise<{ ids: number[]; rows: BucketValue[]; segments: Segment[] }> {
-    const tracked = this.database.info.flavour === 'postgresql' && ROLLUP_AGGREGATIONS.has(aggregation);
+    const tracked = ROLLUP_AGGREGATIONS.has(aggregation);
+    // Real-time aggregates are complete above their own watermark: only late ranges matter.
+    if (this.realtime) this.knownWatermark = Infinity;
     if (tracked && this.knownWatermark === undefined) {
       // The first read of this instance: learn the watermark, or a long range would be planned on raw points.
       const r = await this.database.readPool.query<{ w: number | null }>(
@@ -177,7 +184,7 @@ export class RollupReader {
     const params = [...selection.params];
     const p = (v: unknown) => `$${params.push(v)}`;
     const state = tracked
-      ? stateSql('(SELECT ids FROM sel)', p(toIsoMicros(from)), p(toIsoMicros(to)))
+      ? stateSql('(SELECT ids FROM sel)', p(toIsoMicros(from)), p(toIsoMicros(to)), this.realtime)
       : `SELECT NULL::float8 AS w, NULL::float8 AS late`;
     // Past the limit the caller refuses the query: read no buckets then.
     const limit = `${p(selection.limit)}::int`;
@@ -299,12 +306,12 @@ export class RollupReader {
   }
 
   /**
-   * Plain PostgreSQL: how far the rollups of these series are complete for [from, to) — the
-   * watermark, or earlier where late points wait for re-aggregation.
+   * How far the rollups of these series are complete for [from, to): the watermark (TimescaleDB:
+   * everywhere), or earlier where late points wait for re-aggregation.
    */
   private async rollupState(ids: number[], from: number, to: number): Promise<RollupState> {
     const r = await this.database.preparedRead<{ w: number | null; late: number | null }>(
-      stateSql('$1::int[]', '$2', '$3'),
+      stateSql('$1::int[]', '$2', '$3', this.realtime),
       [ids, toIsoMicros(from), toIsoMicros(to)],
     );
     const row = r.rows[0];
@@ -425,8 +432,9 @@ export function zipBuckets(ts: Buffer | null | undefined, vs: Buffer | null | un
  * The rollup state of the series `ids` (an int[] expression) over [from, to) (parameter
  * references, ISO times): the watermark `w` and the start of the earliest late range `late`, epoch ms.
  */
-function stateSql(ids: string, from: string, to: string): string {
-  return `SELECT (extract(epoch FROM watermark) * 1000)::float8 AS w,
+function stateSql(ids: string, from: string, to: string, realtime: boolean): string {
+  // TimescaleDB: real-time aggregates are complete but where late points wait (w: Infinity).
+  return `SELECT ${realtime ? `'Infinity'::float8` : `(extract(epoch FROM watermark) * 1000)::float8`} AS w,
             (SELECT (extract(epoch FROM min(i.from_time)) * 1000)::float8 FROM rollup_invalidations i
              WHERE i.series_ids && ${ids} AND i.to_time >= ${from}::timestamptz AND i.from_time < ${to}::timestamptz) AS late
           FROM rollup_state WHERE id = 1`;

@@ -30,8 +30,10 @@ export const VACUUM_AFTER_ROWS = 10_000;
 const INVALIDATIONS_PER_RUN = 20_000;
 
 /**
- * Keeps rollups fresh. TimescaleDB: refreshes the continuous aggregates in order (they track late
- * data themselves). Plain PostgreSQL: everything before `rollup_state.watermark` is materialised;
+ * Keeps rollups fresh. TimescaleDB: refreshes the continuous aggregates in order, up to (now −
+ * ROLLUP_LAG_SECONDS); they track late data themselves, but show it only after a refresh, so the
+ * watermark and the late ranges are kept as on plain PostgreSQL (readers take raw points there)
+ * and each refresh deletes the ranges recorded before it began. Plain PostgreSQL: everything before `rollup_state.watermark` is materialised;
  * each run advances the watermark to (now − ROLLUP_LAG_SECONDS) one day at a time, then
  * re-aggregates the series and time ranges recorded in `rollup_invalidations` by the writer
  * (points that arrived late or were backfilled below the watermark).
@@ -64,6 +66,18 @@ export class RollupService {
   }
 
   private async refreshContinuousAggregates(client: Queryable, target: number): Promise<RefreshReport> {
+    // First the watermark, under the writers' lock (they hold it shared until they commit): a
+    // write committed after this sees the new watermark and records its late points; one committed
+    // before is materialised by the refresh below, and so are the late ranges recorded until now.
+    const covered = await transaction(client, async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(${ROLLUP_WATERMARK_LOCK})`);
+      await tx.query(
+        `UPDATE rollup_state SET watermark = greatest(watermark, to_timestamp($1::float8 / 1000)), refreshed_at = now() WHERE id = 1`,
+        [target],
+      );
+      const r = await tx.query<{ id: string | null }>(`SELECT max(id) AS id FROM rollup_invalidations`);
+      return r.rows[0]?.id ?? null;
+    });
     const end = pg.escapeLiteral(toIso(target));
     // Start at the raw retention: refreshing over dropped chunks would empty the rollups there.
     const days = this.config.retentionDays;
@@ -72,7 +86,16 @@ export class RollupService {
       // CALL cannot run inside a transaction block; tiers in order, each built from the one below.
       await client.query(`CALL refresh_continuous_aggregate('${t.table}', ${start}, ${end}::timestamptz)`);
     }
-    return { flavour: 'timescaledb', watermark: toIso(target), aggregates: ROLLUP_TIERS.map((t) => t.table) };
+    const done =
+      covered === null
+        ? 0
+        : ((await client.query(`DELETE FROM rollup_invalidations WHERE id <= $1`, [covered])).rowCount ?? 0);
+    return {
+      flavour: 'timescaledb',
+      watermark: toIso(target),
+      aggregates: ROLLUP_TIERS.map((t) => t.table),
+      invalidations: done,
+    };
   }
 
   private async refreshTables(client: Queryable, target: number): Promise<RefreshReport> {
