@@ -128,8 +128,15 @@ remote_write:
       await waitFor(() => scrapes >= upAt + 2, 10_000, 'scrapes after the restart');
 
       // Everything Prometheus has (up to now) arrives; then the two sets are the same.
-      const expected = await inPrometheus();
-      assert.ok(expected.length >= 8, `${expected.length} samples in Prometheus`);
+      // The exporter counts a scrape when it answers, a moment before Prometheus appends its sample.
+      const expected = await waitFor(
+        async () => {
+          const e = await inPrometheus();
+          return e.length >= 8 ? e : undefined;
+        },
+        10_000,
+        'eight samples in Prometheus',
+      );
       const last = expected[expected.length - 1][0];
       const got = await waitFor(
         async () => {
