@@ -304,7 +304,8 @@ export class QueryService {
     if (search !== undefined && typeof search !== 'string')
       throw invalidQuery('search', 'search must be given once, as a string');
     if (search) checkText(search, 'search');
-    const rows = await this.repo.metricNames(search || undefined, CATALOGUE_LIMIT);
+    const found = await this.repo.metricNames(search || undefined, CATALOGUE_LIMIT + 1);
+    const rows = found.slice(0, CATALOGUE_LIMIT);
     return {
       metrics: rows.map((r) => ({
         name: r.name,
@@ -315,6 +316,7 @@ export class QueryService {
         last_seen: r.last_seen?.toISOString() ?? null,
       })),
       total: rows.length,
+      truncated: found.length > CATALOGUE_LIMIT,
     };
   }
 
@@ -322,7 +324,8 @@ export class QueryService {
     if (metric !== undefined && typeof metric !== 'string')
       throw invalidQuery('metric', 'metric must be given once, as a string');
     if (metric) checkText(metric, 'metric');
-    const rows = await this.repo.sources(metric || undefined, CATALOGUE_LIMIT);
+    const found = await this.repo.sources(metric || undefined, CATALOGUE_LIMIT + 1);
+    const rows = found.slice(0, CATALOGUE_LIMIT);
     return {
       sources: rows.map((r) => ({
         name: r.name,
@@ -331,6 +334,7 @@ export class QueryService {
         last_seen: r.last_seen?.toISOString() ?? null,
       })),
       total: rows.length,
+      truncated: found.length > CATALOGUE_LIMIT,
     };
   }
 

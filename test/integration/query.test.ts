@@ -347,6 +347,25 @@ describeEachFlavour('queries', (ctx) => {
     // LIKE wildcards in the search are literal characters.
     assert.deepEqual((await ctx.t.get('/api/v1/metrics/names?search=%25')).json.metrics, []);
     assert.deepEqual((await ctx.t.get('/api/v1/metrics/names?search=_')).json.metrics, []);
+    assert.equal(names.json.truncated, false);
+    assert.equal(sources.json.truncated, false);
+  });
+
+  it('says when the catalogue holds more names or sources than the 10,000 it lists', async () => {
+    await ctx.t.sql.query(
+      `INSERT INTO series (metric, source, tags, tags_key, first_seen, last_seen)
+       SELECT 'many' || g, 'many-src' || g, '{}', '{}', now(), now() FROM generate_series(1, 10001) g`,
+    );
+    try {
+      const names = await ctx.t.get('/api/v1/metrics/names?search=many');
+      assert.deepEqual([names.json.metrics.length, names.json.total, names.json.truncated], [10_000, 10_000, true]);
+      const sources = await ctx.t.get('/api/v1/metrics/sources');
+      assert.equal(sources.json.truncated, true);
+      assert.equal(sources.json.sources.length, 10_000);
+      assert.equal((await ctx.t.get('/api/v1/metrics/names?search=many1000')).json.truncated, false);
+    } finally {
+      await ctx.t.sql.query(`DELETE FROM series WHERE metric LIKE 'many%'`);
+    }
   });
 
   it('answers bad queries with 400 INVALID_QUERY naming the parameter, unknown metrics with 404', async () => {

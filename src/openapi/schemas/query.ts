@@ -94,6 +94,7 @@ export const MetricNames = named(
       }),
     ),
     total: z.number().int(),
+    truncated: z.boolean().meta({ description: 'more names matched than the 10,000 listed: narrow with search' }),
   }),
 );
 
@@ -109,6 +110,7 @@ export const SourceNames = named(
       }),
     ),
     total: z.number().int(),
+    truncated: z.boolean().meta({ description: 'more sources matched than the 10,000 listed: narrow with metric' }),
   }),
 );
 
