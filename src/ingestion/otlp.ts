@@ -148,6 +148,22 @@ const REASONS: Record<Reason, string> = {
 
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
+/**
+ * The list under `key` (lowerCamelCase, as OTLP/JSON names fields) of `o`. Sent under its proto
+ * field name instead (`scope_metrics`), it would be an unknown field, skipped, and a request
+ * answered 200 with nothing stored: that is a problem noted under the name used (a 400).
+ */
+function list(c: PointCollector, o: Json, key: string, path: string): unknown[] {
+  if (o[key] === undefined) {
+    const snake = key.replace(/[A-Z]/g, (ch) => `_${ch.toLowerCase()}`);
+    if (o[snake] !== undefined) {
+      c.problem(path === '' ? snake : `${path}.${snake}`, `OTLP/JSON names this field in lowerCamelCase: ${key}`);
+      return [];
+    }
+  }
+  return arr(o[key]);
+}
+
 /** Why some of these numbers cannot be stored (NaN or infinite first), or undefined. */
 function unstorable(xs: readonly number[]): Reason | undefined {
   if (!xs.every(Number.isFinite)) return 'non_finite';
@@ -172,6 +188,11 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
   if (body.resourceMetrics !== undefined && !Array.isArray(body.resourceMetrics)) {
     throw invalidRequest('resourceMetrics must be an array', { field: 'resourceMetrics' });
   }
+  if (body.resourceMetrics === undefined && body.resource_metrics !== undefined) {
+    throw invalidRequest('OTLP/JSON names this field in lowerCamelCase: resourceMetrics', {
+      field: 'resource_metrics',
+    });
+  }
   const resources = arr(body.resourceMetrics);
   const c = new PointCollector(ctx, countPoints(resources), validated);
   const rejected = new Map<Reason, number>();
@@ -194,7 +215,7 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
       if (k === 'service.name') source = v;
       else if (RESOURCE_TAGS.includes(k)) resourceTags.push([k, v]);
     }
-    const scopes = arr(rm.scopeMetrics);
+    const scopes = list(c, rm, 'scopeMetrics', rPath);
     for (let s = 0; s < scopes.length && !c.full; s++) {
       const sm = scopes[s];
       const metrics = isObject(sm) ? arr(sm.metrics) : [];
@@ -211,7 +232,7 @@ export function decodeOtlp(body: unknown, ctx: DecodeContext, validated?: Valida
           isObject(metric[k]),
         );
         if (kind === undefined) continue; // no data: nothing to store
-        const points = arr((metric[kind] as Json).dataPoints);
+        const points = list(c, metric[kind] as Json, 'dataPoints', `${mPath}.${kind}`);
         if (kind === 'exponentialHistogram') {
           reject('exponential_histogram', points.length);
           continue;

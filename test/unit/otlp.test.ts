@@ -435,3 +435,26 @@ describe('OTLP series cache', () => {
     rejects(() => decodeOtlp(body([], 'ms\u0000a\u0000b'), ctx(now), validated));
   });
 });
+
+describe('OTLP/JSON field names', () => {
+  it('refuses lists sent under their proto names (snake_case) with a 400 naming them, instead of storing nothing', () => {
+    const now = Date.now();
+    const dataPoints = [{ timeUnixNano: String(BigInt(now) * 1_000_000n), asDouble: 1 }];
+    const cases: Array<[unknown, string]> = [
+      [{ resource_metrics: [] }, 'resource_metrics'],
+      [{ resourceMetrics: [{ scope_metrics: [] }] }, 'resourceMetrics[0].scope_metrics'],
+      [
+        { resourceMetrics: [{ scopeMetrics: [{ metrics: [{ name: 'm', gauge: { data_points: dataPoints } }] }] }] },
+        'resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.data_points',
+      ],
+    ];
+    for (const [body, field] of cases) {
+      const e = rejects(() => decodeOtlp(body, ctx(now)));
+      assert.equal(e.getStatus(), 400, field);
+      assert.ok(JSON.stringify(e.body()).includes(field), `${field}: ${JSON.stringify(e.body())}`);
+    }
+    // The lowerCamelCase body is stored.
+    const ok = { resourceMetrics: [{ scopeMetrics: [{ metrics: [{ name: 'm', gauge: { dataPoints } }] }] }] };
+    assert.equal(decodeOtlp(ok, ctx(now)).batch.length, 1);
+  });
+});
