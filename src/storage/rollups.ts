@@ -70,7 +70,7 @@ export class RollupService {
     // write committed after this sees the new watermark and records its late points; one committed
     // before is materialised by the refresh below, and so are the late ranges recorded until now.
     const covered = await transaction(client, async (tx) => {
-      await tx.query(`SELECT pg_advisory_xact_lock(${ROLLUP_WATERMARK_LOCK})`);
+      await tx.query(`SET LOCAL statement_timeout = 0; SELECT pg_advisory_xact_lock(${ROLLUP_WATERMARK_LOCK})`);
       await tx.query(
         `UPDATE rollup_state SET watermark = greatest(watermark, to_timestamp($1::float8 / 1000)), refreshed_at = now() WHERE id = 1`,
         [target],
