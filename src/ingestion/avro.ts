@@ -119,7 +119,12 @@ const UNREADABLE = new Error('avro: unreadable value');
  * avsc loops over such a count whatever the body holds, and a 20-byte body claiming 2^40 tags
  * kept the service busy for good. Run before avsc decodes a value.
  */
-function walk(type: avro.Type, buf: Buffer, start: number, text?: (s: number, e: number) => void): number {
+function walk(
+  type: avro.Type,
+  buf: Buffer,
+  start: number,
+  text?: (s: number, e: number, mapKey: boolean) => void,
+): number {
   let pos = start;
   const long = (): number => {
     const r = longType.decode(buf, pos);
@@ -131,11 +136,11 @@ function walk(type: avro.Type, buf: Buffer, start: number, text?: (s: number, e:
     if (!(n >= 0) || pos + n > buf.length) throw UNREADABLE;
     pos += n;
   };
-  const string = () => {
+  const string = (mapKey = false) => {
     const n = long(); // not `skip(long())` inline with pos: the length comes first
     const s = pos;
     skip(n);
-    text?.(s, pos);
+    text?.(s, pos, mapKey);
   };
   // The blocks of an array or a map; `item` reads one item.
   const blocks = (item: () => void) => {
@@ -186,7 +191,7 @@ function walk(type: avro.Type, buf: Buffer, start: number, text?: (s: number, e:
         return blocks(() => value(any.itemsType!));
       case 'map':
         return blocks(() => {
-          string();
+          string(true);
           value(any.valuesType!);
         });
       default: {
@@ -201,10 +206,33 @@ function walk(type: avro.Type, buf: Buffer, start: number, text?: (s: number, e:
   return pos;
 }
 
-/** Whether one value of `type` can be read at `pos` (walk): else avsc must not be given it. */
-function readable(type: avro.Type, buf: Buffer, pos: number): boolean {
+const PROTO = Buffer.from('__proto__');
+
+/**
+ * Whether record `index`, one value of `type` (a record schema) at `pos`, can be read (walk): else
+ * avsc must not be given it. A `tags` key `__proto__` is a 400, as in JSON bodies: avsc's map
+ * object would drop it without a word (assigning a string to `__proto__` does nothing).
+ */
+function readable(type: avro.Type, buf: Buffer, pos: number, index: number): boolean {
+  const fields = (type as unknown as { fields?: Array<{ name: string; type: avro.Type }> }).fields;
   try {
-    walk(type, buf, pos);
+    if (!fields) {
+      walk(type, buf, pos);
+      return true;
+    }
+    for (const f of fields) {
+      const tags = f.name === 'tags';
+      pos = walk(f.type, buf, pos, (s, e, mapKey) => {
+        if (tags && mapKey && e - s === PROTO.length && buf.subarray(s, e).equals(PROTO))
+          throw invalidRequest(
+            `metrics[${index}].tags.__proto__: a tag key "__proto__" is refused, as in JSON bodies`,
+            {
+              field: `metrics[${index}].tags.__proto__`,
+              format: 'avro',
+            },
+          );
+      });
+    }
     return true;
   } catch (err) {
     if (err === UNREADABLE) return false;
@@ -255,7 +283,9 @@ function readArray(buf: Buffer, ctx: Pick<DecodeContext, 'limits'>, bytes: Buffe
     }
     if (records.length + count > ctx.limits.maxPoints) throw tooManyPoints(records.length + count, ctx.limits);
     for (let i = 0; i < count; i++) {
-      const r = readable(metricType, buf, pos) ? metricType.decode(buf, pos) : { offset: -1, value: undefined };
+      const r = readable(metricType, buf, pos, records.length)
+        ? metricType.decode(buf, pos)
+        : { offset: -1, value: undefined };
       if (r.offset < 0)
         throw bad(
           `record ${records.length} is truncated or is not a Metric record (an array of Metric records is expected, or an object container file)`,
@@ -280,7 +310,7 @@ function readContainer(
   maxDecodedBytes: number,
   bytes: Buffer[],
 ): Read {
-  const h = readable(headerType, buf, 0) ? headerType.decode(buf, 0) : { offset: -1, value: undefined };
+  const h = readable(headerType, buf, 0, -1) ? headerType.decode(buf, 0) : { offset: -1, value: undefined };
   if (h.offset < 0) throw bad('the object container file header is truncated');
   const meta = h.value.meta as Record<string, Buffer>;
   const sync = h.value.sync as Buffer;
@@ -315,7 +345,9 @@ function readContainer(
     decoded += data.length;
     let at = 0;
     for (let i = 0; i < count; i++) {
-      const r = readable(writer, data, at) ? metricType.decode(data, at, resolver) : { offset: -1, value: undefined };
+      const r = readable(writer, data, at, records.length)
+        ? metricType.decode(data, at, resolver)
+        : { offset: -1, value: undefined };
       if (r.offset < 0) throw bad(`record ${i} of block ${block} is truncated`, { block, record: records.length });
       records.push(r.value);
       bytes.push(data.subarray(at, r.offset));

@@ -138,6 +138,17 @@ describe('Avro metrics decoder (metrics-collection-api-v2)', () => {
     }
   });
 
+  it('refuses a tag key "__proto__" with 400 naming it, in both forms, as JSON bodies do (avsc dropped it)', async () => {
+    const tags = JSON.parse('{"__proto__": "evil", "host": "h1"}') as Record<string, string>;
+    assert.ok(Object.keys(tags).includes('__proto__'));
+    const records = [metric(0), metric(1, { tags })];
+    for (const body of [Metrics.toBuffer(records), await containerFile(REFERENCE_SCHEMA, records)]) {
+      const e = rejects(() => decode(body));
+      assert.equal(e.getStatus(), 400);
+      assert.equal((e.body().details as { field: string }).field, 'metrics[1].tags.__proto__');
+    }
+  });
+
   it('refuses a bare single record (not an array) with 400 saying what is expected', () => {
     const e = rejects(() => decode(Metric.toBuffer(metric(0))));
     assert.equal(e.getStatus(), 400);
