@@ -1,7 +1,7 @@
 import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import { toApiError } from '../common/error-envelope.js';
+import { isDatabaseUnavailable, toApiError } from '../common/error-envelope.js';
 import { payloadTooLarge, serviceUnavailable } from '../common/errors.js';
 import { RateMeter } from '../common/rate-meter.js';
 import { AppConfig } from '../config/config.js';
@@ -238,9 +238,16 @@ export class PointWriter implements BeforeApplicationShutdown {
     } catch (err) {
       this.stats.failures++;
       this.stats.lastError = (err as Error)?.message ?? String(err);
+      const code = (err as { code?: string })?.code;
+      if (group.length > 1 && !isDatabaseUnavailable(err) && code !== '57014' && code !== '40P01') {
+        // Not the database's trouble but, it may be, one request's: each request of the group once
+        // more in a transaction of its own, so that the others are not refused with it.
+        for (const o of this.observers) o.transaction((performance.now() - t0) / 1000, points, false);
+        for (const p of group) await this.flush([p], p.batch.length);
+        return;
+      }
       // A write past the statement timeout (a locked table, a busy server) is the database's trouble,
       // not the request's: 503 with Retry-After, as when it is down, not the query API's 504 advice.
-      const code = (err as { code?: string })?.code;
       const apiError =
         code === '57014'
           ? serviceUnavailable('The database did not take the write in time (statement timeout); retry later', 5)

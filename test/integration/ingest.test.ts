@@ -659,3 +659,51 @@ describeEachFlavour(
   // The TimescaleDB flavour of the tests is PGlite, one connection: no write lanes to deadlock.
   { flavours: ['postgresql'] },
 );
+
+describeEachFlavour(
+  'one failing request in a group commit',
+  (ctx) => {
+    it('fails alone: the other requests of its group are stored', async () => {
+      // One write lane: what arrives while a slow write holds it is grouped into one transaction.
+      await ctx.t.sql.query(`
+        CREATE FUNCTION group_probe() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            IF NEW.metric = 'group_slow' THEN PERFORM pg_sleep(0.5); END IF;
+            IF NEW.metric = 'group_poison' THEN RAISE EXCEPTION 'poisoned series' USING ERRCODE = '22023'; END IF;
+            RETURN NEW;
+          END $$;
+        CREATE TRIGGER group_probe BEFORE INSERT ON series FOR EACH ROW EXECUTE FUNCTION group_probe();`);
+      try {
+        const post = (name: string) =>
+          ctx.t.post('/api/v1/metrics', {
+            source: 'group',
+            metrics: [{ name, value: 1, timestamp: Date.now() - 60_000 }],
+          });
+        const slow = post('group_slow');
+        await new Promise((r) => setTimeout(r, 150));
+        const [poison, good, good2] = await Promise.all([
+          post('group_poison'),
+          post('group_good'),
+          post('group_good2'),
+        ]);
+        assert.equal((await slow).status, 200);
+        assert.equal(good.status, 200, good.body);
+        assert.equal(good2.status, 200, good2.body);
+        assert.ok(poison.status >= 400, poison.body);
+        const stored = await ctx.t.sql.query(
+          `SELECT s.metric FROM points p JOIN series s ON s.id = p.series_id WHERE s.source = 'group' ORDER BY 1`,
+        );
+        assert.deepEqual(
+          stored.rows.map((r) => r.metric),
+          ['group_good', 'group_good2', 'group_slow'],
+        );
+      } finally {
+        await ctx.t.sql.query(`DROP TRIGGER group_probe ON series; DROP FUNCTION group_probe()`);
+      }
+    });
+  },
+  { DB_WRITE_CONNECTIONS: '1' },
+  // The TimescaleDB flavour of the tests is PGlite, one connection as well; plpgsql triggers run on both,
+  // but the grouping is shown on one.
+  { flavours: ['postgresql'] },
+);
