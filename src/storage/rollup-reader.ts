@@ -105,9 +105,9 @@ const MERGE: Record<RollupAggregation, string> = {
  * refresh that keep rollups) does the flavour matter: TimescaleDB's continuous aggregates are
  * complete on read (real-time aggregation) except where late points wait for the next refresh,
  * plain PostgreSQL's rollup tables only below their watermark, and earlier where late points wait
- * for re-aggregation. Above that, callers get the
- * same buckets from either flavour, equal to aggregating the raw points. Bounds go to SQL to the
- * microsecond (toIsoMicros): a query's `from` and `to` may hold microseconds, as points do.
+ * for re-aggregation. Above that, callers get the same buckets from either flavour, equal to
+ * aggregating the raw points. Bounds go to SQL to the microsecond (toIsoMicros): a query's `from`
+ * and `to` may hold microseconds, as points do.
  */
 @Injectable()
 export class RollupReader {

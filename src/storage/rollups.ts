@@ -33,8 +33,9 @@ const INVALIDATIONS_PER_RUN = 20_000;
  * Keeps rollups fresh. TimescaleDB: refreshes the continuous aggregates in order, up to (now −
  * ROLLUP_LAG_SECONDS); they track late data themselves, but show it only after a refresh, so the
  * watermark and the late ranges are kept as on plain PostgreSQL (readers take raw points there)
- * and each refresh deletes the ranges recorded before it began. Plain PostgreSQL: everything before `rollup_state.watermark` is materialised;
- * each run advances the watermark to (now − ROLLUP_LAG_SECONDS) one day at a time, then
+ * and each refresh deletes the ranges recorded before it began. Plain PostgreSQL: everything
+ * before `rollup_state.watermark` is materialised; each run advances the watermark to
+ * (now − ROLLUP_LAG_SECONDS) one day at a time, then
  * re-aggregates the series and time ranges recorded in `rollup_invalidations` by the writer
  * (points that arrived late or were backfilled below the watermark).
  */
