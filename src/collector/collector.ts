@@ -82,6 +82,8 @@ export class Collector {
     persist_failures: 0,
     points_persisted: 0,
     points_expired: 0,
+    /** Points the writer refused for good (a 4xx, such as the series limit): dropped, not retried. */
+    points_refused: 0,
     last_persist_at: null as string | null,
     last_persist_error: null as string | null,
   };
@@ -159,7 +161,9 @@ export class Collector {
 
   /**
    * Writes what is buffered, oldest first, in chunks; each chunk is released once committed, so a
-   * failure (the database is down) keeps the rest for the next persist. Never two at once.
+   * failure (the database is down) keeps the rest for the next persist. A chunk the writer refuses
+   * for good (a 4xx other than 429, such as the series limit) is dropped and counted: written
+   * again it would be refused again, and everything after it would wait for ever. Never two at once.
    */
   persistWith(write: (batch: PointBatch) => Promise<void>): Promise<Record<string, unknown>> {
     if (this.persisting) return this.persisting as Promise<Record<string, unknown>>;
@@ -171,18 +175,29 @@ export class Collector {
   private async persistNow(write: (batch: PointBatch) => Promise<void>): Promise<Record<string, unknown>> {
     let points = 0,
       transactions = 0,
-      expired = 0;
+      expired = 0,
+      refused = 0,
+      refusal: string | null = null;
     const minTime = this.settings.retentionDays > 0 ? this.clock.now() - this.settings.retentionDays * DAY : -Infinity;
     try {
       while (this.buffer.size > 0) {
         const { batch, upTo, expired: e } = this.buffer.take(this.settings.host, PERSIST_CHUNK, minTime);
-        if (batch.length > 0) await write(batch);
+        let stored = batch.length;
+        try {
+          if (batch.length > 0) await write(batch);
+        } catch (err) {
+          if (!refusedForGood(err)) throw err;
+          stored = 0;
+          refused += batch.length;
+          this.stats.points_refused += batch.length;
+          refusal = `${batch.length} point(s) refused and dropped: ${(err as Error).message}`;
+        }
         this.buffer.release(upTo);
-        points += batch.length;
+        points += stored;
         expired += e;
         transactions++;
       }
-      this.stats.last_persist_error = null;
+      this.stats.last_persist_error = refusal;
     } catch (err) {
       this.stats.persist_failures++;
       this.stats.last_persist_error = (err as Error)?.message ?? String(err);
@@ -196,7 +211,7 @@ export class Collector {
       this.stats.points_expired += expired;
       if (points > 0 || transactions > 0) this.stats.last_persist_at = new Date(this.clock.now()).toISOString();
     }
-    return { points, transactions, expired, pending: this.buffer.size, dropped_total: this.buffer.dropped };
+    return { points, transactions, expired, refused, pending: this.buffer.size, dropped_total: this.buffer.dropped };
   }
 
   private armLive(): void {
@@ -335,4 +350,10 @@ function slot<T>(sampler: Sampler<T>, toRows: (s: T, host: string) => PointRow[]
       next_attempt_at: null,
     },
   };
+}
+
+/** An error the writer answers for this batch whatever the moment: a 4xx other than 429 (a 503 is worth retrying). */
+function refusedForGood(err: unknown): boolean {
+  const status = (err as { getStatus?: () => number })?.getStatus?.();
+  return status !== undefined && status >= 400 && status < 500 && status !== 429 && status !== 408;
 }

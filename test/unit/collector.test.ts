@@ -17,6 +17,7 @@ import { NVIDIA_SMI_ARGS } from '../../src/collector/nvidia-smi.js';
 import { SampleBuffer } from '../../src/collector/sample-buffer.js';
 import { GpuSample, HostSample, Sampler, SamplerUnavailable } from '../../src/collector/samples.js';
 import type { PointBatch } from '../../src/storage/point-batch.js';
+import { ApiError, serviceUnavailable } from '../../src/common/errors.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/nvidia-smi/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'timescope-fake-smi-'));
@@ -320,6 +321,41 @@ describe('collector cadence (fake timers)', () => {
     assert.equal(stored.length, 24 * HOST_ROWS, 'every sample of the outage, once');
     assert.equal(new Set(stored).size, 24);
     assert.equal(collector.buffer.size, HOST_ROWS, 'the 121 s sample waits for the next persist');
+    assert.equal(collector.stats.last_persist_error, null);
+  });
+});
+
+describe('collector refused by the writer', () => {
+  it('drops a chunk refused for good (4xx) and goes on, where a 503 keeps it for the next persist', async () => {
+    const clock = new FakeClock();
+    let answer: ApiError | null = new ApiError(422, 'UNPROCESSABLE_ENTITY', 'Series limit reached (MAX_SERIES)');
+    const stored: number[] = [];
+    // eslint-disable-next-line prefer-const -- persist() closes over it before it is built
+    let collector!: Collector;
+    const persist = () =>
+      collector.persistWith(async (b) => {
+        if (answer) throw answer;
+        stored.push(...b.times);
+      });
+    collector = new Collector(
+      { host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) },
+      settings(),
+      persist,
+      clock,
+    );
+    collector.start(1_000);
+    await clock.advance(31_000); // the persist at 30 s: refused for good
+    assert.equal(collector.buffer.size, HOST_ROWS, 'only the 31 s sample is left: the refused ones are dropped');
+    assert.equal(collector.stats.points_refused, 6 * HOST_ROWS);
+    assert.match(collector.stats.last_persist_error!, /refused and dropped: Series limit/);
+    assert.equal(collector.stats.persist_failures, 0);
+    answer = serviceUnavailable('Ingest buffer is full; retry shortly', 1); // worth retrying: kept
+    await clock.advance(30_000);
+    assert.equal(collector.buffer.size, 7 * HOST_ROWS);
+    assert.equal(collector.stats.persist_failures, 1);
+    answer = null;
+    await clock.advance(30_000);
+    assert.equal(stored.length, 12 * HOST_ROWS, 'every sample after the refused chunk, once');
     assert.equal(collector.stats.last_persist_error, null);
   });
 });
