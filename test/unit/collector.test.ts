@@ -197,6 +197,17 @@ class HangingGpu implements Sampler<GpuSample> {
   }
 }
 
+/** A collector of a fake host whose persists call `write`, as the `collector-persist` job does. */
+function persistingCollector(clock: FakeClock, write: (b: PointBatch) => Promise<void>): Collector {
+  const collector: Collector = new Collector(
+    { host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) },
+    settings(),
+    () => collector.persistWith(write),
+    clock,
+  );
+  return collector;
+}
+
 const settings = (over: Partial<CollectorSettings> = {}): CollectorSettings => ({
   host: 'h1',
   liveMs: 5_000,
@@ -298,19 +309,10 @@ describe('collector cadence (fake timers)', () => {
     const clock = new FakeClock();
     let down = true;
     const stored: number[] = [];
-    // eslint-disable-next-line prefer-const -- persist() closes over it before it is built
-    let collector!: Collector;
-    const persist = () =>
-      collector.persistWith(async (b) => {
-        if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
-        stored.push(...b.times);
-      });
-    collector = new Collector(
-      { host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) },
-      settings(),
-      persist,
-      clock,
-    );
+    const collector = persistingCollector(clock, async (b) => {
+      if (down) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+      stored.push(...b.times);
+    });
     collector.start(1_000);
     await clock.advance(91_000); // three failed persists
     assert.equal(collector.stats.persist_failures, 3);
@@ -330,19 +332,10 @@ describe('collector refused by the writer', () => {
     const clock = new FakeClock();
     let answer: ApiError | null = new ApiError(422, 'UNPROCESSABLE_ENTITY', 'Series limit reached (MAX_SERIES)');
     const stored: number[] = [];
-    // eslint-disable-next-line prefer-const -- persist() closes over it before it is built
-    let collector!: Collector;
-    const persist = () =>
-      collector.persistWith(async (b) => {
-        if (answer) throw answer;
-        stored.push(...b.times);
-      });
-    collector = new Collector(
-      { host: new FakeHost(clock), gpu: new HangingGpu(clock, 0, false) },
-      settings(),
-      persist,
-      clock,
-    );
+    const collector = persistingCollector(clock, async (b) => {
+      if (answer) throw answer;
+      stored.push(...b.times);
+    });
     collector.start(1_000);
     await clock.advance(31_000); // the persist at 30 s: refused for good
     assert.equal(collector.buffer.size, HOST_ROWS, 'only the 31 s sample is left: the refused ones are dropped');
