@@ -355,5 +355,5 @@ function slot<T>(sampler: Sampler<T>, toRows: (s: T, host: string) => PointRow[]
 /** An error the writer answers for this batch whatever the moment: a 4xx other than 429 (a 503 is worth retrying). */
 function refusedForGood(err: unknown): boolean {
   const status = (err as { getStatus?: () => number })?.getStatus?.();
-  return status !== undefined && status >= 400 && status < 500 && status !== 429 && status !== 408;
+  return status !== undefined && status >= 400 && status < 500 && status !== 429;
 }

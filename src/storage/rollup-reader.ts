@@ -112,7 +112,7 @@ const MERGE: Record<RollupAggregation, string> = {
 @Injectable()
 export class RollupReader {
   /**
-   * The latest watermark seen (plain PostgreSQL), to plan a read before the state is known: a plan
+   * The latest watermark seen (plain PostgreSQL; Infinity on TimescaleDB), to plan a read before the state is known: a plan
    * made for an earlier watermark than the real one is still right (it reads more raw points).
    */
   private knownWatermark: number | undefined;
@@ -122,6 +122,8 @@ export class RollupReader {
 
   constructor(private readonly database: Database) {
     this.realtime = database.info.flavour === 'timescaledb';
+    // Real-time aggregates are complete above their own watermark: only late ranges matter.
+    if (this.realtime) this.knownWatermark = Infinity;
   }
 
   /**
@@ -169,8 +171,6 @@ export class RollupReader {
     aggregation: BucketAggregation,
   ): Promise<{ ids: number[]; rows: BucketValue[]; segments: Segment[] }> {
     const tracked = ROLLUP_AGGREGATIONS.has(aggregation);
-    // Real-time aggregates are complete above their own watermark: only late ranges matter.
-    if (this.realtime) this.knownWatermark = Infinity;
     if (tracked && this.knownWatermark === undefined) {
       // The first read of this instance: learn the watermark, or a long range would be planned on raw points.
       const r = await this.database.readPool.query<{ w: number | null }>(
