@@ -112,8 +112,9 @@ const MERGE: Record<RollupAggregation, string> = {
 @Injectable()
 export class RollupReader {
   /**
-   * The latest watermark seen (plain PostgreSQL; Infinity on TimescaleDB), to plan a read before the state is known: a plan
-   * made for an earlier watermark than the real one is still right (it reads more raw points).
+   * The latest watermark seen (plain PostgreSQL; Infinity on TimescaleDB), to plan a read before
+   * the state is known: a plan made for an earlier watermark than the real one is still right (it
+   * reads more raw points).
    */
   private knownWatermark: number | undefined;
 
