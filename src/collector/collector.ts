@@ -271,7 +271,7 @@ export class Collector {
       const reading = await Promise.race([attempt, cutoff]);
       s.latest = reading;
       s.state.available = true;
-      s.state.reason = null;
+      s.state.reason = (reading as { problem?: string }).problem ?? null;
       s.state.samples++;
       s.state.last_sample_at = new Date(now).toISOString();
       s.state.last_duration_ms = this.clock.now() - now;

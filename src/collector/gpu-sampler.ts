@@ -76,6 +76,15 @@ export class GpuSampler implements Sampler<GpuSample> {
         signal.removeEventListener('abort', onAbort);
         if (settled) return;
         const message = firstLine(out) || firstLine(err);
+        const reading = parseNvidiaSmi(out);
+        if (code !== 0 && reading.gpus.length > 0) {
+          // Some GPUs answered and one did not (exit 15: a GPU fell off the bus): report the ones
+          // that answered rather than none, and say what nvidia-smi said about the rest.
+          settled = true;
+          const said = firstLine(reading.problems.join('\n')) || firstLine(err);
+          resolve({ time, gpus: reading.gpus, problem: `nvidia-smi exited with ${code ?? sig}${said ? `: ${said}` : ''}` });
+          return;
+        }
         if (code !== 0) {
           // 6: no devices; 9: cannot talk to the driver; other codes are failures worth retrying later too.
           fail(
@@ -86,7 +95,6 @@ export class GpuSampler implements Sampler<GpuSample> {
           );
           return;
         }
-        const reading = parseNvidiaSmi(out);
         if (reading.gpus.length === 0) {
           fail(
             out.trim() === ''

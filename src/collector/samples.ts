@@ -66,6 +66,8 @@ export interface GpuInfo {
 export interface GpuSample {
   time: number;
   gpus: GpuInfo[];
+  /** Set when only some GPUs could be read (nvidia-smi failed for the others): what it said. */
+  problem?: string;
 }
 
 /** A sampler could not sample and says why (no GPU, no nvidia-smi, a driver error): not a fault of the collector. */

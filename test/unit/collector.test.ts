@@ -72,6 +72,17 @@ describe('GPU sampler on a fake nvidia-smi', () => {
     );
   });
 
+  it('one lost GPU (exit 15) does not hide the others: they are reported, with what nvidia-smi said', async () => {
+    const s = await sampleWith(fakeSmi('lost', replay('one-lost.txt', 15)));
+    assert.deepEqual(
+      s.gpus.map((g) => g.index),
+      [0, 1, 2],
+    );
+    assert.match(s.problem ?? '', /exited with 15: line 4: .*GPU is lost/);
+    const whole = await sampleWith(fakeSmi('four-ok', replay('four-gpus.csv')));
+    assert.equal(whole.problem, undefined, 'a clean poll has no problem');
+  });
+
   it('garbage is an error that quotes the output', async () => {
     await assert.rejects(
       sampleWith(fakeSmi('garbage', replay('garbage.txt'))),
@@ -380,6 +391,25 @@ describe('collector without nvidia-smi', () => {
     clock.t += GPU_RETRY_MS;
     await collector.pollOnce();
     assert.equal(gpuCalls, 2);
+  });
+});
+
+describe('collector with one GPU lost', () => {
+  it('the GPUs that answered are stored at every poll, and the state says what nvidia-smi said', async () => {
+    const clock = new FakeClock();
+    const host = new FakeHost(clock);
+    const gpu = new GpuSampler(() => fakeSmi('lost-collector', replay('one-lost.txt', 15)), clock.now);
+    const collector = new Collector({ host, gpu }, settings(), async () => undefined, clock);
+    await collector.pollOnce();
+    clock.t += 5_000;
+    await collector.pollOnce();
+    const [, gpuState] = collector.samplerStates();
+    assert.equal(gpuState.available, true);
+    assert.equal(gpuState.samples, 2, 'polled again at the next tick, not a minute later');
+    assert.equal(gpuState.next_attempt_at, null);
+    assert.match(gpuState.reason!, /exited with 15: .*GPU is lost/);
+    assert.equal(collector.latestGpu?.gpus.length, 3);
+    assert.equal(collector.buffer.size, 2 * HOST_ROWS + 2 * 3 * 7, 'seven figures for each of the three GPUs, twice');
   });
 });
 
