@@ -1,6 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { invalidQuery } from '../common/errors.js';
-import { toIso } from '../common/time.js';
+import { toIsoMicros } from '../common/time.js';
 import { AppConfig } from '../config/config.js';
 import { PointReader } from '../export/point-reader.js';
 import { QueryService } from '../query/query.service.js';
@@ -70,7 +70,7 @@ export class AnomaliesService {
       metric: req.metric,
       source: req.source ?? null,
       tags: Object.fromEntries(req.tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values])),
-      time_range: { from: toIso(req.from), to: toIso(req.to) },
+      time_range: { from: toIsoMicros(req.from), to: toIsoMicros(req.to) },
       anomalies,
       total_anomalies: anomalies.length,
       points_analyzed: points,

@@ -82,7 +82,11 @@ export class GpuSampler implements Sampler<GpuSample> {
           // that answered rather than none, and say what nvidia-smi said about the rest.
           settled = true;
           const said = firstLine(reading.problems.join('\n')) || firstLine(err);
-          resolve({ time, gpus: reading.gpus, problem: `nvidia-smi exited with ${code ?? sig}${said ? `: ${said}` : ''}` });
+          resolve({
+            time,
+            gpus: reading.gpus,
+            problem: `nvidia-smi exited with ${code ?? sig}${said ? `: ${said}` : ''}`,
+          });
           return;
         }
         if (code !== 0) {

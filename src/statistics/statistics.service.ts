@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { toIso } from '../common/time.js';
+import { toIsoMicros } from '../common/time.js';
 import { parseRange, parseSelector, QueryInput } from '../query/query-spec.js';
 import { QueryService } from '../query/query.service.js';
 import { parsePercentiles, percentileKey } from './percentiles.js';
@@ -32,7 +32,7 @@ export class StatisticsService {
       metric: selector.metric,
       source: selector.source ?? null,
       tags: Object.fromEntries(selector.tags.map((t) => [t.key, t.values.length === 1 ? t.values[0] : t.values])),
-      time_range: { from: toIso(range.from), to: toIso(range.to) },
+      time_range: { from: toIsoMicros(range.from), to: toIsoMicros(range.to) },
       statistics: {
         count: row.count,
         min: row.min,

@@ -135,6 +135,13 @@ describeEachFlavour(
       }
     });
 
+    it('shows the range asked for to the microsecond', async () => {
+      const from = `${iso(T0).slice(0, -1)}250Z`;
+      const r = await ctx.t.post('/api/v1/metrics/anomalies', body({ algorithm: 'mad', from }));
+      assert.equal(r.status, 200, r.body);
+      assert.deepEqual(r.json.time_range, { from, to: iso(T0 + 1500 * MIN) });
+    });
+
     it('reports a level shift once, at its start', async () => {
       const r = await ctx.t.post('/api/v1/metrics/anomalies', body({ source: 'b', algorithm: 'mad' }));
       assert.equal(r.status, 200, r.body);

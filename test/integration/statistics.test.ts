@@ -67,6 +67,14 @@ describeEachFlavour('summary statistics', (ctx) => {
     );
     assert.equal(json.series_count, 2);
     assert.deepEqual(json.time_range, { from: iso(from), to: iso(to) });
+    const micro = await ctx.t.get(
+      '/api/v1/metrics/summary?metric=latency&from=2024-01-15T10:00:00.000123Z&to=2024-01-15T11:00:00.5Z',
+    );
+    assert.deepEqual(
+      micro.json.time_range,
+      { from: '2024-01-15T10:00:00.000123Z', to: '2024-01-15T11:00:00.500Z' },
+      'the microseconds asked for are shown as asked',
+    );
     assert.deepEqual(Object.keys(json.statistics.percentiles), ['p50', 'p75', 'p90', 'p95', 'p99', 'p99.9']);
     await checkAgainstSimpleStatistics(
       `metric=latency&source=db&from=${iso(from)}&to=${iso(to)}`,
