@@ -137,7 +137,9 @@ export function parseQueryTime(text: string, now: number): number {
     const d = parseDuration(rel[2]);
     return rel[1] === '-' ? now - d : now + d;
   }
-  if (EPOCH.test(t)) return epochQueryProblem(t) === undefined ? Number(t) : NaN;
+  // Finer digits dropped toward the earlier microsecond, as at ingest (epochToMs) and for ISO times:
+  // a bound given as the number a point was sent with is that point's time.
+  if (EPOCH.test(t)) return epochQueryProblem(t) === undefined ? (epochToMs(Number(t), undefined) as number) : NaN;
   return parseIsoTimestamp(t);
 }
 

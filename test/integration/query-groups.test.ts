@@ -171,6 +171,15 @@ describeEachFlavour('grouped queries', (ctx) => {
     const h2prev = (prev.json.groups as Group[])[1].data_points.map((d) => d.value);
     assert.equal(h2prev[6], h2prev[5]);
     assert.equal(h2prev[7], h2prev[5]);
+    // An empty range (from = to, not on a bucket edge) has no buckets, in the groups as in the whole.
+    const at = iso(from + 25 * 60_000);
+    for (const fill of ['zero', 'null', 'previous']) {
+      const empty = await q(`from=${at}&to=${at}&granularity=1h&fill=${fill}&group_by=host`);
+      assert.equal(empty.status, 200, empty.body);
+      assert.deepEqual(empty.json.data_points, []);
+      assert.equal((empty.json.groups as Group[]).length, 3);
+      for (const g of empty.json.groups as Group[]) assert.deepEqual(g.data_points, [], `${fill} ${g.tags.host}`);
+    }
   });
 
   it('answers without group_by exactly as before: no groups field, the same top level', async () => {

@@ -173,6 +173,9 @@ describe('durations and query times', () => {
     assert.equal(parseQueryTime('now', now), now);
     assert.equal(parseQueryTime('now-1h', now), now - 3_600_000);
     assert.equal(parseQueryTime('1700000000000', now), now);
+    // Digits past the microsecond are dropped toward the earlier one, as at ingest and in ISO times.
+    assert.equal(parseQueryTime('1796686915485.1239', now), 1796686915485.123);
+    assert.equal(parseQueryTime('1796686915485.1239', now), parseQueryTime('2026-12-07T23:41:55.4851239Z', now));
     // A bare number that does not look like epoch ms is NaN, never 1970 (epochQueryProblem says why).
     assert.ok(Number.isNaN(parseQueryTime('1700000000', now)));
     assert.ok(Number.isNaN(parseQueryTime('1700000000000000', now)));
