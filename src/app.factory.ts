@@ -5,6 +5,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import type { FastifyReply } from 'fastify';
 import { DocumentBuilder, OpenAPIObject, SwaggerModule } from '@nestjs/swagger';
 import fastifyCompress from '@fastify/compress';
+import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { AppModule } from './app.module.js';
@@ -20,6 +21,7 @@ import { installJsonParser } from './common/json-body.js';
 import { installLineProtocol } from './ingestion/line-protocol.http.js';
 import { IngestionService } from './ingestion/ingestion.service.js';
 import { installDrain } from './common/graceful-shutdown.js';
+import { referenceUrl } from './common/reference-urls.js';
 import { VERSION } from './common/version.js';
 import type { AppConfig } from './config/config.js';
 import { withStoredSettings } from './settings/boot.js';
@@ -40,6 +42,8 @@ export async function createApp(
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 500 },
+    // The system-monitor integration guide's reports at its own base URL (reference-urls.ts).
+    rewriteUrl: (req: IncomingMessage) => referenceUrl(req.method, req.url),
     // Errors fastify meets before any route (a path that is not valid percent-encoding) get the envelope too.
     frameworkErrors: (error: Error, _req: unknown, reply: FastifyReply) => sendError(reply, error, new Logger('http')),
     requestTimeout: 120_000,

@@ -107,6 +107,22 @@ export class AlertRulesRepository {
     return r.rows;
   }
 
+  /**
+   * Whether any series of `metric` is stored; when none is, up to 5 stored metric names holding one
+   * of `words` (lower case), for a rule's warning.
+   */
+  async metricKnown(metric: string, words: string[]): Promise<{ known: boolean; similar: string[] }> {
+    const r = await this.database.readPool.query<{ known: boolean; similar: string[] }>(
+      `SELECT EXISTS (SELECT 1 FROM series WHERE metric = $1) AS known,
+              ARRAY(SELECT DISTINCT metric FROM series
+                    WHERE NOT EXISTS (SELECT 1 FROM series WHERE metric = $1)
+                      AND EXISTS (SELECT 1 FROM unnest($2::text[]) w WHERE strpos(lower(metric), w) > 0)
+                    ORDER BY metric LIMIT 5) AS similar`,
+      [metric, words],
+    );
+    return r.rows[0];
+  }
+
   async count(): Promise<number> {
     return (await this.database.readPool.query<{ n: number }>('SELECT count(*) AS n FROM alert_rules')).rows[0].n;
   }

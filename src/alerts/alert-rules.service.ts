@@ -63,7 +63,9 @@ export class AlertRulesService {
   }
 
   /** POST /api/v1/monitoring/alerts/configure: creates the rule, or replaces the one with the same name. */
-  async configure(body: unknown): Promise<{ created: boolean; reply: ReturnType<AlertRulesService['reply']> }> {
+  async configure(
+    body: unknown,
+  ): Promise<{ created: boolean; reply: Awaited<ReturnType<AlertRulesService['reply']>> }> {
     const spec = await this.validate(body);
     const existing = await this.repo.byName(spec.name);
     if (!existing) return { created: true, reply: await this.insert(spec) };
@@ -145,15 +147,23 @@ export class AlertRulesService {
     return spec;
   }
 
-  private reply(row: RuleRow, secretShownOnce: string | undefined) {
+  private async reply(row: RuleRow, secretShownOnce: string | undefined) {
     const view = ruleView(row);
-    const warnings = row.notify.email.length
-      ? ['notify.email is stored but not sent: Timescope notifies by webhook only (bridge to email there)']
-      : undefined;
+    const warnings: string[] = [];
+    if (row.notify.email.length)
+      warnings.push('notify.email is stored but not sent: Timescope notifies by webhook only (bridge to email there)');
+    // A rule on a metric nothing has written (a name from another system's documents, say
+    // memory.usage_percent for the collector's host.memory_usage) would wait silently forever.
+    const words = [...new Set(row.metric.toLowerCase().split(/[^a-z0-9]+/))].filter((w) => w.length >= 3);
+    const { known, similar } = await this.repo.metricKnown(row.metric, words);
+    if (!known)
+      warnings.push(
+        `no series of metric ${row.metric} is stored yet: the rule is evaluated once points of it arrive${similar.length ? `; stored metrics with a similar name: ${similar.join(', ')}` : ''} (GET /api/v1/metrics/names lists them all)`,
+      );
     return {
       ...view,
       ...(secretShownOnce ? { webhook_secret: secretShownOnce } : {}),
-      ...(warnings ? { warnings } : {}),
+      ...(warnings.length ? { warnings } : {}),
     };
   }
 }

@@ -1,8 +1,10 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Res } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CollectorService } from './collector.service.js';
 import { Access } from '../auth/access.js';
 import { Answer } from '../openapi/decorators.js';
+import { AnyObject } from '../openapi/schemas/common.js';
 import { GpuReport, HostMetrics, MonitoringDocument } from '../openapi/schemas/system.js';
 
 @ApiTags('collector')
@@ -29,6 +31,24 @@ export class CollectorController {
   @Answer(200, GpuReport)
   gpu() {
     return this.collector.gpus();
+  }
+
+  @Get('collector/health')
+  @Access('read')
+  @ApiOperation({
+    summary:
+      "The collector's health (host-metrics-collector.md /health): 200 while it samples and persists, else 503; with the current metrics summary",
+  })
+  @Answer(200, AnyObject, 'Sampling and persisting: {status: healthy, collector, metrics}')
+  @Answer(
+    503,
+    AnyObject,
+    'Off, starting, stalled or failing to persist: {status: unhealthy, collector, metrics (null before a sample)}',
+  )
+  health(@Res({ passthrough: true }) reply: FastifyReply) {
+    const { ok, body } = this.collector.healthCheck();
+    reply.status(ok ? 200 : 503);
+    return body;
   }
 
   @Get('collector/status')

@@ -99,6 +99,25 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
     return monitoringMetrics(this.latestHost());
   }
 
+  /**
+   * host-metrics-collector.md's `/health`: the collector's own line of GET /health and the current
+   * metrics summary (null before the first sample or while the collector is off). `ok` only while
+   * it samples and persists (`running`): the route answers 503 otherwise.
+   */
+  healthCheck(): { ok: boolean; body: Record<string, unknown> } {
+    const collector = this.componentHealth();
+    const ok = collector.status === 'running';
+    const sampled = this.config.collector.enabled && this.collector.latestHost !== undefined;
+    return {
+      ok,
+      body: {
+        status: ok ? 'healthy' : 'unhealthy',
+        collector,
+        metrics: sampled ? this.metrics() : null,
+      },
+    };
+  }
+
   status() {
     const b = this.collector.buffer;
     return {

@@ -7,7 +7,7 @@ import { Answer, JsonBody, MediaAnswer } from '../openapi/decorators.js';
 import { ExportList, ExportRequest, ExportStatus } from '../openapi/schemas/analytics.js';
 
 @ApiTags('analytics')
-@Controller('api/v1')
+@Controller()
 export class ExportController {
   constructor(private readonly exports: ExportService) {}
 
@@ -19,7 +19,7 @@ export class ExportController {
     this.exports.watch(x, reply.raw, `${reply.request.ip}:${reply.request.socket.remotePort ?? '?'}`);
   }
 
-  @Get('metrics/export')
+  @Get('api/v1/metrics/export')
   @Access('read')
   @ApiOperation({ summary: 'Streamed export of stored points (or buckets) as csv, json, ndjson or parquet' })
   @ApiQuery({ name: 'format', required: false, enum: ['csv', 'json', 'ndjson', 'parquet'] })
@@ -42,7 +42,7 @@ export class ExportController {
     this.send(reply, await this.exports.stream(q, { headersOnly: reply.request.method === 'HEAD' }));
   }
 
-  @Post('metrics/exports')
+  @Post('api/v1/metrics/exports')
   @Access('read')
   @HttpCode(202)
   @ApiOperation({
@@ -57,7 +57,7 @@ export class ExportController {
     return this.exports.start(body);
   }
 
-  @Get('metrics/exports')
+  @Get('api/v1/metrics/exports')
   @Access('read')
   @ApiOperation({ summary: 'Recent asynchronous exports' })
   @Answer(200, ExportList)
@@ -65,7 +65,7 @@ export class ExportController {
     return this.exports.list();
   }
 
-  @Get('metrics/exports/:id')
+  @Get('api/v1/metrics/exports/:id')
   @Access('read')
   @ApiOperation({ summary: 'Status and progress of an asynchronous export' })
   @Answer(200, ExportStatus)
@@ -73,7 +73,7 @@ export class ExportController {
     return this.exports.status(id);
   }
 
-  @Get('metrics/exports/:id/download')
+  @Get('api/v1/metrics/exports/:id/download')
   @Access('read')
   @ApiOperation({ summary: 'The file of a completed asynchronous export' })
   @MediaAnswer(
@@ -85,7 +85,7 @@ export class ExportController {
     this.send(reply, await this.exports.download(id));
   }
 
-  @Get('export/metrics')
+  @Get(['api/v1/export/metrics', 'export/metrics']) // also at collector-api.md's first base URL, as its example asks
   @Access('read')
   @ApiOperation({
     summary:

@@ -123,6 +123,27 @@ describeEachFlavour(
     let ruleId = 0;
     let alertId = 0;
 
+    it('warns when a rule names a metric nothing has written, with stored names like it', async () => {
+      const rule = (metric: string, name: string) =>
+        ctx.t.post('/api/v1/alert-rules', {
+          name,
+          type: 'threshold',
+          metric,
+          condition: 'greater_than',
+          threshold: 90,
+          enabled: false,
+        });
+      const unknown = await rule('cpu.usage_percent', 'unknown_metric');
+      assert.equal(unknown.status, 201, unknown.body);
+      assert.equal(unknown.json.warnings.length, 1, unknown.body);
+      assert.match(unknown.json.warnings[0], /no series of metric cpu\.usage_percent .*similar name: cpu_usage \(/);
+      const known = await rule('cpu_usage', 'known_metric');
+      assert.equal(known.status, 201, known.body);
+      assert.equal(known.json.warnings, undefined, known.body);
+      for (const r of [unknown, known])
+        assert.equal((await ctx.t.request('DELETE', `/api/v1/alert-rules/${r.json.id}`)).status, 204);
+    });
+
     it('sends a signed webhook on fire, and records the transition as an event', async () => {
       const req = await waitFor(() => sent.find((s) => s.headers['x-timescope-event'] === 'alert.firing'));
       assert.equal(req.address.address, '93.184.216.34');

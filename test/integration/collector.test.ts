@@ -208,8 +208,17 @@ describeEachFlavour(
       );
       assert.equal(h.components.collector.last_sample, null);
       assert.equal(h.status, 'healthy');
+      // host-metrics-collector.md's /health: 503 until the collector samples, without a summary.
+      let own = await ctx.t.get('/api/v1/collector/health');
+      assert.equal(own.status, 503, own.body);
+      assert.deepEqual([own.json.status, own.json.collector.status, own.json.metrics], ['unhealthy', 'starting', null]);
       await collector().sampleNow();
       assert.equal((await health()).components.collector.status, 'running');
+      own = await ctx.t.get('/api/v1/collector/health');
+      assert.equal(own.status, 200, own.body);
+      assert.equal(own.json.status, 'healthy');
+      assert.equal(own.json.collector.status, 'running');
+      assert.ok(own.json.metrics.ram > 0, 'with the current metrics summary');
     });
 
     it('a missing nvidia-smi is "not available"; the host is still sampled and served', async () => {
@@ -236,6 +245,9 @@ describeEachFlavour(
       await new Promise((r) => setTimeout(r, 300)); // time for the held start to finish
       assert.equal(collector().collector.isRunning, false);
       assert.equal((await health()).components.collector.status, 'disabled');
+      const own = await ctx.t.get('/api/v1/collector/health');
+      assert.equal(own.status, 503, own.body);
+      assert.deepEqual([own.json.collector.status, own.json.metrics], ['disabled', null]);
       await setEnabled(true);
       await until('the collector to run again', () => collector().collector.isRunning);
     });
