@@ -1,3 +1,4 @@
+import { toIsoMicros } from '../common/time.js';
 import type { SeriesIdentity } from './stream-filter.js';
 
 /**
@@ -59,7 +60,10 @@ export class TemplateCache {
   }
 }
 
-/** `2024-01-15T10:30:00.000Z`, memoised for runs of points with one timestamp (the common case). */
+/**
+ * `2024-01-15T10:30:00.000Z` (with microseconds when the point has them, as exports and query
+ * answers show them), memoised for runs of points with one timestamp (the common case).
+ */
 export class IsoClock {
   private last = NaN;
   private text = '';
@@ -67,7 +71,7 @@ export class IsoClock {
   iso(ms: number): string {
     if (ms !== this.last) {
       this.last = ms;
-      this.text = new Date(ms).toISOString();
+      this.text = toIsoMicros(ms);
     }
     return this.text;
   }

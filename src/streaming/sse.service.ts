@@ -151,6 +151,10 @@ export class SseService {
   ) {}
 
   async open(req: FastifyRequest, reply: FastifyReply, q: Record<string, unknown>): Promise<void> {
+    // A client that hangs up while the checks below wait on the database is never admitted: its
+    // 'close' has fired by then, and a connection admitted after it would hold a slot for good.
+    let gone = false;
+    reply.raw.once('close', () => (gone = true));
     const header = req.headers['last-event-id'];
     const spec = parseSseSpec(q, typeof header === 'string' ? header : undefined);
     const maxSeries = MAX_INTERVAL_SERIES;
@@ -166,13 +170,20 @@ export class SseService {
       if (spec.aggregation === 'last') seeds = (await this.repo.latest(spec.filter, maxSeries)).map((r) => ({ ...r }));
     }
     const raw = reply.raw;
+    if (gone || raw.destroyed) {
+      reply.hijack();
+      return;
+    }
     const connection = this.hub.admit(
       'sse',
       `${req.ip}:${req.socket.remotePort ?? '?'}`,
       {
         bufferedAmount: () => raw.writableLength,
         send: (d, sent) => void raw.write(d, sent),
-        close: () => raw.end(),
+        // Shutting down (1001): end the stream after what is queued. Revoked or too slow: drop the
+        // connection now, with what is queued (a client that stopped reading would otherwise keep
+        // its slot and that memory until it leaves).
+        close: (code) => (code === 1001 ? raw.end() : raw.destroy()),
         cork: () => raw.cork(),
         uncork: () => raw.uncork(),
       },
@@ -215,6 +226,7 @@ export class SseService {
     const entry = this.hub.subscribe(spec.filter, target);
     this.attach(raw, target, entry);
     const connectedAt = Date.now();
+    const open = floorTo(connectedAt, I);
     // Aggregates: the bucket open at connect time (and, when resuming, every bucket since the last
     // one received) comes from storage, because part of it committed before this stream existed.
     let fromStorage: number | null = null;
@@ -223,7 +235,6 @@ export class SseService {
       target.emit(state.take(connectedAt), floorTo(connectedAt, I));
     } else {
       const resume = parseIntervalId(spec.lastEventId);
-      const open = floorTo(connectedAt, I);
       state.closeBefore(open);
       fromStorage =
         resume !== undefined && resume < open ? Math.max(floorTo(resume, I), open - MAX_RESUME_BUCKETS * I) : open;
@@ -247,7 +258,10 @@ export class SseService {
       try {
         if (fromStorage !== null && fromStorage < end) {
           const from = fromStorage;
-          fromStorage = null;
+          // Live state holds a bucket only from the connection on: storage serves every bucket up
+          // to the one open at connect time. A first tick in that bucket's grace second (or a
+          // timer a little early) reads only up to it, and it is read at the next tick.
+          fromStorage = end > open ? null : end;
           const rows = await this.repo.buckets(spec.filter, from, end, I, MAX_INTERVAL_SERIES, MAX_RESUME_ROWS);
           if (rows.length === MAX_RESUME_ROWS)
             connection.reply(

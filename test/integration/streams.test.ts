@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
+import http from 'node:http';
 import { StreamHub } from '../../src/streaming/stream-hub.js';
+import { StreamingRepository } from '../../src/streaming/streaming.repository.js';
 import { sseClient, wsClient } from '../support/stream-clients.js';
 import { describeEachFlavour } from '../support/suite.js';
 import { waitFor } from '../support/wait.js';
@@ -213,6 +215,15 @@ describeEachFlavour(
         resumed.events.map((e) => e.json.value),
         [22, 23],
       );
+      // A point's microseconds reach the stream as they are stored.
+      const micro = `${iso(t + 3000).slice(0, -1)}456Z`;
+      const r = await ctx.t.post('/api/v1/metrics', {
+        source: 'room1',
+        timestamp: micro,
+        metrics: [{ name: 'temp', value: 24 }],
+      });
+      assert.equal(r.status, 200, r.body);
+      assert.equal((await resumed.next((e) => e.json?.value === 24)).json.timestamp, micro);
       resumed.close();
       const unknown = await sseClient(
         `${base}/api/v1/metrics/stream?metrics=temp&last_event_id=00000000.5`,
@@ -301,6 +312,47 @@ describeEachFlavour(
       const live = await s.next((e) => e.json?.timestamp === iso(t), 0, 6_000);
       assert.deepEqual({ v: live.json.value, c: live.json.count }, { v: 6, c: 2 });
       s.close();
+    });
+
+    it('resumes the bucket open at connect time from storage also when connecting in its first second', async () => {
+      const I = 2_000;
+      // Connect 50-400 ms into a bucket, with a point of that bucket committed just before.
+      await waitFor(() => Date.now() % I >= 50 && Date.now() % I < 400, 3_000);
+      const open = Math.floor(Date.now() / I) * I;
+      await send('host', [{ name: 'early', value: 5 }], open + 10);
+      const s = await sseClient(`${base}/api/v1/metrics/stream?metrics=early&interval=2s&aggregation=sum`, {
+        ...ctx.t.authHeaders,
+        'last-event-id': String(open - 2 * I),
+      });
+      await send('host', [{ name: 'early', value: 7 }], open + 20);
+      const e = await s.next((ev) => ev.json?.timestamp === iso(open), 0, 8_000);
+      assert.deepEqual(
+        { v: e.json.value, c: e.json.count },
+        { v: 12, c: 2 },
+        'both points, the one before connect too',
+      );
+      s.close();
+    });
+
+    it('frees the slot of an interval stream whose client hung up before it started', async () => {
+      const hub = ctx.t.app.get(StreamHub);
+      const repo = ctx.t.app.get(StreamingRepository);
+      const count = repo.countSeries.bind(repo);
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      repo.countSeries = async (...a: Parameters<typeof repo.countSeries>) => (await held, count(...a));
+      try {
+        const req = http.get(`${base}/api/v1/metrics/stream?metrics=load&interval=5s`, { headers: ctx.t.authHeaders });
+        req.on('error', () => undefined);
+        await new Promise((r) => setTimeout(r, 100)); // the request waits on the held check
+        req.destroy();
+        await new Promise((r) => setTimeout(r, 100));
+        release();
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(hub.connectionCount, 0, 'nobody is streaming');
+      } finally {
+        repo.countSeries = count;
+      }
     });
 
     it('refuses bad stream parameters before the stream starts', async () => {
