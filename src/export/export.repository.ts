@@ -26,11 +26,24 @@ const COLUMNS =
 export class ExportRepository {
   constructor(private readonly database: Database) {}
 
-  /** Every series id, for an export of all metrics (at most `limit` + 1). */
-  async allSeriesIds(limit: number): Promise<number[]> {
-    const r = await this.database.readPool.query<{ id: number }>('SELECT id FROM series ORDER BY id LIMIT $1', [
-      limit + 1,
-    ]);
+  /**
+   * The series of every metric that pass the export's source and tag filters (a tag filter: the
+   * series has the key with one of the values), at most `limit` + 1: the filters apply before the
+   * cap, so that narrowing an export of all metrics brings it under the cap.
+   */
+  async allSeriesIds(
+    limit: number,
+    source: string | undefined,
+    tags: ReadonlyArray<{ key: string; values: string[] }>,
+  ): Promise<number[]> {
+    const params: unknown[] = [];
+    const where: string[] = [];
+    if (source !== undefined) where.push(`source = $${params.push(source)}`);
+    for (const t of tags) where.push(`tags ->> $${params.push(t.key)} = ANY($${params.push(t.values)}::text[])`);
+    const r = await this.database.readPool.query<{ id: number }>(
+      `SELECT id FROM series${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT $${params.push(limit + 1)}`,
+      params,
+    );
     return r.rows.map((x) => x.id);
   }
 
@@ -75,7 +88,7 @@ export class ExportRepository {
 
   async completed(id: string, records: number, bytes: number, ttlMs: number): Promise<void> {
     await this.database.readPool.query(
-      `UPDATE exports SET status = 'completed', records_count = $2, file_size_bytes = $3, progress = 1, finished_at = now(),
+      `UPDATE exports SET status = 'completed', error = NULL, records_count = $2, file_size_bytes = $3, progress = 1, finished_at = now(),
               expires_at = now() + $4 * interval '1 millisecond' WHERE id = $1`,
       [id, records, bytes, ttlMs],
     );
@@ -89,11 +102,21 @@ export class ExportRepository {
   }
 
   /** Exports this host left unfinished (a restart): they will never finish. */
-  async failInterrupted(hostPrefix: string): Promise<number> {
+  /** Exports still pending or running, with the instance (`host:pid`) that runs each. */
+  async unfinished(): Promise<Array<{ id: string; instance: string }>> {
+    const r = await this.database.readPool.query<{ id: string; instance: string }>(
+      `SELECT id, instance FROM exports WHERE status IN ('pending', 'running')`,
+    );
+    return r.rows;
+  }
+
+  /** Marks these exports failed: the process that ran them is gone. */
+  async failInterrupted(ids: string[]): Promise<number> {
+    if (ids.length === 0) return 0;
     const r = await this.database.readPool.query(
       `UPDATE exports SET status = 'failed', error = 'interrupted: the service restarted', finished_at = now(), expires_at = now() + interval '1 day'
-       WHERE status IN ('pending', 'running') AND instance LIKE $1 || ':%'`,
-      [hostPrefix],
+       WHERE status IN ('pending', 'running') AND id = ANY($1::text[])`,
+      [ids],
     );
     return r.rowCount ?? 0;
   }

@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { once } from 'node:events';
+import { pipeline } from 'node:stream/promises';
 import { ApiError, invalidQuery, notFound, serviceUnavailable } from '../common/errors.js';
 import { cutOffWhenStalled } from '../common/stall-clock.js';
 import { toIso } from '../common/time.js';
@@ -21,6 +21,18 @@ import { PointReader, SeriesInfo } from './point-reader.js';
 import { releasingStream } from './releasing-stream.js';
 
 const INSTANCE = `${hostname()}:${process.pid}`;
+
+/** Whether process `pid` of this host is running (EPERM: it is, under another user). */
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return false; // an export of this pid before this process started: a restart reused it
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 /** How long the reference's GET /export/metrics waits for an export before answering 202 with its progress. */
 const SYNC_WAIT_MS = 5_000;
 const PROGRESS_EVERY_MS = 1_000;
@@ -66,7 +78,7 @@ export class ExportService implements OnModuleInit {
   ) {}
 
   async onModuleInit(): Promise<void> {
-    const failed = await this.repo.failInterrupted(hostname()).catch(() => 0);
+    const failed = await this.failOrphans().catch(() => 0);
     if (failed) this.logger.warn(`${failed} export(s) left unfinished by an earlier run were marked failed`);
     // A full export queue is not a fault: it shows how busy exports are, never degrades the service.
     this.health.register('exports', () => ({
@@ -89,6 +101,18 @@ export class ExportService implements OnModuleInit {
         return { deleted: gone.length };
       },
     });
+  }
+
+  /**
+   * Marks failed the unfinished exports of this host whose process is gone (an earlier run of this
+   * service that stopped or crashed). Another instance running on the same host keeps its own.
+   */
+  async failOrphans(): Promise<number> {
+    const host = `${hostname()}:`;
+    const orphans = (await this.repo.unfinished())
+      .filter((e) => e.instance.startsWith(host) && !processAlive(Number(e.instance.slice(host.length))))
+      .map((e) => e.id);
+    return this.repo.failInterrupted(orphans);
   }
 
   // ---- streamed ----
@@ -241,7 +265,6 @@ export class ExportService implements OnModuleInit {
     try {
       await this.repo.started(id);
       mkdirSync(this.config.analytics.exportDir, { recursive: true });
-      const out = createWriteStream(tmp);
       let lastReport = performance.now();
       const onProgress = (rows: number, fraction: number) => {
         records = rows;
@@ -249,11 +272,9 @@ export class ExportService implements OnModuleInit {
         lastReport = performance.now();
         void this.repo.progress(id, rows, fraction).catch(() => undefined);
       };
-      for await (const buf of this.bytes(sel, onProgress)) {
-        if (!out.write(buf)) await once(out, 'drain');
-      }
-      out.end();
-      await once(out, 'finish');
+      // pipeline(): an error on either side (the read, or the disk: ENOSPC) fails the export and
+      // closes the file, rather than an unhandled 'error' event or a descriptor left open.
+      await pipeline(Readable.from(this.bytes(sel, onProgress)), createWriteStream(tmp));
       await fs.rename(tmp, path);
       const { size } = await fs.stat(path);
       await this.repo.completed(id, records, size, this.config.analytics.exportTtlMs);
@@ -274,7 +295,7 @@ export class ExportService implements OnModuleInit {
     const max = this.config.query.maxSeries;
     let ids: number[];
     if (spec.metrics === null) {
-      ids = await this.repo.allSeriesIds(max);
+      ids = await this.repo.allSeriesIds(max, spec.source, spec.tags);
     } else {
       const parts = await Promise.all(
         spec.metrics.map((metric) => this.queries.matchingSeries({ metric, source: spec.source, tags: spec.tags })),

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import fsCjs, { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { hostname, tmpdir } from 'node:os';
+import { ExportService } from '../../src/export/export.service.js';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { parquetMetadata, parquetReadObjects } from 'hyparquet';
@@ -322,8 +325,98 @@ describeEachFlavour(
       });
       assert.equal(bad.json.error.details.parameter, 'format');
     });
+
+    it('fails an asynchronous export whose disk is full, closing its file, and the service goes on', async () => {
+      // The disk, not the database, is what fails here: every write of an export file gets ENOSPC
+      // a moment later (as a full disk answers a write that was buffered).
+      const real = fsCjs.createWriteStream;
+      fsCjs.createWriteStream = ((path: string, opts?: unknown) => {
+        const w = real(path, opts as undefined);
+        if (path.startsWith(EXPORT_DIR))
+          w._write = (_c, _e, cb) =>
+            setTimeout(
+              () => cb(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })),
+              5,
+            );
+        return w;
+      }) as typeof real;
+      syncBuiltinESMExports();
+      try {
+        const started = await ctx.t.post('/api/v1/metrics/exports', {
+          metric: 'cpu_usage',
+          from: iso(FROM),
+          to: iso(TO),
+          format: 'parquet',
+        });
+        assert.equal(started.status, 202, started.body);
+        const id = started.json.export_id;
+        let status = started.json;
+        for (let i = 0; i < 100 && status.status !== 'completed' && status.status !== 'failed'; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          status = (await ctx.t.get(`/api/v1/metrics/exports/${id}`)).json;
+        }
+        assert.equal(status.status, 'failed', JSON.stringify(status));
+        assert.match(status.error, /ENOSPC/);
+        assert.ok(!readdirSync(EXPORT_DIR).some((f) => f.startsWith(id)), 'the partial file is gone');
+        const open = readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).includes(id);
+          } catch {
+            return false;
+          }
+        });
+        assert.deepEqual(open, [], 'no descriptor is left on the deleted file');
+      } finally {
+        fsCjs.createWriteStream = real;
+        syncBuiltinESMExports();
+      }
+      assert.equal((await ctx.t.get('/health/live')).status, 200);
+    });
+
+    it('marks failed at start only the unfinished exports whose process is gone, not those of another instance on the host', async () => {
+      const other = spawn('sleep', ['30']);
+      const gone = spawn('true');
+      await once(gone, 'exit');
+      try {
+        const row = (id: string, pid: number) =>
+          ctx.t.sql.query(
+            `INSERT INTO exports (id, status, format, request, instance, file_name) VALUES ($1, 'running', 'csv', '{}', $2, 'x.csv')`,
+            [id, `${hostname()}:${pid}`],
+          );
+        await row('exp_orphan_test_dead', gone.pid!);
+        await row('exp_orphan_test_live', other.pid!);
+        await ctx.t.app.get(ExportService).failOrphans();
+        const status = async (id: string) =>
+          (await ctx.t.sql.query(`SELECT status FROM exports WHERE id = $1`, [id])).rows[0].status;
+        assert.equal(await status('exp_orphan_test_dead'), 'failed');
+        assert.equal(await status('exp_orphan_test_live'), 'running', "another instance's export is left alone");
+      } finally {
+        other.kill();
+        await ctx.t.sql.query(`DELETE FROM exports WHERE id LIKE 'exp_orphan_test_%'`);
+      }
+    });
   },
   { EXPORT_DIR },
+);
+
+describeEachFlavour(
+  'export of every metric past QUERY_MAX_SERIES',
+  (ctx) => {
+    before(async () => {
+      const metrics = Array.from({ length: 6 }, (_, i) => ({ name: `m${i}`, value: i }));
+      for (const source of ['a', 'b', 'c'])
+        assert.equal((await ctx.t.post('/api/v1/metrics', { source, timestamp: iso(FROM), metrics })).status, 200);
+    });
+
+    it('applies source and tag filters before the cap, so that narrowing helps', async () => {
+      const all = await ctx.t.post('/api/v1/metrics/exports', { from: iso(FROM), to: iso(TO) });
+      assert.equal(all.status, 400, all.body);
+      assert.match(all.json.error.message, /more than 10 series/);
+      const one = await ctx.t.post('/api/v1/metrics/exports', { from: iso(FROM), to: iso(TO), source: 'b' });
+      assert.equal(one.status, 202, one.body);
+    });
+  },
+  { EXPORT_DIR, QUERY_MAX_SERIES: '10' },
 );
 
 describeEachFlavour(
