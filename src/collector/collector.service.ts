@@ -10,7 +10,7 @@ import { ComponentHealth, HealthService } from '../system/health.service.js';
 import { Collector, collectorHealth, CollectorSettings } from './collector.js';
 import { GpuSampler } from './gpu-sampler.js';
 import { HostSampler } from './host-sampler.js';
-import { collectorGpus, collectorMetrics, monitoringMetrics } from './views.js';
+import { collectorApiSystem, collectorGpus, collectorMetrics, monitoringMetrics } from './views.js';
 
 export const PERSIST_JOB = 'collector-persist';
 
@@ -97,6 +97,11 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
 
   monitoring() {
     return monitoringMetrics(this.latestHost());
+  }
+
+  /** collector-api.md's `system` of GET /metrics, with nulls while the collector is off or has no sample yet. */
+  collectorApiSystem() {
+    return collectorApiSystem(this.config.collector.enabled ? this.collector.latestHost : undefined);
   }
 
   /**

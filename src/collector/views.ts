@@ -14,6 +14,27 @@ function mainFilesystem(h: HostSample) {
   return h.filesystems.find((f) => f.mount === '/') ?? h.filesystems[0];
 }
 
+const MIB = 1024 * 1024;
+
+/**
+ * collector-api.md (first half), GET /metrics, its `system` part: CPU in percent, memory and the
+ * root filesystem used in MiB (the reference gives bare numbers, 1024 and 2048: MiB is read here),
+ * network bytes since boot over every interface. Nulls before the first sample.
+ */
+export function collectorApiSystem(host: HostSample | undefined) {
+  const fs = host && mainFilesystem(host);
+  const mib = (bytes: number | undefined) => (bytes === undefined ? null : Math.round(bytes / MIB));
+  return {
+    cpu_usage: host?.cpu.usage ?? null,
+    memory_usage: mib(host?.memory.used),
+    disk_usage: mib(fs?.used),
+    network_io: {
+      bytes_sent: host ? host.network.reduce((s, n) => s + n.bytesSent, 0) : null,
+      bytes_received: host ? host.network.reduce((s, n) => s + n.bytesReceived, 0) : null,
+    },
+  };
+}
+
 /** host-metrics-collector.md, GET /metrics: one number per resource. */
 export function collectorMetrics(host: HostSample, gpu: GpuSample | undefined, hostName: string) {
   const fs = mainFilesystem(host);

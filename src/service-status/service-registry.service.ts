@@ -17,6 +17,7 @@ import {
 import { ServiceRow, ServiceStatusRepository } from './service-status.repository.js';
 
 const REFERENCE_STATUS: Record<ServiceStatus, string> = { up: 'running', down: 'stopped', unknown: 'unknown' };
+const COLLECTOR_API_STATUS: Record<ServiceStatus, string> = { up: 'healthy', down: 'unhealthy', unknown: 'unknown' };
 
 /**
  * Services report their status (up, down, unknown); one silent past its TTL (ttl_seconds, default
@@ -143,6 +144,21 @@ export class ServiceRegistry implements OnModuleInit {
       })),
       timestamp: toIso(this.clock()),
     };
+  }
+
+  /**
+   * collector-api.md (first half), GET /metrics, its `services` part: by name, healthy, unhealthy
+   * or unknown, and when the service last reported (`response_time_ms` is null: Timescope is told
+   * a service's status, it does not probe it).
+   */
+  async collectorApiServices() {
+    const rows = await this.repo.list();
+    return Object.fromEntries(
+      rows.map((r) => [
+        r.name,
+        { status: COLLECTOR_API_STATUS[r.status], response_time_ms: null, last_check: r.last_seen.toISOString() },
+      ]),
+    );
   }
 
   private view(r: ServiceRow, now: number) {

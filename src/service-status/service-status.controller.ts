@@ -2,6 +2,8 @@ import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/co
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ServiceRegistry } from './service-registry.service.js';
 import { Access } from '../auth/access.js';
+import { CollectorService } from '../collector/collector.service.js';
+import { AnyObject } from '../openapi/schemas/common.js';
 import { Answer, JsonBody, NoContent } from '../openapi/decorators.js';
 import {
   MonitoringStatus,
@@ -14,7 +16,10 @@ import {
 @ApiTags('services')
 @Controller()
 export class ServiceStatusController {
-  constructor(private readonly registry: ServiceRegistry) {}
+  constructor(
+    private readonly registry: ServiceRegistry,
+    private readonly collector: CollectorService,
+  ) {}
 
   @Post('api/v1/services')
   @Access('ingest')
@@ -53,6 +58,21 @@ export class ServiceStatusController {
   @NoContent('Forgotten')
   remove(@Param('name') name: string) {
     return this.registry.remove(name);
+  }
+
+  @Get('metrics')
+  @Access('read', { rate: 'monitoring_metrics' })
+  @ApiOperation({
+    summary:
+      'System metrics and services (collector-api.md, first half, base http://localhost:8000/): {timestamp, system: {cpu_usage (%), memory_usage (MiB), disk_usage (MiB), network_io}, services: {name: {status, response_time_ms, last_check}}}',
+  })
+  @Answer(200, AnyObject)
+  async collectorApiMetrics() {
+    return {
+      timestamp: new Date().toISOString(),
+      system: this.collector.collectorApiSystem(),
+      services: await this.registry.collectorApiServices(),
+    };
   }
 
   @Get('api/v1/monitoring/status')

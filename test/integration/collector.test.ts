@@ -38,6 +38,10 @@ describeEachFlavour(
       assert.equal(m.json.gpu, 40.25, 'mean utilization of the four recorded A100s');
       assert.deepEqual(Object.keys(m.json.disk).sort(), ['free', 'percent', 'total', 'used']);
       assert.ok(m.json.disk.total > 0);
+      // collector-api.md's GET /metrics: this host's figures (memory and disk in MiB).
+      const reference = (await ctx.t.get('/metrics')).json;
+      assert.equal(typeof reference.system.cpu_usage, 'number');
+      assert.ok(reference.system.memory_usage > 0 && reference.system.network_io.bytes_received >= 0);
       const g = await ctx.t.get('/api/v1/collector/gpu');
       assert.equal(g.json.available, true);
       assert.equal(g.json.count, 4);

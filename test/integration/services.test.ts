@@ -77,6 +77,23 @@ describeEachFlavour('service status', (ctx) => {
     const worker = status.json.services.find((s: { name: string }) => s.name === 'batch-worker');
     assert.equal(worker.status, 'running');
     assert.equal(worker.uptime_seconds, 0);
+    // collector-api.md's GET /metrics (its first half, at the root): services by name; the
+    // system figures are null while the host collector is off (as in these tests).
+    const reference = await ctx.t.get('/metrics');
+    assert.equal(reference.status, 200, reference.body);
+    assert.deepEqual(reference.json.services['your-service-name'], {
+      status: 'unhealthy',
+      response_time_ms: null,
+      last_check: svc.last_seen,
+    });
+    assert.equal(reference.json.services['batch-worker'].status, 'healthy');
+    assert.deepEqual(reference.json.system, {
+      cpu_usage: null,
+      memory_usage: null,
+      disk_usage: null,
+      network_io: { bytes_sent: null, bytes_received: null },
+    });
+    assert.ok(Math.abs(Date.parse(reference.json.timestamp) - Date.now()) < 60_000);
   });
 
   it('refuses bad reports with a 400 naming the field, and forgets services on DELETE', async () => {
