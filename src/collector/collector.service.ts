@@ -99,6 +99,11 @@ export class CollectorService implements OnModuleInit, OnApplicationBootstrap, B
     return monitoringMetrics(this.latestHost());
   }
 
+  /** Whether the collector is switched on (COLLECTOR_ENABLED, or collector.enabled in PUT /api/v1/config). */
+  get enabled(): boolean {
+    return this.config.collector.enabled;
+  }
+
   /** collector-api.md's `system` of GET /metrics, with nulls while the collector is off or has no sample yet. */
   collectorApiSystem() {
     return collectorApiSystem(this.config.collector.enabled ? this.collector.latestHost : undefined);

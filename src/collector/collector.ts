@@ -156,7 +156,25 @@ export class Collector {
   async pollOnce(): Promise<void> {
     this.stats.polls++;
     const deadline = Math.min(Math.floor(this.settings.liveMs * 0.8), MAX_POLL_MS);
+    const before = this.host.latest;
     await Promise.all([this.poll(this.host, deadline), this.poll(this.gpu, deadline)]);
+    const sample = this.host.latest;
+    if (sample && sample !== before)
+      for (const listener of this.sampleListeners) {
+        try {
+          listener(sample, this.gpu.latest);
+        } catch {
+          /* a listener's fault is its own: sampling goes on */
+        }
+      }
+  }
+
+  private readonly sampleListeners = new Set<(host: HostSample, gpu: GpuSample | undefined) => void>();
+
+  /** Calls `listener` with each new host sample (and the latest GPU one) as it is taken; returns the unsubscribe. */
+  onSample(listener: (host: HostSample, gpu: GpuSample | undefined) => void): () => void {
+    this.sampleListeners.add(listener);
+    return () => this.sampleListeners.delete(listener);
   }
 
   /**

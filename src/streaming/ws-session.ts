@@ -1,19 +1,16 @@
-import { Logger } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import type { RawData, WebSocket } from 'ws';
 import { ApiError } from '../common/errors.js';
-import { upgradePrincipalOf } from '../auth/front-door.js';
 import { isObject } from '../common/input.js';
 import { AppConfig } from '../config/config.js';
-import { StreamConnection } from './connection.js';
 import { CommittedPoint, PointEncoder, StreamHub, StreamTarget } from './stream-hub.js';
+import { WsClient } from './ws-client.js';
 import { describeFilter, filterPairs, IndexEntry, MAX_FILTER_PAIRS, parseFilter } from './stream-filter.js';
 
 /** Largest client message: subscriptions are small (ws closes with 1009 past it). */
 export const WS_MAX_MESSAGE_BYTES = 64 * 1024;
 /** Client messages per window before the socket is closed with 1008 (policy violation). */
 const MESSAGE_RATE = { max: 100, windowMs: 10_000 };
-const OPEN = 1;
 
 const errorMessage = (err: ApiError, action: unknown, requestId: unknown) =>
   JSON.stringify({
@@ -32,63 +29,27 @@ const errorMessage = (err: ApiError, action: unknown, requestId: unknown) =>
  *   {"type": "metric_update", "source", "timestamp", "metric": {"name", "value", "unit", "tags"}}.
  * A bad message gets {"type": "error", "error": {code, message, details}}; the socket stays open.
  */
-export class WsSession implements StreamTarget {
-  private static readonly logger = new Logger('ws');
-  readonly connection: StreamConnection;
+export class WsSession extends WsClient {
   private readonly subs = new Map<number, IndexEntry<StreamTarget>>();
   private nextSubscription = 1;
   private windowStart = Date.now();
   private messagesInWindow = 0;
-  private awaitingPong = false;
 
   /** Throws (503) when the hub is at its connection cap. */
   constructor(
-    private readonly socket: WebSocket,
+    socket: WebSocket,
     req: IncomingMessage,
-    private readonly hub: StreamHub,
+    hub: StreamHub,
     private readonly config: AppConfig,
   ) {
-    const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-    const tcp = (socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
-    this.connection = hub.admit(
-      'ws',
-      remote,
-      {
-        bufferedAmount: () => socket.bufferedAmount,
-        send: (data, sent) => socket.send(data, sent),
-        close: (code, reason) => (socket.readyState === OPEN ? socket.close(code, reason) : socket.terminate()),
-        // ws writes each frame with its own system call; corking the TCP socket batches a commit's frames.
-        cork: tcp ? () => tcp.cork() : undefined,
-        uncork: tcp ? () => tcp.uncork() : undefined,
-      },
-      (count) => JSON.stringify({ type: 'updates_skipped', count, reason: 'the client did not keep up' }),
-      upgradePrincipalOf(req).keyId,
-    );
-    hub.addTarget(this);
-    // The adapter logs socket errors at error level: client misbehaviour (oversized frames) must not flood the log.
-    socket.removeAllListeners('error');
-    socket.on('error', (err) => WsSession.logger.debug(`${remote}: ${err.message}`));
-    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
-    socket.on('pong', () => (this.awaitingPong = false));
-    socket.once('close', () => this.dispose());
+    super(socket, req, hub);
   }
 
   accept(_p: CommittedPoint, enc: PointEncoder, now: number): void {
     this.connection.deliver(enc.wsMessage(), now);
   }
 
-  /** Pings; a client that did not answer the previous ping is gone. */
-  heartbeat(): void {
-    if (this.socket.readyState !== OPEN) return;
-    if (this.awaitingPong) {
-      this.socket.terminate();
-      return;
-    }
-    this.awaitingPong = true;
-    this.socket.ping();
-  }
-
-  private onMessage(data: RawData, isBinary: boolean): void {
+  protected onMessage(data: RawData, isBinary: boolean): void {
     const now = Date.now();
     if (now - this.windowStart > MESSAGE_RATE.windowMs) {
       this.windowStart = now;
@@ -145,7 +106,7 @@ export class WsSession implements StreamTarget {
     } catch (err) {
       if (err instanceof ApiError) this.fail(err, m?.action, m?.id);
       else {
-        WsSession.logger.error(`message handling failed: ${(err as Error).stack ?? err}`);
+        WsClient.logger.error(`message handling failed: ${(err as Error).stack ?? err}`);
         this.fail(new ApiError(500, 'INTERNAL_ERROR', 'Internal error'), m?.action, m?.id);
       }
     }
@@ -208,11 +169,8 @@ export class WsSession implements StreamTarget {
     this.connection.reply(errorMessage(err, action, requestId));
   }
 
-  private dispose(): void {
+  protected override onClose(): void {
     for (const e of this.subs.values()) this.hub.unsubscribe(e);
     this.subs.clear();
-    this.connection.closed = true;
-    this.hub.removeTarget(this);
-    this.hub.release(this.connection);
   }
 }

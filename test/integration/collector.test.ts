@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CollectorService } from '../../src/collector/collector.service.js';
+import { StreamHub } from '../../src/streaming/stream-hub.js';
+import { wsClient } from '../support/stream-clients.js';
 import { describeEachFlavour } from '../support/suite.js';
 import { waitFor } from '../support/wait.js';
 
@@ -237,6 +239,30 @@ describeEachFlavour(
       const g = await ctx.t.get('/api/v1/collector/gpu');
       assert.equal(g.json.available, false);
       assert.equal(g.json.count, 0);
+    });
+
+    it("streams the host's figures as they are sampled over monitoring-api.md's WebSocket", async () => {
+      await collector().sampleNow();
+      const port = await ctx.t.listen();
+      const ws = await wsClient(port, '/api/v1/monitoring/ws/metrics', ctx.t.authHeaders);
+      try {
+        // The latest sample at once, then every new one, as flat metric_update messages.
+        await waitFor(() => ws.messages.some((m) => m.metric === 'cpu_usage'), 3_000, 'the latest sample');
+        const first = ws.messages.length;
+        const cpu = ws.messages.find((m) => m.metric === 'cpu_usage');
+        assert.deepEqual(Object.keys(cpu).sort(), ['metric', 'timestamp', 'type', 'value']);
+        assert.equal(cpu.type, 'metric_update');
+        assert.equal(typeof cpu.value, 'number');
+        assert.ok(ws.messages.some((m) => m.metric === 'memory_usage' && m.value > 0 && m.value <= 100));
+        await collector().sampleNow();
+        await waitFor(() => ws.messages.length >= 2 * first, 3_000, 'the next sample');
+        assert.ok(Date.parse(ws.messages.at(-1).timestamp) >= Date.parse(cpu.timestamp));
+      } finally {
+        await ws.close();
+      }
+      await waitFor(() => ctx.t.app.get(StreamHub).connectionCount === 0, 3_000, 'the slot given back');
+      // Behind the front door like every stream: no key, no socket.
+      await assert.rejects(wsClient(port, '/api/v1/monitoring/ws/metrics'), /401/);
     });
 
     it('turned off while it is being started: it does not start anyway', async () => {
