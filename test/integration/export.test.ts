@@ -234,21 +234,27 @@ describeEachFlavour(
       assert.deepEqual(await parquetReadObjects({ file }), []);
     });
 
-    it('runs an asynchronous export with progress, then serves its file', async () => {
+    /** Starts an asynchronous export of cpu_usage over [FROM, TO) and waits until it has finished (or 5 s). */
+    const finishedExport = async (format: string) => {
       const started = await ctx.t.post('/api/v1/metrics/exports', {
         metric: 'cpu_usage',
         from: iso(FROM),
         to: iso(TO),
-        format: 'csv',
+        format,
       });
       assert.equal(started.status, 202, started.body);
-      const id = started.json.export_id;
-      assert.match(id, /^exp_\d{8}_\d{6}_[0-9a-f]{8}$/);
+      const id: string = started.json.export_id;
       let status = started.json;
       for (let i = 0; i < 100 && status.status !== 'completed' && status.status !== 'failed'; i++) {
         await new Promise((r) => setTimeout(r, 50));
         status = (await ctx.t.get(`/api/v1/metrics/exports/${id}`)).json;
       }
+      return { id, status };
+    };
+
+    it('runs an asynchronous export with progress, then serves its file', async () => {
+      const { id, status } = await finishedExport('csv');
+      assert.match(id, /^exp_\d{8}_\d{6}_[0-9a-f]{8}$/);
       assert.equal(status.status, 'completed', JSON.stringify(status));
       assert.equal(status.records_count, inRange.length);
       assert.equal(status.progress.percent, 100);
@@ -342,19 +348,7 @@ describeEachFlavour(
       }) as typeof real;
       syncBuiltinESMExports();
       try {
-        const started = await ctx.t.post('/api/v1/metrics/exports', {
-          metric: 'cpu_usage',
-          from: iso(FROM),
-          to: iso(TO),
-          format: 'parquet',
-        });
-        assert.equal(started.status, 202, started.body);
-        const id = started.json.export_id;
-        let status = started.json;
-        for (let i = 0; i < 100 && status.status !== 'completed' && status.status !== 'failed'; i++) {
-          await new Promise((r) => setTimeout(r, 50));
-          status = (await ctx.t.get(`/api/v1/metrics/exports/${id}`)).json;
-        }
+        const { id, status } = await finishedExport('parquet');
         assert.equal(status.status, 'failed', JSON.stringify(status));
         assert.match(status.error, /ENOSPC/);
         assert.ok(!readdirSync(EXPORT_DIR).some((f) => f.startsWith(id)), 'the partial file is gone');
