@@ -108,8 +108,9 @@ export class AlertRulesRepository {
   }
 
   /**
-   * Whether any series of `metric` is stored; when none is, up to 5 stored metric names holding one
-   * of `words` (lower case), for a rule's warning.
+   * Whether any series of `metric` is stored; when none is, up to 5 stored metric names holding
+   * some of `words` (lower case), those holding the most first (of the first 200 holding one, by
+   * name), for a rule's warning.
    */
   async metricKnown(metric: string, words: string[]): Promise<{ known: boolean; similar: string[] }> {
     const r = await this.database.readPool.query<{ known: boolean; similar: string[] }>(
@@ -117,10 +118,13 @@ export class AlertRulesRepository {
               ARRAY(SELECT DISTINCT metric FROM series
                     WHERE NOT EXISTS (SELECT 1 FROM series WHERE metric = $1)
                       AND EXISTS (SELECT 1 FROM unnest($2::text[]) w WHERE strpos(lower(metric), w) > 0)
-                    ORDER BY metric LIMIT 5) AS similar`,
+                    ORDER BY metric LIMIT 200) AS similar`,
       [metric, words],
     );
-    return r.rows[0];
+    const { known, similar } = r.rows[0];
+    const hits = (name: string) => words.filter((w) => name.toLowerCase().includes(w)).length;
+    const ranked = similar.map((name) => ({ name, hits: hits(name) })).sort((a, b) => b.hits - a.hits);
+    return { known, similar: ranked.slice(0, 5).map((x) => x.name) };
   }
 
   async count(): Promise<number> {

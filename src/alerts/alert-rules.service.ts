@@ -155,7 +155,10 @@ export class AlertRulesService {
     // A rule on a metric nothing has written (a name from another system's documents, say
     // memory.usage_percent for the collector's host.memory_usage) would wait silently forever.
     const words = [...new Set(row.metric.toLowerCase().split(/[^a-z0-9]+/))].filter((w) => w.length >= 3);
-    const { known, similar } = await this.repo.metricKnown(row.metric, words);
+    // Best effort: the rule is saved already (and a generated secret is shown only in this reply).
+    const { known, similar } = await this.repo
+      .metricKnown(row.metric, words)
+      .catch(() => ({ known: true, similar: [] as string[] }));
     if (!known)
       warnings.push(
         `no series of metric ${row.metric} is stored yet: the rule is evaluated once points of it arrive${similar.length ? `; stored metrics with a similar name: ${similar.join(', ')}` : ''} (GET /api/v1/metrics/names lists them all)`,

@@ -102,10 +102,10 @@ export class ExportRepository {
   }
 
   /** Exports this host left unfinished (a restart): they will never finish. */
-  /** Exports still pending or running, with the instance (`host:pid`) that runs each. */
-  async unfinished(): Promise<Array<{ id: string; instance: string }>> {
-    const r = await this.database.readPool.query<{ id: string; instance: string }>(
-      `SELECT id, instance FROM exports WHERE status IN ('pending', 'running')`,
+  /** Exports still pending or running, with the instance (`host:pid`) that runs each and when they were asked for. */
+  async unfinished(): Promise<Array<{ id: string; instance: string; created_at: Date }>> {
+    const r = await this.database.readPool.query<{ id: string; instance: string; created_at: Date }>(
+      `SELECT id, instance, created_at FROM exports WHERE status IN ('pending', 'running')`,
     );
     return r.rows;
   }

@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, promises as fs, readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -22,15 +22,35 @@ import { releasingStream } from './releasing-stream.js';
 
 const INSTANCE = `${hostname()}:${process.pid}`;
 
-/** Whether process `pid` of this host is running (EPERM: it is, under another user). */
-function processAlive(pid: number): boolean {
+/**
+ * Whether the process that created an export at `createdAt` on this host still runs as `pid`. A
+ * process holding that pid now but started after the export was created (a pid reused after a
+ * restart or a reboot) is not it: on Linux its start time says so (/proc). Elsewhere only whether
+ * some process holds the pid is known.
+ */
+export function exportOwnerAlive(pid: number, createdAt: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   if (pid === process.pid) return false; // an export of this pid before this process started: a restart reused it
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false; // EPERM: it runs, under another user
+  }
+  const started = processStartedAt(pid);
+  return started === undefined || started <= createdAt + 5_000; // slack: /proc's boot time is whole seconds
+}
+
+/** When process `pid` started, epoch ms, from /proc (Linux); undefined where that cannot be read. */
+export function processStartedAt(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22, counted after the command name (which may hold spaces and parentheses): clock ticks since boot.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const boot = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    // USER_HZ, the unit of /proc's clock ticks, is 100 on every Linux architecture Node runs on.
+    return Number.isFinite(ticks) && Number.isFinite(boot) ? boot * 1000 + ticks * 10 : undefined;
+  } catch {
+    return undefined;
   }
 }
 /** How long the reference's GET /export/metrics waits for an export before answering 202 with its progress. */
@@ -110,7 +130,11 @@ export class ExportService implements OnModuleInit {
   async failOrphans(): Promise<number> {
     const host = `${hostname()}:`;
     const orphans = (await this.repo.unfinished())
-      .filter((e) => e.instance.startsWith(host) && !processAlive(Number(e.instance.slice(host.length))))
+      .filter(
+        (e) =>
+          e.instance.startsWith(host) &&
+          !exportOwnerAlive(Number(e.instance.slice(host.length)), e.created_at.getTime()),
+      )
       .map((e) => e.id);
     return this.repo.failInterrupted(orphans);
   }

@@ -6,6 +6,8 @@ import { StreamConnection } from './connection.js';
 import { CommittedPoint, PointEncoder, StreamHub, StreamTarget } from './stream-hub.js';
 
 const OPEN = 1;
+/** Client messages per window before the socket is closed with 1008 (policy violation). */
+const MESSAGE_RATE = { max: 100, windowMs: 10_000 };
 
 /**
  * A WebSocket client of the stream hub: admitted under its limits (STREAM_MAX_CONNECTIONS, per
@@ -17,6 +19,8 @@ export abstract class WsClient implements StreamTarget {
   protected static readonly logger = new Logger('ws');
   readonly connection: StreamConnection;
   private awaitingPong = false;
+  private windowStart = Date.now();
+  private messagesInWindow = 0;
 
   /** Throws (503) when the hub is at its connection cap. */
   constructor(
@@ -44,14 +48,28 @@ export abstract class WsClient implements StreamTarget {
     // The adapter logs socket errors at error level: client misbehaviour (oversized frames) must not flood the log.
     socket.removeAllListeners('error');
     socket.on('error', (err) => WsClient.logger.debug(`${remote}: ${err.message}`));
-    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on('message', (data, isBinary) => this.received(data, isBinary));
     socket.on('pong', () => (this.awaitingPong = false));
     socket.once('close', () => this.dispose());
   }
 
   abstract accept(p: CommittedPoint, enc: PointEncoder, now: number): void;
 
-  protected abstract onMessage(data: RawData, isBinary: boolean): void;
+  /** A message from the client, within the rate (more than MESSAGE_RATE closes the socket with 1008). */
+  protected abstract onMessage(data: RawData, isBinary: boolean, now: number): void;
+
+  private received(data: RawData, isBinary: boolean): void {
+    const now = Date.now();
+    if (now - this.windowStart > MESSAGE_RATE.windowMs) {
+      this.windowStart = now;
+      this.messagesInWindow = 0;
+    }
+    if (++this.messagesInWindow > MESSAGE_RATE.max) {
+      this.connection.close(1008, `more than ${MESSAGE_RATE.max} messages in ${MESSAGE_RATE.windowMs / 1000} s`);
+      return;
+    }
+    this.onMessage(data, isBinary, now);
+  }
 
   /** Pings; a client that did not answer the previous ping is gone. */
   heartbeat(): void {

@@ -133,10 +133,15 @@ describeEachFlavour(
           threshold: 90,
           enabled: false,
         });
+      // A stored name with fewer words in common comes after cpu_usage, though it sorts first.
+      await points('aaa_usage', 'other', {}, T0 - 600 * S, [1]);
       const unknown = await rule('cpu.usage_percent', 'unknown_metric');
       assert.equal(unknown.status, 201, unknown.body);
       assert.equal(unknown.json.warnings.length, 1, unknown.body);
-      assert.match(unknown.json.warnings[0], /no series of metric cpu\.usage_percent .*similar name: cpu_usage \(/);
+      assert.match(
+        unknown.json.warnings[0],
+        /no series of metric cpu\.usage_percent .*similar name: cpu_usage, aaa_usage \(/,
+      );
       const known = await rule('cpu_usage', 'known_metric');
       assert.equal(known.status, 201, known.body);
       assert.equal(known.json.warnings, undefined, known.body);

@@ -372,18 +372,22 @@ describeEachFlavour(
       const gone = spawn('true');
       await once(gone, 'exit');
       try {
-        const row = (id: string, pid: number) =>
+        const row = (id: string, pid: number, createdAgo = '0 s') =>
           ctx.t.sql.query(
-            `INSERT INTO exports (id, status, format, request, instance, file_name) VALUES ($1, 'running', 'csv', '{}', $2, 'x.csv')`,
-            [id, `${hostname()}:${pid}`],
+            `INSERT INTO exports (id, status, format, request, instance, file_name, created_at)
+             VALUES ($1, 'running', 'csv', '{}', $2, 'x.csv', now() - $3::interval)`,
+            [id, `${hostname()}:${pid}`, createdAgo],
           );
         await row('exp_orphan_test_dead', gone.pid!);
         await row('exp_orphan_test_live', other.pid!);
+        // The same pid, but the process holding it started long after that export was asked for.
+        await row('exp_orphan_test_reused', other.pid!, '1 hour');
         await ctx.t.app.get(ExportService).failOrphans();
         const status = async (id: string) =>
           (await ctx.t.sql.query(`SELECT status FROM exports WHERE id = $1`, [id])).rows[0].status;
         assert.equal(await status('exp_orphan_test_dead'), 'failed');
         assert.equal(await status('exp_orphan_test_live'), 'running', "another instance's export is left alone");
+        assert.equal(await status('exp_orphan_test_reused'), 'failed', 'a reused pid is not the exporter');
       } finally {
         other.kill();
         await ctx.t.sql.query(`DELETE FROM exports WHERE id LIKE 'exp_orphan_test_%'`);
