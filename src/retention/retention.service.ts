@@ -4,6 +4,7 @@ import { AppConfig } from '../config/config.js';
 import type { Queryable } from '../database/database.js';
 import { JOB_LOCK_NAMESPACE, jobLockKey } from '../database/advisory-locks.js';
 import { JobsService } from '../jobs/jobs.service.js';
+import { SettingsService } from '../settings/settings.service.js';
 import { PartitionService } from '../storage/partitions.js';
 import { StorageCatalog } from '../storage/storage-catalog.js';
 import { ROLLUP_REFRESH_JOB } from '../storage/storage.jobs.js';
@@ -46,6 +47,7 @@ export class RetentionService implements OnModuleInit {
     private readonly partitions: PartitionService,
     private readonly catalog: StorageCatalog,
     private readonly config: AppConfig,
+    private readonly settings: SettingsService,
   ) {}
 
   /** Adds a table to the retention job. Its layout is looked up at each run, so the table may be created later. */
@@ -88,6 +90,9 @@ export class RetentionService implements OnModuleInit {
   async apply(client: Queryable, now = Date.now()): Promise<Record<string, unknown>> {
     const refreshLock = jobLockKey(ROLLUP_REFRESH_JOB);
     await this.repo.lockJob(client, JOB_LOCK_NAMESPACE, refreshLock);
+    // Dropping is for good: decide on the retention as stored now, not as this instance last polled
+    // it (a change made through another instance reaches it only every few seconds).
+    await this.settings.refresh(client);
     const reports: TargetReport[] = [];
     let droppedPartitions = false;
     try {
@@ -128,6 +133,13 @@ export class RetentionService implements OnModuleInit {
     return { dropped, tables: reports };
   }
 
+  /** Whether data ending at `end` is still past `target`'s retention, the stored settings read again. */
+  private async stillExpired(client: Queryable, target: RetentionTarget, now: number, end: number): Promise<boolean> {
+    await this.settings.refresh(client);
+    const cutoff = retentionCutoff(now, target.retentionDays());
+    return cutoff !== null && end <= cutoff;
+  }
+
   private async applyOne(client: Queryable, target: RetentionTarget, now: number): Promise<TargetReport> {
     const days = target.retentionDays();
     const cutoff = retentionCutoff(now, days);
@@ -148,8 +160,13 @@ export class RetentionService implements OnModuleInit {
     const dropped: string[] = [];
     if (expired.length > 0 && cutoff !== null) {
       if (layout === 'partitioned') {
-        for (const p of expired) if (await this.repo.dropPartition(client, target.table, p.name)) dropped.push(p.name);
-      } else {
+        for (const p of expired) {
+          // Each drop on the retention as it is then: raised (here or through another instance)
+          // while this run goes on, it keeps what it now covers.
+          if (!(await this.stillExpired(client, target, now, p.to))) break;
+          if (await this.repo.dropPartition(client, target.table, p.name)) dropped.push(p.name);
+        }
+      } else if (await this.stillExpired(client, target, now, cutoff)) {
         dropped.push(...(await this.repo.dropChunks(client, target.table, cutoff)));
       }
     }

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type pg from 'pg';
 
-import { Database } from '../database/database.js';
+import { Database, Queryable } from '../database/database.js';
 import type { Change, StoredSettings } from './settings-schema.js';
 
 export interface StoredRow {
@@ -28,13 +28,13 @@ const SELECT_ROW = `SELECT document, version, updated_at, updated_by FROM settin
 export class SettingsRepository {
   constructor(private readonly database: Database) {}
 
-  async load(): Promise<StoredRow> {
-    const r = await this.database.readPool.query<StoredRow>(SELECT_ROW);
+  async load(client: Queryable = this.database.readPool): Promise<StoredRow> {
+    const r = await client.query<StoredRow>(SELECT_ROW);
     return r.rows[0] ?? { document: {}, version: 0, updated_at: null, updated_by: null };
   }
 
-  async version(): Promise<number> {
-    const r = await this.database.readPool.query<{ version: number }>(`SELECT version FROM settings WHERE id = 1`);
+  async version(client: Queryable = this.database.readPool): Promise<number> {
+    const r = await client.query<{ version: number }>(`SELECT version FROM settings WHERE id = 1`);
     return r.rows[0]?.version ?? 0;
   }
 

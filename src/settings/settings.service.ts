@@ -1,7 +1,7 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { fieldErrors, invalidQuery } from '../common/errors.js';
 import { AppConfig, loadConfig, settleConfig } from '../config/config.js';
-import { Database } from '../database/database.js';
+import { Database, Queryable } from '../database/database.js';
 import { JobsService } from '../jobs/jobs.service.js';
 import { baselineOf } from './boot.js';
 import { SettingsRepository, StoredRow } from './settings.repository.js';
@@ -154,10 +154,10 @@ export class SettingsService implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  /** Picks up a change made through another instance. */
-  async refresh(): Promise<void> {
+  /** Picks up a change made through another instance (reading on `client` when given: a job's own connection). */
+  async refresh(client?: Queryable): Promise<void> {
     try {
-      if ((await this.repo.version()) !== this.row.version) this.adopt(await this.repo.load());
+      if ((await this.repo.version(client)) !== this.row.version) this.adopt(await this.repo.load(client));
     } catch {
       /* the database is down: keep running on what we have */
     }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { Database } from '../../src/database/database.js';
+import { RetentionRepository } from '../../src/retention/retention.repository.js';
 import { RetentionService } from '../../src/retention/retention.service.js';
 import { ingest, KnownPoint } from '../support/fixtures.js';
 import { describeEachFlavour } from '../support/suite.js';
@@ -123,6 +124,38 @@ describeEachFlavour(
       assert.equal(job.schedule, 'every 1h');
       assert.equal(job.last_run.outcome, 'ok');
       assert.ok(Array.isArray(job.last_run.details.tables));
+    });
+
+    it('stops dropping once the retention is raised while it runs, also through another instance', async () => {
+      const older = (ago: number) => hourly(ago).map((p) => ({ ...p, metric: 'ret_raised' }));
+      await setConfig({ storage: { retention_days: 30, rollup_retention_days: 0 } });
+      await ingest(ctx.t, [...older(25), ...older(18), ...older(12)]);
+      await setConfig({ storage: { retention_days: 7 } });
+      const repo = ctx.t.app.get(RetentionRepository);
+      const drop = repo.dropPartition.bind(repo);
+      let drops = 0;
+      repo.dropPartition = async (...a: Parameters<typeof repo.dropPartition>) => {
+        const done = await drop(...a);
+        // After the first drop another instance raises the retention to 30 days (its PUT: the stored row).
+        if (a[1] === 'points' && ++drops === 1)
+          await ctx.t.sql.query(
+            `UPDATE settings SET document = document || '{"storage.retention_days": 30}'::jsonb, version = version + 1 WHERE id = 1`,
+          );
+        return done;
+      };
+      try {
+        const run = await ctx.t.runJob('retention');
+        const points = report(run, 'points');
+        if (ctx.flavour === 'timescaledb') return; // one drop_chunks call: nothing to stop between
+        assert.equal(points.dropped.length, 1, JSON.stringify(points));
+        const left = await count(
+          `SELECT count(*)::int AS n FROM points p JOIN series s ON s.id = p.series_id WHERE s.metric = 'ret_raised'`,
+        );
+        assert.equal(left, 48, 'the 18- and 12-day-old days are kept under the raised retention');
+        assert.equal((await ctx.t.get('/api/v1/config')).json.storage.retention_days, 30);
+      } finally {
+        repo.dropPartition = drop;
+      }
     });
   },
   { METRICS_RETENTION_DAYS: '30', ROLLUP_RETENTION_DAYS: '60' },
