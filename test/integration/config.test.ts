@@ -87,6 +87,11 @@ describeEachFlavour('runtime configuration', (ctx) => {
     const now = await ctx.t.get('/api/v1/config');
     assert.equal(now.json.collector.interval_live, '5s');
     assert.equal(now.json.version, 0);
+    // More write connections than DB_POOL_MAX leaves room for two readers is refused (8: at most 5).
+    const writers = await put({ processing: { worker_threads: 6 } });
+    assert.equal(writers.status, 400, writers.body);
+    assert.equal(writers.json.error.details.field, 'processing.worker_threads');
+    assert.match(writers.json.error.message, /at most 5 with DB_POOL_MAX=8/);
   });
 
   it('applies a change live: ingest refuses points past the new retention, job schedules follow', async () => {
