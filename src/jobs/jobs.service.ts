@@ -117,10 +117,13 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
     await this.locks.close();
   }
 
-  /** Re-arms a job's timer, e.g. after its interval changed. */
+  /**
+   * Re-arms a job's timer, e.g. after its interval changed; also while it runs (a run the timer
+   * started re-arms again when it ends, on the interval then in force).
+   */
   reschedule(name: string): void {
     const s = this.jobs.get(name);
-    if (s && this.started && !s.running && !s.spec.perInstance) this.schedule(s, s.spec.every());
+    if (s && this.started && !s.spec.perInstance) this.schedule(s, s.spec.every());
   }
 
   names(): string[] {
@@ -222,7 +225,7 @@ export class JobsService implements OnApplicationBootstrap, BeforeApplicationShu
 
   private execute(s: JobState): Promise<JobRun> {
     if (s.running) return s.running;
-    s.nextRunAt = undefined;
+    if (s.timer === undefined) s.nextRunAt = undefined; // a run on demand leaves the timer (and its time) as it was
     s.running = this.runLocked(s).finally(() => {
       s.running = undefined;
     });
