@@ -318,6 +318,8 @@ export function parsePatch(body: unknown): { values: Map<string, SettingValue | 
 export function mergeStored(stored: StoredSettings, patch: Map<string, SettingValue | null>): StoredSettings {
   const out: StoredSettings = { ...stored };
   for (const [path, v] of patch) {
+    // A read-only field sent back unchanged (readOnlyProblems refuses any other value) is not a setting to store.
+    if (BY_PATH.get(path)?.apply === 'read-only') continue;
     if (v === null) delete out[path];
     else out[path] = v;
   }

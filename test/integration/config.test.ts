@@ -151,8 +151,12 @@ describeEachFlavour('runtime configuration', (ctx) => {
     const doc = (await ctx.t.get('/api/v1/config')).json;
     const r = await put({ processing: doc.processing, storage: doc.storage, collector: doc.collector });
     assert.equal(r.status, 200, r.body);
+    const version = (await ctx.t.get('/api/v1/config')).json.version;
     assert.equal((await put({ processing: { flush_interval: 0 } })).status, 200);
     assert.equal((await put({ processing: { flush_interval: '0s' } })).status, 200);
+    assert.equal((await ctx.t.get('/api/v1/config')).json.version, version, 'a read-only field is never stored');
+    const stored = (await ctx.t.sql.query(`SELECT document FROM settings WHERE id = 1`)).rows[0].document;
+    assert.equal('processing.flush_interval' in stored, false);
     // A restart setting put back to the value the process runs with: no restart to wait for any more.
     assert.deepEqual((await put({ processing: { worker_threads: 5 } })).json.restart_required, [
       'processing.worker_threads',
