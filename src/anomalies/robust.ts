@@ -160,10 +160,14 @@ export function trailingMeanStd(values: ArrayLike<number>, window: number): { me
     std = new Float64Array(n);
   // Shift by the first value: prefix sums of squares stay accurate for large offsets (epoch-like values).
   const shift = n ? values[0] : 0;
+  // And scale by a power of two where squares would overflow (values past about 1e150).
+  let big = 0;
+  for (let i = 0; i < n; i++) big = Math.max(big, Math.abs(values[i] - shift));
+  const unit = big > 1e150 ? 2 ** Math.ceil(Math.log2(big)) : 1;
   const s1 = new Float64Array(n + 1),
     s2 = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) {
-    const v = values[i] - shift;
+    const v = (values[i] - shift) / unit;
     s1[i + 1] = s1[i] + v;
     s2[i + 1] = s2[i] + v * v;
   }
@@ -174,8 +178,8 @@ export function trailingMeanStd(values: ArrayLike<number>, window: number): { me
     const hi = i >= warm ? i : warm;
     const m = hi - lo;
     const mu = (s1[hi] - s1[lo]) / m;
-    mean[i] = mu + shift;
-    std[i] = Math.sqrt(Math.max(0, (s2[hi] - s2[lo]) / m - mu * mu));
+    mean[i] = mu * unit + shift;
+    std[i] = Math.sqrt(Math.max(0, (s2[hi] - s2[lo]) / m - mu * mu)) * unit;
   }
   return { mean, std };
 }

@@ -14,6 +14,7 @@ import {
   medianInPlace,
   prng,
   trailingBaseline,
+  trailingMeanStd,
 } from '../../src/anomalies/robust.js';
 
 /** Scenario fixtures: a 5-minute series with Gaussian noise, then what each scenario does to it. */
@@ -281,6 +282,25 @@ describe('issue 13: spikes on a smooth sine, judged against its local level', ()
 });
 
 describe('the baseline: trailing median or local level', () => {
+  it('z-score statistics hold for values whose squares overflow a double', () => {
+    const rnd = prng(5);
+    const values = Array.from({ length: 200 }, () => 1e200 * (1 + (rnd() - 0.5) * 0.02));
+    const { mean, std } = trailingMeanStd(values, 50);
+    for (let i = 60; i < 200; i++) {
+      assert.ok(Number.isFinite(std[i]) && std[i] > 1e196 && std[i] < 1e198, `std[${i}] ${std[i]}`);
+      assert.ok(Math.abs(mean[i] / 1e200 - 1) < 0.01, `mean[${i}] ${mean[i]}`);
+    }
+    const spike = [...values.slice(0, 150), 3e200, ...values.slice(150)];
+    const r = analyseSeries(
+      { times: Float64Array.from(spike, (_, i) => i * 60_000), values: Float64Array.from(spike) },
+      opts('zscore'),
+    );
+    assert.deepEqual(
+      r.anomalies.map((a) => a.value),
+      [3e200],
+    );
+  });
+
   it('follows the local level of a smooth series, keeps the trailing median on noise', () => {
     const s = issueSine();
     const choice = chooseLevel(s.values, 360);
