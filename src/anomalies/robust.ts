@@ -81,6 +81,8 @@ export interface Baseline {
  * point has a MAD of 0): windows shorter than 8 such blocks get the exact trailing median and MAD.
  */
 const MIN_BLOCK = 8;
+/** Points at the start of a series that share one warm-up centre (the median of them all). */
+const WARM_HEAD = 16;
 
 /**
  * A trailing robust baseline: for point i, the median and MAD-sigma of about `window` points before
@@ -88,8 +90,11 @@ const MIN_BLOCK = 8;
  * plus the spread of the block medians), so it costs O(n log b) instead of O(n · window), which keeps
  * a million points well under a second; a window under 8 × MIN_BLOCK points is computed exactly.
  * Causal, so a level shift shows at its first point. Until a whole window precedes a point (the
- * warm-up), the point is judged against the first window, looking forward: a few points of history
- * would give a scale far too small, and ordinary noise would stand out.
+ * warm-up), its scale is that of the first window, looking forward (a few points of history would
+ * give a scale far too small, and ordinary noise would stand out), taken as the median of its
+ * quarters' MADs so that a shift inside it does not inflate it; its centre is the median of the
+ * points before it (of the first WARM_HEAD points for those), so a shift inside the first window
+ * also shows at its start.
  */
 export function trailingBaseline(values: ArrayLike<number>, window: number, blocksPerWindow = 8): Baseline {
   const n = values.length;
@@ -99,10 +104,21 @@ export function trailingBaseline(values: ArrayLike<number>, window: number, bloc
   const warm = Math.min(n, blocks ? b * blocksPerWindow : window);
   if (warm > 0) {
     const to = Math.min(n, window); // the first window (warm is never past it)
-    const c0 = median(values, 0, to);
-    const s0 = MAD_TO_SIGMA * mad(values, c0, 0, to);
-    center.fill(c0, 0, warm);
+    // The scale: the median of the MADs of four quarters of the first window, so that a level
+    // shift inside it (which inflates the MAD of the whole window) widens only one quarter's.
+    const q = Math.max(1, Math.floor(to / 4));
+    const mads: number[] = [];
+    for (let from = 0; from + q <= to; from += q)
+      mads.push(mad(values, median(values, from, from + q), from, from + q));
+    const s0 = MAD_TO_SIGMA * (to >= 20 ? median(mads) : mad(values, median(values, 0, to), 0, to));
     sigma.fill(s0, 0, warm);
+    // The centre is causal from WARM_HEAD points on (the median of the points before, recomputed
+    // every `step` points), so a level shift inside the first window shows at its start instead
+    // of moving the centre of the points before it; the first WARM_HEAD points share theirs.
+    const head = Math.min(warm, WARM_HEAD);
+    center.fill(median(values, 0, head), 0, head);
+    const step = Math.max(1, Math.ceil(warm / 64));
+    for (let i = head; i < warm; i += step) center.fill(median(values, 0, i), i, Math.min(warm, i + step));
   }
   return { center, sigma };
 }

@@ -282,6 +282,24 @@ describe('issue 13: spikes on a smooth sine, judged against its local level', ()
 });
 
 describe('the baseline: trailing median or local level', () => {
+  it('a level shift within the first window is reported at its start, not the points before it', () => {
+    // The last hour of 1-minute points: 100 ± noise, then 120 from minute 12 (the whole hour is the first window).
+    const rnd = prng(9);
+    const gauss = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+    const values = Float64Array.from({ length: 60 }, (_, i) => (i < 12 ? 100 : 120) + 2 * gauss());
+    const series = { times: Float64Array.from(values, (_, i) => i * 60_000), values };
+    for (const algorithm of ['auto', 'mad', 'isolation_forest'] as const) {
+      const a = analyseSeries(series, opts(algorithm)).anomalies;
+      assert.ok(a.length >= 1, `${algorithm}: nothing reported`);
+      assert.equal(
+        a[0].timestamp,
+        new Date(12 * 60_000).toISOString(),
+        `${algorithm}: ${JSON.stringify(a.map((x) => x.timestamp))}`,
+      );
+      assert.ok(a[0].value > 110, `${algorithm}: the shifted point, above the level before it`);
+    }
+  });
+
   it('z-score statistics hold for values whose squares overflow a double', () => {
     const rnd = prng(5);
     const values = Array.from({ length: 200 }, () => 1e200 * (1 + (rnd() - 0.5) * 0.02));
