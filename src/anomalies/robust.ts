@@ -112,13 +112,17 @@ export function trailingBaseline(values: ArrayLike<number>, window: number, bloc
       mads.push(mad(values, median(values, from, from + q), from, from + q));
     const s0 = MAD_TO_SIGMA * (to >= 20 ? median(mads) : mad(values, median(values, 0, to), 0, to));
     sigma.fill(s0, 0, warm);
-    // The centre is causal from WARM_HEAD points on (the median of the points before, recomputed
-    // every `step` points), so a level shift inside the first window shows at its start instead
-    // of moving the centre of the points before it; the first WARM_HEAD points share theirs.
+    // The centre is causal from WARM_HEAD points on: the median of the quarter window before the
+    // point (recomputed every `step` points), so a level shift inside the first window shows at
+    // its start instead of moving the centre of the points before it, and a trend is followed
+    // (the median of every point before lagged it by half the warm-up); the first WARM_HEAD points
+    // share theirs.
     const head = Math.min(warm, WARM_HEAD);
     center.fill(median(values, 0, head), 0, head);
+    const span = Math.max(q, WARM_HEAD);
     const step = Math.max(1, Math.ceil(warm / 64));
-    for (let i = head; i < warm; i += step) center.fill(median(values, 0, i), i, Math.min(warm, i + step));
+    for (let i = head; i < warm; i += step)
+      center.fill(median(values, Math.max(0, i - span), i), i, Math.min(warm, i + step));
   }
   return { center, sigma };
 }
@@ -179,7 +183,7 @@ export function trailingMeanStd(values: ArrayLike<number>, window: number): { me
   // And scale by a power of two where squares would overflow (values past about 1e150).
   let big = 0;
   for (let i = 0; i < n; i++) big = Math.max(big, Math.abs(values[i] - shift));
-  const unit = big > 1e150 ? 2 ** Math.ceil(Math.log2(big)) : 1;
+  const unit = big > 1e150 ? 2 ** Math.min(1023, Math.ceil(Math.log2(big))) : 1; // 2 ** 1024 is Infinity
   const s1 = new Float64Array(n + 1),
     s2 = new Float64Array(n + 1);
   for (let i = 0; i < n; i++) {

@@ -170,6 +170,7 @@ export class RetentionService implements OnModuleInit {
         dropped.push(...(await this.repo.dropChunks(client, target.table, cutoff)));
       }
     }
-    return { ...base, dropped, remaining: ranges.length - expired.length };
+    // What is left: a run that stopped early (the retention was raised meanwhile) kept more.
+    return { ...base, dropped, remaining: ranges.length - dropped.length };
   }
 }

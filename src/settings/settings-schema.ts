@@ -371,11 +371,13 @@ export function checkConfig(
   // The write pool takes worker_threads + 1 of DB_POOL_MAX connections (Database.open); reads need
   // at least 2 of the rest (queries and jobs, and the prepared bucket reads), or a busy job starves
   // every query of its one connection.
-  const maxWriters = next.db.poolMax - 3;
-  if (patch.has('processing.worker_threads') && next.db.writeConnections > maxWriters) {
+  // Checked only on a change: putting back the value the process runs with is always accepted.
+  const maxWriters = Math.max(1, next.db.poolMax - 3);
+  const writers = next.db.writeConnections;
+  if (patch.has('processing.worker_threads') && writers !== current.db.writeConnections && writers > maxWriters) {
     problems.push({
       field: 'processing.worker_threads',
-      message: `at most ${Math.max(1, maxWriters)} with DB_POOL_MAX=${next.db.poolMax}: the writer takes worker_threads + 1 connections and reads need at least 2 of the rest (raise DB_POOL_MAX for more)`,
+      message: `at most ${maxWriters} with DB_POOL_MAX=${next.db.poolMax}: the writer takes worker_threads + 1 connections and reads need at least 2 of the rest (raise DB_POOL_MAX for more)`,
     });
   }
   return problems;

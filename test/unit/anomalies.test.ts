@@ -300,6 +300,21 @@ describe('the baseline: trailing median or local level', () => {
     }
   });
 
+  it('a steady trend raises no alarm in the first window either', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const rnd = prng(seed);
+      const gauss = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+      const values = Float64Array.from({ length: 2000 }, (_, i) => i * 0.1 + 2 * gauss());
+      const series = { times: Float64Array.from(values, (_, i) => i * 60_000), values };
+      const a = analyseSeries(series, opts('mad')).anomalies;
+      assert.deepEqual(
+        a.map((x) => x.timestamp),
+        [],
+        `seed ${seed}`,
+      );
+    }
+  });
+
   it('z-score statistics hold for values whose squares overflow a double', () => {
     const rnd = prng(5);
     const values = Array.from({ length: 200 }, () => 1e200 * (1 + (rnd() - 0.5) * 0.02));
@@ -316,6 +331,18 @@ describe('the baseline: trailing median or local level', () => {
     assert.deepEqual(
       r.anomalies.map((a) => a.value),
       [3e200],
+    );
+    // Up to the largest doubles: the unit stays finite (2 ** 1024 is Infinity).
+    const rnd2 = prng(6);
+    const noise = Array.from({ length: 300 }, () => 100 + rnd2());
+    noise[200] = 1e308;
+    const top = analyseSeries(
+      { times: Float64Array.from(noise, (_, i) => i * 60_000), values: Float64Array.from(noise) },
+      opts('zscore'),
+    );
+    assert.deepEqual(
+      top.anomalies.map((a) => a.value),
+      [1e308],
     );
   });
 

@@ -162,6 +162,17 @@ describe('runtime settings', () => {
       ),
       ['storage.compression_enabled'],
     );
+    // worker_threads: past DB_POOL_MAX - 3 is refused on a change, never when put back as it runs.
+    const small = loadConfig({ DB_POOL_MAX: '8', DB_WRITE_CONNECTIONS: '6' });
+    const threads = (n: number) => parsePatch({ processing: { worker_threads: n } }).values;
+    const asked = (n: number) => effectiveConfig(small, { 'processing.worker_threads': n });
+    assert.deepEqual(checkConfig(asked(6), small, 'postgresql', threads(6)), [], 'the running value');
+    assert.deepEqual(
+      checkConfig(asked(7), small, 'postgresql', threads(7)).map((p) => p.message),
+      [
+        'at most 5 with DB_POOL_MAX=8: the writer takes worker_threads + 1 connections and reads need at least 2 of the rest (raise DB_POOL_MAX for more)',
+      ],
+    );
   });
 
   it('live fields are applied in place; restart-only ones wait', () => {
