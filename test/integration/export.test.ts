@@ -338,12 +338,16 @@ describeEachFlavour(
       const real = fsCjs.createWriteStream;
       fsCjs.createWriteStream = ((path: string, opts?: unknown) => {
         const w = real(path, opts as undefined);
-        if (path.startsWith(EXPORT_DIR))
-          w._write = (_c, _e, cb) =>
+        if (path.startsWith(EXPORT_DIR)) {
+          const full = (cb: (err: Error) => void) =>
             setTimeout(
               () => cb(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' })),
               5,
             );
+          // Both ways a file stream writes: one chunk, or several buffered ones at once.
+          w._write = (_c, _e, cb) => full(cb);
+          w._writev = (_chunks, cb) => full(cb);
+        }
         return w;
       }) as typeof real;
       syncBuiltinESMExports();
