@@ -75,6 +75,7 @@ export class Collector {
   private running = false;
   private cadenceState: { startedAt: number; cadenceFrom: number } | null = null;
   private persisting?: Promise<unknown>;
+  private readonly sampleListeners = new Set<(host: HostSample, gpu: GpuSample | undefined) => void>();
   stats = {
     polls: 0,
     ticks_late: 0,
@@ -168,8 +169,6 @@ export class Collector {
         }
       }
   }
-
-  private readonly sampleListeners = new Set<(host: HostSample, gpu: GpuSample | undefined) => void>();
 
   /** Calls `listener` with each new host sample (and the latest GPU one) as it is taken; returns the unsubscribe. */
   onSample(listener: (host: HostSample, gpu: GpuSample | undefined) => void): () => void {

@@ -1,4 +1,3 @@
-import { Logger } from '@nestjs/common';
 import { OnGatewayConnection, WebSocketGateway } from '@nestjs/websockets';
 import type { IncomingMessage } from 'node:http';
 import type { WebSocket } from 'ws';
@@ -54,7 +53,6 @@ class MonitoringClient extends WsClient {
 /** WebSocket /api/v1/monitoring/ws/metrics on the HTTP port, behind the front door like /ws/metrics (read). */
 @WebSocketGateway({ path: MONITORING_WS_PATH, maxPayload: WS_MAX_MESSAGE_BYTES, perMessageDeflate: false })
 export class MonitoringGateway implements OnGatewayConnection {
-  private readonly logger = new Logger('ws');
   private readonly clients = new Set<MonitoringClient>();
   private unsubscribe?: () => void;
 
@@ -64,15 +62,8 @@ export class MonitoringGateway implements OnGatewayConnection {
   ) {}
 
   handleConnection(socket: WebSocket, req: IncomingMessage): void {
-    let client: MonitoringClient;
-    try {
-      client = new MonitoringClient(socket, req, this.hub);
-    } catch (err) {
-      // Over STREAM_MAX_CONNECTIONS or shutting down: 1013 "Try Again Later".
-      this.logger.debug(`refused a WebSocket client: ${(err as Error).message}`);
-      socket.close(1013, (err as Error).message.slice(0, 120));
-      return;
-    }
+    const client = WsClient.openOrRefuse(socket, () => new MonitoringClient(socket, req, this.hub));
+    if (!client) return;
     this.clients.add(client);
     socket.once('close', () => {
       this.clients.delete(client);

@@ -11,9 +11,11 @@ export interface Bucket {
  * Gap filling over the buckets of [from, to) at `step`. `rows` are the buckets that have data, in
  * time order. none: as is; null / zero: every bucket, empty ones null / 0; previous: the last value
  * seen in the range (null before the first); linear: interpolated between the neighbouring
- * buckets with data (null outside them).
+ * buckets with data (null outside them). An empty range (from = to) has no buckets, filled or not,
+ * even where `from` is not on a bucket edge.
  */
 export function fillBuckets(rows: readonly Bucket[], from: number, to: number, step: number, fill: Fill): Bucket[] {
+  if (from >= to) return [];
   if (fill === 'none') return rows.slice();
   const out: Bucket[] = [];
   let i = 0;

@@ -232,11 +232,7 @@ export class QueryService {
     const groups = found
       .sort((a, b) => compareGroups(a.values, b.values))
       .map((g): GroupResult => {
-        // An empty range has no buckets to fill, in a group as in the whole answer (result()).
-        const filled =
-          spec.from === spec.to
-            ? []
-            : fillBuckets(perGroup.get(JSON.stringify(g.values)) ?? [], spec.from, spec.to, step, spec.fill);
+        const filled = fillBuckets(perGroup.get(JSON.stringify(g.values)) ?? [], spec.from, spec.to, step, spec.fill);
         const data_points = filled.map((r) => new QueryPoint(r.t, r.v));
         // fromEntries: a tag key such as __proto__ stays an own key of the object.
         const tags: Record<string, string | null> = Object.fromEntries(

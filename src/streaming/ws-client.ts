@@ -85,6 +85,20 @@ export abstract class WsClient implements StreamTarget {
   /** Called once the socket has closed: what the subclass holds beyond the connection. */
   protected onClose(): void {}
 
+  /**
+   * `open()` (a client's constructor, which the hub may refuse), or undefined with the socket closed
+   * 1013 "Try Again Later" when it refused (over STREAM_MAX_CONNECTIONS, the key's cap, shutting down).
+   */
+  static openOrRefuse<T extends WsClient>(socket: WebSocket, open: () => T): T | undefined {
+    try {
+      return open();
+    } catch (err) {
+      WsClient.logger.debug(`refused a WebSocket client: ${(err as Error).message}`);
+      socket.close(1013, (err as Error).message.slice(0, 120));
+      return undefined;
+    }
+  }
+
   private dispose(): void {
     this.onClose();
     this.connection.closed = true;

@@ -9,6 +9,10 @@ const rows = [
 
 describe('fillBuckets over [0, 60) by 10', () => {
   it('none keeps only buckets with data', () => assert.deepEqual(fillBuckets(rows, 0, 60, 10, 'none'), rows));
+  it('an empty range has no buckets, whatever the fill, also off a bucket edge', () => {
+    for (const fill of ['none', 'null', 'zero', 'previous', 'linear'] as const)
+      assert.deepEqual(fillBuckets(rows, 25, 25, 10, fill), [], fill);
+  });
   it('null', () =>
     assert.deepEqual(
       fillBuckets(rows, 0, 60, 10, 'null').map((b) => b.v),
